@@ -1,0 +1,1 @@
+//! The sans-IO forwarding core: no clock, no I/O, no randomness.

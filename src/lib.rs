@@ -1,0 +1,11 @@
+//! swarmnet: Docker-swarm-style service networking in one userspace binary.
+//!
+//! Layers (see DESIGN.md): `wire` (checked views over packet bytes), `dataplane` (the sans-IO
+//! forwarding core), `replay` (pcap in, core, pcap out), `topology` (a node's static view), `cli`.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod dataplane;
+pub mod replay;
+pub mod topology;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Deterministic replay: pcap in, dataplane core, pcap out.
