@@ -1,0 +1,70 @@
+//! The Internet checksum (RFC 1071): one's complement of the one's complement sum of 16-bit words.
+
+/// One's complement sum of `data` as big-endian 16-bit words, folded to 16 bits.
+/// An odd trailing byte is padded with zero, as RFC 1071 says.
+pub fn sum(data: &[u8]) -> u16 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]))
+            + u64::from(u16::from_be_bytes([c[2], c[3]]))
+            + u64::from(u16::from_be_bytes([c[4], c[5]]))
+            + u64::from(u16::from_be_bytes([c[6], c[7]]));
+    }
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = rest.remainder() {
+        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    fold(acc)
+}
+
+/// Folds a wide one's complement accumulator to 16 bits.
+pub fn fold(mut acc: u64) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The checksum field value for `data` (whose checksum field is zero).
+pub fn checksum(data: &[u8]) -> u16 {
+    !sum(data)
+}
+
+/// True when `data`, checksum field included, sums to all ones.
+pub fn verify(data: &[u8]) -> bool {
+    sum(data) == 0xffff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: the sum of these words is 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&data), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn ipv4_header_from_a_capture() {
+        // The IPv4 header of an ICMP echo 10.0.9.3 -> 10.0.9.2 (DF, TTL 64), checksum 0xd839 (computed independently).
+        let hdr = [
+            0x45, 0x00, 0x00, 0x54, 0x3c, 0x6b, 0x40, 0x00, 0x40, 0x01, 0xd8, 0x39, 0x0a, 0x00,
+            0x09, 0x03, 0x0a, 0x00, 0x09, 0x02,
+        ];
+        assert!(verify(&hdr));
+        let mut zeroed = hdr;
+        zeroed[10] = 0;
+        zeroed[11] = 0;
+        assert_eq!(checksum(&zeroed), 0xd839);
+        let mut odd = [0u8; 3];
+        odd[2] = 0xff;
+        assert_eq!(sum(&odd), 0xff00);
+    }
+}
