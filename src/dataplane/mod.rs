@@ -1,1 +1,22 @@
 //! The sans-IO forwarding core: no clock, no I/O, no randomness.
+//!
+//! A `Dataplane` is one worker's switch for every network of a node. It takes a frame from a
+//! local port or a datagram from the underlay, the current time as an argument, and a
+//! caller-owned `Output`; it appends what must be sent and counts what it drops, by reason.
+//! Nothing here panics on any input: every parse is checked and every failure is a `DropReason`.
+
+mod arp;
+pub mod counters;
+mod encap;
+mod mtu;
+pub mod output;
+mod switch;
+pub mod tables;
+
+pub use counters::{Counters, DropReason, Events, PortCounters};
+pub use output::{Output, Target, UnderlayDst, UNDERLAY_UDP_PAYLOAD};
+pub use switch::{Dataplane, Input};
+pub use tables::{Dest, NetId, NetInfo, PortId, PortInfo, Tables};
+
+/// Nanoseconds since the Unix epoch: the only notion of time the core has.
+pub type Nanos = u64;

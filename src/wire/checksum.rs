@@ -52,7 +52,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_header_from_a_capture() {
+    fn known_ipv4_header() {
         // The IPv4 header of an ICMP echo 10.0.9.3 -> 10.0.9.2 (DF, TTL 64), checksum 0xd839 (computed independently).
         let hdr = [
             0x45, 0x00, 0x00, 0x54, 0x3c, 0x6b, 0x40, 0x00, 0x40, 0x01, 0xd8, 0x39, 0x0a, 0x00,

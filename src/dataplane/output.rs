@@ -1,0 +1,91 @@
+//! What the core hands back: packets to send, each with its target, in one reusable arena.
+//!
+//! The caller owns an `Output`, passes it to every call of a batch, sends what it holds, then
+//! `clear`s it: the arena keeps its capacity, so steady-state forwarding allocates nothing.
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use super::tables::PortId;
+
+/// Offset of the UDP payload (the VXLAN header) in an underlay datagram: IPv4 20 + UDP 8.
+/// A runtime sending through a UDP socket sends `bytes[UNDERLAY_UDP_PAYLOAD..]`.
+pub const UNDERLAY_UDP_PAYLOAD: usize = 28;
+
+/// Where an emitted packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// An Ethernet frame for a local port.
+    Port(PortId),
+    /// A whole outer IPv4 datagram (IPv4, UDP, VXLAN, inner frame) for the underlay.
+    Underlay(UnderlayDst),
+}
+
+/// The outer addressing of an underlay datagram, also written in its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnderlayDst {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// UDP source port chosen from the inner flow (49152-65535).
+    pub src_port: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    target: Target,
+    range: Range<usize>,
+}
+
+/// Packets emitted by the core, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Output {
+    buf: Vec<u8>,
+    items: Vec<Item>,
+}
+
+impl Output {
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// Pre-sizes the arena for `packets` packets of `bytes` bytes in all.
+    pub fn with_capacity(packets: usize, bytes: usize) -> Output {
+        Output {
+            buf: Vec::with_capacity(bytes),
+            items: Vec::with_capacity(packets),
+        }
+    }
+
+    /// Forgets the packets, keeping the memory.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.items.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The emitted packets, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Target, &[u8])> + '_ {
+        self.items
+            .iter()
+            .map(|i| (i.target, &self.buf[i.range.clone()]))
+    }
+
+    /// Appends one packet whose bytes `write` pushes onto the arena.
+    pub(crate) fn emit(&mut self, target: Target, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        let end = self.buf.len();
+        self.items.push(Item {
+            target,
+            range: start..end,
+        });
+        end - start
+    }
+}

@@ -1,0 +1,267 @@
+//! The switch: entry points from ports and from the underlay, and forwarding decisions.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use etherparse::Ipv4HeaderSlice;
+
+use super::counters::{Counters, DropReason};
+use super::output::Output;
+use super::tables::{Dest, PortId, Tables};
+use super::{arp, encap, mtu, Nanos};
+use crate::wire::{self, ipv4, MacAddr, ETHERNET_HEADER_LEN};
+
+/// One packet handed to the core.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// An Ethernet frame from a local port.
+    Port(PortId, &'a [u8]),
+    /// A whole IPv4 datagram from the underlay (replay, raw sockets).
+    UnderlayIpv4(&'a [u8]),
+    /// The payload of a UDP datagram received on the data-path port (what a UDP socket yields).
+    UnderlayUdp { src: Ipv4Addr, payload: &'a [u8] },
+}
+
+/// Least interval between two log lines for the same drop reason.
+const DROP_LOG_INTERVAL: Nanos = 1_000_000_000;
+
+/// Mutable per-worker state besides the counters.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Identification of the next outer IPv4 header this worker writes.
+    pub ip_id: u16,
+    /// Reused buffer for packets built in several steps (fragments).
+    pub scratch: Vec<u8>,
+    last_log: [Option<Nanos>; DropReason::COUNT],
+}
+
+/// One worker's switch for every network of a node.
+#[derive(Debug)]
+pub struct Dataplane {
+    tables: Arc<Tables>,
+    counters: Counters,
+    state: State,
+}
+
+impl Dataplane {
+    pub fn new(tables: Arc<Tables>) -> Dataplane {
+        let counters = Counters::new(tables.ports.len());
+        Dataplane {
+            tables,
+            counters,
+            state: State {
+                ip_id: 0,
+                scratch: Vec::with_capacity(2048),
+                last_log: [None; DropReason::COUNT],
+            },
+        }
+    }
+
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
+    }
+
+    /// Swaps in a new snapshot of the tables. Port counters follow port ids, so a caller that
+    /// renumbers ports reads the counters first.
+    pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        if self.counters.ports.len() < tables.ports.len() {
+            self.counters
+                .ports
+                .resize(tables.ports.len(), Default::default());
+        }
+        self.tables = tables;
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Processes a batch; what must be sent is appended to `out` in input order.
+    pub fn process_batch<'a>(
+        &mut self,
+        now: Nanos,
+        inputs: impl IntoIterator<Item = Input<'a>>,
+        out: &mut Output,
+    ) {
+        for input in inputs {
+            self.process(now, input, out);
+        }
+    }
+
+    pub fn process(&mut self, now: Nanos, input: Input<'_>, out: &mut Output) {
+        match input {
+            Input::Port(port, frame) => self.from_port(now, port, frame, out),
+            Input::UnderlayIpv4(datagram) => self.from_underlay_ipv4(now, datagram, out),
+            Input::UnderlayUdp { src, payload } => self.from_underlay_udp(now, src, payload, out),
+        }
+    }
+
+    /// An Ethernet frame sent by the task behind `port`.
+    pub fn from_port(&mut self, now: Nanos, port: PortId, frame: &[u8], out: &mut Output) {
+        if let Some(c) = self.counters.ports.get_mut(port.0 as usize) {
+            c.rx(frame.len());
+        }
+        let mut fwd = Forwarder {
+            t: &self.tables,
+            c: &mut self.counters,
+            st: &mut self.state,
+            out,
+        };
+        if let Err(reason) = fwd.port_frame(port, frame) {
+            self.record_drop(now, reason, "port");
+        }
+    }
+
+    /// A whole IPv4 datagram received from the underlay.
+    pub fn from_underlay_ipv4(&mut self, now: Nanos, datagram: &[u8], out: &mut Output) {
+        self.counters.underlay.rx(datagram.len());
+        let mut fwd = Forwarder {
+            t: &self.tables,
+            c: &mut self.counters,
+            st: &mut self.state,
+            out,
+        };
+        if let Err(reason) = fwd.underlay_ipv4(datagram) {
+            self.record_drop(now, reason, "underlay");
+        }
+    }
+
+    /// The payload of a UDP datagram from `src` to the data-path port.
+    pub fn from_underlay_udp(&mut self, now: Nanos, src: Ipv4Addr, payload: &[u8], out: &mut Output) {
+        self.counters.underlay.rx(payload.len());
+        let mut fwd = Forwarder {
+            t: &self.tables,
+            c: &mut self.counters,
+            st: &mut self.state,
+            out,
+        };
+        if let Err(reason) = fwd.decapsulate(src, payload) {
+            self.record_drop(now, reason, "underlay");
+        }
+    }
+
+    fn record_drop(&mut self, now: Nanos, reason: DropReason, from: &'static str) {
+        self.counters.drop(reason);
+        let last = &mut self.state.last_log[reason as usize];
+        if last.is_none_or(|t| now.saturating_sub(t) >= DROP_LOG_INTERVAL) {
+            *last = Some(now);
+            tracing::debug!(
+                node = %self.tables.node_name,
+                from,
+                reason = reason.as_str(),
+                total = self.counters.dropped(reason),
+                "packet dropped"
+            );
+        }
+    }
+}
+
+/// Borrowed pieces of a `Dataplane` for handling one packet.
+pub(crate) struct Forwarder<'a> {
+    pub t: &'a Tables,
+    pub c: &'a mut Counters,
+    pub st: &'a mut State,
+    pub out: &'a mut Output,
+}
+
+pub(crate) fn mac_at(frame: &[u8], at: usize) -> MacAddr {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&frame[at..at + 6]);
+    MacAddr(m)
+}
+
+impl Forwarder<'_> {
+    fn port_frame(&mut self, port: PortId, frame: &[u8]) -> Result<(), DropReason> {
+        let p = self.t.port(port).ok_or(DropReason::UnknownPort)?;
+        if frame.len() < ETHERNET_HEADER_LEN {
+            return Err(DropReason::Malformed);
+        }
+        let dst = mac_at(frame, 0);
+        let src = mac_at(frame, 6);
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        if src != p.mac {
+            return Err(DropReason::SpoofedSource);
+        }
+        if ethertype == wire::arp::ETHERTYPE {
+            return arp::respond(self, port, frame);
+        }
+        if dst.is_multicast() {
+            return Err(DropReason::Broadcast);
+        }
+        let dest = self
+            .t
+            .lookup_mac(p.network, dst)
+            .ok_or(DropReason::UnknownDestination)?;
+        if dest == Dest::Local(port) {
+            return Err(DropReason::Hairpin);
+        }
+        let net = self.t.network(p.network).ok_or(DropReason::UnknownPort)?;
+        let mtu = usize::from(net.mtu);
+        let payload = &frame[ETHERNET_HEADER_LEN..];
+        if ethertype == ipv4::ETHERTYPE {
+            let hdr = Ipv4HeaderSlice::from_slice(payload).map_err(|_| DropReason::Malformed)?;
+            let total = usize::from(hdr.total_len());
+            if total < hdr.slice().len() || total > payload.len() {
+                return Err(DropReason::Malformed);
+            }
+            if total > mtu {
+                return mtu::too_big(self, port, dest, net.vni, frame, total, mtu);
+            }
+        } else if payload.len() > mtu {
+            return Err(DropReason::MtuExceeded);
+        }
+        self.forward(dest, frame, net.vni)
+    }
+
+    /// Sends a frame to a local port or encapsulates it to a VTEP.
+    pub(crate) fn forward(&mut self, dest: Dest, frame: &[u8], vni: u32) -> Result<(), DropReason> {
+        match dest {
+            Dest::Local(q) => {
+                let n = self
+                    .out
+                    .emit(super::Target::Port(q), |b| b.extend_from_slice(frame));
+                if let Some(c) = self.c.ports.get_mut(q.0 as usize) {
+                    c.tx(n);
+                }
+                Ok(())
+            }
+            Dest::Remote(vtep) => encap::encapsulate(self, vtep, vni, frame),
+        }
+    }
+
+    fn underlay_ipv4(&mut self, datagram: &[u8]) -> Result<(), DropReason> {
+        let udp = encap::outer_udp_payload(self.t, datagram)?;
+        self.decapsulate(udp.src, udp.payload)
+    }
+
+    fn decapsulate(&mut self, _src: Ipv4Addr, payload: &[u8]) -> Result<(), DropReason> {
+        let vx = wire::vxlan::Packet::new_checked(payload).map_err(|_| DropReason::Malformed)?;
+        if !vx.has_vni() {
+            return Err(DropReason::VxlanNoIFlag);
+        }
+        let net = self
+            .t
+            .network_by_vni(vx.vni())
+            .ok_or(DropReason::UnknownVni)?;
+        let inner = vx.payload();
+        if inner.len() < ETHERNET_HEADER_LEN {
+            return Err(DropReason::Malformed);
+        }
+        let dst = mac_at(inner, 0);
+        if dst.is_multicast() {
+            return Err(DropReason::Broadcast);
+        }
+        match self.t.lookup_mac(net, dst) {
+            Some(Dest::Local(q)) => {
+                let n = self
+                    .out
+                    .emit(super::Target::Port(q), |b| b.extend_from_slice(inner));
+                if let Some(c) = self.c.ports.get_mut(q.0 as usize) {
+                    c.tx(n);
+                }
+                Ok(())
+            }
+            _ => Err(DropReason::UnknownDestination),
+        }
+    }
+}

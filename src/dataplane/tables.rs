@@ -1,0 +1,149 @@
+//! Forwarding tables: an immutable snapshot built from a topology.
+//!
+//! Workers hold an `Arc<Tables>`; the control plane builds a new one and swaps it in, so lookups
+//! never take a lock and never see a half-updated table.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use rustc_hash::FxHashMap;
+
+use crate::topology::Topology;
+use crate::wire::MacAddr;
+
+/// Index of a local port (a local endpoint) in `Tables::ports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortId(pub u32);
+
+/// Index of a network in `Tables::networks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NetId(pub u32);
+
+/// A local port: the interface of a task on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    pub name: String,
+    pub network: NetId,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+}
+
+/// An overlay network as the data path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetInfo {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub gateway_mac: MacAddr,
+    pub mtu: u16,
+}
+
+/// Where frames for a MAC go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    Local(PortId),
+    /// Encapsulate to this VTEP.
+    Remote(Ipv4Addr),
+}
+
+/// One node's forwarding state.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub node_name: String,
+    pub data_path_addr: Ipv4Addr,
+    pub data_path_port: u16,
+    pub networks: Vec<NetInfo>,
+    pub ports: Vec<PortInfo>,
+    by_vni: FxHashMap<u32, NetId>,
+    by_mac: FxHashMap<(NetId, MacAddr), Dest>,
+    by_ip: FxHashMap<(NetId, Ipv4Addr), MacAddr>,
+}
+
+impl Tables {
+    /// Builds the tables of a validated topology (see `topology.rs` for the rules it enforces).
+    pub fn from_topology(topo: &Topology) -> Tables {
+        let mut t = Tables {
+            node_name: topo.node.name.clone(),
+            data_path_addr: topo.node.data_path_addr,
+            data_path_port: topo.node.data_path_port,
+            networks: Vec::with_capacity(topo.networks.len()),
+            ports: Vec::new(),
+            by_vni: FxHashMap::default(),
+            by_mac: FxHashMap::default(),
+            by_ip: FxHashMap::default(),
+        };
+        for n in &topo.networks {
+            let id = NetId(t.networks.len() as u32);
+            t.by_vni.insert(n.vni, id);
+            t.networks.push(NetInfo {
+                name: n.name.clone(),
+                vni: n.vni,
+                subnet: n.subnet,
+                gateway: n.gateway,
+                gateway_mac: MacAddr::from_ipv4(n.gateway),
+                mtu: n.mtu,
+            });
+        }
+        for e in &topo.endpoints {
+            let Some(net) = t.network_id(&e.network) else {
+                continue; // refused by topology validation; never reached for a loaded file
+            };
+            let dest = match e.vtep {
+                Some(vtep) => Dest::Remote(vtep),
+                None => {
+                    let id = PortId(t.ports.len() as u32);
+                    t.ports.push(PortInfo {
+                        name: e.name.clone(),
+                        network: net,
+                        mac: e.mac,
+                        ip: e.ip,
+                    });
+                    Dest::Local(id)
+                }
+            };
+            t.by_mac.insert((net, e.mac), dest);
+            t.by_ip.insert((net, e.ip), e.mac);
+        }
+        t
+    }
+
+    pub fn network_id(&self, name: &str) -> Option<NetId> {
+        self.networks
+            .iter()
+            .position(|n| n.name == name)
+            .map(|i| NetId(i as u32))
+    }
+
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| PortId(i as u32))
+    }
+
+    pub fn port(&self, id: PortId) -> Option<&PortInfo> {
+        self.ports.get(id.0 as usize)
+    }
+
+    pub fn network(&self, id: NetId) -> Option<&NetInfo> {
+        self.networks.get(id.0 as usize)
+    }
+
+    pub fn network_by_vni(&self, vni: u32) -> Option<NetId> {
+        self.by_vni.get(&vni).copied()
+    }
+
+    pub fn lookup_mac(&self, net: NetId, mac: MacAddr) -> Option<Dest> {
+        self.by_mac.get(&(net, mac)).copied()
+    }
+
+    /// The MAC that answers ARP for `ip` on `net`: an endpoint's, or the gateway's.
+    pub fn resolve_ip(&self, net: NetId, ip: Ipv4Addr) -> Option<MacAddr> {
+        if let Some(mac) = self.by_ip.get(&(net, ip)) {
+            return Some(*mac);
+        }
+        let n = self.network(net)?;
+        (n.gateway == ip).then_some(n.gateway_mac)
+    }
+}
