@@ -140,6 +140,12 @@ impl Dataplane {
         }
     }
 
+    /// Counts an underlay packet refused before the core could read it (e.g. by its link layer).
+    pub fn drop_underlay(&mut self, now: Nanos, len: usize, reason: DropReason) {
+        self.counters.underlay.rx(len);
+        self.record_drop(now, reason, "underlay");
+    }
+
     fn record_drop(&mut self, now: Nanos, reason: DropReason, from: &'static str) {
         self.counters.drop(reason);
         let last = &mut self.state.last_log[reason as usize];
