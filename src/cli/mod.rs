@@ -1,5 +1,7 @@
 //! Command-line interface: one file per command group.
 
+mod replay;
+
 use clap::{Parser, Subcommand};
 
 /// Docker-swarm-style service networking in one userspace binary.
@@ -11,9 +13,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Replay pcap captures through one node's data path, deterministically.
+    Replay(replay::ReplayArgs),
+}
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Replay(args) => replay::run(args),
+    }
 }

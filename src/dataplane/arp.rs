@@ -17,10 +17,9 @@ pub(crate) fn respond(f: &mut Forwarder<'_>, port: PortId, frame: &[u8]) -> Resu
         // Replies, gratuitous announcements and probes have nobody to answer.
         return Err(DropReason::ArpUnsupported);
     }
-    let answer = f
-        .t
-        .resolve_ip(p.network, req.target_ip)
-        .ok_or(DropReason::ArpUnknownTarget)?;
+    let answer =
+        f.t.resolve_ip(p.network, req.target_ip)
+            .ok_or(DropReason::ArpUnknownTarget)?;
     let reply = arp::Repr {
         operation: arp::Operation::Reply,
         source_mac: answer,

@@ -138,7 +138,8 @@ impl Counters {
             *a += b;
         }
         if self.ports.len() < other.ports.len() {
-            self.ports.resize(other.ports.len(), PortCounters::default());
+            self.ports
+                .resize(other.ports.len(), PortCounters::default());
         }
         for (a, b) in self.ports.iter_mut().zip(other.ports.iter()) {
             a.merge(b);
@@ -168,7 +169,9 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);

@@ -54,8 +54,9 @@ fn send_frag_needed(
 ) -> Result<(), DropReason> {
     let p = f.t.port(port).ok_or(DropReason::UnknownPort)?;
     let net = f.t.network(p.network).ok_or(DropReason::UnknownPort)?;
-    let quoted =
-        &packet[..packet.len().min(icmp::MAX_ERROR_DATAGRAM - ipv4::HEADER_LEN - icmp::HEADER_LEN)];
+    let quoted = &packet[..packet
+        .len()
+        .min(icmp::MAX_ERROR_DATAGRAM - ipv4::HEADER_LEN - icmp::HEADER_LEN)];
     let src = [packet[12], packet[13], packet[14], packet[15]];
     let icmp_len = icmp::HEADER_LEN + quoted.len();
     let ip = ipv4::Fields {
@@ -119,7 +120,11 @@ fn fragment(
     let mut result = Ok(());
     while pos < data.len() {
         let first = pos == 0;
-        let hl = if first { ihl } else { ipv4::HEADER_LEN + copied_len };
+        let hl = if first {
+            ihl
+        } else {
+            ipv4::HEADER_LEN + copied_len
+        };
         let room = (mtu - hl) / 8 * 8;
         let take = room.min(data.len() - pos);
         let last = pos + take == data.len();

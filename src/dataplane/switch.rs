@@ -127,7 +127,13 @@ impl Dataplane {
     }
 
     /// The payload of a UDP datagram from `src` to the data-path port.
-    pub fn from_underlay_udp(&mut self, now: Nanos, src: Ipv4Addr, payload: &[u8], out: &mut Output) {
+    pub fn from_underlay_udp(
+        &mut self,
+        now: Nanos,
+        src: Ipv4Addr,
+        payload: &[u8],
+        out: &mut Output,
+    ) {
         self.counters.underlay.rx(payload.len());
         let mut fwd = Forwarder {
             t: &self.tables,

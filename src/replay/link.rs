@@ -16,7 +16,11 @@ pub enum Underlay<'a> {
 pub fn underlay_supported(link: DataLink) -> bool {
     matches!(
         link,
-        DataLink::RAW | DataLink::IPV4 | DataLink::ETHERNET | DataLink::LINUX_SLL | DataLink::LINUX_SLL2
+        DataLink::RAW
+            | DataLink::IPV4
+            | DataLink::ETHERNET
+            | DataLink::LINUX_SLL
+            | DataLink::LINUX_SLL2
     )
 }
 
@@ -82,27 +86,48 @@ mod tests {
         let mut eth = vec![0u8; 12];
         eth.extend_from_slice(&[0x08, 0x00]);
         eth.extend_from_slice(&ip);
-        assert_eq!(underlay_payload(DataLink::ETHERNET, &eth), Underlay::Ipv4(&ip));
+        assert_eq!(
+            underlay_payload(DataLink::ETHERNET, &eth),
+            Underlay::Ipv4(&ip)
+        );
         let mut tagged = vec![0u8; 12];
         tagged.extend_from_slice(&[0x81, 0x00, 0, 5, 0x08, 0x00]);
         tagged.extend_from_slice(&ip);
-        assert_eq!(underlay_payload(DataLink::ETHERNET, &tagged), Underlay::Ipv4(&ip));
+        assert_eq!(
+            underlay_payload(DataLink::ETHERNET, &tagged),
+            Underlay::Ipv4(&ip)
+        );
         let mut arp = vec![0u8; 12];
         arp.extend_from_slice(&[0x08, 0x06, 0, 1]);
-        assert_eq!(underlay_payload(DataLink::ETHERNET, &arp), Underlay::NotIpv4);
+        assert_eq!(
+            underlay_payload(DataLink::ETHERNET, &arp),
+            Underlay::NotIpv4
+        );
         let mut sll = vec![0u8; 14];
         sll.extend_from_slice(&[0x08, 0x00]);
         sll.extend_from_slice(&ip);
-        assert_eq!(underlay_payload(DataLink::LINUX_SLL, &sll), Underlay::Ipv4(&ip));
+        assert_eq!(
+            underlay_payload(DataLink::LINUX_SLL, &sll),
+            Underlay::Ipv4(&ip)
+        );
         let mut sll2 = vec![0x08u8, 0x00];
         sll2.extend_from_slice(&[0u8; 18]);
         sll2.extend_from_slice(&ip);
-        assert_eq!(underlay_payload(DataLink::LINUX_SLL2, &sll2), Underlay::Ipv4(&ip));
+        assert_eq!(
+            underlay_payload(DataLink::LINUX_SLL2, &sll2),
+            Underlay::Ipv4(&ip)
+        );
         assert_eq!(underlay_payload(DataLink::RAW, &ip), Underlay::Ipv4(&ip));
         assert_eq!(underlay_payload(DataLink::RAW, &[0x60]), Underlay::NotIpv4);
         for n in 0..eth.len().min(14) {
-            assert_eq!(underlay_payload(DataLink::ETHERNET, &eth[..n]), Underlay::Truncated);
-            assert_eq!(underlay_payload(DataLink::LINUX_SLL2, &sll2[..n]), Underlay::Truncated);
+            assert_eq!(
+                underlay_payload(DataLink::ETHERNET, &eth[..n]),
+                Underlay::Truncated
+            );
+            assert_eq!(
+                underlay_payload(DataLink::LINUX_SLL2, &sll2[..n]),
+                Underlay::Truncated
+            );
         }
         assert_eq!(underlay_payload(DataLink::RAW, &[]), Underlay::Truncated);
     }

@@ -18,7 +18,9 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 use serde::Serialize;
 
-use crate::dataplane::{Counters, Dataplane, DropReason, Events, Output, PortCounters, PortId, Tables, Target};
+use crate::dataplane::{
+    Counters, Dataplane, DropReason, Events, Output, PortCounters, PortId, Tables, Target,
+};
 use crate::topology::{Topology, TopologyError};
 
 pub use link::{underlay_payload, Underlay};
@@ -42,7 +44,9 @@ impl std::str::FromStr for InputSpec {
                 port: port.to_string(),
                 path: PathBuf::from(path),
             }),
-            _ => Err(format!("{s:?} is not PORT=FILE (PORT: an endpoint name or `underlay`)")),
+            _ => Err(format!(
+                "{s:?} is not PORT=FILE (PORT: an endpoint name or `underlay`)"
+            )),
         }
     }
 }
@@ -52,7 +56,9 @@ impl std::str::FromStr for InputSpec {
 pub enum ReplayError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
-    #[error("unknown port {port:?}: the local endpoints of {topology} are {known}, plus `underlay`")]
+    #[error(
+        "unknown port {port:?}: the local endpoints of {topology} are {known}, plus `underlay`"
+    )]
     UnknownPort {
         port: String,
         topology: String,
@@ -93,6 +99,8 @@ pub enum ReplayError {
 /// What a replay did, per port and in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// The node whose data path ran.
+    pub node: String,
     pub packets_in: u64,
     pub counters: Counters,
     /// Port names by `PortId`.
@@ -173,14 +181,11 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
     let mut out = Output::with_capacity(16, 64 * 1024);
     let mut captured: BTreeMap<String, Vec<(Duration, Vec<u8>)>> = BTreeMap::new();
     let mut packets_in = 0u64;
-    loop {
-        // The earliest next packet; ties go to the earlier input.
-        let Some(i) = (0..sources.len())
-            .filter(|&i| sources[i].next.is_some())
-            .min_by_key(|&i| sources[i].next.as_ref().map(|p| p.timestamp))
-        else {
-            break;
-        };
+    // The earliest next packet; ties go to the earlier input.
+    while let Some(i) = (0..sources.len())
+        .filter(|&i| sources[i].next.is_some())
+        .min_by_key(|&i| sources[i].next.as_ref().map(|p| p.timestamp))
+    {
         let src = &mut sources[i];
         let Some(packet) = src.next.take() else { break };
         let now = nanos(packet.timestamp);
@@ -190,7 +195,9 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
             Entry::Underlay => match underlay_payload(src.link, &packet.data) {
                 Underlay::Ipv4(datagram) => dp.from_underlay_ipv4(now, datagram, &mut out),
                 Underlay::NotIpv4 => dp.drop_underlay(now, packet.data.len(), DropReason::NotIpv4),
-                Underlay::Truncated => dp.drop_underlay(now, packet.data.len(), DropReason::Malformed),
+                Underlay::Truncated => {
+                    dp.drop_underlay(now, packet.data.len(), DropReason::Malformed)
+                }
             },
         }
         packets_in += 1;
@@ -199,12 +206,16 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
                 Target::Port(p) => tables.ports[p.0 as usize].name.clone(),
                 Target::Underlay(_) => UNDERLAY.to_string(),
             };
-            captured.entry(name).or_default().push((packet.timestamp, bytes.to_vec()));
+            captured
+                .entry(name)
+                .or_default()
+                .push((packet.timestamp, bytes.to_vec()));
         }
         src.advance()?;
     }
 
     let summary = Summary {
+        node: tables.node_name.clone(),
         packets_in,
         counters: dp.counters().clone(),
         port_names: tables.ports.iter().map(|p| p.name.clone()).collect(),
@@ -233,7 +244,11 @@ fn open_inputs(
                     return Err(ReplayError::UnknownPort {
                         port: spec.port.clone(),
                         topology: topology.to_string(),
-                        known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                        known: if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        },
                     });
                 }
             }
@@ -243,10 +258,11 @@ fn open_inputs(
             path: path.clone(),
             source,
         })?;
-        let reader = PcapReader::new(BufReader::new(file)).map_err(|source| ReplayError::NotPcap {
-            path: path.clone(),
-            source,
-        })?;
+        let reader =
+            PcapReader::new(BufReader::new(file)).map_err(|source| ReplayError::NotPcap {
+                path: path.clone(),
+                source,
+            })?;
         let link = reader.header().datalink;
         let ok = match entry {
             Entry::Port(_) => link == DataLink::ETHERNET,
@@ -259,7 +275,9 @@ fn open_inputs(
                 link,
                 supported: match entry {
                     Entry::Port(_) => "endpoint ports take Ethernet captures",
-                    Entry::Underlay => "the underlay takes raw IPv4, Ethernet, Linux cooked (SLL, SLL2)",
+                    Entry::Underlay => {
+                        "the underlay takes raw IPv4, Ethernet, Linux cooked (SLL, SLL2)"
+                    }
                 },
             });
         }
@@ -289,7 +307,12 @@ fn write_outputs(
     };
     std::fs::create_dir_all(out_dir).map_err(werr(out_dir))?;
     // Outputs of an earlier run for ports that emit nothing now would mislead: remove them.
-    for name in tables.ports.iter().map(|p| p.name.as_str()).chain([UNDERLAY]) {
+    for name in tables
+        .ports
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain([UNDERLAY])
+    {
         let path = out_dir.join(format!("{name}.pcap"));
         if path.exists() {
             std::fs::remove_file(&path).map_err(werr(&path))?;
@@ -297,7 +320,11 @@ fn write_outputs(
     }
     for (name, packets) in &captured {
         let path = out_dir.join(format!("{name}.pcap"));
-        let datalink = if name == UNDERLAY { DataLink::RAW } else { DataLink::ETHERNET };
+        let datalink = if name == UNDERLAY {
+            DataLink::RAW
+        } else {
+            DataLink::ETHERNET
+        };
         let header = PcapHeader {
             datalink,
             ts_resolution: TsResolution::NanoSecond,
@@ -305,8 +332,12 @@ fn write_outputs(
             ..PcapHeader::default()
         };
         let file = File::create(&path).map_err(werr(&path))?;
-        let mut w = PcapWriter::with_header(BufWriter::new(file), header)
-            .map_err(|e| ReplayError::Write { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        let mut w = PcapWriter::with_header(BufWriter::new(file), header).map_err(|e| {
+            ReplayError::Write {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e),
+            }
+        })?;
         for (ts, bytes) in packets {
             let p = PcapPacket::new(*ts, bytes.len() as u32, bytes);
             w.write_packet(&p).map_err(|e| ReplayError::Write {
@@ -318,8 +349,11 @@ fn write_outputs(
         summary.written.push(path);
     }
     let path = out_dir.join("counters.json");
-    let mut json = serde_json::to_string_pretty(&summary.counters_json())
-        .map_err(|e| ReplayError::Write { path: path.display().to_string(), source: e.into() })?;
+    let mut json =
+        serde_json::to_string_pretty(&summary.counters_json()).map_err(|e| ReplayError::Write {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
     json.push('\n');
     std::fs::write(&path, json).map_err(werr(&path))?;
     summary.written.push(path);

@@ -212,15 +212,24 @@ mod tests {
     #[test]
     fn refusals() {
         for n in 0..PACKET_LEN {
-            assert_eq!(Packet::new_checked(&REQUEST[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&REQUEST[..n]).unwrap_err(),
+                Error::Truncated
+            );
         }
         let mut ipv6 = REQUEST;
         ipv6[2] = 0x86;
         ipv6[3] = 0xdd;
-        assert_eq!(Repr::parse(&Packet::new_unchecked(&ipv6[..])), Err(Error::Unsupported));
+        assert_eq!(
+            Repr::parse(&Packet::new_unchecked(&ipv6[..])),
+            Err(Error::Unsupported)
+        );
         let mut hlen = REQUEST;
         hlen[4] = 8;
-        assert_eq!(Repr::parse(&Packet::new_unchecked(&hlen[..])), Err(Error::Unsupported));
+        assert_eq!(
+            Repr::parse(&Packet::new_unchecked(&hlen[..])),
+            Err(Error::Unsupported)
+        );
         assert_eq!(Operation::from(9), Operation::Other(9));
         assert_eq!(u16::from(Operation::Other(9)), 9);
     }

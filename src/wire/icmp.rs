@@ -91,7 +91,10 @@ mod tests {
 
     #[test]
     fn frag_needed_round_trip() {
-        let original = [0x45u8, 0, 5, 0xdc, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 9, 2, 10, 0, 9, 3, 8, 0, 0, 0, 0, 1, 0, 1];
+        let original = [
+            0x45u8, 0, 5, 0xdc, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 9, 2, 10, 0, 9, 3, 8, 0, 0, 0,
+            0, 1, 0, 1,
+        ];
         let mut buf = [0u8; 64];
         let n = emit_frag_needed(&mut buf, 1450, &original).unwrap();
         assert_eq!(n, 8 + original.len());
@@ -108,7 +111,10 @@ mod tests {
             ) => assert_eq!(next_hop_mtu, 1450),
             other => panic!("decoded as {other:?}"),
         }
-        assert_eq!(emit_frag_needed(&mut buf[..10], 1450, &original), Err(Error::Truncated));
+        assert_eq!(
+            emit_frag_needed(&mut buf[..10], 1450, &original),
+            Err(Error::Truncated)
+        );
         assert!(Packet::new_checked(&buf[..7]).is_err());
     }
 }

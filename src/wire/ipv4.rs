@@ -74,8 +74,8 @@ pub fn copied_options(options: &[u8], out: &mut [u8; 40]) -> Result<usize> {
     while i < options.len() {
         let kind = options[i];
         match kind {
-            0 => break,        // End of Option List
-            1 => i += 1,       // No Operation: not copied
+            0 => break,  // End of Option List
+            1 => i += 1, // No Operation: not copied
             _ => {
                 let len = *options.get(i + 1).ok_or(Error::Malformed)? as usize;
                 if len < 2 || i + len > options.len() {
@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(n, 8);
         assert_eq!(&out[..8], &[0x83, 7, 4, 10, 0, 0, 1, 0]);
         // A length running past the end is refused, not read.
-        assert_eq!(copied_options(&[0x83, 9, 4], &mut out), Err(Error::Malformed));
+        assert_eq!(
+            copied_options(&[0x83, 9, 4], &mut out),
+            Err(Error::Malformed)
+        );
         assert_eq!(copied_options(&[0x83], &mut out), Err(Error::Malformed));
         assert_eq!(copied_options(&[0x83, 1], &mut out), Err(Error::Malformed));
     }

@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn check_len_and_flags() {
         for n in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&CAPTURED[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(
+                Packet::new_checked(&CAPTURED[..n]).unwrap_err(),
+                Error::Truncated
+            );
         }
         assert!(Packet::new_checked(&CAPTURED[..HEADER_LEN]).is_ok());
         let mut no_i = CAPTURED;
