@@ -171,7 +171,7 @@ mod tests {
         let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
         assert!(names
             .iter()
-            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
