@@ -1,0 +1,299 @@
+//! Writes the input captures of the replay goldens under `fixtures/` (not the expected outputs:
+//! `scripts/regen-goldens.sh` makes those with `swarmnet replay`).
+//!
+//! Frames are built with etherparse, so headers and checksums come from code we did not write.
+//! Run from the repository root: `cargo run --example make_fixtures`.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::Path;
+use std::time::Duration;
+
+use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::{DataLink, TsResolution};
+
+const WEB1_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x00, 0x09, 0x02];
+const WEB2_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x00, 0x09, 0x04];
+const WEB3_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x00, 0x09, 0x03];
+const WEB1: [u8; 4] = [10, 0, 9, 2];
+const WEB2: [u8; 4] = [10, 0, 9, 4];
+const WEB3: [u8; 4] = [10, 0, 9, 3];
+const GATEWAY: [u8; 4] = [10, 0, 9, 1];
+const NODE1: [u8; 4] = [192, 0, 2, 10];
+const NODE2: [u8; 4] = [192, 0, 2, 11];
+const VNI: u32 = 4097;
+
+/// The topology every golden case shares: node-1 with two local tasks and one remote task.
+const TOPOLOGY: &str = r#"# node-1's view: my-web.1 and my-web.2 run here, my-web.3 on node-2 (192.0.2.11).
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+
+[[endpoint]]
+name = "my-web.1"
+network = "my-network"
+ip = "10.0.9.2"
+
+[[endpoint]]
+name = "my-web.2"
+network = "my-network"
+ip = "10.0.9.4"
+
+[[endpoint]]
+name = "my-web.3"
+network = "my-network"
+ip = "10.0.9.3"
+vtep = "192.0.2.11"
+"#;
+
+struct Capture {
+    link: DataLink,
+    packets: Vec<(Duration, Vec<u8>)>,
+}
+
+impl Capture {
+    fn new(link: DataLink) -> Capture {
+        Capture {
+            link,
+            packets: Vec::new(),
+        }
+    }
+
+    /// Adds a packet at `ms` milliseconds after the fixtures' epoch.
+    fn at(&mut self, ms: u64, bytes: Vec<u8>) -> &mut Capture {
+        self.packets.push((
+            Duration::from_secs(1_700_000_000) + Duration::from_millis(ms),
+            bytes,
+        ));
+        self
+    }
+
+    fn write(&self, path: &Path) {
+        let header = PcapHeader {
+            datalink: self.link,
+            ts_resolution: TsResolution::NanoSecond,
+            ..PcapHeader::default()
+        };
+        let file = BufWriter::new(File::create(path).expect("create capture"));
+        let mut w = PcapWriter::with_header(file, header).expect("pcap header");
+        for (ts, data) in &self.packets {
+            w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data))
+                .expect("write packet");
+        }
+    }
+}
+
+fn ip4(src: [u8; 4], dst: [u8; 4], proto: IpNumber, id: u16, df: bool) -> IpHeaders {
+    let mut h = Ipv4Header::new(0, 64, proto, src, dst).expect("header");
+    h.identification = id;
+    h.dont_fragment = df;
+    IpHeaders::Ipv4(h, Default::default())
+}
+
+fn echo(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    reply: bool,
+    seq: u16,
+    size: usize,
+) -> Vec<u8> {
+    let b =
+        PacketBuilder::ethernet2(smac, dmac).ip(ip4(src, dst, IpNumber::ICMP, 0x1000 + seq, true));
+    let b = if reply {
+        b.icmpv4_echo_reply(0x77, seq)
+    } else {
+        b.icmpv4_echo_request(0x77, seq)
+    };
+    let payload: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let mut v = Vec::new();
+    b.write(&mut v, &payload).expect("echo");
+    v
+}
+
+fn big(df: bool) -> Vec<u8> {
+    // 1500-byte IPv4 packet (UDP, 1472 bytes of data): 50 bytes over the network MTU of 1450.
+    let b = PacketBuilder::ethernet2(WEB1_MAC, WEB3_MAC)
+        .ip(ip4(WEB1, WEB3, IpNumber::UDP, 0x2222, df))
+        .udp(40000, 9000);
+    let payload: Vec<u8> = (0..1472).map(|i| (i % 251) as u8).collect();
+    let mut v = Vec::new();
+    b.write(&mut v, &payload).expect("big");
+    v
+}
+
+fn arp_request(target: [u8; 4]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&[0xff; 6]);
+    v.extend_from_slice(&WEB1_MAC);
+    v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    v.extend_from_slice(&WEB1_MAC);
+    v.extend_from_slice(&WEB1);
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&target);
+    v
+}
+
+/// A TCP segment between my-web.1:40000 and my-web.3:80 (`outbound`: from my-web.1).
+fn tcp(outbound: bool, seq: u32, flags: &str, ack: u32) -> Vec<u8> {
+    let (smac, dmac, src, dst, sp, dp) = if outbound {
+        (WEB1_MAC, WEB3_MAC, WEB1, WEB3, 40000, 80)
+    } else {
+        (WEB3_MAC, WEB1_MAC, WEB3, WEB1, 80, 40000)
+    };
+    let mut b = PacketBuilder::ethernet2(smac, dmac)
+        .ip(ip4(src, dst, IpNumber::TCP, seq as u16, true))
+        .tcp(sp, dp, seq, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).expect("tcp");
+    v
+}
+
+/// An outer IPv4/UDP datagram carrying a VXLAN header (`flags`, `vni`) and `inner`.
+fn vxlan(src: [u8; 4], dst: [u8; 4], dport: u16, flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let v = vni.to_be_bytes();
+    let mut payload = vec![flags, 0, 0, 0, v[1], v[2], v[3], 0];
+    payload.extend_from_slice(inner);
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .udp(51000, dport)
+        .write(&mut out, &payload)
+        .expect("vxlan");
+    out
+}
+
+fn from_web3(inner: &[u8]) -> Vec<u8> {
+    vxlan(NODE2, NODE1, 4789, 0x08, VNI, inner)
+}
+
+fn case(name: &str, captures: &[(&str, &Capture)]) {
+    let dir = Path::new("fixtures").join(name);
+    let input = dir.join("in");
+    fs::create_dir_all(&input).expect("fixture dir");
+    fs::write(dir.join("topology.toml"), TOPOLOGY).expect("topology");
+    for (port, cap) in captures {
+        cap.write(&input.join(format!("{port}.pcap")));
+    }
+    println!("fixtures/{name}: {} input(s)", captures.len());
+}
+
+fn main() {
+    let eth = DataLink::ETHERNET;
+    let raw = DataLink::RAW;
+
+    // ARP: answered locally for a remote task, the gateway and a local task; an unknown target
+    // is dropped. Nothing reaches the underlay.
+    let mut web1 = Capture::new(eth);
+    web1.at(0, arp_request(WEB3))
+        .at(1, arp_request(GATEWAY))
+        .at(2, arp_request(WEB2))
+        .at(3, arp_request([10, 0, 9, 99]));
+    case("arp", &[("my-web.1", &web1)]);
+
+    // Ping across VXLAN both ways: my-web.1 pings my-web.3 and my-web.3 pings my-web.1.
+    let mut web1 = Capture::new(eth);
+    let mut under = Capture::new(raw);
+    web1.at(0, echo(WEB1_MAC, WEB3_MAC, WEB1, WEB3, false, 1, 56));
+    under.at(
+        1,
+        from_web3(&echo(WEB3_MAC, WEB1_MAC, WEB3, WEB1, true, 1, 56)),
+    );
+    under.at(
+        2,
+        from_web3(&echo(WEB3_MAC, WEB1_MAC, WEB3, WEB1, false, 2, 56)),
+    );
+    web1.at(3, echo(WEB1_MAC, WEB3_MAC, WEB1, WEB3, true, 2, 56));
+    case("ping-vxlan", &[("my-web.1", &web1), ("underlay", &under)]);
+
+    // A TCP handshake from my-web.1 to my-web.3:80.
+    let mut web1 = Capture::new(eth);
+    let mut under = Capture::new(raw);
+    web1.at(0, tcp(true, 1000, "S", 0));
+    under.at(1, from_web3(&tcp(false, 5000, "SA", 1001)));
+    web1.at(2, tcp(true, 1001, "A", 5001));
+    case(
+        "tcp-handshake",
+        &[("my-web.1", &web1), ("underlay", &under)],
+    );
+
+    // Local delivery: my-web.1 and my-web.2 on the same node never touch the underlay.
+    let mut web1 = Capture::new(eth);
+    let mut web2 = Capture::new(eth);
+    web1.at(0, echo(WEB1_MAC, WEB2_MAC, WEB1, WEB2, false, 1, 56));
+    web2.at(1, echo(WEB2_MAC, WEB1_MAC, WEB2, WEB1, true, 1, 56));
+    case("local", &[("my-web.1", &web1), ("my-web.2", &web2)]);
+
+    // Underlay refusals: an unknown VNI, the I flag clear, truncated VXLAN headers and frames.
+    let inner = echo(WEB3_MAC, WEB1_MAC, WEB3, WEB1, true, 1, 56);
+    let mut under = Capture::new(raw);
+    under.at(0, vxlan(NODE2, NODE1, 4789, 0x08, 4098, &inner));
+    case("unknown-vni", &[("underlay", &under)]);
+    let mut under = Capture::new(raw);
+    under.at(0, vxlan(NODE2, NODE1, 4789, 0x00, VNI, &inner));
+    case("i-flag-clear", &[("underlay", &under)]);
+    let mut under = Capture::new(raw);
+    let mut short = Vec::new();
+    PacketBuilder::ipv4(NODE2, NODE1, 64)
+        .udp(51000, 4789)
+        .write(&mut short, &[0x08, 0, 0, 0, 0])
+        .expect("short");
+    under.at(0, short);
+    under.at(1, from_web3(&inner[..10]));
+    case("truncated-vxlan", &[("underlay", &under)]);
+
+    // Larger than the MTU: with DF, "fragmentation needed" comes back; without, fragments go out.
+    let mut web1 = Capture::new(eth);
+    web1.at(0, big(true));
+    case("oversize-df", &[("my-web.1", &web1)]);
+    let mut web1 = Capture::new(eth);
+    web1.at(0, big(false));
+    case("oversize-no-df", &[("my-web.1", &web1)]);
+
+    // Everything else a node refuses, one each.
+    let mut web1 = Capture::new(eth);
+    web1.at(0, echo(WEB2_MAC, WEB3_MAC, WEB1, WEB3, false, 1, 8)); // spoofed source MAC
+    web1.at(
+        1,
+        echo(WEB1_MAC, [0xff; 6], WEB1, [10, 0, 9, 255], false, 2, 8),
+    ); // broadcast
+    web1.at(
+        2,
+        echo(
+            WEB1_MAC,
+            [0x02, 0x42, 0x0a, 0, 9, 0x63],
+            WEB1,
+            [10, 0, 9, 99],
+            false,
+            3,
+            8,
+        ),
+    ); // unknown
+    web1.at(3, echo(WEB1_MAC, WEB1_MAC, WEB1, WEB1, false, 4, 8)); // to itself
+    web1.at(4, WEB1_MAC[..].to_vec()); // 6 bytes: not even an Ethernet header
+    let mut under = Capture::new(raw);
+    under.at(5, vxlan(NODE2, NODE1, 53, 0x08, VNI, &inner)); // UDP, not our port
+    under.at(6, vxlan(NODE2, [192, 0, 2, 99], 4789, 0x08, VNI, &inner)); // another host's
+    under.at(
+        7,
+        from_web3(&echo(WEB3_MAC, WEB3_MAC, WEB3, WEB3, false, 5, 8)),
+    ); // a remote MAC
+    let mut corrupt = from_web3(&inner);
+    corrupt[40] ^= 0xff; // inside the UDP payload: the UDP checksum no longer verifies
+    under.at(8, corrupt);
+    under.at(9, vec![0x60, 0, 0, 0]); // IPv6
+    case("refusals", &[("my-web.1", &web1), ("underlay", &under)]);
+}

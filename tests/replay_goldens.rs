@@ -1,0 +1,346 @@
+//! Replay goldens: every case under fixtures/ (a topology and input captures) is replayed and
+//! its outputs compared byte for byte with fixtures/CASE/expected/, which
+//! scripts/regen-goldens.sh writes on purpose. Each case also asserts what a user would check
+//! in the output, so a regenerated golden cannot quietly bless a wrong behaviour.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use pcap_file::pcap::PcapReader;
+use serde_json::Value;
+use swarmnet::replay::{self, InputSpec};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A directory removed when the test ends, pass or fail.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("swarmnet-golden-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Outcome {
+    _dir: TempDir,
+    /// Output file name -> its packets (for pcaps) or nothing (counters.json).
+    pcaps: BTreeMap<String, Vec<Vec<u8>>>,
+    counters: Value,
+}
+
+impl Outcome {
+    fn frames(&self, port: &str) -> &[Vec<u8>] {
+        self.pcaps
+            .get(&format!("{port}.pcap"))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    fn drops(&self) -> BTreeMap<String, u64> {
+        self.counters["drops"]
+            .as_object()
+            .expect("drops object")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().expect("count")))
+            .collect()
+    }
+}
+
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = PcapReader::new(File::open(path).expect("open pcap")).expect("pcap header");
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        out.push(p.expect("packet").data.into_owned());
+    }
+    out
+}
+
+/// Replays fixtures/CASE and checks the outputs equal the goldens, file set included.
+fn replay_case(case: &str) -> Outcome {
+    let dir = fixtures().join(case);
+    let mut inputs: Vec<InputSpec> = std::fs::read_dir(dir.join("in"))
+        .expect("inputs")
+        .map(|e| e.expect("entry").path())
+        .map(|path| InputSpec {
+            port: path.file_stem().unwrap().to_string_lossy().into_owned(),
+            path,
+        })
+        .collect();
+    inputs.sort_by(|a, b| a.port.cmp(&b.port));
+    let out = TempDir::new(case);
+    replay::run(&dir.join("topology.toml"), &inputs, &out.0).expect("replay");
+
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let expected_dir = dir.join("expected");
+    assert_eq!(
+        names(&out.0),
+        names(&expected_dir),
+        "{case}: output files differ from the goldens"
+    );
+    let mut pcaps = BTreeMap::new();
+    for name in names(&out.0) {
+        let got = std::fs::read(out.0.join(&name)).expect("output");
+        let want = std::fs::read(expected_dir.join(&name)).expect("golden");
+        assert!(
+            got == want,
+            "{case}/{name} differs from its golden (scripts/regen-goldens.sh {case} regenerates it; read the diff first)"
+        );
+        if name.ends_with(".pcap") {
+            pcaps.insert(name.clone(), read_pcap(&out.0.join(&name)));
+        }
+    }
+    let counters =
+        serde_json::from_slice(&std::fs::read(out.0.join("counters.json")).unwrap()).unwrap();
+    Outcome {
+        _dir: out,
+        pcaps,
+        counters,
+    }
+}
+
+fn mac(s: &str) -> [u8; 6] {
+    s.parse::<swarmnet::wire::MacAddr>().unwrap().0
+}
+
+/// The VNI, outer addresses and inner frame of an underlay datagram.
+fn unwrap_vxlan(datagram: &[u8]) -> (u32, [u8; 4], [u8; 4], u16, &[u8]) {
+    let p = SlicedPacket::from_ip(datagram).expect("outer IPv4");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let Some(TransportSlice::Udp(udp)) = &p.transport else {
+        panic!("not UDP")
+    };
+    assert_eq!(udp.destination_port(), 4789);
+    assert!(
+        udp.source_port() >= 49152,
+        "source port {} outside 49152-65535",
+        udp.source_port()
+    );
+    let vx = udp.payload();
+    assert_eq!(vx[0], 0x08, "only the I flag");
+    let vni = u32::from_be_bytes([0, vx[4], vx[5], vx[6]]);
+    (
+        vni,
+        ip.header().source(),
+        ip.header().destination(),
+        udp.source_port(),
+        &vx[8..],
+    )
+}
+
+#[test]
+fn arp_is_answered_locally() {
+    let o = replay_case("arp");
+    let replies = o.frames("my-web.1");
+    assert_eq!(replies.len(), 3);
+    for (frame, (ip, m)) in replies.iter().zip([
+        ([10, 0, 9, 3], "02:42:0a:00:09:03"),
+        ([10, 0, 9, 1], "02:42:0a:00:09:01"),
+        ([10, 0, 9, 4], "02:42:0a:00:09:04"),
+    ]) {
+        assert_eq!(&frame[0..6], &mac("02:42:0a:00:09:02"), "to the asker");
+        assert_eq!(&frame[12..14], &[0x08, 0x06]);
+        assert_eq!(&frame[20..22], &[0, 2], "an ARP reply");
+        assert_eq!(&frame[22..28], &mac(m), "sender MAC");
+        assert_eq!(&frame[28..32], &ip, "sender IP");
+    }
+    assert!(
+        o.frames("underlay").is_empty(),
+        "ARP never crosses the underlay"
+    );
+    assert_eq!(
+        o.drops(),
+        BTreeMap::from([("arp_unknown_target".into(), 1)])
+    );
+    assert_eq!(o.counters["events"]["arp_replies"], 3);
+}
+
+#[test]
+fn ping_crosses_vxlan_both_ways() {
+    let o = replay_case("ping-vxlan");
+    let under = o.frames("underlay");
+    let inputs = read_pcap(&fixtures().join("ping-vxlan/in/my-web.1.pcap"));
+    assert_eq!(under.len(), 2);
+    let mut ports = Vec::new();
+    for (datagram, sent) in under.iter().zip(&inputs) {
+        let (vni, src, dst, sport, inner) = unwrap_vxlan(datagram);
+        assert_eq!((vni, src, dst), (4097, [192, 0, 2, 10], [192, 0, 2, 11]));
+        assert_eq!(
+            inner,
+            &sent[..],
+            "the inner frame is the task's frame, untouched"
+        );
+        ports.push(sport);
+    }
+    assert_eq!(
+        ports[0], ports[1],
+        "one ICMP flow keeps one UDP source port"
+    );
+    let delivered = o.frames("my-web.1");
+    let arrived = read_pcap(&fixtures().join("ping-vxlan/in/underlay.pcap"));
+    assert_eq!(delivered.len(), 2);
+    for (frame, datagram) in delivered.iter().zip(&arrived) {
+        assert_eq!(
+            &frame[..],
+            &datagram[36..],
+            "decapsulated frame = what node-2 sent"
+        );
+    }
+    assert!(o.drops().is_empty());
+}
+
+#[test]
+fn tcp_handshake_crosses_vxlan() {
+    let o = replay_case("tcp-handshake");
+    let under = o.frames("underlay");
+    assert_eq!(under.len(), 2, "SYN and ACK out");
+    let (_, _, _, syn_port, syn) = unwrap_vxlan(&under[0]);
+    let (_, _, _, ack_port, _) = unwrap_vxlan(&under[1]);
+    assert_eq!(syn_port, ack_port, "one TCP flow keeps one UDP source port");
+    let tcp = SlicedPacket::from_ethernet(syn).unwrap();
+    let Some(TransportSlice::Tcp(t)) = tcp.transport else {
+        panic!("not TCP")
+    };
+    assert!(t.syn() && !t.ack());
+    assert_eq!(o.frames("my-web.1").len(), 1, "SYN-ACK in");
+    assert!(o.drops().is_empty());
+}
+
+#[test]
+fn local_delivery_stays_off_the_underlay() {
+    let o = replay_case("local");
+    assert_eq!(o.frames("my-web.2").len(), 1);
+    assert_eq!(o.frames("my-web.1").len(), 1);
+    assert_eq!(
+        o.frames("my-web.2")[0],
+        read_pcap(&fixtures().join("local/in/my-web.1.pcap"))[0]
+    );
+    assert!(o.frames("underlay").is_empty());
+    assert_eq!(o.counters["ports"]["underlay"]["tx_packets"], 0);
+}
+
+#[test]
+fn unknown_vni_is_dropped() {
+    let o = replay_case("unknown-vni");
+    assert!(o.pcaps.is_empty());
+    assert_eq!(o.drops(), BTreeMap::from([("unknown_vni".into(), 1)]));
+}
+
+#[test]
+fn vxlan_without_i_flag_is_dropped() {
+    let o = replay_case("i-flag-clear");
+    assert!(o.pcaps.is_empty());
+    assert_eq!(o.drops(), BTreeMap::from([("vxlan_no_i_flag".into(), 1)]));
+}
+
+#[test]
+fn truncated_vxlan_is_dropped() {
+    let o = replay_case("truncated-vxlan");
+    assert!(o.pcaps.is_empty());
+    assert_eq!(o.drops(), BTreeMap::from([("malformed".into(), 2)]));
+}
+
+#[test]
+fn oversize_with_df_gets_fragmentation_needed() {
+    let o = replay_case("oversize-df");
+    assert!(o.frames("underlay").is_empty());
+    let back = o.frames("my-web.1");
+    assert_eq!(back.len(), 1);
+    let p = SlicedPacket::from_ethernet(&back[0]).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().source(), [10, 0, 9, 1], "from the gateway");
+    assert_eq!(ip.header().destination(), [10, 0, 9, 2], "to the sender");
+    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!("not ICMP")
+    };
+    match icmp.icmp_type() {
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+        ) => assert_eq!(next_hop_mtu, 1450),
+        other => panic!("not fragmentation needed: {other:?}"),
+    }
+    assert!(
+        back[0].len() <= 14 + 576,
+        "ICMP errors stay within 576 bytes"
+    );
+    assert_eq!(o.drops(), BTreeMap::from([("mtu_exceeded".into(), 1)]));
+}
+
+#[test]
+fn oversize_without_df_is_fragmented_to_fit() {
+    let o = replay_case("oversize-no-df");
+    let under = o.frames("underlay");
+    assert_eq!(under.len(), 2);
+    let original = &read_pcap(&fixtures().join("oversize-no-df/in/my-web.1.pcap"))[0];
+    let mut payload = Vec::new();
+    for (i, datagram) in under.iter().enumerate() {
+        let (_, _, _, _, inner) = unwrap_vxlan(datagram);
+        let ip = etherparse::Ipv4Slice::from_slice(&inner[14..]).expect("fragment");
+        assert!(ip.header().total_len() <= 1450, "fragment {i} fits the MTU");
+        assert!(ip.is_payload_fragmented());
+        assert_eq!(ip.header().more_fragments(), i == 0);
+        assert_eq!(
+            usize::from(ip.header().fragments_offset().value()) * 8,
+            payload.len()
+        );
+        payload.extend_from_slice(ip.payload().payload);
+    }
+    assert_eq!(
+        payload,
+        &original[34..],
+        "the fragments carry the whole packet"
+    );
+    assert_eq!(o.counters["events"]["fragments_created"], 2);
+    assert!(o.drops().is_empty());
+}
+
+#[test]
+fn refusals_are_counted_by_reason() {
+    let o = replay_case("refusals");
+    assert!(o.pcaps.is_empty(), "nothing refused is forwarded");
+    let want: BTreeMap<String, u64> = [
+        ("spoofed_source", 1),
+        ("broadcast", 1),
+        ("unknown_destination", 2),
+        ("hairpin", 1),
+        ("malformed", 1),
+        ("not_vxlan", 1),
+        ("not_for_us", 1),
+        ("bad_checksum", 1),
+        ("not_ipv4", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(o.drops(), want);
+}
+
+#[test]
+fn kernel_capture_decapsulates() {
+    let o = replay_case("kernel-vxlan");
+    assert_eq!(o.frames("my-web.1").len(), 6);
+    assert!(o.drops().is_empty());
+}
