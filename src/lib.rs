@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod dataplane;
+#[allow(unsafe_code)]
+pub mod io;
 pub mod replay;
 pub mod topology;
 pub mod wire;

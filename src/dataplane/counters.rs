@@ -45,6 +45,8 @@ drop_reasons! {
     NotVxlan => "not_vxlan": "An underlay packet that is not UDP to the data-path port.",
     VxlanNoIFlag => "vxlan_no_i_flag": "A VXLAN header without the I flag: no valid VNI.",
     UnknownVni => "unknown_vni": "A VNI of no network this node has.",
+    PortTxFailed => "port_tx_failed": "The runtime could not write a frame to a task's interface (queue full).",
+    UnderlayTxFailed => "underlay_tx_failed": "The runtime could not send a datagram on the underlay (socket buffer full, no route).",
 }
 
 impl DropReason {
@@ -159,6 +161,32 @@ impl Counters {
             .filter(|r| self.dropped(**r) > 0)
             .map(|r| (r.as_str(), self.dropped(*r)))
             .collect()
+    }
+}
+
+/// What `counters.json` holds: non-zero drops by name, every port by name (the underlay as
+/// `underlay`), and events.
+#[derive(Debug, Serialize)]
+pub struct CountersReport<'a> {
+    pub drops: BTreeMap<&'static str, u64>,
+    pub ports: BTreeMap<&'a str, PortCounters>,
+    pub events: Events,
+}
+
+impl Counters {
+    /// The report of these counters, naming ports by `port_names` (indexed by `PortId`).
+    pub fn report<'a>(&self, port_names: &'a [String]) -> CountersReport<'a> {
+        let mut ports: BTreeMap<&str, PortCounters> = port_names
+            .iter()
+            .zip(self.ports.iter())
+            .map(|(n, c)| (n.as_str(), *c))
+            .collect();
+        ports.insert("underlay", self.underlay);
+        CountersReport {
+            drops: self.drops_by_name(),
+            ports,
+            events: self.events,
+        }
     }
 }
 

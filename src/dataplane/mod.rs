@@ -13,7 +13,7 @@ pub mod output;
 mod switch;
 pub mod tables;
 
-pub use counters::{Counters, DropReason, Events, PortCounters};
+pub use counters::{Counters, CountersReport, DropReason, Events, PortCounters};
 pub use output::{Output, Target, UnderlayDst, UNDERLAY_UDP_PAYLOAD};
 pub use switch::{Dataplane, Input};
 pub use tables::{Dest, NetId, NetInfo, PortId, PortInfo, Tables};

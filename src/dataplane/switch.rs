@@ -152,6 +152,11 @@ impl Dataplane {
         self.record_drop(now, reason, "underlay");
     }
 
+    /// Counts a drop the runtime decided (an I/O failure after the core emitted the packet).
+    pub fn count_drop(&mut self, now: Nanos, reason: DropReason) {
+        self.record_drop(now, reason, "runtime");
+    }
+
     fn record_drop(&mut self, now: Nanos, reason: DropReason, from: &'static str) {
         self.counters.drop(reason);
         let last = &mut self.state.last_log[reason as usize];

@@ -16,10 +16,9 @@ use std::time::Duration;
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
-use serde::Serialize;
 
 use crate::dataplane::{
-    Counters, Dataplane, DropReason, Events, Output, PortCounters, PortId, Tables, Target,
+    Counters, CountersReport, Dataplane, DropReason, Output, PortId, Tables, Target,
 };
 use crate::topology::{Topology, TopologyError};
 
@@ -109,26 +108,10 @@ pub struct Summary {
     pub written: Vec<PathBuf>,
 }
 
-/// The content of `counters.json`.
-#[derive(Debug, Serialize)]
-pub struct CountersJson<'a> {
-    pub drops: BTreeMap<&'static str, u64>,
-    pub ports: BTreeMap<&'a str, PortCounters>,
-    pub events: Events,
-}
-
 impl Summary {
-    pub fn counters_json(&self) -> CountersJson<'_> {
-        let mut ports = BTreeMap::new();
-        for (name, c) in self.port_names.iter().zip(self.counters.ports.iter()) {
-            ports.insert(name.as_str(), *c);
-        }
-        ports.insert(UNDERLAY, self.counters.underlay);
-        CountersJson {
-            drops: self.counters.drops_by_name(),
-            ports,
-            events: self.counters.events,
-        }
+    /// The content of `counters.json`.
+    pub fn counters_json(&self) -> CountersReport<'_> {
+        self.counters.report(&self.port_names)
     }
 }
 

@@ -1,0 +1,164 @@
+//! `swarmnet run` (a node in the foreground on a static topology) and `swarmnet exec` (a command
+//! inside a task's network namespace).
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::dataplane::Counters;
+use crate::io::{netns, node, Node, NodeConfig};
+use crate::topology::Topology;
+
+/// Runs a node in the foreground on a static topology until SIGINT or SIGTERM.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The node's topology file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub topology: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+    /// Run the node inside this named network namespace (its host), e.g. to run several nodes
+    /// on one machine. Unlike `ip netns exec`, this keeps the mount namespace, so the tasks'
+    /// namespaces stay visible to `ip netns` and `swarmnet exec`.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Where to keep the node's counters (JSON, rewritten every second)
+    /// [default: /run/swarmnet/NODE/counters.json].
+    #[arg(long, value_name = "FILE")]
+    pub counters: Option<PathBuf>,
+}
+
+/// Runs a command inside a task's network namespace.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The endpoint (task) whose namespace to enter.
+    pub endpoint: String,
+    /// The topology that names the endpoint's namespace (`netns`); without it the namespace is
+    /// the endpoint's name.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn write_counters(path: &Path, counters: &Counters, names: &[String]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    let mut json = serde_json::to_string_pretty(&counters.report(names))?;
+    json.push('\n');
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).with_context(|| format!("{}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let topology = Topology::load(&args.topology)?;
+    if let Some(host) = &args.netns {
+        // Before any thread exists, so every thread of the node lives in the host namespace.
+        let file = std::fs::File::open(netns::path(host))
+            .with_context(|| format!("network namespace {host} not found"))?;
+        netns::enter(&file).with_context(|| format!("cannot enter network namespace {host}"))?;
+    }
+    let workers = match args.workers {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+    let counters_path = args
+        .counters
+        .unwrap_or_else(|| node::default_counters_path(&topology.node.name));
+    // Registered before anything is created, so a signal during set-up still ends in clean-up.
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let name = topology.node.name.clone();
+    let (addr, port) = (topology.node.data_path_addr, topology.node.data_path_port);
+    let node = Node::start(NodeConfig { topology, workers })
+        .with_context(|| format!("node {name} could not start"))?;
+    let names = node.port_names();
+    println!("node {name} running: {workers} worker(s), data path {addr}:{port}");
+    for t in node.tasks() {
+        println!("  task {} in netns {}", t.endpoint, t.netns.name());
+    }
+    println!("counters: {}", counters_path.display());
+    println!("ready");
+    std::io::stdout().flush().ok();
+
+    let mut last_write = Instant::now() - Duration::from_secs(1);
+    let mut failed = false;
+    loop {
+        if let Some(sig) = signals.pending().next() {
+            tracing::info!(signal = sig, "shutting down");
+            break;
+        }
+        if !node.healthy() {
+            failed = true;
+            break;
+        }
+        if last_write.elapsed() >= Duration::from_secs(1) {
+            last_write = Instant::now();
+            if let Err(e) = write_counters(&counters_path, &node.counters(), &names) {
+                tracing::warn!(error = %e, "cannot write counters");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counters = node.stop();
+    write_counters(&counters_path, &counters, &names)?;
+    let drops = counters.drops_by_name();
+    println!(
+        "node {name} stopped: underlay rx {} tx {}; drops: {}",
+        counters.underlay.rx_packets,
+        counters.underlay.tx_packets,
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    );
+    if failed {
+        bail!("a worker failed; see the log above");
+    }
+    Ok(())
+}
+
+pub fn exec(args: ExecArgs) -> anyhow::Result<()> {
+    let ns = match &args.topology {
+        Some(path) => {
+            let topo = Topology::load(path)?;
+            let ep = topo
+                .local_endpoints()
+                .find(|e| e.name == args.endpoint)
+                .with_context(|| {
+                    format!("no local endpoint {} in {}", args.endpoint, path.display())
+                })?;
+            ep.netns.clone().unwrap_or_else(|| ep.name.clone())
+        }
+        None => args.endpoint.clone(),
+    };
+    let file = std::fs::File::open(netns::path(&ns)).with_context(|| {
+        format!(
+            "no running task {} (network namespace {ns} not found; is `swarmnet run` up?)",
+            args.endpoint
+        )
+    })?;
+    netns::enter(&file)
+        .with_context(|| format!("cannot enter network namespace {ns} (needs CAP_SYS_ADMIN)"))?;
+    let err = std::process::Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .exec();
+    bail!("cannot run {}: {err}", args.command[0])
+}

@@ -1,0 +1,13 @@
+//! The only code that touches the OS on the packet path: worker threads with mio loops, TAP
+//! devices, the data-path UDP sockets, and task sandboxes (network namespaces).
+//!
+//! It is thin by design: read a batch, hand it to the `dataplane` core, write what the core
+//! returns. Unsafe code lives here only, each block with its `SAFETY:` reason.
+
+pub mod netns;
+pub mod node;
+pub mod tap;
+pub mod udp;
+pub mod worker;
+
+pub use node::{Node, NodeConfig, RunError};

@@ -1,0 +1,272 @@
+//! A running node: task namespaces with their TAPs, the data-path sockets, the workers, and
+//! orderly teardown.
+
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use mio::Waker;
+
+use super::netns::{self, NetnsError, OwnedNetns};
+use super::tap::{self, TapQueue};
+use super::udp::UdpSocket;
+use super::worker::{self, Worker};
+use crate::dataplane::{Counters, Tables};
+use crate::topology::Topology;
+
+/// Name of a task's interface inside its namespace, as in a Docker container.
+pub const TASK_IFACE: &str = "eth0";
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("swarmnet needs CAP_NET_ADMIN to create network namespaces and TAP devices: run it as root or grant the capability (setcap cap_net_admin,cap_sys_admin+ep)")]
+    NeedNetAdmin,
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("endpoint {endpoint}: cannot create its TAP device in namespace {netns}: {source}")]
+    Tap {
+        endpoint: String,
+        netns: String,
+        source: std::io::Error,
+    },
+    #[error("cannot bind the data path to {addr}: {source} (is data_path_addr an address of this host, and the port free?)")]
+    Bind {
+        addr: SocketAddrV4,
+        source: std::io::Error,
+    },
+    #[error("cannot start worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub topology: Topology,
+    /// Worker threads (each with its own TAP queues and socket).
+    pub workers: usize,
+}
+
+/// A task's sandbox: its namespace, kept until the node stops.
+#[derive(Debug)]
+pub struct Task {
+    pub endpoint: String,
+    pub netns: OwnedNetns,
+}
+
+/// A started node; `stop` (or drop) shuts it down and removes what it created.
+pub struct Node {
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+    published: Vec<Arc<Mutex<Counters>>>,
+    tables: Arc<ArcSwap<Tables>>,
+    // Dropped after the workers stop: namespaces go last.
+    tasks: Vec<Task>,
+}
+
+impl Node {
+    /// Creates every local task's namespace and interface, binds the data path, starts the
+    /// workers. On error everything created so far is removed.
+    pub fn start(cfg: NodeConfig) -> Result<Node, RunError> {
+        if !netns::have_net_admin() {
+            return Err(RunError::NeedNetAdmin);
+        }
+        let workers = cfg.workers.max(1);
+        let topo = &cfg.topology;
+        let tables = Arc::new(Tables::from_topology(topo));
+        let max_mtu = topo
+            .networks
+            .iter()
+            .map(|n| usize::from(n.mtu))
+            .max()
+            .unwrap_or(1500);
+        // Inner frame + VXLAN header + slack for VLAN tags; never less than a classic frame.
+        let max_packet = (max_mtu + 14 + 8 + 64).max(2048);
+
+        let mut tasks = Vec::new();
+        // queues[port][worker]
+        let mut queues: Vec<Vec<TapQueue>> = Vec::new();
+        for port in &tables.ports {
+            let ep = topo
+                .endpoints
+                .iter()
+                .find(|e| e.name == port.name)
+                .expect("tables' ports come from the topology's endpoints");
+            let net = tables
+                .network(port.network)
+                .expect("a port's network is in the tables");
+            let ns_name = ep.netns.clone().unwrap_or_else(|| ep.name.clone());
+            let ns = OwnedNetns::create(&ns_name)?;
+            let qs = netns::run_in(&ns_name, move || tap::open_multiqueue(TASK_IFACE, workers))?
+                .map_err(|source| RunError::Tap {
+                    endpoint: ep.name.clone(),
+                    netns: ns_name.clone(),
+                    source,
+                })?;
+            configure_task(
+                &ns_name,
+                ep.mac.to_string(),
+                ep.ip,
+                net.subnet.prefix_len(),
+                net.mtu,
+                net.gateway,
+            )?;
+            tracing::info!(endpoint = %ep.name, netns = %ns_name, ip = %ep.ip, mac = %ep.mac, "task interface ready");
+            tasks.push(Task {
+                endpoint: ep.name.clone(),
+                netns: ns,
+            });
+            queues.push(qs);
+        }
+
+        let addr = SocketAddrV4::new(tables.data_path_addr, tables.data_path_port);
+        let mut sockets = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            sockets.push(
+                UdpSocket::bind_reuseport(addr)
+                    .map_err(|source| RunError::Bind { addr, source })?,
+            );
+        }
+
+        let swap = Arc::new(ArcSwap::new(tables));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut node = Node {
+            stop: Arc::clone(&stop),
+            wakers: Vec::new(),
+            threads: Vec::new(),
+            published: Vec::new(),
+            tables: Arc::clone(&swap),
+            tasks,
+        };
+        // Hand worker w the w-th queue of every TAP.
+        let mut per_worker: Vec<Vec<TapQueue>> = (0..workers).map(|_| Vec::new()).collect();
+        for qs in queues {
+            for (w, q) in qs.into_iter().enumerate() {
+                per_worker[w].push(q);
+            }
+        }
+        for (id, (taps, udp)) in per_worker.into_iter().zip(sockets).enumerate() {
+            let (poll, waker) = worker::poll_with_waker().map_err(RunError::Worker)?;
+            let published = Arc::new(Mutex::new(Counters::new(taps.len())));
+            let w = Worker {
+                id,
+                tables: Arc::clone(&swap),
+                taps,
+                udp,
+                poll,
+                stop: Arc::clone(&stop),
+                published: Arc::clone(&published),
+                max_packet,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("swarmnet-w{id}"))
+                .spawn(move || w.run())
+                .map_err(RunError::Worker)?;
+            node.wakers.push(waker);
+            node.threads.push(handle);
+            node.published.push(published);
+        }
+        Ok(node)
+    }
+
+    /// The sum of every worker's last published counters.
+    pub fn counters(&self) -> Counters {
+        let mut sum = Counters::new(self.tables.load().ports.len());
+        for slot in &self.published {
+            if let Ok(c) = slot.lock() {
+                sum.merge(&c);
+            }
+        }
+        sum
+    }
+
+    /// Local port names, indexed by `PortId`.
+    pub fn port_names(&self) -> Vec<String> {
+        self.tables
+            .load()
+            .ports
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// True while every worker is running.
+    pub fn healthy(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops the workers, then removes the namespaces (and with them the TAPs).
+    pub fn stop(mut self) -> Counters {
+        self.shutdown();
+        self.counters()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
+                Err(_) => tracing::error!("worker panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+        // `tasks` drops after this, deleting the namespaces.
+    }
+}
+
+/// Gives the task's eth0 its MAC, address, MTU and default route, as Docker configures a
+/// container's interface on an overlay network.
+fn configure_task(
+    ns: &str,
+    mac: String,
+    ip: std::net::Ipv4Addr,
+    prefix: u8,
+    mtu: u16,
+    gateway: std::net::Ipv4Addr,
+) -> Result<(), NetnsError> {
+    // No IPv6 on the task interface: the overlay carries IPv4 (as Docker's does by default),
+    // and router/neighbour solicitations would only be counted as drops.
+    let _ = netns::run_in(ns, || {
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{TASK_IFACE}/disable_ipv6"),
+            "1",
+        )
+    });
+    let mtu = mtu.to_string();
+    let cidr = format!("{ip}/{prefix}");
+    let gw = gateway.to_string();
+    netns::ip(&[
+        "-n", ns, "link", "set", TASK_IFACE, "address", &mac, "mtu", &mtu,
+    ])?;
+    netns::ip(&["-n", ns, "addr", "add", &cidr, "dev", TASK_IFACE])?;
+    netns::ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    netns::ip(&["-n", ns, "link", "set", TASK_IFACE, "up"])?;
+    netns::ip(&[
+        "-n", ns, "route", "add", "default", "via", &gw, "dev", TASK_IFACE,
+    ])?;
+    Ok(())
+}
+
+/// Where `swarmnet run` writes its counters by default.
+pub fn default_counters_path(node: &str) -> PathBuf {
+    PathBuf::from("/run/swarmnet")
+        .join(node)
+        .join("counters.json")
+}

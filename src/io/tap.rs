@@ -1,0 +1,102 @@
+//! TAP devices: multi-queue, non-blocking, created inside a task's network namespace.
+//!
+//! Each worker owns one queue of every TAP, so frames of one flow stay on one worker (the kernel
+//! picks the queue by flow hash) and no two workers share a file descriptor.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Linux `IFNAMSIZ`.
+pub const IFNAMSIZ: usize = 16;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// One queue of a TAP device.
+#[derive(Debug)]
+pub struct TapQueue {
+    fd: OwnedFd,
+}
+
+/// Opens `queues` queues of the TAP device `name` in the calling thread's network namespace
+/// (creating the device if needed). The device lives as long as one queue is open.
+pub fn open_multiqueue(name: &str, queues: usize) -> io::Result<Vec<TapQueue>> {
+    if name.is_empty() || name.len() >= IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} must be 1-15 bytes"),
+        ));
+    }
+    let mut out = Vec::with_capacity(queues);
+    for _ in 0..queues.max(1) {
+        out.push(open_queue(name)?);
+    }
+    Ok(out)
+}
+
+fn open_queue(name: &str) -> io::Result<TapQueue> {
+    const PATH: &CStr = c"/dev/net/tun";
+    // SAFETY: PATH is a valid NUL-terminated string; open has no other preconditions.
+    let raw = unsafe {
+        libc::open(
+            PATH.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor we own; OwnedFd closes it on every path below.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = IfReq {
+        name: [0; IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which IfReq lays out (40 bytes).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TapQueue { fd })
+}
+
+impl TapQueue {
+    /// Reads one frame; `WouldBlock` when the queue is empty.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is valid for writes of buf.len() bytes for the duration of the call.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Writes one frame (delivered to the namespace as received on the interface).
+    pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        // SAFETY: frame is valid for reads of frame.len() bytes for the duration of the call.
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+}
+
+impl AsRawFd for TapQueue {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
