@@ -1445,6 +1445,178 @@ mtu = 65485
         }
     }
 
+    /// `head!()` with my-network encrypted (line 10) and an `[encryption]` table from line 12.
+    macro_rules! encrypted {
+        ($($enc:literal),+) => {
+            concat!(head!(), "encrypted = true\n\n[encryption]\n", $($enc),+)
+        };
+    }
+
+    const KEYS: &str = "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" }, \
+                        { tag = 2, key = \"101112131415161718191a1b1c1d1e1f\" }, \
+                        { tag = 3, key = \"202122232425262728292a2b2c2d2e2f\" } ]\n";
+
+    #[test]
+    fn encryption_as_the_issue_gives_it() {
+        let text = format!(
+            "{}encrypted = true\n\n[encryption]\n{KEYS}primary = 2\n\
+             transport = \"ip\"      # \"ip\": ESP as IP protocol 50 (raw sockets)\n\
+             udp_port = 4500       # for transport = \"udp\"\n",
+            head!()
+        );
+        let t = Topology::parse(&text, "t.toml").unwrap();
+        let e = t.encryption.as_ref().unwrap();
+        assert_eq!(e.keys.iter().map(|k| k.tag).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(e.keys[1].key[0], 0x10);
+        assert_eq!(e.keys[1].key[15], 0x1f);
+        assert_eq!(e.primary, 2);
+        assert_eq!(e.transport, EspTransport::Ip);
+        assert_eq!(e.udp_port, 4500);
+        assert!(t.networks[0].encrypted);
+        assert_eq!(t.networks[0].mtu, 1416, "1500 - 50 - 34, a multiple of 4");
+        assert!(
+            !format!("{e:?}").contains("16"),
+            "Debug never shows keys: {e:?}"
+        );
+
+        let udp = text.replace("\"ip\"      #", "\"udp\"      #");
+        let t = Topology::parse(&udp, "t.toml").unwrap();
+        assert_eq!(t.encryption.as_ref().unwrap().transport, EspTransport::Udp);
+        assert_eq!(
+            t.networks[0].mtu, 1408,
+            "1500 - 50 - 42 with the UDP header"
+        );
+
+        // An explicit mtu wins; the [encryption] table alone encrypts nothing.
+        let explicit = text.replace("encrypted = true", "encrypted = true\nmtu = 1300");
+        assert_eq!(
+            Topology::parse(&explicit, "t.toml").unwrap().networks[0].mtu,
+            1300
+        );
+        let plain = text.replace("encrypted = true", "encrypted = false");
+        let t = Topology::parse(&plain, "t.toml").unwrap();
+        assert!(!t.networks[0].encrypted && t.encryption.is_some());
+        assert_eq!(t.networks[0].mtu, 1450);
+
+        // Defaults: transport "ip", udp_port 4500; a single key is a valid ring.
+        let min = concat!(
+            head!(),
+            "encrypted = true\n[encryption]\n",
+            "keys = [ { tag = 7, key = \"00112233445566778899AABBCCDDEEFF\" } ]\nprimary = 7\n"
+        );
+        let e = Topology::parse(min, "t.toml").unwrap().encryption.unwrap();
+        assert_eq!((e.transport, e.udp_port), (EspTransport::Ip, 4500));
+        assert_eq!(e.keys[0].key[15], 0xff);
+        assert_eq!(encrypted_mtu(9000, EspTransport::Ip), 8916);
+        assert_eq!(encrypted_mtu(1499, EspTransport::Ip), 1412);
+    }
+
+    #[test]
+    fn encryption_refusals() {
+        let cases = [
+            (
+                concat!(head!(), "encrypted = true\n"),
+                "t.toml:10: network my-network: encrypted = true needs an [encryption] table \
+                 with the swarm's keys",
+            ),
+            (
+                concat!(head!(), "encrypted = 1\n"),
+                "t.toml:10: network my-network: encrypted must be a boolean, not an integer",
+            ),
+            (
+                encrypted!("primary = 1\n"),
+                "t.toml:12: encryption: missing field `keys`",
+            ),
+            (
+                encrypted!("keys = []\nprimary = 1\n"),
+                "t.toml:13: encryption: keys must hold 1 to 3 keys, not 0",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 2, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 3, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 4, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n"
+                ),
+                "t.toml:13: encryption: keys must hold 1 to 3 keys, not 4",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 1, key = \"101112131415161718191a1b1c1d1e1f\" } ]\nprimary = 1\n"
+                ),
+                "t.toml:14: encryption: key tag 1 is given twice (first on line 13)",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"0001\" } ]\nprimary = 1\n"),
+                "t.toml:13: encryption: key of tag 1 must be 32 hex digits (a 16-byte AES-128 \
+                 key); it has 4 characters",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"00010203040506070809g0b0c0d0e0f0\" } ]\nprimary = 1\n"
+                ),
+                "t.toml:13: encryption: key of tag 1 must be 32 hex digits (a 16-byte AES-128 \
+                 key); character 21 is not a hex digit",
+            ),
+            (
+                encrypted!("keys = [ { tag = -1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\n"),
+                "t.toml:13: encryption: tag -1 is outside 0-4294967295",
+            ),
+            (
+                encrypted!("keys = [ { key = \"000102030405060708090a0b0c0d0e0f\" } ]\n"),
+                "t.toml:13: encryption: missing field `tag`",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\", x = 1 } ]\n"),
+                "t.toml:13: encryption: unknown field `x`, expected `tag` or `key`",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\n"),
+                "t.toml:12: encryption: missing field `primary`",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 2\n"),
+                "t.toml:14: encryption: primary 2 is not the tag of any key (tags: 1)",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n",
+                    "transport = \"tcp\"\n"
+                ),
+                "t.toml:15: encryption: transport \"tcp\" must be \"ip\" (ESP as IP protocol 50, \
+                 raw sockets) or \"udp\" (ESP in UDP, RFC 3948)",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n",
+                    "udp_port = 4789\n"
+                ),
+                "t.toml:15: encryption: udp_port 4789 is the node's data_path_port; ESP in UDP \
+                 needs a port of its own",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n",
+                    "udp_port = 80\n"
+                ),
+                "t.toml:15: encryption: udp_port 80 is outside 1024-49151",
+            ),
+            (
+                encrypted!("keys = 3\nprimary = 1\n"),
+                "t.toml:13: encryption: invalid type: integer `3`, expected a sequence",
+            ),
+            (
+                encrypted!("cipher = \"aes\"\n"),
+                "t.toml:13: encryption: unknown field `cipher`, expected one of `keys`, \
+                 `primary`, `transport`, `udp_port`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(refusal(text), want, "{text}");
+        }
+    }
+
     #[test]
     fn toml_refusals() {
         let cases = [

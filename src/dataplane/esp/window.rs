@@ -39,7 +39,11 @@ impl Window {
     }
 
     /// The full 64-bit sequence number of a packet carrying the low 32 bits `low`
-    /// (RFC 4303 Appendix A2.2), or `None` when it would lie below 1.
+    /// (RFC 4303 Appendix A2.2), or `None` when it would lie below 1 or more than 2^31 ahead.
+    ///
+    /// Appendix A2.2 reads a `low` below the window as the next sub-space and lets the ICV
+    /// refuse it. A packet that far ahead would mean 2^31 packets lost in a row; it is far more
+    /// likely a stale one, so it is refused here as too old, without spending a decryption.
     pub fn infer(&self, low: u32) -> Option<u64> {
         let w = WINDOW as u32;
         let th = (self.top >> 32) as u32;
@@ -60,7 +64,10 @@ impl Window {
             }
         }?;
         let seq = (u64::from(high) << 32) | u64::from(low);
-        (seq != 0).then_some(seq)
+        if seq == 0 || seq.saturating_sub(self.top) > 1 << 31 {
+            return None;
+        }
+        Some(seq)
     }
 
     /// True if `seq` is new: above the top, or inside the window and not seen.
@@ -172,10 +179,13 @@ mod tests {
         // Far in sub-space 1.
         assert!(w.accept((1 << 32) + 5000));
         assert_eq!(w.infer(4000), Some((1 << 32) + 4000));
+        // Below the window: Appendix A2.2 would say the next sub-space, 2^32 - 4000 ahead.
+        assert_eq!(w.infer(1000), None, "too old, not 2^32 ahead");
+        assert!(w.accept((1 << 32) + 0xc000_0000));
         assert_eq!(
             w.infer(1000),
             Some((2 << 32) + 1000),
-            "below the window: next sub-space"
+            "past the half: next sub-space"
         );
     }
 }
