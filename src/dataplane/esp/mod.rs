@@ -16,6 +16,8 @@
 mod datapath;
 mod keyring;
 mod sa;
+#[cfg(test)]
+mod vectors;
 mod window;
 
 pub(crate) use datapath::{encapsulate, input_ipv4, input_udp, is_esp_datagram};

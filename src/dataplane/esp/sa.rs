@@ -112,6 +112,22 @@ impl Sa {
         }
     }
 
+    /// An SA with a given SPI and salt, for published test vectors whose salt is not derived.
+    #[cfg(test)]
+    pub(crate) fn from_parts(spi: u32, salt: [u8; 4], key: &KeyBytes) -> Sa {
+        let unbound = UnboundKey::new(&AES_128_GCM, key).expect("16-byte AES-128 key");
+        Sa {
+            spi,
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED,
+            tag: 0,
+            salt,
+            key: LessSafeKey::new(unbound),
+            last_seq: AtomicU64::new(0),
+            window: Mutex::new(Window::default()),
+        }
+    }
+
     /// The 4-byte salt (RFC 4106 4).
     pub fn salt(&self) -> [u8; 4] {
         self.salt
