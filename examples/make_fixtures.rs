@@ -12,6 +12,7 @@ use std::time::Duration;
 use etherparse::{IpHeaders, IpNumber, Ipv4Header, PacketBuilder};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 
 const WEB1_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x00, 0x09, 0x02];
 const WEB2_MAC: [u8; 6] = [0x02, 0x42, 0x0a, 0x00, 0x09, 0x04];
@@ -52,6 +53,137 @@ network = "my-network"
 ip = "10.0.9.3"
 vtep = "192.0.2.11"
 "#;
+
+/// The encrypted variant: the same node and tasks, my-network encrypted with three fixed keys
+/// (tags 1, 2, 3; primary 2). `{transport}` is "ip" or "udp".
+const TOPOLOGY_ESP: &str = r#"# node-1's view of an encrypted network: my-web.1 here, my-web.3 on node-2 (192.0.2.11).
+# Fixed test keys, never to be used elsewhere.
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+encrypted = true
+
+[encryption]
+keys = [ { tag = 1, key = "000102030405060708090a0b0c0d0e0f" }, { tag = 2, key = "101112131415161718191a1b1c1d1e1f" }, { tag = 3, key = "202122232425262728292a2b2c2d2e2f" } ]
+primary = 2
+transport = "{transport}"
+udp_port = 4500
+
+[[endpoint]]
+name = "my-web.1"
+network = "my-network"
+ip = "10.0.9.2"
+
+[[endpoint]]
+name = "my-web.3"
+network = "my-network"
+ip = "10.0.9.3"
+vtep = "192.0.2.11"
+"#;
+
+/// The keys of `TOPOLOGY_ESP`, by tag.
+fn esp_key(tag: u32) -> [u8; 16] {
+    let base = 0x10 * (tag as u8 - 1);
+    std::array::from_fn(|i| base + i as u8)
+}
+
+/// FNV-1a-32 over (src as ::ffff:a.b.c.d, tag big-endian, dst as ::ffff:a.b.c.d): the SPI.
+fn esp_spi(src: [u8; 4], dst: [u8; 4], tag: u32) -> u32 {
+    let mapped = |a: [u8; 4]| {
+        let mut m = [0u8; 16];
+        m[10] = 0xff;
+        m[11] = 0xff;
+        m[12..].copy_from_slice(&a);
+        m
+    };
+    let mut h: u32 = 0x811c_9dc5;
+    for b in mapped(src)
+        .iter()
+        .chain(&tag.to_be_bytes())
+        .chain(&mapped(dst))
+    {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// An ESP packet (RFC 4303/4106, ESN, 16-byte ICV) from `src` to `dst` under key `tag` and
+/// `key`, sequence number `seq`, carrying the VXLAN UDP datagram of `inner` (VNI 4097).
+/// Written here with ring directly, apart from swarmnet's own sealing code.
+fn esp_packet(
+    src: [u8; 4],
+    dst: [u8; 4],
+    tag: u32,
+    key: [u8; 16],
+    seq: u64,
+    inner: &[u8],
+) -> Vec<u8> {
+    let spi = esp_spi(src, dst, tag);
+    let mut plain = Vec::new();
+    let udp_len = (16 + inner.len()) as u16;
+    plain.extend_from_slice(&51000u16.to_be_bytes());
+    plain.extend_from_slice(&4789u16.to_be_bytes());
+    plain.extend_from_slice(&udp_len.to_be_bytes());
+    plain.extend_from_slice(&[0, 0]);
+    plain.extend_from_slice(&[0x08, 0, 0, 0, 0x00, 0x10, 0x01, 0]);
+    plain.extend_from_slice(inner);
+    let pad = (4 - (plain.len() + 2) % 4) % 4;
+    plain.extend((1..=pad as u8).take(pad));
+    plain.push(pad as u8);
+    plain.push(17);
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&spi.to_be_bytes());
+    nonce[4..].copy_from_slice(&seq.to_be_bytes());
+    let mut aad = [0u8; 12];
+    aad[..4].copy_from_slice(&spi.to_be_bytes());
+    aad[4..].copy_from_slice(&seq.to_be_bytes());
+    let k = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &key).expect("key"));
+    let tag = k
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut plain,
+        )
+        .expect("seal");
+    let mut out = Vec::new();
+    out.extend_from_slice(&spi.to_be_bytes());
+    out.extend_from_slice(&(seq as u32).to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&plain);
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// ESP as IP protocol 50 from node-2 to node-1.
+fn esp_ip(esp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(NODE2, NODE1, 64)
+        .write(&mut out, IpNumber(50), esp)
+        .expect("esp ip");
+    out
+}
+
+/// ESP in UDP (RFC 3948) from node-2 to node-1, port 4500 both ways.
+fn esp_udp(esp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(NODE2, NODE1, 64)
+        .udp(4500, 4500)
+        .write(&mut out, esp)
+        .expect("esp udp");
+    out
+}
+
+/// A reply from my-web.3, sealed by node-2 under `tag` with sequence number `seq`.
+fn sealed_reply(tag: u32, seq: u64, icmp_seq: u16) -> Vec<u8> {
+    let inner = echo(WEB3_MAC, WEB1_MAC, WEB3, WEB1, true, icmp_seq, 56);
+    esp_packet(NODE2, NODE1, tag, esp_key(tag), seq, &inner)
+}
 
 struct Capture {
     link: DataLink,
@@ -181,10 +313,14 @@ fn from_web3(inner: &[u8]) -> Vec<u8> {
 }
 
 fn case(name: &str, captures: &[(&str, &Capture)]) {
+    case_with(name, TOPOLOGY, captures);
+}
+
+fn case_with(name: &str, topology: &str, captures: &[(&str, &Capture)]) {
     let dir = Path::new("fixtures").join(name);
     let input = dir.join("in");
     fs::create_dir_all(&input).expect("fixture dir");
-    fs::write(dir.join("topology.toml"), TOPOLOGY).expect("topology");
+    fs::write(dir.join("topology.toml"), topology).expect("topology");
     for (port, cap) in captures {
         cap.write(&input.join(format!("{port}.pcap")));
     }
@@ -296,4 +432,57 @@ fn main() {
     under.at(8, corrupt);
     under.at(9, vec![0x60, 0, 0, 0]); // IPv6
     case("refusals", &[("my-web.1", &web1), ("underlay", &under)]);
+
+    // Encrypted network, ESP as IP protocol 50: my-web.1 pings my-web.3 twice (sealed with the
+    // primary key, tag 2); replies arrive under tag 2 (sequence 1, 2) and under tag 3 from a
+    // node that already moved its primary (every key of the ring is accepted).
+    let esp_ip_topology = TOPOLOGY_ESP.replace("{transport}", "ip");
+    let esp_udp_topology = TOPOLOGY_ESP.replace("{transport}", "udp");
+    let mut web1 = Capture::new(eth);
+    let mut under = Capture::new(raw);
+    web1.at(0, echo(WEB1_MAC, WEB3_MAC, WEB1, WEB3, false, 1, 56));
+    under.at(1, esp_ip(&sealed_reply(2, 1, 1)));
+    web1.at(2, echo(WEB1_MAC, WEB3_MAC, WEB1, WEB3, false, 2, 56));
+    under.at(3, esp_ip(&sealed_reply(2, 2, 2)));
+    under.at(4, esp_ip(&sealed_reply(3, 1, 3)));
+    case_with(
+        "esp-ping",
+        &esp_ip_topology,
+        &[("my-web.1", &web1), ("underlay", &under)],
+    );
+
+    // The same with transport = "udp": ESP in UDP out; in, both forms are accepted.
+    let mut web1 = Capture::new(eth);
+    let mut under = Capture::new(raw);
+    web1.at(0, echo(WEB1_MAC, WEB3_MAC, WEB1, WEB3, false, 1, 56));
+    under.at(1, esp_udp(&sealed_reply(2, 1, 1)));
+    web1.at(2, echo(WEB1_MAC, WEB3_MAC, WEB1, WEB3, false, 2, 56));
+    under.at(3, esp_ip(&sealed_reply(2, 2, 2)));
+    case_with(
+        "esp-udp",
+        &esp_udp_topology,
+        &[("my-web.1", &web1), ("underlay", &under)],
+    );
+
+    // Every ESP refusal, one each, and one genuine packet.
+    let genuine = sealed_reply(2, 1, 1);
+    let mut under = Capture::new(raw);
+    under.at(0, esp_ip(&genuine)); // delivered
+    under.at(1, esp_ip(&genuine)); // esp_replay
+    let mut tampered = sealed_reply(2, 2, 2);
+    tampered[40] ^= 0x01;
+    under.at(2, esp_ip(&tampered)); // esp_auth
+    let inner = echo(WEB3_MAC, WEB1_MAC, WEB3, WEB1, true, 3, 56);
+    under.at(
+        3,
+        esp_ip(&esp_packet(NODE2, NODE1, 2, [0xee; 16], 3, &inner)),
+    ); // esp_auth: wrong key
+    under.at(
+        4,
+        esp_ip(&esp_packet(NODE2, NODE1, 9, esp_key(1), 1, &inner)),
+    ); // esp_unknown_spi
+    under.at(5, from_web3(&inner)); // cleartext_on_encrypted
+    under.at(6, esp_ip(&genuine[..20])); // malformed: shorter than an ESP packet
+    under.at(7, esp_udp(&[0xff])); // not_vxlan: a NAT-keepalive
+    case_with("esp-refusals", &esp_ip_topology, &[("underlay", &under)]);
 }
