@@ -284,5 +284,114 @@ fn node2_topology() -> String {
         )
 }
 
-criterion_group!(benches, seal, open, window, switch);
+/// Seal and open timed in alternating blocks, raw ring and `Sa` in turn, so that the noise of
+/// a shared machine hits both alike; prints the median ns per packet of each and their ratio.
+fn paired(_c: &mut Criterion) {
+    const N: usize = 2000;
+    const ROUNDS: usize = 31;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let key = raw_key();
+    let tx = Sa::new(A, B, 1, &KEY);
+    let rx = Sa::new(A, B, 1, &KEY);
+    let (mut seal_raw, mut seal_esp, mut open_raw, mut open_esp) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut seq = 0u64;
+    let mut raw_buf = vec![0x5au8; PAYLOAD + 16];
+    let mut esp_buf = vec![0x5au8; PREFIX + PAYLOAD + 32];
+    for round in 0..ROUNDS {
+        let time_raw_seal = |seq: &mut u64, buf: &mut Vec<u8>| {
+            let t = Instant::now();
+            for _ in 0..N {
+                *seq += 1;
+                buf.truncate(PAYLOAD);
+                let tag = key
+                    .seal_in_place_separate_tag(nonce(*seq), Aad::from(aad(*seq)), buf)
+                    .unwrap();
+                buf.extend_from_slice(tag.as_ref());
+                black_box(&buf);
+            }
+            t.elapsed().as_nanos() as f64 / N as f64
+        };
+        let time_esp_seal = |buf: &mut Vec<u8>| {
+            let t = Instant::now();
+            for _ in 0..N {
+                buf.truncate(PREFIX + PAYLOAD);
+                let s = tx.next_seq().unwrap();
+                tx.seal(buf, 0, s, 17).unwrap();
+                black_box(&buf);
+            }
+            t.elapsed().as_nanos() as f64 / N as f64
+        };
+        // Alternate which goes first.
+        if round % 2 == 0 {
+            seal_raw.push(time_raw_seal(&mut seq, &mut raw_buf));
+            seal_esp.push(time_esp_seal(&mut esp_buf));
+        } else {
+            seal_esp.push(time_esp_seal(&mut esp_buf));
+            seal_raw.push(time_raw_seal(&mut seq, &mut raw_buf));
+        }
+        // Open: seal N packets of each kind untimed, then time opening them.
+        let mut raws: Vec<(u64, Vec<u8>)> = (0..N)
+            .map(|_| {
+                seq += 1;
+                let mut b = vec![0x5au8; PAYLOAD];
+                let tag = key
+                    .seal_in_place_separate_tag(nonce(seq), Aad::from(aad(seq)), &mut b)
+                    .unwrap();
+                b.extend_from_slice(tag.as_ref());
+                (seq, b)
+            })
+            .collect();
+        let mut esps: Vec<Vec<u8>> = (0..N)
+            .map(|_| {
+                let mut b = vec![0x5au8; PREFIX + PAYLOAD];
+                let s = tx.next_seq().unwrap();
+                tx.seal(&mut b, 0, s, 17).unwrap();
+                b
+            })
+            .collect();
+        let mut time_raw_open = || {
+            let t = Instant::now();
+            for (s, b) in raws.iter_mut() {
+                black_box(
+                    key.open_in_place(nonce(*s), Aad::from(aad(*s)), b)
+                        .unwrap()
+                        .len(),
+                );
+            }
+            t.elapsed().as_nanos() as f64 / N as f64
+        };
+        let mut time_esp_open = || {
+            let t = Instant::now();
+            for b in esps.iter_mut() {
+                black_box(rx.check_and_open(b).unwrap());
+            }
+            t.elapsed().as_nanos() as f64 / N as f64
+        };
+        if round % 2 == 0 {
+            open_raw.push(time_raw_open());
+            open_esp.push(time_esp_open());
+        } else {
+            open_esp.push(time_esp_open());
+            open_raw.push(time_raw_open());
+        }
+    }
+    let (sr, se, or, oe) = (
+        median(seal_raw),
+        median(seal_esp),
+        median(open_raw),
+        median(open_esp),
+    );
+    println!(
+        "paired (median of {ROUNDS} alternating rounds of {N}): seal_1400 ring {sr:.0} ns, \
+         esp {se:.0} ns, ratio {:.2}; open_1400 ring {or:.0} ns, esp {oe:.0} ns, ratio {:.2}",
+        se / sr,
+        oe / or
+    );
+}
+
+criterion_group!(benches, paired, seal, open, window, switch);
 criterion_main!(benches);

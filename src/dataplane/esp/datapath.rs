@@ -210,8 +210,11 @@ fn open(
         Ok((payload, next_header)) => deliver(f, src, &buf[payload], next_header),
         Err(e) => Err(e.into()),
     };
-    // Whatever happened, no plaintext stays in the reused buffer.
-    buf.fill(0);
+    // A refused packet leaves no plaintext in the reused buffer (`Sa::open` already wiped what
+    // failed authentication; this also covers what the switch refused after opening).
+    if result.is_err() {
+        buf.fill(0);
+    }
     buf.clear();
     f.st.scratch = buf;
     result
