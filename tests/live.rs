@@ -378,3 +378,71 @@ fn send_on(s: &socket2::Socket, ifindex: i32, frame: &[u8]) -> bool {
     };
     n == frame.len() as isize
 }
+
+#[test]
+fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
+    require_lab!();
+    let p = prefix("c");
+    let u = Underlay::new(&p, 1);
+    let ns1 = format!("{p}-web1");
+    let eps = [Ep {
+        name: "web1",
+        ip: WEB1,
+        vtep: None,
+        netns: &ns1,
+    }];
+    let topo = topology("node-a", host_addr(0), &eps);
+    let mut first = NodeProc::start(&u.hosts[0].0, &topo, &[&ns1], 1);
+    // SIGKILL: no clean-up runs, the task namespace stays behind.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(
+        swarmnet::io::netns::exists(&ns1),
+        "the killed node left its task namespace"
+    );
+    first.task_netns.clear();
+    drop(first);
+
+    let second = NodeProc::start(&u.hosts[0].0, &topo, &[&ns1], 1);
+    // `swarmnet exec` runs a command in the task's namespace, which has its interface again.
+    let topo_path = second.dir.join("topology.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args(["exec", "web1", "--topology"])
+        .arg(&topo_path)
+        .args(["--", "ip", "-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("inet 10.0.9.2/24"), "{stdout}");
+
+    // A namespace swarmnet did not create is never taken over.
+    let foreign = lab::Ns::new(&format!("{p}-foreign"));
+    let eps = [Ep {
+        name: "web9",
+        ip: Ipv4Addr::new(10, 0, 9, 9),
+        vtep: None,
+        netns: &foreign.0,
+    }];
+    let dir = second.dir.join("foreign.toml");
+    std::fs::write(&dir, topology("node-x", host_addr(0), &eps)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args([
+            "run",
+            "--netns",
+            &u.hosts[0].0,
+            "--counters",
+            "/tmp/swarmnet-foreign-counters.json",
+            "--topology",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("was not created by swarmnet"), "{stderr}");
+}
