@@ -20,3 +20,6 @@ pub use tables::{Dest, NetId, NetInfo, PortId, PortInfo, Tables};
 
 /// Nanoseconds since the Unix epoch: the only notion of time the core has.
 pub type Nanos = u64;
+
+#[cfg(test)]
+mod tests;
