@@ -6,7 +6,9 @@
 //! [`Topology::parse`] reads the TOML into spanned raw values first and validates second, so a
 //! returned `Topology` holds only what the rest of the stack may assume: unique network names,
 //! VNIs and non-overlapping subnets; endpoint names usable as file names; endpoint IPs inside their
-//! subnet and unique per network; unicast, non-zero MACs unique per network.
+//! subnet and unique per network; unicast, non-zero MACs unique per network; an `[encryption]`
+//! table whenever a network is encrypted, with 1-3 AES-128 keys of distinct tags and a primary
+//! among them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,12 +20,32 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
+use crate::dataplane::esp::MAX_KEYS;
 use crate::wire::MacAddr;
 
 /// Default VXLAN data-path port (IANA).
 pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
 /// Default overlay MTU: 1500 minus the 50 bytes of VXLAN over IPv4 outer headers.
 pub const DEFAULT_MTU: u16 = 1500 - 50;
+/// Bytes ESP (AES-GCM, RFC 4106) adds to an encrypted network's underlay packets, padding
+/// aside: SPI 4, sequence number 4, IV 8, pad length 1, next header 1, ICV 16.
+pub const ESP_EXPANSION: u16 = 34;
+/// The same with `transport = "udp"`: the RFC 3948 UDP header adds 8.
+pub const ESP_UDP_EXPANSION: u16 = ESP_EXPANSION + 8;
+/// Default ESP-in-UDP port (IANA "ipsec-nat-t").
+pub const DEFAULT_ESP_UDP_PORT: u16 = 4500;
+
+/// The MTU of an encrypted network over an underlay of `underlay_mtu` bytes: minus 50 for
+/// VXLAN, minus the ESP expansion, rounded down to a multiple of 4 (which also leaves ESP no
+/// padding to add for a full-size packet). 1416 with `transport = "ip"`, 1408 with "udp".
+pub const fn encrypted_mtu(underlay_mtu: u16, transport: EspTransport) -> u16 {
+    let expansion = match transport {
+        EspTransport::Ip => ESP_EXPANSION,
+        EspTransport::Udp => ESP_UDP_EXPANSION,
+    };
+    let mtu = underlay_mtu.saturating_sub(50 + expansion);
+    mtu - mtu % 4
+}
 
 /// A node's whole static view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +53,8 @@ pub struct Topology {
     pub node: Node,
     pub networks: Vec<Network>,
     pub endpoints: Vec<Endpoint>,
+    /// `[encryption]`: the swarm's keys, present when any network may be encrypted.
+    pub encryption: Option<Encryption>,
 }
 
 /// `[node]`
@@ -53,6 +77,49 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     /// Largest inner IPv4 packet (bytes) the network carries.
     pub mtu: u16,
+    /// `encrypted = true`: VXLAN travels only inside ESP (Docker's `--opt encrypted`).
+    pub encrypted: bool,
+}
+
+/// `[encryption]`: the keys of encrypted networks and how ESP travels.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// 1-3 keys with distinct tags, in file order.
+    pub keys: Vec<EncryptionKey>,
+    /// Tag of the key that seals.
+    pub primary: u32,
+    pub transport: EspTransport,
+    /// UDP port of ESP in UDP; used with `transport = "udp"`, accepted in any case.
+    pub udp_port: u16,
+}
+
+impl fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Key material is never printed.
+        let tags: Vec<u32> = self.keys.iter().map(|k| k.tag).collect();
+        f.debug_struct("Encryption")
+            .field("key_tags", &tags)
+            .field("primary", &self.primary)
+            .field("transport", &self.transport)
+            .field("udp_port", &self.udp_port)
+            .finish()
+    }
+}
+
+/// One AES-128 key of `[encryption]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey {
+    pub tag: u32,
+    pub key: [u8; 16],
+}
+
+/// `transport` of `[encryption]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspTransport {
+    /// ESP as IP protocol 50 (raw sockets), what kernel IPsec puts on the wire.
+    Ip,
+    /// ESP in UDP, RFC 3948, for hosts without CAP_NET_RAW.
+    Udp,
 }
 
 /// `[[endpoint]]`: a task's interface on a network.
@@ -112,6 +179,8 @@ pub enum ErrorObject {
     Network(String),
     /// An `[[endpoint]]`: its name, or `#N` (1-based, file order) if it has no usable name.
     Endpoint(String),
+    /// `[encryption]`
+    Encryption,
 }
 
 impl fmt::Display for ErrorObject {
@@ -121,6 +190,7 @@ impl fmt::Display for ErrorObject {
             ErrorObject::Node => f.write_str("node"),
             ErrorObject::Network(name) => write!(f, "network {name}"),
             ErrorObject::Endpoint(name) => write!(f, "endpoint {name}"),
+            ErrorObject::Encryption => f.write_str("encryption"),
         }
     }
 }
@@ -169,12 +239,17 @@ impl Topology {
         let p = Parser { text, file };
         let raw: RawTopology = toml::from_str(text).map_err(|e| p.toml_error(&e))?;
         let node = p.node(raw.node.as_ref())?;
-        let networks = p.networks(&raw.network)?;
+        let encryption = match &raw.encryption {
+            Some(e) => Some(p.encryption(e, &node)?),
+            None => None,
+        };
+        let networks = p.networks(&raw.network, encryption.as_ref())?;
         let endpoints = p.endpoints(&raw.endpoint, &node, &networks)?;
         Ok(Topology {
             node,
             networks,
             endpoints,
+            encryption,
         })
     }
 }
@@ -193,6 +268,30 @@ struct RawTopology {
     network: Vec<Spanned<RawNetwork>>,
     #[serde(default)]
     endpoint: Vec<Spanned<RawEndpoint>>,
+    #[serde(default)]
+    encryption: Option<Spanned<RawEncryption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    #[serde(default)]
+    keys: Option<Spanned<Vec<Spanned<RawKey>>>>,
+    #[serde(default)]
+    primary: RawField,
+    #[serde(default)]
+    transport: RawField,
+    #[serde(default)]
+    udp_port: RawField,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    #[serde(default)]
+    tag: RawField,
+    #[serde(default)]
+    key: RawField,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +318,8 @@ struct RawNetwork {
     gateway: RawField,
     #[serde(default)]
     mtu: RawField,
+    #[serde(default)]
+    encrypted: RawField,
 }
 
 #[derive(Deserialize)]
@@ -247,6 +348,8 @@ struct Outline {
     network: Vec<Spanned<OutlineEntry>>,
     #[serde(default)]
     endpoint: Vec<Spanned<OutlineEntry>>,
+    #[serde(default)]
+    encryption: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -314,6 +417,9 @@ impl Parser<'_> {
         if outline.node.is_some_and(|n| holds(n.span())) {
             return ErrorObject::Node;
         }
+        if outline.encryption.is_some_and(|n| holds(n.span())) {
+            return ErrorObject::Encryption;
+        }
         for (i, n) in outline.network.iter().enumerate() {
             if holds(n.span()) {
                 return ErrorObject::Network(label(n.get_ref().name.as_ref(), i));
@@ -361,7 +467,95 @@ impl Parser<'_> {
         })
     }
 
-    fn networks(&self, raws: &[Spanned<RawNetwork>]) -> Result<Vec<Network>, TopologyError> {
+    fn encryption(
+        &self,
+        raw: &Spanned<RawEncryption>,
+        node: &Node,
+    ) -> Result<Encryption, TopologyError> {
+        let r = raw.get_ref();
+        let f = self.fields(ErrorObject::Encryption, raw.span());
+        let Some(keys_v) = &r.keys else {
+            let msg = "missing field `keys`".to_string();
+            return Err(self.error(raw.span().start, ErrorObject::Encryption, msg));
+        };
+        let entries = keys_v.get_ref();
+        if entries.is_empty() || entries.len() > MAX_KEYS {
+            let msg = format!("keys must hold 1 to {MAX_KEYS} keys, not {}", entries.len());
+            return Err(self.error(keys_v.span().start, ErrorObject::Encryption, msg));
+        }
+        let mut keys: Vec<EncryptionKey> = Vec::with_capacity(entries.len());
+        let mut tag_lines: HashMap<u32, usize> = HashMap::new();
+        for entry in entries {
+            let k = entry.get_ref();
+            let kf = self.fields(ErrorObject::Encryption, entry.span());
+            let tag_v = kf.required("tag", &k.tag)?;
+            let tag: u32 = kf.ranged("tag", tag_v, 0, u32::MAX)?;
+            if let Some(first) = tag_lines.get(&tag) {
+                let msg = format!("key tag {tag} is given twice (first on line {first})");
+                return Err(kf.err(tag_v, msg));
+            }
+            tag_lines.insert(tag, self.line(tag_v.span().start));
+            let key_v = kf.required("key", &k.key)?;
+            let key = kf.aes_key(tag, key_v)?;
+            keys.push(EncryptionKey { tag, key });
+        }
+        let primary_v = f.required("primary", &r.primary)?;
+        let primary: u32 = f.ranged("primary", primary_v, 0, u32::MAX)?;
+        if !keys.iter().any(|k| k.tag == primary) {
+            let tags: Vec<String> = keys.iter().map(|k| k.tag.to_string()).collect();
+            let msg = format!(
+                "primary {primary} is not the tag of any key (tags: {})",
+                tags.join(", ")
+            );
+            return Err(f.err(primary_v, msg));
+        }
+        let transport = match &r.transport {
+            None => EspTransport::Ip,
+            Some(v) => match f.string("transport", v)? {
+                "ip" => EspTransport::Ip,
+                "udp" => EspTransport::Udp,
+                other => {
+                    let msg = format!(
+                        "transport {other:?} must be \"ip\" (ESP as IP protocol 50, raw sockets) \
+                         or \"udp\" (ESP in UDP, RFC 3948)"
+                    );
+                    return Err(f.err(v, msg));
+                }
+            },
+        };
+        let udp_port = match &r.udp_port {
+            None => DEFAULT_ESP_UDP_PORT,
+            Some(v) => {
+                let port = f.ranged("udp_port", v, MIN_DATA_PATH_PORT, MAX_DATA_PATH_PORT)?;
+                if port == node.data_path_port {
+                    let msg = format!(
+                        "udp_port {port} is the node's data_path_port; ESP in UDP needs a port \
+                         of its own"
+                    );
+                    return Err(f.err(v, msg));
+                }
+                port
+            }
+        };
+        if udp_port == node.data_path_port {
+            let msg = format!(
+                "the default udp_port {udp_port} is the node's data_path_port; set another udp_port"
+            );
+            return Err(self.error(raw.span().start, ErrorObject::Encryption, msg));
+        }
+        Ok(Encryption {
+            keys,
+            primary,
+            transport,
+            udp_port,
+        })
+    }
+
+    fn networks(
+        &self,
+        raws: &[Spanned<RawNetwork>],
+        encryption: Option<&Encryption>,
+    ) -> Result<Vec<Network>, TopologyError> {
         let mut out: Vec<Network> = Vec::with_capacity(raws.len());
         let mut name_lines: HashMap<&str, usize> = HashMap::new();
         for (i, raw) in raws.iter().enumerate() {
@@ -415,9 +609,24 @@ impl Parser<'_> {
                 return Err(f.err(gateway_v, format!("gateway {gateway} {problem} {subnet}")));
             }
 
-            let mtu = match &r.mtu {
-                None => DEFAULT_MTU,
-                Some(v) => f.ranged("mtu", v, MIN_MTU, MAX_MTU)?,
+            let encrypted = match &r.encrypted {
+                None => false,
+                Some(v) => f.boolean("encrypted", v)?,
+            };
+            let encryption = match (encrypted, encryption) {
+                (true, None) => {
+                    let msg = "encrypted = true needs an [encryption] table with the swarm's keys"
+                        .to_string();
+                    return Err(f.err(r.encrypted.as_ref().unwrap_or(name_v), msg));
+                }
+                (true, Some(e)) => Some(e),
+                (false, _) => None,
+            };
+
+            let mtu = match (&r.mtu, encryption) {
+                (Some(v), _) => f.ranged("mtu", v, MIN_MTU, MAX_MTU)?,
+                (None, None) => DEFAULT_MTU,
+                (None, Some(e)) => encrypted_mtu(1500, e.transport),
             };
             out.push(Network {
                 name: name.to_string(),
@@ -425,6 +634,7 @@ impl Parser<'_> {
                 subnet,
                 gateway,
                 mtu,
+                encrypted,
             });
         }
         Ok(out)
@@ -598,6 +808,41 @@ impl Fields<'_> {
             return Err(out_of_range());
         }
         T::try_from(n).map_err(|_| out_of_range())
+    }
+
+    fn boolean(&self, key: &str, v: &Spanned<Value>) -> Result<bool, TopologyError> {
+        v.get_ref().as_bool().ok_or_else(|| {
+            let msg = format!("{key} must be a boolean, not {}", a_type(v.get_ref()));
+            self.err(v, msg)
+        })
+    }
+
+    /// 32 hex digits. The message never quotes the value: it is a secret.
+    fn aes_key(&self, tag: u32, v: &Spanned<Value>) -> Result<[u8; 16], TopologyError> {
+        let s = self.string("key", v)?;
+        let bad = |what: String| {
+            self.err(
+                v,
+                format!("key of tag {tag} must be 32 hex digits (a 16-byte AES-128 key); {what}"),
+            )
+        };
+        if s.len() != 32 {
+            return Err(bad(format!("it has {} characters", s.chars().count())));
+        }
+        let mut key = [0u8; 16];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => key[i] = (h * 16 + l) as u8,
+                _ => {
+                    return Err(bad(format!(
+                        "character {} is not a hex digit",
+                        2 * i + 1 + usize::from(digit(pair[0]).is_some())
+                    )))
+                }
+            }
+        }
+        Ok(key)
     }
 
     fn ipv4(&self, key: &str, v: &Spanned<Value>) -> Result<Ipv4Addr, TopologyError> {
@@ -782,6 +1027,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                     subnet: "10.0.9.0/24".parse().unwrap(),
                     gateway: Ipv4Addr::new(10, 0, 9, 1),
                     mtu: 1450,
+                    encrypted: false,
                 },
                 Network {
                     name: "my-net2".into(),
@@ -789,6 +1035,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                     subnet: "10.0.10.0/30".parse().unwrap(),
                     gateway: Ipv4Addr::new(10, 0, 10, 2),
                     mtu: 9000,
+                    encrypted: false,
                 },
             ]
         );
@@ -1024,7 +1271,7 @@ mtu = 65485
             (
                 concat!(head!(), "\n[[network]]\nname = \"my-net2\"\nvnii = 4098\n"),
                 "t.toml:13: network my-net2: unknown field `vnii`, expected one of `name`, \
-                 `vni`, `subnet`, `gateway`, `mtu`",
+                 `vni`, `subnet`, `gateway`, `mtu`, `encrypted`",
             ),
             (
                 concat!(head!(), "\n[[network]]\nname = 7\n"),
@@ -1198,6 +1445,178 @@ mtu = 65485
         }
     }
 
+    /// `head!()` with my-network encrypted (line 10) and an `[encryption]` table from line 12.
+    macro_rules! encrypted {
+        ($($enc:literal),+) => {
+            concat!(head!(), "encrypted = true\n\n[encryption]\n", $($enc),+)
+        };
+    }
+
+    const KEYS: &str = "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" }, \
+                        { tag = 2, key = \"101112131415161718191a1b1c1d1e1f\" }, \
+                        { tag = 3, key = \"202122232425262728292a2b2c2d2e2f\" } ]\n";
+
+    #[test]
+    fn encryption_as_the_issue_gives_it() {
+        let text = format!(
+            "{}encrypted = true\n\n[encryption]\n{KEYS}primary = 2\n\
+             transport = \"ip\"      # \"ip\": ESP as IP protocol 50 (raw sockets)\n\
+             udp_port = 4500       # for transport = \"udp\"\n",
+            head!()
+        );
+        let t = Topology::parse(&text, "t.toml").unwrap();
+        let e = t.encryption.as_ref().unwrap();
+        assert_eq!(e.keys.iter().map(|k| k.tag).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(e.keys[1].key[0], 0x10);
+        assert_eq!(e.keys[1].key[15], 0x1f);
+        assert_eq!(e.primary, 2);
+        assert_eq!(e.transport, EspTransport::Ip);
+        assert_eq!(e.udp_port, 4500);
+        assert!(t.networks[0].encrypted);
+        assert_eq!(t.networks[0].mtu, 1416, "1500 - 50 - 34, a multiple of 4");
+        assert!(
+            !format!("{e:?}").contains("16"),
+            "Debug never shows keys: {e:?}"
+        );
+
+        let udp = text.replace("\"ip\"      #", "\"udp\"      #");
+        let t = Topology::parse(&udp, "t.toml").unwrap();
+        assert_eq!(t.encryption.as_ref().unwrap().transport, EspTransport::Udp);
+        assert_eq!(
+            t.networks[0].mtu, 1408,
+            "1500 - 50 - 42 with the UDP header"
+        );
+
+        // An explicit mtu wins; the [encryption] table alone encrypts nothing.
+        let explicit = text.replace("encrypted = true", "encrypted = true\nmtu = 1300");
+        assert_eq!(
+            Topology::parse(&explicit, "t.toml").unwrap().networks[0].mtu,
+            1300
+        );
+        let plain = text.replace("encrypted = true", "encrypted = false");
+        let t = Topology::parse(&plain, "t.toml").unwrap();
+        assert!(!t.networks[0].encrypted && t.encryption.is_some());
+        assert_eq!(t.networks[0].mtu, 1450);
+
+        // Defaults: transport "ip", udp_port 4500; a single key is a valid ring.
+        let min = concat!(
+            head!(),
+            "encrypted = true\n[encryption]\n",
+            "keys = [ { tag = 7, key = \"00112233445566778899AABBCCDDEEFF\" } ]\nprimary = 7\n"
+        );
+        let e = Topology::parse(min, "t.toml").unwrap().encryption.unwrap();
+        assert_eq!((e.transport, e.udp_port), (EspTransport::Ip, 4500));
+        assert_eq!(e.keys[0].key[15], 0xff);
+        assert_eq!(encrypted_mtu(9000, EspTransport::Ip), 8916);
+        assert_eq!(encrypted_mtu(1499, EspTransport::Ip), 1412);
+    }
+
+    #[test]
+    fn encryption_refusals() {
+        let cases = [
+            (
+                concat!(head!(), "encrypted = true\n"),
+                "t.toml:10: network my-network: encrypted = true needs an [encryption] table \
+                 with the swarm's keys",
+            ),
+            (
+                concat!(head!(), "encrypted = 1\n"),
+                "t.toml:10: network my-network: encrypted must be a boolean, not an integer",
+            ),
+            (
+                encrypted!("primary = 1\n"),
+                "t.toml:12: encryption: missing field `keys`",
+            ),
+            (
+                encrypted!("keys = []\nprimary = 1\n"),
+                "t.toml:13: encryption: keys must hold 1 to 3 keys, not 0",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 2, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 3, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 4, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n"
+                ),
+                "t.toml:13: encryption: keys must hold 1 to 3 keys, not 4",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" },\n",
+                    "  { tag = 1, key = \"101112131415161718191a1b1c1d1e1f\" } ]\nprimary = 1\n"
+                ),
+                "t.toml:14: encryption: key tag 1 is given twice (first on line 13)",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"0001\" } ]\nprimary = 1\n"),
+                "t.toml:13: encryption: key of tag 1 must be 32 hex digits (a 16-byte AES-128 \
+                 key); it has 4 characters",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"00010203040506070809g0b0c0d0e0f0\" } ]\nprimary = 1\n"
+                ),
+                "t.toml:13: encryption: key of tag 1 must be 32 hex digits (a 16-byte AES-128 \
+                 key); character 21 is not a hex digit",
+            ),
+            (
+                encrypted!("keys = [ { tag = -1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\n"),
+                "t.toml:13: encryption: tag -1 is outside 0-4294967295",
+            ),
+            (
+                encrypted!("keys = [ { key = \"000102030405060708090a0b0c0d0e0f\" } ]\n"),
+                "t.toml:13: encryption: missing field `tag`",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\", x = 1 } ]\n"),
+                "t.toml:13: encryption: unknown field `x`, expected `tag` or `key`",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\n"),
+                "t.toml:12: encryption: missing field `primary`",
+            ),
+            (
+                encrypted!("keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 2\n"),
+                "t.toml:14: encryption: primary 2 is not the tag of any key (tags: 1)",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n",
+                    "transport = \"tcp\"\n"
+                ),
+                "t.toml:15: encryption: transport \"tcp\" must be \"ip\" (ESP as IP protocol 50, \
+                 raw sockets) or \"udp\" (ESP in UDP, RFC 3948)",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n",
+                    "udp_port = 4789\n"
+                ),
+                "t.toml:15: encryption: udp_port 4789 is the node's data_path_port; ESP in UDP \
+                 needs a port of its own",
+            ),
+            (
+                encrypted!(
+                    "keys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\n",
+                    "udp_port = 80\n"
+                ),
+                "t.toml:15: encryption: udp_port 80 is outside 1024-49151",
+            ),
+            (
+                encrypted!("keys = 3\nprimary = 1\n"),
+                "t.toml:13: encryption: invalid type: integer `3`, expected a sequence",
+            ),
+            (
+                encrypted!("cipher = \"aes\"\n"),
+                "t.toml:13: encryption: unknown field `cipher`, expected one of `keys`, \
+                 `primary`, `transport`, `udp_port`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(refusal(text), want, "{text}");
+        }
+    }
+
     #[test]
     fn toml_refusals() {
         let cases = [
@@ -1213,7 +1632,7 @@ mtu = 65485
             (
                 "[node]\nname = \"node-1\"\ndata_path_addr = \"192.0.2.10\"\n[nodes]\n",
                 "t.toml:4: topology: unknown field `nodes`, expected one of `node`, `network`, \
-                 `endpoint`",
+                 `endpoint`, `encryption`",
             ),
             (
                 "[node]\nname = \"node-1\"\ndata_path_addr = \"192.0.2.10\"\n[network]\n",

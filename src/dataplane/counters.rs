@@ -47,6 +47,11 @@ drop_reasons! {
     UnknownVni => "unknown_vni": "A VNI of no network this node has.",
     PortTxFailed => "port_tx_failed": "The runtime could not write a frame to a task's interface (queue full).",
     UnderlayTxFailed => "underlay_tx_failed": "The runtime could not send a datagram on the underlay (socket buffer full, no route).",
+    CleartextOnEncrypted => "cleartext_on_encrypted": "Cleartext VXLAN for the VNI of an encrypted network.",
+    EspUnknownSpi => "esp_unknown_spi": "ESP with an SPI of no SA this node has (unknown peer or key).",
+    EspAuth => "esp_auth": "ESP whose integrity check value does not verify (tampered, wrong key).",
+    EspReplay => "esp_replay": "ESP with a sequence number already received or older than the anti-replay window.",
+    EspSeqExhausted => "esp_seq_exhausted": "An SA used up its 64-bit sequence numbers; a key rotation replaces it.",
 }
 
 impl DropReason {

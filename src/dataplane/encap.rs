@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use etherparse::Ipv4HeaderSlice;
 
 use super::counters::DropReason;
-use super::output::{Target, UnderlayDst};
+use super::output::{Target, UnderlayDst, UnderlayKind};
 use super::switch::Forwarder;
 use super::tables::Tables;
 use crate::wire::{checksum, ipv4, vxlan, UDP_HEADER_LEN};
@@ -14,7 +14,7 @@ use crate::wire::{checksum, ipv4, vxlan, UDP_HEADER_LEN};
 pub(crate) const ENCAP_HEADER_LEN: usize = ipv4::HEADER_LEN + UDP_HEADER_LEN + vxlan::HEADER_LEN;
 
 /// First port of the dynamic range; the UDP source port is chosen from 49152-65535.
-const SRC_PORT_BASE: u16 = 49152;
+pub(crate) const SRC_PORT_BASE: u16 = 49152;
 
 /// Wraps `frame` in IPv4/UDP/VXLAN to `vtep`.
 ///
@@ -34,6 +34,7 @@ pub(crate) fn encapsulate(
         addr: vtep,
         port: f.t.data_path_port,
         src_port,
+        kind: UnderlayKind::Vxlan,
     };
     let mut hdr = [0u8; ENCAP_HEADER_LEN];
     let ip: &mut [u8; ipv4::HEADER_LEN] = (&mut hdr[..ipv4::HEADER_LEN])

@@ -8,13 +8,16 @@
 mod arp;
 pub mod counters;
 mod encap;
+pub mod esp;
 mod mtu;
 pub mod output;
 mod switch;
 pub mod tables;
 
 pub use counters::{Counters, CountersReport, DropReason, Events, PortCounters};
-pub use output::{Output, Target, UnderlayDst, UNDERLAY_UDP_PAYLOAD};
+pub use output::{
+    Output, Target, UnderlayDst, UnderlayKind, UNDERLAY_IP_PAYLOAD, UNDERLAY_UDP_PAYLOAD,
+};
 pub use switch::{Dataplane, Input};
 pub use tables::{Dest, NetId, NetInfo, PortId, PortInfo, Tables};
 

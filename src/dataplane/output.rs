@@ -11,6 +11,8 @@ use super::tables::PortId;
 /// Offset of the UDP payload (the VXLAN header) in an underlay datagram: IPv4 20 + UDP 8.
 /// A runtime sending through a UDP socket sends `bytes[UNDERLAY_UDP_PAYLOAD..]`.
 pub const UNDERLAY_UDP_PAYLOAD: usize = 28;
+/// Offset of the IP payload (the ESP header) in an underlay datagram: IPv4 20.
+pub const UNDERLAY_IP_PAYLOAD: usize = 20;
 
 /// Where an emitted packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +27,42 @@ pub enum Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnderlayDst {
     pub addr: Ipv4Addr,
+    /// UDP destination port (0 for `UnderlayKind::EspIp`).
     pub port: u16,
-    /// UDP source port chosen from the inner flow (49152-65535).
+    /// UDP source port: chosen from the inner flow (49152-65535) for VXLAN, the ESP-in-UDP port
+    /// for `EspUdp`, 0 for `EspIp`.
     pub src_port: u16,
+    /// What the datagram carries, and so how a runtime sends it.
+    pub kind: UnderlayKind,
+}
+
+impl UnderlayDst {
+    /// Where the part a socket sends starts in the emitted datagram.
+    pub fn payload_offset(&self) -> usize {
+        self.kind.payload_offset()
+    }
+}
+
+/// The kinds of underlay datagram, by the socket that sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnderlayKind {
+    /// Cleartext VXLAN: a UDP socket sends `bytes[28..]` to `addr:port`.
+    Vxlan,
+    /// ESP in UDP (RFC 3948): a UDP socket bound to the ESP-in-UDP port sends `bytes[28..]`
+    /// to `addr:port`.
+    EspUdp,
+    /// ESP as IP protocol 50: a raw socket (IPPROTO_ESP) sends `bytes[20..]` to `addr`.
+    EspIp,
+}
+
+impl UnderlayKind {
+    /// Offset of the socket payload in the emitted IPv4 datagram.
+    pub const fn payload_offset(self) -> usize {
+        match self {
+            UnderlayKind::Vxlan | UnderlayKind::EspUdp => UNDERLAY_UDP_PAYLOAD,
+            UnderlayKind::EspIp => UNDERLAY_IP_PAYLOAD,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,5 +122,24 @@ impl Output {
             range: start..end,
         });
         end - start
+    }
+
+    /// Like `emit`, but when `write` fails nothing is appended and its error is returned.
+    pub(crate) fn try_emit<E>(
+        &mut self,
+        target: Target,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let start = self.buf.len();
+        if let Err(e) = write(&mut self.buf) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        let end = self.buf.len();
+        self.items.push(Item {
+            target,
+            range: start..end,
+        });
+        Ok(end - start)
     }
 }

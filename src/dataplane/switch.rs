@@ -8,7 +8,7 @@ use etherparse::Ipv4HeaderSlice;
 use super::counters::{Counters, DropReason};
 use super::output::Output;
 use super::tables::{Dest, PortId, Tables};
-use super::{arp, encap, mtu, Nanos};
+use super::{arp, encap, esp, mtu, Nanos};
 use crate::wire::{self, ipv4, MacAddr, ETHERNET_HEADER_LEN};
 
 /// One packet handed to the core.
@@ -20,6 +20,8 @@ pub enum Input<'a> {
     UnderlayIpv4(&'a [u8]),
     /// The payload of a UDP datagram received on the data-path port (what a UDP socket yields).
     UnderlayUdp { src: Ipv4Addr, payload: &'a [u8] },
+    /// The payload of a UDP datagram received on the ESP-in-UDP port (RFC 3948).
+    UnderlayEspUdp { src: Ipv4Addr, payload: &'a [u8] },
 }
 
 /// Least interval between two log lines for the same drop reason.
@@ -93,6 +95,9 @@ impl Dataplane {
             Input::Port(port, frame) => self.from_port(now, port, frame, out),
             Input::UnderlayIpv4(datagram) => self.from_underlay_ipv4(now, datagram, out),
             Input::UnderlayUdp { src, payload } => self.from_underlay_udp(now, src, payload, out),
+            Input::UnderlayEspUdp { src, payload } => {
+                self.from_underlay_esp_udp(now, src, payload, out)
+            }
         }
     }
 
@@ -142,6 +147,30 @@ impl Dataplane {
             out,
         };
         if let Err(reason) = fwd.decapsulate(src, payload) {
+            self.record_drop(now, reason, "underlay");
+        }
+    }
+
+    /// The payload of a UDP datagram from `src` to the ESP-in-UDP port of an encrypted node.
+    pub fn from_underlay_esp_udp(
+        &mut self,
+        now: Nanos,
+        src: Ipv4Addr,
+        payload: &[u8],
+        out: &mut Output,
+    ) {
+        self.counters.underlay.rx(payload.len());
+        let mut fwd = Forwarder {
+            t: &self.tables,
+            c: &mut self.counters,
+            st: &mut self.state,
+            out,
+        };
+        let result = match &self.tables.esp {
+            Some(e) => esp::input_udp(&mut fwd, e, src, payload),
+            None => Err(DropReason::NotVxlan),
+        };
+        if let Err(reason) = result {
             self.record_drop(now, reason, "underlay");
         }
     }
@@ -242,16 +271,43 @@ impl Forwarder<'_> {
                 }
                 Ok(())
             }
-            Dest::Remote(vtep) => encap::encapsulate(self, vtep, vni, frame),
+            Dest::Remote(vtep) => match &self.t.esp {
+                Some(e) if e.encrypts(vni) => esp::encapsulate(self, e, vtep, vni, frame),
+                _ => encap::encapsulate(self, vtep, vni, frame),
+            },
         }
     }
 
     fn underlay_ipv4(&mut self, datagram: &[u8]) -> Result<(), DropReason> {
+        if let Some(e) = &self.t.esp {
+            if esp::is_esp_datagram(e, datagram) {
+                return esp::input_ipv4(self, e, datagram);
+            }
+        }
         let udp = encap::outer_udp_payload(self.t, datagram)?;
         self.decapsulate(udp.src, udp.payload)
     }
 
-    fn decapsulate(&mut self, _src: Ipv4Addr, payload: &[u8]) -> Result<(), DropReason> {
+    /// A cleartext VXLAN datagram's payload.
+    fn decapsulate(&mut self, src: Ipv4Addr, payload: &[u8]) -> Result<(), DropReason> {
+        self.decapsulate_vxlan(src, payload, false)
+    }
+
+    /// A VXLAN datagram's payload that arrived inside authenticated ESP.
+    pub(crate) fn decapsulate_protected(
+        &mut self,
+        src: Ipv4Addr,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        self.decapsulate_vxlan(src, payload, true)
+    }
+
+    fn decapsulate_vxlan(
+        &mut self,
+        _src: Ipv4Addr,
+        payload: &[u8],
+        protected: bool,
+    ) -> Result<(), DropReason> {
         let vx = wire::vxlan::Packet::new_checked(payload).map_err(|_| DropReason::Malformed)?;
         if !vx.has_vni() {
             return Err(DropReason::VxlanNoIFlag);
@@ -260,6 +316,9 @@ impl Forwarder<'_> {
             .t
             .network_by_vni(vx.vni())
             .ok_or(DropReason::UnknownVni)?;
+        if !protected && self.t.network(net).is_some_and(|n| n.encrypted) {
+            return Err(DropReason::CleartextOnEncrypted);
+        }
         let inner = vx.payload();
         if inner.len() < ETHERNET_HEADER_LEN {
             return Err(DropReason::Malformed);

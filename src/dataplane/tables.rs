@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 
-use crate::topology::Topology;
+use super::esp::{EspTable, Key, Keyring, Transport};
+use crate::topology::{self, Topology};
 use crate::wire::MacAddr;
 
 /// Index of a local port (a local endpoint) in `Tables::ports`.
@@ -37,6 +38,8 @@ pub struct NetInfo {
     pub gateway: Ipv4Addr,
     pub gateway_mac: MacAddr,
     pub mtu: u16,
+    /// VXLAN of this network travels only inside ESP.
+    pub encrypted: bool,
 }
 
 /// Where frames for a MAC go.
@@ -55,6 +58,8 @@ pub struct Tables {
     pub data_path_port: u16,
     pub networks: Vec<NetInfo>,
     pub ports: Vec<PortInfo>,
+    /// SAs and keys, when the topology has an `[encryption]` table.
+    pub esp: Option<EspTable>,
     by_vni: FxHashMap<u32, NetId>,
     by_mac: FxHashMap<(NetId, MacAddr), Dest>,
     by_ip: FxHashMap<(NetId, Ipv4Addr), MacAddr>,
@@ -69,6 +74,7 @@ impl Tables {
             data_path_port: topo.node.data_path_port,
             networks: Vec::with_capacity(topo.networks.len()),
             ports: Vec::new(),
+            esp: None,
             by_vni: FxHashMap::default(),
             by_mac: FxHashMap::default(),
             by_ip: FxHashMap::default(),
@@ -83,6 +89,7 @@ impl Tables {
                 gateway: n.gateway,
                 gateway_mac: MacAddr::from_ipv4(n.gateway),
                 mtu: n.mtu,
+                encrypted: n.encrypted,
             });
         }
         for e in &topo.endpoints {
@@ -104,6 +111,18 @@ impl Tables {
             };
             t.by_mac.insert((net, e.mac), dest);
             t.by_ip.insert((net, e.ip), e.mac);
+        }
+        t.esp = topo.encryption.as_ref().map(|enc| esp_table(topo, enc));
+        t
+    }
+
+    /// Tables for `topo` that keep the SAs of `previous` for every key both share, so that
+    /// sequence numbers and replay windows carry on. A control plane swapping in new tables
+    /// must build them this way: fresh SAs under a key in use would reuse GCM nonces.
+    pub fn from_topology_after(topo: &Topology, previous: &Tables) -> Tables {
+        let mut t = Tables::from_topology(topo);
+        if let (Some(new), Some(old)) = (&t.esp, &previous.esp) {
+            t.esp = Some(old.rotate_to(new));
         }
         t
     }
@@ -146,4 +165,33 @@ impl Tables {
         let n = self.network(net)?;
         (n.gateway == ip).then_some(n.gateway_mac)
     }
+}
+
+/// The SA table of a topology with `[encryption]`: SAs with every remote VTEP.
+fn esp_table(topo: &Topology, enc: &topology::Encryption) -> EspTable {
+    let keys = enc
+        .keys
+        .iter()
+        .map(|k| Key {
+            tag: k.tag,
+            key: k.key,
+        })
+        .collect();
+    // Validated by topology.rs: 1-3 keys, distinct tags, primary among them.
+    let keyring = Keyring::new(keys, enc.primary).unwrap_or_else(|_| Keyring {
+        keys: Vec::new(),
+        primary: enc.primary,
+    });
+    let transport = match enc.transport {
+        topology::EspTransport::Ip => Transport::Ip,
+        topology::EspTransport::Udp => Transport::Udp,
+    };
+    EspTable::new(
+        transport,
+        enc.udp_port,
+        keyring,
+        topo.node.data_path_addr,
+        topo.endpoints.iter().filter_map(|e| e.vtep),
+        topo.networks.iter().filter(|n| n.encrypted).map(|n| n.vni),
+    )
 }

@@ -7,6 +7,7 @@
 pub mod arp;
 pub mod checksum;
 mod error;
+pub mod esp;
 pub mod icmp;
 pub mod ipv4;
 mod mac;
