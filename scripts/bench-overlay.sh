@@ -258,6 +258,25 @@ log "swarmnet: iperf3 ${DURATION}s"
 iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/swarmnet.json"
 S_GBPS=$GBPS
 RSS_AFTER=$(rss "$PID_A")
+# Losses outside swarmnet's own counters: the TAP's queue (frames the node did not read in time
+# are dropped by the kernel as "tx dropped" on the task's eth0) and the underlay UDP sockets'
+# receive buffers (RcvbufErrors in the host namespace).
+kernel_losses() {
+    local ns
+    for ns in "$STA" "$STB"; do
+        ip -n "$ns" -s -s link show eth0 | awk -v ns="$ns" '
+            /^ *RX:/ {getline; rx=$4}
+            /^ *TX:/ {getline; tx=$4}
+            END {printf "  %s eth0 (TAP): rx dropped %s, tx dropped %s\n", ns, rx, tx}'
+    done
+    for ns in "$HA" "$HB"; do
+        ip netns exec "$ns" awk -v ns="$ns" '
+            $1 == "Udp:" && !h {for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next}
+            $1 == "Udp:" {printf "  %s UDP: RcvbufErrors %s, SndbufErrors %s, InErrors %s\n",
+                ns, $col["RcvbufErrors"], $col["SndbufErrors"], $col["InErrors"]}' /proc/net/snmp
+    done
+}
+KLOSS=$(kernel_losses)
 S_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/swarmnet.json")
 K_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/kernel.json")
 
@@ -266,7 +285,7 @@ if [[ $PROFILE -eq 1 ]]; then
     if command -v perf >/dev/null; then
         log "profile: perf on node-a (pid $PID_A) during a ${PROFILE_SECS}s flow"
         start_server "$STB" "$IP_B"
-        ip netns exec "$STA" iperf3 -c "$IP_B" -t $((PROFILE_SECS + 2)) -J >"$WORK/profile-iperf.json" &
+        ip netns exec "$STA" iperf3 -c "$IP_B" -t $((PROFILE_SECS + 5)) -J >"$WORK/profile-iperf.json" &
         CLIENT_PID=$!
         PIDS+=("$CLIENT_PID")
         sleep 1
@@ -280,6 +299,18 @@ if [[ $PROFILE -eq 1 ]]; then
             fi
             log "perf record ${ev:-(default event)} failed: $(tail -n 2 "$WORK/perf.log" | tr '\n' ' ')"
         done
+        # Syscall counts over 2 s of the same flow, against the datagrams that left the host:
+        # how well the batching works (datagrams per sendmmsg, reads per frame).
+        ul_stat() { ip netns exec "$HA" cat "/sys/class/net/ul0/statistics/$1"; }
+        tx0=$(ul_stat tx_packets) rx0=$(ul_stat rx_packets)
+        if perf stat -x, -o "$WORK/perf-stat.csv" -p "$PID_A" \
+            -e syscalls:sys_enter_read,syscalls:sys_enter_write \
+            -e syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvmmsg \
+            -e syscalls:sys_enter_epoll_wait -- sleep 2 >/dev/null 2>&1; then
+            STAT_TX=$(( $(ul_stat tx_packets) - tx0 )) STAT_RX=$(( $(ul_stat rx_packets) - rx0 ))
+        else
+            STAT_TX=""
+        fi
         wait "$CLIENT_PID" || true
         wait "$SERVER_PID" 2>/dev/null || true
     else
@@ -320,6 +351,8 @@ for path in sys.argv[1:]:
     )
     print(f"  {name}: drops {c.get('drops') or 'none'}; {ports}")
 EOF
+echo "kernel-side losses on the swarmnet path (not in swarmnet's counters):"
+echo "$KLOSS"
 for n in node-a node-b; do
     if [[ -s "$WORK/$n.err" ]]; then
         echo "  $n stderr:"
@@ -340,6 +373,24 @@ if [[ $PERF_OK -eq 1 ]]; then
     echo "by object (kernel, swarmnet, libc):"
     perf report -i "$WORK/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null \
         | grep '%' | grep -v '^#' | head -n 6
+    if [[ -n "${STAT_TX:-}" ]]; then
+        echo
+        echo "syscalls of node-a in 2 s of the flow; underlay datagrams in about that window:" \
+            "sent $STAT_TX, received $STAT_RX (ratios approximate: perf attaches late)"
+        python3 - "$WORK/perf-stat.csv" "$STAT_TX" "$STAT_RX" <<'EOF'
+import sys
+tx, rx = int(sys.argv[2]), int(sys.argv[3])
+per = {"read": (tx, "frames sent on per read"), "sendmmsg": (tx, "datagrams per sendmmsg"),
+       "recvmmsg": (rx, "datagrams per recvmmsg"), "write": (rx, "frames written per write")}
+for line in open(sys.argv[1]):
+    f = line.strip().split(",")
+    if len(f) < 3 or not f[0].strip().isdigit():
+        continue
+    n, name = int(f[0]), f[2].split(":")[-1].replace("sys_enter_", "")
+    note = f"{per[name][0] / n:.1f} {per[name][1]}" if n and name in per else ""
+    print(f"  {name:<11} {n:>9}  {note}")
+EOF
+    fi
     echo
     echo "by thread/command:"
     perf report -i "$WORK/perf.data" --no-children -g none --sort comm --stdio 2>/dev/null \
