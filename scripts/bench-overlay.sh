@@ -265,9 +265,10 @@ kernel_losses() {
     local ns
     for ns in "$STA" "$STB"; do
         ip -n "$ns" -s -s link show eth0 | awk -v ns="$ns" '
+            /qlen/ {for (i = 1; i < NF; i++) if ($i == "qlen") q = $(i + 1)}
             /^ *RX:/ {getline; rx=$4}
             /^ *TX:/ {getline; tx=$4}
-            END {printf "  %s eth0 (TAP): rx dropped %s, tx dropped %s\n", ns, rx, tx}'
+            END {printf "  %s eth0 (TAP, qlen %s): rx dropped %s, tx dropped %s\n", ns, q, rx, tx}'
     done
     for ns in "$HA" "$HB"; do
         ip netns exec "$ns" awk -v ns="$ns" '
