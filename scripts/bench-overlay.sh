@@ -302,13 +302,17 @@ if [[ $PROFILE -eq 1 ]]; then
         done
         # Syscall counts over 2 s of the same flow, against the datagrams that left the host:
         # how well the batching works (datagrams per sendmmsg, reads per frame).
-        ul_stat() { ip netns exec "$HA" cat "/sys/class/net/ul0/statistics/$1"; }
-        tx0=$(ul_stat tx_packets) rx0=$(ul_stat rx_packets)
+        # The interface counters are read by the command perf stat runs, so both cover the same
+        # window (perf enables the counters before it starts the command).
+        ul="/sys/class/net/ul0/statistics"
         if perf stat -x, -o "$WORK/perf-stat.csv" -p "$PID_A" \
             -e syscalls:sys_enter_read,syscalls:sys_enter_write \
             -e syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvmmsg \
-            -e syscalls:sys_enter_epoll_wait -- sleep 2 >/dev/null 2>&1; then
-            STAT_TX=$(( $(ul_stat tx_packets) - tx0 )) STAT_RX=$(( $(ul_stat rx_packets) - rx0 ))
+            -e syscalls:sys_enter_epoll_wait -- \
+            ip netns exec "$HA" sh -c "cat $ul/tx_packets $ul/rx_packets; sleep 2; cat $ul/tx_packets $ul/rx_packets" \
+            >"$WORK/ul-stat.txt" 2>/dev/null; then
+            mapfile -t ulc <"$WORK/ul-stat.txt"
+            STAT_TX=$((ulc[2] - ulc[0])) STAT_RX=$((ulc[3] - ulc[1]))
         else
             STAT_TX=""
         fi
@@ -371,13 +375,47 @@ if [[ $PERF_OK -eq 1 ]]; then
     perf report -i "$WORK/perf.data" --children -g none --percent-limit 3 \
         --sort sym --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -n 40
     echo
+    echo "where the time goes (share of samples whose stack holds the function):"
+    perf script -i "$WORK/perf.data" 2>/dev/null | python3 -c '
+import sys
+samples, cur = [], None
+for line in sys.stdin:
+    if not line.strip():
+        continue
+    if not line[0].isspace():
+        if cur is not None:
+            samples.append(set(cur))
+        cur = []
+    elif cur is not None and len(line.split()) >= 2:
+        cur.append(line.split()[1].split("+")[0])
+if cur is not None:
+    samples.append(set(cur))
+n = len(samples) or 1
+def row(label, *need, without=None):
+    k = sum(1 for s in samples if all(f in s for f in need) and not (without and without in s))
+    print(f"  {100 * k / n:5.1f}%  {label}")
+row("sendmmsg to the underlay", "__sys_sendmmsg")
+row("  building the skb (ip_make_skb: alloc, copy from user, checksum)", "__sys_sendmmsg", "ip_make_skb")
+row("  route lookup per datagram (ip_route_output_flow)", "__sys_sendmmsg", "ip_route_output_flow")
+row("  transmit (udp_send_skb: ip_output, qdisc, veth)", "__sys_sendmmsg", "udp_send_skb")
+row("    of which the peer host receive run inline (net_rx_action)", "__sys_sendmmsg", "net_rx_action")
+row("read from the TAP", "ksys_read")
+row("  copy to user (_copy_to_iter)", "ksys_read", "_copy_to_iter")
+row("write to the TAP", "ksys_write")
+row("  task TCP stack run inline (tcp_v4_rcv)", "ksys_write", "tcp_v4_rcv")
+row("recvmmsg from the underlay", "__x64_sys_recvmmsg")
+row("epoll_wait", "do_epoll_wait")
+row("scheduling (__schedule, anywhere)", "__schedule")
+row("outside syscalls (swarmnet, libc)", without="do_syscall_64")
+'
+    echo
     echo "by object (kernel, swarmnet, libc):"
     perf report -i "$WORK/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null \
         | grep '%' | grep -v '^#' | head -n 6
     if [[ -n "${STAT_TX:-}" ]]; then
         echo
-        echo "syscalls of node-a in 2 s of the flow; underlay datagrams in about that window:" \
-            "sent $STAT_TX, received $STAT_RX (ratios approximate: perf attaches late)"
+        echo "syscalls of node-a in 2 s of the flow; underlay datagrams of host A in that window:" \
+            "sent $STAT_TX, received $STAT_RX"
         python3 - "$WORK/perf-stat.csv" "$STAT_TX" "$STAT_RX" <<'EOF'
 import sys
 tx, rx = int(sys.argv[2]), int(sys.argv[3])
