@@ -143,7 +143,11 @@ start_server() { # start_server TASKNS IP
 
 iperf_run() { # iperf_run CLIENTNS SERVERNS SERVERIP SECONDS JSONFILE -> GBPS (Gbit/s received)
     start_server "$2" "$3"
-    timeout $(($4 + 20)) ip netns exec "$1" iperf3 -c "$3" -t "$4" -J >"$5"
+    # In the background and waited for, so a signal to this script acts at once.
+    timeout $(($4 + 20)) ip netns exec "$1" iperf3 -c "$3" -t "$4" -J >"$5" &
+    local client=$!
+    PIDS+=("$client")
+    wait "$client"
     wait "$SERVER_PID" 2>/dev/null || true
     GBPS=$(python3 -c '
 import json, sys
