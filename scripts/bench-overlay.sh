@@ -8,11 +8,12 @@
 #   (b) swarmnet: `swarmnet run --netns HOST` per host (release build), which creates the task
 #       namespaces and TAPs itself.
 # For each it measures one iperf3 TCP flow (client in host A's task, server in host B's) and the
-# ping RTT, then prints a table, the swarmnet counters (drops) and host A's node resident memory.
-# With --profile it records host A's node with perf during a 5 s flow and prints the top symbols.
+# ping RTT, then prints a table, the swarmnet counters (drops), the kernel's drops on the TAPs and
+# UDP sockets (losses the node cannot count), and host A's node resident memory (VmRSS).
+# With --profile it records host A's node with perf during a 5 s flow and prints the top symbols,
+# the time by call path and syscall counts per datagram (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-#
 # usage: scripts/bench-overlay.sh [--duration S] [--workers N] [--profile]
 set -euo pipefail
 shopt -s inherit_errexit
