@@ -12,10 +12,10 @@ use mio::Waker;
 
 use super::netns::{self, NetnsError, OwnedNetns};
 use super::tap::{self, TapQueue};
-use super::udp::UdpSocket;
-use super::worker::{self, Worker};
+use super::udp::DatagramSocket;
+use super::worker::{self, Channel, UnderlaySocket, Worker};
 use crate::dataplane::{Counters, Tables};
-use crate::topology::Topology;
+use crate::topology::{EspTransport, Topology};
 
 /// Name of a task's interface inside its namespace, as in a Docker container.
 pub const TASK_IFACE: &str = "eth0";
@@ -38,8 +38,17 @@ pub enum RunError {
         addr: SocketAddrV4,
         source: std::io::Error,
     },
+    #[error("transport = \"ip\" sends ESP as IP protocol 50 through raw sockets, which needs CAP_NET_RAW ({0}): grant it, or set transport = \"udp\" in [encryption] on every node of the network")]
+    NeedNetRaw(std::io::Error),
     #[error("cannot start worker: {0}")]
     Worker(std::io::Error),
+}
+
+/// Why a new topology could not replace the running one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("a reload cannot change {0}; restart the node for that")]
+    Unsupported(&'static str),
 }
 
 /// How to run a node.
@@ -123,14 +132,7 @@ impl Node {
             queues.push(qs);
         }
 
-        let addr = SocketAddrV4::new(tables.data_path_addr, tables.data_path_port);
-        let mut sockets = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            sockets.push(
-                UdpSocket::bind_reuseport(addr)
-                    .map_err(|source| RunError::Bind { addr, source })?,
-            );
-        }
+        let mut sockets = underlay_sockets(topo, workers)?;
 
         let swap = Arc::new(ArcSwap::new(tables));
         let stop = Arc::new(AtomicBool::new(false));
@@ -149,14 +151,15 @@ impl Node {
                 per_worker[w].push(q);
             }
         }
-        for (id, (taps, udp)) in per_worker.into_iter().zip(sockets).enumerate() {
+        for (id, taps) in per_worker.into_iter().enumerate() {
+            let sockets = std::mem::take(&mut sockets[id]);
             let (poll, waker) = worker::poll_with_waker().map_err(RunError::Worker)?;
             let published = Arc::new(Mutex::new(Counters::new(taps.len())));
             let w = Worker {
                 id,
                 tables: Arc::clone(&swap),
                 taps,
-                udp,
+                sockets,
                 poll,
                 stop: Arc::clone(&stop),
                 published: Arc::clone(&published),
@@ -171,6 +174,26 @@ impl Node {
             node.published.push(published);
         }
         Ok(node)
+    }
+
+    /// Replaces the forwarding tables with those of `topo` without stopping traffic: the
+    /// workers pick the new snapshot up on their next wake-up. Encryption keys may change (SAs
+    /// of unchanged keys keep their sequence numbers and replay windows); the node's address,
+    /// port and local endpoints may not.
+    pub fn reload(&self, topo: &Topology) -> Result<(), ReloadError> {
+        let old = self.tables.load_full();
+        let new = Tables::from_topology_after(topo, &old);
+        if (new.data_path_addr, new.data_path_port) != (old.data_path_addr, old.data_path_port) {
+            return Err(ReloadError::Unsupported("the data path address or port"));
+        }
+        if new.ports != old.ports {
+            return Err(ReloadError::Unsupported("the local endpoints"));
+        }
+        if new.esp.as_ref().map(|e| (e.transport, e.udp_port)) != old.esp.as_ref().map(|e| (e.transport, e.udp_port)) {
+            return Err(ReloadError::Unsupported("the ESP transport"));
+        }
+        self.tables.store(Arc::new(new));
+        Ok(())
     }
 
     /// The sum of every worker's last published counters.
@@ -229,6 +252,41 @@ impl Drop for Node {
         self.shutdown();
         // `tasks` drops after this, deleting the namespaces.
     }
+}
+
+/// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted
+/// networks ESP in UDP (every worker) or ESP over IP (a raw sender per worker, one raw receiver:
+/// the kernel copies each packet to every raw socket).
+fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlaySocket>>, RunError> {
+    let node = &topo.node;
+    let bind = |port: u16| {
+        let addr = SocketAddrV4::new(node.data_path_addr, port);
+        DatagramSocket::bind_reuseport(addr).map_err(|source| RunError::Bind { addr, source })
+    };
+    let mut all = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut socks = vec![UnderlaySocket { channel: Channel::Vxlan, sock: bind(node.data_path_port)? }];
+        match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
+            None => {}
+            Some((EspTransport::Udp, port)) => {
+                socks.push(UnderlaySocket { channel: Channel::EspUdp, sock: bind(port)? });
+            }
+            Some((EspTransport::Ip, _)) => {
+                socks.push(UnderlaySocket {
+                    channel: Channel::RawSend,
+                    sock: DatagramSocket::raw_sender().map_err(RunError::NeedNetRaw)?,
+                });
+                if w == 0 {
+                    socks.push(UnderlaySocket {
+                        channel: Channel::EspIp,
+                        sock: DatagramSocket::raw_esp_receiver(node.data_path_addr).map_err(RunError::NeedNetRaw)?,
+                    });
+                }
+            }
+        }
+        all.push(socks);
+    }
+    Ok(all)
 }
 
 /// Gives the task's eth0 its MAC, address, MTU and default route, as Docker configures a

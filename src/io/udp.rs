@@ -1,5 +1,5 @@
-//! The data-path UDP socket: one per worker (SO_REUSEPORT), large buffers, batched with
-//! recvmmsg/sendmmsg.
+//! Underlay sockets, batched with recvmmsg/sendmmsg: UDP sockets for VXLAN and ESP in UDP (one
+//! per worker, SO_REUSEPORT), and raw sockets for ESP as IP protocol 50.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -11,16 +11,49 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max unless forced).
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// A non-blocking UDP socket bound to the data-path address and port.
+/// A non-blocking datagram socket on the underlay (UDP or raw IP).
 #[derive(Debug)]
-pub struct UdpSocket {
+pub struct DatagramSocket {
     sock: Socket,
 }
 
-impl UdpSocket {
+/// IP protocol number of ESP.
+pub const IPPROTO_ESP: i32 = 50;
+
+impl DatagramSocket {
+    /// A raw socket receiving every ESP packet (IP protocol 50) addressed to `addr`, with its
+    /// IPv4 header. The kernel gives each raw socket a copy, so a node opens one, not one per
+    /// worker. Needs CAP_NET_RAW.
+    pub fn raw_esp_receiver(addr: std::net::Ipv4Addr) -> io::Result<DatagramSocket> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW.nonblocking().cloexec(),
+            Some(Protocol::from(IPPROTO_ESP)),
+        )?;
+        if force_buffer(&sock, libc::SO_RCVBUFFORCE).is_err() {
+            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        }
+        sock.bind(&SocketAddr::V4(SocketAddrV4::new(addr, 0)).into())?;
+        Ok(DatagramSocket { sock })
+    }
+
+    /// A send-only raw socket (IPPROTO_RAW: the caller writes the whole IPv4 header, and the
+    /// kernel never queues received packets on it). Needs CAP_NET_RAW.
+    pub fn raw_sender() -> io::Result<DatagramSocket> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW.nonblocking().cloexec(),
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        if force_buffer(&sock, libc::SO_SNDBUFFORCE).is_err() {
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        }
+        Ok(DatagramSocket { sock })
+    }
+
     /// Binds `addr` with SO_REUSEPORT, so every worker can bind the same address and the kernel
     /// spreads incoming flows across them.
-    pub fn bind_reuseport(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    pub fn bind_reuseport(addr: SocketAddrV4) -> io::Result<DatagramSocket> {
         let sock = Socket::new(
             Domain::IPV4,
             Type::DGRAM.nonblocking().cloexec(),
@@ -35,7 +68,7 @@ impl UdpSocket {
             let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
         }
         sock.bind(&SocketAddr::V4(addr).into())?;
-        Ok(UdpSocket { sock })
+        Ok(DatagramSocket { sock })
     }
 
     /// Receives up to `batch.capacity()` datagrams; `Ok(0)` or `WouldBlock` when none wait.
@@ -110,6 +143,11 @@ impl UdpSocket {
         Ok(sent)
     }
 
+    /// Another handle on the same socket (one to poll and read, one to send).
+    pub fn try_clone(&self) -> io::Result<DatagramSocket> {
+        Ok(DatagramSocket { sock: self.sock.try_clone()? })
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock
             .local_addr()?
@@ -138,7 +176,7 @@ fn force_buffer(sock: &Socket, opt: libc::c_int) -> io::Result<()> {
     }
 }
 
-impl AsRawFd for UdpSocket {
+impl AsRawFd for DatagramSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
@@ -264,8 +302,8 @@ mod tests {
 
     #[test]
     fn batches_round_trip_on_loopback() {
-        let a = UdpSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let b = UdpSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
             unreachable!()
         };
