@@ -253,7 +253,11 @@ impl Forwarder<'_> {
             if total > mtu {
                 return mtu::too_big(self, port, dest, net.vni, frame, total, mtu);
             }
-        } else if payload.len() > mtu {
+            // Only the packet travels: Ethernet padding, or whatever else follows the IPv4
+            // packet, would otherwise ride past the MTU check.
+            return self.forward(dest, &frame[..ETHERNET_HEADER_LEN + total], net.vni);
+        }
+        if payload.len() > mtu {
             return Err(DropReason::MtuExceeded);
         }
         self.forward(dest, frame, net.vni)

@@ -250,3 +250,42 @@ fn other_refusals() {
     assert_eq!(c.dropped(DropReason::Malformed), 1);
     assert_eq!(c.total_drops(), 5);
 }
+
+#[test]
+fn bytes_after_the_ipv4_packet_do_not_travel() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    // A 186-byte IPv4 packet in an 8000-byte frame: the MTU check reads the packet's length,
+    // so only the packet may be forwarded.
+    let mut frame = ipv4_frame(17, 0, 5, &[], &[5; 166]);
+    let packet_end = frame.len();
+    frame.resize(8000, 0xee);
+    dp.from_port(0, PortId(0), &frame, &mut out);
+    let e = emitted(&out);
+    assert_eq!(e.len(), 1);
+    assert_eq!(&e[0].1[36..], &frame[..packet_end]);
+}
+
+#[test]
+fn arp_for_another_hardware_address_is_not_answered() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    let mut arp = Vec::new();
+    arp.extend_from_slice(&MacAddr::BROADCAST.0);
+    arp.extend_from_slice(&WEB1);
+    arp.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[2, 0x42, 10, 0, 9, 0x77]); // not web1's MAC
+    arp.extend_from_slice(&[10, 0, 9, 2]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&[10, 0, 9, 3]);
+    dp.from_port(0, PortId(0), &arp, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::SpoofedSource), 1);
+    arp[22..28].copy_from_slice(&WEB1);
+    dp.from_port(0, PortId(0), &arp, &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "the same request from the port's own MAC is answered"
+    );
+}

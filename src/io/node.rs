@@ -189,7 +189,9 @@ impl Node {
         if new.ports != old.ports {
             return Err(ReloadError::Unsupported("the local endpoints"));
         }
-        if new.esp.as_ref().map(|e| (e.transport, e.udp_port)) != old.esp.as_ref().map(|e| (e.transport, e.udp_port)) {
+        if new.esp.as_ref().map(|e| (e.transport, e.udp_port))
+            != old.esp.as_ref().map(|e| (e.transport, e.udp_port))
+        {
             return Err(ReloadError::Unsupported("the ESP transport"));
         }
         self.tables.store(Arc::new(new));
@@ -265,11 +267,17 @@ fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlayS
     };
     let mut all = Vec::with_capacity(workers);
     for w in 0..workers {
-        let mut socks = vec![UnderlaySocket { channel: Channel::Vxlan, sock: bind(node.data_path_port)? }];
+        let mut socks = vec![UnderlaySocket {
+            channel: Channel::Vxlan,
+            sock: bind(node.data_path_port)?,
+        }];
         match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
             None => {}
             Some((EspTransport::Udp, port)) => {
-                socks.push(UnderlaySocket { channel: Channel::EspUdp, sock: bind(port)? });
+                socks.push(UnderlaySocket {
+                    channel: Channel::EspUdp,
+                    sock: bind(port)?,
+                });
             }
             Some((EspTransport::Ip, _)) => {
                 socks.push(UnderlaySocket {
@@ -279,7 +287,8 @@ fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlayS
                 if w == 0 {
                     socks.push(UnderlaySocket {
                         channel: Channel::EspIp,
-                        sock: DatagramSocket::raw_esp_receiver(node.data_path_addr).map_err(RunError::NeedNetRaw)?,
+                        sock: DatagramSocket::raw_esp_receiver(node.data_path_addr)
+                            .map_err(RunError::NeedNetRaw)?,
                     });
                 }
             }

@@ -145,7 +145,9 @@ impl DatagramSocket {
 
     /// Another handle on the same socket (one to poll and read, one to send).
     pub fn try_clone(&self) -> io::Result<DatagramSocket> {
-        Ok(DatagramSocket { sock: self.sock.try_clone()? })
+        Ok(DatagramSocket {
+            sock: self.sock.try_clone()?,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -14,7 +14,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
-use crate::dataplane::{Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind};
+use crate::dataplane::{
+    Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
+};
 
 /// Frames read from one TAP queue per wake-up before the others get a turn.
 const TAP_BUDGET: usize = 64;
@@ -101,11 +103,16 @@ impl Io<'_> {
                 Target::Underlay(dst) => {
                     // ESP over IP goes out whole through the raw socket (we wrote its header).
                     let (channel, payload, to) = match dst.kind {
-                        UnderlayKind::Vxlan => (Channel::Vxlan, bytes.get(dst.payload_offset()..), dst.port),
-                        UnderlayKind::EspUdp => (Channel::EspUdp, bytes.get(dst.payload_offset()..), dst.port),
+                        UnderlayKind::Vxlan => {
+                            (Channel::Vxlan, bytes.get(dst.payload_offset()..), dst.port)
+                        }
+                        UnderlayKind::EspUdp => {
+                            (Channel::EspUdp, bytes.get(dst.payload_offset()..), dst.port)
+                        }
                         UnderlayKind::EspIp => (Channel::RawSend, Some(bytes), 0),
                     };
-                    let Some(sender) = self.senders.iter_mut().find(|s| s.channel == channel) else {
+                    let Some(sender) = self.senders.iter_mut().find(|s| s.channel == channel)
+                    else {
                         dp.count_drop(now, DropReason::UnderlayTxFailed);
                         continue;
                     };
@@ -145,10 +152,22 @@ fn send_now(s: &mut Sender, dp: &mut Dataplane, now: u64) {
 impl Worker {
     /// Runs until `stop` is set (and the waker fires).
     pub fn run(self) -> io::Result<()> {
-        let Worker { id, tables, taps, sockets, mut poll, stop, published, max_packet } = self;
+        let Worker {
+            id,
+            tables,
+            taps,
+            sockets,
+            mut poll,
+            stop,
+            published,
+            max_packet,
+        } = self;
         for (i, tap) in taps.iter().enumerate() {
-            poll.registry()
-                .register(&mut SourceFd(&tap.as_raw_fd()), Token(i), Interest::READABLE)?;
+            poll.registry().register(
+                &mut SourceFd(&tap.as_raw_fd()),
+                Token(i),
+                Interest::READABLE,
+            )?;
         }
         // Receiving sockets are read through their own fd; every socket that sends gets a
         // sender keyed by channel (a UDP socket both receives and sends).
@@ -157,15 +176,31 @@ impl Worker {
         for (i, s) in sockets.into_iter().enumerate() {
             let token = Token(SOCKET_TOKEN_BASE + i);
             match s.channel {
-                Channel::RawSend => senders.push(Sender { channel: s.channel, sock: s.sock, batch: SendBatch::with_capacity(BATCH) }),
+                Channel::RawSend => senders.push(Sender {
+                    channel: s.channel,
+                    sock: s.sock,
+                    batch: SendBatch::with_capacity(BATCH),
+                }),
                 Channel::EspIp => {
-                    poll.registry().register(&mut SourceFd(&s.sock.as_raw_fd()), token, Interest::READABLE)?;
+                    poll.registry().register(
+                        &mut SourceFd(&s.sock.as_raw_fd()),
+                        token,
+                        Interest::READABLE,
+                    )?;
                     receivers.push((s.channel, token, s.sock.try_clone()?));
                 }
                 Channel::Vxlan | Channel::EspUdp => {
-                    poll.registry().register(&mut SourceFd(&s.sock.as_raw_fd()), token, Interest::READABLE)?;
+                    poll.registry().register(
+                        &mut SourceFd(&s.sock.as_raw_fd()),
+                        token,
+                        Interest::READABLE,
+                    )?;
                     receivers.push((s.channel, token, s.sock.try_clone()?));
-                    senders.push(Sender { channel: s.channel, sock: s.sock, batch: SendBatch::with_capacity(BATCH) });
+                    senders.push(Sender {
+                        channel: s.channel,
+                        sock: s.sock,
+                        batch: SendBatch::with_capacity(BATCH),
+                    });
                 }
             }
         }
@@ -179,12 +214,24 @@ impl Worker {
         let mut tap_ready = vec![true; taps.len()];
         let mut sock_ready = vec![true; receivers.len()];
         let mut last_publish = 0u64;
-        let mut io = Io { taps: &taps, senders };
-        tracing::debug!(worker = id, ports = taps.len(), sockets = receivers.len(), "worker started");
+        let mut io = Io {
+            taps: &taps,
+            senders,
+        };
+        tracing::debug!(
+            worker = id,
+            ports = taps.len(),
+            sockets = receivers.len(),
+            "worker started"
+        );
 
         while !stop.load(Ordering::Relaxed) {
             let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r);
-            let timeout = if busy { Duration::ZERO } else { Duration::from_millis(500) };
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(500)
+            };
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -254,8 +301,12 @@ impl Worker {
                                     continue;
                                 }
                                 match channel {
-                                    Channel::Vxlan => dp.from_underlay_udp(now, src, payload, &mut out),
-                                    Channel::EspUdp => dp.from_underlay_esp_udp(now, src, payload, &mut out),
+                                    Channel::Vxlan => {
+                                        dp.from_underlay_udp(now, src, payload, &mut out)
+                                    }
+                                    Channel::EspUdp => {
+                                        dp.from_underlay_esp_udp(now, src, payload, &mut out)
+                                    }
                                     Channel::EspIp => dp.from_underlay_ipv4(now, payload, &mut out),
                                     Channel::RawSend => {}
                                 }
