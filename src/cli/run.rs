@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::dataplane::Counters;
 use crate::io::{netns, node, Node, NodeConfig};
 use crate::topology::Topology;
 
-/// Runs a node in the foreground on a static topology until SIGINT or SIGTERM.
+/// Runs a node in the foreground on a static topology until SIGINT or SIGTERM. SIGHUP re-reads
+/// the topology (new encryption keys, remote endpoints) without stopping traffic.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The node's topology file (TOML).
@@ -79,7 +80,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .counters
         .unwrap_or_else(|| node::default_counters_path(&topology.node.name));
     // Registered before anything is created, so a signal during set-up still ends in clean-up.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let name = topology.node.name.clone();
     let (addr, port) = (topology.node.data_path_addr, topology.node.data_path_port);
     let node = Node::start(NodeConfig { topology, workers })
@@ -95,10 +97,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut last_write = Instant::now() - Duration::from_secs(1);
     let mut failed = false;
-    loop {
-        if let Some(sig) = signals.pending().next() {
-            tracing::info!(signal = sig, "shutting down");
-            break;
+    'run: loop {
+        for sig in signals.pending() {
+            if sig != SIGHUP {
+                tracing::info!(signal = sig, "shutting down");
+                break 'run;
+            }
+            let result = Topology::load(&args.topology)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| node.reload(&t).map_err(anyhow::Error::from));
+            match result {
+                Ok(()) => println!("reloaded {}", args.topology.display()),
+                Err(e) => {
+                    eprintln!("reload refused, still running on the previous topology: {e:#}");
+                    println!("reload failed");
+                }
+            }
+            std::io::stdout().flush().ok();
         }
         if !node.healthy() {
             failed = true;

@@ -173,36 +173,35 @@ impl Worker {
         // sender keyed by channel (a UDP socket both receives and sends).
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
-        for (i, s) in sockets.into_iter().enumerate() {
-            let token = Token(SOCKET_TOKEN_BASE + i);
-            match s.channel {
-                Channel::RawSend => senders.push(Sender {
-                    channel: s.channel,
-                    sock: s.sock,
-                    batch: SendBatch::with_capacity(BATCH),
-                }),
-                Channel::EspIp => {
-                    poll.registry().register(
-                        &mut SourceFd(&s.sock.as_raw_fd()),
-                        token,
-                        Interest::READABLE,
-                    )?;
-                    receivers.push((s.channel, token, s.sock.try_clone()?));
-                }
-                Channel::Vxlan | Channel::EspUdp => {
-                    poll.registry().register(
-                        &mut SourceFd(&s.sock.as_raw_fd()),
-                        token,
-                        Interest::READABLE,
-                    )?;
-                    receivers.push((s.channel, token, s.sock.try_clone()?));
+        for s in sockets {
+            let token = Token(SOCKET_TOKEN_BASE + receivers.len());
+            let reader = match s.channel {
+                Channel::RawSend => {
                     senders.push(Sender {
                         channel: s.channel,
                         sock: s.sock,
                         batch: SendBatch::with_capacity(BATCH),
                     });
+                    continue;
                 }
-            }
+                Channel::EspIp => s.sock,
+                Channel::Vxlan | Channel::EspUdp => {
+                    let reader = s.sock.try_clone()?;
+                    senders.push(Sender {
+                        channel: s.channel,
+                        sock: s.sock,
+                        batch: SendBatch::with_capacity(BATCH),
+                    });
+                    reader
+                }
+            };
+            // The fd registered is the one kept for reading, so the registration lives as long.
+            poll.registry().register(
+                &mut SourceFd(&reader.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            )?;
+            receivers.push((s.channel, reader));
         }
 
         let mut dp = Dataplane::new(tables.load_full());
@@ -287,7 +286,7 @@ impl Worker {
                 if !*ready {
                     continue;
                 }
-                let (channel, _, sock) = r;
+                let (channel, sock) = r;
                 for _ in 0..SOCKET_BUDGET {
                     match sock.recv_batch(&mut recv) {
                         Ok(0) => {

@@ -110,6 +110,8 @@ pub fn host_addr(i: usize) -> Ipv4Addr {
 /// A `swarmnet run` process inside a host namespace; SIGTERM and wait on drop.
 pub struct NodeProc {
     pub child: Child,
+    /// Lines the node prints on stdout after `ready`.
+    pub lines: mpsc::Receiver<String>,
     pub counters: PathBuf,
     pub dir: PathBuf,
     pub task_netns: Vec<String>,
@@ -142,15 +144,21 @@ impl NodeProc {
             .expect("start swarmnet run");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (line_tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut ready = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line == "ready" {
+                if ready {
+                    let _ = line_tx.send(line);
+                } else if line == "ready" {
+                    ready = true;
                     let _ = tx.send(());
                 }
             }
         });
         let node = NodeProc {
             child,
+            lines,
             counters,
             dir,
             task_netns: task_netns.iter().map(|s| s.to_string()).collect(),
@@ -158,6 +166,16 @@ impl NodeProc {
         rx.recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("node in {host} did not become ready"));
         node
+    }
+
+    /// Rewrites the node's topology and sends SIGHUP; returns the line the node answers with.
+    pub fn reload(&self, topology: &str) -> String {
+        std::fs::write(self.dir.join("topology.toml"), topology).unwrap();
+        // SAFETY: kill(2) on the pid of our own running child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the node answers a reload")
     }
 
     pub fn alive(&mut self) -> bool {
@@ -440,4 +458,68 @@ pub fn set_tx_checksum_offload(name: &str, on: bool) {
         "ethtool tx {on} on {name}: {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// What crossed a host's underlay while a `Sniffer` ran.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WireCounts {
+    pub vxlan: u64,
+    pub esp_ip: u64,
+    pub esp_udp: u64,
+}
+
+/// Counts the VXLAN (UDP 4789), ESP (IP protocol 50) and ESP-in-UDP (UDP 4500) frames seen in
+/// a namespace, both directions, until stopped.
+pub struct Sniffer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<WireCounts>,
+}
+
+impl Sniffer {
+    pub fn start(ns: &str) -> Sniffer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let handle = spawn_in_ns(ns, move || {
+            use socket2::{Domain, Protocol, Socket, Type};
+            // ETH_P_ALL in network byte order.
+            let sock: UdpSocket =
+                Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0x0300)))
+                    .expect("packet socket")
+                    .into();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut c = WireCounts::default();
+            let mut buf = vec![0u8; 65536];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok(n) = sock.recv(&mut buf) else { continue };
+                let f = &buf[..n];
+                if n < 34 || f[12..14] != [0x08, 0x00] {
+                    continue;
+                }
+                let ihl = usize::from(f[14] & 0x0f) * 4;
+                let dport = f
+                    .get(14 + ihl + 2..14 + ihl + 4)
+                    .map(|p| u16::from_be_bytes([p[0], p[1]]));
+                match (f[23], dport) {
+                    (50, _) => c.esp_ip += 1,
+                    (17, Some(4789)) => c.vxlan += 1,
+                    (17, Some(4500)) => c.esp_udp += 1,
+                    _ => {}
+                }
+            }
+            c
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("sniffer ready");
+        Sniffer { stop, handle }
+    }
+
+    pub fn stop(self) -> WireCounts {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().expect("sniffer thread")
+    }
 }
