@@ -11,7 +11,7 @@ use clap::Args;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::dataplane::Counters;
+use crate::dataplane::{Counters, InterfaceStats};
 use crate::io::{netns, node, Node, NodeConfig};
 use crate::topology::Topology;
 
@@ -50,11 +50,18 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-fn write_counters(path: &Path, counters: &Counters, names: &[String]) -> anyhow::Result<()> {
+fn write_counters(
+    path: &Path,
+    counters: &Counters,
+    names: &[String],
+    interfaces: Vec<(String, InterfaceStats)>,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
-    let mut json = serde_json::to_string_pretty(&counters.report(names))?;
+    let mut report = counters.report(names);
+    report.task_interfaces = interfaces.into_iter().collect();
+    let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json).with_context(|| format!("{}", tmp.display()))?;
@@ -121,17 +128,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         if last_write.elapsed() >= Duration::from_secs(1) {
             last_write = Instant::now();
-            if let Err(e) = write_counters(&counters_path, &node.counters(), &names) {
+            if let Err(e) = write_counters(
+                &counters_path,
+                &node.counters(),
+                &names,
+                node.interface_stats(),
+            ) {
                 tracing::warn!(error = %e, "cannot write counters");
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let interfaces = node.interface_stats();
+    let tap_drops: u64 = interfaces.iter().map(|(_, s)| s.tx_dropped).sum();
     let counters = node.stop();
-    write_counters(&counters_path, &counters, &names)?;
+    write_counters(&counters_path, &counters, &names, interfaces)?;
     let drops = counters.drops_by_name();
     println!(
-        "node {name} stopped: underlay rx {} tx {}; drops: {}",
+        "node {name} stopped: underlay rx {} tx {}; dropped by task interfaces before the node read them: {tap_drops}; drops: {}",
         counters.underlay.rx_packets,
         counters.underlay.tx_packets,
         if drops.is_empty() {

@@ -14,7 +14,7 @@ pub mod output;
 mod switch;
 pub mod tables;
 
-pub use counters::{Counters, CountersReport, DropReason, Events, PortCounters};
+pub use counters::{Counters, CountersReport, DropReason, Events, InterfaceStats, PortCounters};
 pub use output::{
     Output, Target, UnderlayDst, UnderlayKind, UNDERLAY_IP_PAYLOAD, UNDERLAY_UDP_PAYLOAD,
 };

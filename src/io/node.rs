@@ -14,7 +14,7 @@ use super::netns::{self, NetnsError, OwnedNetns};
 use super::tap::{self, TapQueue};
 use super::udp::DatagramSocket;
 use super::worker::{self, Channel, UnderlaySocket, Worker};
-use crate::dataplane::{Counters, Tables};
+use crate::dataplane::{Counters, InterfaceStats, Tables};
 use crate::topology::{EspTransport, Topology};
 
 /// Name of a task's interface inside its namespace, as in a Docker container.
@@ -219,6 +219,21 @@ impl Node {
             .collect()
     }
 
+    /// The kernel's drop counts of every task interface (read inside each task's namespace).
+    pub fn interface_stats(&self) -> Vec<(String, InterfaceStats)> {
+        self.tasks
+            .iter()
+            .filter_map(|t| {
+                let dev = netns::run_in(t.netns.name(), || {
+                    std::fs::read_to_string("/proc/thread-self/net/dev")
+                })
+                .ok()?
+                .ok()?;
+                Some((t.endpoint.clone(), parse_net_dev(&dev, TASK_IFACE)?))
+            })
+            .collect()
+    }
+
     pub fn tasks(&self) -> &[Task] {
         &self.tasks
     }
@@ -336,4 +351,42 @@ pub fn default_counters_path(node: &str) -> PathBuf {
     PathBuf::from("/run/swarmnet")
         .join(node)
         .join("counters.json")
+}
+
+/// Reads an interface's drop counters from the text of /proc/net/dev.
+fn parse_net_dev(text: &str, iface: &str) -> Option<InterfaceStats> {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{iface}:")))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit, alike.
+    Some(InterfaceStats {
+        rx_dropped: *f.get(3)?,
+        tx_dropped: *f.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_drops_from_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+             face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+             lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  \
+             eth0: 1234567    9000    0    7    0     0          0         0 99999999   70000    0 1192    0     0       0          0\n";
+        let s = parse_net_dev(text, "eth0").unwrap();
+        assert_eq!(
+            s,
+            InterfaceStats {
+                rx_dropped: 7,
+                tx_dropped: 1192
+            }
+        );
+        assert!(parse_net_dev(text, "eth1").is_none());
+    }
 }
