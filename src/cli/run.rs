@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// namespaces stay visible to `ip netns` and `swarmnet exec`.
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+    /// Turn off the TAP offloads (TCP segmentation and checksums done by the data path), e.g.
+    /// to compare.
+    #[arg(long)]
+    pub no_offload: bool,
     /// Where to keep the node's counters (JSON, rewritten every second)
     /// [default: /run/swarmnet/NODE/counters.json].
     #[arg(long, value_name = "FILE")]
@@ -91,8 +95,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let name = topology.node.name.clone();
     let (addr, port) = (topology.node.data_path_addr, topology.node.data_path_port);
-    let node = Node::start(NodeConfig { topology, workers })
-        .with_context(|| format!("node {name} could not start"))?;
+    let node = Node::start(NodeConfig {
+        topology,
+        workers,
+        offload: !args.no_offload,
+    })
+    .with_context(|| format!("node {name} could not start"))?;
     let names = node.port_names();
     println!("node {name} running: {workers} worker(s), data path {addr}:{port}");
     for t in node.tasks() {

@@ -43,6 +43,8 @@ pub struct Dataplane {
     tables: Arc<Tables>,
     counters: Counters,
     state: State,
+    /// Segments cut from offloaded super-frames, one at a time (see `gso.rs`).
+    gso_buf: Vec<u8>,
 }
 
 impl Dataplane {
@@ -56,6 +58,7 @@ impl Dataplane {
                 scratch: Vec::with_capacity(2048),
                 last_log: [None; DropReason::COUNT],
             },
+            gso_buf: Vec::with_capacity(2048),
         }
     }
 
@@ -173,6 +176,24 @@ impl Dataplane {
         if let Err(reason) = result {
             self.record_drop(now, reason, "underlay");
         }
+    }
+
+    pub(crate) fn gso_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.gso_buf
+    }
+
+    /// Counts a frame from `port` refused before it could be switched.
+    pub(crate) fn refuse_from_port(
+        &mut self,
+        now: Nanos,
+        port: PortId,
+        len: usize,
+        reason: DropReason,
+    ) {
+        if let Some(c) = self.counters.ports.get_mut(port.0 as usize) {
+            c.rx(len);
+        }
+        self.record_drop(now, reason, "port");
     }
 
     /// Counts an underlay packet refused before the core could read it (e.g. by its link layer).

@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub topology: Topology,
     /// Worker threads (each with its own TAP queues and socket).
     pub workers: usize,
+    /// TAP offloads: TCP segmentation and checksums finished by the data path.
+    pub offload: bool,
 }
 
 /// A task's sandbox: its namespace, kept until the node stops.
@@ -85,6 +87,7 @@ impl Node {
             return Err(RunError::NeedNetAdmin);
         }
         let workers = cfg.workers.max(1);
+        let offload = cfg.offload;
         let topo = &cfg.topology;
         let tables = Arc::new(Tables::from_topology(topo));
         let max_mtu = topo
@@ -110,12 +113,14 @@ impl Node {
                 .expect("a port's network is in the tables");
             let ns_name = ep.netns.clone().unwrap_or_else(|| ep.name.clone());
             let ns = OwnedNetns::create(&ns_name)?;
-            let qs = netns::run_in(&ns_name, move || tap::open_multiqueue(TASK_IFACE, workers))?
-                .map_err(|source| RunError::Tap {
-                    endpoint: ep.name.clone(),
-                    netns: ns_name.clone(),
-                    source,
-                })?;
+            let qs = netns::run_in(&ns_name, move || {
+                tap::open_multiqueue(TASK_IFACE, workers, offload)
+            })?
+            .map_err(|source| RunError::Tap {
+                endpoint: ep.name.clone(),
+                netns: ns_name.clone(),
+                source,
+            })?;
             configure_task(
                 &ns_name,
                 ep.mac.to_string(),

@@ -24,6 +24,8 @@ const TAP_BUDGET: usize = 64;
 const SOCKET_BUDGET: usize = 4;
 /// Datagrams per recvmmsg / sendmmsg.
 pub const BATCH: usize = 32;
+/// Datagrams per flush of one sender: room for the segments of a TCP super-frame.
+const SEND_BATCH: usize = 128;
 /// How often a worker publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Tokens of underlay sockets start here; TAPs use their port index.
@@ -180,7 +182,7 @@ impl Worker {
                     senders.push(Sender {
                         channel: s.channel,
                         sock: s.sock,
-                        batch: SendBatch::with_capacity(BATCH),
+                        batch: SendBatch::with_capacity(SEND_BATCH, false),
                     });
                     continue;
                 }
@@ -190,7 +192,7 @@ impl Worker {
                     senders.push(Sender {
                         channel: s.channel,
                         sock: s.sock,
-                        batch: SendBatch::with_capacity(BATCH),
+                        batch: SendBatch::with_capacity(SEND_BATCH, true),
                     });
                     reader
                 }
@@ -205,9 +207,10 @@ impl Worker {
         }
 
         let mut dp = Dataplane::new(tables.load_full());
-        let mut out = Output::with_capacity(BATCH * 2, BATCH * 2 * max_packet);
+        // A super-frame from a TAP becomes up to ~46 packets before the next flush.
+        let mut out = Output::with_capacity(BATCH * 4, BATCH * 4 * max_packet.min(2048));
         let mut recv = RecvBatch::new(BATCH, max_packet);
-        let mut frame = vec![0u8; max_packet];
+        let mut frame = vec![0u8; super::tap::MAX_FRAME];
         let mut events = Events::with_capacity(256);
         // Edge-triggered readiness: a source stays "ready" until it returns WouldBlock.
         let mut tap_ready = vec![true; taps.len()];
@@ -265,8 +268,15 @@ impl Worker {
                 for _ in 0..TAP_BUDGET {
                     match io.taps[i].recv(&mut frame) {
                         Ok(n) => {
-                            dp.from_port(now, PortId(i as u32), &frame[..n], &mut out);
-                            if out.len() >= BATCH {
+                            let port = PortId(i as u32);
+                            if io.taps[i].has_vnet_header() {
+                                let (hdr, body) =
+                                    frame[..n].split_at(n.min(crate::wire::vnet::HEADER_LEN));
+                                dp.from_port_vnet(now, port, hdr, body, &mut out);
+                            } else {
+                                dp.from_port(now, port, &frame[..n], &mut out);
+                            }
+                            if out.len() >= 2 * BATCH {
                                 io.flush(&mut dp, now, &mut out);
                             }
                         }

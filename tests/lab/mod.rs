@@ -466,6 +466,8 @@ pub struct WireCounts {
     pub vxlan: u64,
     pub esp_ip: u64,
     pub esp_udp: u64,
+    /// Bytes of ESP (either form). With UDP GSO a frame seen here may carry many datagrams.
+    pub esp_bytes: u64,
 }
 
 /// Counts the VXLAN (UDP 4789), ESP (IP protocol 50) and ESP-in-UDP (UDP 4500) frames seen in
@@ -504,9 +506,15 @@ impl Sniffer {
                     .get(14 + ihl + 2..14 + ihl + 4)
                     .map(|p| u16::from_be_bytes([p[0], p[1]]));
                 match (f[23], dport) {
-                    (50, _) => c.esp_ip += 1,
+                    (50, _) => {
+                        c.esp_ip += 1;
+                        c.esp_bytes += n as u64;
+                    }
                     (17, Some(4789)) => c.vxlan += 1,
-                    (17, Some(4500)) => c.esp_udp += 1,
+                    (17, Some(4500)) => {
+                        c.esp_udp += 1;
+                        c.esp_bytes += n as u64;
+                    }
                     _ => {}
                 }
             }
