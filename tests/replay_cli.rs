@@ -1,29 +1,10 @@
 //! `swarmnet replay` as a user runs it: the summary it prints and the errors it gives.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod common;
+use common::{fixture, TempDir};
 use std::process::{Command, Output};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("swarmnet-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn replay(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarmnet"))
@@ -60,7 +41,7 @@ fn prints_what_each_port_did() {
         "--in",
         &under,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]);
     assert!(
         out.status.success(),
@@ -81,20 +62,27 @@ fn prints_what_each_port_did() {
         ["my-web.1", "2", "2"]
     );
     assert!(stdout.contains("drops: none"), "{stdout}");
-    assert!(dir.0.join("underlay.pcap").exists() && dir.0.join("counters.json").exists());
+    assert!(dir.path().join("underlay.pcap").exists() && dir.path().join("counters.json").exists());
 }
 
 #[test]
 fn stale_outputs_of_an_earlier_run_are_removed() {
     let dir = TempDir::new("stale");
-    std::fs::create_dir_all(&dir.0).unwrap();
-    std::fs::write(dir.0.join("underlay.pcap"), b"old").unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path().join("underlay.pcap"), b"old").unwrap();
     let topo = s(&fixture("arp/topology.toml"));
     let web1 = format!("my-web.1={}", s(&fixture("arp/in/my-web.1.pcap")));
-    let out = replay(&["--topology", &topo, "--in", &web1, "--out-dir", &s(&dir.0)]);
+    let out = replay(&[
+        "--topology",
+        &topo,
+        "--in",
+        &web1,
+        "--out-dir",
+        &s(dir.path()),
+    ]);
     assert!(out.status.success());
     assert!(
-        !dir.0.join("underlay.pcap").exists(),
+        !dir.path().join("underlay.pcap").exists(),
         "an output this run did not write survived"
     );
 }
@@ -102,6 +90,7 @@ fn stale_outputs_of_an_earlier_run_are_removed() {
 #[test]
 fn unknown_port_lists_the_known_ones() {
     let dir = TempDir::new("port");
+    let out_dir = dir.path().join("out");
     let topo = s(&fixture("ping-vxlan/topology.toml"));
     let input = format!("my-web.9={}", s(&fixture("ping-vxlan/in/my-web.1.pcap")));
     let err = failure(&replay(&[
@@ -110,7 +99,7 @@ fn unknown_port_lists_the_known_ones() {
         "--in",
         &input,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(err.contains("unknown port \"my-web.9\""), "{err}");
     assert!(err.contains("my-web.1, my-web.2"), "{err}");
@@ -122,11 +111,11 @@ fn unknown_port_lists_the_known_ones() {
         "--in",
         &input,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(err.contains("unknown port \"my-web.3\""), "{err}");
     assert!(
-        !dir.0.exists(),
+        !out_dir.exists(),
         "nothing is written when the inputs are refused"
     );
 }
@@ -142,7 +131,7 @@ fn unreadable_and_foreign_files_are_named() {
         "--in",
         missing,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(
         err.contains("/nonexistent/capture.pcap") && err.contains("No such file"),
@@ -155,7 +144,7 @@ fn unreadable_and_foreign_files_are_named() {
         "--in",
         &not_pcap,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(err.contains("not a readable pcap file"), "{err}");
     // A raw-IPv4 capture cannot enter at an endpoint, which takes Ethernet.
@@ -166,7 +155,7 @@ fn unreadable_and_foreign_files_are_named() {
         "--in",
         &raw,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(
         err.contains("link type RAW is not supported for port \"my-web.1\""),
@@ -181,7 +170,7 @@ fn unreadable_and_foreign_files_are_named() {
         "--in",
         &twice,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(err.contains("port \"underlay\" is given twice"), "{err}");
 }
@@ -196,10 +185,10 @@ fn bad_arguments_and_topologies_are_refused_clearly() {
         "--in",
         "no-equals-sign",
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
     assert!(err.contains("is not PORT=FILE"), "{err}");
-    let bad = dir.0.with_extension("toml");
+    let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
         "[node]\nname = \"n\"\ndata_path_addr = \"192.0.2.300\"\n",
@@ -212,9 +201,8 @@ fn bad_arguments_and_topologies_are_refused_clearly() {
         "--in",
         &input,
         "--out-dir",
-        &s(&dir.0),
+        &s(dir.path()),
     ]));
-    let _ = std::fs::remove_file(&bad);
     assert!(
         err.contains(&format!("{}:3: node:", bad.display())),
         "{err}"

@@ -4,34 +4,17 @@
 //! in the output, so a regenerated golden cannot quietly bless a wrong behaviour.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-use pcap_file::pcap::PcapReader;
 use serde_json::Value;
 use swarmnet::replay::{self, InputSpec};
 
+mod common;
+use common::TempDir;
+
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-/// A directory removed when the test ends, pass or fail.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("swarmnet-golden-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    common::fixture("")
 }
 
 struct Outcome {
@@ -59,13 +42,12 @@ impl Outcome {
     }
 }
 
+/// The packets of a capture, without timestamps.
 fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let mut r = PcapReader::new(File::open(path).expect("open pcap")).expect("pcap header");
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.expect("packet").data.into_owned());
-    }
-    out
+    common::read_pcap(path)
+        .into_iter()
+        .map(|(_, data)| data)
+        .collect()
 }
 
 /// Replays fixtures/CASE and checks the outputs equal the goldens, file set included.
@@ -81,7 +63,7 @@ fn replay_case(case: &str) -> Outcome {
         .collect();
     inputs.sort_by(|a, b| a.port.cmp(&b.port));
     let out = TempDir::new(case);
-    replay::run(&dir.join("topology.toml"), &inputs, &out.0).expect("replay");
+    replay::run(&dir.join("topology.toml"), &inputs, out.path()).expect("replay");
 
     let names = |d: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d)
@@ -93,24 +75,24 @@ fn replay_case(case: &str) -> Outcome {
     };
     let expected_dir = dir.join("expected");
     assert_eq!(
-        names(&out.0),
+        names(out.path()),
         names(&expected_dir),
         "{case}: output files differ from the goldens"
     );
     let mut pcaps = BTreeMap::new();
-    for name in names(&out.0) {
-        let got = std::fs::read(out.0.join(&name)).expect("output");
+    for name in names(out.path()) {
+        let got = std::fs::read(out.path().join(&name)).expect("output");
         let want = std::fs::read(expected_dir.join(&name)).expect("golden");
         assert!(
             got == want,
             "{case}/{name} differs from its golden (scripts/regen-goldens.sh {case} regenerates it; read the diff first)"
         );
         if name.ends_with(".pcap") {
-            pcaps.insert(name.clone(), read_pcap(&out.0.join(&name)));
+            pcaps.insert(name.clone(), read_pcap(&out.path().join(&name)));
         }
     }
     let counters =
-        serde_json::from_slice(&std::fs::read(out.0.join("counters.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.path().join("counters.json")).unwrap()).unwrap();
     Outcome {
         _dir: out,
         pcaps,

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::dataplane::Counters;
+use crate::dataplane::{Counters, InterfaceStats};
 use crate::io::{netns, node, Node, NodeConfig};
 use crate::topology::Topology;
 
-/// Runs a node in the foreground on a static topology until SIGINT or SIGTERM.
+/// Runs a node in the foreground on a static topology until SIGINT or SIGTERM. SIGHUP re-reads
+/// the topology (new encryption keys, remote endpoints) without stopping traffic.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The node's topology file (TOML).
@@ -29,6 +30,10 @@ pub struct RunArgs {
     /// namespaces stay visible to `ip netns` and `swarmnet exec`.
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
+    /// Turn off the TAP offloads (TCP segmentation and checksums done by the data path), e.g.
+    /// to compare.
+    #[arg(long)]
+    pub no_offload: bool,
     /// Where to keep the node's counters (JSON, rewritten every second)
     /// [default: /run/swarmnet/NODE/counters.json].
     #[arg(long, value_name = "FILE")]
@@ -49,11 +54,18 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-fn write_counters(path: &Path, counters: &Counters, names: &[String]) -> anyhow::Result<()> {
+fn write_counters(
+    path: &Path,
+    counters: &Counters,
+    names: &[String],
+    interfaces: Vec<(String, InterfaceStats)>,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
-    let mut json = serde_json::to_string_pretty(&counters.report(names))?;
+    let mut report = counters.report(names);
+    report.task_interfaces = interfaces.into_iter().collect();
+    let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json).with_context(|| format!("{}", tmp.display()))?;
@@ -79,11 +91,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .counters
         .unwrap_or_else(|| node::default_counters_path(&topology.node.name));
     // Registered before anything is created, so a signal during set-up still ends in clean-up.
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let name = topology.node.name.clone();
     let (addr, port) = (topology.node.data_path_addr, topology.node.data_path_port);
-    let node = Node::start(NodeConfig { topology, workers })
-        .with_context(|| format!("node {name} could not start"))?;
+    let node = Node::start(NodeConfig {
+        topology,
+        workers,
+        offload: !args.no_offload,
+    })
+    .with_context(|| format!("node {name} could not start"))?;
     let names = node.port_names();
     println!("node {name} running: {workers} worker(s), data path {addr}:{port}");
     for t in node.tasks() {
@@ -95,10 +112,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let mut last_write = Instant::now() - Duration::from_secs(1);
     let mut failed = false;
-    loop {
-        if let Some(sig) = signals.pending().next() {
-            tracing::info!(signal = sig, "shutting down");
-            break;
+    'run: loop {
+        for sig in signals.pending() {
+            if sig != SIGHUP {
+                tracing::info!(signal = sig, "shutting down");
+                break 'run;
+            }
+            let result = Topology::load(&args.topology)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| node.reload(&t).map_err(anyhow::Error::from));
+            match result {
+                Ok(()) => println!("reloaded {}", args.topology.display()),
+                Err(e) => {
+                    eprintln!("reload refused, still running on the previous topology: {e:#}");
+                    println!("reload failed");
+                }
+            }
+            std::io::stdout().flush().ok();
         }
         if !node.healthy() {
             failed = true;
@@ -106,17 +136,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         if last_write.elapsed() >= Duration::from_secs(1) {
             last_write = Instant::now();
-            if let Err(e) = write_counters(&counters_path, &node.counters(), &names) {
+            if let Err(e) = write_counters(
+                &counters_path,
+                &node.counters(),
+                &names,
+                node.interface_stats(),
+            ) {
                 tracing::warn!(error = %e, "cannot write counters");
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let interfaces = node.interface_stats();
+    let tap_drops: u64 = interfaces.iter().map(|(_, s)| s.tx_dropped).sum();
     let counters = node.stop();
-    write_counters(&counters_path, &counters, &names)?;
+    write_counters(&counters_path, &counters, &names, interfaces)?;
     let drops = counters.drops_by_name();
     println!(
-        "node {name} stopped: underlay rx {} tx {}; drops: {}",
+        "node {name} stopped: underlay rx {} tx {}; dropped by task interfaces before the node read them: {tap_drops}; drops: {}",
         counters.underlay.rx_packets,
         counters.underlay.tx_packets,
         if drops.is_empty() {

@@ -13,6 +13,10 @@ pub(crate) fn respond(f: &mut Forwarder<'_>, port: PortId, frame: &[u8]) -> Resu
     let packet = arp::Packet::new_checked(&frame[ETHERNET_HEADER_LEN..])
         .map_err(|_| DropReason::Malformed)?;
     let req = arp::Repr::parse(&packet).map_err(|_| DropReason::ArpUnsupported)?;
+    if req.source_mac != p.mac {
+        // The reply would go to whatever address the body names: only the port's own.
+        return Err(DropReason::SpoofedSource);
+    }
     if req.operation != arp::Operation::Request || req.target_ip == req.source_ip {
         // Replies, gratuitous announcements and probes have nobody to answer.
         return Err(DropReason::ArpUnsupported);

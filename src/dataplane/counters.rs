@@ -176,6 +176,19 @@ pub struct CountersReport<'a> {
     pub drops: BTreeMap<&'static str, u64>,
     pub ports: BTreeMap<&'a str, PortCounters>,
     pub events: Events,
+    /// Kernel statistics of the tasks' interfaces (live runtime only): what the node never saw.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub task_interfaces: BTreeMap<String, InterfaceStats>,
+}
+
+/// A task interface's drops as its kernel counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InterfaceStats {
+    /// Frames the task sent that the kernel dropped because the TAP queue was full: the node did
+    /// not read them in time.
+    pub tx_dropped: u64,
+    /// Frames the node wrote that the task's kernel dropped on receipt.
+    pub rx_dropped: u64,
 }
 
 impl Counters {
@@ -191,6 +204,7 @@ impl Counters {
             drops: self.drops_by_name(),
             ports,
             events: self.events,
+            task_interfaces: BTreeMap::new(),
         }
     }
 }

@@ -9,12 +9,13 @@ mod arp;
 pub mod counters;
 mod encap;
 pub mod esp;
+mod gso;
 mod mtu;
 pub mod output;
 mod switch;
 pub mod tables;
 
-pub use counters::{Counters, CountersReport, DropReason, Events, PortCounters};
+pub use counters::{Counters, CountersReport, DropReason, Events, InterfaceStats, PortCounters};
 pub use output::{
     Output, Target, UnderlayDst, UnderlayKind, UNDERLAY_IP_PAYLOAD, UNDERLAY_UDP_PAYLOAD,
 };
@@ -23,3 +24,6 @@ pub use tables::{Dest, NetId, NetInfo, PortId, PortInfo, Tables};
 
 /// Nanoseconds since the Unix epoch: the only notion of time the core has.
 pub type Nanos = u64;
+
+#[cfg(test)]
+mod tests;

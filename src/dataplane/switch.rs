@@ -43,6 +43,8 @@ pub struct Dataplane {
     tables: Arc<Tables>,
     counters: Counters,
     state: State,
+    /// Segments cut from offloaded super-frames, one at a time (see `gso.rs`).
+    gso_buf: Vec<u8>,
 }
 
 impl Dataplane {
@@ -56,6 +58,7 @@ impl Dataplane {
                 scratch: Vec::with_capacity(2048),
                 last_log: [None; DropReason::COUNT],
             },
+            gso_buf: Vec::with_capacity(2048),
         }
     }
 
@@ -175,6 +178,24 @@ impl Dataplane {
         }
     }
 
+    pub(crate) fn gso_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.gso_buf
+    }
+
+    /// Counts a frame from `port` refused before it could be switched.
+    pub(crate) fn refuse_from_port(
+        &mut self,
+        now: Nanos,
+        port: PortId,
+        len: usize,
+        reason: DropReason,
+    ) {
+        if let Some(c) = self.counters.ports.get_mut(port.0 as usize) {
+            c.rx(len);
+        }
+        self.record_drop(now, reason, "port");
+    }
+
     /// Counts an underlay packet refused before the core could read it (e.g. by its link layer).
     pub fn drop_underlay(&mut self, now: Nanos, len: usize, reason: DropReason) {
         self.counters.underlay.rx(len);
@@ -253,7 +274,11 @@ impl Forwarder<'_> {
             if total > mtu {
                 return mtu::too_big(self, port, dest, net.vni, frame, total, mtu);
             }
-        } else if payload.len() > mtu {
+            // Only the packet travels: Ethernet padding, or whatever else follows the IPv4
+            // packet, would otherwise ride past the MTU check.
+            return self.forward(dest, &frame[..ETHERNET_HEADER_LEN + total], net.vni);
+        }
+        if payload.len() > mtu {
             return Err(DropReason::MtuExceeded);
         }
         self.forward(dest, frame, net.vni)

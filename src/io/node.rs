@@ -12,10 +12,10 @@ use mio::Waker;
 
 use super::netns::{self, NetnsError, OwnedNetns};
 use super::tap::{self, TapQueue};
-use super::udp::UdpSocket;
-use super::worker::{self, Worker};
-use crate::dataplane::{Counters, Tables};
-use crate::topology::Topology;
+use super::udp::DatagramSocket;
+use super::worker::{self, Channel, UnderlaySocket, Worker};
+use crate::dataplane::{Counters, InterfaceStats, Tables};
+use crate::topology::{EspTransport, Topology};
 
 /// Name of a task's interface inside its namespace, as in a Docker container.
 pub const TASK_IFACE: &str = "eth0";
@@ -38,8 +38,17 @@ pub enum RunError {
         addr: SocketAddrV4,
         source: std::io::Error,
     },
+    #[error("transport = \"ip\" sends ESP as IP protocol 50 through raw sockets, which needs CAP_NET_RAW ({0}): grant it, or set transport = \"udp\" in [encryption] on every node of the network")]
+    NeedNetRaw(std::io::Error),
     #[error("cannot start worker: {0}")]
     Worker(std::io::Error),
+}
+
+/// Why a new topology could not replace the running one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("a reload cannot change {0}; restart the node for that")]
+    Unsupported(&'static str),
 }
 
 /// How to run a node.
@@ -48,6 +57,8 @@ pub struct NodeConfig {
     pub topology: Topology,
     /// Worker threads (each with its own TAP queues and socket).
     pub workers: usize,
+    /// TAP offloads: TCP segmentation and checksums finished by the data path.
+    pub offload: bool,
 }
 
 /// A task's sandbox: its namespace, kept until the node stops.
@@ -76,6 +87,7 @@ impl Node {
             return Err(RunError::NeedNetAdmin);
         }
         let workers = cfg.workers.max(1);
+        let offload = cfg.offload;
         let topo = &cfg.topology;
         let tables = Arc::new(Tables::from_topology(topo));
         let max_mtu = topo
@@ -101,12 +113,14 @@ impl Node {
                 .expect("a port's network is in the tables");
             let ns_name = ep.netns.clone().unwrap_or_else(|| ep.name.clone());
             let ns = OwnedNetns::create(&ns_name)?;
-            let qs = netns::run_in(&ns_name, move || tap::open_multiqueue(TASK_IFACE, workers))?
-                .map_err(|source| RunError::Tap {
-                    endpoint: ep.name.clone(),
-                    netns: ns_name.clone(),
-                    source,
-                })?;
+            let qs = netns::run_in(&ns_name, move || {
+                tap::open_multiqueue(TASK_IFACE, workers, offload)
+            })?
+            .map_err(|source| RunError::Tap {
+                endpoint: ep.name.clone(),
+                netns: ns_name.clone(),
+                source,
+            })?;
             configure_task(
                 &ns_name,
                 ep.mac.to_string(),
@@ -123,14 +137,7 @@ impl Node {
             queues.push(qs);
         }
 
-        let addr = SocketAddrV4::new(tables.data_path_addr, tables.data_path_port);
-        let mut sockets = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            sockets.push(
-                UdpSocket::bind_reuseport(addr)
-                    .map_err(|source| RunError::Bind { addr, source })?,
-            );
-        }
+        let mut sockets = underlay_sockets(topo, workers)?;
 
         let swap = Arc::new(ArcSwap::new(tables));
         let stop = Arc::new(AtomicBool::new(false));
@@ -149,14 +156,15 @@ impl Node {
                 per_worker[w].push(q);
             }
         }
-        for (id, (taps, udp)) in per_worker.into_iter().zip(sockets).enumerate() {
+        for (id, taps) in per_worker.into_iter().enumerate() {
+            let sockets = std::mem::take(&mut sockets[id]);
             let (poll, waker) = worker::poll_with_waker().map_err(RunError::Worker)?;
             let published = Arc::new(Mutex::new(Counters::new(taps.len())));
             let w = Worker {
                 id,
                 tables: Arc::clone(&swap),
                 taps,
-                udp,
+                sockets,
                 poll,
                 stop: Arc::clone(&stop),
                 published: Arc::clone(&published),
@@ -171,6 +179,28 @@ impl Node {
             node.published.push(published);
         }
         Ok(node)
+    }
+
+    /// Replaces the forwarding tables with those of `topo` without stopping traffic: the
+    /// workers pick the new snapshot up on their next wake-up. Encryption keys may change (SAs
+    /// of unchanged keys keep their sequence numbers and replay windows); the node's address,
+    /// port and local endpoints may not.
+    pub fn reload(&self, topo: &Topology) -> Result<(), ReloadError> {
+        let old = self.tables.load_full();
+        let new = Tables::from_topology_after(topo, &old);
+        if (new.data_path_addr, new.data_path_port) != (old.data_path_addr, old.data_path_port) {
+            return Err(ReloadError::Unsupported("the data path address or port"));
+        }
+        if new.ports != old.ports {
+            return Err(ReloadError::Unsupported("the local endpoints"));
+        }
+        if new.esp.as_ref().map(|e| (e.transport, e.udp_port))
+            != old.esp.as_ref().map(|e| (e.transport, e.udp_port))
+        {
+            return Err(ReloadError::Unsupported("the ESP transport"));
+        }
+        self.tables.store(Arc::new(new));
+        Ok(())
     }
 
     /// The sum of every worker's last published counters.
@@ -191,6 +221,21 @@ impl Node {
             .ports
             .iter()
             .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// The kernel's drop counts of every task interface (read inside each task's namespace).
+    pub fn interface_stats(&self) -> Vec<(String, InterfaceStats)> {
+        self.tasks
+            .iter()
+            .filter_map(|t| {
+                let dev = netns::run_in(t.netns.name(), || {
+                    std::fs::read_to_string("/proc/thread-self/net/dev")
+                })
+                .ok()?
+                .ok()?;
+                Some((t.endpoint.clone(), parse_net_dev(&dev, TASK_IFACE)?))
+            })
             .collect()
     }
 
@@ -231,6 +276,48 @@ impl Drop for Node {
     }
 }
 
+/// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted
+/// networks ESP in UDP (every worker) or ESP over IP (a raw sender per worker, one raw receiver:
+/// the kernel copies each packet to every raw socket).
+fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlaySocket>>, RunError> {
+    let node = &topo.node;
+    let bind = |port: u16| {
+        let addr = SocketAddrV4::new(node.data_path_addr, port);
+        DatagramSocket::bind_reuseport(addr).map_err(|source| RunError::Bind { addr, source })
+    };
+    let mut all = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut socks = vec![UnderlaySocket {
+            channel: Channel::Vxlan,
+            sock: bind(node.data_path_port)?,
+        }];
+        match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
+            None => {}
+            Some((EspTransport::Udp, port)) => {
+                socks.push(UnderlaySocket {
+                    channel: Channel::EspUdp,
+                    sock: bind(port)?,
+                });
+            }
+            Some((EspTransport::Ip, _)) => {
+                socks.push(UnderlaySocket {
+                    channel: Channel::RawSend,
+                    sock: DatagramSocket::raw_sender().map_err(RunError::NeedNetRaw)?,
+                });
+                if w == 0 {
+                    socks.push(UnderlaySocket {
+                        channel: Channel::EspIp,
+                        sock: DatagramSocket::raw_esp_receiver(node.data_path_addr)
+                            .map_err(RunError::NeedNetRaw)?,
+                    });
+                }
+            }
+        }
+        all.push(socks);
+    }
+    Ok(all)
+}
+
 /// Gives the task's eth0 its MAC, address, MTU and default route, as Docker configures a
 /// container's interface on an overlay network.
 fn configure_task(
@@ -269,4 +356,42 @@ pub fn default_counters_path(node: &str) -> PathBuf {
     PathBuf::from("/run/swarmnet")
         .join(node)
         .join("counters.json")
+}
+
+/// Reads an interface's drop counters from the text of /proc/net/dev.
+fn parse_net_dev(text: &str, iface: &str) -> Option<InterfaceStats> {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{iface}:")))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit, alike.
+    Some(InterfaceStats {
+        rx_dropped: *f.get(3)?,
+        tx_dropped: *f.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_drops_from_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+             face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+             lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  \
+             eth0: 1234567    9000    0    7    0     0          0         0 99999999   70000    0 1192    0     0       0          0\n";
+        let s = parse_net_dev(text, "eth0").unwrap();
+        assert_eq!(
+            s,
+            InterfaceStats {
+                rx_dropped: 7,
+                tx_dropped: 1192
+            }
+        );
+        assert!(parse_net_dev(text, "eth1").is_none());
+    }
 }

@@ -13,6 +13,12 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+/// Room for the largest frame a TAP with TSO hands over: 64 KiB of IP plus link and vnet headers.
+pub const MAX_FRAME: usize = 65536 + 64;
 
 #[repr(C)]
 struct IfReq {
@@ -25,11 +31,17 @@ struct IfReq {
 #[derive(Debug)]
 pub struct TapQueue {
     fd: OwnedFd,
+    /// Frames carry a virtio-net header (offloads on).
+    vnet: bool,
 }
 
 /// Opens `queues` queues of the TAP device `name` in the calling thread's network namespace
 /// (creating the device if needed). The device lives as long as one queue is open.
-pub fn open_multiqueue(name: &str, queues: usize) -> io::Result<Vec<TapQueue>> {
+///
+/// With `offload`, frames carry a virtio-net header and the task's kernel may hand over TCP
+/// super-frames (TSO) and frames with an unfinished checksum; the data path segments and
+/// finishes them (`Dataplane::from_port_vnet`).
+pub fn open_multiqueue(name: &str, queues: usize, offload: bool) -> io::Result<Vec<TapQueue>> {
     if name.is_empty() || name.len() >= IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -38,12 +50,27 @@ pub fn open_multiqueue(name: &str, queues: usize) -> io::Result<Vec<TapQueue>> {
     }
     let mut out = Vec::with_capacity(queues);
     for _ in 0..queues.max(1) {
-        out.push(open_queue(name)?);
+        out.push(open_queue(name, offload)?);
+    }
+    if offload {
+        if let Some(q) = out.first() {
+            // SAFETY: TUNSETOFFLOAD takes the offload flags by value.
+            let rc = unsafe {
+                libc::ioctl(
+                    q.fd.as_raw_fd(),
+                    TUNSETOFFLOAD as _,
+                    TUN_F_CSUM | TUN_F_TSO4,
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
     }
     Ok(out)
 }
 
-fn open_queue(name: &str) -> io::Result<TapQueue> {
+fn open_queue(name: &str, vnet: bool) -> io::Result<TapQueue> {
     const PATH: &CStr = c"/dev/net/tun";
     // SAFETY: PATH is a valid NUL-terminated string; open has no other preconditions.
     let raw = unsafe {
@@ -59,7 +86,7 @@ fn open_queue(name: &str) -> io::Result<TapQueue> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut req = IfReq {
         name: [0; IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE,
+        flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | if vnet { IFF_VNET_HDR } else { 0 },
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -68,7 +95,7 @@ fn open_queue(name: &str) -> io::Result<TapQueue> {
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(TapQueue { fd })
+    Ok(TapQueue { fd, vnet })
 }
 
 impl TapQueue {
@@ -83,10 +110,34 @@ impl TapQueue {
         }
     }
 
-    /// Writes one frame (delivered to the namespace as received on the interface).
+    /// True when frames read start with a virtio-net header.
+    pub fn has_vnet_header(&self) -> bool {
+        self.vnet
+    }
+
+    /// Writes one frame (delivered to the namespace as received on the interface), behind an
+    /// all-zero virtio-net header when offloads are on (no GSO, checksum to be verified).
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: frame is valid for reads of frame.len() bytes for the duration of the call.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+        static NO_OFFLOAD: [u8; crate::wire::vnet::HEADER_LEN] = [0; crate::wire::vnet::HEADER_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: NO_OFFLOAD.as_ptr() as *mut libc::c_void,
+                iov_len: NO_OFFLOAD.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        let skip = usize::from(!self.vnet);
+        // SAFETY: both iovecs point at memory valid for reads for the duration of the call.
+        let n = unsafe {
+            libc::writev(
+                self.fd.as_raw_fd(),
+                iov[skip..].as_ptr(),
+                (2 - skip) as libc::c_int,
+            )
+        };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {

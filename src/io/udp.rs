@@ -1,5 +1,5 @@
-//! The data-path UDP socket: one per worker (SO_REUSEPORT), large buffers, batched with
-//! recvmmsg/sendmmsg.
+//! Underlay sockets, batched with recvmmsg/sendmmsg: UDP sockets for VXLAN and ESP in UDP (one
+//! per worker, SO_REUSEPORT), and raw sockets for ESP as IP protocol 50.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -11,16 +11,49 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max unless forced).
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// A non-blocking UDP socket bound to the data-path address and port.
+/// A non-blocking datagram socket on the underlay (UDP or raw IP).
 #[derive(Debug)]
-pub struct UdpSocket {
+pub struct DatagramSocket {
     sock: Socket,
 }
 
-impl UdpSocket {
+/// IP protocol number of ESP.
+pub const IPPROTO_ESP: i32 = 50;
+
+impl DatagramSocket {
+    /// A raw socket receiving every ESP packet (IP protocol 50) addressed to `addr`, with its
+    /// IPv4 header. The kernel gives each raw socket a copy, so a node opens one, not one per
+    /// worker. Needs CAP_NET_RAW.
+    pub fn raw_esp_receiver(addr: std::net::Ipv4Addr) -> io::Result<DatagramSocket> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW.nonblocking().cloexec(),
+            Some(Protocol::from(IPPROTO_ESP)),
+        )?;
+        if force_buffer(&sock, libc::SO_RCVBUFFORCE).is_err() {
+            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        }
+        sock.bind(&SocketAddr::V4(SocketAddrV4::new(addr, 0)).into())?;
+        Ok(DatagramSocket { sock })
+    }
+
+    /// A send-only raw socket (IPPROTO_RAW: the caller writes the whole IPv4 header, and the
+    /// kernel never queues received packets on it). Needs CAP_NET_RAW.
+    pub fn raw_sender() -> io::Result<DatagramSocket> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW.nonblocking().cloexec(),
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        if force_buffer(&sock, libc::SO_SNDBUFFORCE).is_err() {
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        }
+        Ok(DatagramSocket { sock })
+    }
+
     /// Binds `addr` with SO_REUSEPORT, so every worker can bind the same address and the kernel
     /// spreads incoming flows across them.
-    pub fn bind_reuseport(addr: SocketAddrV4) -> io::Result<UdpSocket> {
+    pub fn bind_reuseport(addr: SocketAddrV4) -> io::Result<DatagramSocket> {
         let sock = Socket::new(
             Domain::IPV4,
             Type::DGRAM.nonblocking().cloexec(),
@@ -35,7 +68,7 @@ impl UdpSocket {
             let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
         }
         sock.bind(&SocketAddr::V4(addr).into())?;
-        Ok(UdpSocket { sock })
+        Ok(DatagramSocket { sock })
     }
 
     /// Receives up to `batch.capacity()` datagrams; `Ok(0)` or `WouldBlock` when none wait.
@@ -73,41 +106,67 @@ impl UdpSocket {
         Ok(batch.len)
     }
 
-    /// Sends each `(destination, payload)`; returns how many the kernel took. Stops at the first
-    /// `WouldBlock` (the caller counts the rest as dropped).
+    /// Sends each queued `(destination, payload)`; returns how many datagrams the kernel took.
+    /// Stops at the first `WouldBlock` (the caller counts the rest as dropped). With UDP GSO
+    /// on, runs of equal-sized datagrams to one destination go down as one `UDP_SEGMENT`
+    /// message each, which the kernel splits in one pass.
     pub fn send_batch(&self, batch: &mut SendBatch) -> io::Result<usize> {
+        let result = self.send_messages(batch);
+        if let Err(e) = &result {
+            if batch.gso && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) {
+                // The route's device cannot take UDP GSO: send one datagram per message.
+                tracing::info!(error = %e, "UDP GSO refused; sending datagrams one by one");
+                batch.gso = false;
+                let r = self.send_messages(batch);
+                batch.clear();
+                return r;
+            }
+        }
+        batch.clear();
+        result
+    }
+
+    fn send_messages(&self, batch: &mut SendBatch) -> io::Result<usize> {
+        batch.build();
         let total = batch.headers.len();
+        let mut sent_msgs = 0;
         let mut sent = 0;
-        while sent < total {
-            // SAFETY: headers[sent..] point at iovecs and addresses in `batch` and at payload
-            // bytes the caller keeps alive until this returns.
+        while sent_msgs < total {
+            // SAFETY: headers[sent_msgs..] point at iovecs, addresses and control buffers that
+            // `build` filled in `batch` (not moved since), and at payload bytes the caller
+            // keeps alive until this returns.
             let n = unsafe {
                 libc::sendmmsg(
                     self.sock.as_raw_fd(),
-                    batch.headers[sent..].as_mut_ptr(),
-                    (total - sent) as libc::c_uint,
+                    batch.headers[sent_msgs..].as_mut_ptr(),
+                    (total - sent_msgs) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => return Ok(sent),
+                    _ if sent_msgs > 0 => return Ok(sent),
+                    _ => return Err(e),
                 }
-                if sent > 0 && e.kind() == io::ErrorKind::WouldBlock {
-                    break;
-                }
-                batch.clear();
-                return if e.kind() == io::ErrorKind::WouldBlock {
-                    Ok(0)
-                } else {
-                    Err(e)
-                };
             }
-            sent += n as usize;
+            let n = n as usize;
+            sent += batch.groups[sent_msgs..sent_msgs + n]
+                .iter()
+                .map(|g| g.count)
+                .sum::<usize>();
+            sent_msgs += n;
         }
-        batch.clear();
         Ok(sent)
+    }
+
+    /// Another handle on the same socket (one to poll and read, one to send).
+    pub fn try_clone(&self) -> io::Result<DatagramSocket> {
+        Ok(DatagramSocket {
+            sock: self.sock.try_clone()?,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -138,7 +197,7 @@ fn force_buffer(sock: &Socket, opt: libc::c_int) -> io::Result<()> {
     }
 }
 
-impl AsRawFd for UdpSocket {
+impl AsRawFd for DatagramSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
@@ -195,66 +254,152 @@ impl RecvBatch {
     }
 }
 
-/// Reusable headers for `send_batch`.
+/// One message of a send: `count` datagrams from `first` on, to one destination.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    first: usize,
+    count: usize,
+    seg: usize,
+    bytes: usize,
+}
+
+/// Most datagrams in one UDP GSO message (the kernel's UDP_MAX_SEGMENTS).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one UDP GSO message (one IPv4 datagram's worth).
+const GSO_MAX_BYTES: usize = 65_000;
+/// `UDP_SEGMENT` socket option (linux/udp.h).
+const UDP_SEGMENT: libc::c_int = 103;
+/// Room for one cmsg carrying a u16.
+const CMSG_ROOM: usize = 32;
+
+/// Datagrams queued for `send_batch`, grouped into messages when it runs.
 pub struct SendBatch {
     cap: usize,
+    /// Whether runs of datagrams may be sent as UDP GSO messages.
+    gso: bool,
+    items: Vec<(SocketAddrV4, *const u8, usize)>,
+    groups: Vec<Group>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     addrs: Vec<libc::sockaddr_in>,
+    cmsgs: Vec<[u64; CMSG_ROOM / 8]>,
 }
 
-// SAFETY: as for RecvBatch: pointers are set and used on the owning thread within one flush.
+// SAFETY: the raw pointers are set and used on the owning thread within one flush.
 unsafe impl Send for SendBatch {}
 
 impl SendBatch {
-    pub fn with_capacity(n: usize) -> SendBatch {
+    /// Room for `n` datagrams; `gso` groups runs of them into UDP GSO messages (UDP sockets).
+    pub fn with_capacity(n: usize, gso: bool) -> SendBatch {
         SendBatch {
             cap: n,
+            gso,
+            items: Vec::with_capacity(n),
+            groups: Vec::with_capacity(n),
             iovecs: Vec::with_capacity(n),
             headers: Vec::with_capacity(n),
             addrs: Vec::with_capacity(n),
+            cmsgs: Vec::with_capacity(n),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.headers.len()
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty()
+        self.items.is_empty()
     }
 
     pub fn clear(&mut self) {
+        self.items.clear();
+        self.groups.clear();
         self.iovecs.clear();
         self.headers.clear();
         self.addrs.clear();
+        self.cmsgs.clear();
     }
 
-    /// Queues `payload` for `dst`; false when full (the caller sends first). The vectors never
-    /// grow past the capacity given at construction, so earlier pointers stay valid.
+    /// Queues `payload` for `dst`; false when full (the caller sends first). The bytes must stay
+    /// alive and unmoved until `send_batch` returns.
     pub fn push(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
-        if self.headers.len() >= self.cap {
+        if self.items.len() >= self.cap {
             return false;
         }
-        let i = self.headers.len();
-        // SAFETY: an all-zero sockaddr_in / mmsghdr is valid; fields are filled below.
-        let mut sa: libc::sockaddr_in = unsafe { MaybeUninit::zeroed().assume_init() };
-        sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_port = dst.port().to_be();
-        sa.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
-        self.addrs.push(sa);
-        self.iovecs.push(libc::iovec {
-            iov_base: payload.as_ptr() as *mut libc::c_void,
-            iov_len: payload.len(),
-        });
-        // SAFETY: as above.
-        let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-        h.msg_hdr.msg_iov = &mut self.iovecs[i];
-        h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
-        h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        self.headers.push(h);
+        self.items.push((dst, payload.as_ptr(), payload.len()));
         true
+    }
+
+    /// Groups the items into messages and fills the kernel structures, all at their final
+    /// addresses (nothing is pushed after this until `clear`).
+    fn build(&mut self) {
+        self.groups.clear();
+        for (i, &(dst, _, len)) in self.items.iter().enumerate() {
+            if let Some(g) = self.groups.last_mut() {
+                let same_dst = self.items[g.first].0 == dst;
+                let open = g.bytes % g.seg == 0; // no shorter datagram closed it yet
+                if self.gso
+                    && same_dst
+                    && open
+                    && len <= g.seg
+                    && g.count < GSO_MAX_SEGMENTS
+                    && g.bytes + len <= GSO_MAX_BYTES
+                {
+                    g.count += 1;
+                    g.bytes += len;
+                    continue;
+                }
+            }
+            self.groups.push(Group {
+                first: i,
+                count: 1,
+                seg: len.max(1),
+                bytes: len,
+            });
+        }
+        self.iovecs.clear();
+        for &(_, ptr, len) in &self.items {
+            self.iovecs.push(libc::iovec {
+                iov_base: ptr as *mut libc::c_void,
+                iov_len: len,
+            });
+        }
+        self.addrs.clear();
+        self.cmsgs.clear();
+        for g in &self.groups {
+            let dst = self.items[g.first].0;
+            // SAFETY: an all-zero sockaddr_in is valid; family, port and address are set.
+            let mut sa: libc::sockaddr_in = unsafe { MaybeUninit::zeroed().assume_init() };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = dst.port().to_be();
+            sa.sin_addr.s_addr = u32::from(*dst.ip()).to_be();
+            self.addrs.push(sa);
+            self.cmsgs.push([0; CMSG_ROOM / 8]);
+        }
+        self.headers.clear();
+        for (k, g) in self.groups.iter().enumerate() {
+            // SAFETY: an all-zero mmsghdr is valid; the fields used are set below.
+            let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+            h.msg_hdr.msg_iov = self.iovecs[g.first..].as_mut_ptr();
+            h.msg_hdr.msg_iovlen = g.count as _;
+            h.msg_hdr.msg_name = (&mut self.addrs[k] as *mut libc::sockaddr_in).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            if g.count > 1 {
+                let buf = self.cmsgs[k].as_mut_ptr().cast::<libc::c_void>();
+                h.msg_hdr.msg_control = buf;
+                // SAFETY: CMSG_SPACE of a u16 fits CMSG_ROOM bytes; the cmsg macros only
+                // compute offsets within the buffer given in msg_control/msg_controllen.
+                unsafe {
+                    h.msg_hdr.msg_controllen = libc::CMSG_SPACE(2) as _;
+                    let c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), g.seg as u16);
+                }
+            }
+            self.headers.push(h);
+        }
     }
 }
 
@@ -264,13 +409,13 @@ mod tests {
 
     #[test]
     fn batches_round_trip_on_loopback() {
-        let a = UdpSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let b = UdpSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
             unreachable!()
         };
         let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
-        let mut send = SendBatch::with_capacity(8);
+        let mut send = SendBatch::with_capacity(8, false);
         for p in &payloads {
             assert!(send.push(b_addr, p));
         }
@@ -292,5 +437,47 @@ mod tests {
             assert_eq!(p, want);
             assert!(!truncated);
         }
+    }
+
+    #[test]
+    fn gso_runs_arrive_as_separate_datagrams() {
+        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
+            SocketAddr::V4(v) => v,
+            _ => unreachable!(),
+        };
+        // Ten full datagrams and a short one to b, then two to c: three messages with GSO.
+        let mut payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
+        payloads.push(vec![99; 300]);
+        let to_c: Vec<Vec<u8>> = vec![vec![7; 500], vec![8; 500]];
+        let mut send = SendBatch::with_capacity(16, true);
+        for p in &payloads {
+            assert!(send.push(addr(&b), p));
+        }
+        for p in &to_c {
+            assert!(send.push(addr(&c), p));
+        }
+        send.build();
+        assert_eq!(send.groups.len(), 2, "one message per destination");
+        assert_eq!(a.send_batch(&mut send).unwrap(), 13);
+        let drain = |s: &DatagramSocket| {
+            let mut recv = RecvBatch::new(16, 2048);
+            let mut got = Vec::new();
+            while let Ok(n) = s.recv_batch(&mut recv) {
+                if n == 0 {
+                    break;
+                }
+                got.extend(recv.iter().map(|(_, p, _)| p.to_vec()));
+            }
+            got
+        };
+        assert_eq!(
+            drain(&b),
+            payloads,
+            "the kernel split the run at the datagram boundaries"
+        );
+        assert_eq!(drain(&c), to_c);
     }
 }

@@ -1,4 +1,4 @@
-//! A worker: one mio loop over one queue of every TAP and one data-path socket, feeding its own
+//! A worker: one mio loop over one queue of every TAP and its underlay sockets, feeding its own
 //! `Dataplane` in batches.
 
 use std::io;
@@ -13,21 +13,43 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::tap::TapQueue;
-use super::udp::{RecvBatch, SendBatch, UdpSocket};
+use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::{
-    Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UNDERLAY_UDP_PAYLOAD,
+    Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
 };
 
 /// Frames read from one TAP queue per wake-up before the others get a turn.
 const TAP_BUDGET: usize = 64;
-/// recvmmsg calls per wake-up before the others get a turn.
-const UDP_BUDGET: usize = 4;
+/// recvmmsg calls per socket and wake-up before the others get a turn.
+const SOCKET_BUDGET: usize = 4;
 /// Datagrams per recvmmsg / sendmmsg.
 pub const BATCH: usize = 32;
+/// Datagrams per flush of one sender: room for the segments of a TCP super-frame.
+const SEND_BATCH: usize = 128;
 /// How often a worker publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-const UDP_TOKEN: Token = Token(usize::MAX - 1);
+/// Tokens of underlay sockets start here; TAPs use their port index.
+const SOCKET_TOKEN_BASE: usize = usize::MAX / 2;
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
+
+/// What a worker's underlay sockets receive, and how the core takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// UDP to the data-path port: VXLAN payloads.
+    Vxlan,
+    /// UDP to the ESP-in-UDP port: ESP payloads (RFC 3948).
+    EspUdp,
+    /// A raw IP-protocol-50 socket: whole IPv4 datagrams carrying ESP.
+    EspIp,
+    /// A raw send-only socket for ESP as IP protocol 50.
+    RawSend,
+}
+
+/// One underlay socket of a worker.
+pub struct UnderlaySocket {
+    pub channel: Channel,
+    pub sock: DatagramSocket,
+}
 
 /// Everything one worker thread owns.
 pub struct Worker {
@@ -35,7 +57,7 @@ pub struct Worker {
     pub tables: Arc<ArcSwap<Tables>>,
     /// One queue per local port, indexed by `PortId`.
     pub taps: Vec<TapQueue>,
-    pub udp: UdpSocket,
+    pub sockets: Vec<UnderlaySocket>,
     pub poll: Poll,
     pub stop: Arc<AtomicBool>,
     /// Where this worker publishes a copy of its counters.
@@ -58,10 +80,15 @@ pub fn poll_with_waker() -> io::Result<(Poll, Arc<Waker>)> {
     Ok((poll, waker))
 }
 
+struct Sender {
+    channel: Channel,
+    sock: DatagramSocket,
+    batch: SendBatch,
+}
+
 struct Io<'a> {
     taps: &'a [TapQueue],
-    udp: &'a UdpSocket,
-    send: &'a mut SendBatch,
+    senders: Vec<Sender>,
 }
 
 impl Io<'_> {
@@ -76,36 +103,51 @@ impl Io<'_> {
                     }
                 }
                 Target::Underlay(dst) => {
-                    let Some(payload) = bytes.get(UNDERLAY_UDP_PAYLOAD..) else {
+                    // ESP over IP goes out whole through the raw socket (we wrote its header).
+                    let (channel, payload, to) = match dst.kind {
+                        UnderlayKind::Vxlan => {
+                            (Channel::Vxlan, bytes.get(dst.payload_offset()..), dst.port)
+                        }
+                        UnderlayKind::EspUdp => {
+                            (Channel::EspUdp, bytes.get(dst.payload_offset()..), dst.port)
+                        }
+                        UnderlayKind::EspIp => (Channel::RawSend, Some(bytes), 0),
+                    };
+                    let Some(sender) = self.senders.iter_mut().find(|s| s.channel == channel)
+                    else {
+                        dp.count_drop(now, DropReason::UnderlayTxFailed);
                         continue;
                     };
-                    let to = SocketAddrV4::new(dst.addr, dst.port);
-                    if !self.send.push(to, payload) {
-                        self.send_now(dp, now);
-                        self.send.push(to, payload);
+                    let Some(payload) = payload else { continue };
+                    let to = SocketAddrV4::new(dst.addr, to);
+                    if !sender.batch.push(to, payload) {
+                        send_now(sender, dp, now);
+                        sender.batch.push(to, payload);
                     }
                 }
             }
         }
-        self.send_now(dp, now);
+        for s in &mut self.senders {
+            send_now(s, dp, now);
+        }
         out.clear();
     }
+}
 
-    fn send_now(&mut self, dp: &mut Dataplane, now: u64) {
-        let queued = self.send.len();
-        if queued == 0 {
-            return;
+fn send_now(s: &mut Sender, dp: &mut Dataplane, now: u64) {
+    let queued = s.batch.len();
+    if queued == 0 {
+        return;
+    }
+    let sent = match s.sock.send_batch(&mut s.batch) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(error = %e, channel = ?s.channel, "underlay send failed");
+            0
         }
-        let sent = match self.udp.send_batch(self.send) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(error = %e, "underlay send failed");
-                0
-            }
-        };
-        for _ in sent..queued {
-            dp.count_drop(now, DropReason::UnderlayTxFailed);
-        }
+    };
+    for _ in sent..queued {
+        dp.count_drop(now, DropReason::UnderlayTxFailed);
     }
 }
 
@@ -116,7 +158,7 @@ impl Worker {
             id,
             tables,
             taps,
-            udp,
+            sockets,
             mut poll,
             stop,
             published,
@@ -129,31 +171,64 @@ impl Worker {
                 Interest::READABLE,
             )?;
         }
-        poll.registry().register(
-            &mut SourceFd(&udp.as_raw_fd()),
-            UDP_TOKEN,
-            Interest::READABLE,
-        )?;
+        // Receiving sockets are read through their own fd; every socket that sends gets a
+        // sender keyed by channel (a UDP socket both receives and sends).
+        let mut receivers = Vec::new();
+        let mut senders = Vec::new();
+        for s in sockets {
+            let token = Token(SOCKET_TOKEN_BASE + receivers.len());
+            let reader = match s.channel {
+                Channel::RawSend => {
+                    senders.push(Sender {
+                        channel: s.channel,
+                        sock: s.sock,
+                        batch: SendBatch::with_capacity(SEND_BATCH, false),
+                    });
+                    continue;
+                }
+                Channel::EspIp => s.sock,
+                Channel::Vxlan | Channel::EspUdp => {
+                    let reader = s.sock.try_clone()?;
+                    senders.push(Sender {
+                        channel: s.channel,
+                        sock: s.sock,
+                        batch: SendBatch::with_capacity(SEND_BATCH, true),
+                    });
+                    reader
+                }
+            };
+            // The fd registered is the one kept for reading, so the registration lives as long.
+            poll.registry().register(
+                &mut SourceFd(&reader.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            )?;
+            receivers.push((s.channel, reader));
+        }
 
         let mut dp = Dataplane::new(tables.load_full());
-        let mut out = Output::with_capacity(BATCH * 2, BATCH * 2 * max_packet);
+        // A super-frame from a TAP becomes up to ~46 packets before the next flush.
+        let mut out = Output::with_capacity(BATCH * 4, BATCH * 4 * max_packet.min(2048));
         let mut recv = RecvBatch::new(BATCH, max_packet);
-        let mut send = SendBatch::with_capacity(BATCH);
-        let mut frame = vec![0u8; max_packet];
+        let mut frame = vec![0u8; super::tap::MAX_FRAME];
         let mut events = Events::with_capacity(256);
         // Edge-triggered readiness: a source stays "ready" until it returns WouldBlock.
         let mut tap_ready = vec![true; taps.len()];
-        let mut udp_ready = true;
+        let mut sock_ready = vec![true; receivers.len()];
         let mut last_publish = 0u64;
         let mut io = Io {
             taps: &taps,
-            udp: &udp,
-            send: &mut send,
+            senders,
         };
-        tracing::debug!(worker = id, ports = taps.len(), "worker started");
+        tracing::debug!(
+            worker = id,
+            ports = taps.len(),
+            sockets = receivers.len(),
+            "worker started"
+        );
 
         while !stop.load(Ordering::Relaxed) {
-            let busy = udp_ready || tap_ready.iter().any(|r| *r);
+            let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r);
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -167,8 +242,12 @@ impl Worker {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    UDP_TOKEN => udp_ready = true,
                     WAKE_TOKEN => {}
+                    Token(t) if t >= SOCKET_TOKEN_BASE => {
+                        if let Some(r) = sock_ready.get_mut(t - SOCKET_TOKEN_BASE) {
+                            *r = true;
+                        }
+                    }
                     Token(i) => {
                         if let Some(r) = tap_ready.get_mut(i) {
                             *r = true;
@@ -189,8 +268,15 @@ impl Worker {
                 for _ in 0..TAP_BUDGET {
                     match io.taps[i].recv(&mut frame) {
                         Ok(n) => {
-                            dp.from_port(now, PortId(i as u32), &frame[..n], &mut out);
-                            if out.len() >= BATCH {
+                            let port = PortId(i as u32);
+                            if io.taps[i].has_vnet_header() {
+                                let (hdr, body) =
+                                    frame[..n].split_at(n.min(crate::wire::vnet::HEADER_LEN));
+                                dp.from_port_vnet(now, port, hdr, body, &mut out);
+                            } else {
+                                dp.from_port(now, port, &frame[..n], &mut out);
+                            }
+                            if out.len() >= 2 * BATCH {
                                 io.flush(&mut dp, now, &mut out);
                             }
                         }
@@ -206,19 +292,32 @@ impl Worker {
                 io.flush(&mut dp, now, &mut out);
             }
 
-            if udp_ready {
-                for _ in 0..UDP_BUDGET {
-                    match io.udp.recv_batch(&mut recv) {
+            for (r, ready) in receivers.iter().zip(sock_ready.iter_mut()) {
+                if !*ready {
+                    continue;
+                }
+                let (channel, sock) = r;
+                for _ in 0..SOCKET_BUDGET {
+                    match sock.recv_batch(&mut recv) {
                         Ok(0) => {
-                            udp_ready = false;
+                            *ready = false;
                             break;
                         }
                         Ok(_) => {
                             for (src, payload, truncated) in recv.iter() {
                                 if truncated {
                                     dp.drop_underlay(now, payload.len(), DropReason::Malformed);
-                                } else {
-                                    dp.from_underlay_udp(now, src, payload, &mut out);
+                                    continue;
+                                }
+                                match channel {
+                                    Channel::Vxlan => {
+                                        dp.from_underlay_udp(now, src, payload, &mut out)
+                                    }
+                                    Channel::EspUdp => {
+                                        dp.from_underlay_esp_udp(now, src, payload, &mut out)
+                                    }
+                                    Channel::EspIp => dp.from_underlay_ipv4(now, payload, &mut out),
+                                    Channel::RawSend => {}
                                 }
                                 if out.len() >= BATCH {
                                     io.flush(&mut dp, now, &mut out);
@@ -228,9 +327,9 @@ impl Worker {
                         }
                         Err(e) => {
                             if e.kind() != io::ErrorKind::WouldBlock {
-                                tracing::warn!(worker = id, error = %e, "underlay receive failed");
+                                tracing::warn!(worker = id, channel = ?channel, error = %e, "underlay receive failed");
                             }
-                            udp_ready = false;
+                            *ready = false;
                             break;
                         }
                     }

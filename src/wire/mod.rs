@@ -11,6 +11,7 @@ pub mod esp;
 pub mod icmp;
 pub mod ipv4;
 mod mac;
+pub mod vnet;
 pub mod vxlan;
 
 pub use error::{Error, Result};

@@ -1,0 +1,335 @@
+//! Fuzz target bodies, kept apart from libFuzzer so that stable Rust can run them too.
+//!
+//! `fuzz_targets/*.rs` hand libFuzzer's input to these functions; the root crate's
+//! `tests/robustness.rs` includes this file and feeds it generated and captured packets. Each
+//! function panics only when the core breaks a promise its users rely on:
+//! - every input is forwarded or counted as exactly one drop (a drop may come with an ICMP
+//!   "fragmentation needed" answer, which is the only emission a dropped packet may cause);
+//! - frames for ports are whole Ethernet frames (14 bytes or more);
+//! - underlay datagrams parse as IPv4/UDP/VXLAN to the data-path port with the network's VNI;
+//! - checked wire views never panic once `new_checked` succeeded, and `Repr`s round-trip.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
+
+use swarmnet::dataplane::{Counters, Dataplane, DropReason, Output, PortId, Tables, Target};
+use swarmnet::topology::Topology;
+use swarmnet::wire::{arp, checksum, icmp, ipv4, vxlan, MacAddr};
+
+/// One network (VNI 4097, MTU 1450), two local tasks and one remote task.
+pub const TOPOLOGY: &str = r#"
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+mtu = 1450
+
+[[endpoint]]
+name = "my-web.1"
+network = "my-network"
+ip = "10.0.9.2"
+
+[[endpoint]]
+name = "my-web.2"
+network = "my-network"
+ip = "10.0.9.4"
+
+[[endpoint]]
+name = "peer"
+network = "my-network"
+ip = "10.0.9.3"
+vtep = "192.0.2.11"
+"#;
+
+const VNI: u32 = 4097;
+const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const PEER_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+const DATA_PATH_PORT: u16 = 4789;
+
+/// The tables of `TOPOLOGY`, built once.
+pub fn tables() -> Arc<Tables> {
+    static TABLES: OnceLock<Arc<Tables>> = OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            let topo = Topology::parse(TOPOLOGY, "fuzz.toml").expect("fixed topology is valid");
+            Arc::new(Tables::from_topology(&topo))
+        })
+        .clone()
+}
+
+/// Destination MACs a fuzzer would hardly guess: the tasks', the gateway's, broadcast.
+fn known_mac(choice: u8) -> MacAddr {
+    match choice % 4 {
+        0 => MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 9, 3)),
+        1 => MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 9, 4)),
+        2 => MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 9, 2)),
+        _ => MacAddr::BROADCAST,
+    }
+}
+
+/// A frame from a port. The first byte steers: bits 0-1 the port id (2 and 3 are unknown
+/// ports); bit 2 writes the port's own source MAC, to get past the spoofing check; bit 3 with
+/// bit 2 also writes a known destination MAC, chosen by bits 4-5.
+pub fn from_port(data: &[u8]) {
+    let Some((&ctl, rest)) = data.split_first() else {
+        return;
+    };
+    let t = tables();
+    let port = PortId(u32::from(ctl & 0x3));
+    let mut frame = Vec::with_capacity(rest.len() + 12);
+    match t.port(port) {
+        Some(p) if ctl & 0x4 != 0 => {
+            let (dst, body) = if ctl & 0x8 != 0 {
+                (known_mac(ctl >> 4).0.to_vec(), rest)
+            } else {
+                let n = rest.len().min(6);
+                (rest[..n].to_vec(), &rest[n..])
+            };
+            frame.extend_from_slice(&dst);
+            frame.resize(6, 0);
+            frame.extend_from_slice(&p.mac.0);
+            frame.extend_from_slice(body);
+        }
+        _ => frame.extend_from_slice(rest),
+    }
+    let mut dp = Dataplane::new(t.clone());
+    let mut out = Output::new();
+    dp.from_port(0, port, &frame, &mut out);
+    check_outcome(dp.counters(), &out, "from_port");
+    for (target, bytes) in out.iter() {
+        match target {
+            Target::Port(q) => check_port_frame(&t, q, bytes),
+            Target::Underlay(dst) => {
+                assert_eq!(dst.addr, PEER_VTEP, "encapsulated to an unknown VTEP");
+                let inner = check_underlay_datagram(bytes, dst.src_port);
+                assert!(inner.len() >= 14, "encapsulated a runt frame");
+            }
+        }
+    }
+    // Only answers (ARP replies, ICMP) go back to the port a frame came from.
+    let c = dp.counters();
+    let answered = c.events.arp_replies + c.events.icmp_frag_needed;
+    let first = out.iter().next().map(|(target, _)| target);
+    if let (Some(Target::Port(q)), 0) = (first, answered) {
+        assert_ne!(q, port, "a forwarded frame went back to its own port");
+    };
+}
+
+/// A datagram from the underlay, through both entry points. The first byte steers: bit 0 wraps
+/// the rest in a valid outer IPv4/UDP header to the data-path port (bit 1 also fills in the UDP
+/// checksum); bit 2 puts a VXLAN header for VNI 4097 in front; bit 3 with bit 2 also a known
+/// inner destination MAC (bits 4-5), so the inner frame may be delivered.
+pub fn from_underlay(data: &[u8]) {
+    let Some((&ctl, rest)) = data.split_first() else {
+        return;
+    };
+    let t = tables();
+    let mut payload = Vec::with_capacity(rest.len() + 8 + 6);
+    if ctl & 0x4 != 0 {
+        payload.extend_from_slice(&[0x08, 0, 0, 0, 0x00, 0x10, 0x01, 0]);
+        if ctl & 0x8 != 0 {
+            payload.extend_from_slice(&known_mac(ctl >> 4).0);
+        }
+    }
+    payload.extend_from_slice(rest);
+    let datagram = if ctl & 0x1 != 0 {
+        wrap_udp(&payload, ctl & 0x2 != 0)
+    } else {
+        payload.clone()
+    };
+
+    let mut out = Output::new();
+    let mut dp = Dataplane::new(t.clone());
+    dp.from_underlay_ipv4(0, &datagram, &mut out);
+    check_outcome(dp.counters(), &out, "from_underlay_ipv4");
+    check_decapsulated(&t, &out);
+
+    out.clear();
+    let mut dp = Dataplane::new(t.clone());
+    dp.from_underlay_udp(0, PEER_VTEP, &payload, &mut out);
+    check_outcome(dp.counters(), &out, "from_underlay_udp");
+    check_decapsulated(&t, &out);
+}
+
+/// Every checked view over arbitrary bytes: accessors after `new_checked`, `Repr` round trips.
+pub fn wire(data: &[u8]) {
+    if let Ok(p) = vxlan::Packet::new_checked(data) {
+        let _ = (p.flags(), p.has_vni(), p.vni(), p.payload().len());
+        if let Ok(r) = vxlan::Repr::parse(&p) {
+            let mut buf = vec![0u8; r.buffer_len()];
+            r.emit(&mut vxlan::Packet::new_unchecked(&mut buf[..]));
+            let q = vxlan::Packet::new_checked(&buf[..]).expect("emitted VXLAN header checks");
+            assert_eq!(vxlan::Repr::parse(&q), Ok(r), "VXLAN repr round trip");
+        }
+    }
+    if let Ok(p) = arp::Packet::new_checked(data) {
+        let _ = (p.hardware_type(), p.protocol_type());
+        let _ = (p.hardware_len(), p.protocol_len(), p.operation());
+        let _ = (p.source_mac(), p.source_ip(), p.target_mac(), p.target_ip());
+        if let Ok(r) = arp::Repr::parse(&p) {
+            let mut buf = vec![0u8; r.buffer_len()];
+            r.emit(&mut arp::Packet::new_unchecked(&mut buf[..]));
+            let q = arp::Packet::new_checked(&buf[..]).expect("emitted ARP packet checks");
+            assert_eq!(arp::Repr::parse(&q), Ok(r), "ARP repr round trip");
+        }
+    }
+    if let Ok(p) = icmp::Packet::new_checked(data) {
+        let _ = (p.msg_type(), p.code(), p.checksum(), p.next_hop_mtu());
+        let _ = (p.data().len(), p.verify_checksum());
+    }
+    let mut buf = vec![0u8; icmp::HEADER_LEN + data.len()];
+    let n = icmp::emit_frag_needed(&mut buf, 1450, data).expect("buffer is large enough");
+    let p = icmp::Packet::new_checked(&buf[..n]).expect("emitted ICMP checks");
+    assert!(p.verify_checksum(), "emitted ICMP checksum verifies");
+    assert_eq!((p.next_hop_mtu(), p.data()), (1450, data));
+
+    let _ = checksum::verify(data);
+    let mut with_sum = data.to_vec();
+    if with_sum.len() >= ipv4::HEADER_LEN {
+        ipv4::fill_checksum(&mut with_sum);
+        assert!(
+            checksum::verify(&with_sum),
+            "fill_checksum makes a verifying header"
+        );
+    }
+    let mut copied = [0u8; 40];
+    if let Ok(n) = ipv4::copied_options(data, &mut copied) {
+        assert!(
+            n <= 40 && n % 4 == 0,
+            "copied options are padded to 32 bits"
+        );
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(mac) = s.parse::<MacAddr>() {
+            assert_eq!(
+                mac.to_string().parse::<MacAddr>(),
+                Ok(mac),
+                "MAC text round trip"
+            );
+        }
+    }
+}
+
+/// Wraps a UDP payload in an IPv4/UDP header from the peer's VTEP to ours.
+fn wrap_udp(payload: &[u8], udp_checksum: bool) -> Vec<u8> {
+    let total = (ipv4::HEADER_LEN + 8 + payload.len()).min(usize::from(u16::MAX));
+    let payload = &payload[..total - ipv4::HEADER_LEN - 8];
+    let mut d = vec![0u8; ipv4::HEADER_LEN];
+    let hdr: &mut [u8; ipv4::HEADER_LEN] = (&mut d[..]).try_into().expect("20 bytes");
+    ipv4::Fields {
+        src: PEER_VTEP,
+        dst: LOCAL_VTEP,
+        protocol: ipv4::PROTO_UDP,
+        ttl: ipv4::DEFAULT_TTL,
+        identification: 1,
+        dont_fragment: false,
+        total_len: total as u16,
+    }
+    .write(hdr);
+    d.extend_from_slice(&50000u16.to_be_bytes());
+    d.extend_from_slice(&DATA_PATH_PORT.to_be_bytes());
+    d.extend_from_slice(&((total - ipv4::HEADER_LEN) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    if udp_checksum {
+        let mut pseudo = [0u8; 12];
+        pseudo[..4].copy_from_slice(&PEER_VTEP.octets());
+        pseudo[4..8].copy_from_slice(&LOCAL_VTEP.octets());
+        pseudo[9] = ipv4::PROTO_UDP;
+        pseudo[10..12].copy_from_slice(&((total - ipv4::HEADER_LEN) as u16).to_be_bytes());
+        let acc = u64::from(checksum::sum(&pseudo)) + u64::from(checksum::sum(&d[20..]));
+        let sum = match !checksum::fold(acc) {
+            0 => 0xffff, // RFC 768: a computed zero is sent as all ones
+            s => s,
+        };
+        d[26..28].copy_from_slice(&sum.to_be_bytes());
+    }
+    d
+}
+
+/// One input, one outcome: emitted, or exactly one drop (with at most an ICMP answer).
+fn check_outcome(c: &Counters, out: &Output, entry: &str) {
+    let drops = c.total_drops();
+    assert!(
+        drops <= 1,
+        "{entry}: one input counted {drops} drops: {c:?}"
+    );
+    if drops == 0 {
+        assert!(
+            !out.is_empty(),
+            "{entry}: input neither emitted nor dropped"
+        );
+    } else if !out.is_empty() {
+        assert_eq!(
+            c.dropped(DropReason::MtuExceeded),
+            1,
+            "{entry}: a dropped input emitted packets: {c:?}"
+        );
+        assert!(
+            c.events.icmp_frag_needed == 1 || c.events.packets_fragmented == 1,
+            "{entry}: emitted with an MTU drop but no ICMP answer or fragments: {c:?}"
+        );
+    }
+}
+
+/// A frame for a port: a whole Ethernet header, the port's own MAC as destination (ARP
+/// replies aside).
+fn check_port_frame(t: &Tables, port: PortId, frame: &[u8]) {
+    let p = t.port(port).expect("emitted to a port the tables know");
+    assert!(frame.len() >= 14, "a {}-byte frame for a port", frame.len());
+    if frame[12..14] == arp::ETHERTYPE.to_be_bytes() {
+        // An ARP reply goes where the request's sender hardware address said (RFC 826).
+        let reply = arp::Packet::new_checked(&frame[14..]).expect("a whole ARP reply");
+        assert_eq!(reply.operation(), arp::Operation::Reply);
+        assert_eq!(
+            &frame[..6],
+            &reply.target_mac().0,
+            "ARP reply not to its target"
+        );
+        return;
+    }
+    assert_eq!(
+        &frame[..6],
+        &p.mac.0,
+        "a frame for {} not addressed to it",
+        p.name
+    );
+}
+
+/// Decapsulation delivers at most one frame, and only to a port.
+fn check_decapsulated(t: &Tables, out: &Output) {
+    assert!(out.len() <= 1, "one datagram became {} packets", out.len());
+    for (target, bytes) in out.iter() {
+        match target {
+            Target::Port(q) => check_port_frame(t, q, bytes),
+            Target::Underlay(_) => panic!("a datagram from the underlay went back to it"),
+        }
+    }
+}
+
+/// Parses an emitted underlay datagram as IPv4/UDP/VXLAN and returns the inner frame.
+fn check_underlay_datagram(d: &[u8], src_port: u16) -> &[u8] {
+    assert!(d.len() >= 36, "a {}-byte underlay datagram", d.len());
+    assert_eq!(d[0], 0x45, "outer IPv4 version and header length");
+    assert!(checksum::verify(&d[..20]), "outer IPv4 checksum");
+    assert_eq!(usize::from(u16::from_be_bytes([d[2], d[3]])), d.len());
+    assert_eq!(d[9], ipv4::PROTO_UDP);
+    assert_eq!(&d[12..16], &LOCAL_VTEP.octets());
+    assert_eq!(&d[16..20], &PEER_VTEP.octets());
+    let udp = &d[20..];
+    assert_eq!(u16::from_be_bytes([udp[0], udp[1]]), src_port);
+    assert!(
+        src_port >= 49152,
+        "UDP source port {src_port} outside 49152-65535"
+    );
+    assert_eq!(u16::from_be_bytes([udp[2], udp[3]]), DATA_PATH_PORT);
+    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
+    let vx = vxlan::Packet::new_checked(&udp[8..]).expect("VXLAN header");
+    assert_eq!(vxlan::Repr::parse(&vx), Ok(vxlan::Repr { vni: VNI }));
+    &udp[8 + vxlan::HEADER_LEN..]
+}

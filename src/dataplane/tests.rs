@@ -1,0 +1,291 @@
+//! Scenario tests of the core on hand-built frames: the paths the replay goldens do not reach.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::*;
+use crate::topology::Topology;
+use crate::wire::{checksum, MacAddr};
+
+const TOPO: &str = r#"
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+
+[[endpoint]]
+name = "web1"
+network = "my-network"
+ip = "10.0.9.2"
+
+[[endpoint]]
+name = "web3"
+network = "my-network"
+ip = "10.0.9.3"
+vtep = "192.0.2.11"
+"#;
+
+const WEB1: [u8; 6] = [2, 0x42, 10, 0, 9, 2];
+const WEB3: [u8; 6] = [2, 0x42, 10, 0, 9, 3];
+
+fn dataplane(text: &str) -> Dataplane {
+    let topo = Topology::parse(text, "test.toml").expect("topology");
+    Dataplane::new(Arc::new(Tables::from_topology(&topo)))
+}
+
+/// An Ethernet/IPv4 frame web1 -> web3 with `payload` bytes after a header of `ihl` words.
+fn ipv4_frame(proto: u8, flags: u16, ihl: usize, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&WEB3);
+    f.extend_from_slice(&WEB1);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (ihl * 4 + payload.len()) as u16;
+    let mut h = vec![0x40 | ihl as u8, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0x12, 0x34]);
+    h.extend_from_slice(&flags.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0, 10, 0, 9, 2, 10, 0, 9, 3]);
+    h.extend_from_slice(options);
+    h.resize(ihl * 4, 0);
+    let sum = checksum::checksum(&h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&h);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn emitted(out: &Output) -> Vec<(Target, Vec<u8>)> {
+    out.iter().map(|(t, b)| (t, b.to_vec())).collect()
+}
+
+#[test]
+fn udp_socket_entry_equals_ip_entry() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    let frame = ipv4_frame(17, 0, 5, &[], &[7; 100]);
+    dp.from_port(0, PortId(0), &frame, &mut out);
+    let (_, datagram) = emitted(&out).remove(0);
+    out.clear();
+
+    // What web3's node would receive: the same datagram, addressed to us.
+    let mut dp = dataplane(TOPO);
+    let mut incoming = datagram.clone();
+    incoming[12..16].copy_from_slice(&[192, 0, 2, 11]);
+    incoming[16..20].copy_from_slice(&[192, 0, 2, 10]);
+    crate::wire::ipv4::fill_checksum(&mut incoming[..20]);
+    // Turn the frame around so it is addressed to web1.
+    let inner = &mut incoming[36..];
+    inner[..6].copy_from_slice(&WEB1);
+    inner[6..12].copy_from_slice(&WEB3);
+    dp.from_underlay_ipv4(1, &incoming, &mut out);
+    let via_ip = emitted(&out);
+    out.clear();
+    dp.from_underlay_udp(2, Ipv4Addr::new(192, 0, 2, 11), &incoming[28..], &mut out);
+    let via_udp = emitted(&out);
+    assert_eq!(via_ip.len(), 1);
+    assert_eq!(via_ip, via_udp);
+    assert_eq!(via_ip[0].0, Target::Port(PortId(0)));
+    assert_eq!(&via_ip[0].1[..], &incoming[36..]);
+}
+
+#[test]
+fn encapsulated_headers_are_valid_and_ids_advance() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::with_capacity(4, 8192);
+    let frame = ipv4_frame(6, 0x4000, 5, &[], &[1; 64]);
+    dp.process_batch(
+        0,
+        [
+            Input::Port(PortId(0), &frame),
+            Input::Port(PortId(0), &frame),
+        ],
+        &mut out,
+    );
+    let e = emitted(&out);
+    assert_eq!(e.len(), 2);
+    for (i, (target, bytes)) in e.iter().enumerate() {
+        let Target::Underlay(dst) = target else {
+            panic!("not to the underlay")
+        };
+        assert_eq!(dst.addr, Ipv4Addr::new(192, 0, 2, 11));
+        assert_eq!(dst.port, 4789);
+        assert!(checksum::verify(&bytes[..20]), "outer IPv4 checksum");
+        assert_eq!(
+            u16::from_be_bytes([bytes[4], bytes[5]]),
+            i as u16,
+            "IP identification"
+        );
+        assert_eq!(u16::from_be_bytes([bytes[20], bytes[21]]), dst.src_port);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([bytes[24], bytes[25]])),
+            bytes.len() - 20
+        );
+        assert_eq!(
+            &bytes[UNDERLAY_UDP_PAYLOAD..UNDERLAY_UDP_PAYLOAD + 8],
+            &[8, 0, 0, 0, 0, 0x10, 0x01, 0]
+        );
+        assert_eq!(&bytes[36..], &frame[..]);
+    }
+    assert_eq!(dp.counters().underlay.tx_packets, 2);
+    assert_eq!(dp.counters().ports[0].rx_packets, 2);
+}
+
+#[test]
+fn new_tables_take_effect_without_a_restart() {
+    let mut dp = dataplane(TOPO);
+    let moved = TOPO.replace("192.0.2.11", "192.0.2.12");
+    let topo = Topology::parse(&moved, "moved.toml").unwrap();
+    dp.set_tables(Arc::new(Tables::from_topology(&topo)));
+    let mut out = Output::new();
+    dp.from_port(0, PortId(0), &ipv4_frame(17, 0, 5, &[], &[0; 8]), &mut out);
+    let targets: Vec<Target> = out.iter().map(|(t, _)| t).collect();
+    match targets.as_slice() {
+        [Target::Underlay(d)] => assert_eq!(d.addr, Ipv4Addr::new(192, 0, 2, 12)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn icmp_errors_are_never_answered_with_icmp() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    // An ICMP "destination unreachable" of 1500 bytes with DF: dropped without a reply.
+    let mut icmp = vec![3u8, 1, 0, 0, 0, 0, 0, 0];
+    icmp.resize(1480, 0);
+    dp.from_port(
+        0,
+        PortId(0),
+        &ipv4_frame(1, 0x4000, 5, &[], &icmp),
+        &mut out,
+    );
+    assert!(out.is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::MtuExceeded), 1);
+    assert_eq!(dp.counters().events.icmp_frag_needed, 0);
+    // An echo request of the same size is answered.
+    let mut echo = vec![8u8, 0, 0, 0, 0, 1, 0, 1];
+    echo.resize(1480, 0);
+    dp.from_port(
+        0,
+        PortId(0),
+        &ipv4_frame(1, 0x4000, 5, &[], &echo),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(dp.counters().events.icmp_frag_needed, 1);
+}
+
+#[test]
+fn later_fragments_carry_only_copied_options() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    // Record Route (not copied, 7 bytes) then Loose Source Route (copied, 7 bytes), padded.
+    let options = [7, 7, 4, 0, 0, 0, 0, 0x83, 7, 4, 10, 0, 9, 3, 0, 0];
+    let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    dp.from_port(
+        0,
+        PortId(0),
+        &ipv4_frame(17, 0, 9, &options, &payload),
+        &mut out,
+    );
+    let e = emitted(&out);
+    assert_eq!(e.len(), 3);
+    let mut data = Vec::new();
+    for (i, (_, d)) in e.iter().enumerate() {
+        let ip = &d[36 + 14..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        assert!(checksum::verify(&ip[..ihl]), "fragment {i} header checksum");
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        assert!(total <= 1450);
+        if i == 0 {
+            assert_eq!(&ip[20..36], &options[..]);
+        } else {
+            assert_eq!(ihl, 28);
+            assert_eq!(&ip[20..28], &[0x83, 7, 4, 10, 0, 9, 3, 0]);
+        }
+        let word = u16::from_be_bytes([ip[6], ip[7]]);
+        assert_eq!(usize::from(word & 0x1fff) * 8, data.len());
+        assert_eq!(word & 0x2000 != 0, i < 2, "MF on all but the last");
+        data.extend_from_slice(&ip[ihl..total]);
+    }
+    assert_eq!(data, payload);
+}
+
+#[test]
+fn other_refusals() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    // Too big and not IPv4: nothing to fragment, nobody to tell.
+    let mut v6 = ipv4_frame(17, 0, 5, &[], &[0; 1500]);
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    dp.from_port(0, PortId(0), &v6, &mut out);
+    // A port that does not exist.
+    dp.from_port(0, PortId(9), &ipv4_frame(17, 0, 5, &[], &[0; 8]), &mut out);
+    // ARP replies and gratuitous ARP have nobody to answer.
+    let mut arp = Vec::new();
+    arp.extend_from_slice(&MacAddr::BROADCAST.0);
+    arp.extend_from_slice(&WEB1);
+    arp.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 2]);
+    arp.extend_from_slice(&WEB1);
+    arp.extend_from_slice(&[10, 0, 9, 2]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&[10, 0, 9, 3]);
+    dp.from_port(0, PortId(0), &arp, &mut out);
+    arp[21] = 1; // a request...
+    arp[38..42].copy_from_slice(&[10, 0, 9, 2]); // ...for its own address
+    dp.from_port(0, PortId(0), &arp, &mut out);
+    // An IPv4 header claiming more bytes than the frame has.
+    let mut lying = ipv4_frame(17, 0, 5, &[], &[0; 8]);
+    lying[16..18].copy_from_slice(&900u16.to_be_bytes());
+    dp.from_port(0, PortId(0), &lying, &mut out);
+    assert!(out.is_empty());
+    let c = dp.counters();
+    assert_eq!(c.dropped(DropReason::MtuExceeded), 1);
+    assert_eq!(c.dropped(DropReason::UnknownPort), 1);
+    assert_eq!(c.dropped(DropReason::ArpUnsupported), 2);
+    assert_eq!(c.dropped(DropReason::Malformed), 1);
+    assert_eq!(c.total_drops(), 5);
+}
+
+#[test]
+fn bytes_after_the_ipv4_packet_do_not_travel() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    // A 186-byte IPv4 packet in an 8000-byte frame: the MTU check reads the packet's length,
+    // so only the packet may be forwarded.
+    let mut frame = ipv4_frame(17, 0, 5, &[], &[5; 166]);
+    let packet_end = frame.len();
+    frame.resize(8000, 0xee);
+    dp.from_port(0, PortId(0), &frame, &mut out);
+    let e = emitted(&out);
+    assert_eq!(e.len(), 1);
+    assert_eq!(&e[0].1[36..], &frame[..packet_end]);
+}
+
+#[test]
+fn arp_for_another_hardware_address_is_not_answered() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    let mut arp = Vec::new();
+    arp.extend_from_slice(&MacAddr::BROADCAST.0);
+    arp.extend_from_slice(&WEB1);
+    arp.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[2, 0x42, 10, 0, 9, 0x77]); // not web1's MAC
+    arp.extend_from_slice(&[10, 0, 9, 2]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&[10, 0, 9, 3]);
+    dp.from_port(0, PortId(0), &arp, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::SpoofedSource), 1);
+    arp[22..28].copy_from_slice(&WEB1);
+    dp.from_port(0, PortId(0), &arp, &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "the same request from the port's own MAC is answered"
+    );
+}

@@ -1,0 +1,448 @@
+//! Live data path: swarmnet nodes in namespaced hosts carrying real traffic between tasks, with
+//! the Linux kernel's VXLAN as a peer, under hostile input. Needs root (CI is root); skips with
+//! a printed reason otherwise.
+
+mod lab;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use lab::{host_addr, prefix, NodeProc, Underlay};
+
+const WEB1: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 2);
+const WEB2: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 3);
+const KERN: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 5);
+
+struct Ep<'a> {
+    name: &'a str,
+    ip: Ipv4Addr,
+    /// None: local, in namespace `netns`.
+    vtep: Option<Ipv4Addr>,
+    netns: &'a str,
+}
+
+fn topology(node: &str, addr: Ipv4Addr, eps: &[Ep]) -> String {
+    let mut t = format!(
+        "[node]\nname = \"{node}\"\ndata_path_addr = \"{addr}\"\n\n[[network]]\nname = \"my-network\"\nvni = 4097\nsubnet = \"10.0.9.0/24\"\ngateway = \"10.0.9.1\"\n"
+    );
+    for e in eps {
+        t += &format!(
+            "\n[[endpoint]]\nname = \"{}\"\nnetwork = \"my-network\"\nip = \"{}\"\n",
+            e.name, e.ip
+        );
+        match e.vtep {
+            Some(v) => t += &format!("vtep = \"{v}\"\n"),
+            None => t += &format!("netns = \"{}\"\n", e.netns),
+        }
+    }
+    t
+}
+
+/// Two hosts, one task each: host 0 runs web1, host 1 runs web2.
+fn two_nodes(p: &str, extra_on_a: &[Ep]) -> (Underlay, NodeProc, NodeProc, String, String) {
+    let u = Underlay::new(p, 3);
+    let (ns1, ns2) = (format!("{p}-web1"), format!("{p}-web2"));
+    let mut a_eps = vec![
+        Ep {
+            name: "web1",
+            ip: WEB1,
+            vtep: None,
+            netns: &ns1,
+        },
+        Ep {
+            name: "web2",
+            ip: WEB2,
+            vtep: Some(host_addr(1)),
+            netns: "",
+        },
+    ];
+    for e in extra_on_a {
+        a_eps.push(Ep {
+            name: e.name,
+            ip: e.ip,
+            vtep: e.vtep,
+            netns: e.netns,
+        });
+    }
+    let a = NodeProc::start(
+        &u.hosts[0].0,
+        &topology("node-a", host_addr(0), &a_eps),
+        &[&ns1],
+        2,
+    );
+    let b_eps = [
+        Ep {
+            name: "web1",
+            ip: WEB1,
+            vtep: Some(host_addr(0)),
+            netns: "",
+        },
+        Ep {
+            name: "web2",
+            ip: WEB2,
+            vtep: None,
+            netns: &ns2,
+        },
+    ];
+    let b = NodeProc::start(
+        &u.hosts[1].0,
+        &topology("node-b", host_addr(1), &b_eps),
+        &[&ns2],
+        2,
+    );
+    (u, a, b, ns1, ns2)
+}
+
+#[test]
+fn two_hosts_carry_ping_tcp_and_udp() {
+    require_lab!();
+    let p = prefix("a");
+    let (_u, mut a, mut b, ns1, ns2) = two_nodes(&p, &[]);
+
+    // ARP is answered by the node, then ICMP crosses the overlay both ways.
+    assert!(lab::ping(&ns1, WEB2, 5).is_some(), "web1 -> web2 ping");
+    assert!(lab::ping(&ns2, WEB1, 5).is_some(), "web2 -> web1 ping");
+    let neigh = std::process::Command::new("ip")
+        .args(["-n", &ns1, "neigh", "show", "10.0.9.3"])
+        .output()
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout);
+    assert!(
+        neigh.contains("02:42:0a:00:09:03"),
+        "web1 resolved web2's MAC by ARP: {neigh}"
+    );
+
+    // 100 MB over TCP, verified by hash.
+    let (sent, received, took) = lab::tcp_transfer(&ns1, &ns2, WEB2, 5001, 100 << 20);
+    assert_eq!(sent, received, "TCP payload arrives intact");
+    eprintln!("100 MiB web1 -> web2 in {took:?}");
+    let (sent, received, _) = lab::tcp_transfer(&ns2, &ns1, WEB1, 5002, 8 << 20);
+    assert_eq!(sent, received, "and the other way");
+
+    // UDP, including datagrams the sender's kernel fragments to the 1450-byte MTU.
+    let sizes: Vec<usize> = (0..60)
+        .map(|i| [1, 100, 1000, 1422, 3000, 8000][i % 6])
+        .collect();
+    let (sent, got) = lab::udp_exchange(&ns1, &ns2, WEB2, 6000, sizes);
+    // Fragments carry no ports, so the sender's kernel hashes them to another TAP queue (and
+    // worker) than whole datagrams of the same socket: UDP gives no order across those.
+    let whole = |v: &[Vec<u8>]| {
+        v.iter()
+            .filter(|d| d.len() <= 1422)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        whole(&got),
+        whole(&sent),
+        "unfragmented datagrams arrive intact and in order"
+    );
+    let (mut got, mut sent) = (got, sent);
+    got.sort();
+    sent.sort();
+    assert_eq!(got.len(), sent.len(), "every UDP datagram arrives");
+    assert!(got == sent, "UDP payloads arrive intact");
+
+    let counters = a.counters_when(Duration::from_secs(5), |c| {
+        c["events"]["arp_replies"].as_u64() > Some(0)
+    });
+    assert!(
+        counters["ports"]["underlay"]["tx_packets"]
+            .as_u64()
+            .unwrap()
+            > 70_000
+    );
+    assert!(a.alive() && b.alive());
+    assert!(a.stop().success() && b.stop().success(), "clean shutdown");
+    for ns in [&ns1, &ns2] {
+        assert!(
+            !swarmnet::io::netns::exists(ns),
+            "task namespace {ns} removed at exit"
+        );
+    }
+}
+
+/// The kernel's VXLAN device in a third host, programmed statically as Docker programs peers.
+#[test]
+fn kernel_vxlan_peer_exchanges_traffic() {
+    require_lab!();
+    let p = prefix("k");
+    let kern_ep = [Ep {
+        name: "kern",
+        ip: KERN,
+        vtep: Some(host_addr(2)),
+        netns: "",
+    }];
+    let (u, _a, _b, ns1, _ns2) = two_nodes(&p, &kern_ep);
+    let k = &u.hosts[2].0;
+    let local = host_addr(2).to_string();
+    lab::ip(&[
+        "-n",
+        k,
+        "link",
+        "add",
+        "vx0",
+        "type",
+        "vxlan",
+        "id",
+        "4097",
+        "dstport",
+        "4789",
+        "local",
+        &local,
+        "nolearning",
+    ]);
+    lab::ip(&[
+        "-n",
+        k,
+        "link",
+        "set",
+        "vx0",
+        "address",
+        "02:42:0a:00:09:05",
+        "mtu",
+        "1450",
+        "up",
+    ]);
+    lab::ip(&["-n", k, "addr", "add", "10.0.9.5/24", "dev", "vx0"]);
+    lab::ip(&[
+        "-n",
+        k,
+        "neigh",
+        "add",
+        "10.0.9.2",
+        "lladdr",
+        "02:42:0a:00:09:02",
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+    let out = std::process::Command::new("bridge")
+        .args([
+            "-n",
+            k,
+            "fdb",
+            "add",
+            "02:42:0a:00:09:02",
+            "dev",
+            "vx0",
+            "dst",
+            &host_addr(0).to_string(),
+            "self",
+            "permanent",
+        ])
+        .output()
+        .expect("bridge (iproute2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // On a veth underlay the kernel hands inner TCP/UDP checksums over unfinished (a NIC would
+    // finish them on the wire): have vx0 compute them in software, as `ethtool -K vx0 tx off`.
+    lab::in_ns(k, || lab::set_tx_checksum_offload("vx0", false));
+
+    assert!(
+        lab::ping(&ns1, KERN, 5).is_some(),
+        "swarmnet task -> kernel VXLAN peer"
+    );
+    assert!(
+        lab::ping(k, WEB1, 5).is_some(),
+        "kernel VXLAN peer -> swarmnet task"
+    );
+    let (sent, received, _) = lab::tcp_transfer(&ns1, k, KERN, 5003, 16 << 20);
+    assert_eq!(sent, received, "TCP swarmnet -> kernel");
+    let (sent, received, _) = lab::tcp_transfer(k, &ns1, WEB1, 5004, 16 << 20);
+    assert_eq!(sent, received, "TCP kernel -> swarmnet");
+}
+
+#[test]
+fn hostile_input_is_dropped_counted_and_survived() {
+    require_lab!();
+    let p = prefix("r");
+    let (u, mut a, _b, ns1, ns2) = two_nodes(&p, &[]);
+    assert!(lab::ping(&ns1, WEB2, 5).is_some());
+
+    // Garbage frames into web1's TAP, from inside the task (a packet socket on eth0).
+    let frames = lab::in_ns(&ns1, || {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0x0300)))
+            .expect("packet socket");
+        let idx = ifindex(c"eth0");
+        let mut sent = 0u32;
+        let mut state = 0u64;
+        for i in 0..5000usize {
+            let len = 14 + (i * 37) % 1400;
+            let mut f = vec![0u8; len];
+            lab::pattern(0xbad, &mut f, &mut state);
+            if i % 2 == 0 {
+                f[6..12].copy_from_slice(&[0x02, 0x42, 10, 0, 9, 2]); // web1's own source MAC
+                f[0..6].copy_from_slice(&[0x02, 0x42, 10, 0, 9, 3]); // to web2
+                f[12..14].copy_from_slice(&[0x08, 0x00]); // "IPv4" with garbage inside
+            }
+            if send_on(&s, idx, &f) {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    assert!(frames > 4000, "sent {frames} garbage frames");
+
+    // Garbage datagrams onto node-a's VXLAN port, from host 1.
+    let target = std::net::SocketAddrV4::new(host_addr(0), 4789);
+    let datagrams = lab::in_ns(&u.hosts[1].0, move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let mut state = 0u64;
+        let mut sent = 0u32;
+        for i in 0..5000usize {
+            let mut d = vec![0u8; (i * 13) % 1500];
+            lab::pattern(0xfeed, &mut d, &mut state);
+            if i % 3 == 0 && d.len() >= 8 {
+                d[0] = 0x08; // I flag, then a VNI of no network
+                d[4..7].copy_from_slice(&[0xab, 0xcd, 0xef]);
+            }
+            if s.send_to(&d, target).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    assert_eq!(datagrams, 5000);
+
+    let c = a.counters_when(Duration::from_secs(10), |c| {
+        let d = &c["drops"];
+        d["unknown_vni"].as_u64().unwrap_or(0) > 1000 && d["malformed"].as_u64().unwrap_or(0) > 1000
+    });
+    eprintln!("drops after the flood: {}", c["drops"]);
+    assert!(a.alive(), "node survived");
+    assert!(
+        lab::ping(&ns1, WEB2, 5).is_some(),
+        "good traffic still flows"
+    );
+    let (sent, received, _) = lab::tcp_transfer(&ns1, &ns2, WEB2, 5005, 4 << 20);
+    assert_eq!(sent, received);
+}
+
+#[test]
+fn without_net_admin_run_says_what_it_needs() {
+    require_lab!();
+    use std::os::unix::process::CommandExt;
+    let dir = std::env::temp_dir().join(format!("swarmnet-noadmin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("t.toml");
+    std::fs::write(&topo, topology("n", Ipv4Addr::new(192, 0, 2, 10), &[])).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&topo, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args(["run", "--counters", "/tmp/unused.json", "--topology"])
+        .arg(&topo)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("needs CAP_NET_ADMIN"), "{stderr}");
+}
+
+/// The index of interface `name` in the calling thread's namespace.
+fn ifindex(name: &std::ffi::CStr) -> i32 {
+    // SAFETY: a valid NUL-terminated name; the call only reads it.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(idx > 0, "no interface {name:?}");
+    idx as i32
+}
+
+/// Sends one raw frame on interface `ifindex` through a packet socket.
+fn send_on(s: &socket2::Socket, ifindex: i32, frame: &[u8]) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero sockaddr_ll is valid; family, protocol and index are filled in.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = 0x0300u16; // ETH_P_ALL, network order
+    sll.sll_ifindex = ifindex;
+    sll.sll_halen = 6;
+    // SAFETY: frame and sll are valid for the lengths passed for the duration of the call.
+    let n = unsafe {
+        libc::sendto(
+            s.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    n == frame.len() as isize
+}
+
+#[test]
+fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
+    require_lab!();
+    let p = prefix("c");
+    let u = Underlay::new(&p, 1);
+    let ns1 = format!("{p}-web1");
+    let eps = [Ep {
+        name: "web1",
+        ip: WEB1,
+        vtep: None,
+        netns: &ns1,
+    }];
+    let topo = topology("node-a", host_addr(0), &eps);
+    let mut first = NodeProc::start(&u.hosts[0].0, &topo, &[&ns1], 1);
+    // SIGKILL: no clean-up runs, the task namespace stays behind.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(
+        swarmnet::io::netns::exists(&ns1),
+        "the killed node left its task namespace"
+    );
+    first.task_netns.clear();
+    drop(first);
+
+    let second = NodeProc::start(&u.hosts[0].0, &topo, &[&ns1], 1);
+    // `swarmnet exec` runs a command in the task's namespace, which has its interface again.
+    let topo_path = second.dir.join("topology.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args(["exec", "web1", "--topology"])
+        .arg(&topo_path)
+        .args(["--", "ip", "-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("inet 10.0.9.2/24"), "{stdout}");
+
+    // A namespace swarmnet did not create is never taken over.
+    let foreign = lab::Ns::new(&format!("{p}-foreign"));
+    let eps = [Ep {
+        name: "web9",
+        ip: Ipv4Addr::new(10, 0, 9, 9),
+        vtep: None,
+        netns: &foreign.0,
+    }];
+    let dir = second.dir.join("foreign.toml");
+    std::fs::write(&dir, topology("node-x", host_addr(0), &eps)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args([
+            "run",
+            "--netns",
+            &u.hosts[0].0,
+            "--counters",
+            "/tmp/swarmnet-foreign-counters.json",
+            "--topology",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("was not created by swarmnet"), "{stderr}");
+}

@@ -1,0 +1,201 @@
+//! The fuzz targets' bodies on stable Rust: generated inputs and every captured fixture packet,
+//! whole, truncated and bit-flipped. `fuzz/src/lib.rs` holds the invariants; this runs them in CI.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use pcap_file::pcap::PcapReader;
+
+#[path = "../fuzz/src/lib.rs"]
+mod targets;
+
+#[path = "support/packets.rs"]
+mod packets;
+
+/// xorshift64: deterministic, so a failure here reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    /// Flips a few random bits, overwrites a byte, or cuts the tail.
+    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut v = input.to_vec();
+        if v.is_empty() {
+            return v;
+        }
+        for _ in 0..1 + self.below(4) {
+            match self.below(3) {
+                0 => {
+                    let i = self.below(v.len());
+                    v[i] ^= 1 << self.below(8);
+                }
+                1 => {
+                    let i = self.below(v.len());
+                    v[i] = self.next() as u8;
+                }
+                _ => v.truncate(self.below(v.len() + 1)),
+            }
+            if v.is_empty() {
+                break;
+            }
+        }
+        v
+    }
+}
+
+fn pcaps(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).expect("fixtures readable").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            pcaps(&path, found);
+        } else if path.extension().is_some_and(|e| e == "pcap") {
+            found.push(path);
+        }
+    }
+}
+
+/// Every packet of every fixture capture (all Ethernet).
+fn fixture_frames() -> Vec<Vec<u8>> {
+    let mut files = Vec::new();
+    pcaps(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+        &mut files,
+    );
+    files.sort();
+    let mut frames = Vec::new();
+    for file in files {
+        let mut r = PcapReader::new(fs::File::open(&file).expect("pcap opens")).expect("pcap");
+        while let Some(p) = r.next_packet() {
+            frames.push(p.expect("pcap packet").data.into_owned());
+        }
+    }
+    assert!(frames.len() >= 12, "fixture captures went missing");
+    frames
+}
+
+/// Large frames with and without DF, with options: the MTU, ICMP and fragmentation paths.
+fn synthetic_frames() -> Vec<Vec<u8>> {
+    use packets::{frame, PEER, WEB1, WEB2};
+    let mut frames = Vec::new();
+    for len in [60, 1400, 1464, 1465, 1500, 3000, 9000] {
+        for dst in [PEER, WEB2] {
+            let df = frame(WEB1, dst, len);
+            let mut no_df = df.clone();
+            no_df[20] &= !0x40;
+            // The same with 8 bytes of options: a copied one (Loose Source Route) and NOPs.
+            let mut opts = no_df.clone();
+            opts.splice(34..34, [0x83, 7, 4, 10, 0, 9, 9, 1]);
+            opts[14] = 0x47;
+            let total = u16::from_be_bytes([opts[16], opts[17]]) + 8;
+            opts[16..18].copy_from_slice(&total.to_be_bytes());
+            frames.extend([df, no_df, opts]);
+        }
+    }
+    frames
+}
+
+/// Runs `target` on `control byte ++ body` for every steering value the targets use.
+fn steer(target: fn(&[u8]), body: &[u8]) {
+    let mut input = Vec::with_capacity(body.len() + 1);
+    for ctl in 0..64u8 {
+        input.clear();
+        input.push(ctl);
+        input.extend_from_slice(body);
+        target(&input);
+    }
+}
+
+#[test]
+fn from_port_keeps_its_promises() {
+    let mut rng = Rng(0x5eed_0001);
+    let mut frames = fixture_frames();
+    frames.extend(synthetic_frames());
+    for f in &frames {
+        steer(targets::from_port, f);
+        // Without its source MAC, so that steering bit 2 writes the port's own.
+        let mut no_src = f[..6.min(f.len())].to_vec();
+        no_src.extend_from_slice(f.get(12..).unwrap_or(&[]));
+        steer(targets::from_port, &no_src);
+        for _ in 0..50 {
+            let mut m = vec![rng.next() as u8];
+            m.extend(rng.mutate(&no_src));
+            targets::from_port(&m);
+        }
+    }
+    // Found by libFuzzer: an ARP request whose sender hardware address is not the port's MAC
+    // is answered to that address, back on the port it came from.
+    targets::from_port(&[
+        0x0d, 0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, 0x42,
+        0x0a, 0x00, 0x00, 0x00, 0x0c, 0x2b, 0xa1, 0xa1, 0xa1, 0x04, 0x02, 0x42, 0x0a, 0x00, 0x09,
+        0x04, 0xa1, 0xa1, 0xa1, 0xff, 0xa1, 0x14, 0xa1, 0xa1, 0xa1, 0xa1, 0xa1,
+    ]);
+    for _ in 0..5000 {
+        let len = rng.below(1600);
+        targets::from_port(&rng.bytes(len));
+    }
+}
+
+#[test]
+fn from_underlay_keeps_its_promises() {
+    let mut rng = Rng(0x5eed_0002);
+    for f in &fixture_frames() {
+        let datagram = f.get(14..).unwrap_or(&[]);
+        steer(targets::from_underlay, datagram);
+        steer(targets::from_underlay, datagram.get(28..).unwrap_or(&[]));
+        steer(targets::from_underlay, datagram.get(36..).unwrap_or(&[]));
+        for cut in 0..datagram.len().min(80) {
+            targets::from_underlay(&[&[0][..], &datagram[..cut]].concat());
+        }
+        for _ in 0..100 {
+            let mut m = vec![rng.next() as u8];
+            m.extend(rng.mutate(datagram));
+            targets::from_underlay(&m);
+        }
+    }
+    for f in &synthetic_frames() {
+        steer(targets::from_underlay, f);
+    }
+    for _ in 0..5000 {
+        let len = rng.below(1600);
+        targets::from_underlay(&rng.bytes(len));
+    }
+}
+
+#[test]
+fn wire_views_keep_their_promises() {
+    let mut rng = Rng(0x5eed_0003);
+    for f in &fixture_frames() {
+        for start in 0..f.len().min(64) {
+            targets::wire(&f[start..]);
+        }
+        for _ in 0..50 {
+            targets::wire(&rng.mutate(f));
+        }
+    }
+    for text in [
+        "02:42:0a:00:09:02",
+        "ff:ff:ff:ff:ff:ff",
+        "2:42:a:0:9:2",
+        "02-42-0a-00-09-02",
+    ] {
+        targets::wire(text.as_bytes());
+    }
+    for _ in 0..5000 {
+        let len = rng.below(100);
+        targets::wire(&rng.bytes(len));
+    }
+}
