@@ -75,12 +75,7 @@ fn parse(frame: &[u8]) -> Option<Segment<'_>> {
 }
 
 fn tcp_checksum_ok(ip: &[u8], ihl: usize) -> bool {
-    let tcp = &ip[ihl..];
-    let mut pseudo = [0u8; 12];
-    pseudo[..8].copy_from_slice(&ip[12..20]);
-    pseudo[9] = ipv4::PROTO_TCP;
-    pseudo[10..12].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
-    checksum::fold(u64::from(checksum::sum(&pseudo)) + u64::from(checksum::sum(tcp))) == 0xffff
+    checksum::verify_transport_ipv4(&ip[12..16], &ip[16..20], ipv4::PROTO_TCP, &ip[ihl..])
 }
 
 impl Coalescer {
@@ -161,12 +156,9 @@ impl Coalescer {
         ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
         ipv4::fill_checksum(&mut ip[..ipv4::HEADER_LEN]);
         // NEEDS_CSUM: the checksum field holds the pseudo-header sum of the merged segment.
-        let tcp_len = ip_len - ipv4::HEADER_LEN;
-        let mut pseudo = [0u8; 12];
-        pseudo[..8].copy_from_slice(&ip[12..20]);
-        pseudo[9] = ipv4::PROTO_TCP;
-        pseudo[10..12].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-        let partial = checksum::sum(&pseudo);
+        let tcp_len = (ip_len - ipv4::HEADER_LEN) as u16;
+        let partial =
+            checksum::pseudo_header_ipv4(&ip[12..16], &ip[16..20], ipv4::PROTO_TCP, tcp_len);
         let at = p.tcp_at + 16;
         self.buf[at..at + 2].copy_from_slice(&partial.to_be_bytes());
         let hdr = vnet::Repr {
