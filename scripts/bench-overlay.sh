@@ -6,7 +6,8 @@
 #   (a) kernel: per host a bridge br0 with a vxlan device (id 4097, dstport 4789, nolearning)
 #       and a veth into the task namespace, static FDB and neighbour entries, as Docker does;
 #   (b) swarmnet: `swarmnet run --netns HOST` per host (release build), which creates the task
-#       namespaces and TAPs itself.
+#       namespaces and TAPs itself;
+#   (c) swarmnet on an encrypted network (ESP, AES-128-GCM, transport "ip"), same hosts.
 # For each it measures one iperf3 TCP flow (client in host A's task, server in host B's) and the
 # ping RTT, then prints a table, the swarmnet counters (drops), the kernel's drops on the TAPs and
 # UDP sockets (losses the node cannot count), and host A's node resident memory (VmRSS).
@@ -199,7 +200,16 @@ K_GBPS=$GBPS
 kernel_teardown
 
 # --- (b) swarmnet -------------------------------------------------------------------------------
-write_topology() { # write_topology FILE NODE LOCAL_ADDR LOCAL_EP LOCAL_IP LOCAL_NS REMOTE_EP REMOTE_IP REMOTE_ADDR
+write_topology() { # write_topology FILE NODE LOCAL_ADDR LOCAL_EP LOCAL_IP LOCAL_NS REMOTE_EP REMOTE_IP REMOTE_ADDR [encrypted]
+    local enc_net="" enc=""
+    if [[ "${10:-}" == encrypted ]]; then
+        # Fixed test keys, ESP as IP protocol 50 (what kernel IPsec puts on the wire).
+        enc_net="encrypted = true"
+        enc='[encryption]
+keys = [ { tag = 1, key = "000102030405060708090a0b0c0d0e0f" }, { tag = 2, key = "101112131415161718191a1b1c1d1e1f" } ]
+primary = 2
+transport = "ip"'
+    fi
     cat >"$1" <<EOF
 [node]
 name = "$2"
@@ -210,6 +220,9 @@ name = "my-network"
 vni = 4097
 subnet = "10.0.9.0/24"
 gateway = "10.0.9.1"
+$enc_net
+
+$enc
 
 [[endpoint]]
 name = "$4"
@@ -331,9 +344,27 @@ fi
 stop_node "$PID_A" node-a
 stop_node "$PID_B" node-b
 
+# --- (c) swarmnet, encrypted network (ESP with AES-128-GCM over IP protocol 50) -----------------
+write_topology "$WORK/esp-a.toml" node-a "$ADDR_A" web1 "$IP_A" "$STA" web2 "$IP_B" "$ADDR_B" encrypted
+write_topology "$WORK/esp-b.toml" node-b "$ADDR_B" web2 "$IP_B" "$STB" web1 "$IP_A" "$ADDR_A" encrypted
+log "swarmnet encrypted: starting nodes"
+start_node "$HA" "$WORK/esp-a.toml" esp-a
+PID_A=$NODE_PID
+start_node "$HB" "$WORK/esp-b.toml" esp-b
+PID_B=$NODE_PID
+wait_connect "$STA" "$IP_B"
+E_RTT=$(ping_avg "$STA" "$IP_B")
+log "swarmnet encrypted: iperf3 ${DURATION}s"
+iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/esp.json"
+E_GBPS=$GBPS
+E_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/esp.json")
+stop_node "$PID_A" esp-a
+stop_node "$PID_B" esp-b
+
 # --- report -------------------------------------------------------------------------------------
-RATIO=$(python3 -c 'import sys; k, s = map(float, sys.argv[1:]); print("%.3f" % (s / k if k else 0))' \
-    "$K_GBPS" "$S_GBPS")
+ratio() { python3 -c 'import sys; k, s = map(float, sys.argv[1:]); print("%.3f" % (s / k if k else 0))' "$1" "$2"; }
+RATIO=$(ratio "$K_GBPS" "$S_GBPS")
+E_RATIO=$(ratio "$K_GBPS" "$E_GBPS")
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -343,15 +374,16 @@ printf '| %-14s | %8s | %9s | %8s |\n' "data path" "Gbit/s" "RTT (ms)" "retrans"
 printf '|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "----------"
 printf '| %-14s | %8s | %9s | %8s |\n' "kernel VXLAN" "$K_GBPS" "$K_RTT" "$K_RETR"
 printf '| %-14s | %8s | %9s | %8s |\n' "swarmnet" "$S_GBPS" "$S_RTT" "$S_RETR"
+printf '| %-14s | %8s | %9s | %8s |\n' "swarmnet ESP" "$E_GBPS" "$E_RTT" "$E_RETR"
 echo
-echo "ratio swarmnet/kernel: $RATIO"
+echo "ratio swarmnet/kernel: $RATIO; encrypted swarmnet/kernel (unencrypted): $E_RATIO"
 echo "node-a resident memory (VmRSS): idle after set-up $RSS_IDLE, after the run $RSS_AFTER"
 echo
 echo "swarmnet counters after the run:"
-for n in node-a node-b; do
+for n in node-a node-b esp-a esp-b; do
     echo "  $(grep 'stopped' "$WORK/$n.out" || echo "$n: no summary line")"
 done
-python3 - "$WORK/node-a.counters.json" "$WORK/node-b.counters.json" <<'EOF'
+python3 - "$WORK"/{node-a,node-b,esp-a,esp-b}.counters.json <<'EOF'
 import json, sys
 for path in sys.argv[1:]:
     c = json.load(open(path))

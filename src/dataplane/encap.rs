@@ -154,13 +154,7 @@ pub(crate) fn outer_udp_payload<'a>(
 
 /// Verifies a UDP checksum over the IPv4 pseudo-header (RFC 768).
 fn udp_checksum_ok(src: [u8; 4], dst: [u8; 4], udp: &[u8]) -> bool {
-    let mut pseudo = [0u8; 12];
-    pseudo[..4].copy_from_slice(&src);
-    pseudo[4..8].copy_from_slice(&dst);
-    pseudo[9] = ipv4::PROTO_UDP;
-    pseudo[10..12].copy_from_slice(&(udp.len() as u16).to_be_bytes());
-    let acc = u64::from(checksum::sum(&pseudo)) + u64::from(checksum::sum(udp));
-    checksum::fold(acc) == 0xffff
+    checksum::verify_transport_ipv4(&src, &dst, ipv4::PROTO_UDP, udp)
 }
 
 #[cfg(test)]

@@ -201,12 +201,13 @@ mod tests {
         let mut frame = super_frame(100, false);
         let want = u16::from_be_bytes([frame[50], frame[51]]);
         // What the kernel hands over: the pseudo-header sum in the field, not the checksum.
-        let mut pseudo = [0u8; 12];
-        pseudo[..4].copy_from_slice(&frame[26..30]);
-        pseudo[4..8].copy_from_slice(&frame[30..34]);
-        pseudo[9] = 6;
-        pseudo[10..12].copy_from_slice(&((frame.len() - 34) as u16).to_be_bytes());
-        frame[50..52].copy_from_slice(&checksum::sum(&pseudo).to_be_bytes());
+        let pseudo = checksum::pseudo_header_ipv4(
+            &frame[26..30],
+            &frame[30..34],
+            6,
+            (frame.len() - 34) as u16,
+        );
+        frame[50..52].copy_from_slice(&pseudo.to_be_bytes());
         finish_checksum(&mut frame, 34, 16).unwrap();
         assert_eq!(u16::from_be_bytes([frame[50], frame[51]]), want);
         assert_eq!(

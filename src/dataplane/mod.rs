@@ -9,6 +9,7 @@ mod arp;
 pub mod counters;
 mod encap;
 pub mod esp;
+pub mod gro;
 mod gso;
 mod mtu;
 pub mod output;

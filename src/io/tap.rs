@@ -7,6 +7,8 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::wire::vnet;
+
 /// Linux `IFNAMSIZ`.
 pub const IFNAMSIZ: usize = 16;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -118,11 +120,18 @@ impl TapQueue {
     /// Writes one frame (delivered to the namespace as received on the interface), behind an
     /// all-zero virtio-net header when offloads are on (no GSO, checksum to be verified).
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        static NO_OFFLOAD: [u8; crate::wire::vnet::HEADER_LEN] = [0; crate::wire::vnet::HEADER_LEN];
+        self.send_with(&vnet::Repr::default(), frame)
+    }
+
+    /// Writes one frame behind the virtio-net header `hdr` (ignored when offloads are off,
+    /// where only plain frames may be written).
+    pub fn send_with(&self, hdr: &vnet::Repr, frame: &[u8]) -> io::Result<usize> {
+        let mut h = [0u8; vnet::HEADER_LEN];
+        hdr.emit(&mut h);
         let iov = [
             libc::iovec {
-                iov_base: NO_OFFLOAD.as_ptr() as *mut libc::c_void,
-                iov_len: NO_OFFLOAD.len(),
+                iov_base: h.as_mut_ptr().cast(),
+                iov_len: h.len(),
             },
             libc::iovec {
                 iov_base: frame.as_ptr() as *mut libc::c_void,

@@ -86,6 +86,8 @@ impl DatagramSocket {
             h.msg_hdr.msg_iovlen = 1;
             h.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_in).cast();
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_hdr.msg_control = batch.cmsgs[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = CMSG_ROOM as _;
             batch.headers[i] = h;
         }
         // SAFETY: headers[..n] point at iovecs, buffers and addresses owned by `batch`, which
@@ -162,6 +164,27 @@ impl DatagramSocket {
         Ok(sent)
     }
 
+    /// Asks the kernel to hand over runs of datagrams of one flow as one buffer (UDP GRO);
+    /// `RecvBatch::iter` splits them again. Slots must then hold 64 KiB.
+    pub fn enable_gro(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket fd and a pointer to a c_int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_UDP,
+                UDP_GRO,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Another handle on the same socket (one to poll and read, one to send).
     pub fn try_clone(&self) -> io::Result<DatagramSocket> {
         Ok(DatagramSocket {
@@ -211,6 +234,8 @@ pub struct RecvBatch {
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     addrs: Vec<libc::sockaddr_in>,
+    /// Control buffers: UDP GRO reports the size of the datagrams a slot holds.
+    cmsgs: Vec<[u64; CMSG_ROOM / 8]>,
     len: usize,
 }
 
@@ -236,22 +261,53 @@ impl RecvBatch {
             iovecs: vec![iov; slots],
             headers: vec![hdr; slots],
             addrs: vec![addr; slots],
+            cmsgs: vec![[0; CMSG_ROOM / 8]; slots],
             len: 0,
         }
     }
 
-    /// The datagrams of the last receive: source address and payload. A datagram longer than
-    /// a slot is reported with its truncated bytes and `truncated = true`.
+    /// The datagrams of the last receive: source address and payload. A slot that UDP GRO
+    /// filled with several datagrams yields each of them. A datagram longer than a slot is
+    /// reported with its truncated bytes and `truncated = true`.
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, &[u8], bool)> + '_ {
-        (0..self.len).map(move |i| {
+        (0..self.len).flat_map(move |i| {
             let h = &self.headers[i];
             let len = (h.msg_len as usize).min(self.slot_len);
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             let src = Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr));
             let start = i * self.slot_len;
-            (src, &self.buf[start..start + len], truncated)
+            let seg = match gro_segment_size(h) {
+                Some(seg) if seg > 0 && !truncated => seg,
+                _ => len.max(1),
+            };
+            self.buf[start..start + len]
+                .chunks(seg)
+                .map(move |d| (src, d, truncated))
         })
     }
+}
+
+/// `UDP_GRO` socket option and control message type (linux/udp.h).
+const UDP_GRO: libc::c_int = 104;
+
+/// The datagram size of a GRO-coalesced receive, from its control message.
+fn gro_segment_size(h: &libc::mmsghdr) -> Option<usize> {
+    if h.msg_hdr.msg_controllen == 0 || h.msg_hdr.msg_control.is_null() {
+        return None;
+    }
+    // SAFETY: the kernel wrote msg_controllen bytes of control messages into our buffer;
+    // the cmsg macros walk within those bounds.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&h.msg_hdr, c);
+        }
+    }
+    None
 }
 
 /// One message of a send: `count` datagrams from `first` on, to one destination.
@@ -444,6 +500,8 @@ mod tests {
         let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
         let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        // b takes runs whole (UDP GRO) and must still yield the datagrams one by one.
+        b.enable_gro().unwrap();
         let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
             SocketAddr::V4(v) => v,
             _ => unreachable!(),
@@ -463,7 +521,7 @@ mod tests {
         assert_eq!(send.groups.len(), 2, "one message per destination");
         assert_eq!(a.send_batch(&mut send).unwrap(), 13);
         let drain = |s: &DatagramSocket| {
-            let mut recv = RecvBatch::new(16, 2048);
+            let mut recv = RecvBatch::new(16, 65536);
             let mut got = Vec::new();
             while let Ok(n) = s.recv_batch(&mut recv) {
                 if n == 0 {

@@ -14,9 +14,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
+use crate::dataplane::gro::Coalescer;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
 };
+use crate::wire::vnet;
 
 /// Frames read from one TAP queue per wake-up before the others get a turn.
 const TAP_BUDGET: usize = 64;
@@ -24,6 +26,8 @@ const TAP_BUDGET: usize = 64;
 const SOCKET_BUDGET: usize = 4;
 /// Datagrams per recvmmsg / sendmmsg.
 pub const BATCH: usize = 32;
+/// Receive slots per recvmmsg; each holds one datagram or a GRO run of them.
+const GRO_SLOTS: usize = 8;
 /// Datagrams per flush of one sender: room for the segments of a TCP super-frame.
 const SEND_BATCH: usize = 128;
 /// How often a worker publishes its counters.
@@ -89,19 +93,33 @@ struct Sender {
 struct Io<'a> {
     taps: &'a [TapQueue],
     senders: Vec<Sender>,
+    coalescer: Coalescer,
 }
 
 impl Io<'_> {
-    /// Sends what the core emitted and empties `out`.
+    /// Sends what the core emitted and empties `out`. Frames for TAPs with offloads pass
+    /// through the coalescer, which joins in-order TCP segments into one write.
     fn flush(&mut self, dp: &mut Dataplane, now: u64, out: &mut Output) {
+        let Io {
+            taps,
+            senders,
+            coalescer,
+        } = self;
+        let mut port_failures = 0u64;
+        let mut write = |p: PortId, h: &vnet::Repr, f: &[u8]| {
+            if !matches!(
+                taps.get(p.0 as usize).map(|t| t.send_with(h, f)),
+                Some(Ok(_))
+            ) {
+                port_failures += 1;
+            }
+        };
         for (target, bytes) in out.iter() {
             match target {
-                Target::Port(PortId(q)) => {
-                    let ok = self.taps.get(q as usize).map(|t| t.send(bytes));
-                    if !matches!(ok, Some(Ok(_))) {
-                        dp.count_drop(now, DropReason::PortTxFailed);
-                    }
-                }
+                Target::Port(q) => match taps.get(q.0 as usize) {
+                    Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
+                    _ => write(q, &vnet::Repr::default(), bytes),
+                },
                 Target::Underlay(dst) => {
                     // ESP over IP goes out whole through the raw socket (we wrote its header).
                     let (channel, payload, to) = match dst.kind {
@@ -113,8 +131,7 @@ impl Io<'_> {
                         }
                         UnderlayKind::EspIp => (Channel::RawSend, Some(bytes), 0),
                     };
-                    let Some(sender) = self.senders.iter_mut().find(|s| s.channel == channel)
-                    else {
+                    let Some(sender) = senders.iter_mut().find(|s| s.channel == channel) else {
                         dp.count_drop(now, DropReason::UnderlayTxFailed);
                         continue;
                     };
@@ -127,7 +144,11 @@ impl Io<'_> {
                 }
             }
         }
-        for s in &mut self.senders {
+        coalescer.flush(&mut write);
+        for _ in 0..port_failures {
+            dp.count_drop(now, DropReason::PortTxFailed);
+        }
+        for s in senders.iter_mut() {
             send_now(s, dp, now);
         }
         out.clear();
@@ -189,6 +210,9 @@ impl Worker {
                 Channel::EspIp => s.sock,
                 Channel::Vxlan | Channel::EspUdp => {
                     let reader = s.sock.try_clone()?;
+                    if let Err(e) = reader.enable_gro() {
+                        tracing::debug!(error = %e, "UDP GRO unavailable");
+                    }
                     senders.push(Sender {
                         channel: s.channel,
                         sock: s.sock,
@@ -209,7 +233,8 @@ impl Worker {
         let mut dp = Dataplane::new(tables.load_full());
         // A super-frame from a TAP becomes up to ~46 packets before the next flush.
         let mut out = Output::with_capacity(BATCH * 4, BATCH * 4 * max_packet.min(2048));
-        let mut recv = RecvBatch::new(BATCH, max_packet);
+        // UDP GRO may fill a slot with up to 64 KiB of datagrams.
+        let mut recv = RecvBatch::new(GRO_SLOTS, super::tap::MAX_FRAME);
         let mut frame = vec![0u8; super::tap::MAX_FRAME];
         let mut events = Events::with_capacity(256);
         // Edge-triggered readiness: a source stays "ready" until it returns WouldBlock.
@@ -219,6 +244,7 @@ impl Worker {
         let mut io = Io {
             taps: &taps,
             senders,
+            coalescer: Coalescer::new(),
         };
         tracing::debug!(
             worker = id,

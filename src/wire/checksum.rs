@@ -34,6 +34,29 @@ pub fn checksum(data: &[u8]) -> u16 {
     !sum(data)
 }
 
+/// The one's complement sum of the IPv4 pseudo-header (RFC 768, RFC 793) of a `len`-byte
+/// transport segment of `protocol` from `src` to `dst`.
+pub fn pseudo_header_ipv4(src: &[u8], dst: &[u8], protocol: u8, len: u16) -> u16 {
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&src[..4]);
+    pseudo[4..8].copy_from_slice(&dst[..4]);
+    pseudo[9] = protocol;
+    pseudo[10..12].copy_from_slice(&len.to_be_bytes());
+    sum(&pseudo)
+}
+
+/// The checksum of a transport `segment` (its checksum field zero) under an IPv4 pseudo-header.
+pub fn transport_ipv4(src: &[u8], dst: &[u8], protocol: u8, segment: &[u8]) -> u16 {
+    let pseudo = pseudo_header_ipv4(src, dst, protocol, segment.len() as u16);
+    !fold(u64::from(pseudo) + u64::from(sum(segment)))
+}
+
+/// True when a transport `segment` (checksum field included) verifies under its pseudo-header.
+pub fn verify_transport_ipv4(src: &[u8], dst: &[u8], protocol: u8, segment: &[u8]) -> bool {
+    let pseudo = pseudo_header_ipv4(src, dst, protocol, segment.len() as u16);
+    fold(u64::from(pseudo) + u64::from(sum(segment))) == 0xffff
+}
+
 /// True when `data`, checksum field included, sums to all ones.
 pub fn verify(data: &[u8]) -> bool {
     sum(data) == 0xffff
