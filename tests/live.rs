@@ -143,15 +143,11 @@ fn two_hosts_carry_ping_tcp_and_udp() {
     assert_eq!(got.len(), sent.len(), "every UDP datagram arrives");
     assert!(got == sent, "UDP payloads arrive intact");
 
+    // The node rewrites its counters every second: wait for the file to catch up.
     let counters = a.counters_when(Duration::from_secs(5), |c| {
         c["events"]["arp_replies"].as_u64() > Some(0)
+            && c["ports"]["underlay"]["tx_bytes"].as_u64() > Some(100 << 20)
     });
-    assert!(
-        counters["ports"]["underlay"]["tx_packets"]
-            .as_u64()
-            .unwrap()
-            > 70_000
-    );
     assert!(a.alive() && b.alive());
     assert!(a.stop().success() && b.stop().success(), "clean shutdown");
     for ns in [&ns1, &ns2] {

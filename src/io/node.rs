@@ -89,7 +89,11 @@ impl Node {
         let workers = cfg.workers.max(1);
         let offload = cfg.offload;
         let topo = &cfg.topology;
-        let tables = Arc::new(Tables::from_topology(topo));
+        let mut tables = Tables::from_topology(topo);
+        if let Some(esp) = &tables.esp {
+            tables.esp = Some(esp.with_iv_offset(random_u64()));
+        }
+        let tables = Arc::new(tables);
         let max_mtu = topo
             .networks
             .iter()
@@ -274,6 +278,19 @@ impl Drop for Node {
         self.shutdown();
         // `tasks` drops after this, deleting the namespaces.
     }
+}
+
+/// 64 random bits from the kernel (the core itself draws no randomness).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Without randomness the offset is the clock: still distinct from one start to the next.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        return now.map(|d| d.as_nanos() as u64).unwrap_or(0);
+    }
+    u64::from_ne_bytes(b)
 }
 
 /// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted

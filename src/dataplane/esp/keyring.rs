@@ -126,6 +126,8 @@ pub struct EspTable {
     inbound: FxHashMap<(Ipv4Addr, u32), Arc<Sa>>,
     /// Every SA by (src, dst, tag), outbound and inbound, for reuse across rotations.
     all: FxHashMap<(Ipv4Addr, Ipv4Addr, u32), Arc<Sa>>,
+    /// Offset of the explicit IVs of the SAs this table creates (see `Sa::with_iv_offset`).
+    iv_offset: u64,
 }
 
 impl EspTable {
@@ -147,6 +149,7 @@ impl EspTable {
             outbound: FxHashMap::default(),
             inbound: FxHashMap::default(),
             all: FxHashMap::default(),
+            iv_offset: 0,
         };
         let peers: BTreeSet<Ipv4Addr> = peers.into_iter().filter(|p| *p != local).collect();
         t.build(&peers, None);
@@ -170,7 +173,7 @@ impl EspTable {
             });
             let sa = match old {
                 Some(old) => Arc::clone(old),
-                None => Arc::new(Sa::new(src, dst, k.tag, &k.key)),
+                None => Arc::new(Sa::new(src, dst, k.tag, &k.key).with_iv_offset(self.iv_offset)),
             };
             self.all.insert(id, Arc::clone(&sa));
             sa
@@ -221,7 +224,10 @@ impl EspTable {
     /// `new` (a table built afresh, e.g. from an edited topology) with the SAs of this table
     /// wherever peer, tag and key are unchanged.
     pub fn rotate_to(&self, new: &EspTable) -> EspTable {
-        let mut t = new.empty_like();
+        let mut t = EspTable {
+            iv_offset: self.iv_offset,
+            ..new.empty_like()
+        };
         t.build(&new.peers(), Some(self));
         t
     }
@@ -236,7 +242,20 @@ impl EspTable {
             outbound: FxHashMap::default(),
             inbound: FxHashMap::default(),
             all: FxHashMap::default(),
+            iv_offset: self.iv_offset,
         }
+    }
+
+    /// The same table whose SAs take explicit IVs `sequence number + offset`. A runtime gives
+    /// a random offset per start: sequence numbers restart at 1 with the process, the IVs (and
+    /// so the GCM nonces under a key that did not change) do not.
+    pub fn with_iv_offset(&self, offset: u64) -> EspTable {
+        let mut t = EspTable {
+            iv_offset: offset,
+            ..self.empty_like()
+        };
+        t.build(&self.peers(), None);
+        t
     }
 
     /// True if the network with this VNI is encrypted.

@@ -79,6 +79,10 @@ pub struct Sa {
     key: LessSafeKey,
     /// The last sequence number used for sealing (0: none yet; the first packet has 1).
     last_seq: AtomicU64,
+    /// Added to the sequence number to make the explicit IV. Zero in replay (deterministic);
+    /// random per run in the live runtime, so that a node restarted with the same keys, whose
+    /// sequence numbers start at 1 again, still never repeats a nonce.
+    iv_offset: u64,
     window: Mutex<Window>,
 }
 
@@ -108,8 +112,15 @@ impl Sa {
             salt: spi.to_be_bytes(),
             key: LessSafeKey::new(unbound),
             last_seq: AtomicU64::new(0),
+            iv_offset: 0,
             window: Mutex::new(Window::default()),
         }
+    }
+
+    /// This SA with explicit IVs `seq + offset` (see `iv_offset`).
+    pub fn with_iv_offset(mut self, offset: u64) -> Sa {
+        self.iv_offset = offset;
+        self
     }
 
     /// An SA with a given SPI and salt, for published test vectors whose salt is not derived.
@@ -124,6 +135,7 @@ impl Sa {
             salt,
             key: LessSafeKey::new(unbound),
             last_seq: AtomicU64::new(0),
+            iv_offset: 0,
             window: Mutex::new(Window::default()),
         }
     }
@@ -148,10 +160,11 @@ impl Sa {
             .map_err(|_| EspError::SeqExhausted)
     }
 
-    fn nonce(&self, seq: u64) -> Nonce {
+    /// RFC 4106 4: the nonce is the salt followed by the explicit IV.
+    fn nonce(&self, iv: [u8; 8]) -> Nonce {
         let mut n = [0u8; NONCE_LEN];
         n[..4].copy_from_slice(&self.salt);
-        n[4..].copy_from_slice(&seq.to_be_bytes());
+        n[4..].copy_from_slice(&iv);
         Nonce::assume_unique_for_key(n)
     }
 
@@ -180,16 +193,17 @@ impl Sa {
             .checked_sub(payload_start)
             .ok_or(EspError::Malformed)?;
         Trailer::emit(next_header, payload_len, buf);
+        let iv = seq.wrapping_add(self.iv_offset).to_be_bytes();
         {
             let mut p = wire_esp::Packet::new_unchecked(&mut buf[esp_start..payload_start]);
             p.set_spi(self.spi);
             p.set_seq_low(seq as u32);
-            p.set_iv(seq.to_be_bytes());
+            p.set_iv(iv);
         }
         let tag = self
             .key
             .seal_in_place_separate_tag(
-                self.nonce(seq),
+                self.nonce(iv),
                 Aad::from(self.aad(seq)),
                 &mut buf[payload_start..],
             )
@@ -212,11 +226,7 @@ impl Sa {
     /// plaintext is left in `esp`.
     pub fn open(&self, esp: &mut [u8], seq: u64) -> Result<(std::ops::Range<usize>, u8), EspError> {
         let p = wire_esp::Packet::new_checked(&*esp).map_err(|_| EspError::Malformed)?;
-        let iv = p.iv();
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[..4].copy_from_slice(&self.salt);
-        nonce[4..].copy_from_slice(&iv);
-        let nonce = Nonce::assume_unique_for_key(nonce);
+        let nonce = self.nonce(p.iv());
         let body = &mut esp[PREFIX_LEN..];
         let plain_len = match self
             .key
@@ -409,5 +419,35 @@ mod tests {
         assert_eq!(rx.open(&mut wrong_high, 7), Err(EspError::Auth));
         let mut right = pkt.clone();
         assert!(rx.open(&mut right, (1 << 32) + 7).is_ok());
+    }
+
+    #[test]
+    fn an_iv_offset_changes_the_nonce_not_the_sequence() {
+        let key = [7u8; 16];
+        let a = Sa::new(
+            "192.0.2.10".parse().unwrap(),
+            "192.0.2.11".parse().unwrap(),
+            2,
+            &key,
+        );
+        let restarted = Sa::new(a.src, a.dst, 2, &key).with_iv_offset(0x1234_5678_9abc_def0);
+        let (p1, p2) = (seal(&a, b"same payload"), seal(&restarted, b"same payload"));
+        let (v1, v2) = (
+            wire_esp::Packet::new_checked(&p1[..]).unwrap(),
+            wire_esp::Packet::new_checked(&p2[..]).unwrap(),
+        );
+        assert_eq!(
+            v1.seq_low(),
+            v2.seq_low(),
+            "both start at sequence number 1"
+        );
+        assert_ne!(v1.iv(), v2.iv(), "but never share a nonce");
+        assert_ne!(p1, p2);
+        // A receiver reads the IV from the packet: it opens either.
+        for p in [p1, p2] {
+            let rx = Sa::new(a.src, a.dst, 2, &key);
+            let mut esp = p.clone();
+            assert!(rx.open(&mut esp, 1).is_ok());
+        }
     }
 }
