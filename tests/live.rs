@@ -148,6 +148,10 @@ fn two_hosts_carry_ping_tcp_and_udp() {
         c["events"]["arp_replies"].as_u64() > Some(0)
             && c["ports"]["underlay"]["tx_bytes"].as_u64() > Some(100 << 20)
     });
+    assert!(
+        counters["task_interfaces"]["web1"]["tx_dropped"].is_u64(),
+        "the task interface's kernel drops are reported: {counters:#}"
+    );
     assert!(a.alive() && b.alive());
     assert!(a.stop().success() && b.stop().success(), "clean shutdown");
     for ns in [&ns1, &ns2] {
