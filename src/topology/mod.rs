@@ -1,0 +1,240 @@
+//! One node's static view of the swarm, read from TOML.
+//!
+//! Other code and tests depend on this schema: extend it compatibly, never rename a field.
+//! Every error names the file, the line and the object at fault.
+//!
+//! [`Topology::parse`] reads the TOML into spanned raw values first and validates second, so a
+//! returned `Topology` holds only what the rest of the stack may assume: unique network names,
+//! VNIs and non-overlapping subnets; endpoint names usable as file names; endpoint IPs inside their
+//! subnet and unique per network; unicast, non-zero MACs unique per network; an `[encryption]`
+//! table whenever a network is encrypted, with 1-3 AES-128 keys of distinct tags and a primary
+//! among them.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+
+use crate::wire::MacAddr;
+
+mod parse;
+#[cfg(test)]
+mod tests;
+
+/// Default VXLAN data-path port (IANA).
+pub const DEFAULT_DATA_PATH_PORT: u16 = 4789;
+/// Default overlay MTU: 1500 minus the 50 bytes of VXLAN over IPv4 outer headers.
+pub const DEFAULT_MTU: u16 = 1500 - 50;
+/// Bytes ESP (AES-GCM, RFC 4106) adds to an encrypted network's underlay packets, padding
+/// aside: SPI 4, sequence number 4, IV 8, pad length 1, next header 1, ICV 16.
+pub const ESP_EXPANSION: u16 = 34;
+/// The same with `transport = "udp"`: the RFC 3948 UDP header adds 8.
+pub const ESP_UDP_EXPANSION: u16 = ESP_EXPANSION + 8;
+/// Default ESP-in-UDP port (IANA "ipsec-nat-t").
+pub const DEFAULT_ESP_UDP_PORT: u16 = 4500;
+
+/// The MTU of an encrypted network over an underlay of `underlay_mtu` bytes: minus 50 for
+/// VXLAN, minus the ESP expansion, rounded down to a multiple of 4 (which also leaves ESP no
+/// padding to add for a full-size packet). 1416 with `transport = "ip"`, 1408 with "udp".
+pub const fn encrypted_mtu(underlay_mtu: u16, transport: EspTransport) -> u16 {
+    let expansion = match transport {
+        EspTransport::Ip => ESP_EXPANSION,
+        EspTransport::Udp => ESP_UDP_EXPANSION,
+    };
+    let mtu = underlay_mtu.saturating_sub(50 + expansion);
+    mtu - mtu % 4
+}
+
+/// A node's whole static view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub node: Node,
+    pub networks: Vec<Network>,
+    pub endpoints: Vec<Endpoint>,
+    /// `[encryption]`: the swarm's keys, present when any network may be encrypted.
+    pub encryption: Option<Encryption>,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    /// This node's VTEP address.
+    pub data_path_addr: Ipv4Addr,
+    /// UDP port of the data path, 1024-49151.
+    pub data_path_port: u16,
+}
+
+/// `[[network]]`: an overlay network (one L2 segment, one VNI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    /// 1-16777215
+    pub vni: u32,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// Largest inner IPv4 packet (bytes) the network carries.
+    pub mtu: u16,
+    /// `encrypted = true`: VXLAN travels only inside ESP (Docker's `--opt encrypted`).
+    pub encrypted: bool,
+}
+
+/// `[encryption]`: the keys of encrypted networks and how ESP travels.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// 1-3 keys with distinct tags, in file order.
+    pub keys: Vec<EncryptionKey>,
+    /// Tag of the key that seals.
+    pub primary: u32,
+    pub transport: EspTransport,
+    /// UDP port of ESP in UDP; used with `transport = "udp"`, accepted in any case.
+    pub udp_port: u16,
+}
+
+impl fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Key material is never printed.
+        let tags: Vec<u32> = self.keys.iter().map(|k| k.tag).collect();
+        f.debug_struct("Encryption")
+            .field("key_tags", &tags)
+            .field("primary", &self.primary)
+            .field("transport", &self.transport)
+            .field("udp_port", &self.udp_port)
+            .finish()
+    }
+}
+
+/// One AES-128 key of `[encryption]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey {
+    pub tag: u32,
+    pub key: [u8; 16],
+}
+
+/// `transport` of `[encryption]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspTransport {
+    /// ESP as IP protocol 50 (raw sockets), what kernel IPsec puts on the wire.
+    Ip,
+    /// ESP in UDP, RFC 3948, for hosts without CAP_NET_RAW.
+    Udp,
+}
+
+/// `[[endpoint]]`: a task's interface on a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// `Some`: lives on that remote node. `None`: a local port named `name`.
+    pub vtep: Option<Ipv4Addr>,
+    /// Network namespace of a local endpoint (live runtime); default: the endpoint name.
+    pub netns: Option<String>,
+}
+
+impl Endpoint {
+    pub fn is_local(&self) -> bool {
+        self.vtep.is_none()
+    }
+}
+
+impl Topology {
+    /// The network named `name`.
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// Endpoints that are local ports of this node, in file order.
+    pub fn local_endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.iter().filter(|e| e.is_local())
+    }
+}
+
+/// Lowest data-path port accepted: ports below are reserved for system services.
+pub const MIN_DATA_PATH_PORT: u16 = 1024;
+/// Highest data-path port accepted: the top of the IANA registered range, below ephemeral ports.
+pub const MAX_DATA_PATH_PORT: u16 = 49151;
+/// Largest VNI: the VXLAN field is 24 bits wide. The smallest accepted is 1.
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// Smallest overlay MTU. RFC 791: "Every internet destination must be able to receive a datagram
+/// of 576 octets either in one piece or in fragments to be reassembled."
+pub const MIN_MTU: u16 = 576;
+/// Largest overlay MTU: the outer IPv4 packet (inner + 50 bytes) must fit its 16-bit length.
+pub const MAX_MTU: u16 = u16::MAX - 50;
+
+/// Endpoint name refused because the replay writes the underlay capture under it.
+const RESERVED_ENDPOINT_NAME: &str = "underlay";
+
+/// What a [`TopologyError`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorObject {
+    /// The file as a whole: TOML syntax, top-level keys.
+    File,
+    /// `[node]`
+    Node,
+    /// A `[[network]]`: its name, or `#N` (1-based, file order) if it has no usable name.
+    Network(String),
+    /// An `[[endpoint]]`: its name, or `#N` (1-based, file order) if it has no usable name.
+    Endpoint(String),
+    /// `[encryption]`
+    Encryption,
+}
+
+impl fmt::Display for ErrorObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorObject::File => f.write_str("topology"),
+            ErrorObject::Node => f.write_str("node"),
+            ErrorObject::Network(name) => write!(f, "network {name}"),
+            ErrorObject::Endpoint(name) => write!(f, "endpoint {name}"),
+            ErrorObject::Encryption => f.write_str("encryption"),
+        }
+    }
+}
+
+/// Why a topology was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// The file could not be read.
+    #[error("{file}: cannot read topology: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    /// The text is not TOML, or not a valid topology. `line` is 1-based.
+    #[error("{file}:{line}: {object}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        object: ErrorObject,
+        message: String,
+    },
+}
+
+impl TopologyError {
+    /// The 1-based line at fault, if the error is about the file's content.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            TopologyError::Read { .. } => None,
+            TopologyError::Invalid { line, .. } => Some(*line),
+        }
+    }
+}
+
+impl Topology {
+    /// Reads and validates the topology file at `path`; errors name `path` as given.
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Topology::parse(&text, &file),
+            Err(source) => Err(TopologyError::Read { file, source }),
+        }
+    }
+
+    /// Parses and validates a topology; `file` only labels errors.
+    pub fn parse(text: &str, file: &str) -> Result<Topology, TopologyError> {
+        parse::parse(text, file)
+    }
+}

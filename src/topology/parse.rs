@@ -1,0 +1,699 @@
+//! Reading a topology: TOML into spanned raw values, then validation into a `Topology` with
+//! errors that name the file, the line and the object.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+use super::*;
+use crate::dataplane::esp::MAX_KEYS;
+use crate::wire::MacAddr;
+
+/// Parses and validates a topology; `file` only labels errors.
+pub(super) fn parse(text: &str, file: &str) -> Result<Topology, TopologyError> {
+    let p = Parser { text, file };
+    let raw: RawTopology = toml::from_str(text).map_err(|e| p.toml_error(&e))?;
+    let node = p.node(raw.node.as_ref())?;
+    let encryption = match &raw.encryption {
+        Some(e) => Some(p.encryption(e, &node)?),
+        None => None,
+    };
+    let networks = p.networks(&raw.network, encryption.as_ref())?;
+    let endpoints = p.endpoints(&raw.endpoint, &node, &networks)?;
+    Ok(Topology {
+        node,
+        networks,
+        endpoints,
+        encryption,
+    })
+}
+
+// Every field is read as a spanned `Value` so that type errors, ranges and defaults are reported
+// here with the object's name, rather than by serde without it. Only syntax errors, unknown keys
+// and a misshapen document come from toml itself.
+type RawField = Option<Spanned<Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    node: Option<Spanned<RawNode>>,
+    #[serde(default)]
+    network: Vec<Spanned<RawNetwork>>,
+    #[serde(default)]
+    endpoint: Vec<Spanned<RawEndpoint>>,
+    #[serde(default)]
+    encryption: Option<Spanned<RawEncryption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    #[serde(default)]
+    keys: Option<Spanned<Vec<Spanned<RawKey>>>>,
+    #[serde(default)]
+    primary: RawField,
+    #[serde(default)]
+    transport: RawField,
+    #[serde(default)]
+    udp_port: RawField,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    #[serde(default)]
+    tag: RawField,
+    #[serde(default)]
+    key: RawField,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    #[serde(default)]
+    name: RawField,
+    #[serde(default)]
+    data_path_addr: RawField,
+    #[serde(default)]
+    data_path_port: RawField,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    name: RawField,
+    #[serde(default)]
+    vni: RawField,
+    #[serde(default)]
+    subnet: RawField,
+    #[serde(default)]
+    gateway: RawField,
+    #[serde(default)]
+    mtu: RawField,
+    #[serde(default)]
+    encrypted: RawField,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    #[serde(default)]
+    name: RawField,
+    #[serde(default)]
+    network: RawField,
+    #[serde(default)]
+    ip: RawField,
+    #[serde(default)]
+    mac: RawField,
+    #[serde(default)]
+    vtep: RawField,
+    #[serde(default)]
+    netns: RawField,
+}
+
+/// A lenient second reading, used only to name the object around a toml error.
+#[derive(Deserialize)]
+struct Outline {
+    #[serde(default)]
+    node: Option<Spanned<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    network: Vec<Spanned<OutlineEntry>>,
+    #[serde(default)]
+    endpoint: Vec<Spanned<OutlineEntry>>,
+    #[serde(default)]
+    encryption: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+struct OutlineEntry {
+    #[serde(default)]
+    name: Option<Value>,
+}
+
+/// How an object is named in errors: its name if printable, else its 1-based position.
+fn label(name: Option<&Value>, index: usize) -> String {
+    match name.and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && !n.chars().any(char::is_control) => n.to_string(),
+        _ => format!("#{}", index + 1),
+    }
+}
+
+fn a_type(v: &Value) -> String {
+    let t = v.type_str();
+    let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {t}")
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Parser<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        1 + self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    }
+
+    fn error(&self, at: usize, object: ErrorObject, message: String) -> TopologyError {
+        TopologyError::Invalid {
+            file: self.file.to_string(),
+            line: self.line(at),
+            object,
+            message,
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> TopologyError {
+        let at = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim().replace('\n', "; ");
+        if self.text.parse::<toml::Table>().is_err() {
+            return self.error(at, ErrorObject::File, format!("invalid TOML: {message}"));
+        }
+        self.error(at, self.object_at(at), message)
+    }
+
+    /// The object whose table holds byte `at`, for errors toml reports without one.
+    fn object_at(&self, at: usize) -> ErrorObject {
+        let Ok(outline) = toml::from_str::<Outline>(self.text) else {
+            return ErrorObject::File;
+        };
+        let holds = |span: Range<usize>| span.contains(&at);
+        if outline.node.is_some_and(|n| holds(n.span())) {
+            return ErrorObject::Node;
+        }
+        if outline.encryption.is_some_and(|n| holds(n.span())) {
+            return ErrorObject::Encryption;
+        }
+        for (i, n) in outline.network.iter().enumerate() {
+            if holds(n.span()) {
+                return ErrorObject::Network(label(n.get_ref().name.as_ref(), i));
+            }
+        }
+        for (i, e) in outline.endpoint.iter().enumerate() {
+            if holds(e.span()) {
+                return ErrorObject::Endpoint(label(e.get_ref().name.as_ref(), i));
+            }
+        }
+        ErrorObject::File
+    }
+
+    fn fields(&self, object: ErrorObject, table: Range<usize>) -> Fields<'_> {
+        Fields {
+            p: self,
+            object,
+            table,
+        }
+    }
+
+    fn node(&self, raw: Option<&Spanned<RawNode>>) -> Result<Node, TopologyError> {
+        let Some(raw) = raw else {
+            let msg = "missing [node] table".to_string();
+            return Err(self.error(0, ErrorObject::Node, msg));
+        };
+        let r = raw.get_ref();
+        let f = self.fields(ErrorObject::Node, raw.span());
+
+        let name_v = f.required("name", &r.name)?;
+        let name = f.string("name", name_v)?;
+        if name.is_empty() {
+            return Err(f.err(name_v, "name must not be empty".into()));
+        }
+        let addr_v = f.required("data_path_addr", &r.data_path_addr)?;
+        let data_path_addr = f.unicast("data_path_addr", addr_v)?;
+        let data_path_port = match &r.data_path_port {
+            None => DEFAULT_DATA_PATH_PORT,
+            Some(v) => f.ranged("data_path_port", v, MIN_DATA_PATH_PORT, MAX_DATA_PATH_PORT)?,
+        };
+        Ok(Node {
+            name: name.to_string(),
+            data_path_addr,
+            data_path_port,
+        })
+    }
+
+    fn encryption(
+        &self,
+        raw: &Spanned<RawEncryption>,
+        node: &Node,
+    ) -> Result<Encryption, TopologyError> {
+        let r = raw.get_ref();
+        let f = self.fields(ErrorObject::Encryption, raw.span());
+        let Some(keys_v) = &r.keys else {
+            let msg = "missing field `keys`".to_string();
+            return Err(self.error(raw.span().start, ErrorObject::Encryption, msg));
+        };
+        let entries = keys_v.get_ref();
+        if entries.is_empty() || entries.len() > MAX_KEYS {
+            let msg = format!("keys must hold 1 to {MAX_KEYS} keys, not {}", entries.len());
+            return Err(self.error(keys_v.span().start, ErrorObject::Encryption, msg));
+        }
+        let mut keys: Vec<EncryptionKey> = Vec::with_capacity(entries.len());
+        let mut tag_lines: HashMap<u32, usize> = HashMap::new();
+        for entry in entries {
+            let k = entry.get_ref();
+            let kf = self.fields(ErrorObject::Encryption, entry.span());
+            let tag_v = kf.required("tag", &k.tag)?;
+            let tag: u32 = kf.ranged("tag", tag_v, 0, u32::MAX)?;
+            if let Some(first) = tag_lines.get(&tag) {
+                let msg = format!("key tag {tag} is given twice (first on line {first})");
+                return Err(kf.err(tag_v, msg));
+            }
+            tag_lines.insert(tag, self.line(tag_v.span().start));
+            let key_v = kf.required("key", &k.key)?;
+            let key = kf.aes_key(tag, key_v)?;
+            keys.push(EncryptionKey { tag, key });
+        }
+        let primary_v = f.required("primary", &r.primary)?;
+        let primary: u32 = f.ranged("primary", primary_v, 0, u32::MAX)?;
+        if !keys.iter().any(|k| k.tag == primary) {
+            let tags: Vec<String> = keys.iter().map(|k| k.tag.to_string()).collect();
+            let msg = format!(
+                "primary {primary} is not the tag of any key (tags: {})",
+                tags.join(", ")
+            );
+            return Err(f.err(primary_v, msg));
+        }
+        let transport = match &r.transport {
+            None => EspTransport::Ip,
+            Some(v) => match f.string("transport", v)? {
+                "ip" => EspTransport::Ip,
+                "udp" => EspTransport::Udp,
+                other => {
+                    let msg = format!(
+                        "transport {other:?} must be \"ip\" (ESP as IP protocol 50, raw sockets) \
+                         or \"udp\" (ESP in UDP, RFC 3948)"
+                    );
+                    return Err(f.err(v, msg));
+                }
+            },
+        };
+        let udp_port = match &r.udp_port {
+            None => DEFAULT_ESP_UDP_PORT,
+            Some(v) => {
+                let port = f.ranged("udp_port", v, MIN_DATA_PATH_PORT, MAX_DATA_PATH_PORT)?;
+                if port == node.data_path_port {
+                    let msg = format!(
+                        "udp_port {port} is the node's data_path_port; ESP in UDP needs a port \
+                         of its own"
+                    );
+                    return Err(f.err(v, msg));
+                }
+                port
+            }
+        };
+        if udp_port == node.data_path_port {
+            let msg = format!(
+                "the default udp_port {udp_port} is the node's data_path_port; set another udp_port"
+            );
+            return Err(self.error(raw.span().start, ErrorObject::Encryption, msg));
+        }
+        Ok(Encryption {
+            keys,
+            primary,
+            transport,
+            udp_port,
+        })
+    }
+
+    fn networks(
+        &self,
+        raws: &[Spanned<RawNetwork>],
+        encryption: Option<&Encryption>,
+    ) -> Result<Vec<Network>, TopologyError> {
+        let mut out: Vec<Network> = Vec::with_capacity(raws.len());
+        let mut name_lines: HashMap<&str, usize> = HashMap::new();
+        for (i, raw) in raws.iter().enumerate() {
+            let r = raw.get_ref();
+            let object = ErrorObject::Network(label(r.name.as_ref().map(Spanned::get_ref), i));
+            let f = self.fields(object, raw.span());
+
+            let name_v = f.required("name", &r.name)?;
+            let name = f.string("name", name_v)?;
+            if name.is_empty() {
+                return Err(f.err(name_v, "name must not be empty".into()));
+            }
+            if let Some(first) = name_lines.get(name) {
+                let msg = format!("duplicate network name {name} (first defined on line {first})");
+                return Err(f.err(name_v, msg));
+            }
+            name_lines.insert(name, self.line(name_v.span().start));
+
+            let vni_v = f.required("vni", &r.vni)?;
+            let vni = f.ranged("vni", vni_v, 1, MAX_VNI)?;
+            if let Some(other) = out.iter().find(|n| n.vni == vni) {
+                let msg = format!("vni {vni} is already used by network {}", other.name);
+                return Err(f.err(vni_v, msg));
+            }
+
+            let subnet_v = f.required("subnet", &r.subnet)?;
+            let subnet = f.subnet(subnet_v)?;
+            let overlapping = out.iter().find(|n| {
+                n.subnet.contains(&subnet.network()) || subnet.contains(&n.subnet.network())
+            });
+            if let Some(other) = overlapping {
+                let msg = format!(
+                    "subnet {subnet} overlaps network {} ({})",
+                    other.name, other.subnet
+                );
+                return Err(f.err(subnet_v, msg));
+            }
+
+            let gateway_v = f.required("gateway", &r.gateway)?;
+            let gateway = f.ipv4("gateway", gateway_v)?;
+            let problem = if !subnet.contains(&gateway) {
+                Some("is outside subnet")
+            } else if gateway == subnet.network() {
+                Some("is the network address of")
+            } else if gateway == subnet.broadcast() {
+                Some("is the broadcast address of")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(f.err(gateway_v, format!("gateway {gateway} {problem} {subnet}")));
+            }
+
+            let encrypted = match &r.encrypted {
+                None => false,
+                Some(v) => f.boolean("encrypted", v)?,
+            };
+            let encryption = match (encrypted, encryption) {
+                (true, None) => {
+                    let msg = "encrypted = true needs an [encryption] table with the swarm's keys"
+                        .to_string();
+                    return Err(f.err(r.encrypted.as_ref().unwrap_or(name_v), msg));
+                }
+                (true, Some(e)) => Some(e),
+                (false, _) => None,
+            };
+
+            let mtu = match (&r.mtu, encryption) {
+                (Some(v), _) => f.ranged("mtu", v, MIN_MTU, MAX_MTU)?,
+                (None, None) => DEFAULT_MTU,
+                (None, Some(e)) => encrypted_mtu(1500, e.transport),
+            };
+            out.push(Network {
+                name: name.to_string(),
+                vni,
+                subnet,
+                gateway,
+                mtu,
+                encrypted,
+            });
+        }
+        Ok(out)
+    }
+
+    fn endpoints(
+        &self,
+        raws: &[Spanned<RawEndpoint>],
+        node: &Node,
+        networks: &[Network],
+    ) -> Result<Vec<Endpoint>, TopologyError> {
+        let mut out: Vec<Endpoint> = Vec::with_capacity(raws.len());
+        let mut name_lines: HashMap<&str, usize> = HashMap::new();
+        // (network, address) -> index in `out`
+        let mut ips: HashMap<(&str, Ipv4Addr), usize> = HashMap::new();
+        let mut macs: HashMap<(&str, MacAddr), usize> = HashMap::new();
+        for (i, raw) in raws.iter().enumerate() {
+            let r = raw.get_ref();
+            let object = ErrorObject::Endpoint(label(r.name.as_ref().map(Spanned::get_ref), i));
+            let f = self.fields(object, raw.span());
+
+            let name_v = f.required("name", &r.name)?;
+            let name = f.string("name", name_v)?;
+            f.file_name("name", name_v, name)?;
+            if name == RESERVED_ENDPOINT_NAME {
+                let msg = format!("name {name:?} is reserved for the underlay capture");
+                return Err(f.err(name_v, msg));
+            }
+            if let Some(first) = name_lines.get(name) {
+                let msg = format!("duplicate endpoint name {name} (first defined on line {first})");
+                return Err(f.err(name_v, msg));
+            }
+            name_lines.insert(name, self.line(name_v.span().start));
+
+            let net_v = f.required("network", &r.network)?;
+            let net_name = f.string("network", net_v)?;
+            let Some(network) = networks.iter().find(|n| n.name == net_name) else {
+                return Err(f.err(net_v, format!("unknown network {net_name}")));
+            };
+            let (net, subnet) = (network.name.as_str(), network.subnet);
+
+            let ip_v = f.required("ip", &r.ip)?;
+            let ip = f.ipv4("ip", ip_v)?;
+            let problem = if !subnet.contains(&ip) {
+                Some("is outside")
+            } else if ip == network.gateway {
+                Some("is the gateway of")
+            } else if ip == subnet.network() {
+                Some("is the network address of")
+            } else if ip == subnet.broadcast() {
+                Some("is the broadcast address of")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let msg = format!("ip {ip} {problem} network {net} ({subnet})");
+                return Err(f.err(ip_v, msg));
+            }
+            if let Some(&j) = ips.get(&(net, ip)) {
+                let msg = format!(
+                    "ip {ip} is already used by endpoint {} on network {net}",
+                    out[j].name
+                );
+                return Err(f.err(ip_v, msg));
+            }
+
+            let (mac, mac_v, what) = match &r.mac {
+                Some(v) => {
+                    let mac = f.mac(v)?;
+                    (mac, v, format!("mac {mac}"))
+                }
+                None => {
+                    let mac = MacAddr::from_ipv4(ip);
+                    (mac, ip_v, format!("mac {mac} (derived from ip {ip})"))
+                }
+            };
+            if let Some(&j) = macs.get(&(net, mac)) {
+                let msg = format!(
+                    "{what} is already used by endpoint {} on network {net}",
+                    out[j].name
+                );
+                return Err(f.err(mac_v, msg));
+            }
+
+            let vtep = match &r.vtep {
+                None => None,
+                Some(v) => {
+                    let vtep = f.unicast("vtep", v)?;
+                    if vtep == node.data_path_addr {
+                        let msg = format!(
+                            "vtep {vtep} is this node's data_path_addr; \
+                             an endpoint on this node must omit vtep"
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    Some(vtep)
+                }
+            };
+
+            let netns = match &r.netns {
+                None => None,
+                Some(v) => {
+                    let netns = f.string("netns", v)?;
+                    if let Some(vtep) = vtep {
+                        let msg = format!(
+                            "netns is only for local endpoints; this one lives on vtep {vtep}"
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    f.file_name("netns", v, netns)?;
+                    Some(netns.to_string())
+                }
+            };
+
+            ips.insert((net, ip), out.len());
+            macs.insert((net, mac), out.len());
+            out.push(Endpoint {
+                name: name.to_string(),
+                network: net.to_string(),
+                ip,
+                mac,
+                vtep,
+                netns,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The fields of one table, with the object they belong to.
+struct Fields<'p> {
+    p: &'p Parser<'p>,
+    object: ErrorObject,
+    table: Range<usize>,
+}
+
+impl Fields<'_> {
+    fn err(&self, v: &Spanned<Value>, message: String) -> TopologyError {
+        self.p.error(v.span().start, self.object.clone(), message)
+    }
+
+    fn required<'v>(
+        &self,
+        key: &str,
+        field: &'v RawField,
+    ) -> Result<&'v Spanned<Value>, TopologyError> {
+        field.as_ref().ok_or_else(|| {
+            let msg = format!("missing field `{key}`");
+            self.p.error(self.table.start, self.object.clone(), msg)
+        })
+    }
+
+    fn string<'v>(&self, key: &str, v: &'v Spanned<Value>) -> Result<&'v str, TopologyError> {
+        v.get_ref().as_str().ok_or_else(|| {
+            let msg = format!("{key} must be a string, not {}", a_type(v.get_ref()));
+            self.err(v, msg)
+        })
+    }
+
+    /// An integer within `min..=max`, as `T`.
+    fn ranged<T>(&self, key: &str, v: &Spanned<Value>, min: T, max: T) -> Result<T, TopologyError>
+    where
+        T: Copy + fmt::Display + Into<i64> + TryFrom<i64>,
+    {
+        let Some(n) = v.get_ref().as_integer() else {
+            let msg = format!("{key} must be an integer, not {}", a_type(v.get_ref()));
+            return Err(self.err(v, msg));
+        };
+        let out_of_range = || self.err(v, format!("{key} {n} is outside {min}-{max}"));
+        if n < min.into() || n > max.into() {
+            return Err(out_of_range());
+        }
+        T::try_from(n).map_err(|_| out_of_range())
+    }
+
+    fn boolean(&self, key: &str, v: &Spanned<Value>) -> Result<bool, TopologyError> {
+        v.get_ref().as_bool().ok_or_else(|| {
+            let msg = format!("{key} must be a boolean, not {}", a_type(v.get_ref()));
+            self.err(v, msg)
+        })
+    }
+
+    /// 32 hex digits. The message never quotes the value: it is a secret.
+    fn aes_key(&self, tag: u32, v: &Spanned<Value>) -> Result<[u8; 16], TopologyError> {
+        let s = self.string("key", v)?;
+        let bad = |what: String| {
+            self.err(
+                v,
+                format!("key of tag {tag} must be 32 hex digits (a 16-byte AES-128 key); {what}"),
+            )
+        };
+        if s.len() != 32 {
+            return Err(bad(format!("it has {} characters", s.chars().count())));
+        }
+        let mut key = [0u8; 16];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(h), Some(l)) => key[i] = (h * 16 + l) as u8,
+                _ => {
+                    return Err(bad(format!(
+                        "character {} is not a hex digit",
+                        2 * i + 1 + usize::from(digit(pair[0]).is_some())
+                    )))
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    fn ipv4(&self, key: &str, v: &Spanned<Value>) -> Result<Ipv4Addr, TopologyError> {
+        let s = self.string(key, v)?;
+        s.parse()
+            .map_err(|_| self.err(v, format!("{key} {s:?} is not an IPv4 address")))
+    }
+
+    /// An address another node can be reached at.
+    fn unicast(&self, key: &str, v: &Spanned<Value>) -> Result<Ipv4Addr, TopologyError> {
+        let ip = self.ipv4(key, v)?;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(self.err(v, format!("{key} {ip} is not a unicast address")));
+        }
+        Ok(ip)
+    }
+
+    fn subnet(&self, v: &Spanned<Value>) -> Result<Ipv4Net, TopologyError> {
+        let s = self.string("subnet", v)?;
+        let subnet: Ipv4Net = s.parse().map_err(|_| {
+            let msg = format!("subnet {s:?} is not an IPv4 prefix like 10.0.9.0/24");
+            self.err(v, msg)
+        })?;
+        if subnet.trunc() != subnet {
+            let msg = format!(
+                "subnet {subnet} has host bits set (network address: {})",
+                subnet.trunc()
+            );
+            return Err(self.err(v, msg));
+        }
+        if subnet.prefix_len() > 30 {
+            let msg =
+                format!("subnet {subnet} has no room for hosts; the prefix must be /30 or shorter");
+            return Err(self.err(v, msg));
+        }
+        Ok(subnet)
+    }
+
+    /// A MAC an endpoint may own: unicast and not all zeros.
+    fn mac(&self, v: &Spanned<Value>) -> Result<MacAddr, TopologyError> {
+        let s = self.string("mac", v)?;
+        let mac: MacAddr = s.parse().map_err(|_| {
+            let msg = format!("mac {s:?} is not a MAC address like 02:42:0a:00:09:02");
+            self.err(v, msg)
+        })?;
+        let problem = if mac == MacAddr::BROADCAST {
+            "is the broadcast address"
+        } else if mac.is_multicast() {
+            "is a multicast address"
+        } else if mac == MacAddr::default() {
+            "is all zeros"
+        } else {
+            return Ok(mac);
+        };
+        Err(self.err(v, format!("mac {mac} {problem}")))
+    }
+
+    /// A name used as a file name (endpoint captures, /run/netns entries).
+    fn file_name(&self, key: &str, v: &Spanned<Value>, s: &str) -> Result<(), TopologyError> {
+        let problem = if s.is_empty() {
+            "must not be empty"
+        } else if s.contains('/') {
+            "must not contain '/'"
+        } else if s.contains('\0') {
+            "must not contain NUL"
+        } else if s == "." || s == ".." {
+            "must not be . or .."
+        } else {
+            return Ok(());
+        };
+        Err(self.err(
+            v,
+            format!("{key} {s:?} {problem}: it is used as a file name"),
+        ))
+    }
+}
