@@ -4,7 +4,6 @@
 //! Every error names the file, the line and the object at fault.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use ipnet::Ipv4Net;
 

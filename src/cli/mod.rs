@@ -1,19 +1,40 @@
 //! Command-line interface: one file per command group.
 
+pub mod daemon;
+pub mod node;
+pub mod output;
+pub mod swarm;
+
 use clap::{Parser, Subcommand};
 
 /// Docker-swarm-style service networking in one userspace binary.
 #[derive(Debug, Parser)]
 #[command(name = "swarmnet", version, about)]
 pub struct Cli {
+    /// Daemon socket to connect to (unix:///path); default $SWARMNET_HOST, else the daemon's default.
+    #[arg(short = 'H', long = "host", global = true, value_name = "unix://PATH")]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run one swarm node in the foreground.
+    Daemon(daemon::DaemonArgs),
+    /// Manage the swarm.
+    #[command(subcommand)]
+    Swarm(swarm::SwarmCommand),
+    /// Manage swarm nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+}
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Daemon(args) => daemon::run(cli.host.as_deref(), args),
+        Command::Swarm(cmd) => swarm::run(cli.host.as_deref(), cmd),
+        Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),
+    }
 }

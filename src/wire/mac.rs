@@ -86,7 +86,13 @@ mod tests {
         let mac: MacAddr = "02:42:0A:00:09:02".parse().unwrap();
         assert_eq!(mac.0, [0x02, 0x42, 0x0a, 0x00, 0x09, 0x02]);
         assert_eq!(mac.to_string(), "02:42:0a:00:09:02");
-        for bad in ["", "02:42:0a:00:09", "02:42:0a:00:09:02:03", "0g:42:0a:00:09:02", "2:42:a:0:9:2"] {
+        for bad in [
+            "",
+            "02:42:0a:00:09",
+            "02:42:0a:00:09:02:03",
+            "0g:42:0a:00:09:02",
+            "2:42:a:0:9:2",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad} accepted");
         }
         assert!(MacAddr::BROADCAST.is_multicast());

@@ -1,0 +1,657 @@
+//! `swarmnet daemon`: one node. Serves the local API, and when the node is in a swarm runs its
+//! agent (heartbeats, certificate renewal on role change, key delivery) and, on managers, the
+//! mutual-TLS cluster listener on 2377.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::addr::{self, NodeAddrs};
+use super::ca::{identity_from_pem, new_key_and_csr, NodeCredentials};
+use super::manager::{Manager, HEARTBEAT_PERIOD};
+use super::rpc::{self, ClusterReply, ClusterRequest, ClusterResponse, RpcError};
+use super::store::{LocalIdentity, Store, StoreError};
+use super::tls;
+use super::token::JoinToken;
+use crate::api::frame::{read_frame, write_frame};
+use crate::api::server::{ApiListener, ServerError};
+use crate::api::{
+    ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, NodeState, Reply, Request, Response,
+    Role,
+};
+
+/// Daemon start-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Api(#[from] ServerError),
+    #[error("cannot start the cluster listener: {0}")]
+    Listener(ApiError),
+    #[error("waiting for a shutdown signal failed: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Where the daemon keeps its state and its socket.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+/// Background tasks of a node in a swarm.
+#[derive(Default)]
+struct Tasks {
+    listener: Option<JoinHandle<()>>,
+    agent: Option<JoinHandle<()>>,
+}
+
+impl Tasks {
+    fn stop(&mut self) {
+        if let Some(t) = self.listener.take() {
+            t.abort();
+        }
+        if let Some(t) = self.agent.take() {
+            t.abort();
+        }
+    }
+}
+
+/// One node.
+pub struct Daemon {
+    store: Arc<Store>,
+    manager: Manager,
+    hostname: String,
+    identity: RwLock<Option<LocalIdentity>>,
+    /// Serialises membership changes (init, join, leave, role change) and owns the tasks.
+    tasks: Mutex<Tasks>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn internal(err: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(err.to_string())
+}
+
+fn rpc_error(err: RpcError) -> ApiError {
+    match err {
+        RpcError::Remote(api) => api,
+        other => ApiError::unavailable(other.to_string()),
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    let store = Arc::new(Store::open(&config.state_dir)?);
+    let identity = store.local_identity()?;
+    let daemon = Arc::new(Daemon {
+        manager: Manager::new(store.clone()),
+        store,
+        hostname: hostname(),
+        identity: RwLock::new(identity.clone()),
+        tasks: Mutex::new(Tasks::default()),
+    });
+    if let Some(identity) = identity {
+        tracing::info!(
+            "recovered swarm membership from disk: node {} ({})",
+            identity.node_id,
+            identity.role
+        );
+        let mut tasks = daemon.tasks.lock().await;
+        daemon
+            .start(&mut tasks, &identity, None)
+            .await
+            .map_err(DaemonError::Listener)?;
+    }
+    let api = ApiListener::bind(&config.socket).await?;
+    tracing::info!("API listening on unix://{}", api.path().display());
+    let handler_daemon = daemon.clone();
+    let server = tokio::spawn(api.serve(move |req| {
+        let d = handler_daemon.clone();
+        async move { d.handle(req).await }
+    }));
+    let result = wait_for_shutdown().await;
+    server.abort();
+    daemon.tasks.lock().await.stop();
+    let _ = std::fs::remove_file(&config.socket);
+    result
+}
+
+async fn wait_for_shutdown() -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(DaemonError::Signal),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+impl Daemon {
+    fn identity(&self) -> Option<LocalIdentity> {
+        self.identity.read().ok().and_then(|g| g.clone())
+    }
+
+    fn set_identity(&self, identity: Option<LocalIdentity>) {
+        if let Ok(mut g) = self.identity.write() {
+            *g = identity;
+        }
+    }
+
+    /// True when this node's store holds the cluster state.
+    fn holds_state(&self) -> bool {
+        matches!(self.manager.swarm(), Ok(Some(_)))
+    }
+
+    /// Answers one local API request.
+    pub async fn handle(self: Arc<Self>, req: Request) -> Response {
+        match req {
+            Request::Info => Ok(Reply::Info(self.info()?)),
+            Request::SwarmInit(r) => self.init(r).await,
+            Request::SwarmJoin(r) => self.join(r).await,
+            Request::SwarmLeave { force } => self.leave(force).await,
+            other => self.manager_op(other).await,
+        }
+    }
+
+    fn info(&self) -> Result<LocalInfo, ApiError> {
+        let identity = self.identity();
+        let keys = self.store.local_keys()?;
+        Ok(LocalInfo {
+            local_node_state: if identity.is_some() {
+                "active"
+            } else {
+                "inactive"
+            }
+            .into(),
+            node_id: identity.as_ref().map(|i| i.node_id.clone()),
+            role: identity.as_ref().map(|i| i.role),
+            node_addr: identity.as_ref().map(|i| i.advertise_addr.clone()),
+            remote_managers: identity.map(|i| i.managers).unwrap_or_default(),
+            encryption_key_tags: keys.iter().map(|k| k.tag).collect(),
+        })
+    }
+
+    /// A manager operation: served here when this node holds the state, else forwarded.
+    async fn manager_op(&self, req: Request) -> Response {
+        let identity = self.identity().ok_or_else(ApiError::not_in_swarm)?;
+        if identity.role != Role::Manager {
+            return Err(ApiError::not_a_manager());
+        }
+        let reply = if self.holds_state() {
+            self.manager.handle_api(req)?
+        } else {
+            let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+                .map_err(internal)?;
+            let others: Vec<String> = manager_peers(&identity);
+            match rpc::call_managers(&others, config, &ClusterRequest::Api(req))
+                .await
+                .map_err(rpc_error)?
+            {
+                ClusterReply::Api(reply) => reply,
+                _ => return Err(internal("unexpected reply from the leader")),
+            }
+        };
+        Ok(match reply {
+            Reply::Token { token, .. } => Reply::Token {
+                token,
+                advertise: advertise_of(&identity),
+            },
+            other => other,
+        })
+    }
+
+    async fn init(self: &Arc<Self>, req: InitRequest) -> Response {
+        let mut tasks = self.tasks.lock().await;
+        if self.identity().is_some() {
+            return Err(ApiError::already_in_swarm());
+        }
+        let addrs = resolve_addrs(
+            req.advertise_addr.as_deref(),
+            req.listen_addr.as_deref(),
+            req.data_path_addr.as_deref(),
+        )?;
+        let listener = bind_cluster(addrs.listen).await?;
+        let identity = self.manager.bootstrap(&self.hostname, &addrs, &req)?;
+        let worker_token = match self.manager.swarm()? {
+            Some(s) => s.worker_token,
+            None => return Err(internal("swarm record missing right after init")),
+        };
+        self.set_identity(Some(identity.clone()));
+        self.start(&mut tasks, &identity, Some(listener)).await?;
+        tracing::info!(
+            "swarm initialised; node {} is its manager",
+            identity.node_id
+        );
+        Ok(Reply::Init {
+            node_id: identity.node_id,
+            worker_token,
+            advertise: addrs.advertise(),
+        })
+    }
+
+    async fn join(self: &Arc<Self>, req: JoinRequest) -> Response {
+        let mut tasks = self.tasks.lock().await;
+        if self.identity().is_some() {
+            return Err(ApiError::already_in_swarm());
+        }
+        let token = JoinToken::parse(&req.token).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let remote = req.remote_addr.clone();
+        let remote = if remote.parse::<SocketAddr>().is_ok() || remote.contains(':') {
+            remote
+        } else {
+            format!("{remote}:{}", addr::DEFAULT_PORT)
+        };
+        let advertise = match (&req.advertise_addr, &req.listen_addr) {
+            (None, None) => Some(local_ip_towards(&remote)?),
+            (a, _) => a.clone(),
+        };
+        let addrs = resolve_addrs(
+            advertise.as_deref(),
+            req.listen_addr.as_deref(),
+            req.data_path_addr.as_deref(),
+        )?;
+        let ca_pem = rpc::fetch_root_ca(&remote, &token)
+            .await
+            .map_err(rpc_error)?;
+        let (key_pem, csr_pem) = new_key_and_csr().map_err(internal)?;
+        let config = tls::client_config(&ca_pem, None).map_err(internal)?;
+        let request = ClusterRequest::Join {
+            token: req.token.trim().to_string(),
+            csr_pem,
+            hostname: self.hostname.clone(),
+            advertise_addr: addrs.advertise(),
+            listen_addr: addrs.listen.to_string(),
+            data_path_addr: addrs.data_path_ip.to_string(),
+            availability: req.availability,
+        };
+        let reply = rpc::call_managers(std::slice::from_ref(&remote), config, &request)
+            .await
+            .map_err(rpc_error)?;
+        let ClusterReply::Joined {
+            node_id,
+            swarm_id,
+            cert_pem,
+            managers,
+        } = reply
+        else {
+            return Err(internal("unexpected reply to join"));
+        };
+        // The role is whatever the certificate says, not what the reply claims.
+        let cert = identity_from_pem(&cert_pem).map_err(internal)?;
+        if cert.node_id != node_id {
+            return Err(internal(
+                "the manager issued a certificate for another node ID",
+            ));
+        }
+        let identity = LocalIdentity {
+            node_id,
+            swarm_id,
+            hostname: self.hostname.clone(),
+            role: cert.role,
+            credentials: NodeCredentials { cert_pem, key_pem },
+            ca_cert_pem: ca_pem,
+            advertise_addr: addrs.advertise_ip.to_string(),
+            listen_addr: addrs.listen.to_string(),
+            data_path_addr: addrs.data_path_ip.to_string(),
+            managers: if managers.is_empty() {
+                vec![remote]
+            } else {
+                managers
+            },
+        };
+        self.store.set_local_identity(&identity)?;
+        self.set_identity(Some(identity.clone()));
+        self.start(&mut tasks, &identity, None).await?;
+        Ok(Reply::Joined { role: cert.role })
+    }
+
+    async fn leave(self: &Arc<Self>, force: bool) -> Response {
+        let mut tasks = self.tasks.lock().await;
+        let identity = self.identity().ok_or_else(ApiError::not_in_swarm)?;
+        if identity.role == Role::Manager && !force {
+            self.check_quorum_for_leave(&identity).await?;
+        }
+        if !self.holds_state() {
+            let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+                .map_err(internal)?;
+            if let Err(err) =
+                rpc::call_managers(&manager_peers(&identity), config, &ClusterRequest::Leave).await
+            {
+                tracing::warn!("could not tell the managers that this node leaves: {err}");
+            }
+        }
+        tasks.stop();
+        self.store.clear()?;
+        self.set_identity(None);
+        Ok(Reply::Done)
+    }
+
+    async fn check_quorum_for_leave(&self, identity: &LocalIdentity) -> Result<(), ApiError> {
+        let prefix =
+            "You are attempting to leave the swarm on a node that is participating as a manager. ";
+        let nodes = match self.manager_op(Request::NodeList).await {
+            Ok(Reply::Nodes(nodes)) => nodes,
+            _ => {
+                return Err(ApiError::unavailable(format!(
+                    "{prefix}Doing so may lose the consensus of your cluster. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message."
+                )))
+            }
+        };
+        let managers: Vec<_> = nodes.iter().filter(|n| n.role == Role::Manager).collect();
+        let reachable = managers
+            .iter()
+            .filter(|n| n.status.state == NodeState::Ready)
+            .count();
+        let unreachable = managers.len() - reachable;
+        if reachable == 1 && unreachable == 0 {
+            return Err(ApiError::unavailable(format!(
+                "{prefix}Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."
+            )));
+        }
+        if reachable.saturating_sub(2) <= unreachable {
+            return Err(ApiError::unavailable(format!(
+                "{prefix}Removing this node leaves {} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
+                reachable - 1,
+                reachable + unreachable
+            )));
+        }
+        if self.holds_state() {
+            return Err(ApiError::unavailable(format!(
+                "{prefix}This node holds the swarm's only copy of the cluster state (node {}); replication between managers is not implemented yet, so leaving would erase it. Use `--force` to leave anyway.",
+                identity.node_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts the agent, and the cluster listener when the node is a manager.
+    async fn start(
+        self: &Arc<Self>,
+        tasks: &mut Tasks,
+        identity: &LocalIdentity,
+        bound: Option<TcpListener>,
+    ) -> Result<(), ApiError> {
+        tasks.stop();
+        if identity.role == Role::Manager {
+            let listener = match bound {
+                Some(l) => l,
+                None => bind_cluster(parse_listen(identity)?).await?,
+            };
+            let config = tls::server_config(&identity.credentials, &identity.ca_cert_pem)
+                .map_err(internal)?;
+            let daemon = self.clone();
+            tasks.listener = Some(tokio::spawn(
+                daemon.serve_cluster(listener, TlsAcceptor::from(config)),
+            ));
+        }
+        tasks.agent = Some(tokio::spawn(self.clone().agent_task()));
+        Ok(())
+    }
+
+    /// The agent as a boxed future: the agent can restart itself (role change), and the box
+    /// breaks that cycle for the compiler's `Send` check.
+    fn agent_task(
+        self: Arc<Self>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.agent())
+    }
+
+    async fn serve_cluster(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!("cluster listener accept failed: {err}");
+                    continue;
+                }
+            };
+            let daemon = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Err(err) = daemon.serve_cluster_conn(tcp, acceptor).await {
+                    tracing::debug!("cluster connection from {peer}: {err}");
+                }
+            });
+        }
+    }
+
+    async fn serve_cluster_conn(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        acceptor: TlsAcceptor,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let exchange = async {
+            let mut stream = acceptor.accept(tcp).await?;
+            let caller = tls::peer_identity(stream.get_ref().1.peer_certificates());
+            let request: ClusterRequest = read_frame(&mut stream).await?;
+            let response = self.handle_cluster(caller, request);
+            write_frame(&mut stream, &response).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        tokio::time::timeout(rpc::CALL_TIMEOUT, exchange).await?
+    }
+
+    fn handle_cluster(
+        &self,
+        caller: Option<super::ca::CertIdentity>,
+        request: ClusterRequest,
+    ) -> ClusterResponse {
+        let identity = self
+            .identity()
+            .ok_or_else(|| ApiError::unavailable("this node has left the swarm"))?;
+        if self.holds_state() {
+            return self.manager.handle_cluster(caller, request);
+        }
+        match request {
+            ClusterRequest::GetRootCa => Ok(ClusterReply::RootCa {
+                cert_pem: identity.ca_cert_pem,
+            }),
+            _ => match manager_peers(&identity).into_iter().next() {
+                Some(leader) => Ok(ClusterReply::Redirect { leader }),
+                None => Err(ApiError::unavailable("no leader is known to this manager")),
+            },
+        }
+    }
+
+    /// Every heartbeat period: keep the node's view (role, managers, keys) in step with the swarm.
+    async fn agent(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HEARTBEAT_PERIOD);
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.agent_step().await {
+                tracing::warn!("node agent: {err}");
+            }
+        }
+    }
+
+    async fn agent_step(self: &Arc<Self>) -> Result<(), ApiError> {
+        let Some(identity) = self.identity() else {
+            return Ok(());
+        };
+        if self.holds_state() {
+            let keys = self.manager.rotate_keys_if_due()?;
+            if self.store.local_keys()? != keys {
+                self.store.set_local_keys(&keys)?;
+            }
+            let managers = self.manager.manager_addrs()?;
+            if managers != identity.managers {
+                self.update_identity(|i| i.managers = managers.clone())?;
+            }
+            return Ok(());
+        }
+        let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+            .map_err(internal)?;
+        let reply = rpc::call_managers(
+            &identity.managers,
+            config.clone(),
+            &ClusterRequest::Heartbeat,
+        )
+        .await;
+        let (role, managers, keys) = match reply {
+            Ok(ClusterReply::Heartbeat {
+                role,
+                managers,
+                keys,
+            }) => (role, managers, keys),
+            Ok(_) => return Err(internal("unexpected heartbeat reply")),
+            Err(RpcError::Remote(err)) if err.kind == ErrorKind::NotFound => {
+                tracing::warn!("this node was removed from the swarm: {}", err.message);
+                let mut tasks = self.tasks.lock().await;
+                self.store.clear()?;
+                self.set_identity(None);
+                tasks.agent.take();
+                tasks.stop();
+                return Ok(());
+            }
+            Err(err) => return Err(rpc_error(err)),
+        };
+        if self.store.local_keys()? != keys {
+            tracing::info!(
+                "received network encryption keys, tags {:?}",
+                keys.iter().map(|k| k.tag).collect::<Vec<_>>()
+            );
+            self.store.set_local_keys(&keys)?;
+        }
+        if !managers.is_empty() && managers != identity.managers {
+            self.update_identity(|i| i.managers = managers.clone())?;
+        }
+        if role != identity.role {
+            self.change_role(&identity, config).await?;
+        }
+        Ok(())
+    }
+
+    /// Gets a certificate for the new role and starts or stops the cluster listener.
+    async fn change_role(
+        self: &Arc<Self>,
+        identity: &LocalIdentity,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<(), ApiError> {
+        let (key_pem, csr_pem) = new_key_and_csr().map_err(internal)?;
+        let reply = rpc::call_managers(
+            &identity.managers,
+            config,
+            &ClusterRequest::RenewCert { csr_pem },
+        )
+        .await
+        .map_err(rpc_error)?;
+        let ClusterReply::Cert { cert_pem } = reply else {
+            return Err(internal("unexpected reply to a certificate renewal"));
+        };
+        let cert = identity_from_pem(&cert_pem).map_err(internal)?;
+        let updated = self.update_identity(|i| {
+            i.role = cert.role;
+            i.credentials = NodeCredentials {
+                cert_pem: cert_pem.clone(),
+                key_pem: key_pem.clone(),
+            };
+        })?;
+        tracing::info!("this node is now a {}", cert.role);
+        let daemon = self.clone();
+        // Restarting aborts the task running this step; do it from a fresh task.
+        tokio::spawn(async move {
+            let mut tasks = daemon.tasks.lock().await;
+            if let Err(err) = daemon.start(&mut tasks, &updated, None).await {
+                tracing::error!("could not switch to the {} role: {err}", updated.role);
+            }
+        });
+        Ok(())
+    }
+
+    fn update_identity(
+        &self,
+        f: impl FnOnce(&mut LocalIdentity),
+    ) -> Result<LocalIdentity, ApiError> {
+        let mut guard = self
+            .identity
+            .write()
+            .map_err(|_| internal("identity lock poisoned"))?;
+        let identity = guard.as_mut().ok_or_else(ApiError::not_in_swarm)?;
+        f(identity);
+        self.store.set_local_identity(identity)?;
+        Ok(identity.clone())
+    }
+}
+
+/// The managers other than this node.
+fn manager_peers(identity: &LocalIdentity) -> Vec<String> {
+    let own = advertise_of(identity);
+    identity
+        .managers
+        .iter()
+        .filter(|m| **m != own && **m != identity.listen_addr)
+        .cloned()
+        .collect()
+}
+
+/// `IP:PORT` other nodes reach this one at.
+fn advertise_of(identity: &LocalIdentity) -> String {
+    let port = identity
+        .listen_addr
+        .parse::<SocketAddr>()
+        .map(|s| s.port())
+        .unwrap_or(addr::DEFAULT_PORT);
+    format!("{}:{port}", identity.advertise_addr)
+}
+
+fn parse_listen(identity: &LocalIdentity) -> Result<SocketAddr, ApiError> {
+    identity.listen_addr.parse().map_err(|_| {
+        internal(format!(
+            "stored listen address {:?} is invalid",
+            identity.listen_addr
+        ))
+    })
+}
+
+fn resolve_addrs(
+    advertise: Option<&str>,
+    listen: Option<&str>,
+    data_path: Option<&str>,
+) -> Result<NodeAddrs, ApiError> {
+    let ifaces = addr::host_addresses().map_err(|e| ApiError::invalid(e.to_string()))?;
+    addr::resolve(advertise, listen, data_path, &ifaces)
+        .map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+async fn bind_cluster(addr: SocketAddr) -> Result<TcpListener, ApiError> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        ApiError::new(
+            ErrorKind::FailedPrecondition,
+            format!("failed to listen on remote API address {addr}: {e}"),
+        )
+    })
+}
+
+/// The local IP this host uses to reach `remote` (no packet is sent: UDP connect only routes).
+fn local_ip_towards(remote: &str) -> Result<String, ApiError> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let target = remote
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ApiError::invalid(format!("invalid manager address {remote:?}")))?;
+    let bind: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .map_err(internal)?;
+    let socket = UdpSocket::bind(bind).map_err(internal)?;
+    socket
+        .connect(target)
+        .map_err(|e| ApiError::invalid(format!("cannot route to the manager at {remote}: {e}")))?;
+    Ok(socket.local_addr().map_err(internal)?.ip().to_string())
+}
