@@ -11,17 +11,20 @@ use super::{ApiError, Envelope, Reply, Request, Response, API_VERSION};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "Cannot connect to the swarmnet daemon at unix://{path}. Is the daemon running? ({source})"
+        "Cannot connect to the swarmnet daemon at unix://{path}. Is the daemon running? ({err})"
     )]
-    Connect {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Connect { path: PathBuf, err: std::io::Error },
     #[error("lost the connection to the swarmnet daemon: {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     /// The daemon answered with an error; its message is the user's.
     #[error("Error response from daemon: {0}")]
     Api(ApiError),
+}
+
+impl From<FrameError> for ClientError {
+    fn from(e: FrameError) -> Self {
+        ClientError::Frame(e)
+    }
 }
 
 /// Where the daemon listens.
@@ -57,19 +60,24 @@ impl Client {
         let mut stream =
             UnixStream::connect(&self.path)
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|err| ClientError::Connect {
                     path: self.path.clone(),
-                    source,
+                    err,
                 })?;
-        write_frame(
+        let sent = write_frame(
             &mut stream,
             &Envelope {
                 version: API_VERSION,
                 body: request,
             },
         )
-        .await?;
-        let response: Response = read_frame(&mut stream).await?;
+        .await;
+        // A daemon that refuses the caller answers before reading; its answer may still be
+        // readable after our write failed, and it says more than "broken pipe".
+        let response: Response = match (sent, read_frame(&mut stream).await) {
+            (_, Ok(response)) => response,
+            (Err(err), Err(_)) | (Ok(()), Err(err)) => return Err(err.into()),
+        };
         response.map_err(ClientError::Api)
     }
 }

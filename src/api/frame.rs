@@ -11,11 +11,24 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("connection error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
     TooLarge(usize),
     #[error("malformed message: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
+}
+
+// Not `#[from]`: the messages already carry the cause, so it is not also a `source`.
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+impl From<serde_json::Error> for FrameError {
+    fn from(e: serde_json::Error) -> Self {
+        FrameError::Json(e)
+    }
 }
 
 /// Writes one value as a frame and flushes.

@@ -16,18 +16,12 @@ use super::{ApiError, Envelope, ErrorKind, Request, Response, API_VERSION};
 /// Errors setting up the socket.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot create the directory of the API socket {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot create the directory of the API socket {path}: {err}")]
+    Dir { path: PathBuf, err: std::io::Error },
     #[error("another daemon is already listening on {0}; stop it or pick another socket with -H")]
     InUse(PathBuf),
-    #[error("cannot listen on {path}: {source}")]
-    Bind {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {path}: {err}")]
+    Bind { path: PathBuf, err: std::io::Error },
 }
 
 /// The bound API socket and the uid allowed to use it.
@@ -41,9 +35,9 @@ impl ApiListener {
     /// Binds `path` with mode 0600, replacing a stale socket left by a dead daemon.
     pub async fn bind(path: &Path) -> Result<Self, ServerError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
+            std::fs::create_dir_all(dir).map_err(|err| ServerError::Dir {
                 path: dir.to_path_buf(),
-                source,
+                err,
             })?;
         }
         if path.exists() {
@@ -52,9 +46,9 @@ impl ApiListener {
             }
             let _ = std::fs::remove_file(path);
         }
-        let bind_err = |source| ServerError::Bind {
+        let bind_err = |err| ServerError::Bind {
             path: path.to_path_buf(),
-            source,
+            err,
         };
         let listener = UnixListener::bind(path).map_err(bind_err)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;

@@ -32,7 +32,7 @@ pub const NODE_CERT_VALIDITY: Duration = Duration::days(90);
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
     #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
     #[error("the certificate signing request is not valid: {0}")]
     BadCsr(rcgen::Error),
     #[error("the certificate is not valid X.509: {0}")]
@@ -43,6 +43,12 @@ pub enum CaError {
     UnknownRole(String),
     #[error("not valid PEM: {0}")]
     Pem(String),
+}
+
+impl From<rcgen::Error> for CaError {
+    fn from(e: rcgen::Error) -> Self {
+        CaError::Generate(e)
+    }
 }
 
 /// The OU that encodes `role`.

@@ -79,20 +79,14 @@ pub type ClusterResponse = Result<ClusterReply, ApiError>;
 /// Errors of a call to a manager.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    #[error("could not connect to the manager at {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("TLS handshake with the manager at {addr} failed: {source}")]
-    Handshake {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("could not connect to the manager at {addr}: {err}")]
+    Connect { addr: String, err: std::io::Error },
+    #[error("TLS handshake with the manager at {addr} failed: {err}")]
+    Handshake { addr: String, err: std::io::Error },
     #[error("the manager at {0} did not answer within {CALL_TIMEOUT:?}")]
     Timeout(String),
-    #[error("talking to the manager at {addr}: {source}")]
-    Frame { addr: String, source: FrameError },
+    #[error("talking to the manager at {addr}: {err}")]
+    Frame { addr: String, err: FrameError },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
@@ -116,20 +110,20 @@ pub async fn call(
     let exchange = async {
         let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|source| RpcError::Connect {
+            .map_err(|err| RpcError::Connect {
                 addr: addr.to_string(),
-                source,
+                err,
             })?;
         let mut stream = TlsConnector::from(config)
             .connect(tls::manager_server_name(), tcp)
             .await
-            .map_err(|source| RpcError::Handshake {
+            .map_err(|err| RpcError::Handshake {
                 addr: addr.to_string(),
-                source,
+                err,
             })?;
-        let frame_err = |source| RpcError::Frame {
+        let frame_err = |err| RpcError::Frame {
             addr: addr.to_string(),
-            source,
+            err,
         };
         write_frame(&mut stream, request).await.map_err(frame_err)?;
         let response: ClusterResponse = read_frame(&mut stream).await.map_err(frame_err)?;

@@ -32,20 +32,23 @@ pub const STORE_FILE: &str = "swarmnet.redb";
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the state directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("state store {path}: {source}")]
+    #[error("cannot create the state directory {path}: {err}")]
+    Dir { path: PathBuf, err: std::io::Error },
+    #[error("state store {path}: {err}")]
     Open {
         path: PathBuf,
-        source: Box<redb::Error>,
+        err: Box<redb::Error>,
     },
     #[error("state store: {0}")]
     Db(Box<redb::Error>),
     #[error("state store holds a record that does not decode ({0}); was it written by a newer swarmnet?")]
-    Decode(#[from] serde_json::Error),
+    Decode(serde_json::Error),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Decode(e)
+    }
 }
 
 macro_rules! from_redb {
@@ -119,21 +122,21 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+        std::fs::create_dir_all(state_dir).map_err(|err| StoreError::Dir {
             path: state_dir.to_path_buf(),
-            source,
+            err,
         })?;
         // The store holds the CA key and the node's private key: owner only.
         std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)).map_err(
-            |source| StoreError::Dir {
+            |err| StoreError::Dir {
                 path: state_dir.to_path_buf(),
-                source,
+                err,
             },
         )?;
         let path = state_dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(|e| StoreError::Open {
             path: path.clone(),
-            source: Box::new(e.into()),
+            err: Box::new(e.into()),
         })?;
         let tx = db.begin_write()?;
         for table in CLUSTER_TABLES.into_iter().chain([LOCAL]) {

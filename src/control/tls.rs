@@ -22,11 +22,23 @@ use super::ca::{identity_from_der, CertIdentity, NodeCredentials, MANAGER_SERVER
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("TLS: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     #[error("TLS: the swarm CA is not usable as a trust root: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
     #[error("TLS: cannot read {what} PEM: {err}")]
     Pem { what: &'static str, err: String },
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Rustls(e)
+    }
+}
+
+impl From<rustls::server::VerifierBuilderError> for TlsError {
+    fn from(e: rustls::server::VerifierBuilderError) -> Self {
+        TlsError::Verifier(e)
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
