@@ -13,7 +13,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::addr::{self, NodeAddrs};
 use super::ca::{identity_from_pem, new_key_and_csr, NodeCredentials};
-use super::manager::{Manager, HEARTBEAT_PERIOD};
+use super::manager::{Manager, RaftHandle, HEARTBEAT_PERIOD};
+use super::raft::{self as raft_mod, raft_id, Network};
+use super::raft_store::{LogStore, StateMachine};
 use super::rpc::{self, ClusterReply, ClusterRequest, ClusterResponse, RpcError};
 use super::store::{LocalIdentity, Store, StoreError};
 use super::tls;
@@ -24,6 +26,9 @@ use crate::api::{
     ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, NodeState, Reply, Request, Response,
     Role,
 };
+
+/// Longest wait for a Raft election before a forwarded operation gives up.
+const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Daemon start-up errors.
 #[derive(Debug, thiserror::Error)]
@@ -149,9 +154,54 @@ impl Daemon {
         }
     }
 
-    /// True when this node's store holds the cluster state.
+    /// True when this node is the Raft leader, which serves manager operations.
     fn holds_state(&self) -> bool {
-        matches!(self.manager.swarm(), Ok(Some(_)))
+        self.manager.is_leader()
+    }
+
+    /// Where manager operations go when this node is not the leader: the leader first.
+    fn leader_first(&self, identity: &LocalIdentity) -> Vec<String> {
+        let mut targets = manager_peers(identity);
+        if let Some(leader) = self.manager.leader_addr() {
+            targets.retain(|t| *t != leader);
+            if leader != advertise_of(identity) {
+                targets.insert(0, leader);
+            }
+        }
+        targets
+    }
+
+    /// Starts this manager's Raft node (if not running) on the store's log and state machine.
+    async fn start_raft(&self, identity: &LocalIdentity) -> Result<RaftHandle, ApiError> {
+        if let Some(handle) = self.manager.raft() {
+            return Ok(handle);
+        }
+        let config = raft_mod::config(&identity.swarm_id).map_err(internal)?;
+        let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+            .map_err(internal)?;
+        let raft = raft_mod::Raft::new(
+            raft_id(&identity.node_id),
+            config,
+            Network { tls },
+            LogStore::new(self.store.clone()),
+            StateMachine::new(self.store.clone()),
+        )
+        .await
+        .map_err(internal)?;
+        let handle = RaftHandle {
+            raft,
+            node_id: identity.node_id.clone(),
+        };
+        self.manager.set_raft(Some(handle.clone()));
+        Ok(handle)
+    }
+
+    async fn stop_raft(&self) {
+        if let Some(handle) = self.manager.set_raft(None) {
+            if let Err(err) = handle.raft.shutdown().await {
+                tracing::warn!("Raft shutdown: {err}");
+            }
+        }
     }
 
     /// Answers one local API request.
@@ -190,11 +240,22 @@ impl Daemon {
             return Err(ApiError::not_a_manager());
         }
         let reply = if self.holds_state() {
-            self.manager.handle_api(req)?
+            self.manager.handle_api(req).await?
         } else {
             let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
                 .map_err(internal)?;
-            let others: Vec<String> = manager_peers(&identity);
+            if let Some(handle) = self.manager.raft() {
+                // During an election there is briefly no leader to forward to: wait for one.
+                let _ = handle
+                    .raft
+                    .wait(Some(ELECTION_WAIT))
+                    .metrics(|m| m.current_leader.is_some(), "a Raft leader")
+                    .await;
+                if self.holds_state() {
+                    return self.manager.handle_api(req).await;
+                }
+            }
+            let others: Vec<String> = self.leader_first(&identity);
             match rpc::call_managers(&others, config, &ClusterRequest::Api(req))
                 .await
                 .map_err(rpc_error)?
@@ -223,11 +284,45 @@ impl Daemon {
             req.data_path_addr.as_deref(),
         )?;
         let listener = bind_cluster(addrs.listen).await?;
-        let identity = self.manager.bootstrap(&self.hostname, &addrs, &req)?;
-        let worker_token = match self.manager.swarm()? {
-            Some(s) => s.worker_token,
-            None => return Err(internal("swarm record missing right after init")),
+        let boot = self.manager.bootstrap(&self.hostname, &addrs, &req)?;
+        let identity = boot.identity;
+        let worker_token = boot
+            .commands
+            .iter()
+            .find_map(|c| match c {
+                raft_mod::Command::PutSwarm(s) => Some(s.worker_token.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| internal("bootstrap made no swarm record"))?;
+        let handle = self.start_raft(&identity).await?;
+        let own = raft_id(&identity.node_id);
+        let ready = async {
+            handle
+                .raft
+                .initialize(raft_mod::single_member(
+                    &identity.node_id,
+                    &addrs.advertise(),
+                ))
+                .await
+                .map_err(internal)?;
+            handle
+                .raft
+                .wait(Some(std::time::Duration::from_secs(10)))
+                .current_leader(own, "swarm init")
+                .await
+                .map_err(internal)?;
+            for command in boot.commands {
+                self.manager.write(command).await?;
+            }
+            Ok::<(), ApiError>(())
         };
+        if let Err(err) = ready.await {
+            self.stop_raft().await;
+            let _ = self.store.clear();
+            return Err(err);
+        }
+        self.store.set_local_keys(&boot.keys)?;
+        self.store.set_local_identity(&identity)?;
         self.set_identity(Some(identity.clone()));
         self.start(&mut tasks, &identity, Some(listener)).await?;
         tracing::info!(
@@ -321,24 +416,26 @@ impl Daemon {
         let mut tasks = self.tasks.lock().await;
         let identity = self.identity().ok_or_else(ApiError::not_in_swarm)?;
         if identity.role == Role::Manager && !force {
-            self.check_quorum_for_leave(&identity).await?;
+            self.check_quorum_for_leave().await?;
         }
-        if !self.holds_state() {
+        if self.holds_state() {
+            self.leave_as_leader(&identity).await;
+        } else {
             let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
                 .map_err(internal)?;
-            if let Err(err) =
-                rpc::call_managers(&manager_peers(&identity), config, &ClusterRequest::Leave).await
-            {
+            let targets = self.leader_first(&identity);
+            if let Err(err) = rpc::call_managers(&targets, config, &ClusterRequest::Leave).await {
                 tracing::warn!("could not tell the managers that this node leaves: {err}");
             }
         }
         tasks.stop();
+        self.stop_raft().await;
         self.store.clear()?;
         self.set_identity(None);
         Ok(Reply::Done)
     }
 
-    async fn check_quorum_for_leave(&self, identity: &LocalIdentity) -> Result<(), ApiError> {
+    async fn check_quorum_for_leave(&self) -> Result<(), ApiError> {
         let prefix =
             "You are attempting to leave the swarm on a node that is participating as a manager. ";
         let nodes = match self.manager_op(Request::NodeList).await {
@@ -367,13 +464,36 @@ impl Daemon {
                 reachable + unreachable
             )));
         }
-        if self.holds_state() {
-            return Err(ApiError::unavailable(format!(
-                "{prefix}This node holds the swarm's only copy of the cluster state (node {}); replication between managers is not implemented yet, so leaving would erase it. Use `--force` to leave anyway.",
-                identity.node_id
-            )));
-        }
         Ok(())
+    }
+
+    /// The leader leaving: marks itself gone and hands the Raft group to the other managers.
+    async fn leave_as_leader(&self, identity: &LocalIdentity) {
+        let result = async {
+            let nodes = self.manager.nodes()?;
+            let others = nodes
+                .iter()
+                .filter(|n| n.role == Role::Manager && n.id != identity.node_id)
+                .count();
+            if others == 0 {
+                return Ok(());
+            }
+            let mut me = nodes
+                .into_iter()
+                .find(|n| n.id == identity.node_id)
+                .ok_or_else(|| internal("own node record missing"))?;
+            me.role = Role::Worker;
+            me.manager_status = None;
+            me.status.state = NodeState::Down;
+            self.manager
+                .write(raft_mod::Command::PutNode(Box::new(me)))
+                .await?;
+            self.manager.reconcile_membership().await
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!("could not hand over the Raft group before leaving: {err}");
+        }
     }
 
     /// Starts the agent, and the cluster listener when the node is a manager.
@@ -384,6 +504,11 @@ impl Daemon {
         bound: Option<TcpListener>,
     ) -> Result<(), ApiError> {
         tasks.stop();
+        if identity.role == Role::Manager {
+            self.start_raft(identity).await?;
+        } else {
+            self.stop_raft().await;
+        }
         if identity.role == Role::Manager {
             let listener = match bound {
                 Some(l) => l,
@@ -436,14 +561,14 @@ impl Daemon {
             let mut stream = acceptor.accept(tcp).await?;
             let caller = tls::peer_identity(stream.get_ref().1.peer_certificates());
             let request: ClusterRequest = read_frame(&mut stream).await?;
-            let response = self.handle_cluster(caller, request);
+            let response = self.handle_cluster(caller, request).await;
             write_frame(&mut stream, &response).await?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         };
         tokio::time::timeout(rpc::CALL_TIMEOUT, exchange).await?
     }
 
-    fn handle_cluster(
+    async fn handle_cluster(
         &self,
         caller: Option<super::ca::CertIdentity>,
         request: ClusterRequest,
@@ -451,16 +576,32 @@ impl Daemon {
         let identity = self
             .identity()
             .ok_or_else(|| ApiError::unavailable("this node has left the swarm"))?;
+        if let ClusterRequest::Raft(message) = request {
+            if caller.map(|c| c.role) != Some(Role::Manager) {
+                return Err(ApiError::not_a_manager());
+            }
+            let handle = self
+                .manager
+                .raft()
+                .ok_or_else(|| ApiError::unavailable("this node runs no Raft node"))?;
+            return Ok(ClusterReply::Raft(
+                raft_mod::serve(&handle.raft, message).await,
+            ));
+        }
         if self.holds_state() {
-            return self.manager.handle_cluster(caller, request);
+            return self.manager.handle_cluster(caller, request).await;
         }
         match request {
             ClusterRequest::GetRootCa => Ok(ClusterReply::RootCa {
                 cert_pem: identity.ca_cert_pem,
             }),
-            _ => match manager_peers(&identity).into_iter().next() {
-                Some(leader) => Ok(ClusterReply::Redirect { leader }),
-                None => Err(ApiError::unavailable("no leader is known to this manager")),
+            _ => match self.manager.leader_addr() {
+                Some(leader) if leader != advertise_of(&identity) => {
+                    Ok(ClusterReply::Redirect { leader })
+                }
+                _ => Err(ApiError::unavailable(
+                    "no Raft leader is known to this manager yet; try again shortly",
+                )),
             },
         }
     }
@@ -481,7 +622,10 @@ impl Daemon {
             return Ok(());
         };
         if self.holds_state() {
-            let keys = self.manager.rotate_keys_if_due()?;
+            if let Err(err) = self.manager.reconcile_membership().await {
+                tracing::warn!("Raft membership: {err}");
+            }
+            let keys = self.manager.rotate_keys_if_due().await?;
             if self.store.local_keys()? != keys {
                 self.store.set_local_keys(&keys)?;
             }
@@ -493,12 +637,12 @@ impl Daemon {
         }
         let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
             .map_err(internal)?;
-        let reply = rpc::call_managers(
-            &identity.managers,
-            config.clone(),
-            &ClusterRequest::Heartbeat,
-        )
-        .await;
+        let targets = if identity.role == Role::Manager {
+            self.leader_first(&identity)
+        } else {
+            identity.managers.clone()
+        };
+        let reply = rpc::call_managers(&targets, config.clone(), &ClusterRequest::Heartbeat).await;
         let (role, managers, keys) = match reply {
             Ok(ClusterReply::Heartbeat {
                 role,
@@ -513,6 +657,8 @@ impl Daemon {
                 self.set_identity(None);
                 tasks.agent.take();
                 tasks.stop();
+                drop(tasks);
+                self.stop_raft().await;
                 return Ok(());
             }
             Err(err) => return Err(rpc_error(err)),

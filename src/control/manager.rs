@@ -1,13 +1,17 @@
 //! The manager's side of the swarm: creating it, admitting nodes, and answering manager
 //! operations from the cluster tables in the store.
 //!
-//! The manager whose store holds the swarm record is the one that owns the cluster tables (the
-//! leader); other managers redirect nodes to it and forward their CLI's operations to it.
-//! Liveness is kept in memory: a node is `ready` while its heartbeats arrive.
+//! Every manager holds the cluster tables (the Raft state machine); the Raft leader serves the
+//! manager operations and writes every change through Raft. Other managers redirect nodes to it
+//! and forward their CLI's operations to it. Liveness is kept in the leader's memory: a node is
+//! `ready` while its heartbeats arrive. The leader also keeps the Raft voters in step with the
+//! nodes whose role is manager ([`Manager::reconcile_membership`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use openraft::BasicNode;
 
 use rand::RngCore;
 use time::format_description::well_known::Rfc3339;
@@ -16,8 +20,9 @@ use time::OffsetDateTime;
 use super::addr::{NodeAddrs, DATA_PATH_PORTS};
 use super::ca::{identity_from_pem, new_key_and_csr, CertIdentity, NodeCredentials, RootCa};
 use super::keys;
+use super::raft::{raft_id, Command, Raft};
 use super::rpc::{ClusterReply, ClusterRequest, ClusterResponse};
-use super::store::{LocalIdentity, Store, StoreError, SwarmRecord};
+use super::store::{LocalIdentity, NetworkKey, Store, StoreError, SwarmRecord};
 use super::token::{ca_digest_text, new_id, JoinToken};
 use crate::api::{
     ApiError, Availability, ErrorKind, InitRequest, JoinTokens, ManagerStatus, Node, NodeState,
@@ -28,6 +33,8 @@ use crate::api::{
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_millis(1000);
 /// A node silent for this long is `down`.
 pub const DOWN_AFTER: Duration = Duration::from_millis(4000);
+/// Longest wait for a Raft write to commit before reporting the swarm unavailable.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
@@ -47,12 +54,29 @@ fn random_key() -> [u8; 16] {
     key
 }
 
+/// The running Raft node of this manager.
+#[derive(Clone)]
+pub struct RaftHandle {
+    pub raft: Raft,
+    pub node_id: String,
+}
+
+/// What `swarm init` creates: this node's identity and the first writes to the cluster tables.
+pub struct Bootstrap {
+    pub identity: LocalIdentity,
+    pub commands: Vec<Command>,
+    pub keys: Vec<NetworkKey>,
+}
+
 /// Manager state that is not in the store.
 pub struct Manager {
     store: Arc<Store>,
     last_seen: Mutex<HashMap<String, Instant>>,
+    /// Managers that have spoken with a manager certificate (their Raft node is up).
+    raft_ready: Mutex<HashSet<String>>,
     /// Serialises read-modify-write sequences on the cluster tables.
-    write: Mutex<()>,
+    serial: tokio::sync::Mutex<()>,
+    raft: RwLock<Option<RaftHandle>>,
 }
 
 impl Manager {
@@ -60,17 +84,71 @@ impl Manager {
         Manager {
             store,
             last_seen: Mutex::new(HashMap::new()),
-            write: Mutex::new(()),
+            raft_ready: Mutex::new(HashSet::new()),
+            serial: tokio::sync::Mutex::new(()),
+            raft: RwLock::new(None),
         }
     }
 
-    /// Creates a new swarm with this node as its first manager; returns the node's identity.
+    /// Installs (or removes) this manager's Raft node; returns the previous one.
+    pub fn set_raft(&self, handle: Option<RaftHandle>) -> Option<RaftHandle> {
+        let mut guard = self.raft.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, handle)
+    }
+
+    pub fn raft(&self) -> Option<RaftHandle> {
+        self.raft.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Raft ID of the current leader, if one is known.
+    fn leader_raft_id(&self) -> Option<u64> {
+        self.raft()
+            .and_then(|h| h.raft.metrics().borrow().current_leader)
+    }
+
+    /// True when this node is the Raft leader.
+    pub fn is_leader(&self) -> bool {
+        match self.raft() {
+            Some(h) => h.raft.metrics().borrow().current_leader == Some(raft_id(&h.node_id)),
+            None => false,
+        }
+    }
+
+    /// Cluster address of the current leader, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let handle = self.raft()?;
+        let metrics = handle.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Writes one command through Raft (leader only).
+    pub async fn write(&self, command: Command) -> Result<(), ApiError> {
+        let handle = self
+            .raft()
+            .ok_or_else(|| ApiError::unavailable("this node is not a manager"))?;
+        match tokio::time::timeout(WRITE_TIMEOUT, handle.raft.client_write(command)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(ApiError::unavailable(format!(
+                "the change could not be committed: {err}"
+            ))),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "the change was not committed within {WRITE_TIMEOUT:?}: the swarm has no Raft quorum (too few managers reachable)"
+            ))),
+        }
+    }
+
+    /// Validates `swarm init` and creates the CA, tokens, this node's certificate and keys.
     pub fn bootstrap(
         &self,
         hostname: &str,
         addrs: &NodeAddrs,
         req: &InitRequest,
-    ) -> Result<LocalIdentity, ApiError> {
+    ) -> Result<Bootstrap, ApiError> {
         let data_path_port = match req.data_path_port {
             None => 4789,
             Some(p) if DATA_PATH_PORTS.contains(&p) => p as u16,
@@ -138,7 +216,6 @@ impl Manager {
             default_addr_pool: pools.iter().map(|p| p.to_string()).collect(),
             subnet_size: subnet_size as u8,
             key_rotation_interval_secs: interval,
-            leader_id: node_id.clone(),
         };
         let node = Node {
             id: node_id.clone(),
@@ -172,22 +249,26 @@ impl Manager {
             data_path_addr: addrs.data_path_ip.to_string(),
             managers: vec![addrs.advertise()],
         };
-        self.store.put_swarm(&swarm)?;
-        self.store.put_node(&node)?;
-        self.store.set_encryption_keys(&initial)?;
-        self.store.set_local_keys(&initial)?;
-        self.store.set_local_identity(&identity)?;
-        Ok(identity)
+        Ok(Bootstrap {
+            identity,
+            commands: vec![
+                Command::PutSwarm(Box::new(swarm)),
+                Command::PutNode(Box::new(node)),
+                Command::SetEncryptionKeys(initial.clone()),
+            ],
+            keys: initial,
+        })
     }
 
-    /// The swarm record, present only on the manager that owns the cluster tables.
+    /// The swarm record as this manager's state machine has it.
     pub fn swarm(&self) -> Result<Option<SwarmRecord>, ApiError> {
         Ok(self.store.swarm()?)
     }
 
     fn swarm_required(&self) -> Result<SwarmRecord, ApiError> {
-        self.swarm()?
-            .ok_or_else(|| ApiError::unavailable("this manager does not hold the cluster state"))
+        self.swarm()?.ok_or_else(|| {
+            ApiError::unavailable("this manager has not received the cluster state yet")
+        })
     }
 
     fn touch(&self, node_id: &str) {
@@ -202,8 +283,8 @@ impl Manager {
         }
     }
 
-    fn is_alive(&self, node_id: &str, leader_id: &str) -> bool {
-        if node_id == leader_id {
+    fn is_alive(&self, node_id: &str, self_id: Option<&str>) -> bool {
+        if Some(node_id) == self_id {
             return true;
         }
         self.last_seen
@@ -215,10 +296,11 @@ impl Manager {
 
     /// Nodes with their live status filled in, sorted by hostname then ID.
     pub fn nodes(&self) -> Result<Vec<Node>, ApiError> {
-        let swarm = self.swarm_required()?;
+        let own = self.raft().map(|h| h.node_id);
+        let leader = self.leader_raft_id();
         let mut nodes = self.store.nodes()?;
         for node in nodes.iter_mut() {
-            let alive = self.is_alive(&node.id, &swarm.leader_id);
+            let alive = self.is_alive(&node.id, own.as_deref());
             if node.status.state != NodeState::Down || alive {
                 node.status.state = if alive {
                     NodeState::Ready
@@ -227,7 +309,7 @@ impl Manager {
                 };
             }
             if let Some(ms) = node.manager_status.as_mut() {
-                ms.leader = node.id == swarm.leader_id;
+                ms.leader = Some(raft_id(&node.id)) == leader;
                 ms.reachability = if alive {
                     Reachability::Reachable
                 } else {
@@ -292,8 +374,8 @@ impl Manager {
     }
 
     /// Manager operations of the local API (on the manager that holds the state).
-    pub fn handle_api(&self, req: Request) -> Response {
-        let _guard = self.write.lock().map_err(|_| ApiError::internal("lock"))?;
+    pub async fn handle_api(&self, req: Request) -> Response {
+        let _guard = self.serial.lock().await;
         let mut swarm = self.swarm_required()?;
         match req {
             Request::SwarmInspect => Ok(Reply::Swarm(self.swarm_view(&swarm)?)),
@@ -310,7 +392,8 @@ impl Manager {
                         Role::Manager => swarm.manager_token = fresh,
                     }
                     swarm.updated_at = now_rfc3339();
-                    self.store.put_swarm(&swarm)?;
+                    self.write(Command::PutSwarm(Box::new(swarm.clone())))
+                        .await?;
                 }
                 let token = match role {
                     Role::Worker => swarm.worker_token,
@@ -327,7 +410,7 @@ impl Manager {
                 let mut node = self.find_node(&id)?;
                 node.availability = availability;
                 node.updated_at = now_rfc3339();
-                self.store.put_node(&node)?;
+                self.write(Command::PutNode(Box::new(node))).await?;
                 Ok(Reply::Done)
             }
             Request::NodeRemove { id, force } => {
@@ -344,11 +427,11 @@ impl Manager {
                         node.id
                     )));
                 }
-                self.store.remove_node(&node.id)?;
+                self.write(Command::RemoveNode(node.id.clone())).await?;
                 self.forget(&node.id);
                 Ok(Reply::Done)
             }
-            Request::NodeSetRole { id, role } => self.set_role(&swarm, &id, role),
+            Request::NodeSetRole { id, role } => self.set_role(&id, role).await,
             Request::Info
             | Request::SwarmInit(_)
             | Request::SwarmJoin(_)
@@ -356,7 +439,7 @@ impl Manager {
         }
     }
 
-    fn set_role(&self, swarm: &SwarmRecord, query: &str, role: Role) -> Response {
+    async fn set_role(&self, query: &str, role: Role) -> Response {
         let mut node = self.find_node(query)?;
         if node.role == role {
             return Ok(Reply::Text(match role {
@@ -383,23 +466,17 @@ impl Manager {
                         "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
                     ));
                 }
-                if node.id == swarm.leader_id {
-                    return Err(ApiError::precondition(format!(
-                        "node {} holds the cluster state and cannot be demoted: leadership transfer between managers is not implemented yet",
-                        node.id
-                    )));
-                }
                 node.manager_status = None;
             }
         }
         node.role = role;
         node.updated_at = now_rfc3339();
-        self.store.put_node(&node)?;
+        self.write(Command::PutNode(Box::new(node))).await?;
         Ok(Reply::Done)
     }
 
     /// Cluster-port requests, with the caller's verified certificate identity if any.
-    pub fn handle_cluster(
+    pub async fn handle_cluster(
         &self,
         caller: Option<CertIdentity>,
         req: ClusterRequest,
@@ -416,25 +493,36 @@ impl Manager {
                 listen_addr: _,
                 data_path_addr,
                 availability,
-            } => self.admit(
-                &token,
-                &csr_pem,
-                hostname,
-                advertise_addr,
-                data_path_addr,
-                availability,
-            ),
+            } => {
+                self.admit(
+                    &token,
+                    &csr_pem,
+                    hostname,
+                    advertise_addr,
+                    data_path_addr,
+                    availability,
+                )
+                .await
+            }
+            ClusterRequest::Raft(_) => Err(ApiError::internal(
+                "Raft messages are served by the daemon, not the manager",
+            )),
             ClusterRequest::Api(req) => {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 if caller.role != Role::Manager {
                     return Err(ApiError::not_a_manager());
                 }
-                self.handle_api(req).map(ClusterReply::Api)
+                self.handle_api(req).await.map(ClusterReply::Api)
             }
             ClusterRequest::Heartbeat => {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 let node = self.known_node(&caller.node_id)?;
                 self.touch(&node.id);
+                if caller.role == Role::Manager {
+                    if let Ok(mut ready) = self.raft_ready.lock() {
+                        ready.insert(node.id.clone());
+                    }
+                }
                 Ok(ClusterReply::Heartbeat {
                     role: node.role,
                     managers: self.manager_addrs()?,
@@ -453,14 +541,14 @@ impl Manager {
             }
             ClusterRequest::Leave => {
                 let caller = caller.ok_or_else(unauthenticated)?;
-                let _guard = self.write.lock().map_err(|_| ApiError::internal("lock"))?;
+                let _guard = self.serial.lock().await;
                 let mut node = self.known_node(&caller.node_id)?;
                 node.status.state = NodeState::Down;
                 node.role = Role::Worker;
                 node.manager_status = None;
                 node.updated_at = now_rfc3339();
-                self.store.put_node(&node)?;
                 self.forget(&node.id);
+                self.write(Command::PutNode(Box::new(node))).await?;
                 Ok(ClusterReply::Done)
             }
         }
@@ -475,7 +563,7 @@ impl Manager {
         })
     }
 
-    fn admit(
+    async fn admit(
         &self,
         token: &str,
         csr_pem: &str,
@@ -484,7 +572,7 @@ impl Manager {
         data_path_addr: String,
         availability: Availability,
     ) -> ClusterResponse {
-        let _guard = self.write.lock().map_err(|_| ApiError::internal("lock"))?;
+        let _guard = self.serial.lock().await;
         let swarm = self.swarm_required()?;
         let presented = JoinToken::parse(token).map_err(|e| ApiError::invalid(e.to_string()))?;
         let parse = |t: &str| JoinToken::parse(t).map_err(|e| ApiError::internal(e.to_string()));
@@ -529,7 +617,7 @@ impl Manager {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.store.put_node(&node)?;
+        self.write(Command::PutNode(Box::new(node.clone()))).await?;
         self.touch(&node_id);
         tracing::info!("node {node_id} ({}) joined as a {role}", node.hostname);
         Ok(ClusterReply::Joined {
@@ -542,8 +630,8 @@ impl Manager {
 
     /// Rotates the network encryption keys when the newest is older than the interval;
     /// returns the current set.
-    pub fn rotate_keys_if_due(&self) -> Result<Vec<super::store::NetworkKey>, ApiError> {
-        let _guard = self.write.lock().map_err(|_| ApiError::internal("lock"))?;
+    pub async fn rotate_keys_if_due(&self) -> Result<Vec<NetworkKey>, ApiError> {
+        let _guard = self.serial.lock().await;
         let swarm = self.swarm_required()?;
         let current = self.store.encryption_keys()?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -555,12 +643,74 @@ impl Manager {
         } else {
             keys::rotate(&current, random_key(), now)
         };
-        self.store.set_encryption_keys(&next)?;
+        self.write(Command::SetEncryptionKeys(next.clone())).await?;
         tracing::info!(
             "rotated the network encryption keys; newest tag {}",
             next.last().map_or(0, |k| k.tag)
         );
         Ok(next)
+    }
+}
+
+impl Manager {
+    /// Leader only: makes the Raft voters the managers of the node table whose Raft node is up
+    /// (they have reported with a manager certificate), adding them as learners first; removes
+    /// voters that are no longer managers (demoted or left), this node included.
+    pub async fn reconcile_membership(&self) -> Result<(), ApiError> {
+        let Some(handle) = self.raft() else {
+            return Ok(());
+        };
+        let metrics = handle.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let current: BTreeSet<u64> = membership.voter_ids().collect();
+        let learners: BTreeSet<u64> = membership.learner_ids().collect();
+        let ready = self
+            .raft_ready
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let managers: Vec<Node> = self
+            .store
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.role == Role::Manager)
+            .collect();
+        let desired: BTreeSet<u64> = managers
+            .iter()
+            .filter(|n| {
+                n.id == handle.node_id || ready.contains(&n.id) || current.contains(&raft_id(&n.id))
+            })
+            .map(|n| raft_id(&n.id))
+            .collect();
+        if desired == current || desired.is_empty() {
+            return Ok(());
+        }
+        for node in &managers {
+            let id = raft_id(&node.id);
+            if desired.contains(&id) && !current.contains(&id) && !learners.contains(&id) {
+                let addr = node
+                    .manager_status
+                    .as_ref()
+                    .map(|m| m.addr.clone())
+                    .unwrap_or_else(|| node_cluster_addr(node));
+                tracing::info!("adding manager {} ({addr}) to the Raft group", node.id);
+                let add = handle.raft.add_learner(id, BasicNode::new(addr), false);
+                match tokio::time::timeout(WRITE_TIMEOUT, add).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(ApiError::unavailable(e.to_string())),
+                    Err(_) => return Err(ApiError::unavailable("adding a Raft learner timed out")),
+                }
+            }
+        }
+        tracing::info!("Raft voters: {current:?} -> {desired:?}");
+        let change = handle.raft.change_membership(desired, false);
+        match tokio::time::timeout(WRITE_TIMEOUT, change).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::unavailable(e.to_string())),
+            Err(_) => Err(ApiError::unavailable(
+                "the Raft membership change timed out",
+            )),
+        }
     }
 }
 

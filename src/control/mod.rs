@@ -6,6 +6,8 @@ pub mod ca;
 pub mod daemon;
 pub mod keys;
 pub mod manager;
+pub mod raft;
+pub mod raft_store;
 pub mod rpc;
 pub mod store;
 pub mod tls;

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::ca::pem_to_der;
+use super::raft::{RaftAnswer, RaftMessage};
 use super::store::NetworkKey;
 use super::tls;
 use super::token::{ca_digest_text, JoinToken};
@@ -22,7 +23,7 @@ use crate::api::{ApiError, Availability, Reply, Request, Role};
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Requests a node (or the CLI's daemon) sends to a manager.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum ClusterRequest {
     /// The root CA certificate; allowed without a client certificate.
     GetRootCa,
@@ -44,10 +45,12 @@ pub enum ClusterRequest {
     Leave,
     /// A manager operation forwarded by another manager's daemon; needs a manager certificate.
     Api(Request),
+    /// Raft between managers; needs a manager certificate.
+    Raft(RaftMessage),
 }
 
 /// Successful replies.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum ClusterReply {
     RootCa {
         cert_pem: String,
@@ -68,6 +71,7 @@ pub enum ClusterReply {
     },
     Done,
     Api(Reply),
+    Raft(RaftAnswer),
     /// This manager does not hold the cluster state; ask the leader at `leader`.
     Redirect {
         leader: String,

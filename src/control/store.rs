@@ -2,7 +2,8 @@
 //!
 //! Cluster tables (what managers agree on): `cluster` (the swarm record: CA, tokens, settings),
 //! `nodes`, `networks`, `services`, `tasks` and `encryption_keys`. The last four are created now,
-//! empty, so that later layers fill them without a migration. The `local` table holds what is
+//! empty, so that later layers fill them without a migration. On managers the cluster tables are
+//! the Raft state machine and `raft_log` / `raft_meta` hold the log (see `raft_store`). The `local` table holds what is
 //! this node's alone: its identity (key, certificate, role, addresses) and the encryption keys
 //! delivered to it. Values are JSON so records can grow fields (`#[serde(default)]`).
 
@@ -15,15 +16,21 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::ca::{NodeCredentials, RootCa};
 use crate::api::types::{Node, Role};
 
-const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
-const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
+pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
-const ENCRYPTION_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("encryption_keys");
+pub(crate) const ENCRYPTION_KEYS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("encryption_keys");
 const LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("local");
+/// Raft log entries by index (managers only).
+pub(crate) const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Raft vote, committed and purged log IDs, applied state, current snapshot.
+pub(crate) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
-const CLUSTER_TABLES: [TableDefinition<&str, &[u8]>; 6] =
+/// The replicated tables: the Raft state machine.
+pub(crate) const CLUSTER_TABLES: [TableDefinition<&str, &[u8]>; 6] =
     [CLUSTER, NODES, NETWORKS, SERVICES, TASKS, ENCRYPTION_KEYS];
 
 /// File name of the store inside the state dir.
@@ -81,8 +88,6 @@ pub struct SwarmRecord {
     pub default_addr_pool: Vec<String>,
     pub subnet_size: u8,
     pub key_rotation_interval_secs: u64,
-    /// Node ID of the manager that holds the authoritative copy of the cluster tables.
-    pub leader_id: String,
 }
 
 /// One network encryption key (AES-128-GCM, 16 bytes), as swarmkit's `EncryptionKey`.
@@ -139,9 +144,10 @@ impl Store {
             err: Box::new(e.into()),
         })?;
         let tx = db.begin_write()?;
-        for table in CLUSTER_TABLES.into_iter().chain([LOCAL]) {
+        for table in CLUSTER_TABLES.into_iter().chain([LOCAL, RAFT_META]) {
             tx.open_table(table)?;
         }
+        tx.open_table(RAFT_LOG)?;
         tx.commit()?;
         Ok(Store { db })
     }
@@ -191,6 +197,11 @@ impl Store {
             out.push(serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+
+    /// The database, for the Raft log and state machine (`super::raft_store`).
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
     }
 
     /// This node's identity, if it is in a swarm.
@@ -261,9 +272,10 @@ impl Store {
     /// Forgets the swarm: every cluster table and this node's identity and keys.
     pub fn clear(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
-        for table in CLUSTER_TABLES.into_iter().chain([LOCAL]) {
+        for table in CLUSTER_TABLES.into_iter().chain([LOCAL, RAFT_META]) {
             tx.open_table(table)?.retain(|_, _| false)?;
         }
+        tx.open_table(RAFT_LOG)?.retain(|_, _| false)?;
         tx.commit()?;
         Ok(())
     }
