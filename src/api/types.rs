@@ -161,4 +161,10 @@ pub struct LocalInfo {
     pub remote_managers: Vec<String>,
     /// Tags of the network encryption keys this node holds (the keys stay in the daemon).
     pub encryption_key_tags: Vec<u32>,
+    /// Managers only: cluster address of the Raft leader as this node knows it.
+    #[serde(default)]
+    pub raft_leader: Option<String>,
+    /// Managers only: number of Raft voters in this node's view of the membership.
+    #[serde(default)]
+    pub raft_voters: usize,
 }

@@ -230,6 +230,8 @@ impl Daemon {
             node_addr: identity.as_ref().map(|i| i.advertise_addr.clone()),
             remote_managers: identity.map(|i| i.managers).unwrap_or_default(),
             encryption_key_tags: keys.iter().map(|k| k.tag).collect(),
+            raft_leader: self.manager.leader_addr(),
+            raft_voters: self.manager.voter_count(),
         })
     }
 

@@ -106,12 +106,20 @@ impl Manager {
             .and_then(|h| h.raft.metrics().borrow().current_leader)
     }
 
-    /// True when this node is the Raft leader.
+    /// True when this node is the Raft leader. A leader that committed its own removal from the
+    /// voters may still call itself leader for a while; it is not one for the swarm.
     pub fn is_leader(&self) -> bool {
-        match self.raft() {
-            Some(h) => h.raft.metrics().borrow().current_leader == Some(raft_id(&h.node_id)),
-            None => false,
-        }
+        let Some(h) = self.raft() else {
+            return false;
+        };
+        let own = raft_id(&h.node_id);
+        let metrics = h.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(own)
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == own)
     }
 
     /// Cluster address of the current leader, if known.
@@ -124,6 +132,19 @@ impl Manager {
             .membership()
             .get_node(&leader)
             .map(|n| n.addr.clone())
+    }
+
+    /// Number of voters in this manager's view of the Raft membership (0 without Raft).
+    pub fn voter_count(&self) -> usize {
+        self.raft().map_or(0, |h| {
+            h.raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .count()
+        })
     }
 
     /// Writes one command through Raft (leader only).

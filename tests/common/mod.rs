@@ -167,6 +167,14 @@ impl Node {
         }
     }
 
+    /// This node's own view (role, managers, keys, Raft).
+    pub fn info(&self) -> swarmnet::api::LocalInfo {
+        match call(&self.socket, swarmnet::api::Request::Info).expect("info") {
+            swarmnet::api::Reply::Info(info) => info,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
     /// `node ls` rows as (id without `*`, whole line).
     pub fn node_lines(&self) -> Vec<String> {
         self.ok(&["node", "ls"])

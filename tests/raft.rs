@@ -1,0 +1,173 @@
+//! Managers replicate the cluster state with Raft: losing the leader, restarting every manager
+//! and handing the group over when the leader leaves. Real daemons on 127.77.4N.x.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{stderr, wait_until, Node};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Three managers, every one a Raft voter. Returns them with the worker token.
+fn three_managers(subnet: u8) -> (Node, Node, Node) {
+    let n1 = Node::start(&format!("127.77.{subnet}.1"));
+    let n2 = Node::start(&format!("127.77.{subnet}.2"));
+    let n3 = Node::start(&format!("127.77.{subnet}.3"));
+    n1.init();
+    let token = n1.token("manager");
+    for n in [&n2, &n3] {
+        let out = n.join(&token, &n1);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for n in [&n1, &n2, &n3] {
+        assert!(
+            wait_until(SETTLE, || n.info().raft_voters == 3),
+            "{} never saw 3 voters: {:?}\n{}",
+            n.ip,
+            n.info(),
+            n.log()
+        );
+    }
+    (n1, n2, n3)
+}
+
+/// The manager a node currently knows as Raft leader.
+fn leader_addr(node: &Node) -> Option<String> {
+    node.info().raft_leader
+}
+
+#[test]
+fn three_managers_keep_working_when_the_leader_dies() {
+    let (mut n1, n2, n3) = three_managers(40);
+    let id1 = n1.id();
+    assert_eq!(leader_addr(&n2).as_deref(), Some("127.77.40.1:2377"));
+    let worker_token = n1.token("worker");
+    let ca = n1.ok(&["swarm", "ca"]);
+
+    n1.kill();
+    // A new leader among the survivors, which has the whole state: nodes, CA, tokens.
+    assert!(
+        wait_until(SETTLE, || leader_addr(&n2)
+            .is_some_and(|l| l != "127.77.40.1:2377")),
+        "{:?}\n{}",
+        n2.info(),
+        n2.log()
+    );
+    assert!(wait_until(SETTLE, || n2.node_line(&id1).is_some_and(|l| l
+        .contains("Down")
+        && l.ends_with("Unreachable"))));
+    assert_eq!(n3.token("worker"), worker_token);
+    assert_eq!(n2.ok(&["swarm", "ca"]), ca);
+    let lines = n3.node_lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with("Leader")).count(),
+        1,
+        "{lines:?}"
+    );
+
+    // Writes still commit (2 of 3 voters) and new nodes are admitted by the new leader,
+    // signing with the replicated CA key.
+    n3.ok(&["swarm", "join-token", "--rotate", "worker"]);
+    let rotated = n2.token("worker");
+    assert_ne!(rotated, worker_token);
+    let n4 = Node::start("127.77.40.4");
+    let out = n4.join(&rotated, &n2);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(SETTLE, || n3.node_lines().len() == 4));
+
+    // The old leader comes back as a follower and catches up.
+    n1.restart();
+    assert!(
+        wait_until(SETTLE, || n1.token("worker") == rotated),
+        "{}",
+        n1.log()
+    );
+    assert!(wait_until(SETTLE, || n1.node_lines().len() == 4));
+}
+
+#[test]
+fn a_whole_manager_group_recovers_from_disk() {
+    let (mut n1, mut n2, mut n3) = three_managers(41);
+    let ids = [n1.id(), n2.id(), n3.id()];
+    let token = n1.token("worker");
+    for n in [&mut n1, &mut n2, &mut n3] {
+        n.kill();
+    }
+    for n in [&mut n1, &mut n2, &mut n3] {
+        n.restart();
+    }
+    assert!(
+        wait_until(SETTLE, || leader_addr(&n3).is_some()),
+        "{}",
+        n3.log()
+    );
+    assert!(wait_until(SETTLE, || n2
+        .run(&["node", "ls"])
+        .status
+        .success()));
+    assert_eq!(n2.token("worker"), token);
+    assert!(
+        wait_until(SETTLE, || {
+            let lines = n3.node_lines();
+            ids.iter().all(|id| {
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(id.as_str()) && l.contains("Ready"))
+            })
+        }),
+        "{:?}",
+        n3.node_lines()
+    );
+}
+
+#[test]
+fn the_leader_hands_over_when_it_leaves_or_is_demoted() {
+    let (n1, n2, n3) = three_managers(42);
+    let id1 = n1.id();
+    // Three reachable managers: one may leave without --force.
+    assert_eq!(n1.ok(&["swarm", "leave"]), "Node left the swarm.\n");
+    assert!(
+        wait_until(SETTLE, || leader_addr(&n2)
+            .is_some_and(|l| l != "127.77.42.1:2377")),
+        "{:?}",
+        n2.info()
+    );
+    assert!(wait_until(SETTLE, || n2.info().raft_voters == 2));
+    assert!(wait_until(SETTLE, || {
+        n3.node_line(&id1)
+            .is_some_and(|l| l.contains("Down") && !l.contains("Reachable"))
+    }));
+
+    // Demoting the new leader moves leadership to the last manager.
+    let leader = leader_addr(&n2).unwrap();
+    let (leader_node, other) = if leader == n2.addr() {
+        (&n2, &n3)
+    } else {
+        (&n3, &n2)
+    };
+    // With two managers, demoting one keeps the other: allowed.
+    let id = leader_node.id();
+    assert_eq!(
+        other.ok(&["node", "demote", &id]),
+        format!("Manager {id} demoted in the swarm.\n")
+    );
+    assert!(
+        wait_until(SETTLE, || leader_addr(other).as_deref()
+            == Some(other.addr().as_str())),
+        "{:?}\n{}",
+        other.info(),
+        other.log()
+    );
+    assert!(
+        wait_until(SETTLE, || leader_node.info().role
+            == Some(swarmnet::api::Role::Worker)),
+        "{:?}\n{}",
+        leader_node.info(),
+        leader_node.log()
+    );
+    assert!(wait_until(SETTLE, || other.node_line(&id).is_some_and(
+        |l| l.contains("Ready") && !l.contains("Leader") && !l.contains("Reachable")
+    )));
+}
