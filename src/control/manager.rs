@@ -59,6 +59,8 @@ fn random_key() -> [u8; 16] {
 pub struct RaftHandle {
     pub raft: Raft,
     pub node_id: String,
+    /// TLS client configuration of the Raft network, replaced when the certificate is renewed.
+    pub tls: Arc<RwLock<Arc<rustls::ClientConfig>>>,
 }
 
 /// What `swarm init` creates: this node's identity and the first writes to the cluster tables.

@@ -100,16 +100,20 @@ pub async fn serve(raft: &Raft, message: RaftMessage) -> RaftAnswer {
     }
 }
 
+/// This manager's TLS client configuration, shared so that a renewed certificate is used by
+/// every peer connection from then on.
+pub type SharedTls = Arc<std::sync::RwLock<Arc<ClientConfig>>>;
+
 /// Creates connections to peer managers with this manager's TLS identity.
 pub struct Network {
-    pub tls: Arc<ClientConfig>,
+    pub tls: SharedTls,
 }
 
 /// One peer manager.
 pub struct Peer {
     target: u64,
     addr: String,
-    tls: Arc<ClientConfig>,
+    tls: SharedTls,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -131,7 +135,11 @@ struct Transport(String);
 impl Peer {
     async fn send(&self, message: RaftMessage, timeout: Duration) -> Result<RaftAnswer, Transport> {
         let request = ClusterRequest::Raft(message);
-        let call = rpc::call(&self.addr, self.tls.clone(), &request);
+        let tls = match self.tls.read() {
+            Ok(tls) => tls.clone(),
+            Err(_) => return Err(Transport("TLS configuration lock poisoned".into())),
+        };
+        let call = rpc::call(&self.addr, tls, &request);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(ClusterReply::Raft(answer))) => Ok(answer),
             Ok(Ok(_)) => Err(Transport(format!("{}: unexpected reply", self.addr))),

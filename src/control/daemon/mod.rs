@@ -1,6 +1,8 @@
 //! `swarmnet daemon`: one node. Serves the local API, and when the node is in a swarm runs its
 //! agent (heartbeats, certificate renewal on role change, key delivery) and, on managers, the
-//! mutual-TLS cluster listener on 2377.
+//! mutual-TLS cluster listener on 2377 and a Raft node. The agent lives in [`agent`].
+
+mod agent;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::addr::{self, NodeAddrs};
 use super::ca::{identity_from_pem, new_key_and_csr, NodeCredentials};
-use super::manager::{Manager, RaftHandle, HEARTBEAT_PERIOD};
+use super::manager::{Manager, RaftHandle};
 use super::raft::{self as raft_mod, raft_id, Network};
 use super::raft_store::{LogStore, StateMachine};
 use super::rpc::{self, ClusterReply, ClusterRequest, ClusterResponse, RpcError};
@@ -179,10 +181,11 @@ impl Daemon {
         let config = raft_mod::config(&identity.swarm_id).map_err(internal)?;
         let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
             .map_err(internal)?;
+        let tls = Arc::new(RwLock::new(tls));
         let raft = raft_mod::Raft::new(
             raft_id(&identity.node_id),
             config,
-            Network { tls },
+            Network { tls: tls.clone() },
             LogStore::new(self.store.clone()),
             StateMachine::new(self.store.clone()),
         )
@@ -191,6 +194,7 @@ impl Daemon {
         let handle = RaftHandle {
             raft,
             node_id: identity.node_id.clone(),
+            tls,
         };
         self.manager.set_raft(Some(handle.clone()));
         Ok(handle)
@@ -507,7 +511,12 @@ impl Daemon {
     ) -> Result<(), ApiError> {
         tasks.stop();
         if identity.role == Role::Manager {
-            self.start_raft(identity).await?;
+            let handle = self.start_raft(identity).await?;
+            // Raft connections use the current certificate (it changes on renewal).
+            let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+                .map_err(internal)?;
+            let mut current = handle.tls.write().unwrap_or_else(|e| e.into_inner());
+            *current = tls;
         } else {
             self.stop_raft().await;
         }
@@ -525,14 +534,6 @@ impl Daemon {
         }
         tasks.agent = Some(tokio::spawn(self.clone().agent_task()));
         Ok(())
-    }
-
-    /// The agent as a boxed future: the agent can restart itself (role change), and the box
-    /// breaks that cycle for the compiler's `Send` check.
-    fn agent_task(
-        self: Arc<Self>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        Box::pin(self.agent())
     }
 
     async fn serve_cluster(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
@@ -606,116 +607,6 @@ impl Daemon {
                 )),
             },
         }
-    }
-
-    /// Every heartbeat period: keep the node's view (role, managers, keys) in step with the swarm.
-    async fn agent(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(HEARTBEAT_PERIOD);
-        loop {
-            tick.tick().await;
-            if let Err(err) = self.agent_step().await {
-                tracing::warn!("node agent: {err}");
-            }
-        }
-    }
-
-    async fn agent_step(self: &Arc<Self>) -> Result<(), ApiError> {
-        let Some(identity) = self.identity() else {
-            return Ok(());
-        };
-        if self.holds_state() {
-            if let Err(err) = self.manager.reconcile_membership().await {
-                tracing::warn!("Raft membership: {err}");
-            }
-            let keys = self.manager.rotate_keys_if_due().await?;
-            if self.store.local_keys()? != keys {
-                self.store.set_local_keys(&keys)?;
-            }
-            let managers = self.manager.manager_addrs()?;
-            if managers != identity.managers {
-                self.update_identity(|i| i.managers = managers.clone())?;
-            }
-            return Ok(());
-        }
-        let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
-            .map_err(internal)?;
-        let targets = if identity.role == Role::Manager {
-            self.leader_first(&identity)
-        } else {
-            identity.managers.clone()
-        };
-        let reply = rpc::call_managers(&targets, config.clone(), &ClusterRequest::Heartbeat).await;
-        let (role, managers, keys) = match reply {
-            Ok(ClusterReply::Heartbeat {
-                role,
-                managers,
-                keys,
-            }) => (role, managers, keys),
-            Ok(_) => return Err(internal("unexpected heartbeat reply")),
-            Err(RpcError::Remote(err)) if err.kind == ErrorKind::NotFound => {
-                tracing::warn!("this node was removed from the swarm: {}", err.message);
-                let mut tasks = self.tasks.lock().await;
-                self.store.clear()?;
-                self.set_identity(None);
-                tasks.agent.take();
-                tasks.stop();
-                drop(tasks);
-                self.stop_raft().await;
-                return Ok(());
-            }
-            Err(err) => return Err(rpc_error(err)),
-        };
-        if self.store.local_keys()? != keys {
-            tracing::info!(
-                "received network encryption keys, tags {:?}",
-                keys.iter().map(|k| k.tag).collect::<Vec<_>>()
-            );
-            self.store.set_local_keys(&keys)?;
-        }
-        if !managers.is_empty() && managers != identity.managers {
-            self.update_identity(|i| i.managers = managers.clone())?;
-        }
-        if role != identity.role {
-            self.change_role(&identity, config).await?;
-        }
-        Ok(())
-    }
-
-    /// Gets a certificate for the new role and starts or stops the cluster listener.
-    async fn change_role(
-        self: &Arc<Self>,
-        identity: &LocalIdentity,
-        config: Arc<rustls::ClientConfig>,
-    ) -> Result<(), ApiError> {
-        let (key_pem, csr_pem) = new_key_and_csr().map_err(internal)?;
-        let reply = rpc::call_managers(
-            &identity.managers,
-            config,
-            &ClusterRequest::RenewCert { csr_pem },
-        )
-        .await
-        .map_err(rpc_error)?;
-        let ClusterReply::Cert { cert_pem } = reply else {
-            return Err(internal("unexpected reply to a certificate renewal"));
-        };
-        let cert = identity_from_pem(&cert_pem).map_err(internal)?;
-        let updated = self.update_identity(|i| {
-            i.role = cert.role;
-            i.credentials = NodeCredentials {
-                cert_pem: cert_pem.clone(),
-                key_pem: key_pem.clone(),
-            };
-        })?;
-        tracing::info!("this node is now a {}", cert.role);
-        let daemon = self.clone();
-        // Restarting aborts the task running this step; do it from a fresh task.
-        tokio::spawn(async move {
-            let mut tasks = daemon.tasks.lock().await;
-            if let Err(err) = daemon.start(&mut tasks, &updated, None).await {
-                tracing::error!("could not switch to the {} role: {err}", updated.role);
-            }
-        });
-        Ok(())
     }
 
     fn update_identity(
