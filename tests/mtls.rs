@@ -101,6 +101,18 @@ async fn role_comes_from_the_certificate() {
         panic!("unexpected reply {reply:?}");
     };
     assert_eq!(nodes.len(), 3);
+
+    // Demoted, the same still-valid manager certificate grants nothing any more.
+    let manager_id = identity_from_pem(&manager.cert_pem).unwrap().node_id;
+    n1.ok(&["node", "demote", &manager_id]);
+    let config = tls::client_config(&ca_pem, Some(&manager)).unwrap();
+    match rpc::call(&addr, config, &ClusterRequest::Api(Request::NodeList))
+        .await
+        .unwrap_err()
+    {
+        RpcError::Remote(e) => assert_eq!(e.message, NOT_A_MANAGER),
+        other => panic!("expected a refusal, got {other}"),
+    }
 }
 
 #[tokio::test]

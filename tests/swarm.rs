@@ -446,3 +446,27 @@ fn three_managers_keep_working_when_a_follower_dies() {
     let err = n2.fails(&["swarm", "leave"]);
     assert!(err.contains("Removing this node leaves 1 managers out of 3. Without a Raft quorum your swarm will be inaccessible."), "{err}");
 }
+
+#[test]
+fn a_removed_node_leaves_by_itself() {
+    let n1 = Node::start("127.77.10.1");
+    let n2 = Node::start("127.77.10.2");
+    n1.init();
+    assert!(n2.join(&n1.token("worker"), &n1).status.success());
+    let id2 = n2.id();
+    assert_eq!(n1.ok(&["node", "rm", "--force", &id2]), format!("{id2}\n"));
+    assert!(n1.node_line(&id2).is_none());
+    // Its next heartbeat is refused as unknown: the node forgets the swarm.
+    assert!(
+        wait_until(SETTLE, || n2.info().local_node_state == "inactive"),
+        "{:?}\n{}",
+        n2.info(),
+        n2.log()
+    );
+    assert!(n2
+        .fails(&["node", "ls"])
+        .contains("This node is not part of a swarm"));
+    // And it can join again, as a new node.
+    assert!(n2.join(&n1.token("worker"), &n1).status.success());
+    assert_ne!(n2.id(), id2);
+}

@@ -532,7 +532,11 @@ impl Manager {
             )),
             ClusterRequest::Api(req) => {
                 let caller = caller.ok_or_else(unauthenticated)?;
-                if caller.role != Role::Manager {
+                // The certificate says manager; the node table must agree too, so a demoted
+                // node's manager certificate (valid until it expires) grants nothing.
+                if caller.role != Role::Manager
+                    || self.known_node(&caller.node_id)?.role != Role::Manager
+                {
                     return Err(ApiError::not_a_manager());
                 }
                 self.handle_api(req).await.map(ClusterReply::Api)
