@@ -398,3 +398,76 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Availability, Node, NodeState, NodeStatus, Role};
+    use openraft::testing::{StoreBuilder, Suite};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SE> {
+            let dir = tempfile::tempdir().map_err(|e| SE::from(StorageIOError::write(any(e))))?;
+            let store = Arc::new(
+                Store::open(dir.path()).map_err(|e| SE::from(StorageIOError::write(any(e))))?,
+            );
+            Ok((dir, LogStore::new(store.clone()), StateMachine::new(store)))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines.
+    #[test]
+    fn passes_the_openraft_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            hostname: "h".into(),
+            role: Role::Worker,
+            availability: Availability::Active,
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: "127.0.0.1".into(),
+            },
+            manager_status: None,
+            data_path_addr: "127.0.0.1".into(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_apply_and_a_snapshot_carries_the_tables() {
+        let (_d1, _log1, mut sm1) = Builder.build().await.unwrap();
+        let leader = openraft::CommittedLeaderId::new(1, 0);
+        let entry = |index, command| Entry::<TypeConfig> {
+            log_id: LogId::new(leader, index),
+            payload: EntryPayload::Normal(command),
+        };
+        sm1.apply([
+            entry(1, Command::PutNode(Box::new(node("a")))),
+            entry(2, Command::PutNode(Box::new(node("b")))),
+            entry(3, Command::RemoveNode("a".into())),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(sm1.store.nodes().unwrap(), vec![node("b")]);
+        let (applied, _) = sm1.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+
+        let snapshot = sm1.build_snapshot().await.unwrap();
+        let (_d2, _log2, mut sm2) = Builder.build().await.unwrap();
+        sm2.store.put_node(&node("stale")).unwrap();
+        sm2.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(sm2.store.nodes().unwrap(), vec![node("b")]);
+        let (applied, _) = sm2.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+        assert!(sm2.get_current_snapshot().await.unwrap().is_some());
+    }
+}
