@@ -384,6 +384,11 @@ fn leave_and_node_management() {
     assert!(n1
         .fails(&["node", "ls"])
         .contains("This node is not part of a swarm"));
+
+    // The cluster port is free again at once: a new swarm on the same address.
+    let out = n1.init();
+    assert!(out.contains("127.77.7.1:2377"), "{out}");
+    assert_eq!(n1.node_lines().len(), 1);
 }
 
 #[test]

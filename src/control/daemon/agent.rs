@@ -91,7 +91,7 @@ impl Daemon {
                 self.store.clear()?;
                 self.set_identity(None);
                 tasks.agent.take();
-                tasks.stop();
+                tasks.stop().await;
                 drop(tasks);
                 self.stop_raft().await;
                 return Ok(());

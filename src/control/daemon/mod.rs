@@ -60,12 +60,15 @@ struct Tasks {
 }
 
 impl Tasks {
-    fn stop(&mut self) {
-        if let Some(t) = self.listener.take() {
-            t.abort();
-        }
+    /// Stops the tasks and waits until the cluster listener's socket is closed, so the port
+    /// can be bound again at once (never called from the listener task itself).
+    async fn stop(&mut self) {
         if let Some(t) = self.agent.take() {
             t.abort();
+        }
+        if let Some(t) = self.listener.take() {
+            t.abort();
+            let _ = t.await;
         }
     }
 }
@@ -131,7 +134,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }));
     let result = wait_for_shutdown().await;
     server.abort();
-    daemon.tasks.lock().await.stop();
+    daemon.tasks.lock().await.stop().await;
     let _ = std::fs::remove_file(&config.socket);
     result
 }
@@ -434,7 +437,7 @@ impl Daemon {
                 tracing::warn!("could not tell the managers that this node leaves: {err}");
             }
         }
-        tasks.stop();
+        tasks.stop().await;
         self.stop_raft().await;
         self.store.clear()?;
         self.set_identity(None);
@@ -509,7 +512,7 @@ impl Daemon {
         identity: &LocalIdentity,
         bound: Option<TcpListener>,
     ) -> Result<(), ApiError> {
-        tasks.stop();
+        tasks.stop().await;
         if identity.role == Role::Manager {
             let handle = self.start_raft(identity).await?;
             // Raft connections use the current certificate (it changes on renewal).
