@@ -68,3 +68,48 @@ fn socket_refuses_other_users() {
         .fails(&["node", "ls"])
         .contains("This node is not part of a swarm"));
 }
+
+#[test]
+fn the_cli_finds_the_daemon_through_swarmnet_host() {
+    let node = Node::start("127.77.32.1");
+    let out = Command::new(BIN)
+        .args(["swarm", "init", "--advertise-addr", "127.77.32.1"])
+        .env("SWARMNET_HOST", node.host())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // -H wins over the environment.
+    let out = Command::new(BIN)
+        .args(["-H", &node.host(), "node", "ls", "-q"])
+        .env("SWARMNET_HOST", "unix:///nonexistent/swarmnet.sock")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["node", "ls"])
+        .env("SWARMNET_HOST", "unix:///nonexistent/swarmnet.sock")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Cannot connect to the swarmnet daemon at unix:///nonexistent/swarmnet.sock"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["-H", "tcp://127.0.0.1:2375", "node", "ls"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("only unix:///path/to/socket is supported"),
+        "{err}"
+    );
+}
