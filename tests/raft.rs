@@ -171,3 +171,36 @@ fn the_leader_hands_over_when_it_leaves_or_is_demoted() {
         |l| l.contains("Ready") && !l.contains("Leader") && !l.contains("Reachable")
     )));
 }
+
+#[test]
+fn five_managers_survive_two_losses_and_say_so_when_quorum_is_gone() {
+    let mut nodes: Vec<Node> = (1..=5)
+        .map(|i| Node::start(&format!("127.77.43.{i}")))
+        .collect();
+    nodes[0].init();
+    let token = nodes[0].token("manager");
+    for n in &nodes[1..] {
+        let out = n.join(&token, &nodes[0]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for n in &nodes {
+        assert!(
+            wait_until(SETTLE, || n.info().raft_voters == 5),
+            "{:?}",
+            n.info()
+        );
+    }
+    // Lose the leader and one follower: three of five remain, a majority.
+    nodes[0].kill();
+    nodes[1].kill();
+    assert!(wait_until(SETTLE, || leader_addr(&nodes[2]).is_some_and(
+        |l| { l != "127.77.43.1:2377" && l != "127.77.43.2:2377" }
+    )));
+    nodes[4].ok(&["swarm", "join-token", "--rotate", "worker"]);
+    assert_eq!(nodes[2].token("worker"), nodes[3].token("worker"));
+
+    // Lose a third: two of five cannot elect a leader, and the CLI says why.
+    nodes[2].kill();
+    let err = nodes[3].fails(&["swarm", "join-token", "--rotate", "worker"]);
+    assert!(err.contains("the swarm has lost quorum"), "{err}");
+}

@@ -103,7 +103,7 @@ impl Manager {
     }
 
     /// Raft ID of the current leader, if one is known.
-    fn leader_raft_id(&self) -> Option<u64> {
+    pub fn leader_raft_id(&self) -> Option<u64> {
         self.raft()
             .and_then(|h| h.raft.metrics().borrow().current_leader)
     }
@@ -160,7 +160,7 @@ impl Manager {
                 "the change could not be committed: {err}"
             ))),
             Err(_) => Err(ApiError::unavailable(format!(
-                "the change was not committed within {WRITE_TIMEOUT:?}: the swarm has no Raft quorum (too few managers reachable)"
+                "the change was not committed within {WRITE_TIMEOUT:?}: the swarm has lost quorum (fewer than a majority of the managers are reachable)"
             ))),
         }
     }

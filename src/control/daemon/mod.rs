@@ -251,27 +251,7 @@ impl Daemon {
         let reply = if self.holds_state() {
             self.manager.handle_api(req).await?
         } else {
-            let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
-                .map_err(internal)?;
-            if let Some(handle) = self.manager.raft() {
-                // During an election there is briefly no leader to forward to: wait for one.
-                let _ = handle
-                    .raft
-                    .wait(Some(ELECTION_WAIT))
-                    .metrics(|m| m.current_leader.is_some(), "a Raft leader")
-                    .await;
-                if self.holds_state() {
-                    return self.manager.handle_api(req).await;
-                }
-            }
-            let others: Vec<String> = self.leader_first(&identity);
-            match rpc::call_managers(&others, config, &ClusterRequest::Api(req))
-                .await
-                .map_err(rpc_error)?
-            {
-                ClusterReply::Api(reply) => reply,
-                _ => return Err(internal("unexpected reply from the leader")),
-            }
+            self.forward(&identity, req).await?
         };
         Ok(match reply {
             Reply::Token { token, .. } => Reply::Token {
@@ -280,6 +260,51 @@ impl Daemon {
             },
             other => other,
         })
+    }
+
+    /// Forwards a manager operation to the leader. A manager waits out an election first, and
+    /// once more if the leader it knew turns out to be gone.
+    async fn forward(&self, identity: &LocalIdentity, req: Request) -> Response {
+        let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+            .map_err(internal)?;
+        let mut unreachable_leader: Option<u64> = None;
+        for attempt in 0..2 {
+            if let Some(handle) = self.manager.raft() {
+                let stale = unreachable_leader;
+                let elected = handle
+                    .raft
+                    .wait(Some(ELECTION_WAIT))
+                    .metrics(
+                        move |m| m.current_leader.is_some() && m.current_leader != stale,
+                        "a reachable Raft leader",
+                    )
+                    .await;
+                if elected.is_err() {
+                    let voters = self.manager.voter_count();
+                    return Err(ApiError::unavailable(format!(
+                        "no Raft leader could be elected within {ELECTION_WAIT:?}: fewer than a majority ({} of {voters}) of the managers are reachable, so the swarm has lost quorum. Restart the missing managers (swarmnet has no --force-new-cluster yet).",
+                        voters / 2 + 1
+                    )));
+                }
+                if self.holds_state() {
+                    return self.manager.handle_api(req).await;
+                }
+            }
+            let targets = self.leader_first(identity);
+            match rpc::call_managers(&targets, config.clone(), &ClusterRequest::Api(req.clone()))
+                .await
+            {
+                Ok(ClusterReply::Api(reply)) => return Ok(reply),
+                Ok(_) => return Err(internal("unexpected reply from the leader")),
+                Err(RpcError::Remote(err)) => return Err(err),
+                Err(err) if attempt == 0 && self.manager.raft().is_some() => {
+                    tracing::info!("leader unreachable ({err}); waiting for a new one");
+                    unreachable_leader = self.manager.leader_raft_id();
+                }
+                Err(err) => return Err(rpc_error(err)),
+            }
+        }
+        Err(ApiError::unavailable("no manager could serve the request"))
     }
 
     async fn init(self: &Arc<Self>, req: InitRequest) -> Response {
