@@ -204,3 +204,36 @@ fn five_managers_survive_two_losses_and_say_so_when_quorum_is_gone() {
     let err = nodes[3].fails(&["swarm", "join-token", "--rotate", "worker"]);
     assert!(err.contains("the swarm has lost quorum"), "{err}");
 }
+
+#[test]
+fn a_promoted_worker_joins_the_raft_group_on_its_own_port() {
+    let n1 = Node::start("127.77.44.1");
+    let n2 = Node::start("127.77.44.2");
+    n1.init();
+    let out = n2.run(&[
+        "swarm",
+        "join",
+        "--token",
+        &n1.token("worker"),
+        "--advertise-addr",
+        "127.77.44.2:2400",
+        &n1.addr(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id2 = n2.id();
+    n1.ok(&["node", "promote", &id2]);
+    assert!(
+        wait_until(SETTLE, || n1.info().raft_voters == 2
+            && n2.info().raft_voters == 2),
+        "{:?}\n{}",
+        n1.info(),
+        n2.log()
+    );
+    let inspect = n1.ok(&["node", "inspect", &id2]);
+    assert!(
+        inspect.contains("\"Addr\": \"127.77.44.2:2400\""),
+        "{inspect}"
+    );
+    // The promoted node serves manager operations (forwarded to the leader).
+    assert!(n2.ok(&["node", "ls"]).contains(&format!("{id2} *")));
+}

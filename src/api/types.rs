@@ -115,6 +115,9 @@ pub struct Node {
     pub manager_status: Option<ManagerStatus>,
     /// VXLAN VTEP address.
     pub data_path_addr: String,
+    /// Cluster management address (`IP:PORT`) the node listens on when it is a manager.
+    #[serde(default)]
+    pub cluster_addr: String,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -1,4 +1,17 @@
 //! `swarmnet swarm ...`: init, join, join-token, leave, inspect, ca.
+//!
+//! Three nodes on one host, each with its own loopback address, state dir and socket:
+//! ```text
+//! swarmnet -H unix:///tmp/n1.sock daemon --state-dir /tmp/n1 &
+//! swarmnet -H unix:///tmp/n2.sock daemon --state-dir /tmp/n2 &
+//! swarmnet -H unix:///tmp/n3.sock daemon --state-dir /tmp/n3 &
+//! swarmnet -H unix:///tmp/n1.sock swarm init --advertise-addr 127.0.0.1
+//! swarmnet -H unix:///tmp/n2.sock swarm join --advertise-addr 127.0.0.2 \
+//!     --token "$(swarmnet -H unix:///tmp/n1.sock swarm join-token -q manager)" 127.0.0.1:2377
+//! swarmnet -H unix:///tmp/n3.sock swarm join --advertise-addr 127.0.0.3 \
+//!     --token "$(swarmnet -H unix:///tmp/n1.sock swarm join-token -q worker)" 127.0.0.1:2377
+//! swarmnet -H unix:///tmp/n1.sock node ls
+//! ```
 
 use clap::{Args, Subcommand};
 

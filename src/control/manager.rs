@@ -255,6 +255,7 @@ impl Manager {
                 addr: addrs.advertise(),
             }),
             data_path_addr: addrs.data_path_ip.to_string(),
+            cluster_addr: addrs.advertise(),
             created_at: now.clone(),
             updated_at: now,
         };
@@ -641,6 +642,7 @@ impl Manager {
                 addr: advertise.to_string(),
             }),
             data_path_addr,
+            cluster_addr: advertise.to_string(),
             created_at: now.clone(),
             updated_at: now,
         };
@@ -748,9 +750,13 @@ fn unauthenticated() -> ApiError {
     )
 }
 
-/// The cluster address a promoted node will listen on: its advertise IP and the default port.
+/// The cluster address a promoted node will listen on: the one it advertised when joining.
 fn node_cluster_addr(node: &Node) -> String {
-    format!("{}:{}", node.status.addr, super::addr::DEFAULT_PORT)
+    if node.cluster_addr.is_empty() {
+        format!("{}:{}", node.status.addr, super::addr::DEFAULT_PORT)
+    } else {
+        node.cluster_addr.clone()
+    }
 }
 
 /// Reads the identity from a certificate PEM, as an API error on failure.
