@@ -124,3 +124,73 @@ where
     };
     write_frame(&mut stream, &response).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::client::{Client, ClientError};
+    use crate::api::Reply;
+
+    async fn serve(dir: &Path) -> PathBuf {
+        let path = dir.join("api.sock");
+        let listener = ApiListener::bind(&path).await.unwrap();
+        tokio::spawn(listener.serve(|req| async move {
+            match req {
+                Request::Info => Ok(Reply::Done),
+                _ => Err(ApiError::not_a_manager()),
+            }
+        }));
+        path
+    }
+
+    #[tokio::test]
+    async fn answers_requests_and_refuses_other_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serve(dir.path()).await;
+        let client = Client::new(&path);
+        assert!(matches!(client.call(Request::Info).await, Ok(Reply::Done)));
+        match client.call(Request::NodeList).await {
+            Err(ClientError::Api(e)) => assert_eq!(e, ApiError::not_a_manager()),
+            other => panic!("{other:?}"),
+        }
+
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        let old = Envelope {
+            version: API_VERSION + 1,
+            body: serde_json::json!("Info"),
+        };
+        write_frame(&mut stream, &old).await.unwrap();
+        let response: Response = read_frame(&mut stream).await.unwrap();
+        let err = response.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidArgument);
+        assert!(
+            err.message.contains("is not supported by this daemon"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_daemon_on_the_same_socket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = serve(dir.path()).await;
+        match ApiListener::bind(&path).await {
+            Err(ServerError::InUse(p)) => assert_eq!(p, path),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("bound twice"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let listener = ApiListener::bind(&path).await.unwrap();
+        let mode = std::fs::metadata(listener.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
