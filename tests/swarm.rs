@@ -475,3 +475,24 @@ fn a_removed_node_leaves_by_itself() {
     assert!(n2.join(&n1.token("worker"), &n1).status.success());
     assert_ne!(n2.id(), id2);
 }
+
+#[test]
+fn after_a_manager_restart_silent_nodes_are_unknown_then_down() {
+    let mut n1 = Node::start("127.77.11.1");
+    let mut n2 = Node::start("127.77.11.2");
+    n1.init();
+    assert!(n2.join(&n1.token("worker"), &n1).status.success());
+    let id2 = n2.id();
+    n2.kill();
+    n1.restart();
+    // The restarted leader has not heard from n2 yet: it does not claim n2 is down...
+    let first = n1.node_line(&id2).unwrap();
+    assert!(first.contains("Unknown"), "{first}");
+    let err = n1.fails(&["node", "rm", &id2]);
+    assert!(err.contains("is not down and can't be removed"), "{err}");
+    // ... until n2 has been silent for the whole down-after window.
+    assert!(wait_until(SETTLE, || n1
+        .node_line(&id2)
+        .is_some_and(|l| l.contains("Down"))));
+    assert_eq!(n1.ok(&["node", "rm", &id2]), format!("{id2}\n"));
+}

@@ -79,6 +79,8 @@ pub struct Manager {
     /// Serialises read-modify-write sequences on the cluster tables.
     serial: tokio::sync::Mutex<()>,
     raft: RwLock<Option<RaftHandle>>,
+    /// When this manager was first seen leading in its current term of leadership.
+    leader_since: Mutex<Option<Instant>>,
 }
 
 impl Manager {
@@ -89,6 +91,7 @@ impl Manager {
             raft_ready: Mutex::new(HashSet::new()),
             serial: tokio::sync::Mutex::new(()),
             raft: RwLock::new(None),
+            leader_since: Mutex::new(None),
         }
     }
 
@@ -307,15 +310,44 @@ impl Manager {
         }
     }
 
-    fn is_alive(&self, node_id: &str, self_id: Option<&str>) -> bool {
+    /// Liveness of `node_id` as this leader knows it: `Ready` while its heartbeats arrive,
+    /// `Down` once they stop, and `Unknown` for a node not heard from since this manager became
+    /// leader less than [`DOWN_AFTER`] ago (its heartbeats went to the previous leader).
+    fn liveness(&self, node_id: &str, self_id: Option<&str>) -> NodeState {
         if Some(node_id) == self_id {
-            return true;
+            return NodeState::Ready;
         }
-        self.last_seen
+        let seen = self
+            .last_seen
             .lock()
             .ok()
-            .and_then(|seen| seen.get(node_id).map(|t| t.elapsed() < DOWN_AFTER))
-            .unwrap_or(false)
+            .and_then(|seen| seen.get(node_id).copied());
+        match seen {
+            Some(t) if t.elapsed() < DOWN_AFTER => NodeState::Ready,
+            Some(_) => NodeState::Down,
+            None if self.leader_for() < DOWN_AFTER => NodeState::Unknown,
+            None => NodeState::Down,
+        }
+    }
+
+    /// How long this manager has been the leader, as observed by [`Manager::note_leadership`].
+    fn leader_for(&self) -> Duration {
+        self.leader_since
+            .lock()
+            .ok()
+            .and_then(|since| since.map(|t| t.elapsed()))
+            .unwrap_or_default()
+    }
+
+    /// Records whether this manager leads now; the start of a term opens the `Unknown` window.
+    pub fn note_leadership(&self, leading: bool) {
+        if let Ok(mut since) = self.leader_since.lock() {
+            match (leading, since.is_some()) {
+                (true, false) => *since = Some(Instant::now()),
+                (false, true) => *since = None,
+                _ => {}
+            }
+        }
     }
 
     /// Nodes with their live status filled in, sorted by hostname then ID.
@@ -324,14 +356,12 @@ impl Manager {
         let leader = self.leader_raft_id();
         let mut nodes = self.store.nodes()?;
         for node in nodes.iter_mut() {
-            let alive = self.is_alive(&node.id, own.as_deref());
-            if node.status.state != NodeState::Down || alive {
-                node.status.state = if alive {
-                    NodeState::Ready
-                } else {
-                    NodeState::Down
-                };
+            let state = self.liveness(&node.id, own.as_deref());
+            // A node recorded as gone (it left) stays down until it speaks again.
+            if node.status.state != NodeState::Down || state == NodeState::Ready {
+                node.status.state = state;
             }
+            let alive = state == NodeState::Ready;
             if let Some(ms) = node.manager_status.as_mut() {
                 ms.leader = Some(raft_id(&node.id)) == leader;
                 ms.reachability = if alive {

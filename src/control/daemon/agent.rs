@@ -53,7 +53,9 @@ impl Daemon {
         let Some(identity) = self.identity() else {
             return Ok(());
         };
-        if self.holds_state() {
+        let leading = self.holds_state();
+        self.manager.note_leadership(leading);
+        if leading {
             if let Err(err) = self.manager.reconcile_membership().await {
                 tracing::warn!("Raft membership: {err}");
             }
