@@ -237,3 +237,49 @@ fn a_promoted_worker_joins_the_raft_group_on_its_own_port() {
     // The promoted node serves manager operations (forwarded to the leader).
     assert!(n2.ok(&["node", "ls"]).contains(&format!("{id2} *")));
 }
+
+#[test]
+fn a_manager_joining_after_the_log_was_purged_gets_a_snapshot() {
+    let env = [("SWARMNET_RAFT_SNAPSHOT_LOGS", "5")];
+    let n1 = Node::start_with_env("127.77.45.1", &env);
+    let n2 = Node::start_with_env("127.77.45.2", &env);
+    let n3 = Node::start_with_env("127.77.45.3", &env);
+    n1.init();
+    // Enough writes for snapshots to be built and the log before them purged.
+    for _ in 0..12 {
+        n1.ok(&["swarm", "join-token", "--rotate", "worker"]);
+    }
+    assert!(
+        wait_until(SETTLE, || n1.info().raft_snapshot.is_some_and(|s| s >= 10)),
+        "{:?}",
+        n1.info()
+    );
+    let token = n1.token("manager");
+    for n in [&n2, &n3] {
+        let out = n.join(&token, &n1);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The newcomers can only have caught up through a snapshot: the early log is gone.
+    for n in [&n2, &n3] {
+        assert!(
+            wait_until(SETTLE, || {
+                let (mine, leader) = (n.info(), n1.info());
+                mine.raft_voters == 3 && mine.raft_applied == leader.raft_applied
+            }),
+            "{:?} vs {:?}\n{}",
+            n.info(),
+            n1.info(),
+            n.log()
+        );
+    }
+    // And they hold the state: with the old leader gone they serve the same tokens.
+    let worker = n1.token("worker");
+    let mut n1 = n1;
+    n1.kill();
+    assert!(wait_until(SETTLE, || n2
+        .run(&["node", "ls"])
+        .status
+        .success()));
+    assert_eq!(n3.token("worker"), worker);
+    assert_eq!(n2.node_lines().len(), 3);
+}

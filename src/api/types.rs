@@ -170,4 +170,10 @@ pub struct LocalInfo {
     /// Managers only: number of Raft voters in this node's view of the membership.
     #[serde(default)]
     pub raft_voters: usize,
+    /// Managers only: index of the last Raft entry applied to this node's cluster tables.
+    #[serde(default)]
+    pub raft_applied: Option<u64>,
+    /// Managers only: index of the last entry covered by this node's Raft snapshot.
+    #[serde(default)]
+    pub raft_snapshot: Option<u64>,
 }

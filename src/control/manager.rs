@@ -152,6 +152,18 @@ impl Manager {
         })
     }
 
+    /// Last applied and last snapshotted log indexes of this manager's Raft node.
+    pub fn raft_progress(&self) -> (Option<u64>, Option<u64>) {
+        match self.raft() {
+            Some(h) => {
+                let metrics = h.raft.metrics();
+                let m = metrics.borrow();
+                (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+            }
+            None => (None, None),
+        }
+    }
+
     /// Writes one command through Raft (leader only).
     pub async fn write(&self, command: Command) -> Result<(), ApiError> {
         let handle = self

@@ -58,15 +58,28 @@ pub fn raft_id(node_id: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
+/// Environment variable: build a Raft snapshot (and purge the log before it) every N log
+/// entries instead of openraft's default. For operators with tight disks, and for tests that
+/// exercise snapshot transfer.
+pub const SNAPSHOT_LOGS_ENV: &str = "SWARMNET_RAFT_SNAPSHOT_LOGS";
+
 /// Raft timing: heartbeats well inside the election timeout, elections within seconds.
 pub fn config(swarm_id: &str) -> Result<Arc<Config>, Box<openraft::ConfigError>> {
-    let config = Config {
+    let mut config = Config {
         cluster_name: swarm_id.to_string(),
         heartbeat_interval: 250,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
         ..Default::default()
     };
+    if let Some(every) = std::env::var(SNAPSHOT_LOGS_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n > 0)
+    {
+        config.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(every);
+        config.max_in_snapshot_log_to_keep = 0;
+    }
     Ok(Arc::new(config.validate().map_err(Box::new)?))
 }
 

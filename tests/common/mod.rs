@@ -28,11 +28,17 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Starts a daemon for the node at `ip` and waits for its API socket to answer.
     pub fn start(ip: &str) -> Node {
+        Self::start_with_env(ip, &[])
+    }
+
+    /// Starts a daemon with extra environment variables.
+    pub fn start_with_env(ip: &str, env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
         let mut node = Node {
@@ -40,6 +46,10 @@ impl Node {
             dir,
             socket,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         node.spawn();
         node
@@ -64,6 +74,7 @@ impl Node {
             .args(["-H", &self.host(), "daemon", "--state-dir"])
             .arg(self.state_dir())
             .env("SWARMNET_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

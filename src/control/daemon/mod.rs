@@ -239,6 +239,8 @@ impl Daemon {
             encryption_key_tags: keys.iter().map(|k| k.tag).collect(),
             raft_leader: self.manager.leader_addr(),
             raft_voters: self.manager.voter_count(),
+            raft_applied: self.manager.raft_progress().0,
+            raft_snapshot: self.manager.raft_progress().1,
         })
     }
 
