@@ -193,9 +193,15 @@ fn five_managers_survive_two_losses_and_say_so_when_quorum_is_gone() {
     // Lose the leader and one follower: three of five remain, a majority.
     nodes[0].kill();
     nodes[1].kill();
-    assert!(wait_until(SETTLE, || leader_addr(&nodes[2]).is_some_and(
-        |l| { l != "127.77.43.1:2377" && l != "127.77.43.2:2377" }
-    )));
+    assert!(
+        wait_until(SETTLE, || leader_addr(&nodes[2])
+            .is_some_and(|l| { l != "127.77.43.1:2377" && l != "127.77.43.2:2377" })),
+        "{:?}\n{:?}\n{:?}\n{}",
+        nodes[2].info(),
+        nodes[3].info(),
+        nodes[4].info(),
+        nodes[2].log()
+    );
     nodes[4].ok(&["swarm", "join-token", "--rotate", "worker"]);
     assert_eq!(nodes[2].token("worker"), nodes[3].token("worker"));
 
