@@ -194,8 +194,9 @@ fn five_managers_survive_two_losses_and_say_so_when_quorum_is_gone() {
     nodes[0].kill();
     nodes[1].kill();
     assert!(
-        wait_until(SETTLE, || leader_addr(&nodes[2])
-            .is_some_and(|l| { l != "127.77.43.1:2377" && l != "127.77.43.2:2377" })),
+        wait_until(SETTLE, || leader_addr(&nodes[2]).is_some_and(|l| {
+            l != "127.77.43.1:2377" && l != "127.77.43.2:2377"
+        })),
         "{:?}\n{:?}\n{:?}\n{}",
         nodes[2].info(),
         nodes[3].info(),

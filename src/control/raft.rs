@@ -67,9 +67,9 @@ pub const SNAPSHOT_LOGS_ENV: &str = "SWARMNET_RAFT_SNAPSHOT_LOGS";
 pub fn config(swarm_id: &str) -> Result<Arc<Config>, Box<openraft::ConfigError>> {
     let mut config = Config {
         cluster_name: swarm_id.to_string(),
-        heartbeat_interval: 250,
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        heartbeat_interval: 500,
+        election_timeout_min: 1500,
+        election_timeout_max: 3000,
         ..Default::default()
     };
     if let Some(every) = std::env::var(SNAPSHOT_LOGS_ENV)

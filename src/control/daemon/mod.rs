@@ -30,7 +30,7 @@ use crate::api::{
 };
 
 /// Longest wait for a Raft election before a forwarded operation gives up.
-const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+const ELECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Daemon start-up errors.
 #[derive(Debug, thiserror::Error)]
