@@ -1,0 +1,186 @@
+//! The local API: versioned serde types, and the Unix-socket client and server that carry them.
+//!
+//! One request per connection: the client writes one [`Envelope`] holding a [`Request`], the
+//! daemon answers with one `Result<Reply, ApiError>`, both as length-prefixed JSON
+//! ([`frame`]). The envelope's `version` lets a newer daemon refuse an older client clearly.
+
+pub mod client;
+pub mod frame;
+pub mod server;
+pub mod types;
+
+use serde::{Deserialize, Serialize};
+
+pub use types::*;
+
+/// Version of the request/reply types below; bumped on any incompatible change.
+pub const API_VERSION: u32 = 1;
+
+/// What travels on the socket: a version and a body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub version: u32,
+    pub body: T,
+}
+
+/// `swarm init` parameters, as the user typed them (the daemon resolves interfaces).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InitRequest {
+    pub advertise_addr: Option<String>,
+    pub listen_addr: Option<String>,
+    pub data_path_addr: Option<String>,
+    pub data_path_port: Option<u32>,
+    pub default_addr_pool: Vec<String>,
+    pub default_addr_pool_mask_length: Option<u32>,
+    /// Rotation interval of the network encryption keys, seconds (default 12 h).
+    pub key_rotation_interval_secs: Option<u64>,
+}
+
+/// `swarm join` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    pub remote_addr: String,
+    pub advertise_addr: Option<String>,
+    pub listen_addr: Option<String>,
+    pub data_path_addr: Option<String>,
+    pub availability: Availability,
+}
+
+/// Everything the CLI can ask the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// This node's own view: swarm membership, role, addresses.
+    Info,
+    SwarmInit(InitRequest),
+    SwarmJoin(JoinRequest),
+    SwarmLeave {
+        force: bool,
+    },
+    SwarmInspect,
+    /// Join token for `role`, rotated first when `rotate`.
+    JoinToken {
+        role: Role,
+        rotate: bool,
+    },
+    SwarmCa,
+    NodeList,
+    NodeInspect {
+        id: String,
+    },
+    NodeUpdate {
+        id: String,
+        availability: Availability,
+    },
+    NodeRemove {
+        id: String,
+        force: bool,
+    },
+    NodeSetRole {
+        id: String,
+        role: Role,
+    },
+}
+
+impl Request {
+    /// True for requests only a manager can serve (Docker's "not a swarm manager" list).
+    pub fn needs_manager(&self) -> bool {
+        !matches!(
+            self,
+            Request::Info
+                | Request::SwarmInit(_)
+                | Request::SwarmJoin(_)
+                | Request::SwarmLeave { .. }
+        )
+    }
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Reply {
+    Done,
+    Info(LocalInfo),
+    Init {
+        node_id: String,
+        worker_token: String,
+        advertise: String,
+    },
+    Joined {
+        role: Role,
+    },
+    Swarm(Swarm),
+    Token {
+        token: String,
+        advertise: String,
+    },
+    Text(String),
+    Nodes(Vec<Node>),
+    Node(Node),
+}
+
+/// What kind of failure, so callers can branch without matching message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    InvalidArgument,
+    NotFound,
+    FailedPrecondition,
+    PermissionDenied,
+    Unavailable,
+    Internal,
+}
+
+/// An error answer; `message` is what the user sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+    pub fn precondition(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FailedPrecondition, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+    /// Docker's answer to a manager operation on a worker.
+    pub fn not_a_manager() -> Self {
+        Self::new(ErrorKind::FailedPrecondition, NOT_A_MANAGER)
+    }
+    /// Docker's answer when the node is in no swarm.
+    pub fn not_in_swarm() -> Self {
+        Self::new(
+            ErrorKind::FailedPrecondition,
+            "This node is not part of a swarm",
+        )
+    }
+    /// Docker's answer to init/join on a node already in a swarm.
+    pub fn already_in_swarm() -> Self {
+        Self::new(
+            ErrorKind::FailedPrecondition,
+            "This node is already part of a swarm. Use \"swarmnet swarm leave\" to leave this swarm and join another one.",
+        )
+    }
+}
+
+/// Docker's message for manager-only operations on a worker.
+pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.";
+
+/// What the daemon answers to one request.
+pub type Response = Result<Reply, ApiError>;

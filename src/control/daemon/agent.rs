@@ -1,0 +1,198 @@
+//! The node agent: every heartbeat period it keeps this node in step with the swarm. On the
+//! leader it reconciles the Raft voters, rotates the network encryption keys and refreshes the
+//! manager list; elsewhere it sends a heartbeat and takes the role, managers and keys from the
+//! answer. It renews this node's certificate on a role change and when half its lifetime is
+//! gone (the leader signs its own with the replicated CA).
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::{internal, rpc_error, Daemon};
+use crate::api::{ApiError, ErrorKind, Role};
+use crate::control::ca::{identity_from_pem, new_key_and_csr, NodeCredentials, NODE_CERT_VALIDITY};
+use crate::control::manager::HEARTBEAT_PERIOD;
+use crate::control::rpc::{self, ClusterReply, ClusterRequest, RpcError};
+use crate::control::store::LocalIdentity;
+use crate::control::tls;
+
+/// True when a certificate valid until `not_after` (Unix seconds) has less than half of a node
+/// certificate's lifetime left at `now`.
+pub fn needs_renewal(not_after: i64, now: i64) -> bool {
+    not_after - now < NODE_CERT_VALIDITY.whole_seconds() / 2
+}
+
+fn cert_needs_renewal(identity: &LocalIdentity) -> bool {
+    match identity_from_pem(&identity.credentials.cert_pem) {
+        Ok(cert) => needs_renewal(cert.not_after, OffsetDateTime::now_utc().unix_timestamp()),
+        Err(_) => true,
+    }
+}
+
+impl Daemon {
+    /// The agent as a boxed future: the agent can restart itself (role change), and the box
+    /// breaks that cycle for the compiler's `Send` check.
+    pub(super) fn agent_task(
+        self: Arc<Self>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.agent())
+    }
+
+    /// Every heartbeat period: keep the node's view (role, managers, keys) in step with the swarm.
+    async fn agent(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(HEARTBEAT_PERIOD);
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.agent_step().await {
+                tracing::warn!("node agent: {err}");
+            }
+        }
+    }
+
+    async fn agent_step(self: &Arc<Self>) -> Result<(), ApiError> {
+        let Some(identity) = self.identity() else {
+            return Ok(());
+        };
+        let leading = self.holds_state();
+        self.manager.note_leadership(leading);
+        if leading {
+            if let Err(err) = self.manager.reconcile_membership().await {
+                tracing::warn!("Raft membership: {err}");
+            }
+            let keys = self.manager.rotate_keys_if_due().await?;
+            if self.store.local_keys()? != keys {
+                self.store.set_local_keys(&keys)?;
+            }
+            let managers = self.manager.manager_addrs()?;
+            if managers != identity.managers {
+                self.update_identity(|i| i.managers = managers.clone())?;
+            }
+            if cert_needs_renewal(&identity) {
+                self.renew_own_certificate(&identity)?;
+            }
+            return Ok(());
+        }
+        let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+            .map_err(internal)?;
+        let targets = if identity.role == Role::Manager {
+            self.leader_first(&identity)
+        } else {
+            identity.managers.clone()
+        };
+        let reply = rpc::call_managers(&targets, config.clone(), &ClusterRequest::Heartbeat).await;
+        let (role, managers, keys) = match reply {
+            Ok(ClusterReply::Heartbeat {
+                role,
+                managers,
+                keys,
+            }) => (role, managers, keys),
+            Ok(_) => return Err(internal("unexpected heartbeat reply")),
+            Err(RpcError::Remote(err)) if err.kind == ErrorKind::NotFound => {
+                tracing::warn!("this node was removed from the swarm: {}", err.message);
+                let mut tasks = self.tasks.lock().await;
+                self.store.clear()?;
+                self.set_identity(None);
+                tasks.agent.take();
+                tasks.stop().await;
+                drop(tasks);
+                self.stop_raft().await;
+                return Ok(());
+            }
+            Err(err) => return Err(rpc_error(err)),
+        };
+        if self.store.local_keys()? != keys {
+            tracing::info!(
+                "received network encryption keys, tags {:?}",
+                keys.iter().map(|k| k.tag).collect::<Vec<_>>()
+            );
+            self.store.set_local_keys(&keys)?;
+        }
+        if !managers.is_empty() && managers != identity.managers {
+            self.update_identity(|i| i.managers = managers.clone())?;
+        }
+        if role != identity.role || cert_needs_renewal(&identity) {
+            self.renew_certificate(&identity, config).await?;
+        }
+        Ok(())
+    }
+
+    /// Gets a new certificate (for the role the swarm wants) and restarts the node's services
+    /// with it: the cluster listener and Raft on managers, neither on workers.
+    async fn renew_certificate(
+        self: &Arc<Self>,
+        identity: &LocalIdentity,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<(), ApiError> {
+        let (key_pem, csr_pem) = new_key_and_csr().map_err(internal)?;
+        let reply = rpc::call_managers(
+            &identity.managers,
+            config,
+            &ClusterRequest::RenewCert { csr_pem },
+        )
+        .await
+        .map_err(rpc_error)?;
+        let ClusterReply::Cert { cert_pem } = reply else {
+            return Err(internal("unexpected reply to a certificate renewal"));
+        };
+        self.install_certificate(identity, NodeCredentials { cert_pem, key_pem })
+    }
+
+    /// The leader renews its own certificate with the swarm's CA.
+    fn renew_own_certificate(self: &Arc<Self>, identity: &LocalIdentity) -> Result<(), ApiError> {
+        let swarm = self
+            .manager
+            .swarm()?
+            .ok_or_else(|| internal("the leader has no swarm record"))?;
+        let (key_pem, csr_pem) = new_key_and_csr().map_err(internal)?;
+        let cert_pem = swarm
+            .root_ca
+            .sign_csr(&csr_pem, &identity.node_id, identity.role, &swarm.id)
+            .map_err(internal)?;
+        self.install_certificate(identity, NodeCredentials { cert_pem, key_pem })
+    }
+
+    fn install_certificate(
+        self: &Arc<Self>,
+        identity: &LocalIdentity,
+        credentials: NodeCredentials,
+    ) -> Result<(), ApiError> {
+        let cert = identity_from_pem(&credentials.cert_pem).map_err(internal)?;
+        if cert.node_id != identity.node_id {
+            return Err(internal(
+                "the manager issued a certificate for another node ID",
+            ));
+        }
+        let updated = self.update_identity(|i| {
+            i.role = cert.role;
+            i.credentials = credentials.clone();
+        })?;
+        if cert.role != identity.role {
+            tracing::info!("this node is now a {}", cert.role);
+        } else {
+            tracing::info!("renewed this node's certificate");
+        }
+        let daemon = self.clone();
+        // Restarting aborts the task running this step; do it from a fresh task.
+        tokio::spawn(async move {
+            let mut tasks = daemon.tasks.lock().await;
+            if let Err(err) = daemon.start(&mut tasks, &updated, None).await {
+                tracing::error!("could not switch to the {} role: {err}", updated.role);
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_starts_at_half_life() {
+        let life = NODE_CERT_VALIDITY.whole_seconds();
+        assert!(!needs_renewal(1_000 + life, 1_000));
+        assert!(!needs_renewal(1_000 + life / 2, 1_000));
+        assert!(needs_renewal(1_000 + life / 2 - 1, 1_000));
+        assert!(needs_renewal(0, 1_000));
+    }
+}

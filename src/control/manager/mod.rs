@@ -1,0 +1,745 @@
+//! The manager's side of the swarm: creating it, admitting nodes, and answering manager
+//! operations from the cluster tables in the store.
+//!
+//! Every manager holds the cluster tables (the Raft state machine); the Raft leader serves the
+//! manager operations and writes every change through Raft. Other managers redirect nodes to it
+//! and forward their CLI's operations to it. Liveness is kept in the leader's memory: a node is
+//! `ready` while its heartbeats arrive. The leader also keeps the Raft voters in step with the
+//! nodes whose role is manager ([`Manager::reconcile_membership`]).
+
+mod membership;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::addr::{NodeAddrs, DATA_PATH_PORTS};
+use super::ca::{identity_from_pem, new_key_and_csr, CertIdentity, NodeCredentials, RootCa};
+use super::keys;
+use super::raft::{raft_id, Command, Raft};
+use super::rpc::{ClusterReply, ClusterRequest, ClusterResponse};
+use super::store::{LocalIdentity, NetworkKey, Store, StoreError, SwarmRecord};
+use super::token::{ca_digest_text, new_id, JoinToken};
+use crate::api::{
+    ApiError, Availability, ErrorKind, InitRequest, JoinTokens, ManagerStatus, Node, NodeState,
+    NodeStatus, Reachability, Reply, Request, Response, Role, Swarm,
+};
+
+/// How often nodes send heartbeats.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_millis(1000);
+/// A node silent for this long is `down`.
+pub const DOWN_AFTER: Duration = Duration::from_millis(4000);
+/// Longest wait for a Raft write to commit before reporting the swarm unavailable.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::internal(err.to_string())
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// The running Raft node of this manager.
+#[derive(Clone)]
+pub struct RaftHandle {
+    pub raft: Raft,
+    pub node_id: String,
+    /// TLS client configuration of the Raft network, replaced when the certificate is renewed.
+    pub tls: Arc<RwLock<Arc<rustls::ClientConfig>>>,
+}
+
+/// What `swarm init` creates: this node's identity and the first writes to the cluster tables.
+pub struct Bootstrap {
+    pub identity: LocalIdentity,
+    pub commands: Vec<Command>,
+    pub keys: Vec<NetworkKey>,
+}
+
+/// Manager state that is not in the store.
+pub struct Manager {
+    store: Arc<Store>,
+    last_seen: Mutex<HashMap<String, Instant>>,
+    /// Managers that have spoken with a manager certificate (their Raft node is up).
+    raft_ready: Mutex<HashSet<String>>,
+    /// Serialises read-modify-write sequences on the cluster tables.
+    serial: tokio::sync::Mutex<()>,
+    raft: RwLock<Option<RaftHandle>>,
+    /// When this manager was first seen leading in its current term of leadership.
+    leader_since: Mutex<Option<Instant>>,
+}
+
+impl Manager {
+    pub fn new(store: Arc<Store>) -> Self {
+        Manager {
+            store,
+            last_seen: Mutex::new(HashMap::new()),
+            raft_ready: Mutex::new(HashSet::new()),
+            serial: tokio::sync::Mutex::new(()),
+            raft: RwLock::new(None),
+            leader_since: Mutex::new(None),
+        }
+    }
+
+    /// Installs (or removes) this manager's Raft node; returns the previous one.
+    pub fn set_raft(&self, handle: Option<RaftHandle>) -> Option<RaftHandle> {
+        let mut guard = self.raft.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, handle)
+    }
+
+    pub fn raft(&self) -> Option<RaftHandle> {
+        self.raft.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Raft ID of the current leader, if one is known.
+    pub fn leader_raft_id(&self) -> Option<u64> {
+        self.raft()
+            .and_then(|h| h.raft.metrics().borrow().current_leader)
+    }
+
+    /// True when this node is the Raft leader. A leader that committed its own removal from the
+    /// voters may still call itself leader for a while; it is not one for the swarm.
+    pub fn is_leader(&self) -> bool {
+        let Some(h) = self.raft() else {
+            return false;
+        };
+        let own = raft_id(&h.node_id);
+        let metrics = h.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(own)
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == own)
+    }
+
+    /// Cluster address of the current leader, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let handle = self.raft()?;
+        let metrics = handle.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Number of voters in this manager's view of the Raft membership (0 without Raft).
+    pub fn voter_count(&self) -> usize {
+        self.raft().map_or(0, |h| {
+            h.raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .count()
+        })
+    }
+
+    /// Last applied and last snapshotted log indexes of this manager's Raft node.
+    pub fn raft_progress(&self) -> (Option<u64>, Option<u64>) {
+        match self.raft() {
+            Some(h) => {
+                let metrics = h.raft.metrics();
+                let m = metrics.borrow();
+                (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+            }
+            None => (None, None),
+        }
+    }
+
+    /// Writes one command through Raft (leader only).
+    pub async fn write(&self, command: Command) -> Result<(), ApiError> {
+        let handle = self
+            .raft()
+            .ok_or_else(|| ApiError::unavailable("this node is not a manager"))?;
+        match tokio::time::timeout(WRITE_TIMEOUT, handle.raft.client_write(command)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(ApiError::unavailable(format!(
+                "the change could not be committed: {err}"
+            ))),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "the change was not committed within {WRITE_TIMEOUT:?}: the swarm has lost quorum (fewer than a majority of the managers are reachable)"
+            ))),
+        }
+    }
+
+    /// Validates `swarm init` and creates the CA, tokens, this node's certificate and keys.
+    pub fn bootstrap(
+        &self,
+        hostname: &str,
+        addrs: &NodeAddrs,
+        req: &InitRequest,
+    ) -> Result<Bootstrap, ApiError> {
+        let data_path_port = match req.data_path_port {
+            None => 4789,
+            Some(p) if DATA_PATH_PORTS.contains(&p) => p as u16,
+            Some(p) => {
+                return Err(ApiError::invalid(format!(
+                    "--data-path-port {p} is out of range: it must be between 1024 and 49151"
+                )))
+            }
+        };
+        let pools: Vec<ipnet::Ipv4Net> = if req.default_addr_pool.is_empty() {
+            vec!["10.0.0.0/8".parse().expect("literal pool")]
+        } else {
+            req.default_addr_pool
+                .iter()
+                .map(|p| {
+                    p.parse::<ipnet::Ipv4Net>().map_err(|e| {
+                        ApiError::invalid(format!("invalid --default-addr-pool {p}: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let subnet_size = req.default_addr_pool_mask_length.unwrap_or(24);
+        if !(1..=29).contains(&subnet_size) {
+            return Err(ApiError::invalid(format!(
+                "--default-addr-pool-mask-length {subnet_size} is out of range: it must be between 1 and 29"
+            )));
+        }
+        if let Some(pool) = pools
+            .iter()
+            .find(|p| u32::from(p.prefix_len()) > subnet_size)
+        {
+            return Err(ApiError::invalid(format!(
+                "--default-addr-pool-mask-length {subnet_size} is shorter than the prefix of the pool {pool}"
+            )));
+        }
+        let interval = req
+            .key_rotation_interval_secs
+            .unwrap_or(keys::DEFAULT_ROTATION_SECS);
+        if interval == 0 {
+            return Err(ApiError::invalid(
+                "the key rotation interval must be positive",
+            ));
+        }
+
+        let ca = RootCa::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+        let ca_der = ca
+            .cert_der()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let swarm_id = new_id();
+        let node_id = new_id();
+        let (key_pem, csr_pem) =
+            new_key_and_csr().map_err(|e| ApiError::internal(e.to_string()))?;
+        let cert_pem = ca
+            .sign_csr(&csr_pem, &node_id, Role::Manager, &swarm_id)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let now = now_rfc3339();
+        let swarm = SwarmRecord {
+            id: swarm_id.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            worker_token: JoinToken::generate(&ca_der).to_string(),
+            manager_token: JoinToken::generate(&ca_der).to_string(),
+            root_ca: ca.clone(),
+            data_path_port,
+            default_addr_pool: pools.iter().map(|p| p.to_string()).collect(),
+            subnet_size: subnet_size as u8,
+            key_rotation_interval_secs: interval,
+        };
+        let node = Node {
+            id: node_id.clone(),
+            hostname: hostname.to_string(),
+            role: Role::Manager,
+            availability: Availability::Active,
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: addrs.advertise_ip.to_string(),
+            },
+            manager_status: Some(ManagerStatus {
+                leader: true,
+                reachability: Reachability::Reachable,
+                addr: addrs.advertise(),
+            }),
+            data_path_addr: addrs.data_path_ip.to_string(),
+            cluster_addr: addrs.advertise(),
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let unix_now = OffsetDateTime::now_utc().unix_timestamp();
+        let initial = keys::initial_keys([random_key(), random_key(), random_key()], unix_now);
+        let identity = LocalIdentity {
+            node_id,
+            swarm_id,
+            hostname: hostname.to_string(),
+            role: Role::Manager,
+            credentials: NodeCredentials { cert_pem, key_pem },
+            ca_cert_pem: ca.cert_pem,
+            advertise_addr: addrs.advertise_ip.to_string(),
+            listen_addr: addrs.listen.to_string(),
+            data_path_addr: addrs.data_path_ip.to_string(),
+            managers: vec![addrs.advertise()],
+        };
+        Ok(Bootstrap {
+            identity,
+            commands: vec![
+                Command::PutSwarm(Box::new(swarm)),
+                Command::PutNode(Box::new(node)),
+                Command::SetEncryptionKeys(initial.clone()),
+            ],
+            keys: initial,
+        })
+    }
+
+    /// The swarm record as this manager's state machine has it.
+    pub fn swarm(&self) -> Result<Option<SwarmRecord>, ApiError> {
+        Ok(self.store.swarm()?)
+    }
+
+    fn swarm_required(&self) -> Result<SwarmRecord, ApiError> {
+        self.swarm()?.ok_or_else(|| {
+            ApiError::unavailable("this manager has not received the cluster state yet")
+        })
+    }
+
+    fn touch(&self, node_id: &str) {
+        if let Ok(mut seen) = self.last_seen.lock() {
+            seen.insert(node_id.to_string(), Instant::now());
+        }
+    }
+
+    fn forget(&self, node_id: &str) {
+        if let Ok(mut seen) = self.last_seen.lock() {
+            seen.remove(node_id);
+        }
+    }
+
+    /// Liveness of `node_id` as this leader knows it: `Ready` while its heartbeats arrive,
+    /// `Down` once they stop, and `Unknown` for a node not heard from since this manager became
+    /// leader less than [`DOWN_AFTER`] ago (its heartbeats went to the previous leader).
+    fn liveness(&self, node_id: &str, self_id: Option<&str>) -> NodeState {
+        if Some(node_id) == self_id {
+            return NodeState::Ready;
+        }
+        let seen = self
+            .last_seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(node_id).copied());
+        match seen {
+            Some(t) if t.elapsed() < DOWN_AFTER => NodeState::Ready,
+            Some(_) => NodeState::Down,
+            None if self.leader_for() < DOWN_AFTER => NodeState::Unknown,
+            None => NodeState::Down,
+        }
+    }
+
+    /// How long this manager has been the leader, as observed by [`Manager::note_leadership`].
+    fn leader_for(&self) -> Duration {
+        self.leader_since
+            .lock()
+            .ok()
+            .and_then(|since| since.map(|t| t.elapsed()))
+            .unwrap_or_default()
+    }
+
+    /// Records whether this manager leads now; the start of a term opens the `Unknown` window.
+    pub fn note_leadership(&self, leading: bool) {
+        if let Ok(mut since) = self.leader_since.lock() {
+            match (leading, since.is_some()) {
+                (true, false) => *since = Some(Instant::now()),
+                (false, true) => *since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Nodes with their live status filled in, sorted by hostname then ID.
+    pub fn nodes(&self) -> Result<Vec<Node>, ApiError> {
+        let own = self.raft().map(|h| h.node_id);
+        let leader = self.leader_raft_id();
+        let mut nodes = self.store.nodes()?;
+        for node in nodes.iter_mut() {
+            let state = self.liveness(&node.id, own.as_deref());
+            // A node recorded as gone (it left) stays down until it speaks again.
+            if node.status.state != NodeState::Down || state == NodeState::Ready {
+                node.status.state = state;
+            }
+            let alive = state == NodeState::Ready;
+            if let Some(ms) = node.manager_status.as_mut() {
+                ms.leader = Some(raft_id(&node.id)) == leader;
+                ms.reachability = if alive {
+                    Reachability::Reachable
+                } else {
+                    Reachability::Unreachable
+                };
+            }
+        }
+        nodes.sort_by(|a, b| (&a.hostname, &a.id).cmp(&(&b.hostname, &b.id)));
+        Ok(nodes)
+    }
+
+    /// Cluster addresses of the managers, the leader first.
+    pub fn manager_addrs(&self) -> Result<Vec<String>, ApiError> {
+        let mut managers: Vec<(bool, String)> = self
+            .nodes()?
+            .into_iter()
+            .filter_map(|n| n.manager_status.map(|m| (!m.leader, m.addr)))
+            .collect();
+        managers.sort();
+        Ok(managers.into_iter().map(|(_, addr)| addr).collect())
+    }
+
+    fn find_node(&self, query: &str) -> Result<Node, ApiError> {
+        let nodes = self.nodes()?;
+        if let Some(n) = nodes.iter().find(|n| n.id == query) {
+            return Ok(n.clone());
+        }
+        let by_name: Vec<&Node> = nodes.iter().filter(|n| n.hostname == query).collect();
+        if by_name.len() == 1 {
+            return Ok(by_name[0].clone());
+        }
+        let by_prefix: Vec<&Node> = nodes.iter().filter(|n| n.id.starts_with(query)).collect();
+        match (by_name.len(), by_prefix.as_slice()) {
+            (0, [one]) => Ok((*one).clone()),
+            (0, []) => Err(ApiError::not_found(format!("node {query} not found"))),
+            (n, many) => Err(ApiError::invalid(format!(
+                "node {query} is ambiguous ({} matches found)",
+                n.max(many.len())
+            ))),
+        }
+    }
+
+    fn swarm_view(&self, swarm: &SwarmRecord) -> Result<Swarm, ApiError> {
+        let ca_der = swarm
+            .root_ca
+            .cert_der()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Swarm {
+            id: swarm.id.clone(),
+            created_at: swarm.created_at.clone(),
+            updated_at: swarm.updated_at.clone(),
+            data_path_port: swarm.data_path_port,
+            default_addr_pool: swarm.default_addr_pool.clone(),
+            subnet_size: swarm.subnet_size,
+            key_rotation_interval_secs: swarm.key_rotation_interval_secs,
+            root_ca_digest: ca_digest_text(&ca_der),
+            join_tokens: JoinTokens {
+                worker: swarm.worker_token.clone(),
+                manager: swarm.manager_token.clone(),
+            },
+        })
+    }
+
+    /// Manager operations of the local API (on the manager that holds the state).
+    pub async fn handle_api(&self, req: Request) -> Response {
+        let _guard = self.serial.lock().await;
+        let mut swarm = self.swarm_required()?;
+        match req {
+            Request::SwarmInspect => Ok(Reply::Swarm(self.swarm_view(&swarm)?)),
+            Request::SwarmCa => Ok(Reply::Text(swarm.root_ca.cert_pem.clone())),
+            Request::JoinToken { role, rotate } => {
+                if rotate {
+                    let ca_der = swarm
+                        .root_ca
+                        .cert_der()
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    let fresh = JoinToken::generate(&ca_der).to_string();
+                    match role {
+                        Role::Worker => swarm.worker_token = fresh,
+                        Role::Manager => swarm.manager_token = fresh,
+                    }
+                    swarm.updated_at = now_rfc3339();
+                    self.write(Command::PutSwarm(Box::new(swarm.clone())))
+                        .await?;
+                }
+                let token = match role {
+                    Role::Worker => swarm.worker_token,
+                    Role::Manager => swarm.manager_token,
+                };
+                Ok(Reply::Token {
+                    token,
+                    advertise: String::new(),
+                })
+            }
+            Request::NodeList => Ok(Reply::Nodes(self.nodes()?)),
+            Request::NodeInspect { id } => Ok(Reply::Node(self.find_node(&id)?)),
+            Request::NodeUpdate { id, availability } => {
+                let mut node = self.find_node(&id)?;
+                node.availability = availability;
+                node.updated_at = now_rfc3339();
+                self.write(Command::PutNode(Box::new(node))).await?;
+                Ok(Reply::Done)
+            }
+            Request::NodeRemove { id, force } => {
+                let node = self.find_node(&id)?;
+                if node.role == Role::Manager {
+                    return Err(ApiError::precondition(format!(
+                        "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                        node.id
+                    )));
+                }
+                if node.status.state != NodeState::Down && !force {
+                    return Err(ApiError::precondition(format!(
+                        "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
+                        node.id
+                    )));
+                }
+                self.write(Command::RemoveNode(node.id.clone())).await?;
+                self.forget(&node.id);
+                Ok(Reply::Done)
+            }
+            Request::NodeSetRole { id, role } => self.set_role(&id, role).await,
+            Request::Info
+            | Request::SwarmInit(_)
+            | Request::SwarmJoin(_)
+            | Request::SwarmLeave { .. } => Err(ApiError::internal("not a manager operation")),
+        }
+    }
+
+    async fn set_role(&self, query: &str, role: Role) -> Response {
+        let mut node = self.find_node(query)?;
+        if node.role == role {
+            return Ok(Reply::Text(match role {
+                Role::Manager => format!("Node {query} is already a manager."),
+                Role::Worker => format!("Node {query} is already a worker."),
+            }));
+        }
+        match role {
+            Role::Manager => {
+                node.manager_status = Some(ManagerStatus {
+                    leader: false,
+                    reachability: Reachability::Reachable,
+                    addr: node_cluster_addr(&node),
+                });
+            }
+            Role::Worker => {
+                let managers = self
+                    .nodes()?
+                    .iter()
+                    .filter(|n| n.role == Role::Manager)
+                    .count();
+                if managers <= 1 {
+                    return Err(ApiError::precondition(
+                        "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
+                    ));
+                }
+                node.manager_status = None;
+            }
+        }
+        node.role = role;
+        node.updated_at = now_rfc3339();
+        self.write(Command::PutNode(Box::new(node))).await?;
+        Ok(Reply::Done)
+    }
+
+    /// Cluster-port requests, with the caller's verified certificate identity if any.
+    pub async fn handle_cluster(
+        &self,
+        caller: Option<CertIdentity>,
+        req: ClusterRequest,
+    ) -> ClusterResponse {
+        match req {
+            ClusterRequest::GetRootCa => Ok(ClusterReply::RootCa {
+                cert_pem: self.swarm_required()?.root_ca.cert_pem,
+            }),
+            ClusterRequest::Join {
+                token,
+                csr_pem,
+                hostname,
+                advertise_addr,
+                listen_addr: _,
+                data_path_addr,
+                availability,
+            } => {
+                self.admit(
+                    &token,
+                    &csr_pem,
+                    hostname,
+                    advertise_addr,
+                    data_path_addr,
+                    availability,
+                )
+                .await
+            }
+            ClusterRequest::Raft(_) => Err(ApiError::internal(
+                "Raft messages are served by the daemon, not the manager",
+            )),
+            ClusterRequest::Api(req) => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                // The certificate says manager; the node table must agree too, so a demoted
+                // node's manager certificate (valid until it expires) grants nothing.
+                if caller.role != Role::Manager
+                    || self.known_node(&caller.node_id)?.role != Role::Manager
+                {
+                    return Err(ApiError::not_a_manager());
+                }
+                self.handle_api(req).await.map(ClusterReply::Api)
+            }
+            ClusterRequest::Heartbeat => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let node = self.known_node(&caller.node_id)?;
+                self.touch(&node.id);
+                if caller.role == Role::Manager {
+                    if let Ok(mut ready) = self.raft_ready.lock() {
+                        ready.insert(node.id.clone());
+                    }
+                }
+                Ok(ClusterReply::Heartbeat {
+                    role: node.role,
+                    managers: self.manager_addrs()?,
+                    keys: self.store.encryption_keys()?,
+                })
+            }
+            ClusterRequest::RenewCert { csr_pem } => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let node = self.known_node(&caller.node_id)?;
+                let swarm = self.swarm_required()?;
+                let cert_pem = swarm
+                    .root_ca
+                    .sign_csr(&csr_pem, &node.id, node.role, &swarm.id)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?;
+                Ok(ClusterReply::Cert { cert_pem })
+            }
+            ClusterRequest::Leave => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let _guard = self.serial.lock().await;
+                let mut node = self.known_node(&caller.node_id)?;
+                node.status.state = NodeState::Down;
+                node.role = Role::Worker;
+                node.manager_status = None;
+                node.updated_at = now_rfc3339();
+                self.forget(&node.id);
+                self.write(Command::PutNode(Box::new(node))).await?;
+                Ok(ClusterReply::Done)
+            }
+        }
+    }
+
+    fn known_node(&self, id: &str) -> Result<Node, ApiError> {
+        self.store.node(id)?.ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                format!("node {id} is not a member of this swarm (it was removed)"),
+            )
+        })
+    }
+
+    async fn admit(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        hostname: String,
+        advertise_addr: String,
+        data_path_addr: String,
+        availability: Availability,
+    ) -> ClusterResponse {
+        let _guard = self.serial.lock().await;
+        let swarm = self.swarm_required()?;
+        let presented = JoinToken::parse(token).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let parse = |t: &str| JoinToken::parse(t).map_err(|e| ApiError::internal(e.to_string()));
+        let worker = parse(&swarm.worker_token)?;
+        let manager = parse(&swarm.manager_token)?;
+        // Both comparisons always run, each in constant time.
+        let is_worker = presented.ct_eq(&worker);
+        let is_manager = presented.ct_eq(&manager);
+        let role = match (is_worker, is_manager) {
+            (true, _) => Role::Worker,
+            (_, true) => Role::Manager,
+            _ => {
+                return Err(ApiError::invalid(
+                    "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
+                ))
+            }
+        };
+        let advertise: std::net::SocketAddr = advertise_addr.parse().map_err(|_| {
+            ApiError::invalid(format!("invalid advertise address {advertise_addr:?}"))
+        })?;
+        let node_id = new_id();
+        let cert_pem = swarm
+            .root_ca
+            .sign_csr(csr_pem, &node_id, role, &swarm.id)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let now = now_rfc3339();
+        let node = Node {
+            id: node_id.clone(),
+            hostname,
+            role,
+            availability,
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: advertise.ip().to_string(),
+            },
+            manager_status: (role == Role::Manager).then(|| ManagerStatus {
+                leader: false,
+                reachability: Reachability::Reachable,
+                addr: advertise.to_string(),
+            }),
+            data_path_addr,
+            cluster_addr: advertise.to_string(),
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.write(Command::PutNode(Box::new(node.clone()))).await?;
+        self.touch(&node_id);
+        tracing::info!("node {node_id} ({}) joined as a {role}", node.hostname);
+        Ok(ClusterReply::Joined {
+            node_id,
+            swarm_id: swarm.id.clone(),
+            cert_pem,
+            managers: self.manager_addrs()?,
+        })
+    }
+
+    /// Rotates the network encryption keys when the newest is older than the interval;
+    /// returns the current set.
+    pub async fn rotate_keys_if_due(&self) -> Result<Vec<NetworkKey>, ApiError> {
+        let _guard = self.serial.lock().await;
+        let swarm = self.swarm_required()?;
+        let current = self.store.encryption_keys()?;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if !keys::rotation_due(&current, now, swarm.key_rotation_interval_secs) {
+            return Ok(current);
+        }
+        let next = if current.is_empty() {
+            keys::initial_keys([random_key(), random_key(), random_key()], now)
+        } else {
+            keys::rotate(&current, random_key(), now)
+        };
+        self.write(Command::SetEncryptionKeys(next.clone())).await?;
+        tracing::info!(
+            "rotated the network encryption keys; newest tag {}",
+            next.last().map_or(0, |k| k.tag)
+        );
+        Ok(next)
+    }
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::new(
+        ErrorKind::PermissionDenied,
+        "this operation needs a node certificate of this swarm",
+    )
+}
+
+/// The cluster address a promoted node will listen on: the one it advertised when joining.
+fn node_cluster_addr(node: &Node) -> String {
+    if node.cluster_addr.is_empty() {
+        format!("{}:{}", node.status.addr, super::addr::DEFAULT_PORT)
+    } else {
+        node.cluster_addr.clone()
+    }
+}
+
+/// Reads the identity from a certificate PEM, as an API error on failure.
+pub fn cert_identity(pem: &str) -> Result<CertIdentity, ApiError> {
+    identity_from_pem(pem).map_err(|e| ApiError::internal(e.to_string()))
+}

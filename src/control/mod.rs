@@ -1,0 +1,14 @@
+//! The control plane: certificates and join tokens, the persisted store, the manager's cluster
+//! protocol on 2377 (mutual TLS), the node agent, and the daemon that ties them together.
+
+pub mod addr;
+pub mod ca;
+pub mod daemon;
+pub mod keys;
+pub mod manager;
+pub mod raft;
+pub mod raft_store;
+pub mod rpc;
+pub mod store;
+pub mod tls;
+pub mod token;

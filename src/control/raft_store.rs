@@ -1,0 +1,474 @@
+//! Raft log storage and state machine on the node's redb store.
+//!
+//! The log lives in `raft_log` (index -> JSON entry) and the vote, committed/purged IDs, applied
+//! state and current snapshot in `raft_meta`. The state machine is the cluster tables
+//! themselves: applying a batch of entries and recording the applied log ID happen in one redb
+//! transaction, so a crash never leaves them out of step. Snapshots are the cluster tables
+//! dumped as JSON.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    Vote,
+};
+use redb::{ReadableTable, WriteTransaction};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::raft::{Applied, Command, TypeConfig};
+use super::store::{Store, CLUSTER, CLUSTER_TABLES, ENCRYPTION_KEYS, NODES, RAFT_LOG, RAFT_META};
+
+type SE = StorageError<u64>;
+
+fn any(err: impl std::fmt::Display) -> AnyError {
+    AnyError::error(err.to_string())
+}
+
+fn read_meta<T: DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>, AnyError> {
+    let tx = store.db().begin_read().map_err(any)?;
+    let table = tx.open_table(RAFT_META).map_err(any)?;
+    let value = table.get(key).map_err(any)?;
+    match value {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(any)?)),
+        None => Ok(None),
+    }
+}
+
+fn put_meta<T: Serialize>(tx: &WriteTransaction, key: &str, value: &T) -> Result<(), AnyError> {
+    let bytes = serde_json::to_vec(value).map_err(any)?;
+    tx.open_table(RAFT_META)
+        .map_err(any)?
+        .insert(key, bytes.as_slice())
+        .map_err(any)?;
+    Ok(())
+}
+
+fn write_meta<T: Serialize>(store: &Store, key: &str, value: &T) -> Result<(), AnyError> {
+    let tx = store.db().begin_write().map_err(any)?;
+    put_meta(&tx, key, value)?;
+    tx.commit().map_err(any)
+}
+
+/// The Raft log.
+#[derive(Clone)]
+pub struct LogStore {
+    store: Arc<Store>,
+}
+
+impl LogStore {
+    pub fn new(store: Arc<Store>) -> Self {
+        LogStore { store }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SE> {
+        let read = || -> Result<Vec<Entry<TypeConfig>>, AnyError> {
+            let tx = self.store.db().begin_read().map_err(any)?;
+            let table = tx.open_table(RAFT_LOG).map_err(any)?;
+            let mut out = Vec::new();
+            for item in table.range(range.clone()).map_err(any)? {
+                let (_, v) = item.map_err(any)?;
+                out.push(serde_json::from_slice(v.value()).map_err(any)?);
+            }
+            Ok(out)
+        };
+        read().map_err(|e| StorageIOError::read_logs(e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SE> {
+        let read = || -> Result<LogState<TypeConfig>, AnyError> {
+            let last_purged: Option<LogId<u64>> = read_meta(&self.store, "last_purged")?;
+            let tx = self.store.db().begin_read().map_err(any)?;
+            let table = tx.open_table(RAFT_LOG).map_err(any)?;
+            let last = match table.last().map_err(any)? {
+                Some((_, v)) => {
+                    let entry: Entry<TypeConfig> =
+                        serde_json::from_slice(v.value()).map_err(any)?;
+                    Some(entry.log_id)
+                }
+                None => last_purged,
+            };
+            Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: last,
+            })
+        };
+        read().map_err(|e| StorageIOError::read_logs(e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), SE> {
+        write_meta(&self.store, "vote", vote).map_err(|e| StorageIOError::write_vote(e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, SE> {
+        read_meta(&self.store, "vote").map_err(|e| StorageIOError::read_vote(e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), SE> {
+        write_meta(&self.store, "committed", &committed)
+            .map_err(|e| StorageIOError::write(e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, SE> {
+        read_meta::<Option<LogId<u64>>>(&self.store, "committed")
+            .map(Option::flatten)
+            .map_err(|e| StorageIOError::read(e).into())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SE>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let write = || -> Result<(), AnyError> {
+            let tx = self.store.db().begin_write().map_err(any)?;
+            {
+                let mut table = tx.open_table(RAFT_LOG).map_err(any)?;
+                for entry in entries {
+                    let bytes = serde_json::to_vec(&entry).map_err(any)?;
+                    table
+                        .insert(entry.log_id.index, bytes.as_slice())
+                        .map_err(any)?;
+                }
+            }
+            tx.commit().map_err(any)
+        };
+        let result = write();
+        // redb commits durably, so the entries are on disk once `commit` returned.
+        callback.log_io_completed(
+            result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
+        result.map_err(|e| StorageIOError::write_logs(e).into())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), SE> {
+        let write = || -> Result<(), AnyError> {
+            let tx = self.store.db().begin_write().map_err(any)?;
+            tx.open_table(RAFT_LOG)
+                .map_err(any)?
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(any)?;
+            tx.commit().map_err(any)
+        };
+        write().map_err(|e| StorageIOError::write_logs(e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), SE> {
+        let write = || -> Result<(), AnyError> {
+            let tx = self.store.db().begin_write().map_err(any)?;
+            put_meta(&tx, "last_purged", &log_id)?;
+            tx.open_table(RAFT_LOG)
+                .map_err(any)?
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(any)?;
+            tx.commit().map_err(any)
+        };
+        write().map_err(|e| StorageIOError::write_logs(e).into())
+    }
+}
+
+/// Where the state machine stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AppliedState {
+    last_applied: Option<LogId<u64>>,
+    membership: StoredMembership<u64, BasicNode>,
+}
+
+/// A snapshot as stored: its metadata and the dumped tables.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<u64, BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The cluster tables, dumped: table name -> (key, value) pairs.
+type Dump = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+/// The state machine: the cluster tables in redb.
+#[derive(Clone)]
+pub struct StateMachine {
+    store: Arc<Store>,
+}
+
+impl StateMachine {
+    pub fn new(store: Arc<Store>) -> Self {
+        StateMachine { store }
+    }
+
+    fn applied(&self) -> Result<AppliedState, AnyError> {
+        Ok(read_meta(&self.store, "applied")?.unwrap_or_default())
+    }
+
+    fn dump(&self) -> Result<Dump, AnyError> {
+        let tx = self.store.db().begin_read().map_err(any)?;
+        let mut out = Vec::new();
+        for def in CLUSTER_TABLES {
+            let table = tx.open_table(def).map_err(any)?;
+            let mut rows = Vec::new();
+            for item in table.iter().map_err(any)? {
+                let (k, v) = item.map_err(any)?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            out.push((redb::TableHandle::name(&def).to_string(), rows));
+        }
+        Ok(out)
+    }
+}
+
+fn apply_command(tx: &WriteTransaction, command: &Command) -> Result<(), AnyError> {
+    match command {
+        Command::PutSwarm(swarm) => {
+            let bytes = serde_json::to_vec(swarm).map_err(any)?;
+            tx.open_table(CLUSTER)
+                .map_err(any)?
+                .insert("swarm", bytes.as_slice())
+                .map_err(any)?;
+        }
+        Command::PutNode(node) => {
+            let bytes = serde_json::to_vec(node).map_err(any)?;
+            tx.open_table(NODES)
+                .map_err(any)?
+                .insert(node.id.as_str(), bytes.as_slice())
+                .map_err(any)?;
+        }
+        Command::RemoveNode(id) => {
+            tx.open_table(NODES)
+                .map_err(any)?
+                .remove(id.as_str())
+                .map_err(any)?;
+        }
+        Command::SetEncryptionKeys(keys) => {
+            let mut table = tx.open_table(ENCRYPTION_KEYS).map_err(any)?;
+            table.retain(|_, _| false).map_err(any)?;
+            for key in keys {
+                let bytes = serde_json::to_vec(key).map_err(any)?;
+                table
+                    .insert(format!("{:010}", key.tag).as_str(), bytes.as_slice())
+                    .map_err(any)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        let build = || -> Result<Snapshot<TypeConfig>, AnyError> {
+            let applied = self.applied()?;
+            let data = serde_json::to_vec(&self.dump()?).map_err(any)?;
+            let snapshot_id = match applied.last_applied {
+                Some(id) => format!("{}-{}-{}", id.leader_id, id.index, data.len()),
+                None => format!("empty-{}", data.len()),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership,
+                snapshot_id,
+            };
+            write_meta(
+                &self.store,
+                "snapshot",
+                &StoredSnapshot {
+                    meta: meta.clone(),
+                    data: data.clone(),
+                },
+            )?;
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data)),
+            })
+        };
+        build().map_err(|e| StorageIOError::write_snapshot(None, e).into())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), SE> {
+        let applied = self
+            .applied()
+            .map_err(|e| SE::from(StorageIOError::read_state_machine(e)))?;
+        Ok((applied.last_applied, applied.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, SE>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let apply = || -> Result<Vec<Applied>, AnyError> {
+            let mut state = self.applied()?;
+            let tx = self.store.db().begin_write().map_err(any)?;
+            let mut results = Vec::new();
+            for entry in entries {
+                state.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(command) => apply_command(&tx, &command)?,
+                    EntryPayload::Membership(m) => {
+                        state.membership = StoredMembership::new(Some(entry.log_id), m);
+                    }
+                }
+                results.push(Applied);
+            }
+            put_meta(&tx, "applied", &state)?;
+            tx.commit().map_err(any)?;
+            Ok(results)
+        };
+        apply().map_err(|e| StorageIOError::write_state_machine(e).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SE> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SE> {
+        let data = snapshot.into_inner();
+        let install = || -> Result<(), AnyError> {
+            let dump: Dump = serde_json::from_slice(&data).map_err(any)?;
+            let tx = self.store.db().begin_write().map_err(any)?;
+            for def in CLUSTER_TABLES {
+                let name = redb::TableHandle::name(&def).to_string();
+                let mut table = tx.open_table(def).map_err(any)?;
+                table.retain(|_, _| false).map_err(any)?;
+                if let Some((_, rows)) = dump.iter().find(|(n, _)| *n == name) {
+                    for (k, v) in rows {
+                        table.insert(k.as_str(), v.as_slice()).map_err(any)?;
+                    }
+                }
+            }
+            put_meta(
+                &tx,
+                "applied",
+                &AppliedState {
+                    last_applied: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
+                },
+            )?;
+            put_meta(
+                &tx,
+                "snapshot",
+                &StoredSnapshot {
+                    meta: meta.clone(),
+                    data: data.clone(),
+                },
+            )?;
+            tx.commit().map_err(any)
+        };
+        install().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SE> {
+        let stored: Option<StoredSnapshot> = read_meta(&self.store, "snapshot")
+            .map_err(|e| SE::from(StorageIOError::read_snapshot(None, e)))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Availability, Node, NodeState, NodeStatus, Role};
+    use openraft::testing::{StoreBuilder, Suite};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), SE> {
+            let dir = tempfile::tempdir().map_err(|e| SE::from(StorageIOError::write(any(e))))?;
+            let store = Arc::new(
+                Store::open(dir.path()).map_err(|e| SE::from(StorageIOError::write(any(e))))?,
+            );
+            Ok((dir, LogStore::new(store.clone()), StateMachine::new(store)))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines.
+    #[test]
+    fn passes_the_openraft_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+
+    fn node(id: &str) -> Node {
+        Node {
+            id: id.into(),
+            hostname: "h".into(),
+            role: Role::Worker,
+            availability: Availability::Active,
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: "127.0.0.1".into(),
+            },
+            manager_status: None,
+            data_path_addr: "127.0.0.1".into(),
+            cluster_addr: "127.0.0.1:2377".into(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_apply_and_a_snapshot_carries_the_tables() {
+        let (_d1, _log1, mut sm1) = Builder.build().await.unwrap();
+        let leader = openraft::CommittedLeaderId::new(1, 0);
+        let entry = |index, command| Entry::<TypeConfig> {
+            log_id: LogId::new(leader, index),
+            payload: EntryPayload::Normal(command),
+        };
+        sm1.apply([
+            entry(1, Command::PutNode(Box::new(node("a")))),
+            entry(2, Command::PutNode(Box::new(node("b")))),
+            entry(3, Command::RemoveNode("a".into())),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(sm1.store.nodes().unwrap(), vec![node("b")]);
+        let (applied, _) = sm1.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+
+        let snapshot = sm1.build_snapshot().await.unwrap();
+        let (_d2, _log2, mut sm2) = Builder.build().await.unwrap();
+        sm2.store.put_node(&node("stale")).unwrap();
+        sm2.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(sm2.store.nodes().unwrap(), vec![node("b")]);
+        let (applied, _) = sm2.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(3));
+        assert!(sm2.get_current_snapshot().await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,197 @@
+//! The cluster protocol on 2377: request/reply types and the node-side calls.
+//!
+//! One request per TLS connection, length-prefixed JSON (as the local API). The caller's
+//! identity is never in the message: managers read it from the verified client certificate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::ca::pem_to_der;
+use super::raft::{RaftAnswer, RaftMessage};
+use super::store::NetworkKey;
+use super::tls;
+use super::token::{ca_digest_text, JoinToken};
+use crate::api::frame::{read_frame, write_frame, FrameError};
+use crate::api::{ApiError, Availability, Reply, Request, Role};
+
+/// Time allowed for connecting, the handshake and one exchange.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Requests a node (or the CLI's daemon) sends to a manager.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ClusterRequest {
+    /// The root CA certificate; allowed without a client certificate.
+    GetRootCa,
+    /// Join with a token and a CSR; allowed without a client certificate.
+    Join {
+        token: String,
+        csr_pem: String,
+        hostname: String,
+        advertise_addr: String,
+        listen_addr: String,
+        data_path_addr: String,
+        availability: Availability,
+    },
+    /// Liveness; answered with the desired role, the managers and the encryption keys.
+    Heartbeat,
+    /// A new certificate for the caller's new key, with the role the swarm wants for it.
+    RenewCert { csr_pem: String },
+    /// The caller leaves the swarm.
+    Leave,
+    /// A manager operation forwarded by another manager's daemon; needs a manager certificate.
+    Api(Request),
+    /// Raft between managers; needs a manager certificate.
+    Raft(RaftMessage),
+}
+
+/// Successful replies.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ClusterReply {
+    RootCa {
+        cert_pem: String,
+    },
+    Joined {
+        node_id: String,
+        swarm_id: String,
+        cert_pem: String,
+        managers: Vec<String>,
+    },
+    Heartbeat {
+        role: Role,
+        managers: Vec<String>,
+        keys: Vec<NetworkKey>,
+    },
+    Cert {
+        cert_pem: String,
+    },
+    Done,
+    Api(Reply),
+    Raft(RaftAnswer),
+    /// This manager does not hold the cluster state; ask the leader at `leader`.
+    Redirect {
+        leader: String,
+    },
+}
+
+pub type ClusterResponse = Result<ClusterReply, ApiError>;
+
+/// Errors of a call to a manager.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("could not connect to the manager at {addr}: {err}")]
+    Connect { addr: String, err: std::io::Error },
+    #[error("TLS handshake with the manager at {addr} failed: {err}")]
+    Handshake { addr: String, err: std::io::Error },
+    #[error("the manager at {0} did not answer within {CALL_TIMEOUT:?}")]
+    Timeout(String),
+    #[error("talking to the manager at {addr}: {err}")]
+    Frame { addr: String, err: FrameError },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Remote(ApiError),
+    #[error("the manager at {addr} answered with an unexpected message")]
+    Unexpected { addr: String },
+    #[error("remote CA does not match fingerprint. Expected: {expected}, got: {got}")]
+    Fingerprint { expected: String, got: String },
+    #[error("the manager at {addr} sent a CA certificate that cannot be read: {err}")]
+    BadCa { addr: String, err: String },
+    #[error("no manager could be reached (tried {0})")]
+    NoManager(String),
+}
+
+/// One request over one TLS connection to `addr`.
+pub async fn call(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    request: &ClusterRequest,
+) -> Result<ClusterReply, RpcError> {
+    let exchange = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|err| RpcError::Connect {
+                addr: addr.to_string(),
+                err,
+            })?;
+        let mut stream = TlsConnector::from(config)
+            .connect(tls::manager_server_name(), tcp)
+            .await
+            .map_err(|err| RpcError::Handshake {
+                addr: addr.to_string(),
+                err,
+            })?;
+        let frame_err = |err| RpcError::Frame {
+            addr: addr.to_string(),
+            err,
+        };
+        write_frame(&mut stream, request).await.map_err(frame_err)?;
+        let response: ClusterResponse = read_frame(&mut stream).await.map_err(frame_err)?;
+        response.map_err(RpcError::Remote)
+    };
+    tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| RpcError::Timeout(addr.to_string()))?
+}
+
+/// Calls the managers in order, following one redirect to the leader, until one answers.
+/// Errors answered by a manager are final; connection errors move on to the next manager.
+pub async fn call_managers(
+    managers: &[String],
+    config: Arc<ClientConfig>,
+    request: &ClusterRequest,
+) -> Result<ClusterReply, RpcError> {
+    let mut last = None;
+    for addr in managers {
+        match call(addr, config.clone(), request).await {
+            Ok(ClusterReply::Redirect { leader }) => {
+                return match call(&leader, config.clone(), request).await? {
+                    ClusterReply::Redirect { .. } => Err(RpcError::Unexpected { addr: leader }),
+                    reply => Ok(reply),
+                };
+            }
+            Ok(reply) => return Ok(reply),
+            Err(err @ RpcError::Remote(_)) => return Err(err),
+            Err(err) => {
+                tracing::debug!("manager {addr} unreachable: {err}");
+                last = Some(err);
+            }
+        }
+    }
+    match last {
+        Some(err) if managers.len() == 1 => Err(err),
+        _ => Err(RpcError::NoManager(managers.join(", "))),
+    }
+}
+
+/// Fetches the root CA from `addr` over an unverified connection and checks it against the
+/// token's digest; only a CA that matches is returned (PEM).
+pub async fn fetch_root_ca(addr: &str, token: &JoinToken) -> Result<String, RpcError> {
+    let reply = call(
+        addr,
+        tls::bootstrap_client_config()?,
+        &ClusterRequest::GetRootCa,
+    )
+    .await?;
+    let ClusterReply::RootCa { cert_pem } = reply else {
+        return Err(RpcError::Unexpected {
+            addr: addr.to_string(),
+        });
+    };
+    let der = pem_to_der(&cert_pem).map_err(|e| RpcError::BadCa {
+        addr: addr.to_string(),
+        err: e.to_string(),
+    })?;
+    if !token.matches_ca(&der) {
+        let expected = token.to_string();
+        return Err(RpcError::Fingerprint {
+            expected: expected.split('-').nth(2).unwrap_or_default().to_string(),
+            got: ca_digest_text(&der),
+        });
+    }
+    Ok(cert_pem)
+}

@@ -1,0 +1,228 @@
+//! Test harness: real `swarmnet daemon` processes, each with its own loopback address, state
+//! dir and API socket, killed when the guard drops.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_swarmnet");
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; true if it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One daemon process.
+pub struct Node {
+    pub ip: String,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Node {
+    /// Starts a daemon for the node at `ip` and waits for its API socket to answer.
+    pub fn start(ip: &str) -> Node {
+        Self::start_with_env(ip, &[])
+    }
+
+    /// Starts a daemon with extra environment variables.
+    pub fn start_with_env(ip: &str, env: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("api.sock");
+        let mut node = Node {
+            ip: ip.to_string(),
+            dir,
+            socket,
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        node.spawn();
+        node
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Cluster address of this node.
+    pub fn addr(&self) -> String {
+        format!("{}:2377", self.ip)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("log file");
+        let child = Command::new(BIN)
+            .args(["-H", &self.host(), "daemon", "--state-dir"])
+            .arg(self.state_dir())
+            .env("SWARMNET_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn swarmnet daemon");
+        self.child = Some(child);
+        let socket = self.socket.clone();
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                std::os::unix::net::UnixStream::connect(&socket).is_ok()
+            }),
+            "daemon for {} did not open its socket; log:\n{}",
+            self.ip,
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Kills the daemon (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same state dir and socket.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs the CLI against this node.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(["-H", &self.host()])
+            .args(args)
+            .output()
+            .expect("run swarmnet")
+    }
+
+    /// Runs the CLI and returns stdout, failing the test if the command failed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`swarmnet {}` on {} failed: {}\ndaemon log:\n{}",
+            args.join(" "),
+            self.ip,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI, expects failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "`swarmnet {}` on {} should have failed; stdout: {}",
+            args.join(" "),
+            self.ip,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `swarm init` on this node's address; returns stdout.
+    pub fn init(&self) -> String {
+        self.ok(&["swarm", "init", "--advertise-addr", &self.ip])
+    }
+
+    pub fn token(&self, role: &str) -> String {
+        self.ok(&["swarm", "join-token", "-q", role])
+            .trim()
+            .to_string()
+    }
+
+    /// Joins the swarm through `manager` with `token`.
+    pub fn join(&self, token: &str, manager: &Node) -> Output {
+        self.run(&[
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--advertise-addr",
+            &self.ip,
+            &manager.addr(),
+        ])
+    }
+
+    /// This node's ID (from `node inspect self` on a manager, or the daemon's info).
+    pub fn id(&self) -> String {
+        let reply = call(&self.socket, swarmnet::api::Request::Info).expect("info");
+        match reply {
+            swarmnet::api::Reply::Info(info) => info.node_id.expect("node in a swarm"),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// This node's own view (role, managers, keys, Raft).
+    pub fn info(&self) -> swarmnet::api::LocalInfo {
+        match call(&self.socket, swarmnet::api::Request::Info).expect("info") {
+            swarmnet::api::Reply::Info(info) => info,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// `node ls` rows as (id without `*`, whole line).
+    pub fn node_lines(&self) -> Vec<String> {
+        self.ok(&["node", "ls"])
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The `node ls` line of node `id`.
+    pub fn node_line(&self, id: &str) -> Option<String> {
+        self.node_lines().into_iter().find(|l| l.starts_with(id))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One API call from the test process (for what the CLI does not show).
+pub fn call(
+    socket: &Path,
+    request: swarmnet::api::Request,
+) -> Result<swarmnet::api::Reply, swarmnet::api::client::ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(swarmnet::api::client::Client::new(socket).call(request))
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

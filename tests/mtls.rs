@@ -1,0 +1,145 @@
+//! The cluster port judges callers by their certificates, not by what they say.
+//! The test process plays a node: it joins over the real protocol and then calls the manager
+//! with the certificate it was given.
+
+mod cluster;
+
+use cluster::Node;
+use swarmnet::api::{ErrorKind, Reply, Request, Role, NOT_A_MANAGER};
+use swarmnet::control::ca::{identity_from_pem, new_key_and_csr, NodeCredentials};
+use swarmnet::control::rpc::{self, ClusterReply, ClusterRequest, RpcError};
+use swarmnet::control::tls;
+use swarmnet::control::token::JoinToken;
+
+/// Joins `manager` with `token` from the test process; returns the credentials and CA.
+async fn join(manager: &str, token: &str) -> (NodeCredentials, String) {
+    let parsed = JoinToken::parse(token).unwrap();
+    let ca_pem = rpc::fetch_root_ca(manager, &parsed).await.unwrap();
+    let (key_pem, csr_pem) = new_key_and_csr().unwrap();
+    let request = ClusterRequest::Join {
+        token: token.to_string(),
+        csr_pem,
+        hostname: "test-process".into(),
+        advertise_addr: "127.77.20.9:2377".into(),
+        listen_addr: "127.77.20.9:2377".into(),
+        data_path_addr: "127.77.20.9".into(),
+        availability: Default::default(),
+    };
+    let config = tls::client_config(&ca_pem, None).unwrap();
+    let reply = rpc::call(manager, config, &request).await.unwrap();
+    let ClusterReply::Joined { cert_pem, .. } = reply else {
+        panic!("unexpected reply {reply:?}");
+    };
+    (NodeCredentials { cert_pem, key_pem }, ca_pem)
+}
+
+#[tokio::test]
+async fn role_comes_from_the_certificate() {
+    let n1 = Node::start("127.77.20.1");
+    n1.init();
+    let addr = n1.addr();
+
+    // A worker certificate: manager operations are refused with Docker's message.
+    let (worker, ca_pem) = join(&addr, &n1.token("worker")).await;
+    assert_eq!(
+        identity_from_pem(&worker.cert_pem).unwrap().role,
+        Role::Worker
+    );
+    let config = tls::client_config(&ca_pem, Some(&worker)).unwrap();
+    let err = rpc::call(
+        &addr,
+        config.clone(),
+        &ClusterRequest::Api(Request::NodeList),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        RpcError::Remote(e) => assert_eq!(e.message, NOT_A_MANAGER),
+        other => panic!("expected a refusal, got {other}"),
+    }
+    // ... but its heartbeat is accepted (it is a member).
+    let hb = rpc::call(&addr, config, &ClusterRequest::Heartbeat)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            hb,
+            ClusterReply::Heartbeat {
+                role: Role::Worker,
+                ..
+            }
+        ),
+        "{hb:?}"
+    );
+
+    // No certificate at all: only the CA and joining are allowed.
+    let anonymous = tls::client_config(&ca_pem, None).unwrap();
+    for request in [
+        ClusterRequest::Api(Request::NodeList),
+        ClusterRequest::Heartbeat,
+    ] {
+        match rpc::call(&addr, anonymous.clone(), &request)
+            .await
+            .unwrap_err()
+        {
+            RpcError::Remote(e) => assert_eq!(e.kind, ErrorKind::PermissionDenied, "{e}"),
+            other => panic!("expected a refusal, got {other}"),
+        }
+    }
+
+    // A manager certificate: allowed.
+    let (manager, _) = join(&addr, &n1.token("manager")).await;
+    assert_eq!(
+        identity_from_pem(&manager.cert_pem).unwrap().role,
+        Role::Manager
+    );
+    let config = tls::client_config(&ca_pem, Some(&manager)).unwrap();
+    let reply = rpc::call(&addr, config, &ClusterRequest::Api(Request::NodeList))
+        .await
+        .unwrap();
+    let ClusterReply::Api(Reply::Nodes(nodes)) = reply else {
+        panic!("unexpected reply {reply:?}");
+    };
+    assert_eq!(nodes.len(), 3);
+
+    // Demoted, the same still-valid manager certificate grants nothing any more.
+    let manager_id = identity_from_pem(&manager.cert_pem).unwrap().node_id;
+    n1.ok(&["node", "demote", &manager_id]);
+    let config = tls::client_config(&ca_pem, Some(&manager)).unwrap();
+    match rpc::call(&addr, config, &ClusterRequest::Api(Request::NodeList))
+        .await
+        .unwrap_err()
+    {
+        RpcError::Remote(e) => assert_eq!(e.message, NOT_A_MANAGER),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_swarm_is_rejected_in_the_handshake() {
+    let n1 = Node::start("127.77.21.1");
+    let n2 = Node::start("127.77.21.2");
+    n1.init();
+    n2.ok(&["swarm", "init", "--advertise-addr", "127.77.21.2"]);
+    // A manager certificate of swarm 2, presented to swarm 1.
+    let (foreign, foreign_ca) = join(&n2.addr(), &n2.token("manager")).await;
+    let (_, ca1) = join(&n1.addr(), &n1.token("worker")).await;
+    assert_ne!(foreign_ca, ca1);
+    let config = tls::client_config(&ca1, Some(&foreign)).unwrap();
+    let err = rpc::call(&n1.addr(), config, &ClusterRequest::Api(Request::NodeList))
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(err, RpcError::Remote(_)),
+        "the handshake itself must fail, got an answer: {err}"
+    );
+    // And a node trusting swarm 2's CA does not accept swarm 1's manager.
+    let config = tls::client_config(&foreign_ca, Some(&foreign)).unwrap();
+    let err = rpc::call(&n1.addr(), config, &ClusterRequest::Heartbeat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::Handshake { .. } | RpcError::Frame { .. }),
+        "{err}"
+    );
+}
