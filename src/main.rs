@@ -10,7 +10,14 @@ fn main() {
         .init();
     let cli = swarmnet::cli::Cli::parse();
     if let Err(err) = swarmnet::cli::run(cli) {
-        eprintln!("Error: {err:#}");
+        // Daemon errors already read like Docker's ("Error response from daemon: ..."); the
+        // others get the same leading word.
+        let text = format!("{err:#}");
+        if text.starts_with("Error") {
+            eprintln!("{text}");
+        } else {
+            eprintln!("Error: {text}");
+        }
         std::process::exit(1);
     }
 }
