@@ -17,4 +17,18 @@ if ! command -v tshark >/dev/null; then
     fi
 fi
 
-cargo test --all-targets --locked "$@"
+# The last `test result` line cargo prints belongs to whichever target ran last (often one with
+# no tests), so close with the sum over every target.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i + 1) ~ /^passed/) p += $i
+            if ($(i + 1) ~ /^failed/) f += $i
+            if ($(i + 1) ~ /^ignored/) s += $i
+        }
+    }
+    END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
