@@ -15,7 +15,8 @@
 # the time by call path and syscall counts per datagram (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-# usage: scripts/bench-overlay.sh [--duration S] [--workers N] [--profile]
+# usage: scripts/bench-overlay.sh [--duration S] [--workers N] [--profile] [--no-offload]
+# (--no-offload: swarmnet without the TAP offloads, TSO and checksums; UDP GSO/GRO stay on)
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,13 +24,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=10
 WORKERS=""
 PROFILE=0
+NO_OFFLOAD=0
 PROFILE_SECS=5
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
         --workers) WORKERS="$2"; shift 2 ;;
         --profile) PROFILE=1; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --no-offload) NO_OFFLOAD=1; shift ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -243,6 +246,7 @@ write_topology "$WORK/node-b.toml" node-b "$ADDR_B" web2 "$IP_B" "$STB" web1 "$I
 start_node() { # start_node HOSTNS TOPOLOGY NAME -> sets NODE_PID
     local args=(run --netns "$1" --topology "$2" --counters "$WORK/$3.counters.json")
     [[ -n "$WORKERS" ]] && args+=(--workers "$WORKERS")
+    [[ $NO_OFFLOAD -eq 1 ]] && args+=(--no-offload)
     "$BIN" "${args[@]}" >"$WORK/$3.out" 2>"$WORK/$3.err" &
     NODE_PID=$!
     PIDS+=("$NODE_PID")
@@ -368,7 +372,7 @@ E_RATIO=$(ratio "$K_GBPS" "$E_GBPS")
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "flow:    one TCP flow, iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}"
+echo "flow:    one TCP flow, iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on)"
 echo
 printf '| %-14s | %8s | %9s | %8s |\n' "data path" "Gbit/s" "RTT (ms)" "retrans"
 printf '|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "----------"

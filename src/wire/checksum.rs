@@ -3,13 +3,15 @@
 /// One's complement sum of `data` as big-endian 16-bit words, folded to 16 bits.
 /// An odd trailing byte is padded with zero, as RFC 1071 says.
 pub fn sum(data: &[u8]) -> u16 {
+    // One's complement addition is associative over any word size: add big-endian 32-bit words
+    // into a 64-bit accumulator (no overflow below 2^32 words) and fold once at the end.
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]))
-            + u64::from(u16::from_be_bytes([c[2], c[3]]))
-            + u64::from(u16::from_be_bytes([c[4], c[5]]))
-            + u64::from(u16::from_be_bytes([c[6], c[7]]));
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            + u64::from(u32::from_be_bytes([c[4], c[5], c[6], c[7]]))
+            + u64::from(u32::from_be_bytes([c[8], c[9], c[10], c[11]]))
+            + u64::from(u32::from_be_bytes([c[12], c[13], c[14], c[15]]));
     }
     let mut rest = chunks.remainder().chunks_exact(2);
     for c in &mut rest {
@@ -89,5 +91,34 @@ mod tests {
         let mut odd = [0u8; 3];
         odd[2] = 0xff;
         assert_eq!(sum(&odd), 0xff00);
+    }
+
+    #[test]
+    fn wide_sum_equals_the_word_by_word_definition() {
+        // RFC 1071's definition, 16 bits at a time, against the 32-bit-word implementation.
+        let reference = |d: &[u8]| {
+            let mut acc: u64 = 0;
+            for c in d.chunks(2) {
+                acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            fold(acc)
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..3000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        for n in 0..200 {
+            assert_eq!(sum(&data[..n]), reference(&data[..n]), "length {n}");
+        }
+        for n in [1399, 1400, 1401, 2999, 3000] {
+            assert_eq!(sum(&data[..n]), reference(&data[..n]), "length {n}");
+        }
+        let ones = vec![0xffu8; 4096];
+        assert_eq!(sum(&ones), reference(&ones));
     }
 }
