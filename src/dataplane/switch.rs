@@ -109,29 +109,13 @@ impl Dataplane {
         if let Some(c) = self.counters.ports.get_mut(port.0 as usize) {
             c.rx(frame.len());
         }
-        let mut fwd = Forwarder {
-            t: &self.tables,
-            c: &mut self.counters,
-            st: &mut self.state,
-            out,
-        };
-        if let Err(reason) = fwd.port_frame(port, frame) {
-            self.record_drop(now, reason, "port");
-        }
+        self.handle(now, "port", out, |f| f.port_frame(port, frame));
     }
 
     /// A whole IPv4 datagram received from the underlay.
     pub fn from_underlay_ipv4(&mut self, now: Nanos, datagram: &[u8], out: &mut Output) {
         self.counters.underlay.rx(datagram.len());
-        let mut fwd = Forwarder {
-            t: &self.tables,
-            c: &mut self.counters,
-            st: &mut self.state,
-            out,
-        };
-        if let Err(reason) = fwd.underlay_ipv4(datagram) {
-            self.record_drop(now, reason, "underlay");
-        }
+        self.handle(now, "underlay", out, |f| f.underlay_ipv4(datagram));
     }
 
     /// The payload of a UDP datagram from `src` to the data-path port.
@@ -143,15 +127,7 @@ impl Dataplane {
         out: &mut Output,
     ) {
         self.counters.underlay.rx(payload.len());
-        let mut fwd = Forwarder {
-            t: &self.tables,
-            c: &mut self.counters,
-            st: &mut self.state,
-            out,
-        };
-        if let Err(reason) = fwd.decapsulate(src, payload) {
-            self.record_drop(now, reason, "underlay");
-        }
+        self.handle(now, "underlay", out, |f| f.decapsulate(src, payload));
     }
 
     /// The payload of a UDP datagram from `src` to the ESP-in-UDP port of an encrypted node.
@@ -163,18 +139,28 @@ impl Dataplane {
         out: &mut Output,
     ) {
         self.counters.underlay.rx(payload.len());
+        self.handle(now, "underlay", out, |f| match f.t.esp.as_ref() {
+            Some(e) => esp::input_udp(f, e, src, payload),
+            None => Err(DropReason::NotVxlan),
+        });
+    }
+
+    /// Runs one packet's handling with the pieces it borrows, and counts its drop if any.
+    fn handle(
+        &mut self,
+        now: Nanos,
+        from: &'static str,
+        out: &mut Output,
+        step: impl FnOnce(&mut Forwarder<'_>) -> Result<(), DropReason>,
+    ) {
         let mut fwd = Forwarder {
             t: &self.tables,
             c: &mut self.counters,
             st: &mut self.state,
             out,
         };
-        let result = match &self.tables.esp {
-            Some(e) => esp::input_udp(&mut fwd, e, src, payload),
-            None => Err(DropReason::NotVxlan),
-        };
-        if let Err(reason) = result {
-            self.record_drop(now, reason, "underlay");
+        if let Err(reason) = step(&mut fwd) {
+            self.record_drop(now, reason, from);
         }
     }
 
