@@ -102,10 +102,12 @@ pub(crate) struct UdpPayload<'a> {
 }
 
 /// Checks an outer IPv4 datagram and returns its UDP payload if it is for our VXLAN port.
-pub(crate) fn outer_udp_payload<'a>(
+/// An underlay IPv4 datagram addressed to this node, checked: version, header and total
+/// lengths, header checksum, no fragmentation. Returns its header and its payload.
+pub(crate) fn outer_ipv4<'a>(
     t: &Tables,
     datagram: &'a [u8],
-) -> Result<UdpPayload<'a>, DropReason> {
+) -> Result<(Ipv4HeaderSlice<'a>, &'a [u8]), DropReason> {
     match datagram.first() {
         None => return Err(DropReason::Malformed),
         Some(v) if v >> 4 != 4 => return Err(DropReason::NotIpv4),
@@ -126,10 +128,17 @@ pub(crate) fn outer_udp_payload<'a>(
     if hdr.destination_addr() != t.data_path_addr {
         return Err(DropReason::NotForUs);
     }
+    Ok((hdr, &datagram[ihl..total]))
+}
+
+pub(crate) fn outer_udp_payload<'a>(
+    t: &Tables,
+    datagram: &'a [u8],
+) -> Result<UdpPayload<'a>, DropReason> {
+    let (hdr, udp) = outer_ipv4(t, datagram)?;
     if hdr.protocol() != etherparse::IpNumber::UDP {
         return Err(DropReason::NotVxlan);
     }
-    let udp = &datagram[ihl..total];
     if udp.len() < UDP_HEADER_LEN {
         return Err(DropReason::Malformed);
     }

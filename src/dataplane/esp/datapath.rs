@@ -3,15 +3,13 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::Ipv4HeaderSlice;
-
 use super::sa::EspError;
 use super::{EspTable, Transport};
 use crate::dataplane::counters::DropReason;
-use crate::dataplane::encap::{flow_hash, SRC_PORT_BASE};
+use crate::dataplane::encap::{self, flow_hash, SRC_PORT_BASE};
 use crate::dataplane::output::{Target, UnderlayDst, UnderlayKind};
 use crate::dataplane::switch::Forwarder;
-use crate::wire::{checksum, esp, ipv4, vxlan, UDP_HEADER_LEN};
+use crate::wire::{esp, ipv4, vxlan, UDP_HEADER_LEN};
 
 impl From<EspError> for DropReason {
     fn from(e: EspError) -> DropReason {
@@ -135,28 +133,8 @@ pub(crate) fn input_ipv4(
     esp_t: &EspTable,
     datagram: &[u8],
 ) -> Result<(), DropReason> {
-    match datagram.first() {
-        None => return Err(DropReason::Malformed),
-        Some(v) if v >> 4 != 4 => return Err(DropReason::NotIpv4),
-        Some(_) => {}
-    }
-    let hdr = Ipv4HeaderSlice::from_slice(datagram).map_err(|_| DropReason::Malformed)?;
-    let ihl = hdr.slice().len();
-    let total = usize::from(hdr.total_len());
-    if total < ihl || total > datagram.len() {
-        return Err(DropReason::Malformed);
-    }
-    if !checksum::verify(hdr.slice()) {
-        return Err(DropReason::BadChecksum);
-    }
-    if hdr.more_fragments() || hdr.fragments_offset().value() != 0 {
-        return Err(DropReason::OuterFragment);
-    }
-    if hdr.destination_addr() != f.t.data_path_addr {
-        return Err(DropReason::NotForUs);
-    }
+    let (hdr, body) = encap::outer_ipv4(f.t, datagram)?;
     let src = hdr.source_addr();
-    let body = &datagram[ihl..total];
     if hdr.protocol().0 == esp::IP_PROTOCOL {
         return open(f, esp_t, src, body);
     }
