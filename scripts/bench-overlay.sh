@@ -15,7 +15,7 @@
 # the time by call path and syscall counts per datagram (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-# usage: scripts/bench-overlay.sh [--duration S] [--workers N] [--profile] [--no-offload]
+# usage: scripts/bench-overlay.sh [--duration S] [--workers N] [--profile] [--no-offload] [--esp-transport ip|udp]
 # (--no-offload: swarmnet without the TAP offloads, TSO and checksums; UDP GSO/GRO stay on)
 set -euo pipefail
 shopt -s inherit_errexit
@@ -25,6 +25,7 @@ DURATION=10
 WORKERS=""
 PROFILE=0
 NO_OFFLOAD=0
+ESP_TRANSPORT=ip
 PROFILE_SECS=5
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -32,12 +33,14 @@ while [[ $# -gt 0 ]]; do
         --workers) WORKERS="$2"; shift 2 ;;
         --profile) PROFILE=1; shift ;;
         --no-offload) NO_OFFLOAD=1; shift ;;
+        --esp-transport) ESP_TRANSPORT="$2"; shift 2 ;;
         -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "--duration: seconds >= 1" >&2; exit 2; }
 [[ -z "$WORKERS" || "$WORKERS" =~ ^[0-9]+$ ]] || { echo "--workers: a number" >&2; exit 2; }
+[[ "$ESP_TRANSPORT" == ip || "$ESP_TRANSPORT" == udp ]] || { echo "--esp-transport: ip or udp" >&2; exit 2; }
 if [[ $EUID -ne 0 ]]; then
     echo "needs root (creates network namespaces, veths, bridges and vxlan devices)" >&2
     exit 1
@@ -211,7 +214,7 @@ write_topology() { # write_topology FILE NODE LOCAL_ADDR LOCAL_EP LOCAL_IP LOCAL
         enc='[encryption]
 keys = [ { tag = 1, key = "000102030405060708090a0b0c0d0e0f" }, { tag = 2, key = "101112131415161718191a1b1c1d1e1f" } ]
 primary = 2
-transport = "ip"'
+transport = "'"$ESP_TRANSPORT"'"'
     fi
     cat >"$1" <<EOF
 [node]

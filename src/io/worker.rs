@@ -234,7 +234,9 @@ impl Worker {
         // A super-frame from a TAP becomes up to ~46 packets before the next flush.
         let mut out = Output::with_capacity(BATCH * 4, BATCH * 4 * max_packet.min(2048));
         // UDP GRO may fill a slot with up to 64 KiB of datagrams.
-        let mut recv = RecvBatch::new(GRO_SLOTS, super::tap::MAX_FRAME);
+        let mut recv_gro = RecvBatch::new(GRO_SLOTS, super::tap::MAX_FRAME);
+        // A raw socket gives one packet per slot: more, smaller slots.
+        let mut recv_raw = RecvBatch::new(BATCH, max_packet);
         let mut frame = vec![0u8; super::tap::MAX_FRAME];
         let mut events = Events::with_capacity(256);
         // Edge-triggered readiness: a source stays "ready" until it returns WouldBlock.
@@ -324,7 +326,12 @@ impl Worker {
                 }
                 let (channel, sock) = r;
                 for _ in 0..SOCKET_BUDGET {
-                    match sock.recv_batch(&mut recv) {
+                    let recv = if *channel == Channel::EspIp {
+                        &mut recv_raw
+                    } else {
+                        &mut recv_gro
+                    };
+                    match sock.recv_batch(recv) {
                         Ok(0) => {
                             *ready = false;
                             break;
