@@ -109,34 +109,41 @@ impl DatagramSocket {
     }
 
     /// Sends each queued `(destination, payload)`; returns how many datagrams the kernel took.
-    /// Stops at the first `WouldBlock` (the caller counts the rest as dropped). With UDP GSO
-    /// on, runs of equal-sized datagrams to one destination go down as one `UDP_SEGMENT`
-    /// message each, which the kernel splits in one pass.
-    pub fn send_batch(&self, batch: &mut SendBatch) -> io::Result<usize> {
-        let result = self.send_messages(batch);
-        if let Err(e) = &result {
-            if batch.gso && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) {
-                // The route's device cannot take UDP GSO: send one datagram per message.
-                tracing::info!(error = %e, "UDP GSO refused; sending datagrams one by one");
-                batch.gso = false;
-                let r = self.send_messages(batch);
-                batch.clear();
-                return r;
+    /// Stops at the first `WouldBlock` (the caller counts the rest as dropped). A message the
+    /// kernel refuses for another reason (no route, too big, ...) is skipped and the rest still
+    /// go. With UDP GSO on, runs of equal-sized datagrams to one destination go down as one
+    /// `UDP_SEGMENT` message each, which the kernel splits in one pass; a route whose device
+    /// cannot take GSO turns it off for this batch and the ones after.
+    pub fn send_batch(&self, batch: &mut SendBatch) -> usize {
+        batch.build();
+        let mut sent = 0;
+        loop {
+            match self.send_messages(batch) {
+                Sent::All(n) => {
+                    sent += n;
+                    break;
+                }
+                Sent::GsoRefused { sent: n, from_item } => {
+                    sent += n;
+                    tracing::info!("UDP GSO refused; sending datagrams one by one");
+                    batch.gso = false;
+                    batch.items.drain(..from_item);
+                    batch.build();
+                }
             }
         }
         batch.clear();
-        result
+        sent
     }
 
-    fn send_messages(&self, batch: &mut SendBatch) -> io::Result<usize> {
-        batch.build();
+    fn send_messages(&self, batch: &mut SendBatch) -> Sent {
         let total = batch.headers.len();
         let mut sent_msgs = 0;
         let mut sent = 0;
         while sent_msgs < total {
             // SAFETY: headers[sent_msgs..] point at iovecs, addresses and control buffers that
-            // `build` filled in `batch` (not moved since), and at payload bytes the caller
-            // keeps alive until this returns.
+            // `build` filled in `batch` (not moved since), and at payload bytes the caller of
+            // `push` keeps alive until `send_batch` returns.
             let n = unsafe {
                 libc::sendmmsg(
                     self.sock.as_raw_fd(),
@@ -149,10 +156,22 @@ impl DatagramSocket {
                 let e = io::Error::last_os_error();
                 match e.kind() {
                     io::ErrorKind::Interrupted => continue,
-                    io::ErrorKind::WouldBlock => return Ok(sent),
-                    _ if sent_msgs > 0 => return Ok(sent),
-                    _ => return Err(e),
+                    io::ErrorKind::WouldBlock => break,
+                    _ => {}
                 }
+                let group = batch.groups[sent_msgs];
+                let gso_error = matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL));
+                if batch.gso && group.count > 1 && gso_error {
+                    return Sent::GsoRefused {
+                        sent,
+                        from_item: group.first,
+                    };
+                }
+                // sendmmsg reports an error only for the first message it tried: skip that
+                // one (its datagrams count as not sent) and go on with the rest.
+                tracing::debug!(error = %e, datagrams = group.count, "underlay message refused");
+                sent_msgs += 1;
+                continue;
             }
             let n = n as usize;
             sent += batch.groups[sent_msgs..sent_msgs + n]
@@ -161,7 +180,7 @@ impl DatagramSocket {
                 .sum::<usize>();
             sent_msgs += n;
         }
-        Ok(sent)
+        Sent::All(sent)
     }
 
     /// Asks the kernel to hand over runs of datagrams of one flow as one buffer (UDP GRO);
@@ -328,6 +347,14 @@ const UDP_SEGMENT: libc::c_int = 103;
 /// Room for one cmsg carrying a u16.
 const CMSG_ROOM: usize = 32;
 
+/// What one pass of `send_messages` got through.
+enum Sent {
+    /// Every message was tried (or the socket is full); this many datagrams went.
+    All(usize),
+    /// A GSO message was refused: `sent` went, resend from item `from_item` without GSO.
+    GsoRefused { sent: usize, from_item: usize },
+}
+
 /// Datagrams queued for `send_batch`, grouped into messages when it runs.
 pub struct SendBatch {
     cap: usize,
@@ -376,9 +403,12 @@ impl SendBatch {
         self.cmsgs.clear();
     }
 
-    /// Queues `payload` for `dst`; false when full (the caller sends first). The bytes must stay
-    /// alive and unmoved until `send_batch` returns.
-    pub fn push(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
+    /// Queues `payload` for `dst`; false when full (the caller sends first).
+    ///
+    /// # Safety
+    /// The batch keeps only a pointer to `payload`: its bytes must stay alive, unmoved and
+    /// unwritten until the next `send_batch` or `clear` of this batch returns.
+    pub unsafe fn push(&mut self, dst: SocketAddrV4, payload: &[u8]) -> bool {
         if self.items.len() >= self.cap {
             return false;
         }
@@ -473,9 +503,10 @@ mod tests {
         let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
         let mut send = SendBatch::with_capacity(8, false);
         for p in &payloads {
-            assert!(send.push(b_addr, p));
+            // SAFETY: `payloads` outlives the send below.
+            assert!(unsafe { send.push(b_addr, p) });
         }
-        assert_eq!(a.send_batch(&mut send).unwrap(), 5);
+        assert_eq!(a.send_batch(&mut send), 5);
         let mut recv = RecvBatch::new(8, 2048);
         let mut got = Vec::new();
         // Loopback delivery is synchronous with the send, so all five are queued already.
@@ -512,14 +543,16 @@ mod tests {
         let to_c: Vec<Vec<u8>> = vec![vec![7; 500], vec![8; 500]];
         let mut send = SendBatch::with_capacity(16, true);
         for p in &payloads {
-            assert!(send.push(addr(&b), p));
+            // SAFETY: `payloads` and `to_c` outlive the send below.
+            assert!(unsafe { send.push(addr(&b), p) });
         }
         for p in &to_c {
-            assert!(send.push(addr(&c), p));
+            // SAFETY: as above.
+            assert!(unsafe { send.push(addr(&c), p) });
         }
         send.build();
         assert_eq!(send.groups.len(), 2, "one message per destination");
-        assert_eq!(a.send_batch(&mut send).unwrap(), 13);
+        assert_eq!(a.send_batch(&mut send), 13);
         let drain = |s: &DatagramSocket| {
             let mut recv = RecvBatch::new(16, 65536);
             let mut got = Vec::new();
@@ -537,5 +570,41 @@ mod tests {
             "the kernel split the run at the datagram boundaries"
         );
         assert_eq!(drain(&c), to_c);
+    }
+
+    #[test]
+    fn a_refused_message_skips_only_itself() {
+        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
+            SocketAddr::V4(v) => v,
+            _ => unreachable!(),
+        };
+        // The middle datagram is larger than UDP allows (EMSGSIZE); the ones after it must
+        // still go, with and without GSO.
+        let small = vec![1u8; 100];
+        let huge = vec![2u8; 70_000];
+        for gso in [false, true] {
+            let mut send = SendBatch::with_capacity(8, gso);
+            // SAFETY: the payloads outlive the send below.
+            unsafe {
+                assert!(send.push(addr(&b), &small));
+                assert!(send.push(addr(&b), &small));
+                assert!(send.push(addr(&c), &huge));
+                assert!(send.push(addr(&b), &small));
+            }
+            assert_eq!(a.send_batch(&mut send), 3, "gso {gso}");
+            assert!(send.is_empty());
+            let mut recv = RecvBatch::new(8, 2048);
+            let mut got = 0;
+            while let Ok(n) = b.recv_batch(&mut recv) {
+                if n == 0 {
+                    break;
+                }
+                got += recv.iter().filter(|(_, p, _)| *p == &small[..]).count();
+            }
+            assert_eq!(got, 3, "gso {gso}: every datagram but the refused one arrived");
+        }
     }
 }

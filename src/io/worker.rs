@@ -137,9 +137,12 @@ impl Io<'_> {
                     };
                     let Some(payload) = payload else { continue };
                     let to = SocketAddrV4::new(dst.addr, to);
-                    if !sender.batch.push(to, payload) {
+                    // SAFETY: `payload` borrows `out`, which is neither written nor cleared
+                    // before the batch is sent (here when full, or after the loop).
+                    if !unsafe { sender.batch.push(to, payload) } {
                         send_now(sender, dp, now);
-                        sender.batch.push(to, payload);
+                        // SAFETY: as above; the batch is empty again.
+                        unsafe { sender.batch.push(to, payload) };
                     }
                 }
             }
@@ -160,13 +163,7 @@ fn send_now(s: &mut Sender, dp: &mut Dataplane, now: u64) {
     if queued == 0 {
         return;
     }
-    let sent = match s.sock.send_batch(&mut s.batch) {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::debug!(error = %e, channel = ?s.channel, "underlay send failed");
-            0
-        }
-    };
+    let sent = s.sock.send_batch(&mut s.batch);
     for _ in sent..queued {
         dp.count_drop(now, DropReason::UnderlayTxFailed);
     }
