@@ -420,6 +420,35 @@ fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
     );
     assert!(stdout.contains("inet 10.0.9.2/24"), "{stdout}");
 
+    // A second node given the same task namespace refuses it and leaves it to its owner.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args([
+            "run",
+            "--netns",
+            &u.hosts[0].0,
+            "--counters",
+            "/tmp/swarmnet-twin-counters.json",
+            "--topology",
+        ])
+        .arg(&topo_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let owner = format!("in use by a running swarmnet (pid {})", second.child.id());
+    assert!(stderr.contains(&owner), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args(["exec", "web1", "--topology"])
+        .arg(&topo_path)
+        .args(["--", "ip", "-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("inet 10.0.9.2/24"),
+        "the running node's task keeps its interface: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A namespace swarmnet did not create is never taken over.
     let foreign = lab::Ns::new(&format!("{p}-foreign"));
     let eps = [Ep {

@@ -62,8 +62,11 @@ pub fn exists(name: &str) -> bool {
     path(name).exists()
 }
 
+/// Whether `pid` is a running swarmnet (not merely a live process that reused the pid of
+/// one that crashed).
 fn alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+    std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("comm"))
+        .is_ok_and(|comm| comm.trim_end() == env!("CARGO_PKG_NAME"))
 }
 
 /// A namespace this process created; deleted on drop.
@@ -81,7 +84,7 @@ impl OwnedNetns {
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok())
             {
-                Some(pid) if alive(pid) && pid != std::process::id() => {
+                Some(pid) if alive(pid) => {
                     return Err(NetnsError::InUse {
                         name: name.to_string(),
                         pid,

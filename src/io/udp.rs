@@ -604,7 +604,10 @@ mod tests {
                 }
                 got += recv.iter().filter(|(_, p, _)| *p == &small[..]).count();
             }
-            assert_eq!(got, 3, "gso {gso}: every datagram but the refused one arrived");
+            assert_eq!(
+                got, 3,
+                "gso {gso}: every datagram but the refused one arrived"
+            );
         }
     }
 }

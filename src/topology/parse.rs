@@ -429,6 +429,8 @@ impl Parser<'_> {
         // (network, address) -> index in `out`
         let mut ips: HashMap<(&str, Ipv4Addr), usize> = HashMap::new();
         let mut macs: HashMap<(&str, MacAddr), usize> = HashMap::new();
+        // namespace -> (local endpoint in it, that endpoint's line); one task per namespace.
+        let mut namespaces: HashMap<String, (String, usize)> = HashMap::new();
         for (i, raw) in raws.iter().enumerate() {
             let r = raw.get_ref();
             let object = ErrorObject::Endpoint(label(r.name.as_ref().map(Spanned::get_ref), i));
@@ -526,6 +528,22 @@ impl Parser<'_> {
                     Some(netns.to_string())
                 }
             };
+            if vtep.is_none() {
+                // A local endpoint's namespace: `netns`, or its name.
+                let (ns, ns_v) = match (&netns, &r.netns) {
+                    (Some(ns), Some(v)) => (ns.as_str(), v),
+                    _ => (name, name_v),
+                };
+                if let Some((other, line)) = namespaces.get(ns) {
+                    let msg = format!(
+                        "network namespace {ns} is already the namespace of endpoint {other} \
+                         (line {line}); give one of them another `netns`"
+                    );
+                    return Err(f.err(ns_v, msg));
+                }
+                let line = self.line(name_v.span().start);
+                namespaces.insert(ns.to_string(), (name.to_string(), line));
+            }
 
             ips.insert((net, ip), out.len());
             macs.insert((net, mac), out.len());

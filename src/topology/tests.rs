@@ -493,6 +493,21 @@ fn endpoint_refusals() {
              it is used as a file name",
         ),
         (
+            two_endpoints!("my-web.2", "10.0.9.3", "netns = \"my-web.1\"\n"),
+            "t.toml:19: endpoint my-web.2: network namespace my-web.1 is already the namespace \
+             of endpoint my-web.1 (line 11); give one of them another `netns`",
+        ),
+        (
+            concat!(
+                head!(),
+                "[[endpoint]]\nname = \"my-web.1\"\nnetwork = \"my-network\"\nip = \"10.0.9.2\"\n",
+                "netns = \"web\"\n\n",
+                "[[endpoint]]\nname = \"web\"\nnetwork = \"my-network\"\nip = \"10.0.9.3\"\n"
+            ),
+            "t.toml:17: endpoint web: network namespace web is already the namespace \
+             of endpoint my-web.1 (line 11); give one of them another `netns`",
+        ),
+        (
             two_endpoints!("", "10.0.9.3", ""),
             "t.toml:16: endpoint #2: name \"\" must not be empty: it is used as a file name",
         ),
