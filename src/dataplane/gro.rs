@@ -74,8 +74,11 @@ fn parse(frame: &[u8]) -> Option<Segment<'_>> {
     })
 }
 
-fn tcp_checksum_ok(ip: &[u8], ihl: usize) -> bool {
-    checksum::verify_transport_ipv4(&ip[12..16], &ip[16..20], ipv4::PROTO_TCP, &ip[ihl..])
+/// Both checksums hold: a corrupted segment is passed on as it came (for the task's stack to
+/// drop), never merged into a frame whose checksums are recomputed.
+fn checksums_ok(ip: &[u8], ihl: usize) -> bool {
+    checksum::verify(&ip[..ihl])
+        && checksum::verify_transport_ipv4(&ip[12..16], &ip[16..20], ipv4::PROTO_TCP, &ip[ihl..])
 }
 
 impl Coalescer {
@@ -94,7 +97,7 @@ impl Coalescer {
         frame: &[u8],
         write: &mut impl FnMut(PortId, &vnet::Repr, &[u8]),
     ) {
-        let seg = parse(frame).filter(|s| tcp_checksum_ok(&frame[ETHERNET_HEADER_LEN..], s.ihl));
+        let seg = parse(frame).filter(|s| checksums_ok(&frame[ETHERNET_HEADER_LEN..], s.ihl));
         let Some(seg) = seg else {
             self.flush(write);
             return write(port, &vnet::Repr::default(), frame);
@@ -230,9 +233,13 @@ mod tests {
     fn anything_else_passes_through_unchanged_and_in_order() {
         let mut corrupt = seg(2398, 1398, false);
         corrupt[100] ^= 1;
+        // The identification is covered by the IPv4 header checksum only.
+        let mut bad_header = seg(2398, 1398, false);
+        bad_header[18] ^= 0x10;
         let gap = seg(9000, 1398, false);
         let frames = vec![
             seg(1000, 1398, false),
+            bad_header.clone(),
             corrupt.clone(),
             gap.clone(),
             seg(1, 0, false),

@@ -14,6 +14,11 @@ use crate::wire::{checksum, ipv4, vnet, ETHERNET_HEADER_LEN};
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
+/// The smallest segment size a TCP stack uses (Linux's TCP_MIN_MSS); below it a frame is
+/// hostile, not a burst, and would fan out into tens of thousands of packets.
+const MIN_MSS: usize = 88;
+/// The largest IPv4 datagram; neither the super-frame nor a segment may exceed it.
+const MAX_IPV4_LEN: usize = 65_535;
 
 impl Dataplane {
     /// A frame from `port` with the virtio-net header `vnet` the TAP put in front of it.
@@ -89,7 +94,12 @@ fn segment_tcp4(
         return Err(DropReason::Malformed);
     }
     let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ihl < ipv4::HEADER_LEN || ip[9] != ipv4::PROTO_TCP || mss == 0 {
+    if ihl < ipv4::HEADER_LEN
+        || ip[9] != ipv4::PROTO_TCP
+        || mss < MIN_MSS
+        || ip.len() > MAX_IPV4_LEN
+        || !checksum::verify(ip.get(..ihl).ok_or(DropReason::Malformed)?)
+    {
         return Err(DropReason::Malformed);
     }
     let tcp = ip.get(ihl..).ok_or(DropReason::Malformed)?;
@@ -99,6 +109,9 @@ fn segment_tcp4(
         return Err(DropReason::Malformed);
     }
     let (headers, payload) = frame.split_at(hl);
+    if ihl + doff + mss.min(payload.len()) > MAX_IPV4_LEN {
+        return Err(DropReason::Malformed);
+    }
     let seq0 = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     let id0 = u16::from_be_bytes([ip[4], ip[5]]);
     let flags = tcp[13];
@@ -220,8 +233,28 @@ mod tests {
     fn hostile_headers_are_refused() {
         let frame = super_frame(3000, false);
         let mut buf = Vec::new();
+        for mss in [0, 1, MIN_MSS - 1] {
+            let mut segments = 0;
+            assert_eq!(
+                segment_tcp4(&frame, mss, &mut buf, |_| segments += 1),
+                Err(DropReason::Malformed),
+                "gso_size {mss}"
+            );
+            assert_eq!(segments, 0);
+        }
+        assert!(segment_tcp4(&frame, MIN_MSS, &mut buf, |_| {}).is_ok());
+        // More bytes than an IPv4 datagram can hold.
+        let mut huge = super_frame(3000, false);
+        huge.resize(ETHERNET_HEADER_LEN + MAX_IPV4_LEN + 1, 0);
         assert_eq!(
-            segment_tcp4(&frame, 0, &mut buf, |_| {}),
+            segment_tcp4(&huge, 1398, &mut buf, |_| {}),
+            Err(DropReason::Malformed)
+        );
+        // A corrupted IPv4 header is not copied into every segment with a fresh checksum.
+        let mut bad = frame.clone();
+        bad[ETHERNET_HEADER_LEN + 8] ^= 0x40;
+        assert_eq!(
+            segment_tcp4(&bad, 1398, &mut buf, |_| {}),
             Err(DropReason::Malformed)
         );
         assert_eq!(
