@@ -5,8 +5,8 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use mio::unix::SourceFd;
@@ -70,11 +70,11 @@ pub struct Worker {
     pub max_packet: usize,
 }
 
+/// The data path's clock: monotonic nanoseconds since the first worker asked, so intervals
+/// (counter publishing, drop-log rate limits) survive wall-clock steps.
 fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Creates the poller and its waker (for shutdown) for a worker.
