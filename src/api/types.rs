@@ -167,7 +167,7 @@ pub struct LocalInfo {
     /// Managers only: cluster address of the Raft leader as this node knows it.
     #[serde(default)]
     pub raft_leader: Option<String>,
-    /// Managers only: number of Raft voters in this node's view of the membership.
+    /// Managers only: number of Raft voters in the last membership this node applied.
     #[serde(default)]
     pub raft_voters: usize,
     /// Managers only: index of the last Raft entry applied to this node's cluster tables.

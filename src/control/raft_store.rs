@@ -187,6 +187,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Voters of the last membership the state machine applied (so committed): the voters common
+/// to every configuration of a joint one, because each of those configurations must still
+/// agree. 0 before any membership was applied or when the store cannot be read.
+pub fn applied_voter_count(store: &Store) -> usize {
+    let Ok(Some(state)) = read_meta::<AppliedState>(store, "applied") else {
+        return 0;
+    };
+    let configs = state.membership.membership().get_joint_config();
+    let Some((first, rest)) = configs.split_first() else {
+        return 0;
+    };
+    first
+        .iter()
+        .filter(|id| rest.iter().all(|c| c.contains(id)))
+        .count()
+}
+
 /// Where the state machine stands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AppliedState {

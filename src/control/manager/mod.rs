@@ -139,17 +139,13 @@ impl Manager {
             .map(|n| n.addr.clone())
     }
 
-    /// Number of voters in this manager's view of the Raft membership (0 without Raft).
+    /// Number of Raft voters in the last membership this manager applied (0 without Raft): a
+    /// membership change in flight (joint, or not yet committed) is not counted until it is.
     pub fn voter_count(&self) -> usize {
-        self.raft().map_or(0, |h| {
-            h.raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .count()
-        })
+        if self.raft().is_none() {
+            return 0;
+        }
+        crate::control::raft_store::applied_voter_count(&self.store)
     }
 
     /// Last applied and last snapshotted log indexes of this manager's Raft node.
