@@ -97,11 +97,21 @@ fn two_nodes(p: &str, extra_on_a: &[Ep]) -> (Underlay, NodeProc, NodeProc, Strin
 fn two_hosts_carry_ping_tcp_and_udp() {
     require_lab!();
     let p = prefix("a");
-    let (_u, mut a, mut b, ns1, ns2) = two_nodes(&p, &[]);
+    let (u, mut a, mut b, ns1, ns2) = two_nodes(&p, &[]);
 
     // ARP is answered by the node, then ICMP crosses the overlay both ways.
+    let sniff = lab::Sniffer::start(&u.hosts[0].0);
     assert!(lab::ping(&ns1, WEB2, 5).is_some(), "web1 -> web2 ping");
     assert!(lab::ping(&ns2, WEB1, 5).is_some(), "web2 -> web1 ping");
+    let wire = sniff.stop();
+    // Like the kernel's VXLAN device: to UDP 4789, from a dynamic port chosen per flow.
+    let (lo, hi) = wire
+        .vxlan_src_ports
+        .expect("the pings crossed the underlay as VXLAN");
+    assert!(
+        lo >= 49152,
+        "VXLAN source ports {lo}-{hi} are dynamic ports"
+    );
     let neigh = std::process::Command::new("ip")
         .args(["-n", &ns1, "neigh", "show", "10.0.9.3"])
         .output()

@@ -1,7 +1,7 @@
 //! A running node: task namespaces with their TAPs, the data-path sockets, the workers, and
 //! orderly teardown.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,6 +293,31 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
+/// VXLAN source ports per worker. Flows are spread over them by their hash (as the kernel's
+/// VXLAN device picks a source port per flow), so a receiver's per-flow hashing, and its
+/// SO_REUSEPORT group of workers, sees many flows from one peer rather than one.
+const VXLAN_SOURCE_PORTS: usize = 4;
+
+/// The range VXLAN source ports come from (RFC 7348 recommends the dynamic ports).
+const SOURCE_PORT_RANGE: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// A send-only UDP socket on `addr` with a free random port of `SOURCE_PORT_RANGE`.
+fn bind_source_port(addr: Ipv4Addr) -> Result<DatagramSocket, RunError> {
+    let span = u64::from(SOURCE_PORT_RANGE.end() - SOURCE_PORT_RANGE.start()) + 1;
+    let mut last = None;
+    for _ in 0..64 {
+        let port = SOURCE_PORT_RANGE.start() + (random_u64() % span) as u16;
+        let at = SocketAddrV4::new(addr, port);
+        match DatagramSocket::bind_sender(at) {
+            Ok(sock) => return Ok(sock),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some((at, e)),
+            Err(source) => return Err(RunError::Bind { addr: at, source }),
+        }
+    }
+    let (addr, source) = last.expect("the loop ran");
+    Err(RunError::Bind { addr, source })
+}
+
 /// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted
 /// networks ESP in UDP (every worker) or ESP over IP (a raw sender per worker, one raw receiver:
 /// the kernel copies each packet to every raw socket).
@@ -308,6 +333,12 @@ fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlayS
             channel: Channel::Vxlan,
             sock: bind(node.data_path_port)?,
         }];
+        for _ in 0..VXLAN_SOURCE_PORTS {
+            socks.push(UnderlaySocket {
+                channel: Channel::VxlanSend,
+                sock: bind_source_port(node.data_path_addr)?,
+            });
+        }
         match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
             None => {}
             Some((EspTransport::Udp, port)) => {

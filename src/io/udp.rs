@@ -71,6 +71,22 @@ impl DatagramSocket {
         Ok(DatagramSocket { sock })
     }
 
+    /// A send-only UDP socket bound to `addr` (no SO_REUSEPORT: the port is this socket's
+    /// alone). Its receive buffer is the smallest the kernel allows, since nothing reads it.
+    pub fn bind_sender(addr: SocketAddrV4) -> io::Result<DatagramSocket> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::DGRAM.nonblocking().cloexec(),
+            Some(Protocol::UDP),
+        )?;
+        let _ = sock.set_recv_buffer_size(0);
+        if force_buffer(&sock, libc::SO_SNDBUFFORCE).is_err() {
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        }
+        sock.bind(&SocketAddr::V4(addr).into())?;
+        Ok(DatagramSocket { sock })
+    }
+
     /// Receives up to `batch.capacity()` datagrams; `Ok(0)` or `WouldBlock` when none wait.
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         batch.len = 0;

@@ -41,6 +41,10 @@ pub const WAKE_TOKEN: Token = Token(usize::MAX);
 pub enum Channel {
     /// UDP to the data-path port: VXLAN payloads.
     Vxlan,
+    /// A UDP socket that only sends VXLAN, from its own source port in 49152-65535: the
+    /// worker picks one of these by the flow's hash, so the peer's kernel (or its SO_REUSEPORT
+    /// group of workers) spreads the flows, as with the kernel's VXLAN device.
+    VxlanSend,
     /// UDP to the ESP-in-UDP port: ESP payloads (RFC 3948).
     EspUdp,
     /// A raw IP-protocol-50 socket: whole IPv4 datagrams carrying ESP.
@@ -93,7 +97,28 @@ struct Sender {
 struct Io<'a> {
     taps: &'a [TapQueue],
     senders: Vec<Sender>,
+    /// Indexes in `senders` of the VXLAN senders, picked by the flow's source port.
+    vxlan_senders: Vec<usize>,
     coalescer: Coalescer,
+}
+
+/// The sender for a datagram of `kind` whose flow hashed to `src_port`.
+fn pick_sender<'s>(
+    senders: &'s mut [Sender],
+    vxlan_senders: &[usize],
+    kind: UnderlayKind,
+    src_port: u16,
+) -> Option<&'s mut Sender> {
+    let channel = match kind {
+        UnderlayKind::Vxlan if !vxlan_senders.is_empty() => {
+            let i = vxlan_senders[usize::from(src_port) % vxlan_senders.len()];
+            return senders.get_mut(i);
+        }
+        UnderlayKind::Vxlan => Channel::Vxlan,
+        UnderlayKind::EspUdp => Channel::EspUdp,
+        UnderlayKind::EspIp => Channel::RawSend,
+    };
+    senders.iter_mut().find(|s| s.channel == channel)
 }
 
 impl Io<'_> {
@@ -103,6 +128,7 @@ impl Io<'_> {
         let Io {
             taps,
             senders,
+            vxlan_senders,
             coalescer,
         } = self;
         let mut port_failures = 0u64;
@@ -122,16 +148,14 @@ impl Io<'_> {
                 },
                 Target::Underlay(dst) => {
                     // ESP over IP goes out whole through the raw socket (we wrote its header).
-                    let (channel, payload, to) = match dst.kind {
-                        UnderlayKind::Vxlan => {
-                            (Channel::Vxlan, bytes.get(dst.payload_offset()..), dst.port)
+                    let (payload, to) = match dst.kind {
+                        UnderlayKind::Vxlan | UnderlayKind::EspUdp => {
+                            (bytes.get(dst.payload_offset()..), dst.port)
                         }
-                        UnderlayKind::EspUdp => {
-                            (Channel::EspUdp, bytes.get(dst.payload_offset()..), dst.port)
-                        }
-                        UnderlayKind::EspIp => (Channel::RawSend, Some(bytes), 0),
+                        UnderlayKind::EspIp => (Some(bytes), 0),
                     };
-                    let Some(sender) = senders.iter_mut().find(|s| s.channel == channel) else {
+                    let Some(sender) = pick_sender(senders, vxlan_senders, dst.kind, dst.src_port)
+                    else {
                         dp.count_drop(now, DropReason::UnderlayTxFailed);
                         continue;
                     };
@@ -193,14 +217,20 @@ impl Worker {
         // sender keyed by channel (a UDP socket both receives and sends).
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
+        let mut vxlan_senders = Vec::new();
         for s in sockets {
             let token = Token(SOCKET_TOKEN_BASE + receivers.len());
             let reader = match s.channel {
-                Channel::RawSend => {
+                Channel::RawSend | Channel::VxlanSend => {
+                    // Send-only. UDP GSO groups runs for UDP sockets, not for raw ones.
+                    let gso = s.channel == Channel::VxlanSend;
+                    if gso {
+                        vxlan_senders.push(senders.len());
+                    }
                     senders.push(Sender {
                         channel: s.channel,
                         sock: s.sock,
-                        batch: SendBatch::with_capacity(SEND_BATCH, false),
+                        batch: SendBatch::with_capacity(SEND_BATCH, gso),
                     });
                     continue;
                 }
@@ -243,6 +273,7 @@ impl Worker {
         let mut io = Io {
             taps: &taps,
             senders,
+            vxlan_senders,
             coalescer: Coalescer::new(),
         };
         tracing::debug!(
@@ -347,7 +378,7 @@ impl Worker {
                                         dp.from_underlay_esp_udp(now, src, payload, &mut out)
                                     }
                                     Channel::EspIp => dp.from_underlay_ipv4(now, payload, &mut out),
-                                    Channel::RawSend => {}
+                                    Channel::RawSend | Channel::VxlanSend => {}
                                 }
                                 if out.len() >= BATCH {
                                     io.flush(&mut dp, now, &mut out);

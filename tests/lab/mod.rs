@@ -468,6 +468,8 @@ pub struct WireCounts {
     pub esp_udp: u64,
     /// Bytes of ESP (either form). With UDP GSO a frame seen here may carry many datagrams.
     pub esp_bytes: u64,
+    /// Lowest and highest UDP source port of the VXLAN seen (`None` before the first).
+    pub vxlan_src_ports: Option<(u16, u16)>,
 }
 
 /// Counts the VXLAN (UDP 4789), ESP (IP protocol 50) and ESP-in-UDP (UDP 4500) frames seen in
@@ -502,15 +504,22 @@ impl Sniffer {
                     continue;
                 }
                 let ihl = usize::from(f[14] & 0x0f) * 4;
-                let dport = f
-                    .get(14 + ihl + 2..14 + ihl + 4)
-                    .map(|p| u16::from_be_bytes([p[0], p[1]]));
+                let port_at = |at: usize| {
+                    f.get(14 + ihl + at..14 + ihl + at + 2)
+                        .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                };
+                let dport = port_at(2);
                 match (f[23], dport) {
                     (50, _) => {
                         c.esp_ip += 1;
                         c.esp_bytes += n as u64;
                     }
-                    (17, Some(4789)) => c.vxlan += 1,
+                    (17, Some(4789)) => {
+                        c.vxlan += 1;
+                        let sport = port_at(0).unwrap_or(0);
+                        let (lo, hi) = c.vxlan_src_ports.unwrap_or((sport, sport));
+                        c.vxlan_src_ports = Some((lo.min(sport), hi.max(sport)));
+                    }
                     (17, Some(4500)) => {
                         c.esp_udp += 1;
                         c.esp_bytes += n as u64;
