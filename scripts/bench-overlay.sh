@@ -15,13 +15,15 @@
 # the time by call path and syscall counts per datagram (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-# usage: scripts/bench-overlay.sh [--duration S] [--workers N] [--profile] [--no-offload] [--esp-transport ip|udp]
+# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile] [--no-offload] [--esp-transport ip|udp]
+# (--flows N: N parallel TCP flows, iperf3 -P N; default 1)
 # (--no-offload: swarmnet without the TAP offloads, TSO and checksums; UDP GSO/GRO stay on)
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DURATION=10
+FLOWS=1
 WORKERS=""
 PROFILE=0
 NO_OFFLOAD=0
@@ -30,15 +32,17 @@ PROFILE_SECS=5
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
+        --flows) FLOWS="$2"; shift 2 ;;
         --workers) WORKERS="$2"; shift 2 ;;
         --profile) PROFILE=1; shift ;;
         --no-offload) NO_OFFLOAD=1; shift ;;
         --esp-transport) ESP_TRANSPORT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "--duration: seconds >= 1" >&2; exit 2; }
+[[ "$FLOWS" =~ ^[0-9]+$ && "$FLOWS" -ge 1 && "$FLOWS" -le 32 ]] || { echo "--flows: 1 to 32" >&2; exit 2; }
 [[ -z "$WORKERS" || "$WORKERS" =~ ^[0-9]+$ ]] || { echo "--workers: a number" >&2; exit 2; }
 [[ "$ESP_TRANSPORT" == ip || "$ESP_TRANSPORT" == udp ]] || { echo "--esp-transport: ip or udp" >&2; exit 2; }
 if [[ $EUID -ne 0 ]]; then
@@ -152,7 +156,7 @@ start_server() { # start_server TASKNS IP
 iperf_run() { # iperf_run CLIENTNS SERVERNS SERVERIP SECONDS JSONFILE -> GBPS (Gbit/s received)
     start_server "$2" "$3"
     # In the background and waited for, so a signal to this script acts at once.
-    timeout $(($4 + 20)) ip netns exec "$1" iperf3 -c "$3" -t "$4" -J >"$5" &
+    timeout $(($4 + 20)) ip netns exec "$1" iperf3 -c "$3" -t "$4" -P "$FLOWS" -J >"$5" &
     local client=$!
     PIDS+=("$client")
     wait "$client"
@@ -375,7 +379,7 @@ E_RATIO=$(ratio "$K_GBPS" "$E_GBPS")
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "flow:    one TCP flow, iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on)"
+echo "flows:   $FLOWS TCP flow(s), iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on)"
 echo
 printf '| %-14s | %8s | %9s | %8s |\n' "data path" "Gbit/s" "RTT (ms)" "retrans"
 printf '|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "----------"

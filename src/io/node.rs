@@ -293,7 +293,7 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-/// VXLAN source ports per worker. Flows are spread over them by their hash (as the kernel's
+/// VXLAN source ports of a node. Flows are spread over them by their hash (as the kernel's
 /// VXLAN device picks a source port per flow), so a receiver's per-flow hashing, and its
 /// SO_REUSEPORT group of workers, sees many flows from one peer rather than one.
 const VXLAN_SOURCE_PORTS: usize = 4;
@@ -301,21 +301,40 @@ const VXLAN_SOURCE_PORTS: usize = 4;
 /// The range VXLAN source ports come from (RFC 7348 recommends the dynamic ports).
 const SOURCE_PORT_RANGE: std::ops::RangeInclusive<u16> = 49152..=65535;
 
-/// A send-only UDP socket on `addr` with a free random port of `SOURCE_PORT_RANGE`.
-fn bind_source_port(addr: Ipv4Addr) -> Result<DatagramSocket, RunError> {
+/// Send-only UDP sockets for VXLAN: `[worker][k]`, where every worker's k-th is the same
+/// socket (a duplicated descriptor) on a free random port of `SOURCE_PORT_RANGE`. A flow thus
+/// leaves from the same port whichever worker sends it, and the peer keeps it on one of its
+/// workers, in order. The port is bound without SO_REUSEPORT, so it is never shared with
+/// another program's socket.
+fn vxlan_source_sockets(
+    addr: Ipv4Addr,
+    workers: usize,
+) -> Result<Vec<Vec<DatagramSocket>>, RunError> {
     let span = u64::from(SOURCE_PORT_RANGE.end() - SOURCE_PORT_RANGE.start()) + 1;
-    let mut last = None;
-    for _ in 0..64 {
-        let port = SOURCE_PORT_RANGE.start() + (random_u64() % span) as u16;
+    let mut all: Vec<Vec<DatagramSocket>> = (0..workers).map(|_| Vec::new()).collect();
+    for _ in 0..VXLAN_SOURCE_PORTS {
+        let mut tries = 0;
+        let port = loop {
+            let port = SOURCE_PORT_RANGE.start() + (random_u64() % span) as u16;
+            let at = SocketAddrV4::new(addr, port);
+            match DatagramSocket::bind_sender(at) {
+                Ok(sock) => {
+                    all[0].push(sock);
+                    break port;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 64 => tries += 1,
+                Err(source) => return Err(RunError::Bind { addr: at, source }),
+            }
+        };
         let at = SocketAddrV4::new(addr, port);
-        match DatagramSocket::bind_sender(at) {
-            Ok(sock) => return Ok(sock),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some((at, e)),
-            Err(source) => return Err(RunError::Bind { addr: at, source }),
+        for w in 1..workers {
+            let sock = all[0][all[0].len() - 1]
+                .try_clone()
+                .map_err(|source| RunError::Bind { addr: at, source })?;
+            all[w].push(sock);
         }
     }
-    let (addr, source) = last.expect("the loop ran");
-    Err(RunError::Bind { addr, source })
+    Ok(all)
 }
 
 /// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted
@@ -328,17 +347,16 @@ fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlayS
         DatagramSocket::bind_reuseport(addr).map_err(|source| RunError::Bind { addr, source })
     };
     let mut all = Vec::with_capacity(workers);
-    for w in 0..workers {
+    let senders = vxlan_source_sockets(node.data_path_addr, workers)?;
+    for (w, vxlan_senders) in senders.into_iter().enumerate() {
         let mut socks = vec![UnderlaySocket {
             channel: Channel::Vxlan,
             sock: bind(node.data_path_port)?,
         }];
-        for _ in 0..VXLAN_SOURCE_PORTS {
-            socks.push(UnderlaySocket {
-                channel: Channel::VxlanSend,
-                sock: bind_source_port(node.data_path_addr)?,
-            });
-        }
+        socks.extend(vxlan_senders.into_iter().map(|sock| UnderlaySocket {
+            channel: Channel::VxlanSend,
+            sock,
+        }));
         match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
             None => {}
             Some((EspTransport::Udp, port)) => {

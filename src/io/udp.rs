@@ -71,8 +71,8 @@ impl DatagramSocket {
         Ok(DatagramSocket { sock })
     }
 
-    /// A send-only UDP socket bound to `addr` (no SO_REUSEPORT: the port is this socket's
-    /// alone). Its receive buffer is the smallest the kernel allows, since nothing reads it.
+    /// A send-only UDP socket bound to `addr`, the port its own (no SO_REUSEPORT). Its receive
+    /// buffer is the smallest the kernel allows: nothing reads it.
     pub fn bind_sender(addr: SocketAddrV4) -> io::Result<DatagramSocket> {
         let sock = Socket::new(
             Domain::IPV4,

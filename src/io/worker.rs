@@ -41,9 +41,10 @@ pub const WAKE_TOKEN: Token = Token(usize::MAX);
 pub enum Channel {
     /// UDP to the data-path port: VXLAN payloads.
     Vxlan,
-    /// A UDP socket that only sends VXLAN, from its own source port in 49152-65535: the
-    /// worker picks one of these by the flow's hash, so the peer's kernel (or its SO_REUSEPORT
-    /// group of workers) spreads the flows, as with the kernel's VXLAN device.
+    /// A UDP socket that only sends VXLAN, from one of the node's VXLAN source ports in
+    /// 49152-65535 (every worker holds the same few sockets). The worker picks one by the
+    /// flow's hash, so the peer's kernel (or its SO_REUSEPORT group of workers) spreads the
+    /// flows, as with the kernel's VXLAN device.
     VxlanSend,
     /// UDP to the ESP-in-UDP port: ESP payloads (RFC 3948).
     EspUdp,
