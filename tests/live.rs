@@ -416,47 +416,40 @@ fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
     let second = NodeProc::start(&u.hosts[0].0, &topo, &[&ns1], 1);
     // `swarmnet exec` runs a command in the task's namespace, which has its interface again.
     let topo_path = second.dir.join("topology.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
-        .args(["exec", "web1", "--topology"])
-        .arg(&topo_path)
-        .args(["--", "ip", "-o", "addr", "show", "dev", "eth0"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("inet 10.0.9.2/24"), "{stdout}");
+    let task_addr = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+            .args(["exec", "web1", "--topology"])
+            .arg(&topo_path)
+            .args(["--", "ip", "-o", "addr", "show", "dev", "eth0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let addr = task_addr();
+    assert!(addr.contains("inet 10.0.9.2/24"), "{addr}");
+    // Another `swarmnet run` in the same host that must refuse to start: its stderr.
+    let refused_run = |topology: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+            .args(["run", "--netns", &u.hosts[0].0, "--counters"])
+            .arg(second.dir.join("refused-counters.json"))
+            .arg("--topology")
+            .arg(topology)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
 
     // A second node given the same task namespace refuses it and leaves it to its owner.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
-        .args([
-            "run",
-            "--netns",
-            &u.hosts[0].0,
-            "--counters",
-            "/tmp/swarmnet-twin-counters.json",
-            "--topology",
-        ])
-        .arg(&topo_path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused_run(&topo_path);
     let owner = format!("in use by a running swarmnet (pid {})", second.child.id());
     assert!(stderr.contains(&owner), "{stderr}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
-        .args(["exec", "web1", "--topology"])
-        .arg(&topo_path)
-        .args(["--", "ip", "-o", "addr", "show", "dev", "eth0"])
-        .output()
-        .unwrap();
+    let addr = task_addr();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("inet 10.0.9.2/24"),
-        "the running node's task keeps its interface: {}",
-        String::from_utf8_lossy(&out.stderr)
+        addr.contains("inet 10.0.9.2/24"),
+        "the running node's task keeps its interface: {addr}"
     );
 
     // A namespace swarmnet did not create is never taken over.
@@ -467,21 +460,8 @@ fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
         vtep: None,
         netns: &foreign.0,
     }];
-    let dir = second.dir.join("foreign.toml");
-    std::fs::write(&dir, topology("node-x", host_addr(0), &eps)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
-        .args([
-            "run",
-            "--netns",
-            &u.hosts[0].0,
-            "--counters",
-            "/tmp/swarmnet-foreign-counters.json",
-            "--topology",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let foreign_topo = second.dir.join("foreign.toml");
+    std::fs::write(&foreign_topo, topology("node-x", host_addr(0), &eps)).unwrap();
+    let stderr = refused_run(&foreign_topo);
     assert!(stderr.contains("was not created by swarmnet"), "{stderr}");
 }
