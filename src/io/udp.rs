@@ -54,32 +54,32 @@ impl DatagramSocket {
     /// Binds `addr` with SO_REUSEPORT, so every worker can bind the same address and the kernel
     /// spreads incoming flows across them.
     pub fn bind_reuseport(addr: SocketAddrV4) -> io::Result<DatagramSocket> {
-        let sock = Socket::new(
-            Domain::IPV4,
-            Type::DGRAM.nonblocking().cloexec(),
-            Some(Protocol::UDP),
-        )?;
-        sock.set_reuse_port(true)?;
-        // Root may exceed rmem_max/wmem_max; others get what the limit allows.
-        if force_buffer(&sock, libc::SO_RCVBUFFORCE).is_err() {
-            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-        }
-        if force_buffer(&sock, libc::SO_SNDBUFFORCE).is_err() {
-            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        }
-        sock.bind(&SocketAddr::V4(addr).into())?;
-        Ok(DatagramSocket { sock })
+        Self::bind_udp(addr, true)
     }
 
     /// A send-only UDP socket bound to `addr`, the port its own (no SO_REUSEPORT). Its receive
     /// buffer is the smallest the kernel allows: nothing reads it.
     pub fn bind_sender(addr: SocketAddrV4) -> io::Result<DatagramSocket> {
+        Self::bind_udp(addr, false)
+    }
+
+    /// A non-blocking UDP socket on `addr` with a large send buffer, and with `receives` a large
+    /// receive buffer and SO_REUSEPORT. Root may exceed rmem_max/wmem_max; others get what the
+    /// limit allows.
+    fn bind_udp(addr: SocketAddrV4, receives: bool) -> io::Result<DatagramSocket> {
         let sock = Socket::new(
             Domain::IPV4,
             Type::DGRAM.nonblocking().cloexec(),
             Some(Protocol::UDP),
         )?;
-        let _ = sock.set_recv_buffer_size(0);
+        if receives {
+            sock.set_reuse_port(true)?;
+            if force_buffer(&sock, libc::SO_RCVBUFFORCE).is_err() {
+                let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+            }
+        } else {
+            let _ = sock.set_recv_buffer_size(0);
+        }
         if force_buffer(&sock, libc::SO_SNDBUFFORCE).is_err() {
             let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
         }
