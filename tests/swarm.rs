@@ -496,3 +496,44 @@ fn after_a_manager_restart_silent_nodes_are_unknown_then_down() {
         .is_some_and(|l| l.contains("Down"))));
     assert_eq!(n1.ok(&["node", "rm", &id2]), format!("{id2}\n"));
 }
+
+#[test]
+fn a_manager_that_cannot_listen_is_not_left_in_the_swarm() {
+    let n1 = Node::start("127.77.12.1");
+    let n2 = Node::start("127.77.12.2");
+    n1.init();
+    // Something else holds n2's listen address.
+    let squatter = std::net::TcpListener::bind("127.77.12.2:2377").unwrap();
+    let out = n2.join(&n1.token("manager"), &n1);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("failed to listen on remote API address 127.77.12.2:2377"),
+        "{err}"
+    );
+    // Undone as a leave is: listed as a Down worker (until `node rm`), never as a manager.
+    let id1 = n1.id();
+    let others: Vec<String> = n1
+        .node_lines()
+        .into_iter()
+        .filter(|l| !l.starts_with(&id1))
+        .collect();
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert!(
+        others[0].contains("Down") && !others[0].contains("Reachable"),
+        "{others:?}"
+    );
+    assert_eq!(n1.info().raft_voters, 1);
+    let err = n2.fails(&["node", "ls"]);
+    assert!(err.contains("This node is not part of a swarm"), "{err}");
+
+    // Once the address is free, the same join works.
+    drop(squatter);
+    let out = n2.join(&n1.token("manager"), &n1);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(n2.info().role, Some(swarmnet::api::Role::Manager));
+    assert!(wait_until(Duration::from_secs(20), || n1
+        .info()
+        .raft_voters
+        == 2));
+}

@@ -442,9 +442,30 @@ impl Daemon {
                 managers
             },
         };
+        // A manager must be able to serve on its listen address. If it cannot, the join is
+        // undone, so the swarm does not count a manager that will never answer.
+        let bound = if cert.role == Role::Manager {
+            match bind_cluster(addrs.listen).await {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    let config =
+                        tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+                            .map_err(internal)?;
+                    let targets = self.leader_first(&identity);
+                    if let Err(e) =
+                        rpc::call_managers(&targets, config, &ClusterRequest::Leave).await
+                    {
+                        tracing::warn!("could not undo the join after the bind failed: {e}");
+                    }
+                    return Err(err);
+                }
+            }
+        } else {
+            None
+        };
         self.store.set_local_identity(&identity)?;
         self.set_identity(Some(identity.clone()));
-        self.start(&mut tasks, &identity, None).await?;
+        self.start(&mut tasks, &identity, bound).await?;
         Ok(Reply::Joined { role: cert.role })
     }
 
