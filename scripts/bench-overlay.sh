@@ -251,7 +251,8 @@ write_topology "$WORK/node-a.toml" node-a "$ADDR_A" web1 "$IP_A" "$STA" web2 "$I
 write_topology "$WORK/node-b.toml" node-b "$ADDR_B" web2 "$IP_B" "$STB" web1 "$IP_A" "$ADDR_A"
 
 start_node() { # start_node HOSTNS TOPOLOGY NAME -> sets NODE_PID
-    local args=(run --netns "$1" --topology "$2" --counters "$WORK/$3.counters.json")
+    local args=(run --netns "$1" --topology "$2" --counters "$WORK/$3.counters.json"
+                --esp-sequence-file "$WORK/$3.esp-sequence.json")
     [[ -n "$WORKERS" ]] && args+=(--workers "$WORKERS")
     [[ $NO_OFFLOAD -eq 1 ]] && args+=(--no-offload)
     "$BIN" "${args[@]}" >"$WORK/$3.out" 2>"$WORK/$3.err" &

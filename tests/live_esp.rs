@@ -208,3 +208,35 @@ fn key_rotation_during_a_transfer_loses_nothing() {
         "still carrying traffic after a refused reload"
     );
 }
+
+#[test]
+fn a_node_restarted_with_the_same_keys_is_not_refused_as_a_replay() {
+    require_lab!();
+    let mut t = pair("h", "udp");
+    // Enough traffic that host B's replay window sits far above where a fresh run would start.
+    let (sent, received, _) = lab::tcp_transfer(&t.ns1, &t.ns2, WEB2, 5103, 8 << 20);
+    assert_eq!(sent, received);
+    t.b.counters_when(Duration::from_secs(5), |c| {
+        c["ports"]["underlay"]["rx_packets"].as_u64() > Some(2_000)
+    });
+
+    // A crash: no clean stop, so the node resumes from its last reservation.
+    t.a.restart();
+    assert!(
+        lab::ping(&t.ns1, WEB2, 3).is_some(),
+        "web1 -> web2 right after host A's node crashed and restarted"
+    );
+    // A clean stop stores the exact last numbers; the next run continues from them.
+    let status = t.a.stop();
+    assert!(status.success());
+    t.a.restart();
+    let (sent, received, _) = lab::tcp_transfer(&t.ns1, &t.ns2, WEB2, 5104, 4 << 20);
+    assert_eq!(sent, received, "TCP after a clean restart");
+    let c = t.b.counters_when(Duration::from_secs(5), |_| true);
+    assert_eq!(
+        c["drops"]["esp_replay"].as_u64().unwrap_or(0),
+        0,
+        "host B refused nothing as a replay: {}",
+        c["drops"]
+    );
+}

@@ -38,6 +38,11 @@ pub struct RunArgs {
     /// [default: /run/swarmnet/NODE/counters.json].
     #[arg(long, value_name = "FILE")]
     pub counters: Option<PathBuf>,
+    /// Encrypted networks: where to keep the outbound ESP sequence numbers, so that peers
+    /// accept this node again after a restart [default:
+    /// /var/lib/swarmnet/nodes/NODE/esp-sequence.json].
+    #[arg(long, value_name = "FILE")]
+    pub esp_sequence_file: Option<PathBuf>,
 }
 
 /// Runs a command inside a task's network namespace.
@@ -95,10 +100,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let name = topology.node.name.clone();
     let (addr, port) = (topology.node.data_path_addr, topology.node.data_path_port);
+    let esp_sequence_file = args
+        .esp_sequence_file
+        .unwrap_or_else(|| node::default_esp_sequence_file(&topology.node.name));
     let node = Node::start(NodeConfig {
         topology,
         workers,
         offload: !args.no_offload,
+        esp_sequence_file,
     })
     .with_context(|| format!("node {name} could not start"))?;
     let names = node.port_names();
@@ -136,6 +145,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         if last_write.elapsed() >= Duration::from_secs(1) {
             last_write = Instant::now();
+            node.renew_reservations();
             if let Err(e) = write_counters(
                 &counters_path,
                 &node.counters(),

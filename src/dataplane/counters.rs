@@ -52,6 +52,7 @@ drop_reasons! {
     EspAuth => "esp_auth": "ESP whose integrity check value does not verify (tampered, wrong key).",
     EspReplay => "esp_replay": "ESP with a sequence number already received or older than the anti-replay window.",
     EspSeqExhausted => "esp_seq_exhausted": "An SA used up its 64-bit sequence numbers; a key rotation replaces it.",
+    EspSeqUnreserved => "esp_seq_unreserved": "The SA's next sequence numbers are not yet reserved in the node's state file (see the log).",
 }
 
 impl DropReason {

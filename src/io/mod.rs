@@ -6,6 +6,7 @@
 
 pub mod netns;
 pub mod node;
+pub mod seqstore;
 pub mod tap;
 pub mod udp;
 pub mod worker;

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use mio::Waker;
 
 use super::netns::{self, NetnsError, OwnedNetns};
+use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::{self, TapQueue};
 use super::udp::DatagramSocket;
 use super::worker::{self, Channel, UnderlaySocket, Worker};
@@ -42,6 +43,8 @@ pub enum RunError {
     NeedNetRaw(std::io::Error),
     #[error("cannot start worker: {0}")]
     Worker(std::io::Error),
+    #[error("outbound ESP sequence numbers: {0}")]
+    SeqStore(#[from] SeqStoreError),
 }
 
 /// Why a new topology could not replace the running one.
@@ -49,6 +52,8 @@ pub enum RunError {
 pub enum ReloadError {
     #[error("a reload cannot change {0}; restart the node for that")]
     Unsupported(&'static str),
+    #[error("cannot reserve sequence numbers for the new SAs: {0}")]
+    SeqStore(#[from] SeqStoreError),
 }
 
 /// How to run a node.
@@ -59,6 +64,9 @@ pub struct NodeConfig {
     pub workers: usize,
     /// TAP offloads: TCP segmentation and checksums finished by the data path.
     pub offload: bool,
+    /// Where the outbound ESP sequence numbers are kept across restarts (used only with
+    /// encrypted networks; see `seqstore`).
+    pub esp_sequence_file: PathBuf,
 }
 
 /// A task's sandbox: its namespace, kept until the node stops.
@@ -75,6 +83,9 @@ pub struct Node {
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     published: Vec<Arc<Mutex<Counters>>>,
     tables: Arc<ArcSwap<Tables>>,
+    /// Reservations of outbound ESP sequence numbers (encrypted networks only); `None` also
+    /// once writing them failed.
+    seq_store: Mutex<Option<SeqStore>>,
     // Dropped after the workers stop: namespaces go last.
     tasks: Vec<Task>,
 }
@@ -90,8 +101,13 @@ impl Node {
         let offload = cfg.offload;
         let topo = &cfg.topology;
         let mut tables = Tables::from_topology(topo);
+        let mut seq_store = None;
         if let Some(esp) = &tables.esp {
-            tables.esp = Some(esp.with_iv_offset(random_u64()));
+            let esp = esp.with_iv_offset(random_u64());
+            let mut store = SeqStore::open(&cfg.esp_sequence_file)?;
+            store.claim(&esp)?;
+            seq_store = Some(store);
+            tables.esp = Some(esp);
         }
         let tables = Arc::new(tables);
         let max_mtu = topo
@@ -151,6 +167,7 @@ impl Node {
             threads: Vec::new(),
             published: Vec::new(),
             tables: Arc::clone(&swap),
+            seq_store: Mutex::new(seq_store),
             tasks,
         };
         // Hand worker w the w-th queue of every TAP.
@@ -203,8 +220,36 @@ impl Node {
         {
             return Err(ReloadError::Unsupported("the ESP transport"));
         }
+        let mut store = self.seq_store.lock().unwrap_or_else(|e| e.into_inner());
+        // (Whether there is ESP at all cannot change: the transport check above refuses it.)
+        if let (Some(store), Some(esp)) = (store.as_mut(), new.esp.as_ref()) {
+            store.claim(esp)?;
+        }
+        drop(store);
         self.tables.store(Arc::new(new));
         Ok(())
+    }
+
+    /// Renews the ESP sequence-number reservations that are half used (call every second).
+    /// If they cannot be written, the SAs are let go on without a bound, and the log says that
+    /// a restart will then be refused by the peers until the keys rotate.
+    pub fn renew_reservations(&self) {
+        let mut guard = self.seq_store.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(store) = guard.as_mut() else { return };
+        let tables = self.tables.load();
+        let Some(esp) = tables.esp.as_ref() else {
+            return;
+        };
+        if let Err(e) = store.renew(esp) {
+            tracing::error!(
+                error = %e,
+                "sequence numbers are no longer kept for restarts: after a restart, peers will refuse this node's encrypted traffic as replayed until the keys rotate"
+            );
+            for sa in esp.local_sas() {
+                sa.reserve(u64::MAX);
+            }
+            *guard = None;
+        }
     }
 
     /// The sum of every worker's last published counters.
@@ -270,6 +315,14 @@ impl Node {
                 Err(_) => tracing::error!("worker panicked"),
             }
         }
+        // No packet is sealed any more: keep the exact last sequence numbers.
+        let store = self.seq_store.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let (Some(store), Some(esp)) = (store.as_mut(), self.tables.load().esp.as_ref()) {
+            if let Err(e) = store.close(esp) {
+                tracing::warn!(error = %e, "cannot store the last ESP sequence numbers");
+            }
+        }
+        *store = None;
     }
 }
 
@@ -418,6 +471,14 @@ fn configure_task(
 }
 
 /// Where `swarmnet run` writes its counters by default.
+/// Where `swarmnet run` keeps a node's outbound ESP sequence numbers unless told otherwise:
+/// persistent storage, since peers remember the numbers across this host's reboots too.
+pub fn default_esp_sequence_file(node: &str) -> PathBuf {
+    PathBuf::from("/var/lib/swarmnet/nodes")
+        .join(node)
+        .join("esp-sequence.json")
+}
+
 pub fn default_counters_path(node: &str) -> PathBuf {
     PathBuf::from("/run/swarmnet")
         .join(node)

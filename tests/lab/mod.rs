@@ -115,17 +115,59 @@ pub struct NodeProc {
     pub counters: PathBuf,
     pub dir: PathBuf,
     pub task_netns: Vec<String>,
+    host: String,
+    workers: u16,
 }
 
 impl NodeProc {
     /// Starts a node with `topology` (TOML text) in host namespace `host`, waits for `ready`.
+    /// Its files (topology, counters, ESP sequence numbers) live in a fresh directory.
     pub fn start(host: &str, topology: &str, task_netns: &[&str], workers: u16) -> NodeProc {
         let dir = std::env::temp_dir().join(format!("swarmnet-live-{host}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let topo = dir.join("topology.toml");
-        std::fs::write(&topo, topology).unwrap();
-        let counters = dir.join("counters.json");
+        std::fs::write(dir.join("topology.toml"), topology).unwrap();
+        let (child, lines, ready) = Self::spawn(host, &dir, workers);
+        // Built before waiting, so that a node that never gets ready is still cleaned up.
+        let node = NodeProc {
+            child,
+            lines,
+            counters: dir.join("counters.json"),
+            dir,
+            task_netns: task_netns.iter().map(|s| s.to_string()).collect(),
+            host: host.to_string(),
+            workers,
+        };
+        node.wait_ready(ready);
+        node
+    }
+
+    fn wait_ready(&self, ready: mpsc::Receiver<()>) {
+        ready
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("node in {} did not become ready", self.host));
+    }
+
+    /// Kills the node with SIGKILL if it runs (no clean-up runs) and starts it again on the
+    /// same files.
+    pub fn restart(&mut self) {
+        if self.alive() {
+            self.child.kill().unwrap();
+            self.child.wait().unwrap();
+        }
+        let (child, lines, ready) = Self::spawn(&self.host, &self.dir, self.workers);
+        self.child = child;
+        self.lines = lines;
+        self.wait_ready(ready);
+    }
+
+    /// Starts `swarmnet run` on the files in `dir`: the child, its stdout lines after `ready`,
+    /// and a channel that fires on `ready`.
+    fn spawn(
+        host: &str,
+        dir: &Path,
+        workers: u16,
+    ) -> (Child, mpsc::Receiver<String>, mpsc::Receiver<()>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_swarmnet"))
             .args([
                 "run",
@@ -135,9 +177,11 @@ impl NodeProc {
                 &workers.to_string(),
                 "--topology",
             ])
-            .arg(&topo)
+            .arg(dir.join("topology.toml"))
             .arg("--counters")
-            .arg(&counters)
+            .arg(dir.join("counters.json"))
+            .arg("--esp-sequence-file")
+            .arg(dir.join("esp-sequence.json"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -156,16 +200,7 @@ impl NodeProc {
                 }
             }
         });
-        let node = NodeProc {
-            child,
-            lines,
-            counters,
-            dir,
-            task_netns: task_netns.iter().map(|s| s.to_string()).collect(),
-        };
-        rx.recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("node in {host} did not become ready"));
-        node
+        (child, lines, rx)
     }
 
     /// Rewrites the node's topology and sends SIGHUP; returns the line the node answers with.

@@ -19,6 +19,7 @@ impl From<EspError> for DropReason {
             EspError::Auth => DropReason::EspAuth,
             EspError::Replay => DropReason::EspReplay,
             EspError::SeqExhausted => DropReason::EspSeqExhausted,
+            EspError::SeqUnreserved => DropReason::EspSeqUnreserved,
         }
     }
 }

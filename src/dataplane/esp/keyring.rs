@@ -263,6 +263,16 @@ impl EspTable {
         self.encrypted.contains(&vni)
     }
 
+    /// Every SA this node seals with (towards each peer, under each key of the ring).
+    pub fn local_sas(&self) -> impl Iterator<Item = &Arc<Sa>> + '_ {
+        self.all.values().filter(move |sa| sa.src == self.local)
+    }
+
+    /// Every SA this node opens with (from each peer, under each key of the ring).
+    pub fn peer_sas(&self) -> impl Iterator<Item = &Arc<Sa>> + '_ {
+        self.all.values().filter(move |sa| sa.dst == self.local)
+    }
+
     /// The SA sealing towards `peer`.
     pub fn outbound(&self, peer: Ipv4Addr) -> Option<&Arc<Sa>> {
         self.outbound.get(&peer)

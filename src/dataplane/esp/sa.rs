@@ -6,6 +6,12 @@
 //!   also the explicit IV, so no two packets sealed under this SA's key and salt share a nonce
 //!   (RFC 4106 3.1: "the same IV value is used only once for a given key"). The counter never
 //!   wraps: at 2^64 - 1 the SA refuses to seal.
+//! - A runtime that must survive restarts also bounds the counter by a reservation
+//!   (`Sa::reserve`): it writes "numbers up to R may have been used" to stable storage before
+//!   raising the bound to R, and a restarted node resumes above the R it finds there
+//!   (`Sa::resume_after`). Its peers' replay windows then accept it at once, instead of
+//!   refusing everything up to the last number they saw. Without a reservation (replay, tests)
+//!   the bound is 2^64 - 1.
 //! - The inbound anti-replay window is one `Mutex<Window>` per SA, shared by every worker. A
 //!   packet is checked before decryption (cheap refusal of replays) and accepted after its ICV
 //!   verified with a second check-and-set under the lock, so when two workers open copies of the
@@ -39,6 +45,8 @@ pub enum EspError {
     Replay,
     /// The outbound sequence number space is used up; the SA must be replaced.
     SeqExhausted,
+    /// The next sequence number is beyond what the runtime reserved in stable storage.
+    SeqUnreserved,
 }
 
 /// The IPv4 address as 16 bytes in IPv4-mapped form (::ffff:a.b.c.d), as Docker hashes it.
@@ -77,8 +85,13 @@ pub struct Sa {
     /// RFC 4106 4: the last 4 bytes of the keying material; here the SPI, big-endian.
     salt: [u8; 4],
     key: LessSafeKey,
+    /// Identifies the key (a digest, never the key): an SA is the same across restarts only
+    /// under the very same key.
+    pub key_id: u64,
     /// The last sequence number used for sealing (0: none yet; the first packet has 1).
     last_seq: AtomicU64,
+    /// The highest sequence number that may be used (see the module's invariants).
+    reserved: AtomicU64,
     /// Added to the sequence number to make the explicit IV. Zero in replay (deterministic);
     /// random per run in the live runtime, so that a node restarted with the same keys, whose
     /// sequence numbers start at 1 again, still never repeats a nonce.
@@ -104,6 +117,9 @@ impl Sa {
         let spi = spi(src, dst, tag);
         // AES_128_GCM takes exactly 16-byte keys and `key` is a [u8; 16]: this cannot fail.
         let unbound = UnboundKey::new(&AES_128_GCM, key).expect("16-byte AES-128 key");
+        let digest = ring::digest::digest(&ring::digest::SHA256, key);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest.as_ref()[..8]);
         Sa {
             spi,
             src,
@@ -111,7 +127,9 @@ impl Sa {
             tag,
             salt: spi.to_be_bytes(),
             key: LessSafeKey::new(unbound),
+            key_id: u64::from_be_bytes(id),
             last_seq: AtomicU64::new(0),
+            reserved: AtomicU64::new(u64::MAX),
             iv_offset: 0,
             window: Mutex::new(Window::default()),
         }
@@ -134,7 +152,9 @@ impl Sa {
             tag: 0,
             salt,
             key: LessSafeKey::new(unbound),
+            key_id: 0,
             last_seq: AtomicU64::new(0),
+            reserved: AtomicU64::new(u64::MAX),
             iv_offset: 0,
             window: Mutex::new(Window::default()),
         }
@@ -152,12 +172,52 @@ impl Sa {
 
     /// Takes the next outbound sequence number: unique across every thread sharing this SA.
     pub fn next_seq(&self) -> Result<u64, EspError> {
-        // fetch_update rather than fetch_add so the counter stops at u64::MAX instead of
+        // fetch_update rather than fetch_add so the counter stops at its bound instead of
         // wrapping to a used value. RFC 4303 3.3.3: "the counter MUST NOT be allowed to cycle".
+        let limit = self.reserved.load(Ordering::Acquire);
         self.last_seq
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_add(1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                s.checked_add(1).filter(|n| *n <= limit)
+            })
             .map(|prev| prev + 1)
-            .map_err(|_| EspError::SeqExhausted)
+            .map_err(|last| {
+                if last == u64::MAX {
+                    EspError::SeqExhausted
+                } else {
+                    EspError::SeqUnreserved
+                }
+            })
+    }
+
+    /// The highest sequence number this SA may use.
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Lets this SA use sequence numbers up to `until`. A runtime calls this only after
+    /// `until` is in stable storage.
+    pub fn reserve(&self, until: u64) {
+        self.reserved.store(until, Ordering::Release);
+    }
+
+    /// The highest sequence number received on this (inbound) SA, 0 if none.
+    pub fn received_top(&self) -> u64 {
+        self.window.lock().unwrap_or_else(|e| e.into_inner()).top()
+    }
+
+    /// Restores the receive window of a restarted node from a stored top (see
+    /// `Window::restored`), unless this SA already received beyond it.
+    pub fn restore_received(&self, top: u64) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.top() < top {
+            *w = Window::restored(top);
+        }
+    }
+
+    /// Continues after `seq`: the next packet has `seq + 1` (or more, if this SA already went
+    /// past it). For a node restarting with the reservation its previous run stored.
+    pub fn resume_after(&self, seq: u64) {
+        self.last_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// RFC 4106 4: the nonce is the salt followed by the explicit IV.
@@ -403,6 +463,49 @@ mod tests {
         assert_eq!(sa.next_seq(), Ok(u64::MAX));
         assert_eq!(sa.next_seq(), Err(EspError::SeqExhausted));
         assert_eq!(sa.next_seq(), Err(EspError::SeqExhausted));
+    }
+
+    #[test]
+    fn a_reservation_bounds_the_sequence_and_a_restart_resumes_above_it() {
+        let key = [7u8; 16];
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11));
+        let first = Sa::new(a, b, 1, &key);
+        first.reserve(3);
+        assert_eq!(
+            (1..=3)
+                .map(|_| first.next_seq().unwrap())
+                .collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(first.next_seq(), Err(EspError::SeqUnreserved));
+        first.reserve(100);
+        assert_eq!(first.next_seq(), Ok(4));
+
+        // The receiver saw up to 4; a restart resuming after the stored reservation (100) is
+        // accepted, where one starting at 1 again is refused as a replay.
+        let rx = Sa::new(a, b, 1, &key);
+        let mut wire = Vec::new();
+        for seq in 1..=4 {
+            let mut p = vec![0u8; 64];
+            first.seal(&mut p, 0, seq, 17).unwrap();
+            wire = p.clone();
+            rx.check_and_open(&mut p).unwrap();
+        }
+        let again = Sa::new(a, b, 1, &key);
+        let mut p = vec![0u8; 64];
+        again
+            .seal(&mut p, 0, again.next_seq().unwrap(), 17)
+            .unwrap();
+        assert_eq!(rx.check_and_open(&mut p), Err(EspError::Replay));
+        again.resume_after(100);
+        let mut p = vec![0u8; 64];
+        let seq = again.next_seq().unwrap();
+        assert_eq!(seq, 101);
+        again.seal(&mut p, 0, seq, 17).unwrap();
+        assert!(rx.check_and_open(&mut p).is_ok());
+        assert_eq!(rx.check_and_open(&mut wire), Err(EspError::Replay));
+        assert_eq!(again.key_id, first.key_id, "same key, same SA identity");
+        assert_ne!(Sa::new(a, b, 1, &[8u8; 16]).key_id, first.key_id);
     }
 
     #[test]

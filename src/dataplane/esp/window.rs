@@ -33,6 +33,16 @@ fn slot(seq: u64) -> (usize, u64) {
 }
 
 impl Window {
+    /// A window restored after a restart from a stored `top`: everything up to `top` counts as
+    /// received (the stored value may lag the real one; nothing at or below it is accepted
+    /// again), and the high bits of what follows are inferred from it.
+    pub fn restored(top: u64) -> Window {
+        Window {
+            top,
+            bits: [u64::MAX; WORDS],
+        }
+    }
+
     /// The highest sequence number accepted so far.
     pub fn top(&self) -> u64 {
         self.top
@@ -128,6 +138,22 @@ mod tests {
         assert!(!w.check(2000 - WINDOW), "just outside the window");
         assert!(w.accept(2000 - WINDOW + 1), "the oldest slot still inside");
         assert!(!w.accept(5), "far below the window");
+    }
+
+    #[test]
+    fn a_restored_window_refuses_up_to_its_top_and_infers_beyond() {
+        let top = (5 << 32) + 100;
+        let w = Window::restored(top);
+        assert!(
+            !w.check(top) && !w.check(top - 3),
+            "everything up to the top counts as seen"
+        );
+        assert_eq!(
+            w.infer(101),
+            Some(top + 1),
+            "the high bits come from the stored top"
+        );
+        assert_eq!(Window::default().infer(101), Some(101));
     }
 
     #[test]
