@@ -239,4 +239,14 @@ fn a_node_restarted_with_the_same_keys_is_not_refused_as_a_replay() {
         "host B refused nothing as a replay: {}",
         c["drops"]
     );
+
+    // The receiver crashes: its windows come back from the file, and both directions work.
+    t.b.restart();
+    let (sent, received, _) = lab::tcp_transfer(&t.ns2, &t.ns1, WEB1, 5105, 4 << 20);
+    assert_eq!(sent, received, "TCP from the restarted receiver's side");
+    assert!(lab::ping(&t.ns1, WEB2, 3).is_some(), "and towards it");
+    for node in [&t.a, &t.b] {
+        let c = node.counters_when(Duration::from_secs(5), |_| true);
+        assert_eq!(esp_drops(&c), 0, "no ESP refusals: {}", c["drops"]);
+    }
 }

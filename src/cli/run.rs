@@ -143,9 +143,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             failed = true;
             break;
         }
+        node.renew_reservations();
         if last_write.elapsed() >= Duration::from_secs(1) {
             last_write = Instant::now();
-            node.renew_reservations();
             if let Err(e) = write_counters(
                 &counters_path,
                 &node.counters(),

@@ -83,9 +83,10 @@ pub struct Node {
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     published: Vec<Arc<Mutex<Counters>>>,
     tables: Arc<ArcSwap<Tables>>,
-    /// Reservations of outbound ESP sequence numbers (encrypted networks only); `None` also
-    /// once writing them failed.
+    /// Reservations of outbound ESP sequence numbers (encrypted networks only).
     seq_store: Mutex<Option<SeqStore>>,
+    /// Whether the last write of `seq_store` failed (logged once per run of failures).
+    seq_store_failing: AtomicBool,
     // Dropped after the workers stop: namespaces go last.
     tasks: Vec<Task>,
 }
@@ -168,6 +169,7 @@ impl Node {
             published: Vec::new(),
             tables: Arc::clone(&swap),
             seq_store: Mutex::new(seq_store),
+            seq_store_failing: AtomicBool::new(false),
             tasks,
         };
         // Hand worker w the w-th queue of every TAP.
@@ -225,14 +227,15 @@ impl Node {
         if let (Some(store), Some(esp)) = (store.as_mut(), new.esp.as_ref()) {
             store.claim(esp)?;
         }
-        drop(store);
+        // Published under the lock, so a renewal never sees the old table after the claim.
         self.tables.store(Arc::new(new));
         Ok(())
     }
 
-    /// Renews the ESP sequence-number reservations that are half used (call every second).
-    /// If they cannot be written, the SAs are let go on without a bound, and the log says that
-    /// a restart will then be refused by the peers until the keys rotate.
+    /// Renews the ESP sequence-number reservations that are half used (call every 50 ms). If
+    /// they cannot be written, the log says so once, SAs about to run out go on without a
+    /// bound (a restart would then be refused by the peers until the keys rotate), and the
+    /// next call tries again.
     pub fn renew_reservations(&self) {
         let mut guard = self.seq_store.lock().unwrap_or_else(|e| e.into_inner());
         let Some(store) = guard.as_mut() else { return };
@@ -240,15 +243,21 @@ impl Node {
         let Some(esp) = tables.esp.as_ref() else {
             return;
         };
-        if let Err(e) = store.renew(esp) {
-            tracing::error!(
-                error = %e,
-                "sequence numbers are no longer kept for restarts: after a restart, peers will refuse this node's encrypted traffic as replayed until the keys rotate"
-            );
-            for sa in esp.local_sas() {
-                sa.reserve(u64::MAX);
+        let failing = self.seq_store_failing.load(Ordering::Relaxed);
+        match store.renew(esp) {
+            Ok(()) if failing => {
+                tracing::info!(path = %store.path().display(), "ESP sequence numbers are kept on disk again");
+                self.seq_store_failing.store(false, Ordering::Relaxed);
             }
-            *guard = None;
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::error!(
+                    error = %e,
+                    "cannot keep ESP sequence numbers for restarts; traffic goes on, but if this node restarts before the file can be written, peers will refuse its encrypted traffic as replayed until the keys rotate"
+                );
+                self.seq_store_failing.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
         }
     }
 

@@ -2,11 +2,14 @@
 //!
 //! A node restarted with the same keys would start its SAs at sequence number 1 again, and its
 //! peers' anti-replay windows, which remember the last number of the previous run, would refuse
-//! everything it sends until a key rotation. So the node reserves sequence numbers in blocks:
+//! everything it sends until a key rotation. So the node reserves sequence numbers in steps:
 //! before an SA may use numbers up to R, "R" is in this file (written to a temporary file,
 //! synced, renamed over the old one); a restarted node resumes each SA after the R it finds.
-//! At most one block per SA is skipped by a restart, far inside the 2^31 that extended
-//! sequence numbers tolerate between a sender and its receiver.
+//! A run starts with a small step (`MIN_STEP`) that doubles with each renewal the traffic
+//! calls for, up to `MAX_STEP`: a crash skips at most one step, and a node that crashes
+//! again and again without sending skips only `MIN_STEP` each time, far inside the 2^31 that
+//! extended sequence numbers tolerate between a sender and its receiver (8192 such crashes).
+//! A clean stop stores the exact last number.
 //!
 //! The receiving side is kept too: each inbound SA's highest received number, stored whenever
 //! it moved on by a block and at a clean stop. Extended sequence numbers send only the low 32
@@ -21,12 +24,17 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::dataplane::esp::{EspTable, Sa};
+use crate::dataplane::esp::{key_id, EspTable, Sa};
 
-/// Sequence numbers reserved at a time. The node renews a reservation once half of it is
-/// used, checking every second: 2^23 (8 million) packets a second per SA would be needed to
-/// run out. A crash skips at most one block; a clean stop stores the exact last number.
-pub const BLOCK: u64 = 1 << 24;
+/// The first reservation of an SA in a run. The node renews a reservation once half of its
+/// step is used, checking every 50 ms: 2^17 packets in 50 ms (2.6 million a second) on one SA
+/// would be needed to run out before the step has doubled.
+pub const MIN_STEP: u64 = 1 << 18;
+/// The largest step a reservation grows to.
+pub const MAX_STEP: u64 = 1 << 24;
+/// How far an inbound SA's highest received number moves on before it is stored again: after
+/// a crash, at most this many packets it had received could be accepted again once.
+pub const RECEIVED_STEP: u64 = 1 << 20;
 
 /// Why the state file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +60,15 @@ struct Stored {
     received: BTreeMap<String, u64>,
 }
 
-/// The sequence numbers of one node's SAs, as on disk.
+/// The sequence numbers of one node's SAs.
 #[derive(Debug)]
 pub struct SeqStore {
     path: PathBuf,
+    /// Everything known in this run, also of SAs that left the tables (a peer or key that
+    /// comes back resumes); the file holds the entries of the keys in the keyring.
     stored: Stored,
+    /// Outbound SA -> its current reservation step in this run.
+    steps: BTreeMap<String, u64>,
 }
 
 fn id(sa: &Sa) -> String {
@@ -86,6 +98,7 @@ impl SeqStore {
         Ok(SeqStore {
             path: path.to_path_buf(),
             stored,
+            steps: BTreeMap::new(),
         })
     }
 
@@ -112,65 +125,75 @@ impl SeqStore {
         self.renew(table)
     }
 
-    /// Renews the reservation of every outbound SA that has used half of its block (or has
-    /// none yet), and stores the receive tops that moved on by a block: first on disk, then in
-    /// the SAs. SAs no longer in `table` are forgotten.
+    /// Renews the reservation of every outbound SA that has used half of its step (or has
+    /// none in this run yet), and stores the receive tops that moved on by `RECEIVED_STEP`:
+    /// first on disk, then in the SAs. If the file cannot be written, an SA about to run out
+    /// is let go on without a bound (it keeps carrying traffic; a restart loses its numbers)
+    /// and the error is returned; the next call tries again and bounds it again.
     pub fn renew(&mut self, table: &EspTable) -> Result<(), SeqStoreError> {
-        let mut next = Stored::default();
+        let mut next = self.stored.clone();
         let mut due = Vec::new();
         for sa in table.local_sas() {
-            let stored = self.stored.sent.get(&id(sa)).copied();
-            let until = if stored != Some(sa.reserved())
-                || sa.last_seq().saturating_add(BLOCK / 2) > sa.reserved()
-            {
-                let until = sa.last_seq().saturating_add(BLOCK);
-                due.push((sa, until));
-                until
-            } else {
-                sa.reserved()
+            let id = id(sa);
+            let (last, reserved) = (sa.last_seq(), sa.reserved());
+            let step = match self.steps.get(&id) {
+                None => MIN_STEP,
+                Some(&st) if reserved == u64::MAX => st,
+                Some(&st) if reserved.saturating_sub(last) < st / 2 => (st * 2).min(MAX_STEP),
+                Some(_) => continue,
             };
-            next.sent.insert(id(sa), until);
+            let until = last.saturating_add(step);
+            next.sent.insert(id.clone(), until);
+            due.push((sa, id, until, step));
         }
         for sa in table.peer_sas() {
             let top = sa.received_top();
-            let stored = self.stored.received.get(&id(sa)).copied().unwrap_or(0);
-            let keep = if top >= stored.saturating_add(BLOCK) {
-                top
-            } else {
-                stored
-            };
-            next.received.insert(id(sa), keep);
+            let stored = next.received.entry(id(sa)).or_insert(0);
+            if top >= stored.saturating_add(RECEIVED_STEP) {
+                *stored = top;
+            }
         }
         if next == self.stored {
             return Ok(());
         }
-        self.write(&next)?;
+        if let Err(e) = self.write(&next, table) {
+            for (sa, _, _, step) in &due {
+                if sa.reserved().saturating_sub(sa.last_seq()) < step / 4 {
+                    sa.reserve(u64::MAX);
+                }
+            }
+            return Err(e);
+        }
         self.stored = next;
-        for (sa, until) in due {
+        for (sa, id, until, step) in due {
             sa.reserve(until);
+            if sa.last_seq() > until {
+                // It ran unbounded (after a failed write) past what is now on disk.
+                sa.reserve(u64::MAX);
+            }
+            self.steps.insert(id, step);
         }
         Ok(())
     }
 
     /// After the last packet: stores each SA's last used and last received number, so the
-    /// next start resumes exactly there rather than a block later.
+    /// next start resumes exactly there rather than a step later.
     pub fn close(&mut self, table: &EspTable) -> Result<(), SeqStoreError> {
-        let last = Stored {
-            sent: table
-                .local_sas()
-                .map(|sa| (id(sa), sa.last_seq()))
-                .collect(),
-            received: table
-                .peer_sas()
-                .map(|sa| (id(sa), sa.received_top()))
-                .collect(),
-        };
-        self.write(&last)?;
+        let mut last = self.stored.clone();
+        for sa in table.local_sas() {
+            last.sent.insert(id(sa), sa.last_seq());
+        }
+        for sa in table.peer_sas() {
+            last.received.insert(id(sa), sa.received_top());
+        }
+        self.write(&last, table)?;
         self.stored = last;
         Ok(())
     }
 
-    fn write(&self, stored: &Stored) -> Result<(), SeqStoreError> {
+    /// Writes the entries of `stored` whose key is in `table`'s keyring (keys that left the
+    /// ring are dropped from the file, not from this run's memory).
+    fn write(&self, stored: &Stored, table: &EspTable) -> Result<(), SeqStoreError> {
         let err = |source| SeqStoreError::Write {
             path: self.path.display().to_string(),
             source,
@@ -179,7 +202,28 @@ impl SeqStore {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        let mut json = serde_json::to_vec_pretty(stored).map_err(|e| err(e.into()))?;
+        let keys: Vec<String> = table
+            .keyring
+            .keys
+            .iter()
+            .map(|k| format!(" key {:016x}", key_id(&k.key)))
+            .collect();
+        let current = |id: &String| keys.iter().any(|k| id.ends_with(k.as_str()));
+        let on_disk = Stored {
+            sent: stored
+                .sent
+                .iter()
+                .filter(|(id, _)| current(id))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            received: stored
+                .received
+                .iter()
+                .filter(|(id, _)| current(id))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        };
+        let mut json = serde_json::to_vec_pretty(&on_disk).map_err(|e| err(e.into()))?;
         json.push(b'\n');
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
         f.write_all(&json).map_err(err)?;
@@ -204,7 +248,9 @@ mod tests {
     const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
     const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 
-    fn table(keys: &[(u32, u8)], primary: u32) -> EspTable {
+    const C: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 12);
+
+    fn table_with(keys: &[(u32, u8)], primary: u32, peers: &[Ipv4Addr]) -> EspTable {
         let keys = keys
             .iter()
             .map(|&(tag, b)| Key { tag, key: [b; 16] })
@@ -214,9 +260,13 @@ mod tests {
             4500,
             Keyring::new(keys, primary).unwrap(),
             A,
-            [B],
+            peers.iter().copied(),
             [4097],
         )
+    }
+
+    fn table(keys: &[(u32, u8)], primary: u32) -> EspTable {
+        table_with(keys, primary, &[B])
     }
 
     #[test]
@@ -227,47 +277,116 @@ mod tests {
         let mut store = SeqStore::open(&path).unwrap();
         store.claim(&first).unwrap();
         let sa = first.outbound(B).unwrap();
-        assert_eq!(
-            sa.reserved(),
-            BLOCK,
-            "a first start reserves one block from 0"
-        );
+        assert_eq!(sa.reserved(), MIN_STEP, "a start reserves one small step");
         assert_eq!(sa.next_seq(), Ok(1), "and a new SA starts at 1");
-
-        // Half a block used: the next renewal moves the reservation on, on disk first.
-        sa.resume_after(BLOCK / 2 + 10);
         store.renew(&first).unwrap();
-        assert_eq!(sa.reserved(), BLOCK / 2 + 10 + BLOCK);
+        assert_eq!(sa.reserved(), MIN_STEP, "nothing to renew yet");
+
+        // Half a step used: the renewal doubles the step, on disk first.
+        sa.resume_after(MIN_STEP / 2 + 10);
+        store.renew(&first).unwrap();
+        let r1 = MIN_STEP / 2 + 10 + 2 * MIN_STEP;
+        assert_eq!(sa.reserved(), r1);
         let on_disk: Stored = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert!(
-            on_disk.sent.values().any(|&r| r == sa.reserved()),
-            "{on_disk:?}"
-        );
+        assert!(on_disk.sent.values().any(|&r| r == r1), "{on_disk:?}");
 
         // A reload's table shares this SA: it carries on, no jump.
         store.claim(&first).unwrap();
-        assert_eq!(sa.next_seq(), Ok(BLOCK / 2 + 11));
+        assert_eq!(sa.next_seq(), Ok(MIN_STEP / 2 + 11));
 
         // The process dies; the next one, same keys, continues above the reservation.
         let again = table(&[(1, 1), (2, 2)], 1);
         let mut store2 = SeqStore::open(&path).unwrap();
         store2.claim(&again).unwrap();
         let sa2 = again.outbound(B).unwrap();
-        assert_eq!(sa2.next_seq(), Ok(BLOCK / 2 + 10 + BLOCK + 1));
+        assert_eq!(sa2.next_seq(), Ok(r1 + 1));
 
         // A clean stop stores the exact last number: the next start continues right after it.
         store2.close(&again).unwrap();
         let after_stop = table(&[(1, 1), (2, 2)], 1);
         SeqStore::open(&path).unwrap().claim(&after_stop).unwrap();
-        assert_eq!(
-            after_stop.outbound(B).unwrap().next_seq(),
-            Ok(BLOCK / 2 + 10 + BLOCK + 2)
-        );
+        assert_eq!(after_stop.outbound(B).unwrap().next_seq(), Ok(r1 + 2));
 
         // A tag given a new key is a new SA: it starts at 1.
         let rekeyed = table(&[(1, 9), (2, 2)], 1);
         SeqStore::open(&path).unwrap().claim(&rekeyed).unwrap();
         assert_eq!(rekeyed.outbound(B).unwrap().next_seq(), Ok(1));
+    }
+
+    #[test]
+    fn a_peer_dropped_and_added_again_by_reloads_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("esp-sequence.json");
+        let keys = [(1, 1), (2, 2)];
+        let both = table_with(&keys, 1, &[B, C]);
+        let mut store = SeqStore::open(&path).unwrap();
+        store.claim(&both).unwrap();
+        let to_b = both.outbound(B).unwrap();
+        for _ in 0..3 {
+            to_b.next_seq().unwrap();
+        }
+        // Reload without B, then with B again: a new SA object under the same key.
+        let only_c = both.rotate_to(&table_with(&keys, 1, &[C]));
+        store.claim(&only_c).unwrap();
+        store.renew(&only_c).unwrap();
+        let back = only_c.rotate_to(&table_with(&keys, 1, &[B, C]));
+        store.claim(&back).unwrap();
+        let seq = back.outbound(B).unwrap().next_seq().unwrap();
+        assert!(
+            seq > 3,
+            "the same key never seals a sequence number twice ({seq})"
+        );
+        // And a restart after that still knows B, although the file was written without it.
+        store.close(&back).unwrap();
+        let restarted = table_with(&keys, 1, &[B, C]);
+        SeqStore::open(&path).unwrap().claim(&restarted).unwrap();
+        assert_eq!(restarted.outbound(B).unwrap().next_seq(), Ok(seq + 1));
+    }
+
+    #[test]
+    fn starts_without_traffic_skip_only_a_small_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("esp-sequence.json");
+        // A crash loop (or failed starts) after claiming, each without a packet sent.
+        for _ in 0..100 {
+            SeqStore::open(&path)
+                .unwrap()
+                .claim(&table(&[(1, 1)], 1))
+                .unwrap();
+        }
+        let t = table(&[(1, 1)], 1);
+        SeqStore::open(&path).unwrap().claim(&t).unwrap();
+        assert_eq!(t.outbound(B).unwrap().next_seq(), Ok(100 * MIN_STEP + 1));
+    }
+
+    #[test]
+    fn a_failed_write_lets_traffic_go_on_and_the_next_one_bounds_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("esp-sequence.json");
+        let t = table(&[(1, 1)], 1);
+        let sa = t.outbound(B).unwrap();
+        let mut store = SeqStore::open(&good).unwrap();
+        store.claim(&t).unwrap();
+        // The disk goes away (a directory stands where the temporary file must go).
+        let bad = dir.path().join("gone").join("esp-sequence.json");
+        std::fs::create_dir_all(bad.with_extension("json.tmp")).unwrap();
+        store.path = bad;
+        sa.resume_after(MIN_STEP - 5);
+        assert!(store.renew(&t).is_err());
+        assert_eq!(
+            sa.reserved(),
+            u64::MAX,
+            "nearly out: let go on rather than dropped"
+        );
+        for _ in 0..10 {
+            sa.next_seq().unwrap();
+        }
+        // The disk is back: bound again, above everything used meanwhile, on disk.
+        store.path = good.clone();
+        store.renew(&t).unwrap();
+        assert_eq!(sa.reserved(), MIN_STEP + 5 + MIN_STEP);
+        let on_disk: Stored = serde_json::from_slice(&std::fs::read(&good).unwrap()).unwrap();
+        assert!(on_disk.sent.values().any(|&r| r == sa.reserved()));
     }
 
     #[test]

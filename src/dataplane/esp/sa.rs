@@ -75,6 +75,14 @@ pub fn spi(src: Ipv4Addr, dst: Ipv4Addr, tag: u32) -> u32 {
     h
 }
 
+/// Identifies a key without revealing it: the first 8 bytes of its SHA-256.
+pub fn key_id(key: &KeyBytes) -> u64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(id)
+}
+
 /// A unidirectional SA: outbound on the sending node, inbound on the receiving one.
 pub struct Sa {
     pub spi: u32,
@@ -117,9 +125,6 @@ impl Sa {
         let spi = spi(src, dst, tag);
         // AES_128_GCM takes exactly 16-byte keys and `key` is a [u8; 16]: this cannot fail.
         let unbound = UnboundKey::new(&AES_128_GCM, key).expect("16-byte AES-128 key");
-        let digest = ring::digest::digest(&ring::digest::SHA256, key);
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&digest.as_ref()[..8]);
         Sa {
             spi,
             src,
@@ -127,7 +132,7 @@ impl Sa {
             tag,
             salt: spi.to_be_bytes(),
             key: LessSafeKey::new(unbound),
-            key_id: u64::from_be_bytes(id),
+            key_id: key_id(key),
             last_seq: AtomicU64::new(0),
             reserved: AtomicU64::new(u64::MAX),
             iv_offset: 0,
