@@ -208,20 +208,15 @@ impl SeqStore {
             .iter()
             .map(|k| format!(" key {:016x}", key_id(&k.key)))
             .collect();
-        let current = |id: &String| keys.iter().any(|k| id.ends_with(k.as_str()));
+        let current = |m: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+            m.iter()
+                .filter(|(id, _)| keys.iter().any(|k| id.ends_with(k.as_str())))
+                .map(|(id, n)| (id.clone(), *n))
+                .collect()
+        };
         let on_disk = Stored {
-            sent: stored
-                .sent
-                .iter()
-                .filter(|(id, _)| current(id))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-            received: stored
-                .received
-                .iter()
-                .filter(|(id, _)| current(id))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
+            sent: current(&stored.sent),
+            received: current(&stored.received),
         };
         let mut json = serde_json::to_vec_pretty(&on_disk).map_err(|e| err(e.into()))?;
         json.push(b'\n');
@@ -311,6 +306,17 @@ mod tests {
         let rekeyed = table(&[(1, 9), (2, 2)], 1);
         SeqStore::open(&path).unwrap().claim(&rekeyed).unwrap();
         assert_eq!(rekeyed.outbound(B).unwrap().next_seq(), Ok(1));
+        // The file keeps only keys of the ring: the replaced key's entries are gone.
+        let on_disk: Stored = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let old_key = format!("key {:016x}", key_id(&[1; 16]));
+        assert!(
+            !on_disk.sent.keys().any(|id| id.ends_with(&old_key)),
+            "{on_disk:?}"
+        );
+        assert!(
+            on_disk.sent.len() == 2 && on_disk.received.len() == 2,
+            "{on_disk:?}"
+        );
     }
 
     #[test]
