@@ -62,11 +62,33 @@ pub fn exists(name: &str) -> bool {
     path(name).exists()
 }
 
-/// Whether `pid` is a running swarmnet (not merely a live process that reused the pid of
-/// one that crashed).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("comm"))
-        .is_ok_and(|comm| comm.trim_end() == env!("CARGO_PKG_NAME"))
+/// When process `pid` started (field 22 of /proc/PID/stat, in clock ticks since boot), if it
+/// runs. With the pid it names one process for good: a pid reused after a crash has another.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    // "PID (COMM) STATE ..." where COMM may hold spaces and parentheses: fields after the last
+    // ')' start with the third.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// What a marker says: the owner's pid and, when written by this version, its start time.
+fn parse_marker(text: &str) -> Option<(u32, Option<u64>)> {
+    let mut fields = text.split_whitespace();
+    let pid = fields.next()?.parse().ok()?;
+    let started = fields.next().and_then(|f| f.parse().ok());
+    Some((pid, started))
+}
+
+/// Whether the owner a marker names still runs: the same pid started at the same time (a
+/// marker without a start time: the pid runs).
+fn alive(pid: u32, started: Option<u64>) -> bool {
+    match (start_time(pid), started) {
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// A namespace this process created; deleted on drop.
@@ -82,15 +104,16 @@ impl OwnedNetns {
         if exists(name) {
             match std::fs::read_to_string(&m)
                 .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
+                .as_deref()
+                .and_then(parse_marker)
             {
-                Some(pid) if alive(pid) => {
+                Some((pid, started)) if alive(pid, started) => {
                     return Err(NetnsError::InUse {
                         name: name.to_string(),
                         pid,
                     });
                 }
-                Some(pid) => {
+                Some((pid, _)) => {
                     tracing::warn!(
                         netns = name,
                         pid,
@@ -106,7 +129,9 @@ impl OwnedNetns {
             source,
         };
         std::fs::create_dir_all(MARKER_DIR).map_err(merr)?;
-        std::fs::write(&m, format!("{}\n", std::process::id())).map_err(merr)?;
+        let me = std::process::id();
+        let started = start_time(me).map_or(String::new(), |t| format!(" {t}"));
+        std::fs::write(&m, format!("{me}{started}\n")).map_err(merr)?;
         if let Err(e) = ip(&["netns", "add", name]) {
             let _ = std::fs::remove_file(&m);
             return Err(e);
@@ -177,4 +202,29 @@ pub fn have_net_admin() -> bool {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << 12) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_names_one_process_by_pid_and_start_time() {
+        let me = std::process::id();
+        let started = start_time(me).expect("this process runs");
+        assert!(alive(me, Some(started)));
+        assert!(
+            !alive(me, Some(started + 1)),
+            "the same pid started at another time"
+        );
+        assert!(alive(me, None), "an old marker: the pid alone");
+        assert_eq!(
+            parse_marker(&format!("{me} {started}\n")),
+            Some((me, Some(started)))
+        );
+        assert_eq!(parse_marker("42\n"), Some((42, None)));
+        assert_eq!(parse_marker("garbage"), None);
+        // A pid that cannot exist (above the kernel's pid_max of 2^22).
+        assert!(!alive(1 << 23, None));
+    }
 }
