@@ -187,21 +187,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Voters of the last membership the state machine applied (so committed): the voters common
-/// to every configuration of a joint one, because each of those configurations must still
-/// agree. 0 before any membership was applied or when the store cannot be read.
+/// Voters of the last membership the state machine applied (so committed). During a change
+/// (a joint membership, old configuration first) that is still the old configuration: an
+/// added manager counts once the change is done, and so does a removed one's absence. 0
+/// before any membership was applied or when the store cannot be read.
 pub fn applied_voter_count(store: &Store) -> usize {
     let Ok(Some(state)) = read_meta::<AppliedState>(store, "applied") else {
         return 0;
     };
-    let configs = state.membership.membership().get_joint_config();
-    let Some((first, rest)) = configs.split_first() else {
-        return 0;
-    };
-    first
-        .iter()
-        .filter(|id| rest.iter().all(|c| c.contains(id)))
-        .count()
+    state
+        .membership
+        .membership()
+        .get_joint_config()
+        .first()
+        .map_or(0, |old| old.len())
 }
 
 /// Where the state machine stands.
@@ -456,6 +455,48 @@ mod tests {
             created_at: "t".into(),
             updated_at: "t".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn voters_count_only_once_a_membership_change_is_done() {
+        let (_dir, _log, mut sm) = Builder.build().await.unwrap();
+        let leader = openraft::CommittedLeaderId::new(1, 0);
+        let set = |ids: &[u64]| {
+            ids.iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<u64>>()
+        };
+        let membership = |index, configs: Vec<std::collections::BTreeSet<u64>>| {
+            let nodes: std::collections::BTreeMap<u64, BasicNode> = (1..=4)
+                .map(|i| (i, BasicNode::new(format!("127.0.0.{i}:2377"))))
+                .collect();
+            Entry::<TypeConfig> {
+                log_id: LogId::new(leader, index),
+                payload: EntryPayload::Membership(openraft::Membership::new(configs, nodes)),
+            }
+        };
+        let count = |sm: &StateMachine| applied_voter_count(&sm.store);
+        assert_eq!(count(&sm), 0, "nothing applied yet");
+        sm.apply([membership(1, vec![set(&[1, 2, 3])])])
+            .await
+            .unwrap();
+        assert_eq!(count(&sm), 3);
+        // Adding 4: joint {1,2,3} + {1,2,3,4}, then {1,2,3,4}.
+        sm.apply([membership(2, vec![set(&[1, 2, 3]), set(&[1, 2, 3, 4])])])
+            .await
+            .unwrap();
+        assert_eq!(count(&sm), 3, "an addition in flight is not counted");
+        sm.apply([membership(3, vec![set(&[1, 2, 3, 4])])])
+            .await
+            .unwrap();
+        assert_eq!(count(&sm), 4);
+        // Removing 4 and 3: the old four still vote until the change is done.
+        sm.apply([membership(4, vec![set(&[1, 2, 3, 4]), set(&[1, 2])])])
+            .await
+            .unwrap();
+        assert_eq!(count(&sm), 4, "a removal in flight is not counted");
+        sm.apply([membership(5, vec![set(&[1, 2])])]).await.unwrap();
+        assert_eq!(count(&sm), 2);
     }
 
     #[tokio::test]

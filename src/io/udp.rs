@@ -132,6 +132,7 @@ impl DatagramSocket {
     /// cannot take GSO turns it off for this batch and the ones after.
     pub fn send_batch(&self, batch: &mut SendBatch) -> usize {
         batch.build();
+        let gso = batch.gso;
         let mut sent = 0;
         loop {
             match self.send_messages(batch) {
@@ -139,9 +140,19 @@ impl DatagramSocket {
                     sent += n;
                     break;
                 }
-                Sent::GsoRefused { sent: n, from_item } => {
+                Sent::GsoRefused {
+                    sent: n,
+                    from_item,
+                    device,
+                } => {
                     sent += n;
-                    tracing::info!("UDP GSO refused; sending datagrams one by one");
+                    // EIO: the route's device cannot do UDP GSO, now or later. EINVAL: this
+                    // run does not fit (e.g. a path MTU lowered since): one by one this time.
+                    if device {
+                        tracing::info!(
+                            "UDP GSO refused by the device; sending datagrams one by one"
+                        );
+                    }
                     batch.gso = false;
                     batch.items.drain(..from_item);
                     batch.build();
@@ -149,6 +160,7 @@ impl DatagramSocket {
             }
         }
         batch.clear();
+        batch.gso = gso && !batch.gso_refused_by_device;
         sent
     }
 
@@ -178,9 +190,12 @@ impl DatagramSocket {
                 let group = batch.groups[sent_msgs];
                 let gso_error = matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL));
                 if batch.gso && group.count > 1 && gso_error {
+                    let device = e.raw_os_error() == Some(libc::EIO);
+                    batch.gso_refused_by_device |= device;
                     return Sent::GsoRefused {
                         sent,
                         from_item: group.first,
+                        device,
                     };
                 }
                 // sendmmsg reports an error only for the first message it tried: skip that
@@ -367,8 +382,13 @@ const CMSG_ROOM: usize = 32;
 enum Sent {
     /// Every message was tried (or the socket is full); this many datagrams went.
     All(usize),
-    /// A GSO message was refused: `sent` went, resend from item `from_item` without GSO.
-    GsoRefused { sent: usize, from_item: usize },
+    /// A GSO message was refused: `sent` went, resend from item `from_item` without GSO;
+    /// `device`: for good (EIO), not only for this run (EINVAL).
+    GsoRefused {
+        sent: usize,
+        from_item: usize,
+        device: bool,
+    },
 }
 
 /// Datagrams queued for `send_batch`, grouped into messages when it runs.
@@ -376,6 +396,8 @@ pub struct SendBatch {
     cap: usize,
     /// Whether runs of datagrams may be sent as UDP GSO messages.
     gso: bool,
+    /// The route's device refused UDP GSO (EIO): never again for this batch.
+    gso_refused_by_device: bool,
     items: Vec<(SocketAddrV4, *const u8, usize)>,
     groups: Vec<Group>,
     iovecs: Vec<libc::iovec>,
@@ -393,6 +415,7 @@ impl SendBatch {
         SendBatch {
             cap: n,
             gso,
+            gso_refused_by_device: false,
             items: Vec::with_capacity(n),
             groups: Vec::with_capacity(n),
             iovecs: Vec::with_capacity(n),
@@ -625,5 +648,57 @@ mod tests {
                 "gso {gso}: every datagram but the refused one arrived"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_gso_run_is_sent_one_by_one_exactly_once() {
+        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        // SO_NO_CHECK (no UDP checksums): the kernel then refuses UDP GSO with EINVAL.
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                a.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
+            SocketAddr::V4(v) => v,
+            _ => unreachable!(),
+        };
+        let p = vec![1u8; 100];
+        let mut send = SendBatch::with_capacity(16, true);
+        // c, then a run of 3 to b (refused as GSO), c, a run of 2 to b.
+        // SAFETY: `p` outlives the send below.
+        unsafe {
+            send.push(addr(&c), &p);
+            for _ in 0..3 {
+                send.push(addr(&b), &p);
+            }
+            send.push(addr(&c), &p);
+            for _ in 0..2 {
+                send.push(addr(&b), &p);
+            }
+        }
+        assert_eq!(a.send_batch(&mut send), 7);
+        let drain = |s: &DatagramSocket| {
+            let mut r = RecvBatch::new(16, 2048);
+            let mut got = 0;
+            while let Ok(k) = s.recv_batch(&mut r) {
+                if k == 0 {
+                    break;
+                }
+                got += r.iter().count();
+            }
+            got
+        };
+        assert_eq!((drain(&b), drain(&c)), (5, 2), "each datagram once");
+        assert!(send.gso, "EINVAL turns GSO off for that batch only");
     }
 }

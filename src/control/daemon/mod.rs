@@ -452,12 +452,26 @@ impl Daemon {
                         tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
                             .map_err(internal)?;
                     let targets = self.leader_first(&identity);
-                    if let Err(e) =
-                        rpc::call_managers(&targets, config, &ClusterRequest::Leave).await
-                    {
-                        tracing::warn!("could not undo the join after the bind failed: {e}");
+                    let mut undone = Err(RpcError::Remote(internal("not tried")));
+                    for wait in [0, 500, 2000] {
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        undone =
+                            rpc::call_managers(&targets, config.clone(), &ClusterRequest::Leave)
+                                .await;
+                        if undone.is_ok() {
+                            break;
+                        }
                     }
-                    return Err(err);
+                    return Err(match undone {
+                        Ok(_) => err,
+                        Err(e) => ApiError::new(
+                            err.kind,
+                            format!(
+                                "{}; the swarm already lists this node ({}) as a manager and it could not withdraw ({e}): on a manager, run `swarmnet node demote {id}` and `swarmnet node rm --force {id}`",
+                                err.message, identity.node_id, id = identity.node_id
+                            ),
+                        ),
+                    });
                 }
             }
         } else {
