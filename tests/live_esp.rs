@@ -250,3 +250,64 @@ fn a_node_restarted_with_the_same_keys_is_not_refused_as_a_replay() {
         assert_eq!(esp_drops(&c), 0, "no ESP refusals: {}", c["drops"]);
     }
 }
+
+#[test]
+fn transport_ip_without_cap_net_raw_refuses_to_start_and_says_why() {
+    require_lab!();
+    use std::os::unix::process::CommandExt;
+    let p = prefix("n");
+    let u = Underlay::new(&p, 1);
+    let ns1 = format!("{p}-web1");
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("node.toml");
+    std::fs::write(&topo, topology(0, &ns1, "ip", &[1, 2, 3], 2)).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"));
+    cmd.args(["run", "--netns", &u.hosts[0].0, "--topology"])
+        .arg(&topo)
+        .arg("--counters")
+        .arg(dir.path().join("counters.json"))
+        .arg("--esp-sequence-file")
+        .arg(dir.path().join("esp-sequence.json"));
+    // SAFETY: prctl in the child between fork and exec, async-signal-safe. Dropping
+    // CAP_NET_RAW from the bounding set leaves the node (root) every other capability.
+    unsafe {
+        cmd.pre_exec(|| {
+            const CAP_NET_RAW: libc::c_ulong = 13;
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_NET_RAW, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started without CAP_NET_RAW: {stderr}"
+    );
+    assert!(
+        stderr.contains("needs CAP_NET_RAW")
+            && stderr.contains("grant it, or set transport = \"udp\""),
+        "{stderr}"
+    );
+    assert!(
+        !swarmnet::io::netns::exists(&ns1),
+        "nothing it created is left behind"
+    );
+    // The same node with transport "udp" starts without CAP_NET_RAW.
+    std::fs::write(&topo, topology(0, &ns1, "udp", &[1, 2, 3], 2)).unwrap();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.by_ref().map_while(Result::ok).any(|l| l == "ready");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    // Read to the end, so the node's last words do not meet a closed pipe.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success(), "{rest:?}");
+    assert!(ready, "transport \"udp\" needs no raw socket");
+}
