@@ -150,6 +150,64 @@ fn from_port_keeps_its_promises() {
 }
 
 #[test]
+fn from_port_vnet_keeps_its_promises() {
+    let mut rng = Rng(0x5eed_0004);
+    // The harness reaches segmentation: 4000 bytes at 1398 become three VXLAN datagrams, and
+    // the smallest accepted segment size the most packets.
+    let super_frame = |mss: u16, len: usize| {
+        let mut input = vec![0x4c, (mss >> 8) as u8, mss as u8, 0];
+        input.extend(vec![7u8; len]);
+        input
+    };
+    assert_eq!(targets::from_port_vnet(&super_frame(1398, 4000)), 3);
+    assert_eq!(targets::from_port_vnet(&super_frame(32, 64_000)), 2000);
+    assert_eq!(
+        targets::from_port_vnet(&super_frame(31, 64_000)),
+        0,
+        "refused"
+    );
+    // Super-frames (bit 6) of every size class with segment sizes around the limits, plain
+    // frames with arbitrary virtio-net headers, and open checksums (bit 7).
+    for len in [0usize, 1, 31, 32, 33, 100, 1398, 1399, 4000, 20_000, 65_000] {
+        for mss in [
+            0u16,
+            1,
+            31,
+            32,
+            33,
+            88,
+            536,
+            1398,
+            1410,
+            1448,
+            9000,
+            u16::MAX,
+        ] {
+            for opts in [0u8, 1, 10] {
+                let mut input = vec![0x40 | 0x4 | 0x8, (mss >> 8) as u8, mss as u8, opts];
+                input.extend(rng.bytes(len));
+                for ctl in [0x40u8, 0x44, 0x4c, 0x5c, 0xc4, 0xcc] {
+                    input[0] = ctl;
+                    let _ = targets::from_port_vnet(&input);
+                }
+            }
+        }
+    }
+    for f in fixture_frames().iter().chain(synthetic_frames().iter()) {
+        for _ in 0..20 {
+            let mut m = vec![rng.next() as u8 & 0xbf];
+            m.extend(rng.bytes(10));
+            m.extend(rng.mutate(f));
+            let _ = targets::from_port_vnet(&m);
+        }
+    }
+    for _ in 0..3000 {
+        let len = rng.below(3000);
+        let _ = targets::from_port_vnet(&rng.bytes(len));
+    }
+}
+
+#[test]
 fn from_underlay_keeps_its_promises() {
     let mut rng = Rng(0x5eed_0002);
     for f in &fixture_frames() {
