@@ -532,13 +532,22 @@ impl SendBatch {
 mod tests {
     use super::*;
 
+    fn loopback() -> DatagramSocket {
+        DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap()
+    }
+
+    fn addr(s: &DatagramSocket) -> SocketAddrV4 {
+        match s.local_addr().unwrap() {
+            SocketAddr::V4(v) => v,
+            SocketAddr::V6(v) => panic!("an IPv6 address {v} for an IPv4 socket"),
+        }
+    }
+
     #[test]
     fn batches_round_trip_on_loopback() {
-        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let SocketAddr::V4(b_addr) = b.local_addr().unwrap() else {
-            unreachable!()
-        };
+        let a = loopback();
+        let b = loopback();
+        let b_addr = addr(&b);
         let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
         let mut send = SendBatch::with_capacity(8, false);
         for p in &payloads {
@@ -567,15 +576,11 @@ mod tests {
 
     #[test]
     fn gso_runs_arrive_as_separate_datagrams() {
-        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let a = loopback();
+        let b = loopback();
+        let c = loopback();
         // b takes runs whole (UDP GRO) and must still yield the datagrams one by one.
         b.enable_gro().unwrap();
-        let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
-            SocketAddr::V4(v) => v,
-            _ => unreachable!(),
-        };
         // Ten full datagrams and a short one to b, then two to c: three messages with GSO.
         let mut payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1000]).collect();
         payloads.push(vec![99; 300]);
@@ -613,13 +618,9 @@ mod tests {
 
     #[test]
     fn a_refused_message_skips_only_itself() {
-        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
-            SocketAddr::V4(v) => v,
-            _ => unreachable!(),
-        };
+        let a = loopback();
+        let b = loopback();
+        let c = loopback();
         // The middle datagram is larger than UDP allows (EMSGSIZE); the ones after it must
         // still go, with and without GSO.
         let small = vec![1u8; 100];
@@ -652,7 +653,7 @@ mod tests {
 
     #[test]
     fn a_refused_gso_run_is_sent_one_by_one_exactly_once() {
-        let a = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let a = loopback();
         // SO_NO_CHECK (no UDP checksums): the kernel then refuses UDP GSO with EINVAL.
         let on: libc::c_int = 1;
         // SAFETY: setsockopt with a pointer to a live c_int and its size.
@@ -666,12 +667,8 @@ mod tests {
             )
         };
         assert_eq!(rc, 0);
-        let b = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let c = DatagramSocket::bind_reuseport(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let addr = |s: &DatagramSocket| match s.local_addr().unwrap() {
-            SocketAddr::V4(v) => v,
-            _ => unreachable!(),
-        };
+        let b = loopback();
+        let c = loopback();
         let p = vec![1u8; 100];
         let mut send = SendBatch::with_capacity(16, true);
         // c, then a run of 3 to b (refused as GSO), c, a run of 2 to b.
