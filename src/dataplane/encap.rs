@@ -14,7 +14,7 @@ use crate::wire::{checksum, ipv4, vxlan, UDP_HEADER_LEN};
 pub(crate) const ENCAP_HEADER_LEN: usize = ipv4::HEADER_LEN + UDP_HEADER_LEN + vxlan::HEADER_LEN;
 
 /// First port of the dynamic range; the UDP source port is chosen from 49152-65535.
-pub(crate) const SRC_PORT_BASE: u16 = 49152;
+pub const SRC_PORT_BASE: u16 = 49152;
 
 /// Wraps `frame` in IPv4/UDP/VXLAN to `vtep`.
 ///

@@ -12,8 +12,6 @@ use crate::wire::{checksum, ipv4, vnet, ETHERNET_HEADER_LEN};
 
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
-/// Largest IPv4 packet a merged frame may become.
-const MAX_IP_LEN: usize = 65_535;
 
 /// Where a frame ends up: written as it is, or joined to the pending super-frame.
 #[derive(Debug, Default)]
@@ -85,7 +83,7 @@ impl Coalescer {
     pub fn new() -> Coalescer {
         Coalescer {
             pending: None,
-            buf: Vec::with_capacity(MAX_IP_LEN + 64),
+            buf: Vec::with_capacity(ipv4::MAX_LEN + 64),
         }
     }
 
@@ -118,7 +116,7 @@ impl Coalescer {
                 && head_tcp[8..13] == seg.tcp[8..13]
                 && head_tcp[14..16] == seg.tcp[14..16]
                 && head_tcp[20..] == seg.tcp[20..]
-                && self.buf.len() + seg.payload_len - ETHERNET_HEADER_LEN <= MAX_IP_LEN;
+                && self.buf.len() + seg.payload_len - ETHERNET_HEADER_LEN <= ipv4::MAX_LEN;
             if joins {
                 self.buf
                     .extend_from_slice(&frame[frame.len() - seg.payload_len..]);

@@ -19,8 +19,6 @@ const TCP_CWR: u8 = 0x80;
 /// a frame is hostile rather than a burst, and would fan out into thousands of packets (at
 /// most 65535 / 32 = 2048 here).
 const MIN_MSS: usize = 32;
-/// The largest IPv4 datagram; neither the super-frame nor a segment may exceed it.
-const MAX_IPV4_LEN: usize = 65_535;
 
 impl Dataplane {
     /// A frame from `port` with the virtio-net header `vnet` the TAP put in front of it.
@@ -99,7 +97,7 @@ fn segment_tcp4(
     if ihl < ipv4::HEADER_LEN
         || ip[9] != ipv4::PROTO_TCP
         || mss < MIN_MSS
-        || ip.len() > MAX_IPV4_LEN
+        || ip.len() > ipv4::MAX_LEN
         || !checksum::verify(ip.get(..ihl).ok_or(DropReason::Malformed)?)
     {
         return Err(DropReason::Malformed);
@@ -245,7 +243,7 @@ mod tests {
         assert!(segment_tcp4(&frame, MIN_MSS, &mut buf, |_| {}).is_ok());
         // More bytes than an IPv4 datagram can hold.
         let mut huge = super_frame(3000, false);
-        huge.resize(ETHERNET_HEADER_LEN + MAX_IPV4_LEN + 1, 0);
+        huge.resize(ETHERNET_HEADER_LEN + ipv4::MAX_LEN + 1, 0);
         assert_eq!(
             segment_tcp4(&huge, 1398, &mut buf, |_| {}),
             Err(DropReason::Malformed)

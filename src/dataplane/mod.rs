@@ -17,6 +17,7 @@ mod switch;
 pub mod tables;
 
 pub use counters::{Counters, CountersReport, DropReason, Events, InterfaceStats, PortCounters};
+pub use encap::SRC_PORT_BASE;
 pub use output::{
     Output, Target, UnderlayDst, UnderlayKind, UNDERLAY_IP_PAYLOAD, UNDERLAY_UDP_PAYLOAD,
 };

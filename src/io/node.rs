@@ -15,7 +15,7 @@ use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::{self, TapQueue};
 use super::udp::DatagramSocket;
 use super::worker::{self, Channel, UnderlaySocket, Worker};
-use crate::dataplane::{Counters, InterfaceStats, Tables};
+use crate::dataplane::{Counters, InterfaceStats, Tables, SRC_PORT_BASE};
 use crate::topology::{EspTransport, Topology};
 
 /// Name of a task's interface inside its namespace, as in a Docker container.
@@ -360,11 +360,9 @@ fn random_u64() -> u64 {
 /// SO_REUSEPORT group of workers, sees many flows from one peer rather than one.
 const VXLAN_SOURCE_PORTS: usize = 4;
 
-/// The range VXLAN source ports come from (RFC 7348 recommends the dynamic ports).
-const SOURCE_PORT_RANGE: std::ops::RangeInclusive<u16> = 49152..=65535;
-
 /// Send-only UDP sockets for VXLAN: `[worker][k]`, where every worker's k-th is the same
-/// socket (a duplicated descriptor) on a free random port of `SOURCE_PORT_RANGE`. A flow thus
+/// socket (a duplicated descriptor) on a free random port of the dynamic range the core's
+/// flow hash also picks from (`SRC_PORT_BASE` to 65535, RFC 7348). A flow thus
 /// leaves from the same port whichever worker sends it, and the peer keeps it on one of its
 /// workers, in order. The port is bound without SO_REUSEPORT, so it is never shared with
 /// another program's socket.
@@ -372,31 +370,38 @@ fn vxlan_source_sockets(
     addr: Ipv4Addr,
     workers: usize,
 ) -> Result<Vec<Vec<DatagramSocket>>, RunError> {
-    let span = u64::from(SOURCE_PORT_RANGE.end() - SOURCE_PORT_RANGE.start()) + 1;
-    let mut all: Vec<Vec<DatagramSocket>> = (0..workers).map(|_| Vec::new()).collect();
-    for _ in 0..VXLAN_SOURCE_PORTS {
-        let mut tries = 0;
-        let port = loop {
-            let port = SOURCE_PORT_RANGE.start() + (random_u64() % span) as u16;
-            let at = SocketAddrV4::new(addr, port);
-            match DatagramSocket::bind_sender(at) {
-                Ok(sock) => {
-                    all[0].push(sock);
-                    break port;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 64 => tries += 1,
-                Err(source) => return Err(RunError::Bind { addr: at, source }),
-            }
-        };
-        let at = SocketAddrV4::new(addr, port);
-        for w in 1..workers {
-            let sock = all[0][all[0].len() - 1]
-                .try_clone()
-                .map_err(|source| RunError::Bind { addr: at, source })?;
-            all[w].push(sock);
+    let ports: Vec<DatagramSocket> = (0..VXLAN_SOURCE_PORTS)
+        .map(|_| bind_dynamic_port(addr))
+        .collect::<Result<_, _>>()?;
+    let mut all = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        let copies = ports
+            .iter()
+            .map(|sock| {
+                sock.try_clone().map_err(|source| RunError::Bind {
+                    addr: SocketAddrV4::new(addr, 0),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        all.push(copies);
+    }
+    all.insert(0, ports);
+    Ok(all)
+}
+
+/// A send-only socket on `addr` and a free random port of the dynamic range.
+fn bind_dynamic_port(addr: Ipv4Addr) -> Result<DatagramSocket, RunError> {
+    let span = u64::from(u16::MAX - SRC_PORT_BASE) + 1;
+    let mut tries = 0;
+    loop {
+        let at = SocketAddrV4::new(addr, SRC_PORT_BASE + (random_u64() % span) as u16);
+        match DatagramSocket::bind_sender(at) {
+            Ok(sock) => return Ok(sock),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 64 => tries += 1,
+            Err(source) => return Err(RunError::Bind { addr: at, source }),
         }
     }
-    Ok(all)
 }
 
 /// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted
@@ -479,7 +484,6 @@ fn configure_task(
     Ok(())
 }
 
-/// Where `swarmnet run` writes its counters by default.
 /// Where `swarmnet run` keeps a node's outbound ESP sequence numbers unless told otherwise:
 /// persistent storage, since peers remember the numbers across this host's reboots too.
 pub fn default_esp_sequence_file(node: &str) -> PathBuf {
@@ -488,6 +492,7 @@ pub fn default_esp_sequence_file(node: &str) -> PathBuf {
         .join("esp-sequence.json")
 }
 
+/// Where `swarmnet run` writes its counters by default.
 pub fn default_counters_path(node: &str) -> PathBuf {
     PathBuf::from("/run/swarmnet")
         .join(node)

@@ -9,6 +9,8 @@ use super::{checksum, Error, Result};
 
 /// Length of an IPv4 header without options.
 pub const HEADER_LEN: usize = 20;
+/// The largest IPv4 datagram (the total length field is 16 bits).
+pub const MAX_LEN: usize = 65_535;
 /// EtherType of IPv4.
 pub const ETHERTYPE: u16 = 0x0800;
 pub const PROTO_ICMP: u8 = 1;
