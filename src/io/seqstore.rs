@@ -131,7 +131,6 @@ impl SeqStore {
     /// is let go on without a bound (it keeps carrying traffic; a restart loses its numbers)
     /// and the error is returned; the next call tries again and bounds it again.
     pub fn renew(&mut self, table: &EspTable) -> Result<(), SeqStoreError> {
-        let mut next = self.stored.clone();
         let mut due = Vec::new();
         for sa in table.local_sas() {
             let id = id(sa);
@@ -142,20 +141,28 @@ impl SeqStore {
                 Some(&st) if reserved.saturating_sub(last) < st / 2 => (st * 2).min(MAX_STEP),
                 Some(_) => continue,
             };
-            let until = last.saturating_add(step);
-            next.sent.insert(id.clone(), until);
-            due.push((sa, id, until, step));
+            due.push((sa, id, last.saturating_add(step), step));
         }
+        // Inbound SAs not on record yet, or whose top moved on by a step.
+        let mut tops = Vec::new();
         for sa in table.peer_sas() {
+            let id = id(sa);
             let top = sa.received_top();
-            let stored = next.received.entry(id(sa)).or_insert(0);
-            if top >= stored.saturating_add(RECEIVED_STEP) {
-                *stored = top;
+            match self.stored.received.get(&id) {
+                None => tops.push((id, if top >= RECEIVED_STEP { top } else { 0 })),
+                Some(&stored) if top >= stored.saturating_add(RECEIVED_STEP) => {
+                    tops.push((id, top))
+                }
+                Some(_) => {}
             }
         }
-        if next == self.stored {
+        if due.is_empty() && tops.is_empty() {
             return Ok(());
         }
+        let mut next = self.stored.clone();
+        next.sent
+            .extend(due.iter().map(|(_, id, until, _)| (id.clone(), *until)));
+        next.received.extend(tops);
         if let Err(e) = self.write(&next, table) {
             for (sa, _, _, step) in &due {
                 if sa.reserved().saturating_sub(sa.last_seq()) < step / 4 {

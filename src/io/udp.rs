@@ -132,7 +132,8 @@ impl DatagramSocket {
     /// cannot take GSO turns it off for this batch and the ones after.
     pub fn send_batch(&self, batch: &mut SendBatch) -> usize {
         batch.build();
-        let gso = batch.gso;
+        // GSO for the batches after this one: off for good only if the device refused it.
+        let mut keep_gso = batch.gso;
         let mut sent = 0;
         loop {
             match self.send_messages(batch) {
@@ -148,10 +149,11 @@ impl DatagramSocket {
                     sent += n;
                     // EIO: the route's device cannot do UDP GSO, now or later. EINVAL: this
                     // run does not fit (e.g. a path MTU lowered since): one by one this time.
-                    if device {
+                    if device && keep_gso {
                         tracing::info!(
                             "UDP GSO refused by the device; sending datagrams one by one"
                         );
+                        keep_gso = false;
                     }
                     batch.gso = false;
                     batch.items.drain(..from_item);
@@ -160,7 +162,7 @@ impl DatagramSocket {
             }
         }
         batch.clear();
-        batch.gso = gso && !batch.gso_refused_by_device;
+        batch.gso = keep_gso;
         sent
     }
 
@@ -190,12 +192,10 @@ impl DatagramSocket {
                 let group = batch.groups[sent_msgs];
                 let gso_error = matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL));
                 if batch.gso && group.count > 1 && gso_error {
-                    let device = e.raw_os_error() == Some(libc::EIO);
-                    batch.gso_refused_by_device |= device;
                     return Sent::GsoRefused {
                         sent,
                         from_item: group.first,
-                        device,
+                        device: e.raw_os_error() == Some(libc::EIO),
                     };
                 }
                 // sendmmsg reports an error only for the first message it tried: skip that
@@ -396,8 +396,6 @@ pub struct SendBatch {
     cap: usize,
     /// Whether runs of datagrams may be sent as UDP GSO messages.
     gso: bool,
-    /// The route's device refused UDP GSO (EIO): never again for this batch.
-    gso_refused_by_device: bool,
     items: Vec<(SocketAddrV4, *const u8, usize)>,
     groups: Vec<Group>,
     iovecs: Vec<libc::iovec>,
@@ -415,7 +413,6 @@ impl SendBatch {
         SendBatch {
             cap: n,
             gso,
-            gso_refused_by_device: false,
             items: Vec::with_capacity(n),
             groups: Vec::with_capacity(n),
             iovecs: Vec::with_capacity(n),

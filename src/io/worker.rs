@@ -111,11 +111,10 @@ fn pick_sender<'s>(
     src_port: u16,
 ) -> Option<&'s mut Sender> {
     let channel = match kind {
-        UnderlayKind::Vxlan if !vxlan_senders.is_empty() => {
-            let i = vxlan_senders[usize::from(src_port) % vxlan_senders.len()];
-            return senders.get_mut(i);
+        UnderlayKind::Vxlan => {
+            let i = vxlan_senders.get(usize::from(src_port) % vxlan_senders.len().max(1))?;
+            return senders.get_mut(*i);
         }
-        UnderlayKind::Vxlan => Channel::Vxlan,
         UnderlayKind::EspUdp => Channel::EspUdp,
         UnderlayKind::EspIp => Channel::RawSend,
     };
@@ -215,7 +214,7 @@ impl Worker {
             )?;
         }
         // Receiving sockets are read through their own fd; every socket that sends gets a
-        // sender keyed by channel (a UDP socket both receives and sends).
+        // sender keyed by channel (the ESP-in-UDP socket both receives and sends).
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
         let mut vxlan_senders = Vec::new();
@@ -237,16 +236,22 @@ impl Worker {
                 }
                 Channel::EspIp => s.sock,
                 Channel::Vxlan | Channel::EspUdp => {
-                    let reader = s.sock.try_clone()?;
-                    if let Err(e) = reader.enable_gro() {
+                    if let Err(e) = s.sock.enable_gro() {
                         tracing::debug!(error = %e, "UDP GRO unavailable");
                     }
-                    senders.push(Sender {
-                        channel: s.channel,
-                        sock: s.sock,
-                        batch: SendBatch::with_capacity(SEND_BATCH, true),
-                    });
-                    reader
+                    if s.channel == Channel::Vxlan {
+                        // VXLAN leaves through the `VxlanSend` sockets.
+                        s.sock
+                    } else {
+                        // ESP in UDP leaves from its port, RFC 3948: the socket sends too.
+                        let reader = s.sock.try_clone()?;
+                        senders.push(Sender {
+                            channel: s.channel,
+                            sock: s.sock,
+                            batch: SendBatch::with_capacity(SEND_BATCH, true),
+                        });
+                        reader
+                    }
                 }
             };
             // The fd registered is the one kept for reading, so the registration lives as long.
