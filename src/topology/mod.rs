@@ -19,6 +19,7 @@ use ipnet::Ipv4Net;
 use crate::wire::MacAddr;
 
 mod parse;
+pub use parse::MAX_FILE_NAME;
 #[cfg(test)]
 mod tests;
 
@@ -227,9 +228,32 @@ impl Topology {
     /// Reads and validates the topology file at `path`; errors name `path` as given.
     pub fn load(path: &Path) -> Result<Topology, TopologyError> {
         let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Topology::parse(&text, &file),
-            Err(source) => Err(TopologyError::Read { file, source }),
+        let bytes = std::fs::read(path).map_err(|source| TopologyError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => Topology::parse(text, &file),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+                let column = at
+                    - bytes[..at]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1)
+                    + 1;
+                Err(TopologyError::Invalid {
+                    file,
+                    line,
+                    object: ErrorObject::File,
+                    message: format!(
+                        "not UTF-8 text: byte {column} of the line (0x{:02x}) starts no UTF-8 character; \
+                         TOML files are UTF-8",
+                        bytes[at]
+                    ),
+                })
+            }
         }
     }
 

@@ -15,7 +15,11 @@ use crate::wire::MacAddr;
 
 /// Parses and validates a topology; `file` only labels errors.
 pub(super) fn parse(text: &str, file: &str) -> Result<Topology, TopologyError> {
-    let p = Parser { text, file };
+    let p = Parser {
+        text,
+        file,
+        lines: LineIndex::new(text),
+    };
     let raw: RawTopology = toml::from_str(text).map_err(|e| p.toml_error(&e))?;
     let node = p.node(raw.node.as_ref())?;
     let encryption = match &raw.encryption {
@@ -136,10 +140,46 @@ struct OutlineEntry {
     name: Option<Value>,
 }
 
+/// Longest name used as a file name, in bytes: room for a suffix (`.pcap`) under NAME_MAX.
+pub const MAX_FILE_NAME: usize = 128;
+
+/// Why `s` cannot be used as a file name, if it cannot.
+pub(super) fn file_name_problem(s: &str) -> Option<String> {
+    let problem = if s.is_empty() {
+        "must not be empty".to_string()
+    } else if s.contains('/') {
+        "must not contain '/'".to_string()
+    } else if s.contains('\0') {
+        "must not contain NUL".to_string()
+    } else if s.chars().any(char::is_control) {
+        "must not contain control characters (newlines, tabs, ...)".to_string()
+    } else if s == "." || s == ".." {
+        "must not be . or ..".to_string()
+    } else if s.len() > MAX_FILE_NAME {
+        format!("is {} bytes long, more than {MAX_FILE_NAME}", s.len())
+    } else {
+        return None;
+    };
+    Some(problem)
+}
+
+/// `s` quoted for an error message, cut to a readable length.
+fn quoted(s: &str) -> String {
+    const SHOWN: usize = 40;
+    match s.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}...", &s[..cut]),
+        None => format!("{s:?}"),
+    }
+}
+
 /// How an object is named in errors: its name if printable, else its 1-based position.
 fn label(name: Option<&Value>, index: usize) -> String {
     match name.and_then(Value::as_str) {
-        Some(n) if !n.is_empty() && !n.chars().any(char::is_control) => n.to_string(),
+        Some(n)
+            if !n.is_empty() && n.len() <= MAX_FILE_NAME && !n.chars().any(char::is_control) =>
+        {
+            n.to_string()
+        }
         _ => format!("#{}", index + 1),
     }
 }
@@ -154,18 +194,44 @@ fn a_type(v: &Value) -> String {
     format!("{article} {t}")
 }
 
+/// Where each line of a text starts, so that a byte offset's line costs a binary search and
+/// not a scan from the start of the file (which made every object's errors and first-seen
+/// lines quadratic in the file's size).
+pub(super) struct LineIndex {
+    /// Byte offset of the start of every line after the first.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(super) fn new(text: &str) -> LineIndex {
+        LineIndex {
+            starts: newline_offsets(text.as_bytes()).map(|i| i + 1).collect(),
+        }
+    }
+
+    /// The 1-based line holding byte `offset` (offsets past the end: the last line).
+    pub(super) fn line(&self, offset: usize) -> usize {
+        1 + self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+fn newline_offsets(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i)
+}
+
 struct Parser<'a> {
     text: &'a str,
     file: &'a str,
+    lines: LineIndex,
 }
 
 impl Parser<'_> {
     fn line(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        1 + self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
+        self.lines.line(offset)
     }
 
     fn error(&self, at: usize, object: ErrorObject, message: String) -> TopologyError {
@@ -232,6 +298,8 @@ impl Parser<'_> {
         if name.is_empty() {
             return Err(f.err(name_v, "name must not be empty".into()));
         }
+        // The node's name names its state directories (/run/swarmnet/NAME, ...).
+        f.file_name("name", name_v, name)?;
         let addr_v = f.required("data_path_addr", &r.data_path_addr)?;
         let data_path_addr = f.unicast("data_path_addr", addr_v)?;
         let data_path_port = match &r.data_path_port {
@@ -696,22 +764,14 @@ impl Fields<'_> {
         Err(self.err(v, format!("mac {mac} {problem}")))
     }
 
-    /// A name used as a file name (endpoint captures, /run/netns entries).
+    /// A name used as a file name (endpoint captures, /run/netns entries, node directories).
     fn file_name(&self, key: &str, v: &Spanned<Value>, s: &str) -> Result<(), TopologyError> {
-        let problem = if s.is_empty() {
-            "must not be empty"
-        } else if s.contains('/') {
-            "must not contain '/'"
-        } else if s.contains('\0') {
-            "must not contain NUL"
-        } else if s == "." || s == ".." {
-            "must not be . or .."
-        } else {
-            return Ok(());
-        };
-        Err(self.err(
-            v,
-            format!("{key} {s:?} {problem}: it is used as a file name"),
-        ))
+        match file_name_problem(s) {
+            None => Ok(()),
+            Some(problem) => Err(self.err(
+                v,
+                format!("{key} {} {problem}: it is used as a file name", quoted(s)),
+            )),
+        }
     }
 }

@@ -203,6 +203,19 @@ fn node_refusals() {
             "t.toml:2: node: name must not be empty",
         ),
         (
+            "[node]\nname = \"../../x\"\ndata_path_addr = \"192.0.2.10\"\n",
+            "t.toml:2: node: name \"../../x\" must not contain '/': it is used as a file name",
+        ),
+        (
+            "[node]\nname = \"..\"\ndata_path_addr = \"192.0.2.10\"\n",
+            "t.toml:2: node: name \"..\" must not be . or ..: it is used as a file name",
+        ),
+        (
+            "[node]\nname = \"a\\nb\"\ndata_path_addr = \"192.0.2.10\"\n",
+            "t.toml:2: node: name \"a\\nb\" must not contain control characters \
+             (newlines, tabs, ...): it is used as a file name",
+        ),
+        (
             "[node]\nname = \"n\"\ndata_path_addr = \"192.0.2\"\n",
             "t.toml:3: node: data_path_addr \"192.0.2\" is not an IPv4 address",
         ),
@@ -742,6 +755,84 @@ fn toml_refusals() {
     for (text, want) in cases {
         assert_eq!(refusal(text), want, "{text}");
     }
+}
+
+#[test]
+fn names_used_as_paths_have_a_bounded_length() {
+    let long = "n".repeat(1 << 20);
+    let text = format!("[node]\nname = \"{long}\"\ndata_path_addr = \"192.0.2.10\"\n");
+    assert_eq!(
+        refusal(&text),
+        format!(
+            "t.toml:2: node: name \"{}\"... is 1048576 bytes long, more than 128: \
+             it is used as a file name",
+            "n".repeat(40)
+        )
+    );
+    let ok = format!(
+        "[node]\nname = \"{}\"\ndata_path_addr = \"192.0.2.10\"\n",
+        "n".repeat(MAX_FILE_NAME)
+    );
+    assert!(Topology::parse(&ok, "t.toml").is_ok());
+    let text = format!(
+        "{}[[endpoint]]\nname = \"{}\"\nnetwork = \"my-network\"\nip = \"10.0.9.2\"\n",
+        head!(),
+        "e".repeat(MAX_FILE_NAME + 1)
+    );
+    assert_eq!(
+        refusal(&text),
+        format!(
+            "t.toml:11: endpoint #1: name \"{}\"... is 129 bytes long, more than 128: \
+             it is used as a file name",
+            "e".repeat(40)
+        )
+    );
+    let text = concat!(
+        head!(),
+        "[[endpoint]]\nname = \"web\"\nnetwork = \"my-network\"\nip = \"10.0.9.2\"\n",
+        "netns = \"a\\tb\"\n"
+    );
+    assert_eq!(
+        refusal(text),
+        "t.toml:14: endpoint web: netns \"a\\tb\" must not contain control characters \
+         (newlines, tabs, ...): it is used as a file name"
+    );
+}
+
+#[test]
+fn line_index_matches_a_count_of_newlines() {
+    let text = "a\nbb\n\nccc\nd";
+    let index = parse::LineIndex::new(text);
+    for offset in 0..text.len() + 3 {
+        let want = 1 + text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        assert_eq!(index.line(offset), want, "offset {offset}");
+    }
+    assert_eq!(parse::LineIndex::new("").line(0), 1);
+}
+
+#[test]
+fn non_utf8_topology_names_its_line() {
+    let dir = std::env::temp_dir().join(format!("swarmnet-topology-u8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("topology.toml");
+    let mut bytes = b"[node]\nname = \"n".to_vec();
+    bytes.push(0xff);
+    bytes.extend_from_slice(b"\"\ndata_path_addr = \"192.0.2.10\"\n");
+    std::fs::write(&file, bytes).unwrap();
+    let err = Topology::load(&file).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(err.line(), Some(2));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:2: topology: not UTF-8 text: byte 10 of the line (0xff) starts no UTF-8 \
+             character; TOML files are UTF-8",
+            file.display()
+        )
+    );
 }
 
 #[test]
