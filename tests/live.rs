@@ -13,6 +13,7 @@ const WEB1: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 2);
 const WEB2: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 3);
 const KERN: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 5);
 
+#[derive(Clone, Copy)]
 struct Ep<'a> {
     name: &'a str,
     ip: Ipv4Addr,
@@ -341,7 +342,14 @@ fn without_net_admin_run_says_what_it_needs() {
     let dir = std::env::temp_dir().join(format!("swarmnet-noadmin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let topo = dir.join("t.toml");
-    std::fs::write(&topo, topology("n", Ipv4Addr::new(192, 0, 2, 10), &[])).unwrap();
+    // A task in a namespace needs the capability (a node with no local task would start).
+    let eps = [Ep {
+        name: "web1",
+        ip: WEB1,
+        vtep: None,
+        netns: "web1",
+    }];
+    std::fs::write(&topo, topology("n", Ipv4Addr::new(192, 0, 2, 10), &eps)).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&topo, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -433,7 +441,9 @@ fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
     let refused_run = |topology: &std::path::Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
             .args(["run", "--netns", &u.hosts[0].0, "--counters"])
-            .arg(second.dir.join("refused-counters.json"))
+            // A state directory of its own: the run lock of the node's directory is not what
+            // this checks.
+            .arg(second.dir.join("refused").join("counters.json"))
             .arg("--topology")
             .arg(topology)
             .output()
@@ -464,4 +474,227 @@ fn a_crashed_node_leaves_nothing_that_blocks_the_next_start() {
     std::fs::write(&foreign_topo, topology("node-x", host_addr(0), &eps)).unwrap();
     let stderr = refused_run(&foreign_topo);
     assert!(stderr.contains("was not created by swarmnet"), "{stderr}");
+}
+
+#[test]
+fn tasks_come_and_go_under_a_running_transfer() {
+    require_lab!();
+    let p = prefix("g");
+    let (_u, mut a, b, ns1, ns2) = two_nodes(&p, &[]);
+    let ns3 = format!("{p}-web3");
+    let ns4 = format!("{p}-web4");
+    a.task_netns.extend([ns3.clone(), ns4.clone()]);
+    const WEB3: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 7);
+    const WEB4: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 8);
+    fn ep<'a>(name: &'a str, ip: Ipv4Addr, vtep: Option<Ipv4Addr>, netns: &'a str) -> Ep<'a> {
+        Ep {
+            name,
+            ip,
+            vtep,
+            netns,
+        }
+    }
+    let a_topo = |extra: &[Ep]| {
+        let mut eps = vec![
+            ep("web1", WEB1, None, &ns1),
+            ep("web2", WEB2, Some(host_addr(1)), ""),
+        ];
+        eps.extend_from_slice(extra);
+        topology("node-a", host_addr(0), &eps)
+    };
+    let b_topo = |extra: &[Ep]| {
+        let mut eps = vec![
+            ep("web1", WEB1, Some(host_addr(0)), ""),
+            ep("web2", WEB2, None, &ns2),
+        ];
+        eps.extend_from_slice(extra);
+        topology("node-b", host_addr(1), &eps)
+    };
+
+    let stream = lab::tcp_stream(&ns1, &ns2, WEB2, 5201);
+    stream.advance(1 << 20, Duration::from_secs(20));
+    for round in 0..3 {
+        // Node A gains two tasks; node B learns where they live.
+        let both = [ep("web3", WEB3, None, &ns3), ep("web4", WEB4, None, &ns4)];
+        let answer = a.reload(&a_topo(&both));
+        assert_eq!(
+            answer,
+            format!(
+                "reloaded {}: tasks added: web3, web4; removed: none",
+                a.dir.join("topology.toml").display()
+            ),
+            "round {round}"
+        );
+        let remote = [
+            ep("web3", WEB3, Some(host_addr(0)), ""),
+            ep("web4", WEB4, Some(host_addr(0)), ""),
+        ];
+        assert!(b.reload(&b_topo(&remote)).starts_with("reloaded"));
+        assert!(lab::ping(&ns2, WEB3, 5).is_some(), "web2 -> new web3");
+        assert!(
+            lab::ping(&ns3, WEB1, 5).is_some(),
+            "new web3 -> web1, same node"
+        );
+        assert!(lab::ping(&ns4, WEB2, 5).is_some(), "new web4 -> web2");
+        stream.advance(1 << 20, Duration::from_secs(20));
+        // web3 goes, web4 stays untouched.
+        let answer = a.reload(&a_topo(&both[1..]));
+        assert!(
+            answer.ends_with("tasks added: none; removed: web3"),
+            "{answer}"
+        );
+        assert!(
+            !swarmnet::io::netns::exists(&ns3),
+            "a removed task's namespace is deleted"
+        );
+        assert!(lab::ping(&ns4, WEB2, 5).is_some(), "web4 stays");
+        stream.advance(1 << 20, Duration::from_secs(20));
+        // And web4 goes too, leaving the node as it began.
+        assert!(a.reload(&a_topo(&[])).ends_with("removed: web4"));
+        assert!(b.reload(&b_topo(&[])).starts_with("reloaded"));
+        stream.advance(1 << 20, Duration::from_secs(20));
+    }
+    let r = stream.finish();
+    assert_eq!(r.bytes_sent, r.bytes_received);
+    assert_eq!(r.sent, r.received, "the stream arrives intact");
+    assert!(
+        u64::from(r.retransmitted) * 100 <= u64::from(r.segments),
+        "no retransmission storm: {} of {} segments retransmitted",
+        r.retransmitted,
+        r.segments
+    );
+    // The port that stayed kept its counters (one id for the whole run).
+    let c = a.counters_when(Duration::from_secs(5), |c| {
+        c["ports"]["web1"]["rx_bytes"].as_u64() > Some(r.bytes_sent / 2)
+    });
+    assert!(c["ports"].get("web3").is_none(), "{c:#}");
+    assert!(a.alive());
+}
+
+#[test]
+fn two_runs_started_at_once_one_wins_and_the_loser_touches_nothing() {
+    require_lab!();
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let p = prefix("d");
+    let u = Underlay::new(&p, 1);
+    let ns1 = format!("{p}-web1");
+    let _cleanup = lab::Ns(ns1.clone());
+    let eps = [Ep {
+        name: "web1",
+        ip: WEB1,
+        vtep: None,
+        netns: &ns1,
+    }];
+    let dir = std::env::temp_dir().join(format!("swarmnet-race-{p}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = u.hosts[0].0.clone();
+    // Runs `swarmnet run` on `state` (its counters directory); returns the child and a channel
+    // that yields once: true on "ready", false when its output ends before.
+    let spawned = std::cell::Cell::new(0);
+    let spawn = |node: &str, state: &str| {
+        let state = dir.join(state);
+        std::fs::create_dir_all(&state).unwrap();
+        // A file per run: another run may be reading the previous one.
+        spawned.set(spawned.get() + 1);
+        let topo = state.join(format!("t{}.toml", spawned.get()));
+        std::fs::write(&topo, topology(node, host_addr(0), &eps)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+            .args(["run", "--netns", &host, "--workers", "1", "--topology"])
+            .arg(&topo)
+            .arg("--counters")
+            .arg(state.join("counters.json"))
+            .arg("--esp-sequence-file")
+            .arg(state.join("esp.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(out).lines().map_while(Result::ok);
+            let ready = lines.any(|l| l == "ready");
+            let _ = tx.send(ready);
+            // Read to the end: a node whose stdout closed would fail its last words.
+            lines.for_each(drop);
+        });
+        (child, rx)
+    };
+    let outcome = |rx: &std::sync::mpsc::Receiver<bool>| {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("a run either gets ready or ends")
+    };
+    let stderr_of = |mut child: std::process::Child| {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(!status.success(), "the loser fails: {err}");
+        err
+    };
+    for (round, (x, y)) in [(("n", "s1"), ("n", "s1")), (("n1", "s1"), ("n2", "s2"))]
+        .iter()
+        .cycle()
+        .take(6)
+        .enumerate()
+    {
+        // The same node twice (one state directory), then two nodes claiming one namespace.
+        let (c1, r1) = spawn(x.0, x.1);
+        let (c2, r2) = spawn(y.0, y.1);
+        let (o1, o2) = (outcome(&r1), outcome(&r2));
+        assert!(o1 != o2, "round {round}: exactly one run gets ready");
+        let (mut winner, loser) = if o1 { (c1, c2) } else { (c2, c1) };
+        let err = stderr_of(loser);
+        let want = if x == y {
+            format!("node {} is already running (pid {}", x.0, winner.id())
+        } else {
+            format!("in use by a running swarmnet (pid {})", winner.id())
+        };
+        assert!(err.contains(&want), "round {round}: {err}");
+        // The winner crashes; its marker, untouched by the loser, lets the next run clean up.
+        winner.kill().unwrap();
+        winner.wait().unwrap();
+        let (mut next, r) = spawn(x.0, x.1);
+        if !outcome(&r) {
+            let err = stderr_of(next);
+            panic!("round {round}: the run after the crash refused: {err}");
+        }
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(next.id() as libc::pid_t, libc::SIGTERM) };
+        assert!(next.wait().unwrap().success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_data_path_address_not_on_this_host_is_named_with_its_port() {
+    require_lab!();
+    let p = prefix("b");
+    let u = Underlay::new(&p, 1);
+    let dir = std::env::temp_dir().join(format!("swarmnet-bind-{p}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("t.toml");
+    // 192.0.2.99 is on the underlay's subnet but no host has it.
+    let eps = [Ep {
+        name: "web2",
+        ip: WEB2,
+        vtep: Some(host_addr(1)),
+        netns: "",
+    }];
+    std::fs::write(&topo, topology("n", Ipv4Addr::new(192, 0, 2, 99), &eps)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .args(["run", "--netns", &u.hosts[0].0, "--counters"])
+        .arg(dir.join("counters.json"))
+        .arg("--topology")
+        .arg(&topo)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot bind the data path to 192.0.2.99:4789:"),
+        "{stderr}"
+    );
 }

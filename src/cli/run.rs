@@ -12,6 +12,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::dataplane::{Counters, InterfaceStats};
+use crate::io::lock::FileLock;
 use crate::io::{netns, node, Node, NodeConfig};
 use crate::topology::Topology;
 
@@ -95,6 +96,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let counters_path = args
         .counters
         .unwrap_or_else(|| node::default_counters_path(&topology.node.name));
+    // One run per node (per counters directory): held until this process exits, so a second
+    // `run` started at the same moment refuses before it creates anything.
+    let lock_path = counters_path.with_file_name("run.lock");
+    let _run_lock = FileLock::claim(&lock_path, &format!("node {}", topology.node.name))
+        .context("cannot start")?;
     // Registered before anything is created, so a signal during set-up still ends in clean-up.
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
@@ -103,14 +109,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let esp_sequence_file = args
         .esp_sequence_file
         .unwrap_or_else(|| node::default_esp_sequence_file(&topology.node.name));
-    let node = Node::start(NodeConfig {
+    let mut node = Node::start(NodeConfig {
         topology,
         workers,
         offload: !args.no_offload,
         esp_sequence_file,
     })
     .with_context(|| format!("node {name} could not start"))?;
-    let names = node.port_names();
     println!("node {name} running: {workers} worker(s), data path {addr}:{port}");
     for t in node.tasks() {
         println!("  task {} in netns {}", t.endpoint, t.netns.name());
@@ -129,9 +134,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             let result = Topology::load(&args.topology)
                 .map_err(anyhow::Error::from)
-                .and_then(|t| node.reload(&t).map_err(anyhow::Error::from));
+                .and_then(|t| node.apply(&t).map_err(anyhow::Error::from));
             match result {
-                Ok(()) => println!("reloaded {}", args.topology.display()),
+                Ok(applied) => println!("reloaded {}: {applied}", args.topology.display()),
                 Err(e) => {
                     eprintln!("reload refused, still running on the previous topology: {e:#}");
                     println!("reload failed");
@@ -149,7 +154,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             if let Err(e) = write_counters(
                 &counters_path,
                 &node.counters(),
-                &names,
+                &node.port_names(),
                 node.interface_stats(),
             ) {
                 tracing::warn!(error = %e, "cannot write counters");
@@ -158,6 +163,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let interfaces = node.interface_stats();
+    let names = node.port_names();
     let tap_drops: u64 = interfaces.iter().map(|(_, s)| s.tx_dropped).sum();
     let counters = node.stop();
     write_counters(&counters_path, &counters, &names, interfaces)?;

@@ -193,11 +193,13 @@ pub struct InterfaceStats {
 }
 
 impl Counters {
-    /// The report of these counters, naming ports by `port_names` (indexed by `PortId`).
+    /// The report of these counters, naming ports by `port_names` (indexed by `PortId`; ports
+    /// with an empty name, ids no port has any more, are left out).
     pub fn report<'a>(&self, port_names: &'a [String]) -> CountersReport<'a> {
         let mut ports: BTreeMap<&str, PortCounters> = port_names
             .iter()
             .zip(self.ports.iter())
+            .filter(|(n, _)| !n.is_empty())
             .map(|(n, c)| (n.as_str(), *c))
             .collect();
         ports.insert("underlay", self.underlay);

@@ -49,7 +49,7 @@ pub struct Dataplane {
 
 impl Dataplane {
     pub fn new(tables: Arc<Tables>) -> Dataplane {
-        let counters = Counters::new(tables.ports.len());
+        let counters = Counters::new(tables.port_id_bound());
         Dataplane {
             tables,
             counters,
@@ -69,10 +69,10 @@ impl Dataplane {
     /// Swaps in a new snapshot of the tables. Port counters follow port ids, so a caller that
     /// renumbers ports reads the counters first.
     pub fn set_tables(&mut self, tables: Arc<Tables>) {
-        if self.counters.ports.len() < tables.ports.len() {
+        if self.counters.ports.len() < tables.port_id_bound() {
             self.counters
                 .ports
-                .resize(tables.ports.len(), Default::default());
+                .resize(tables.port_id_bound(), Default::default());
         }
         self.tables = tables;
     }

@@ -12,7 +12,9 @@ use super::esp::{EspTable, Key, Keyring, Transport};
 use crate::topology::{self, Topology};
 use crate::wire::MacAddr;
 
-/// Index of a local port (a local endpoint) in `Tables::ports`.
+/// A local port's identity for as long as the port exists: kept across table snapshots, so
+/// that counters, worker queues and emitted packets keep naming the same task while others come
+/// and go. Fresh tables number their ports 0, 1, ... in endpoint order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortId(pub u32);
 
@@ -23,6 +25,7 @@ pub struct NetId(pub u32);
 /// A local port: the interface of a task on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortInfo {
+    pub id: PortId,
     pub name: String,
     pub network: NetId,
     pub mac: MacAddr,
@@ -57,7 +60,10 @@ pub struct Tables {
     pub data_path_addr: Ipv4Addr,
     pub data_path_port: u16,
     pub networks: Vec<NetInfo>,
+    /// In endpoint order; see `port` for lookups by id.
     pub ports: Vec<PortInfo>,
+    /// Index in `ports` of every `PortId` (u32::MAX: none).
+    port_slots: Vec<u32>,
     /// SAs and keys, when the topology has an `[encryption]` table.
     pub esp: Option<EspTable>,
     by_vni: FxHashMap<u32, NetId>,
@@ -68,12 +74,23 @@ pub struct Tables {
 impl Tables {
     /// Builds the tables of a validated topology (see `topology.rs` for the rules it enforces).
     pub fn from_topology(topo: &Topology) -> Tables {
+        let mut next = 0;
+        Tables::with_port_ids(topo, |_| {
+            next += 1;
+            PortId(next - 1)
+        })
+    }
+
+    /// Like `from_topology`, with every local endpoint's port id given by `port_id` (which must
+    /// give distinct ids).
+    pub fn with_port_ids(topo: &Topology, mut port_id: impl FnMut(&str) -> PortId) -> Tables {
         let mut t = Tables {
             node_name: topo.node.name.clone(),
             data_path_addr: topo.node.data_path_addr,
             data_path_port: topo.node.data_path_port,
             networks: Vec::with_capacity(topo.networks.len()),
             ports: Vec::new(),
+            port_slots: Vec::new(),
             esp: None,
             by_vni: FxHashMap::default(),
             by_mac: FxHashMap::default(),
@@ -99,8 +116,14 @@ impl Tables {
             let dest = match e.vtep {
                 Some(vtep) => Dest::Remote(vtep),
                 None => {
-                    let id = PortId(t.ports.len() as u32);
+                    let id = port_id(&e.name);
+                    let slot = id.0 as usize;
+                    if t.port_slots.len() <= slot {
+                        t.port_slots.resize(slot + 1, u32::MAX);
+                    }
+                    t.port_slots[slot] = t.ports.len() as u32;
                     t.ports.push(PortInfo {
+                        id,
                         name: e.name.clone(),
                         network: net,
                         mac: e.mac,
@@ -120,11 +143,30 @@ impl Tables {
     /// sequence numbers and replay windows carry on. A control plane swapping in new tables
     /// must build them this way: fresh SAs under a key in use would reuse GCM nonces.
     pub fn from_topology_after(topo: &Topology, previous: &Tables) -> Tables {
-        let mut t = Tables::from_topology(topo);
-        if let (Some(new), Some(old)) = (&t.esp, &previous.esp) {
-            t.esp = Some(old.rotate_to(new));
+        Tables::from_topology(topo).keeping_sas_of(previous)
+    }
+
+    /// These tables with the SAs of `previous` for every key both share (see
+    /// `from_topology_after`).
+    pub fn keeping_sas_of(mut self, previous: &Tables) -> Tables {
+        if let (Some(new), Some(old)) = (&self.esp, &previous.esp) {
+            self.esp = Some(old.rotate_to(new));
         }
-        t
+        self
+    }
+
+    /// One more than the highest port id: the length of vectors indexed by `PortId`.
+    pub fn port_id_bound(&self) -> usize {
+        self.port_slots.len()
+    }
+
+    /// Port names indexed by `PortId` (empty where no port has the id).
+    pub fn port_names(&self) -> Vec<String> {
+        let mut names = vec![String::new(); self.port_id_bound()];
+        for p in &self.ports {
+            names[p.id.0 as usize] = p.name.clone();
+        }
+        names
     }
 
     pub fn network_id(&self, name: &str) -> Option<NetId> {
@@ -135,14 +177,12 @@ impl Tables {
     }
 
     pub fn port_id(&self, name: &str) -> Option<PortId> {
-        self.ports
-            .iter()
-            .position(|p| p.name == name)
-            .map(|i| PortId(i as u32))
+        self.ports.iter().find(|p| p.name == name).map(|p| p.id)
     }
 
     pub fn port(&self, id: PortId) -> Option<&PortInfo> {
-        self.ports.get(id.0 as usize)
+        let slot = *self.port_slots.get(id.0 as usize)?;
+        self.ports.get(slot as usize)
     }
 
     pub fn network(&self, id: NetId) -> Option<&NetInfo> {

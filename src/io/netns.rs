@@ -17,6 +17,10 @@ pub const NETNS_DIR: &str = "/run/netns";
 /// Where swarmnet keeps its ownership markers.
 pub const MARKER_DIR: &str = "/run/swarmnet/netns";
 
+/// The lock file held while a namespace is claimed (beside `MARKER_DIR`, so no marker name
+/// can be it).
+const CLAIM_LOCK: &str = "/run/swarmnet/netns.lock";
+
 /// Why a namespace operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
@@ -32,6 +36,8 @@ pub enum NetnsError {
     Enter { name: String, source: io::Error },
     #[error("{path}: {source}")]
     Marker { path: String, source: io::Error },
+    #[error("cannot claim a network namespace: {0}")]
+    Claim(String),
 }
 
 /// Runs `ip ARGS...`, returning its stdout or its stderr as the error.
@@ -99,7 +105,13 @@ pub struct OwnedNetns {
 
 impl OwnedNetns {
     /// Creates namespace `name`, first removing a stale one left by a swarmnet that died.
+    ///
+    /// The check of the marker, the marker's writing and `ip netns add` form one claim under a
+    /// lock of the marker directory, so of two processes claiming the same name at once one
+    /// wins and the other finds the winner's marker and touches nothing.
     pub fn create(name: &str) -> Result<OwnedNetns, NetnsError> {
+        let _claim = super::lock::FileLock::wait(Path::new(CLAIM_LOCK))
+            .map_err(|e| NetnsError::Claim(e.to_string()))?;
         let m = marker(name);
         if exists(name) {
             match std::fs::read_to_string(&m)

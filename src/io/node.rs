@@ -1,11 +1,18 @@
-//! A running node: task namespaces with their TAPs, the data-path sockets, the workers, and
-//! orderly teardown.
+//! A running node: the data-path sockets, the workers, the local ports (task namespaces with
+//! their TAPs) and orderly teardown.
+//!
+//! A node is driven by node views (`Topology`): `start` takes the first, `apply` any later one
+//! while traffic flows. Ports that stay are never touched; new ones are made and handed to every
+//! worker before the tables name them; removed ones leave the tables before their queues close.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use mio::Waker;
@@ -14,12 +21,19 @@ use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::{self, TapQueue};
 use super::udp::DatagramSocket;
-use super::worker::{self, Channel, UnderlaySocket, Worker};
-use crate::dataplane::{Counters, InterfaceStats, Tables, SRC_PORT_BASE};
-use crate::topology::{EspTransport, Topology};
+use super::worker::{self, Channel, Command, UnderlaySocket, Worker};
+use crate::dataplane::{Counters, InterfaceStats, PortId, Tables, SRC_PORT_BASE};
+use crate::topology::{Endpoint, EspTransport, Topology};
 
 /// Name of a task's interface inside its namespace, as in a Docker container.
 pub const TASK_IFACE: &str = "eth0";
+
+/// Largest overlay MTU a running node can take on without a restart (its receive buffers are
+/// sized at start for this or the start's largest MTU, whichever is larger).
+const LIVE_MTU_BOUND: u16 = 9000;
+
+/// How long a worker may take to acknowledge a port change.
+const WORKER_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +59,58 @@ pub enum RunError {
     Worker(std::io::Error),
     #[error("outbound ESP sequence numbers: {0}")]
     SeqStore(#[from] SeqStoreError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
 }
 
-/// Why a new topology could not replace the running one.
+/// Why a new node view could not (wholly) replace the running one.
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("a reload cannot change {0}; restart the node for that")]
-    Unsupported(&'static str),
+pub enum ApplyError {
+    #[error("a running node cannot change {0}; restart the node for that")]
+    Unsupported(String),
     #[error("cannot reserve sequence numbers for the new SAs: {0}")]
     SeqStore(#[from] SeqStoreError),
+    #[error("swarmnet needs CAP_NET_ADMIN to add task {0} (a network namespace and TAP device): run it as root or grant the capability (setcap cap_net_admin,cap_sys_admin+ep)")]
+    NeedNetAdmin(String),
+    #[error("cannot add task {endpoint}: {error}")]
+    Port {
+        endpoint: String,
+        error: Box<RunError>,
+    },
+    #[error("worker {0} did not take a port change (it stopped?)")]
+    Worker(usize),
+    #[error("{done}; but then {error}")]
+    Partly {
+        done: String,
+        error: Box<ApplyError>,
+    },
+}
+
+/// What an `apply` changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Local ports added, by endpoint name.
+    pub added: Vec<String>,
+    /// Local ports removed (or replaced: in both lists), by endpoint name.
+    pub removed: Vec<String>,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        write!(
+            f,
+            "tasks added: {}; removed: {}",
+            list(&self.added),
+            list(&self.removed)
+        )
+    }
 }
 
 /// How to run a node.
@@ -69,17 +126,53 @@ pub struct NodeConfig {
     pub esp_sequence_file: PathBuf,
 }
 
-/// A task's sandbox: its namespace, kept until the node stops.
+/// A task's sandbox: its namespace, kept until the task is removed or the node stops.
 #[derive(Debug)]
 pub struct Task {
     pub endpoint: String,
     pub netns: OwnedNetns,
 }
 
+/// What a task's interface is configured from: a change of any of it makes a new port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortConfig {
+    endpoint: Endpoint,
+    prefix: u8,
+    mtu: u16,
+    gateway: Ipv4Addr,
+}
+
+impl PortConfig {
+    fn of(view: &Topology, ep: &Endpoint) -> Option<PortConfig> {
+        let net = view.network(&ep.network)?;
+        Some(PortConfig {
+            endpoint: ep.clone(),
+            prefix: net.subnet.prefix_len(),
+            mtu: net.mtu,
+            gateway: net.gateway,
+        })
+    }
+
+    fn netns(&self) -> &str {
+        self.endpoint
+            .netns
+            .as_deref()
+            .unwrap_or(&self.endpoint.name)
+    }
+}
+
+/// A local port of a running node.
+struct LocalPort {
+    id: PortId,
+    config: PortConfig,
+    task: Task,
+}
+
 /// A started node; `stop` (or drop) shuts it down and removes what it created.
 pub struct Node {
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
+    commands: Vec<mpsc::Sender<Command>>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     published: Vec<Arc<Mutex<Counters>>>,
     tables: Arc<ArcSwap<Tables>>,
@@ -87,21 +180,35 @@ pub struct Node {
     seq_store: Mutex<Option<SeqStore>>,
     /// Whether the last write of `seq_store` failed (logged once per run of failures).
     seq_store_failing: AtomicBool,
+    offload: bool,
+    max_mtu: u16,
+    /// The next port id: ids are never reused within a run, so counters never mix two tasks.
+    next_port: u32,
     // Dropped after the workers stop: namespaces go last.
-    tasks: Vec<Task>,
+    ports: BTreeMap<String, LocalPort>,
 }
 
 impl Node {
-    /// Creates every local task's namespace and interface, binds the data path, starts the
-    /// workers. On error everything created so far is removed.
+    /// Binds the data path, starts the workers, then creates every local task's namespace and
+    /// interface (as `apply` does for later views). On error everything created so far is
+    /// removed.
     pub fn start(cfg: NodeConfig) -> Result<Node, RunError> {
-        if !netns::have_net_admin() {
+        let topo = &cfg.topology;
+        if topo.local_endpoints().next().is_some() && !netns::have_net_admin() {
             return Err(RunError::NeedNetAdmin);
         }
         let workers = cfg.workers.max(1);
-        let offload = cfg.offload;
-        let topo = &cfg.topology;
-        let mut tables = Tables::from_topology(topo);
+        // Tables without local ports first: ports are added like any later change.
+        let bare = Topology {
+            endpoints: topo
+                .endpoints
+                .iter()
+                .filter(|e| !e.is_local())
+                .cloned()
+                .collect(),
+            ..topo.clone()
+        };
+        let mut tables = Tables::from_topology(&bare);
         let mut seq_store = None;
         if let Some(esp) = &tables.esp {
             let esp = esp.with_iv_offset(random_u64());
@@ -110,83 +217,43 @@ impl Node {
             seq_store = Some(store);
             tables.esp = Some(esp);
         }
-        let tables = Arc::new(tables);
         let max_mtu = topo
             .networks
             .iter()
-            .map(|n| usize::from(n.mtu))
+            .map(|n| n.mtu)
             .max()
-            .unwrap_or(1500);
+            .unwrap_or(1500)
+            .max(LIVE_MTU_BOUND);
         // Inner frame + VXLAN header + slack for VLAN tags; never less than a classic frame.
-        let max_packet = (max_mtu + 14 + 8 + 64).max(2048);
-
-        let mut tasks = Vec::new();
-        // queues[port][worker]
-        let mut queues: Vec<Vec<TapQueue>> = Vec::new();
-        for port in &tables.ports {
-            let ep = topo
-                .endpoints
-                .iter()
-                .find(|e| e.name == port.name)
-                .expect("tables' ports come from the topology's endpoints");
-            let net = tables
-                .network(port.network)
-                .expect("a port's network is in the tables");
-            let ns_name = ep.netns.clone().unwrap_or_else(|| ep.name.clone());
-            let ns = OwnedNetns::create(&ns_name)?;
-            let qs = netns::run_in(&ns_name, move || {
-                tap::open_multiqueue(TASK_IFACE, workers, offload)
-            })?
-            .map_err(|source| RunError::Tap {
-                endpoint: ep.name.clone(),
-                netns: ns_name.clone(),
-                source,
-            })?;
-            configure_task(
-                &ns_name,
-                ep.mac.to_string(),
-                ep.ip,
-                net.subnet.prefix_len(),
-                net.mtu,
-                net.gateway,
-            )?;
-            tracing::info!(endpoint = %ep.name, netns = %ns_name, ip = %ep.ip, mac = %ep.mac, "task interface ready");
-            tasks.push(Task {
-                endpoint: ep.name.clone(),
-                netns: ns,
-            });
-            queues.push(qs);
-        }
+        let max_packet = (usize::from(max_mtu) + 14 + 8 + 64).max(2048);
 
         let mut sockets = underlay_sockets(topo, workers)?;
 
-        let swap = Arc::new(ArcSwap::new(tables));
+        let swap = Arc::new(ArcSwap::new(Arc::new(tables)));
         let stop = Arc::new(AtomicBool::new(false));
         let mut node = Node {
             stop: Arc::clone(&stop),
             wakers: Vec::new(),
+            commands: Vec::new(),
             threads: Vec::new(),
             published: Vec::new(),
             tables: Arc::clone(&swap),
             seq_store: Mutex::new(seq_store),
             seq_store_failing: AtomicBool::new(false),
-            tasks,
+            offload: cfg.offload,
+            max_mtu,
+            next_port: 0,
+            ports: BTreeMap::new(),
         };
-        // Hand worker w the w-th queue of every TAP.
-        let mut per_worker: Vec<Vec<TapQueue>> = (0..workers).map(|_| Vec::new()).collect();
-        for qs in queues {
-            for (w, q) in qs.into_iter().enumerate() {
-                per_worker[w].push(q);
-            }
-        }
-        for (id, taps) in per_worker.into_iter().enumerate() {
-            let sockets = std::mem::take(&mut sockets[id]);
+        for (id, sockets) in sockets.iter_mut().enumerate() {
+            let sockets = std::mem::take(sockets);
             let (poll, waker) = worker::poll_with_waker().map_err(RunError::Worker)?;
-            let published = Arc::new(Mutex::new(Counters::new(taps.len())));
+            let (tx, commands) = mpsc::channel();
+            let published = Arc::new(Mutex::new(Counters::new(0)));
             let w = Worker {
                 id,
                 tables: Arc::clone(&swap),
-                taps,
+                commands,
                 sockets,
                 poll,
                 stop: Arc::clone(&stop),
@@ -198,32 +265,214 @@ impl Node {
                 .spawn(move || w.run())
                 .map_err(RunError::Worker)?;
             node.wakers.push(waker);
+            node.commands.push(tx);
             node.threads.push(handle);
             node.published.push(published);
         }
+        node.apply(topo)?;
         Ok(node)
     }
 
-    /// Replaces the forwarding tables with those of `topo` without stopping traffic: the
-    /// workers pick the new snapshot up on their next wake-up. Encryption keys may change (SAs
-    /// of unchanged keys keep their sequence numbers and replay windows); the node's address,
-    /// port and local endpoints may not.
-    pub fn reload(&self, topo: &Topology) -> Result<(), ReloadError> {
+    /// Makes `view` the node's view while traffic flows: remote endpoints, networks and keys
+    /// are swapped in with the tables (SAs of unchanged keys keep their sequence numbers and
+    /// replay windows); local ports that stay the same are untouched, new ones get a namespace
+    /// and TAP, removed ones are taken out of the tables first and then deleted. The node's
+    /// address, port and ESP transport cannot change.
+    ///
+    /// When a new task cannot be made, nothing is changed, unless the task replaces a removed
+    /// one in the same namespace (removed first): then the error says what was done.
+    pub fn apply(&mut self, view: &Topology) -> Result<Applied, ApplyError> {
+        self.check(view)?;
+        let mut wanted: BTreeMap<String, PortConfig> = BTreeMap::new();
+        for ep in view.local_endpoints() {
+            if let Some(cfg) = PortConfig::of(view, ep) {
+                wanted.insert(ep.name.clone(), cfg);
+            }
+        }
+        let removed: Vec<String> = self
+            .ports
+            .iter()
+            .filter(|(name, p)| wanted.get(*name) != Some(&p.config))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let added: Vec<PortConfig> = wanted
+            .iter()
+            .filter(|(name, cfg)| self.ports.get(*name).map(|p| &p.config) != Some(cfg))
+            .map(|(_, cfg)| cfg.clone())
+            .collect();
+        if let Some(first) = added.first() {
+            if !netns::have_net_admin() {
+                return Err(ApplyError::NeedNetAdmin(first.endpoint.name.clone()));
+            }
+        }
+        // A new port that takes a removed one's name or namespace must wait for its removal.
+        let (replacing, fresh): (Vec<PortConfig>, Vec<PortConfig>) =
+            added.into_iter().partition(|cfg| {
+                removed.iter().any(|name| {
+                    let old = &self.ports[name].config;
+                    *name == cfg.endpoint.name || old.netns() == cfg.netns()
+                })
+            });
+
+        self.add_ports(view, &fresh)?;
+        self.remove_ports(view, &removed)?;
+        if let Err(e) = self.add_ports(view, &replacing) {
+            let done = Applied {
+                added: fresh.iter().map(|c| c.endpoint.name.clone()).collect(),
+                removed: removed.clone(),
+            };
+            return Err(ApplyError::Partly {
+                done: done.to_string(),
+                error: Box::new(e),
+            });
+        }
+        // Remote endpoints, networks and keys (and a view without port changes) land here.
+        self.publish(view)?;
+        let mut added: Vec<String> = fresh
+            .iter()
+            .chain(&replacing)
+            .map(|c| c.endpoint.name.clone())
+            .collect();
+        added.sort();
+        for name in &added {
+            if let Some(p) = self.ports.get(name) {
+                tracing::info!(endpoint = %name, port = p.id.0, netns = %p.config.netns(), "task added");
+            }
+        }
+        for name in &removed {
+            tracing::info!(endpoint = %name, "task removed");
+        }
+        Ok(Applied { added, removed })
+    }
+
+    /// What a view may not change on a running node.
+    fn check(&self, view: &Topology) -> Result<(), ApplyError> {
+        let old = self.tables.load();
+        let node = &view.node;
+        if (node.data_path_addr, node.data_path_port) != (old.data_path_addr, old.data_path_port) {
+            return Err(ApplyError::Unsupported(
+                "the data path address or port".into(),
+            ));
+        }
+        let transport = |t: &Tables| t.esp.as_ref().map(|e| (e.transport, e.udp_port));
+        let new_transport = view.encryption.as_ref().map(|e| {
+            let t = match e.transport {
+                EspTransport::Ip => crate::dataplane::esp::Transport::Ip,
+                EspTransport::Udp => crate::dataplane::esp::Transport::Udp,
+            };
+            (t, e.udp_port)
+        });
+        if new_transport != transport(&old) {
+            return Err(ApplyError::Unsupported("the ESP transport".into()));
+        }
+        if let Some(n) = view.networks.iter().find(|n| n.mtu > self.max_mtu) {
+            return Err(ApplyError::Unsupported(format!(
+                "the largest MTU (network {} has {}, this run takes up to {})",
+                n.name, n.mtu, self.max_mtu
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates `ports` (namespace, TAP, addresses), hands them to every worker, then publishes
+    /// tables that name them. On error the ports created here are deleted again.
+    fn add_ports(&mut self, view: &Topology, ports: &[PortConfig]) -> Result<(), ApplyError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let workers = self.commands.len();
+        let mut made: Vec<(LocalPort, Vec<TapQueue>)> = Vec::new();
+        for cfg in ports {
+            let (task, queues) =
+                make_task(cfg, workers, self.offload).map_err(|error| ApplyError::Port {
+                    endpoint: cfg.endpoint.name.clone(),
+                    error: Box::new(error),
+                })?;
+            let id = PortId(self.next_port);
+            self.next_port += 1;
+            made.push((
+                LocalPort {
+                    id,
+                    config: cfg.clone(),
+                    task,
+                },
+                queues,
+            ));
+        }
+        let mut acks = Vec::new();
+        for (port, queues) in &mut made {
+            for (w, queue) in std::mem::take(queues).into_iter().enumerate() {
+                let (done, ack) = mpsc::channel();
+                let cmd = Command::AddPort {
+                    id: port.id,
+                    queue,
+                    done,
+                };
+                if self.commands[w].send(cmd).is_err() {
+                    return Err(ApplyError::Worker(w));
+                }
+                acks.push((w, ack));
+            }
+        }
+        self.wait_for(acks)?;
+        for (port, _) in made {
+            self.ports.insert(port.config.endpoint.name.clone(), port);
+        }
+        self.publish(view)
+    }
+
+    /// Takes `names` out of the tables, then out of every worker, then deletes their tasks.
+    fn remove_ports(&mut self, view: &Topology, names: &[String]) -> Result<(), ApplyError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let gone: Vec<LocalPort> = names.iter().filter_map(|n| self.ports.remove(n)).collect();
+        self.publish(view)?;
+        let mut acks = Vec::new();
+        for port in &gone {
+            for (w, tx) in self.commands.iter().enumerate() {
+                let (done, ack) = mpsc::channel();
+                if tx.send(Command::RemovePort { id: port.id, done }).is_ok() {
+                    acks.push((w, ack));
+                }
+            }
+        }
+        let result = self.wait_for(acks);
+        // Dropping the tasks deletes their namespaces, and with them the TAPs.
+        drop(gone);
+        result
+    }
+
+    fn wait_for(&self, acks: Vec<(usize, mpsc::Receiver<()>)>) -> Result<(), ApplyError> {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        for (w, ack) in acks {
+            ack.recv_timeout(WORKER_ACK_TIMEOUT)
+                .map_err(|_| ApplyError::Worker(w))?;
+        }
+        Ok(())
+    }
+
+    /// Builds and swaps in the tables of `view` with the local ports the node has now.
+    fn publish(&self, view: &Topology) -> Result<(), ApplyError> {
         let old = self.tables.load_full();
-        let new = Tables::from_topology_after(topo, &old);
-        if (new.data_path_addr, new.data_path_port) != (old.data_path_addr, old.data_path_port) {
-            return Err(ReloadError::Unsupported("the data path address or port"));
-        }
-        if new.ports != old.ports {
-            return Err(ReloadError::Unsupported("the local endpoints"));
-        }
-        if new.esp.as_ref().map(|e| (e.transport, e.udp_port))
-            != old.esp.as_ref().map(|e| (e.transport, e.udp_port))
-        {
-            return Err(ReloadError::Unsupported("the ESP transport"));
-        }
+        let mut live = Topology {
+            endpoints: view
+                .endpoints
+                .iter()
+                .filter(|e| !e.is_local())
+                .cloned()
+                .collect(),
+            ..view.clone()
+        };
+        live.endpoints
+            .extend(self.ports.values().map(|p| p.config.endpoint.clone()));
+        let ids: BTreeMap<&str, PortId> =
+            self.ports.iter().map(|(n, p)| (n.as_str(), p.id)).collect();
+        let new = Tables::with_port_ids(&live, |name| ids[name]).keeping_sas_of(&old);
         let mut store = self.seq_store.lock().unwrap_or_else(|e| e.into_inner());
-        // (Whether there is ESP at all cannot change: the transport check above refuses it.)
+        // (Whether there is ESP at all cannot change: `check` refuses it.)
         if let (Some(store), Some(esp)) = (store.as_mut(), new.esp.as_ref()) {
             store.claim(esp)?;
         }
@@ -231,7 +480,6 @@ impl Node {
         self.tables.store(Arc::new(new));
         Ok(())
     }
-
     /// Renews the ESP sequence-number reservations that are half used (call every 50 ms). If
     /// they cannot be written, the log says so once, SAs about to run out go on without a
     /// bound (a restart would then be refused by the peers until the keys rotate), and the
@@ -263,7 +511,7 @@ impl Node {
 
     /// The sum of every worker's last published counters.
     pub fn counters(&self) -> Counters {
-        let mut sum = Counters::new(self.tables.load().ports.len());
+        let mut sum = Counters::new(self.tables.load().port_id_bound());
         for slot in &self.published {
             if let Ok(c) = slot.lock() {
                 sum.merge(&c);
@@ -272,20 +520,14 @@ impl Node {
         sum
     }
 
-    /// Local port names, indexed by `PortId`.
+    /// Local port names, indexed by `PortId` (empty for ids of removed ports).
     pub fn port_names(&self) -> Vec<String> {
-        self.tables
-            .load()
-            .ports
-            .iter()
-            .map(|p| p.name.clone())
-            .collect()
+        self.tables.load().port_names()
     }
 
     /// The kernel's drop counts of every task interface (read inside each task's namespace).
     pub fn interface_stats(&self) -> Vec<(String, InterfaceStats)> {
-        self.tasks
-            .iter()
+        self.tasks()
             .filter_map(|t| {
                 let dev = netns::run_in(t.netns.name(), || {
                     std::fs::read_to_string("/proc/thread-self/net/dev")
@@ -297,8 +539,9 @@ impl Node {
             .collect()
     }
 
-    pub fn tasks(&self) -> &[Task] {
-        &self.tasks
+    /// The local tasks, by endpoint name.
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.ports.values().map(|p| &p.task)
     }
 
     /// True while every worker is running.
@@ -338,7 +581,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.shutdown();
-        // `tasks` drops after this, deleting the namespaces.
+        // `ports` drops after this, deleting the namespaces.
     }
 }
 
@@ -414,11 +657,16 @@ fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlayS
         DatagramSocket::bind_reuseport(addr).map_err(|source| RunError::Bind { addr, source })
     };
     let mut all = Vec::with_capacity(workers);
+    // The data-path port first: when data_path_addr is not this host's, the error names the
+    // address and port the user chose, not one of the random source ports.
+    let receivers: Vec<DatagramSocket> = (0..workers)
+        .map(|_| bind(node.data_path_port))
+        .collect::<Result<_, _>>()?;
     let senders = vxlan_source_sockets(node.data_path_addr, workers)?;
-    for (w, vxlan_senders) in senders.into_iter().enumerate() {
+    for (w, (vxlan_senders, receiver)) in senders.into_iter().zip(receivers).enumerate() {
         let mut socks = vec![UnderlaySocket {
             channel: Channel::Vxlan,
-            sock: bind(node.data_path_port)?,
+            sock: receiver,
         }];
         socks.extend(vxlan_senders.into_iter().map(|sock| UnderlaySocket {
             channel: Channel::VxlanSend,
@@ -449,6 +697,42 @@ fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlayS
         all.push(socks);
     }
     Ok(all)
+}
+
+/// Creates a task's namespace and its TAP (one queue per worker), configured like a Docker
+/// container's interface. On error nothing is left behind.
+fn make_task(
+    cfg: &PortConfig,
+    workers: usize,
+    offload: bool,
+) -> Result<(Task, Vec<TapQueue>), RunError> {
+    let ep = &cfg.endpoint;
+    let ns_name = cfg.netns().to_string();
+    let ns = OwnedNetns::create(&ns_name)?;
+    let queues = netns::run_in(&ns_name, move || {
+        tap::open_multiqueue(TASK_IFACE, workers, offload)
+    })?
+    .map_err(|source| RunError::Tap {
+        endpoint: ep.name.clone(),
+        netns: ns_name.clone(),
+        source,
+    })?;
+    configure_task(
+        &ns_name,
+        ep.mac.to_string(),
+        ep.ip,
+        cfg.prefix,
+        cfg.mtu,
+        cfg.gateway,
+    )?;
+    tracing::info!(endpoint = %ep.name, netns = %ns_name, ip = %ep.ip, mac = %ep.mac, "task interface ready");
+    Ok((
+        Task {
+            endpoint: ep.name.clone(),
+            netns: ns,
+        },
+        queues,
+    ))
 }
 
 /// Gives the task's eth0 its MAC, address, MTU and default route, as Docker configures a

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ const GRO_SLOTS: usize = 8;
 const SEND_BATCH: usize = 128;
 /// How often a worker publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-/// Tokens of underlay sockets start here; TAPs use their port index.
+/// Tokens of underlay sockets start here; TAPs use their port id.
 const SOCKET_TOKEN_BASE: usize = usize::MAX / 2;
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
 
@@ -54,6 +55,19 @@ pub enum Channel {
     RawSend,
 }
 
+/// A change of a worker's local ports, sent by the node while the worker runs. The worker
+/// answers on `done` once the change is in effect.
+pub enum Command {
+    /// Serve `queue` as port `id`: read frames from it, write the core's frames for `id` to it.
+    AddPort {
+        id: PortId,
+        queue: TapQueue,
+        done: mpsc::Sender<()>,
+    },
+    /// Stop serving port `id` and close this worker's queue of it.
+    RemovePort { id: PortId, done: mpsc::Sender<()> },
+}
+
 /// One underlay socket of a worker.
 pub struct UnderlaySocket {
     pub channel: Channel,
@@ -64,8 +78,8 @@ pub struct UnderlaySocket {
 pub struct Worker {
     pub id: usize,
     pub tables: Arc<ArcSwap<Tables>>,
-    /// One queue per local port, indexed by `PortId`.
-    pub taps: Vec<TapQueue>,
+    /// Ports come and go through these (the node wakes the worker after sending).
+    pub commands: mpsc::Receiver<Command>,
     pub sockets: Vec<UnderlaySocket>,
     pub poll: Poll,
     pub stop: Arc<AtomicBool>,
@@ -95,8 +109,9 @@ struct Sender {
     batch: SendBatch,
 }
 
-struct Io<'a> {
-    taps: &'a [TapQueue],
+struct Io {
+    /// This worker's queue of every local port, indexed by `PortId`.
+    taps: Vec<Option<TapQueue>>,
     senders: Vec<Sender>,
     /// Indexes in `senders` of the VXLAN senders, picked by the flow's source port.
     vxlan_senders: Vec<usize>,
@@ -121,7 +136,11 @@ fn pick_sender<'s>(
     senders.iter_mut().find(|s| s.channel == channel)
 }
 
-impl Io<'_> {
+impl Io {
+    fn tap(&self, port: PortId) -> Option<&TapQueue> {
+        self.taps.get(port.0 as usize)?.as_ref()
+    }
+
     /// Sends what the core emitted and empties `out`. Frames for TAPs with offloads pass
     /// through the coalescer, which joins in-order TCP segments into one write.
     fn flush(&mut self, dp: &mut Dataplane, now: u64, out: &mut Output) {
@@ -133,16 +152,14 @@ impl Io<'_> {
         } = self;
         let mut port_failures = 0u64;
         let mut write = |p: PortId, h: &vnet::Repr, f: &[u8]| {
-            if !matches!(
-                taps.get(p.0 as usize).map(|t| t.send_with(h, f)),
-                Some(Ok(_))
-            ) {
+            let tap = taps.get(p.0 as usize).and_then(Option::as_ref);
+            if !matches!(tap.map(|t| t.send_with(h, f)), Some(Ok(_))) {
                 port_failures += 1;
             }
         };
         for (target, bytes) in out.iter() {
             match target {
-                Target::Port(q) => match taps.get(q.0 as usize) {
+                Target::Port(q) => match taps.get(q.0 as usize).and_then(Option::as_ref) {
                     Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
                     _ => write(q, &vnet::Repr::default(), bytes),
                 },
@@ -199,20 +216,13 @@ impl Worker {
         let Worker {
             id,
             tables,
-            taps,
+            commands,
             sockets,
             mut poll,
             stop,
             published,
             max_packet,
         } = self;
-        for (i, tap) in taps.iter().enumerate() {
-            poll.registry().register(
-                &mut SourceFd(&tap.as_raw_fd()),
-                Token(i),
-                Interest::READABLE,
-            )?;
-        }
         // Receiving sockets are read through their own fd; every socket that sends gets a
         // sender keyed by channel (the ESP-in-UDP socket both receives and sends).
         let mut receivers = Vec::new();
@@ -273,21 +283,16 @@ impl Worker {
         let mut frame = vec![0u8; super::tap::MAX_FRAME];
         let mut events = Events::with_capacity(256);
         // Edge-triggered readiness: a source stays "ready" until it returns WouldBlock.
-        let mut tap_ready = vec![true; taps.len()];
+        let mut tap_ready: Vec<bool> = Vec::new();
         let mut sock_ready = vec![true; receivers.len()];
         let mut last_publish = 0u64;
         let mut io = Io {
-            taps: &taps,
+            taps: Vec::new(),
             senders,
             vxlan_senders,
             coalescer: Coalescer::new(),
         };
-        tracing::debug!(
-            worker = id,
-            ports = taps.len(),
-            sockets = receivers.len(),
-            "worker started"
-        );
+        tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
 
         while !stop.load(Ordering::Relaxed) {
             let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r);
@@ -317,6 +322,11 @@ impl Worker {
                     }
                 }
             }
+            // Port changes first: the node publishes tables naming a new port only after every
+            // worker serves it, and closes a removed port's queues only after tables without it.
+            while let Ok(cmd) = commands.try_recv() {
+                apply_command(&poll, &mut io.taps, &mut tap_ready, cmd)?;
+            }
             let current = tables.load();
             if !Arc::ptr_eq(&current, dp.tables()) {
                 dp.set_tables(Arc::clone(&current));
@@ -327,11 +337,15 @@ impl Worker {
                 if !*ready {
                     continue;
                 }
+                let port = PortId(i as u32);
                 for _ in 0..TAP_BUDGET {
-                    match io.taps[i].recv(&mut frame) {
+                    let Some(tap) = io.tap(port) else {
+                        *ready = false;
+                        break;
+                    };
+                    match tap.recv(&mut frame) {
                         Ok(n) => {
-                            let port = PortId(i as u32);
-                            if io.taps[i].has_vnet_header() {
+                            if tap.has_vnet_header() {
                                 let (hdr, body) =
                                     frame[..n].split_at(n.min(crate::wire::vnet::HEADER_LEN));
                                 dp.from_port_vnet(now, port, hdr, body, &mut out);
@@ -412,6 +426,46 @@ impl Worker {
         tracing::debug!(worker = id, "worker stopped");
         Ok(())
     }
+}
+
+/// Carries out one port change and acknowledges it.
+fn apply_command(
+    poll: &Poll,
+    taps: &mut Vec<Option<TapQueue>>,
+    ready: &mut Vec<bool>,
+    cmd: Command,
+) -> io::Result<()> {
+    match cmd {
+        Command::AddPort { id, queue, done } => {
+            let slot = id.0 as usize;
+            if taps.len() <= slot {
+                taps.resize_with(slot + 1, || None);
+                ready.resize(slot + 1, false);
+            }
+            poll.registry().register(
+                &mut SourceFd(&queue.as_raw_fd()),
+                Token(slot),
+                Interest::READABLE,
+            )?;
+            taps[slot] = Some(queue);
+            // Frames may have queued before the registration: read until WouldBlock.
+            ready[slot] = true;
+            let _ = done.send(());
+        }
+        Command::RemovePort { id, done } => {
+            let slot = id.0 as usize;
+            if let Some(queue) = taps.get_mut(slot).and_then(Option::take) {
+                let _ = poll
+                    .registry()
+                    .deregister(&mut SourceFd(&queue.as_raw_fd()));
+            }
+            if let Some(r) = ready.get_mut(slot) {
+                *r = false;
+            }
+            let _ = done.send(());
+        }
+    }
+    Ok(())
 }
 
 fn publish(slot: &Mutex<Counters>, dp: &Dataplane) {

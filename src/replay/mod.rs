@@ -186,7 +186,7 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
         packets_in += 1;
         for (target, bytes) in out.iter() {
             let name = match target {
-                Target::Port(p) => tables.ports[p.0 as usize].name.clone(),
+                Target::Port(p) => tables.port(p).map_or_else(String::new, |p| p.name.clone()),
                 Target::Underlay(_) => UNDERLAY.to_string(),
             };
             captured
@@ -201,7 +201,7 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
         node: tables.node_name.clone(),
         packets_in,
         counters: dp.counters().clone(),
-        port_names: tables.ports.iter().map(|p| p.name.clone()).collect(),
+        port_names: tables.port_names(),
         written: Vec::new(),
     };
     write_outputs(out_dir, &tables, captured, summary)

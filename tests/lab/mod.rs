@@ -575,3 +575,137 @@ impl Sniffer {
         self.handle.join().expect("sniffer thread")
     }
 }
+
+/// A TCP stream from a thread in one namespace to a thread in another that runs until
+/// `finish`, for changes made while traffic flows.
+pub struct Stream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    client: std::thread::JoinHandle<([u8; 32], u64, libc::tcp_info)>,
+    server: std::thread::JoinHandle<([u8; 32], u64)>,
+}
+
+/// What a `Stream` carried.
+pub struct StreamResult {
+    pub sent: [u8; 32],
+    pub received: [u8; 32],
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Segments the sender retransmitted, and all it sent (TCP_INFO).
+    pub retransmitted: u32,
+    pub segments: u32,
+}
+
+/// Starts a `Stream` from `client_ns` to `server`:`port` served in `server_ns`.
+pub fn tcp_stream(client_ns: &str, server_ns: &str, server: Ipv4Addr, port: u16) -> Stream {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let srv = spawn_in_ns(server_ns, move || {
+        let l = TcpListener::bind(SocketAddrV4::new(server, port)).expect("listen");
+        ready_tx.send(()).unwrap();
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            h.update(&buf[..n]);
+        }
+        (h.finalize().into(), total)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server listening");
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let (stop2, progress2) = (Arc::clone(&stop), Arc::clone(&progress));
+    let client = spawn_in_ns(client_ns, move || {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddrV4::new(server, port).into(),
+            Duration::from_secs(10),
+        )
+        .expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut state = 0u64;
+        let mut total = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            pattern(0x5eed, &mut buf, &mut state);
+            s.write_all(&buf).expect("write");
+            h.update(&buf);
+            total += buf.len() as u64;
+            progress2.store(total, Ordering::Relaxed);
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let info = tcp_info(&s);
+        (h.finalize().into(), total, info)
+    });
+    Stream {
+        stop,
+        progress,
+        client,
+        server: srv,
+    }
+}
+
+impl Stream {
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.progress.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until at least `more` bytes beyond now have been written, or panics at `timeout`.
+    pub fn advance(&self, more: u64, timeout: Duration) {
+        let target = self.bytes() + more;
+        let deadline = Instant::now() + timeout;
+        while self.bytes() < target {
+            assert!(
+                Instant::now() < deadline,
+                "the stream stalled at {} bytes",
+                self.bytes()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn finish(self) -> StreamResult {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (sent, bytes_sent, info) = self.client.join().expect("client thread");
+        let (received, bytes_received) = self.server.join().expect("server thread");
+        StreamResult {
+            sent,
+            received,
+            bytes_sent,
+            bytes_received,
+            retransmitted: info.tcpi_total_retrans,
+            segments: info.tcpi_segs_out,
+        }
+    }
+}
+
+/// The kernel's TCP_INFO of a connected socket.
+pub fn tcp_info(s: &TcpStream) -> libc::tcp_info {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain old data; all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the buffer and its length are valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info
+}
