@@ -13,4 +13,5 @@ pub mod dataplane;
 pub mod io;
 pub mod replay;
 pub mod topology;
+pub mod virt;
 pub mod wire;

@@ -133,11 +133,80 @@ pub struct Endpoint {
     pub vtep: Option<Ipv4Addr>,
     /// Network namespace of a local endpoint (live runtime); default: the endpoint name.
     pub netns: Option<String>,
+    /// `app`: a virtual task served inside the node by this built-in app, instead of a task
+    /// in a network namespace (local endpoints only; no `netns` then).
+    pub app: Option<App>,
 }
 
 impl Endpoint {
     pub fn is_local(&self) -> bool {
         self.vtep.is_none()
+    }
+
+    /// A local endpoint served inside the node (no namespace, no TAP, no privilege needed).
+    pub fn is_virtual(&self) -> bool {
+        self.is_local() && self.app.is_some()
+    }
+}
+
+/// A virtual task's built-in app (`app = "..."` on an endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum App {
+    /// `"whoami"`: HTTP on port 80 that tells its name, node, address and the request, like
+    /// traefik/whoami; `/data?size=N` sends N bytes of a fixed pattern.
+    Whoami,
+    /// `"echo"`: TCP and UDP echo on port 7.
+    Echo,
+    /// `"fetch http://IP[:PORT]/PATH"`: fetches the URL every second and reports the outcome.
+    Fetch(FetchTarget),
+}
+
+/// The URL of a `fetch` app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchTarget {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// Starts with '/'.
+    pub path: String,
+}
+
+impl fmt::Display for FetchTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}{}", self.addr, self.port, self.path)
+    }
+}
+
+impl App {
+    /// Reads an `app` value; the error says what is accepted.
+    pub fn parse(s: &str) -> Result<App, String> {
+        match s {
+            "whoami" => return Ok(App::Whoami),
+            "echo" => return Ok(App::Echo),
+            _ => {}
+        }
+        let usage = "app must be \"whoami\", \"echo\" or \"fetch http://IP[:PORT]/PATH\"";
+        let Some(url) = s.strip_prefix("fetch ") else {
+            return Err(format!("{usage}, not {s:?}"));
+        };
+        let bad = || format!("{usage}: {url:?} is not an http://IPv4[:PORT]/PATH URL");
+        let rest = url.trim().strip_prefix("http://").ok_or_else(bad)?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (addr, port) = match host.split_once(':') {
+            Some((a, p)) => (a, p.parse::<u16>().map_err(|_| bad())?),
+            None => (host, 80),
+        };
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        if port == 0 || path.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(bad());
+        }
+        Ok(App::Fetch(FetchTarget {
+            addr,
+            port,
+            path: path.to_string(),
+        }))
     }
 }
 
@@ -145,6 +214,13 @@ impl Topology {
     /// The network named `name`.
     pub fn network(&self, name: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// Local endpoints in network namespaces (not virtual), in file order.
+    pub fn namespaced_endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.is_local() && !e.is_virtual())
     }
 
     /// Endpoints that are local ports of this node, in file order.

@@ -119,6 +119,8 @@ struct RawEndpoint {
     vtep: RawField,
     #[serde(default)]
     netns: RawField,
+    #[serde(default)]
+    app: RawField,
 }
 
 /// A lenient second reading, used only to name the object around a toml error.
@@ -596,7 +598,26 @@ impl Parser<'_> {
                     Some(netns.to_string())
                 }
             };
-            if vtep.is_none() {
+            let app = match &r.app {
+                None => None,
+                Some(v) => {
+                    let text = f.string("app", v)?;
+                    if let Some(vtep) = vtep {
+                        let msg = format!(
+                            "app is only for local endpoints; this one lives on vtep {vtep}"
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    if netns.is_some() {
+                        let msg = "a virtual task (app) has no network namespace: give either \
+                                   app or netns"
+                            .to_string();
+                        return Err(f.err(v, msg));
+                    }
+                    Some(App::parse(text).map_err(|msg| f.err(v, msg))?)
+                }
+            };
+            if vtep.is_none() && app.is_none() {
                 // A local endpoint's namespace: `netns`, or its name.
                 let (ns, ns_v) = match (&netns, &r.netns) {
                     (Some(ns), Some(v)) => (ns.as_str(), v),
@@ -622,6 +643,7 @@ impl Parser<'_> {
                 mac,
                 vtep,
                 netns,
+                app,
             });
         }
         Ok(out)

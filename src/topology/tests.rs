@@ -128,6 +128,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mac: MacAddr([0x02, 0x42, 10, 0, 9, 2]),
                 vtep: None,
                 netns: Some("web1".into()),
+                app: None,
             },
             Endpoint {
                 name: "my-web.2".into(),
@@ -136,6 +137,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mac: mac7,
                 vtep: Some(Ipv4Addr::new(192, 0, 2, 11)),
                 netns: None,
+                app: None,
             },
             Endpoint {
                 name: "db.1".into(),
@@ -144,6 +146,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mac: mac7,
                 vtep: None,
                 netns: None,
+                app: None,
             },
         ]
     );
@@ -437,7 +440,7 @@ fn endpoint_refusals() {
                 "[[endpoint]]\nname = \"my-web.1\"\nnetwork = \"my-network\"\nvlan = 3\n"
             ),
             "t.toml:13: endpoint my-web.1: unknown field `vlan`, expected one of `name`, \
-             `network`, `ip`, `mac`, `vtep`, `netns`",
+             `network`, `ip`, `mac`, `vtep`, `netns`, `app`",
         ),
         (
             two_endpoints!("my-web.1", "10.0.9.3", ""),
@@ -797,6 +800,54 @@ fn names_used_as_paths_have_a_bounded_length() {
         "t.toml:14: endpoint web: netns \"a\\tb\" must not contain control characters \
          (newlines, tabs, ...): it is used as a file name"
     );
+}
+
+#[test]
+fn virtual_tasks_name_their_app() {
+    let text = concat!(
+        head!(),
+        "[[endpoint]]\nname = \"who\"\nnetwork = \"my-network\"\nip = \"10.0.9.2\"\n",
+        "app = \"whoami\"\n\n",
+        "[[endpoint]]\nname = \"get\"\nnetwork = \"my-network\"\nip = \"10.0.9.3\"\n",
+        "app = \"fetch http://10.0.9.2/data?size=10\"\n"
+    );
+    let t = Topology::parse(text, "t.toml").unwrap();
+    assert_eq!(t.endpoints[0].app, Some(App::Whoami));
+    assert_eq!(
+        t.endpoints[1].app,
+        Some(App::Fetch(FetchTarget {
+            addr: Ipv4Addr::new(10, 0, 9, 2),
+            port: 80,
+            path: "/data?size=10".into()
+        }))
+    );
+    assert!(t.endpoints.iter().all(Endpoint::is_virtual));
+    assert_eq!(t.namespaced_endpoints().count(), 0);
+    let cases = [
+        (
+            two_endpoints!("web", "10.0.9.3", "app = \"nginx\"\n"),
+            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\" or \
+             \"fetch http://IP[:PORT]/PATH\", not \"nginx\"",
+        ),
+        (
+            two_endpoints!("web", "10.0.9.3", "app = \"fetch ftp://x\"\n"),
+            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\" or \
+             \"fetch http://IP[:PORT]/PATH\": \"ftp://x\" is not an http://IPv4[:PORT]/PATH URL",
+        ),
+        (
+            two_endpoints!("web", "10.0.9.3", "vtep = \"192.0.2.11\"\napp = \"echo\"\n"),
+            "t.toml:20: endpoint web: app is only for local endpoints; this one lives on vtep \
+             192.0.2.11",
+        ),
+        (
+            two_endpoints!("web", "10.0.9.3", "netns = \"x\"\napp = \"echo\"\n"),
+            "t.toml:20: endpoint web: a virtual task (app) has no network namespace: give \
+             either app or netns",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(refusal(text), want, "{text}");
+    }
 }
 
 #[test]

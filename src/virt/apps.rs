@@ -1,0 +1,471 @@
+//! The built-in apps of virtual tasks: `whoami` (HTTP on 80, like traefik/whoami), `echo`
+//! (TCP and UDP on 7) and `fetch` (an HTTP client that fetches one URL every second and reports
+//! the outcome, so two virtual tasks can carry traffic with no process in between).
+
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::IpAddress;
+
+use super::Identity;
+use crate::dataplane::Nanos;
+use crate::topology::{App, FetchTarget};
+
+/// Concurrent HTTP connections a `whoami` task serves (one listening socket each).
+const WHOAMI_CONNS: usize = 2;
+/// Bytes of one TCP socket's receive and send buffers, by app. Together they bound a task's
+/// memory: a whoami task holds about 2 x (8 + 64) KiB.
+const HTTP_RX: usize = 8 * 1024;
+const HTTP_TX: usize = 64 * 1024;
+const ECHO_BUF: usize = 16 * 1024;
+const FETCH_RX: usize = 64 * 1024;
+const FETCH_TX: usize = 2 * 1024;
+/// Largest request head whoami reads before answering 431.
+const MAX_REQUEST: usize = HTTP_RX;
+/// Largest body `/data?size=N` sends.
+pub const MAX_DATA: u64 = 1 << 30;
+/// Time between two fetches, and the most a fetch may take.
+const FETCH_EVERY: Nanos = 1_000_000_000;
+const FETCH_TIMEOUT: Nanos = 20_000_000_000;
+
+/// Byte `i` of a `/data` body: a fixed pattern anyone can recompute to check a transfer.
+pub fn data_byte(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; rx]),
+        tcp::SocketBuffer::new(vec![0; tx]),
+    );
+    s.set_nagle_enabled(false);
+    s
+}
+
+pub(super) enum AppState {
+    Whoami(Whoami),
+    Echo(Echo),
+    Fetch(Fetch),
+}
+
+impl AppState {
+    pub fn new(app: &App, who: Identity, sockets: &mut SocketSet<'static>, seed: u64) -> AppState {
+        match app {
+            App::Whoami => AppState::Whoami(Whoami {
+                who,
+                conns: (0..WHOAMI_CONNS)
+                    .map(|_| HttpConn {
+                        handle: sockets.add(tcp_socket(HTTP_RX, HTTP_TX)),
+                        request: Vec::new(),
+                        response: Response::None,
+                    })
+                    .collect(),
+            }),
+            App::Echo => {
+                let udp = udp::Socket::new(
+                    udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]),
+                    udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]),
+                );
+                AppState::Echo(Echo {
+                    tcp: sockets.add(tcp_socket(ECHO_BUF, ECHO_BUF)),
+                    udp: sockets.add(udp),
+                    buf: vec![0; 2048],
+                })
+            }
+            App::Fetch(target) => AppState::Fetch(Fetch {
+                target: target.clone(),
+                socket: sockets.add(tcp_socket(FETCH_RX, FETCH_TX)),
+                state: FetchState::Idle { next_at: 0 },
+                local_port: 49152 + (seed % 16384) as u16,
+            }),
+        }
+    }
+
+    /// Serves what the sockets hold; true when anything was read or written.
+    pub fn step(
+        &mut self,
+        now: Nanos,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+        events: &mut Vec<String>,
+    ) -> bool {
+        match self {
+            AppState::Whoami(w) => w.step(sockets),
+            AppState::Echo(e) => e.step(sockets),
+            AppState::Fetch(f) => f.step(now, iface, sockets, events),
+        }
+    }
+
+    /// The app's own next deadline (the stack's are apart).
+    pub fn next_timer(&self) -> Option<Nanos> {
+        match self {
+            AppState::Fetch(f) => match f.state {
+                FetchState::Idle { next_at } => Some(next_at),
+                FetchState::Busy { started, .. } => Some(started + FETCH_TIMEOUT),
+            },
+            _ => None,
+        }
+    }
+}
+
+pub(super) struct Whoami {
+    who: Identity,
+    conns: Vec<HttpConn>,
+}
+
+struct HttpConn {
+    handle: SocketHandle,
+    request: Vec<u8>,
+    response: Response,
+}
+
+pub(super) enum Response {
+    None,
+    /// Head (and a small body) to send from `at`, then `body_left` bytes of the data pattern.
+    Sending {
+        head: Vec<u8>,
+        at: usize,
+        body_sent: u64,
+        body_left: u64,
+    },
+    Done,
+}
+
+impl Response {
+    /// The head (and small body) of a response being sent.
+    #[cfg(test)]
+    pub fn head(&self) -> &[u8] {
+        match self {
+            Response::Sending { head, .. } => head,
+            _ => &[],
+        }
+    }
+}
+
+impl Whoami {
+    fn step(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        let mut acted = false;
+        for c in &mut self.conns {
+            let s = sockets.get_mut::<tcp::Socket>(c.handle);
+            if !s.is_open() {
+                c.request.clear();
+                c.response = Response::None;
+                // Listening on a closed socket cannot fail (port 80 is not 0).
+                let _ = s.listen(80);
+                continue;
+            }
+            if matches!(c.response, Response::None) && s.can_recv() {
+                let room = MAX_REQUEST - c.request.len();
+                let _ = s.recv(|buf| {
+                    let n = buf.len().min(room);
+                    c.request.extend_from_slice(&buf[..n]);
+                    (n, ())
+                });
+                acted = true;
+                if let Some(end) = find(&c.request, b"\r\n\r\n") {
+                    let peer = s.remote_endpoint();
+                    let peer = peer.map_or_else(|| "-".to_string(), |e| e.to_string());
+                    c.response = respond(&self.who, &peer, &c.request[..end]);
+                } else if c.request.len() >= MAX_REQUEST {
+                    c.response = Response::Sending {
+                        head: b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                        at: 0,
+                        body_sent: 0,
+                        body_left: 0,
+                    };
+                }
+            }
+            if let Response::Sending {
+                head,
+                at,
+                body_sent,
+                body_left,
+            } = &mut c.response
+            {
+                while s.can_send() && (*at < head.len() || *body_left > 0) {
+                    let wrote = s
+                        .send(|buf| {
+                            let mut n = 0;
+                            if *at < head.len() {
+                                n = buf.len().min(head.len() - *at);
+                                buf[..n].copy_from_slice(&head[*at..*at + n]);
+                                *at += n;
+                            }
+                            let body = (buf.len() - n).min(*body_left as usize);
+                            for (i, b) in buf[n..n + body].iter_mut().enumerate() {
+                                *b = data_byte(*body_sent + i as u64);
+                            }
+                            *body_sent += body as u64;
+                            *body_left -= body as u64;
+                            (n + body, n + body)
+                        })
+                        .unwrap_or(0);
+                    if wrote == 0 {
+                        break;
+                    }
+                    acted = true;
+                }
+                if *at >= head.len() && *body_left == 0 {
+                    // FIN after the data: the response ends with the connection.
+                    s.close();
+                    c.response = Response::Done;
+                }
+            } else if s.state() == tcp::State::CloseWait && matches!(c.response, Response::None) {
+                // The client closed before a whole request.
+                s.close();
+            }
+        }
+        acted
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The answer to one request head (request line and headers, without the blank line).
+pub(super) fn respond(who: &Identity, peer: &str, head: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let status = |code: &str, body: String| {
+        Response::Sending {
+        head: format!(
+            "HTTP/1.1 {code}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+        at: 0,
+        body_sent: 0,
+        body_left: 0,
+    }
+    };
+    if method != "GET" && method != "HEAD" {
+        return status("405 Method Not Allowed", "only GET and HEAD\n".into());
+    }
+    match path {
+        "/data" => {
+            let size = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("size="))
+                .and_then(|v| v.parse::<u64>().ok());
+            match size {
+                Some(n) if n <= MAX_DATA => Response::Sending {
+                    head: format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+                    )
+                    .into_bytes(),
+                    at: 0,
+                    body_sent: 0,
+                    body_left: if method == "HEAD" { 0 } else { n },
+                },
+                _ => status(
+                    "400 Bad Request",
+                    format!("/data needs ?size=N with N at most {MAX_DATA}\n"),
+                ),
+            }
+        }
+        "/" | "" => {
+            let mut body = String::new();
+            let _ = writeln!(body, "Hostname: {}", who.name);
+            let _ = writeln!(body, "Node: {}", who.node);
+            let _ = writeln!(body, "IP: {}", who.ip);
+            let _ = writeln!(body, "RemoteAddr: {peer}");
+            let _ = writeln!(body, "{request_line}");
+            for l in lines {
+                let _ = writeln!(body, "{l}");
+            }
+            status("200 OK", body)
+        }
+        _ => status(
+            "404 Not Found",
+            format!("no page {path}; try / or /data?size=N\n"),
+        ),
+    }
+}
+
+pub(super) struct Echo {
+    tcp: SocketHandle,
+    udp: SocketHandle,
+    buf: Vec<u8>,
+}
+
+impl Echo {
+    fn step(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        let mut acted = false;
+        let s = sockets.get_mut::<tcp::Socket>(self.tcp);
+        if !s.is_open() {
+            let _ = s.listen(7);
+        } else {
+            while s.can_recv() && s.can_send() {
+                let room = s.send_capacity() - s.send_queue();
+                let n = match s.recv_slice(&mut self.buf[..room.min(2048)]) {
+                    Ok(n) if n > 0 => n,
+                    _ => break,
+                };
+                let _ = s.send_slice(&self.buf[..n]);
+                acted = true;
+            }
+            if s.state() == tcp::State::CloseWait && s.send_queue() == 0 {
+                s.close();
+            }
+        }
+        let u = sockets.get_mut::<udp::Socket>(self.udp);
+        if !u.is_open() {
+            let _ = u.bind(7);
+        }
+        while let Ok((n, meta)) = u.recv_slice(&mut self.buf) {
+            // A full send buffer drops the echo, as a busy host would.
+            let _ = u.send_slice(&self.buf[..n], meta.endpoint);
+            acted = true;
+        }
+        acted
+    }
+}
+
+pub(super) struct Fetch {
+    target: FetchTarget,
+    socket: SocketHandle,
+    state: FetchState,
+    local_port: u16,
+}
+
+enum FetchState {
+    Idle {
+        next_at: Nanos,
+    },
+    Busy {
+        started: Nanos,
+        sent: bool,
+        head: Vec<u8>,
+        status: Option<String>,
+        body: u64,
+        hash: Sha256,
+    },
+}
+
+impl Fetch {
+    fn step(
+        &mut self,
+        now: Nanos,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+        events: &mut Vec<String>,
+    ) -> bool {
+        let s = sockets.get_mut::<tcp::Socket>(self.socket);
+        let url = self.target.to_string();
+        match &mut self.state {
+            FetchState::Idle { next_at } => {
+                if now < *next_at || s.is_open() {
+                    return false;
+                }
+                // A new port each time: the last connection may linger in TIME-WAIT.
+                self.local_port = if self.local_port == u16::MAX {
+                    49152
+                } else {
+                    self.local_port + 1
+                };
+                let remote = (IpAddress::Ipv4(self.target.addr), self.target.port);
+                if let Err(e) = s.connect(iface.context(), remote, self.local_port) {
+                    events.push(format!("GET {url}: cannot connect: {e}"));
+                    self.state = FetchState::Idle {
+                        next_at: now + FETCH_EVERY,
+                    };
+                    return false;
+                }
+                self.state = FetchState::Busy {
+                    started: now,
+                    sent: false,
+                    head: Vec::new(),
+                    status: None,
+                    body: 0,
+                    hash: Sha256::new(),
+                };
+                true
+            }
+            FetchState::Busy {
+                started,
+                sent,
+                head,
+                status,
+                body,
+                hash,
+            } => {
+                let mut acted = false;
+                if !*sent && s.may_send() {
+                    let req = format!(
+                        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: swarmnet-fetch\r\nConnection: close\r\n\r\n",
+                        self.target.path, self.target.addr
+                    );
+                    if s.send_slice(req.as_bytes()).is_ok() {
+                        *sent = true;
+                        acted = true;
+                    }
+                }
+                while s.can_recv() {
+                    let got = s.recv(|buf| {
+                        let mut used = 0;
+                        if status.is_none() {
+                            let take = buf.len().min(16 * 1024 - head.len().min(16 * 1024));
+                            head.extend_from_slice(&buf[..take]);
+                            used = take;
+                            if let Some(end) = find(head, b"\r\n\r\n") {
+                                let line = String::from_utf8_lossy(&head[..end]);
+                                let first = line.split("\r\n").next().unwrap_or("");
+                                *status = Some(first.split(' ').nth(1).unwrap_or("?").to_string());
+                                let rest = &head[end + 4..];
+                                hash.update(rest);
+                                *body += rest.len() as u64;
+                                head.clear();
+                            }
+                        } else {
+                            hash.update(&buf[used..]);
+                            *body += (buf.len() - used) as u64;
+                            used = buf.len();
+                        }
+                        (used, used)
+                    });
+                    match got {
+                        Ok(n) if n > 0 => acted = true,
+                        _ => break,
+                    }
+                }
+                let timed_out = now >= *started + FETCH_TIMEOUT;
+                let finished = *sent && !s.may_recv() && !s.can_recv();
+                if finished || timed_out || !s.is_open() {
+                    let outcome = match (&status, finished) {
+                        (Some(code), true) => format!(
+                            "GET {url}: {code}, {body} bytes, sha256 {}",
+                            hex(&std::mem::take(hash).finalize())
+                        ),
+                        _ if timed_out => format!("GET {url}: timed out"),
+                        _ => format!("GET {url}: connection failed"),
+                    };
+                    events.push(outcome);
+                    if timed_out {
+                        s.abort();
+                    } else {
+                        s.close();
+                    }
+                    self.state = FetchState::Idle {
+                        next_at: now + FETCH_EVERY,
+                    };
+                    acted = true;
+                }
+                acted
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

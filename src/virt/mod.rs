@@ -1,0 +1,148 @@
+//! Virtual tasks: a local port served inside the node by a TCP/IP stack (smoltcp) and a
+//! built-in app, for nodes without privileges (no namespace, no TAP) and for tests.
+//!
+//! A `VirtualTask` is sans-IO like the core: frames go in with `input`, the caller drives it
+//! with `handle_timeout(now)` whenever `poll_timeout` says or a frame arrived, and the frames it
+//! sends come out through a callback. It reads no clock and draws no randomness: time and the
+//! stack's seed (TCP initial sequence numbers, ephemeral ports) are arguments. The switch treats
+//! its port like a TAP's: ARP, MTU and spoofing rules apply alike.
+
+mod apps;
+mod device;
+
+use std::net::Ipv4Addr;
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+
+use crate::dataplane::Nanos;
+use crate::topology::App;
+use crate::wire::MacAddr;
+
+pub use device::RX_QUEUE;
+
+/// Everything a virtual task is made from.
+#[derive(Debug, Clone)]
+pub struct VirtSpec {
+    /// The endpoint (task) name, which `whoami` reports as its hostname.
+    pub name: String,
+    /// The node's name.
+    pub node: String,
+    pub app: App,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mtu: u16,
+    /// Seed of the stack's TCP initial sequence numbers and ephemeral ports.
+    pub seed: u64,
+}
+
+/// What a task tells about itself, for the `whoami` page.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub name: String,
+    pub node: String,
+    pub ip: Ipv4Addr,
+}
+
+/// One virtual task: its stack, its link and its app.
+pub struct VirtualTask {
+    iface: Interface,
+    link: device::Link,
+    sockets: SocketSet<'static>,
+    app: apps::AppState,
+    events: Vec<String>,
+    /// Frames refused because the task's receive queue was full or they exceeded the MTU.
+    pub dropped: u64,
+}
+
+fn instant(now: Nanos) -> Instant {
+    Instant::from_micros((now / 1_000) as i64)
+}
+
+impl VirtualTask {
+    pub fn new(spec: &VirtSpec, now: Nanos) -> VirtualTask {
+        let mut link = device::Link::new(spec.mtu);
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(spec.mac.0)));
+        config.random_seed = spec.seed;
+        let mut iface = Interface::new(config, &mut link, instant(now));
+        iface.update_ip_addrs(|addrs| {
+            // One address: the Vec holds up to its capacity, which is at least one.
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(spec.ip), spec.prefix));
+        });
+        // A full route table only refuses a second default route.
+        let _ = iface.routes_mut().add_default_ipv4_route(spec.gateway);
+        let mut sockets = SocketSet::new(Vec::new());
+        let who = Identity {
+            name: spec.name.clone(),
+            node: spec.node.clone(),
+            ip: spec.ip,
+        };
+        let app = apps::AppState::new(&spec.app, who, &mut sockets, spec.seed);
+        VirtualTask {
+            iface,
+            link,
+            sockets,
+            app,
+            events: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// A frame for the task, queued until the next `handle_timeout`. False: dropped (the
+    /// queue is full, or the frame is larger than the MTU allows).
+    pub fn input(&mut self, frame: &[u8]) -> bool {
+        let ok = self.link.push_rx(frame);
+        if !ok {
+            self.dropped += 1;
+        }
+        ok
+    }
+
+    /// Whether frames wait for the stack.
+    pub fn has_input(&self) -> bool {
+        self.link.has_rx()
+    }
+
+    /// Runs the stack and the app at `now`: takes the queued frames, fires due timers, and hands
+    /// every frame the task sends to `emit`.
+    pub fn handle_timeout(&mut self, now: Nanos, emit: &mut dyn FnMut(&[u8])) {
+        let at = instant(now);
+        // Input, then the app's reaction, then the stack's output of it; a few rounds cover
+        // an app that answers what it just received.
+        for _ in 0..4 {
+            self.iface.poll(at, &mut self.link, &mut self.sockets);
+            let acted = self
+                .app
+                .step(now, &mut self.iface, &mut self.sockets, &mut self.events);
+            self.iface.poll(at, &mut self.link, &mut self.sockets);
+            self.link.drain_tx(emit);
+            if !acted && !self.link.has_rx() {
+                break;
+            }
+        }
+    }
+
+    /// When the task next needs `handle_timeout` (absolute, in the caller's nanoseconds), if no
+    /// frame arrives before.
+    pub fn poll_timeout(&mut self, now: Nanos) -> Option<Nanos> {
+        let stack = self
+            .iface
+            .poll_at(instant(now), &self.sockets)
+            .map(|at| (at.total_micros().max(0) as u64) * 1_000);
+        match (stack, self.app.next_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What the app reported since the last call (e.g. a fetch's outcome), one line each.
+    pub fn take_events(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! Two virtual tasks on one simulated wire, on virtual time: a fetch client against whoami.
+
+use super::*;
+use crate::topology::FetchTarget;
+use sha2::{Digest, Sha256};
+
+fn spec(name: &str, last: u8, app: App) -> VirtSpec {
+    let ip = Ipv4Addr::new(10, 0, 9, last);
+    VirtSpec {
+        name: name.into(),
+        node: "node-1".into(),
+        app,
+        mac: MacAddr::from_ipv4(ip),
+        ip,
+        prefix: 24,
+        gateway: Ipv4Addr::new(10, 0, 9, 1),
+        mtu: 1450,
+        seed: u64::from(last),
+    }
+}
+
+/// Runs both tasks for `ms` milliseconds of virtual time, passing frames between them.
+fn run(a: &mut VirtualTask, b: &mut VirtualTask, ms: u64, now: &mut Nanos) {
+    let end = *now + ms * 1_000_000;
+    while *now < end {
+        let mut to_b = Vec::new();
+        let mut to_a = Vec::new();
+        a.handle_timeout(*now, &mut |f| to_b.push(f.to_vec()));
+        b.handle_timeout(*now, &mut |f| to_a.push(f.to_vec()));
+        for f in &to_b {
+            b.input(f);
+        }
+        for f in &to_a {
+            a.input(f);
+        }
+        if to_a.is_empty() && to_b.is_empty() {
+            let next = [a.poll_timeout(*now), b.poll_timeout(*now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
+            *now = next.clamp(*now + 1_000, end);
+        }
+    }
+}
+
+#[test]
+fn fetch_gets_whoami_data_intact() {
+    let size = 300_000u64;
+    let target = FetchTarget {
+        addr: Ipv4Addr::new(10, 0, 9, 2),
+        port: 80,
+        path: format!("/data?size={size}"),
+    };
+    let mut now = 1_000_000_000;
+    let mut server = VirtualTask::new(&spec("who", 2, App::Whoami), now);
+    let mut client = VirtualTask::new(&spec("get", 3, App::Fetch(target)), now);
+    run(&mut client, &mut server, 3_000, &mut now);
+    let events = client.take_events();
+    let want: Vec<u8> = (0..size).map(apps::data_byte).collect();
+    let want = format!(
+        "GET http://10.0.9.2:80/data?size={size}: 200, {size} bytes, sha256 {}",
+        Sha256::digest(&want)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(events.len() >= 2, "a fetch every second: {events:?}");
+    assert!(events.iter().all(|e| *e == want), "{events:?}\nwant {want}");
+}
+
+#[test]
+fn whoami_tells_its_name_node_address_and_the_request() {
+    let target = FetchTarget {
+        addr: Ipv4Addr::new(10, 0, 9, 2),
+        port: 80,
+        path: "/".into(),
+    };
+    let mut now = 0;
+    let mut server = VirtualTask::new(&spec("who", 2, App::Whoami), now);
+    let mut client = VirtualTask::new(&spec("get", 3, App::Fetch(target)), now);
+    run(&mut client, &mut server, 500, &mut now);
+    let events = client.take_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].starts_with("GET http://10.0.9.2:80/: 200, "),
+        "{events:?}"
+    );
+    // The page itself.
+    let who = Identity {
+        name: "who".into(),
+        node: "node-1".into(),
+        ip: Ipv4Addr::new(10, 0, 9, 2),
+    };
+    let head = b"GET / HTTP/1.1\r\nHost: 10.0.9.2\r\nUser-Agent: curl/8";
+    let r = apps::respond(&who, "10.0.9.3:40000", head);
+    let text = String::from_utf8_lossy(r.head()).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "\r\n\r\nHostname: who\nNode: node-1\nIP: 10.0.9.2\nRemoteAddr: 10.0.9.3:40000\n\
+             GET / HTTP/1.1\nHost: 10.0.9.2\nUser-Agent: curl/8\n"
+        ),
+        "{text}"
+    );
+    let r = apps::respond(&who, "-", b"GET /data?size=5 HTTP/1.1");
+    assert!(String::from_utf8_lossy(r.head()).contains("Content-Length: 5\r\n"));
+    let r = apps::respond(&who, "-", b"POST / HTTP/1.1");
+    assert!(String::from_utf8_lossy(r.head()).starts_with("HTTP/1.1 405"));
+}
+
+#[test]
+fn a_full_queue_drops_and_counts() {
+    let mut t = VirtualTask::new(&spec("e", 2, App::Echo), 0);
+    let frame = [0u8; 60];
+    for _ in 0..RX_QUEUE {
+        assert!(t.input(&frame));
+    }
+    assert!(!t.input(&frame));
+    assert!(!t.input(&[0u8; 1600]), "larger than the MTU");
+    assert_eq!(t.dropped, 2);
+    // Garbage is taken and ignored.
+    t.handle_timeout(0, &mut |_| panic!("nothing to answer"));
+    assert!(!t.has_input());
+}
