@@ -698,3 +698,144 @@ fn a_data_path_address_not_on_this_host_is_named_with_its_port() {
         "{stderr}"
     );
 }
+
+/// An `[[endpoint]]` served by a virtual task with `app` on my-network.
+fn virtual_endpoint(name: &str, ip: Ipv4Addr, app: &str) -> String {
+    format!("\n[[endpoint]]\nname = \"{name}\"\nnetwork = \"my-network\"\nip = \"{ip}\"\napp = \"{app}\"\n")
+}
+
+/// Fetches `path` over HTTP from `server`:80 from a thread in `ns`: (head and the first 4 KiB
+/// of the body, body length, sha256 of the body).
+fn http_get(ns: &str, server: Ipv4Addr, path: &str) -> (String, u64, [u8; 32]) {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: live-test\r\n\r\n");
+    lab::in_ns(ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddrV4::new(server, 80).into(),
+            Duration::from_secs(10),
+        )
+        .expect("connect to the virtual task");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut h = Sha256::new();
+        let mut body = 0u64;
+        let mut in_body = false;
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            let mut chunk = &buf[..n];
+            if !in_body {
+                let start = head.len();
+                head.extend_from_slice(chunk);
+                match head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    Some(end) => {
+                        chunk = &chunk[end + 4 - start..];
+                        head.truncate(end + 4);
+                        in_body = true;
+                    }
+                    None => continue,
+                }
+            }
+            if head.len() < 8192 {
+                let k = chunk.len().min(8192 - head.len());
+                head.extend_from_slice(&chunk[..k]);
+            }
+            h.update(chunk);
+            body += chunk.len() as u64;
+        }
+        (
+            String::from_utf8_lossy(&head).into_owned(),
+            body,
+            h.finalize().into(),
+        )
+    })
+}
+
+/// sha256 of the first `n` bytes of whoami's `/data` pattern.
+fn data_hash(n: u64) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let block: Vec<u8> = (0..251u64 * 256).map(|i| (i % 251) as u8).collect();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(block.len() as u64) as usize;
+        h.update(&block[..k]);
+        left -= k as u64;
+    }
+    h.finalize().into()
+}
+
+#[test]
+fn virtual_tasks_answer_namespaced_tasks_here_and_across_nodes() {
+    require_lab!();
+    let p = prefix("v");
+    const WHO: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 20);
+    const ECHO: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 21);
+    let u = Underlay::new(&p, 2);
+    let ns1 = format!("{p}-web1");
+    // Host A: web1 in a namespace and an echo task; host B: a whoami task.
+    let a_topo = topology(
+        "node-a",
+        host_addr(0),
+        &[
+            Ep {
+                name: "web1",
+                ip: WEB1,
+                vtep: None,
+                netns: &ns1,
+            },
+            Ep {
+                name: "who",
+                ip: WHO,
+                vtep: Some(host_addr(1)),
+                netns: "",
+            },
+        ],
+    ) + &virtual_endpoint("echo", ECHO, "echo");
+    let b_topo = topology(
+        "node-b",
+        host_addr(1),
+        &[Ep {
+            name: "web1",
+            ip: WEB1,
+            vtep: Some(host_addr(0)),
+            netns: "",
+        }],
+    ) + &virtual_endpoint("who", WHO, "whoami");
+    let _a = NodeProc::start(&u.hosts[0].0, &a_topo, &[&ns1], 2);
+    let _b = NodeProc::start(&u.hosts[1].0, &b_topo, &[], 2);
+
+    assert!(
+        lab::ping(&ns1, ECHO, 5).is_some(),
+        "ping a virtual task here"
+    );
+    assert!(
+        lab::ping(&ns1, WHO, 5).is_some(),
+        "ping a virtual task there"
+    );
+    let (sent, got) = lab::udp_exchange_echo(&ns1, ECHO, 7, vec![1, 100, 1400]);
+    assert_eq!(sent, got, "UDP echo");
+
+    let (page, _, _) = http_get(&ns1, WHO, "/");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    let body = page.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        body.starts_with("Hostname: who\nNode: node-b\nIP: 10.0.9.20\nRemoteAddr: 10.0.9.2:"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nGET / HTTP/1.1\nHost: 10.0.9.20\nUser-Agent: live-test\n"),
+        "{body}"
+    );
+
+    let size = 10 << 20;
+    let (head, body, hash) = http_get(&ns1, WHO, &format!("/data?size={size}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(body, size, "the whole body");
+    assert_eq!(hash, data_hash(size), "10 MiB from a virtual task, intact");
+}

@@ -120,6 +120,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for t in node.tasks() {
         println!("  task {} in netns {}", t.endpoint, t.netns.name());
     }
+    for (name, app) in node.virtual_tasks() {
+        println!("  virtual task {name}: {}", app_name(app));
+    }
     println!("counters: {}", counters_path.display());
     println!("ready");
     std::io::stdout().flush().ok();
@@ -144,6 +147,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             std::io::stdout().flush().ok();
         }
+        for line in node.take_app_events() {
+            println!("task {line}");
+        }
+        std::io::stdout().flush().ok();
         if !node.healthy() {
             failed = true;
             break;
@@ -186,6 +193,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("a worker failed; see the log above");
     }
     Ok(())
+}
+
+fn app_name(app: &crate::topology::App) -> String {
+    match app {
+        crate::topology::App::Whoami => "whoami (HTTP on 80)".into(),
+        crate::topology::App::Echo => "echo (TCP and UDP on 7)".into(),
+        crate::topology::App::Fetch(t) => format!("fetch {t}"),
+    }
 }
 
 pub fn exec(args: ExecArgs) -> anyhow::Result<()> {

@@ -21,9 +21,10 @@ use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::{self, TapQueue};
 use super::udp::DatagramSocket;
-use super::worker::{self, Channel, Command, UnderlaySocket, Worker};
+use super::worker::{self, Channel, Command, UnderlaySocket, VirtOwner, Worker};
 use crate::dataplane::{Counters, InterfaceStats, PortId, Tables, SRC_PORT_BASE};
 use crate::topology::{Endpoint, EspTransport, Topology};
+use crate::virt::{VirtSpec, VirtualTask};
 
 /// Name of a task's interface inside its namespace, as in a Docker container.
 pub const TASK_IFACE: &str = "eth0";
@@ -165,7 +166,8 @@ impl PortConfig {
 struct LocalPort {
     id: PortId,
     config: PortConfig,
-    task: Task,
+    /// The namespace of a task in one (`None`: a virtual task, run by a worker).
+    task: Option<Task>,
 }
 
 /// A started node; `stop` (or drop) shuts it down and removes what it created.
@@ -176,6 +178,8 @@ pub struct Node {
     threads: Vec<JoinHandle<std::io::Result<()>>>,
     published: Vec<Arc<Mutex<Counters>>>,
     tables: Arc<ArcSwap<Tables>>,
+    /// What virtual tasks' apps reported, until taken.
+    app_events: Arc<Mutex<Vec<String>>>,
     /// Reservations of outbound ESP sequence numbers (encrypted networks only).
     seq_store: Mutex<Option<SeqStore>>,
     /// Whether the last write of `seq_store` failed (logged once per run of failures).
@@ -194,7 +198,7 @@ impl Node {
     /// removed.
     pub fn start(cfg: NodeConfig) -> Result<Node, RunError> {
         let topo = &cfg.topology;
-        if topo.local_endpoints().next().is_some() && !netns::have_net_admin() {
+        if topo.namespaced_endpoints().next().is_some() && !netns::have_net_admin() {
             return Err(RunError::NeedNetAdmin);
         }
         let workers = cfg.workers.max(1);
@@ -238,6 +242,7 @@ impl Node {
             threads: Vec::new(),
             published: Vec::new(),
             tables: Arc::clone(&swap),
+            app_events: Arc::new(Mutex::new(Vec::new())),
             seq_store: Mutex::new(seq_store),
             seq_store_failing: AtomicBool::new(false),
             offload: cfg.offload,
@@ -245,15 +250,28 @@ impl Node {
             next_port: 0,
             ports: BTreeMap::new(),
         };
+        // Worker 0 runs the virtual tasks; the others hand it their frames.
+        let (handover_tx, handover_rx) = mpsc::channel();
+        let mut handover_rx = Some(handover_rx);
+        let mut owner: Option<VirtOwner> = None;
         for (id, sockets) in sockets.iter_mut().enumerate() {
             let sockets = std::mem::take(sockets);
             let (poll, waker) = worker::poll_with_waker().map_err(RunError::Worker)?;
+            if id == 0 {
+                owner = Some(VirtOwner {
+                    frames: handover_tx.clone(),
+                    waker: Arc::clone(&waker),
+                });
+            }
             let (tx, commands) = mpsc::channel();
             let published = Arc::new(Mutex::new(Counters::new(0)));
             let w = Worker {
                 id,
                 tables: Arc::clone(&swap),
                 commands,
+                virt_owner: if id == 0 { None } else { owner.clone() },
+                handed_over: handover_rx.take(),
+                app_events: Arc::clone(&node.app_events),
                 sockets,
                 poll,
                 stop: Arc::clone(&stop),
@@ -300,7 +318,7 @@ impl Node {
             .filter(|(name, cfg)| self.ports.get(*name).map(|p| &p.config) != Some(cfg))
             .map(|(_, cfg)| cfg.clone())
             .collect();
-        if let Some(first) = added.first() {
+        if let Some(first) = added.iter().find(|c| c.endpoint.app.is_none()) {
             if !netns::have_net_admin() {
                 return Err(ApplyError::NeedNetAdmin(first.endpoint.name.clone()));
             }
@@ -336,7 +354,14 @@ impl Node {
         added.sort();
         for name in &added {
             if let Some(p) = self.ports.get(name) {
-                tracing::info!(endpoint = %name, port = p.id.0, netns = %p.config.netns(), "task added");
+                match &p.config.endpoint.app {
+                    Some(app) => {
+                        tracing::info!(endpoint = %name, port = p.id.0, app = ?app, "virtual task added")
+                    }
+                    None => {
+                        tracing::info!(endpoint = %name, port = p.id.0, netns = %p.config.netns(), "task added")
+                    }
+                }
             }
         }
         for name in &removed {
@@ -382,24 +407,57 @@ impl Node {
         }
         let workers = self.commands.len();
         let mut made: Vec<(LocalPort, Vec<TapQueue>)> = Vec::new();
+        let mut virtual_tasks = Vec::new();
         for cfg in ports {
+            let id = PortId(self.next_port);
+            if let Some(app) = &cfg.endpoint.app {
+                let spec = VirtSpec {
+                    name: cfg.endpoint.name.clone(),
+                    node: view.node.name.clone(),
+                    app: app.clone(),
+                    mac: cfg.endpoint.mac,
+                    ip: cfg.endpoint.ip,
+                    prefix: cfg.prefix,
+                    gateway: cfg.gateway,
+                    mtu: cfg.mtu,
+                    seed: random_u64(),
+                };
+                let task = VirtualTask::new(&spec, worker::now_nanos());
+                virtual_tasks.push((id, Box::new(task)));
+                made.push((
+                    LocalPort {
+                        id,
+                        config: cfg.clone(),
+                        task: None,
+                    },
+                    Vec::new(),
+                ));
+                self.next_port += 1;
+                continue;
+            }
             let (task, queues) =
                 make_task(cfg, workers, self.offload).map_err(|error| ApplyError::Port {
                     endpoint: cfg.endpoint.name.clone(),
                     error: Box::new(error),
                 })?;
-            let id = PortId(self.next_port);
             self.next_port += 1;
             made.push((
                 LocalPort {
                     id,
                     config: cfg.clone(),
-                    task,
+                    task: Some(task),
                 },
                 queues,
             ));
         }
         let mut acks = Vec::new();
+        let mut send = |w: usize, cmd: Command, ack| {
+            if self.commands[w].send(cmd).is_err() {
+                return Err(ApplyError::Worker(w));
+            }
+            acks.push((w, ack));
+            Ok(())
+        };
         for (port, queues) in &mut made {
             for (w, queue) in std::mem::take(queues).into_iter().enumerate() {
                 let (done, ack) = mpsc::channel();
@@ -408,10 +466,15 @@ impl Node {
                     queue,
                     done,
                 };
-                if self.commands[w].send(cmd).is_err() {
-                    return Err(ApplyError::Worker(w));
-                }
-                acks.push((w, ack));
+                send(w, cmd, ack)?;
+            }
+        }
+        for (id, task) in virtual_tasks {
+            let (done, ack) = mpsc::channel();
+            send(0, Command::AddVirtual { id, task, done }, ack)?;
+            for w in 1..workers {
+                let (done, ack) = mpsc::channel();
+                send(w, Command::AddElsewhere { id, done }, ack)?;
             }
         }
         self.wait_for(acks)?;
@@ -539,9 +602,22 @@ impl Node {
             .collect()
     }
 
-    /// The local tasks, by endpoint name.
+    /// The local tasks in namespaces, by endpoint name.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.ports.values().map(|p| &p.task)
+        self.ports.values().filter_map(|p| p.task.as_ref())
+    }
+
+    /// The virtual tasks: (endpoint name, app).
+    pub fn virtual_tasks(&self) -> impl Iterator<Item = (&str, &crate::topology::App)> {
+        self.ports
+            .iter()
+            .filter_map(|(n, p)| Some((n.as_str(), p.config.endpoint.app.as_ref()?)))
+    }
+
+    /// What virtual tasks' apps reported since the last call, one line each, prefixed with the
+    /// task's name.
+    pub fn take_app_events(&self) -> Vec<String> {
+        std::mem::take(&mut *self.app_events.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// True while every worker is running.

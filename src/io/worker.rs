@@ -19,6 +19,7 @@ use crate::dataplane::gro::Coalescer;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
 };
+use crate::virt::VirtualTask;
 use crate::wire::vnet;
 
 /// Frames read from one TAP queue per wake-up before the others get a turn.
@@ -64,9 +65,27 @@ pub enum Command {
         queue: TapQueue,
         done: mpsc::Sender<()>,
     },
-    /// Stop serving port `id` and close this worker's queue of it.
+    /// Run virtual task `task` as port `id` (sent to the worker that owns virtual tasks).
+    AddVirtual {
+        id: PortId,
+        task: Box<VirtualTask>,
+        done: mpsc::Sender<()>,
+    },
+    /// Port `id` is a virtual task of another worker: hand its frames over.
+    AddElsewhere { id: PortId, done: mpsc::Sender<()> },
+    /// Stop serving port `id` and close this worker's queue of it (or drop its task).
     RemovePort { id: PortId, done: mpsc::Sender<()> },
 }
+
+/// How a worker reaches the worker that runs the virtual tasks.
+#[derive(Clone)]
+pub struct VirtOwner {
+    pub frames: mpsc::Sender<(PortId, Vec<u8>)>,
+    pub waker: Arc<Waker>,
+}
+
+/// Frames for virtual tasks handed over by other workers (more wait: dropped).
+pub const HANDOVER_QUEUE: usize = 1024;
 
 /// One underlay socket of a worker.
 pub struct UnderlaySocket {
@@ -80,6 +99,12 @@ pub struct Worker {
     pub tables: Arc<ArcSwap<Tables>>,
     /// Ports come and go through these (the node wakes the worker after sending).
     pub commands: mpsc::Receiver<Command>,
+    /// Where frames for another worker's virtual tasks go (`None` on that worker).
+    pub virt_owner: Option<VirtOwner>,
+    /// On the worker that runs virtual tasks: frames other workers handed over.
+    pub handed_over: Option<mpsc::Receiver<(PortId, Vec<u8>)>>,
+    /// Where virtual tasks' apps report (lines, prefixed with the task's name).
+    pub app_events: Arc<Mutex<Vec<String>>>,
     pub sockets: Vec<UnderlaySocket>,
     pub poll: Poll,
     pub stop: Arc<AtomicBool>,
@@ -91,7 +116,7 @@ pub struct Worker {
 
 /// The data path's clock: monotonic nanoseconds since the first worker asked, so intervals
 /// (counter publishing, drop-log rate limits) survive wall-clock steps.
-fn now_nanos() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
@@ -112,6 +137,11 @@ struct Sender {
 struct Io {
     /// This worker's queue of every local port, indexed by `PortId`.
     taps: Vec<Option<TapQueue>>,
+    /// Virtual tasks this worker runs, indexed by `PortId`.
+    virt: Vec<Option<Box<VirtualTask>>>,
+    /// Ports that are another worker's virtual tasks, indexed by `PortId`.
+    elsewhere: Vec<bool>,
+    virt_owner: Option<VirtOwner>,
     senders: Vec<Sender>,
     /// Indexes in `senders` of the VXLAN senders, picked by the flow's source port.
     vxlan_senders: Vec<usize>,
@@ -146,11 +176,16 @@ impl Io {
     fn flush(&mut self, dp: &mut Dataplane, now: u64, out: &mut Output) {
         let Io {
             taps,
+            virt,
+            elsewhere,
+            virt_owner,
             senders,
             vxlan_senders,
             coalescer,
         } = self;
         let mut port_failures = 0u64;
+        let mut handed_over = false;
+        let mut virt_failures = 0u64;
         let mut write = |p: PortId, h: &vnet::Repr, f: &[u8]| {
             let tap = taps.get(p.0 as usize).and_then(Option::as_ref);
             if !matches!(tap.map(|t| t.send_with(h, f)), Some(Ok(_))) {
@@ -159,6 +194,22 @@ impl Io {
         };
         for (target, bytes) in out.iter() {
             match target {
+                Target::Port(q) if elsewhere.get(q.0 as usize) == Some(&true) => {
+                    let sent = virt_owner
+                        .as_ref()
+                        .is_some_and(|o| o.frames.send((q, bytes.to_vec())).is_ok());
+                    if sent {
+                        handed_over = true;
+                    } else {
+                        virt_failures += 1;
+                    }
+                }
+                Target::Port(q) if virt.get(q.0 as usize).is_some_and(Option::is_some) => {
+                    let task = virt[q.0 as usize].as_mut();
+                    if !task.is_some_and(|t| t.input(bytes)) {
+                        virt_failures += 1;
+                    }
+                }
                 Target::Port(q) => match taps.get(q.0 as usize).and_then(Option::as_ref) {
                     Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
                     _ => write(q, &vnet::Repr::default(), bytes),
@@ -189,7 +240,12 @@ impl Io {
             }
         }
         coalescer.flush(&mut write);
-        for _ in 0..port_failures {
+        if handed_over {
+            if let Some(o) = virt_owner {
+                let _ = o.waker.wake();
+            }
+        }
+        for _ in 0..port_failures + virt_failures {
             dp.count_drop(now, DropReason::PortTxFailed);
         }
         for s in senders.iter_mut() {
@@ -217,6 +273,9 @@ impl Worker {
             id,
             tables,
             commands,
+            virt_owner,
+            handed_over,
+            app_events,
             sockets,
             mut poll,
             stop,
@@ -288,6 +347,9 @@ impl Worker {
         let mut last_publish = 0u64;
         let mut io = Io {
             taps: Vec::new(),
+            virt: Vec::new(),
+            elsewhere: Vec::new(),
+            virt_owner,
             senders,
             vxlan_senders,
             coalescer: Coalescer::new(),
@@ -299,7 +361,18 @@ impl Worker {
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                Duration::from_millis(500)
+                // The next timer of a virtual task, if sooner.
+                let now = now_nanos();
+                let next = io
+                    .virt
+                    .iter_mut()
+                    .flatten()
+                    .filter_map(|t| t.poll_timeout(now))
+                    .min();
+                let idle = Duration::from_millis(500);
+                next.map_or(idle, |at| {
+                    Duration::from_nanos(at.saturating_sub(now)).min(idle)
+                })
             };
             if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -325,7 +398,7 @@ impl Worker {
             // Port changes first: the node publishes tables naming a new port only after every
             // worker serves it, and closes a removed port's queues only after tables without it.
             while let Ok(cmd) = commands.try_recv() {
-                apply_command(&poll, &mut io.taps, &mut tap_ready, cmd)?;
+                apply_command(&poll, &mut io, &mut tap_ready, cmd)?;
             }
             let current = tables.load();
             if !Arc::ptr_eq(&current, dp.tables()) {
@@ -417,6 +490,16 @@ impl Worker {
                 }
             }
 
+            if let Some(rx) = &handed_over {
+                for (port, frame) in rx.try_iter().take(HANDOVER_QUEUE) {
+                    let task = io.virt.get_mut(port.0 as usize).and_then(Option::as_mut);
+                    if !task.is_some_and(|t| t.input(&frame)) {
+                        dp.count_drop(now, DropReason::PortTxFailed);
+                    }
+                }
+            }
+            run_virtual_tasks(&mut io, &mut dp, now, &mut out, &app_events);
+
             if now.saturating_sub(last_publish) >= PUBLISH_EVERY.as_nanos() as u64 {
                 last_publish = now;
                 publish(&published, &dp);
@@ -428,14 +511,60 @@ impl Worker {
     }
 }
 
+/// Runs the virtual tasks that have frames waiting or a timer due, switching what they send.
+fn run_virtual_tasks(
+    io: &mut Io,
+    dp: &mut Dataplane,
+    now: u64,
+    out: &mut Output,
+    events: &Mutex<Vec<String>>,
+) {
+    for i in 0..io.virt.len() {
+        let due = match io.virt[i].as_mut() {
+            Some(t) => t.has_input() || t.poll_timeout(now).is_some_and(|at| at <= now),
+            None => false,
+        };
+        if !due {
+            continue;
+        }
+        // Taken out while it runs, so that what it sends can be flushed to the others.
+        let Some(mut task) = io.virt[i].take() else {
+            continue;
+        };
+        let port = PortId(i as u32);
+        task.handle_timeout(now, &mut |frame| dp.from_port(now, port, frame, out));
+        let lines = task.take_events();
+        if !lines.is_empty() {
+            let mut ev = events.lock().unwrap_or_else(|e| e.into_inner());
+            ev.extend(lines.into_iter().map(|l| format!("{}: {l}", task.name())));
+        }
+        io.virt[i] = Some(task);
+        io.flush(dp, now, out);
+    }
+}
+
+fn grow<T>(v: &mut Vec<T>, slot: usize, fill: impl FnMut() -> T) {
+    if v.len() <= slot {
+        v.resize_with(slot + 1, fill);
+    }
+}
+
 /// Carries out one port change and acknowledges it.
-fn apply_command(
-    poll: &Poll,
-    taps: &mut Vec<Option<TapQueue>>,
-    ready: &mut Vec<bool>,
-    cmd: Command,
-) -> io::Result<()> {
+fn apply_command(poll: &Poll, io: &mut Io, ready: &mut Vec<bool>, cmd: Command) -> io::Result<()> {
+    let taps = &mut io.taps;
     match cmd {
+        Command::AddVirtual { id, task, done } => {
+            let slot = id.0 as usize;
+            grow(&mut io.virt, slot, || None);
+            io.virt[slot] = Some(task);
+            let _ = done.send(());
+        }
+        Command::AddElsewhere { id, done } => {
+            let slot = id.0 as usize;
+            grow(&mut io.elsewhere, slot, || false);
+            io.elsewhere[slot] = true;
+            let _ = done.send(());
+        }
         Command::AddPort { id, queue, done } => {
             let slot = id.0 as usize;
             if taps.len() <= slot {
@@ -461,6 +590,12 @@ fn apply_command(
             }
             if let Some(r) = ready.get_mut(slot) {
                 *r = false;
+            }
+            if let Some(t) = io.virt.get_mut(slot) {
+                *t = None;
+            }
+            if let Some(e) = io.elsewhere.get_mut(slot) {
+                *e = false;
             }
             let _ = done.send(());
         }

@@ -49,6 +49,7 @@ pub(crate) struct Identity {
 
 /// One virtual task: its stack, its link and its app.
 pub struct VirtualTask {
+    name: String,
     iface: Interface,
     link: device::Link,
     sockets: SocketSet<'static>,
@@ -82,6 +83,7 @@ impl VirtualTask {
         };
         let app = apps::AppState::new(&spec.app, who, &mut sockets, spec.seed);
         VirtualTask {
+            name: spec.name.clone(),
             iface,
             link,
             sockets,
@@ -89,6 +91,11 @@ impl VirtualTask {
             events: Vec::new(),
             dropped: 0,
         }
+    }
+
+    /// The endpoint's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// A frame for the task, queued until the next `handle_timeout`. False: dropped (the

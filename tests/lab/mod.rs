@@ -709,3 +709,34 @@ pub fn tcp_info(s: &TcpStream) -> libc::tcp_info {
     assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
     info
 }
+
+/// Sends UDP datagrams of the given sizes from `ns` to an echo server at `server`:`port` one at
+/// a time, each retried up to 5 times; returns what was sent and what came back.
+pub fn udp_exchange_echo(
+    ns: &str,
+    server: Ipv4Addr,
+    port: u16,
+    sizes: Vec<usize>,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    in_ns(ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let (mut sent, mut got) = (Vec::new(), Vec::new());
+        let mut state = 0u64;
+        let mut buf = vec![0u8; 65536];
+        for size in sizes {
+            let mut p = vec![0u8; size];
+            pattern(0xec, &mut p, &mut state);
+            for _ in 0..5 {
+                s.send_to(&p, SocketAddrV4::new(server, port))
+                    .expect("send");
+                if let Ok(n) = s.recv(&mut buf) {
+                    got.push(buf[..n].to_vec());
+                    break;
+                }
+            }
+            sent.push(p);
+        }
+        (sent, got)
+    })
+}
