@@ -184,7 +184,7 @@ fn kernel_vxlan_peer_exchanges_traffic() {
         vtep: Some(host_addr(2)),
         netns: "",
     }];
-    let (u, _a, _b, ns1, _ns2) = two_nodes(&p, &kern_ep);
+    let (u, a, _b, ns1, _ns2) = two_nodes(&p, &kern_ep);
     let k = &u.hosts[2].0;
     let local = host_addr(2).to_string();
     lab::ip(&[
@@ -266,6 +266,74 @@ fn kernel_vxlan_peer_exchanges_traffic() {
     assert_eq!(sent, received, "TCP swarmnet -> kernel");
     let (sent, received, _) = lab::tcp_transfer(k, &ns1, WEB1, 5004, 16 << 20);
     assert_eq!(sent, received, "TCP kernel -> swarmnet");
+
+    // A virtual task added to the running node answers the kernel's stack too.
+    const WHO: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 6);
+    let eps = [
+        Ep {
+            name: "web1",
+            ip: WEB1,
+            vtep: None,
+            netns: &ns1,
+        },
+        Ep {
+            name: "web2",
+            ip: WEB2,
+            vtep: Some(host_addr(1)),
+            netns: "",
+        },
+        kern_ep[0],
+    ];
+    let topo = topology("node-a", host_addr(0), &eps) + &virtual_endpoint("who", WHO, "whoami");
+    assert!(
+        a.reload(&topo).ends_with("tasks added: who; removed: none"),
+        "the virtual task joins the running node"
+    );
+    lab::ip(&[
+        "-n",
+        k,
+        "neigh",
+        "add",
+        "10.0.9.6",
+        "lladdr",
+        "02:42:0a:00:09:06",
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+    let out = std::process::Command::new("bridge")
+        .args([
+            "-n",
+            k,
+            "fdb",
+            "append",
+            "02:42:0a:00:09:06",
+            "dev",
+            "vx0",
+            "dst",
+        ])
+        .arg(host_addr(0).to_string())
+        .args(["self", "permanent"])
+        .output()
+        .expect("bridge (iproute2)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        lab::ping(k, WHO, 5).is_some(),
+        "kernel VXLAN peer -> virtual task"
+    );
+    let size = 4 << 20;
+    let (head, body, hash) = http_get(k, WHO, &format!("/data?size={size}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(
+        (body, hash),
+        (size, data_hash(size)),
+        "4 MiB to the kernel's stack, intact"
+    );
 }
 
 #[test]
