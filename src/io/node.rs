@@ -85,6 +85,8 @@ pub enum ApplyError {
         done: String,
         error: Box<ApplyError>,
     },
+    #[error("invalid node view: {0}")]
+    Invalid(#[from] crate::topology::ViewError),
 }
 
 /// What an `apply` changed.
@@ -198,6 +200,7 @@ impl Node {
     /// removed.
     pub fn start(cfg: NodeConfig) -> Result<Node, RunError> {
         let topo = &cfg.topology;
+        topo.validate().map_err(ApplyError::from)?;
         if topo.namespaced_endpoints().next().is_some() && !netns::have_net_admin() {
             return Err(RunError::NeedNetAdmin);
         }
@@ -300,6 +303,7 @@ impl Node {
     /// When a new task cannot be made, nothing is changed, unless the task replaces a removed
     /// one in the same namespace (removed first): then the error says what was done.
     pub fn apply(&mut self, view: &Topology) -> Result<Applied, ApplyError> {
+        view.validate()?;
         self.check(view)?;
         let mut wanted: BTreeMap<String, PortConfig> = BTreeMap::new();
         for ep in view.local_endpoints() {

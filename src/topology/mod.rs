@@ -19,7 +19,9 @@ use ipnet::Ipv4Net;
 use crate::wire::MacAddr;
 
 mod parse;
+mod view;
 pub use parse::MAX_FILE_NAME;
+pub use view::ViewError;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,209 @@
+//! A node view built in code (as the daemon will build it from its assignments) is checked by
+//! the very rules that check a topology file: `validate` writes the view as TOML and reads it
+//! back through the parser. So the two sources of views can never drift apart; an error names
+//! the object and says what is wrong, without a file and line (there is no file).
+
+use std::fmt::Write as _;
+
+use super::*;
+
+/// Why a node view was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object}: {message}")]
+pub struct ViewError {
+    pub object: ErrorObject,
+    pub message: String,
+}
+
+/// A TOML string literal.
+fn s(v: &str) -> String {
+    toml::Value::String(v.to_string()).to_string()
+}
+
+impl App {
+    /// The `app` value that reads back as this app.
+    pub fn to_value(&self) -> String {
+        match self {
+            App::Whoami => "whoami".into(),
+            App::Echo => "echo".into(),
+            App::Fetch(t) => format!("fetch {t}"),
+        }
+    }
+}
+
+impl Topology {
+    /// Checks a view built in code by the rules of `Topology::parse` (see the module doc).
+    pub fn validate(&self) -> Result<(), ViewError> {
+        match Topology::parse(&self.to_toml(), "view") {
+            Ok(_) => Ok(()),
+            Err(TopologyError::Invalid {
+                object, message, ..
+            }) => Err(ViewError {
+                object,
+                message: without_lines(&message),
+            }),
+            Err(e) => Err(ViewError {
+                object: ErrorObject::File,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The view as a topology file that `Topology::parse` reads back as the same view.
+    pub fn to_toml(&self) -> String {
+        let mut t = String::new();
+        let n = &self.node;
+        let _ = writeln!(
+            t,
+            "[node]\nname = {}\ndata_path_addr = \"{}\"\ndata_path_port = {}",
+            s(&n.name),
+            n.data_path_addr,
+            n.data_path_port
+        );
+        if let Some(e) = &self.encryption {
+            let keys: Vec<String> = e
+                .keys
+                .iter()
+                .map(|k| {
+                    let hex: String = k.key.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("{{ tag = {}, key = \"{hex}\" }}", k.tag)
+                })
+                .collect();
+            let transport = match e.transport {
+                EspTransport::Ip => "ip",
+                EspTransport::Udp => "udp",
+            };
+            let _ = writeln!(
+                t,
+                "\n[encryption]\nkeys = [ {} ]\nprimary = {}\ntransport = \"{transport}\"\nudp_port = {}",
+                keys.join(", "),
+                e.primary,
+                e.udp_port
+            );
+        }
+        for net in &self.networks {
+            let _ = writeln!(
+                t,
+                "\n[[network]]\nname = {}\nvni = {}\nsubnet = \"{}\"\ngateway = \"{}\"\nmtu = {}\nencrypted = {}",
+                s(&net.name),
+                net.vni,
+                net.subnet,
+                net.gateway,
+                net.mtu,
+                net.encrypted
+            );
+        }
+        for ep in &self.endpoints {
+            let _ = writeln!(
+                t,
+                "\n[[endpoint]]\nname = {}\nnetwork = {}\nip = \"{}\"\nmac = \"{}\"",
+                s(&ep.name),
+                s(&ep.network),
+                ep.ip,
+                ep.mac
+            );
+            if let Some(v) = ep.vtep {
+                let _ = writeln!(t, "vtep = \"{v}\"");
+            }
+            if let Some(ns) = &ep.netns {
+                let _ = writeln!(t, "netns = {}", s(ns));
+            }
+            if let Some(app) = &ep.app {
+                let _ = writeln!(t, "app = {}", s(&app.to_value()));
+            }
+        }
+        t
+    }
+}
+
+/// A parser message without its references to lines of the (generated) text.
+fn without_lines(message: &str) -> String {
+    let mut out = message.to_string();
+    for open in [" (first defined on line ", " (first on line ", " (line "] {
+        while let Some(at) = out.find(open) {
+            let Some(close) = out[at..].find(')') else {
+                break;
+            };
+            out.replace_range(at..at + close + 1, "");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[encryption]
+keys = [ { tag = 7, key = "000102030405060708090a0b0c0d0e0f" } ]
+primary = 7
+transport = "udp"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+encrypted = true
+
+[[endpoint]]
+name = "web1"
+network = "my-network"
+ip = "10.0.9.2"
+netns = "ns-web1"
+
+[[endpoint]]
+name = "who"
+network = "my-network"
+ip = "10.0.9.3"
+app = "fetch http://10.0.9.2:8080/x?y=1"
+
+[[endpoint]]
+name = "web2"
+network = "my-network"
+ip = "10.0.9.4"
+mac = "02:00:00:00:00:09"
+vtep = "192.0.2.11"
+"#;
+
+    #[test]
+    fn a_view_reads_back_as_itself() {
+        let t = Topology::parse(TEXT, "t.toml").unwrap();
+        assert_eq!(Topology::parse(&t.to_toml(), "again").unwrap(), t);
+        assert_eq!(t.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_view_built_in_code_is_refused_by_the_file_rules() {
+        let good = Topology::parse(TEXT, "t.toml").unwrap();
+        let mut t = good.clone();
+        t.endpoints[1].ip = t.endpoints[0].ip;
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "endpoint who: ip 10.0.9.2 is already used by endpoint web1 on network my-network"
+        );
+        let mut t = good.clone();
+        t.endpoints.push(t.endpoints[0].clone());
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "endpoint web1: duplicate endpoint name web1"
+        );
+        let mut t = good.clone();
+        t.node.name = "../../x".into();
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "node: name \"../../x\" must not contain '/': it is used as a file name"
+        );
+        let mut t = good;
+        t.endpoints[2].vtep = Some(t.node.data_path_addr);
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "endpoint web2: vtep 192.0.2.10 is this node's data_path_addr; an endpoint on this \
+             node must omit vtep"
+        );
+    }
+}
