@@ -75,6 +75,7 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 }
 need_pkg iperf3 iperf3
 need_pkg curl curl
+need_pkg ping iputils-ping
 need_pkg python3 python3
 log "building swarmnet (release)"
 nice -n 5 cargo build --quiet --release --bin swarmnet
@@ -170,8 +171,13 @@ topo_a none >"$WORK/a.toml"
 topo_b none >"$WORK/b.toml"
 start_node "$HA" node-a "$WORK/a.toml"; PID_A=$NODE_PID
 start_node "$HB" node-b "$WORK/b.toml"; PID_B=$NODE_PID
-for _ in $(seq 20); do ip netns exec snv-web1 ping -c 1 -W 1 10.0.9.3 >/dev/null 2>&1 && break; done
-ip netns exec snv-web1 ping -c 1 -W 1 10.0.9.20 >/dev/null
+wait_ping() { # wait_ping IP: the first echo may be lost while a stack resolves the sender
+    for _ in $(seq 20); do ip netns exec snv-web1 ping -c 1 -W 1 "$1" >/dev/null 2>&1 && return 0; done
+    echo "no answer from $1" >&2
+    return 1
+}
+wait_ping 10.0.9.3
+wait_ping 10.0.9.20
 
 # --- 1. throughput ----------------------------------------------------------------------------------
 log "namespaced -> namespaced (iperf3, ${DURATION}s)"
