@@ -26,7 +26,13 @@ fn topology(n: usize) -> String {
 fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("topology_parse");
     g.sample_size(10);
-    for n in [25_000, 100_000] {
+    // `cargo test --all-targets` runs each bench once, unoptimised: keep that quick.
+    let sizes: &[usize] = if std::env::args().any(|a| a == "--bench") {
+        &[25_000, 100_000]
+    } else {
+        &[1_000]
+    };
+    for &n in sizes {
         let text = topology(n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
