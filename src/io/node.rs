@@ -254,7 +254,7 @@ impl Node {
             ports: BTreeMap::new(),
         };
         // Worker 0 runs the virtual tasks; the others hand it their frames.
-        let (handover_tx, handover_rx) = mpsc::channel();
+        let (handover_tx, handover_rx) = mpsc::sync_channel(worker::HANDOVER_QUEUE);
         let mut handover_rx = Some(handover_rx);
         let mut owner: Option<VirtOwner> = None;
         for (id, sockets) in sockets.iter_mut().enumerate() {
@@ -494,7 +494,13 @@ impl Node {
             return Ok(());
         }
         let gone: Vec<LocalPort> = names.iter().filter_map(|n| self.ports.remove(n)).collect();
-        self.publish(view)?;
+        if let Err(e) = self.publish(view) {
+            // The tables still name them: keep them.
+            for p in gone {
+                self.ports.insert(p.config.endpoint.name.clone(), p);
+            }
+            return Err(e);
+        }
         let mut acks = Vec::new();
         for port in &gone {
             for (w, tx) in self.commands.iter().enumerate() {

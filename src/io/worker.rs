@@ -80,11 +80,12 @@ pub enum Command {
 /// How a worker reaches the worker that runs the virtual tasks.
 #[derive(Clone)]
 pub struct VirtOwner {
-    pub frames: mpsc::Sender<(PortId, Vec<u8>)>,
+    /// Bounded (`HANDOVER_QUEUE`): when the owner lags, frames are dropped and counted.
+    pub frames: mpsc::SyncSender<(PortId, Vec<u8>)>,
     pub waker: Arc<Waker>,
 }
 
-/// Frames for virtual tasks handed over by other workers (more wait: dropped).
+/// Frames for virtual tasks handed over by other workers that may wait (more: dropped).
 pub const HANDOVER_QUEUE: usize = 1024;
 
 /// One underlay socket of a worker.
@@ -197,7 +198,7 @@ impl Io {
                 Target::Port(q) if elsewhere.get(q.0 as usize) == Some(&true) => {
                     let sent = virt_owner
                         .as_ref()
-                        .is_some_and(|o| o.frames.send((q, bytes.to_vec())).is_ok());
+                        .is_some_and(|o| o.frames.try_send((q, bytes.to_vec())).is_ok());
                     if sent {
                         handed_over = true;
                     } else {
