@@ -83,7 +83,9 @@ fn topology(i: usize, port: u16, encrypted: bool) -> String {
     t
 }
 
-fn start(dir: &Path, i: usize, topo: &str) -> Proc {
+/// Starts node `i` as an unprivileged user; with `default_paths`, without --counters and
+/// --esp-sequence-file (the user's XDG directories, here under `dir`).
+fn start(dir: &Path, i: usize, topo: &str, default_paths: bool) -> Proc {
     let state = dir.join(format!("u{i}"));
     std::fs::create_dir_all(&state).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -94,12 +96,18 @@ fn start(dir: &Path, i: usize, topo: &str) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmnet"));
     cmd.args(["run", "--workers", "2", "--topology"])
         .arg(&file)
-        .arg("--counters")
-        .arg(state.join("counters.json"))
-        .arg("--esp-sequence-file")
-        .arg(state.join("esp-sequence.json"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if default_paths {
+        cmd.env("XDG_RUNTIME_DIR", &state)
+            .env("XDG_STATE_HOME", &state)
+            .env_remove("HOME");
+    } else {
+        cmd.arg("--counters")
+            .arg(state.join("counters.json"))
+            .arg("--esp-sequence-file")
+            .arg(state.join("esp-sequence.json"));
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         cmd.uid(NOBODY).gid(NOBODY);
@@ -131,6 +139,15 @@ fn wait_line(p: &Proc, timeout: Duration, pred: impl Fn(&str) -> bool) -> String
     }
 }
 
+/// Waits up to 10 s for `cond`.
+fn wait_for(cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not met within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn data_hash(n: u64) -> String {
     let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
     Sha256::digest(&body)
@@ -141,8 +158,9 @@ fn data_hash(n: u64) -> String {
 
 fn carry(tag: &str, port: u16, encrypted: bool) {
     let dir = Dir::new(tag);
-    let a = start(&dir.0, 0, &topology(0, port, encrypted));
-    let b = start(&dir.0, 1, &topology(1, port, encrypted));
+    let a = start(&dir.0, 0, &topology(0, port, encrypted), false);
+    // Node u1 with the default paths of an unprivileged user.
+    let b = start(&dir.0, 1, &topology(1, port, encrypted), true);
     let want = format!(
         "task get: GET http://{WHO}:80/data?size={SIZE}: 200, {SIZE} bytes, sha256 {}",
         data_hash(SIZE)
@@ -150,6 +168,12 @@ fn carry(tag: &str, port: u16, encrypted: bool) {
     // The fetch repeats every second: the first may go before ARP and the peer are ready.
     let line = wait_line(&b, Duration::from_secs(30), |l| l.contains(": 200, "));
     assert_eq!(line, want);
+    let state = dir.0.join("u1");
+    wait_for(|| state.join("swarmnet/u1/counters.json").exists());
+    assert!(state.join("swarmnet/u1/run.lock").exists());
+    if encrypted {
+        assert!(state.join("swarmnet/nodes/u1/esp-sequence.json").exists());
+    }
     drop((a, b));
 }
 

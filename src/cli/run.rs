@@ -213,6 +213,14 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("no local endpoint {} in {}", args.endpoint, path.display())
                 })?;
+            if let Some(app) = &ep.app {
+                bail!(
+                    "endpoint {} is a virtual task ({}) served inside the node: it has no \
+                     network namespace to run a command in",
+                    ep.name,
+                    app_name(app)
+                );
+            }
             ep.netns.clone().unwrap_or_else(|| ep.name.clone())
         }
         None => args.endpoint.clone(),

@@ -854,19 +854,44 @@ fn configure_task(
     Ok(())
 }
 
-/// Where `swarmnet run` keeps a node's outbound ESP sequence numbers unless told otherwise:
-/// persistent storage, since peers remember the numbers across this host's reboots too.
-pub fn default_esp_sequence_file(node: &str) -> PathBuf {
-    PathBuf::from("/var/lib/swarmnet/nodes")
-        .join(node)
-        .join("esp-sequence.json")
+/// Whether this process runs as root (the system directories are for root's nodes).
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
-/// Where `swarmnet run` writes its counters by default.
+/// A non-empty absolute path from environment variable `var`.
+fn env_dir(var: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os(var)?);
+    p.is_absolute().then_some(p)
+}
+
+/// Where `swarmnet run` keeps a node's outbound ESP sequence numbers unless told otherwise:
+/// persistent storage, since peers remember the numbers across this host's reboots too.
+/// Root: /var/lib/swarmnet/nodes/NODE; another user: $XDG_STATE_HOME/swarmnet/nodes/NODE
+/// (default ~/.local/state).
+pub fn default_esp_sequence_file(node: &str) -> PathBuf {
+    let base = if is_root() {
+        PathBuf::from("/var/lib/swarmnet")
+    } else {
+        env_dir("XDG_STATE_HOME")
+            .or_else(|| env_dir("HOME").map(|h| h.join(".local/state")))
+            .map_or_else(
+                || PathBuf::from("/var/lib/swarmnet"),
+                |d| d.join("swarmnet"),
+            )
+    };
+    base.join("nodes").join(node).join("esp-sequence.json")
+}
+
+/// Where `swarmnet run` writes its counters (and holds its run lock) by default. Root:
+/// /run/swarmnet/NODE; another user: $XDG_RUNTIME_DIR/swarmnet/NODE.
 pub fn default_counters_path(node: &str) -> PathBuf {
-    PathBuf::from("/run/swarmnet")
-        .join(node)
-        .join("counters.json")
+    let base = match env_dir("XDG_RUNTIME_DIR") {
+        Some(d) if !is_root() => d.join("swarmnet"),
+        _ => PathBuf::from("/run/swarmnet"),
+    };
+    base.join(node).join("counters.json")
 }
 
 /// Reads an interface's drop counters from the text of /proc/net/dev.

@@ -532,8 +532,16 @@ impl Sniffer {
             ready_tx.send(()).unwrap();
             let mut c = WireCounts::default();
             let mut buf = vec![0u8; 65536];
-            while !flag.load(Ordering::Relaxed) {
-                let Ok(n) = sock.recv(&mut buf) else { continue };
+            loop {
+                // Once told to stop, read what the socket still holds, then end at the first
+                // empty wait: a busy machine may have left the thread behind the traffic.
+                let stopping = flag.load(Ordering::Relaxed);
+                let Ok(n) = sock.recv(&mut buf) else {
+                    if stopping {
+                        break;
+                    }
+                    continue;
+                };
                 let f = &buf[..n];
                 if n < 34 || f[12..14] != [0x08, 0x00] {
                     continue;
