@@ -529,6 +529,22 @@ impl Sniffer {
                     .into();
             sock.set_read_timeout(Some(Duration::from_millis(50)))
                 .unwrap();
+            // A deep queue (beyond rmem_max: SO_RCVBUFFORCE, root only), so that a burst on a
+            // busy machine is not lost before this thread reads it.
+            {
+                use std::os::fd::AsRawFd;
+                let size: libc::c_int = 32 << 20;
+                // SAFETY: setsockopt on our own socket with a valid int and its size.
+                unsafe {
+                    libc::setsockopt(
+                        sock.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUFFORCE,
+                        (&size as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+            }
             ready_tx.send(()).unwrap();
             let mut c = WireCounts::default();
             let mut buf = vec![0u8; 65536];
