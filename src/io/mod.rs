@@ -9,7 +9,9 @@ pub mod netns;
 pub mod node;
 pub mod seqstore;
 pub mod tap;
+mod task;
 pub mod udp;
+mod underlay;
 pub mod worker;
 
 pub use node::{Node, NodeConfig, RunError};

@@ -19,10 +19,11 @@ use mio::Waker;
 
 use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
-use super::tap::{self, TapQueue};
-use super::udp::DatagramSocket;
-use super::worker::{self, Channel, Command, UnderlaySocket, VirtOwner, Worker};
-use crate::dataplane::{Counters, InterfaceStats, PortId, Tables, SRC_PORT_BASE};
+use super::tap::TapQueue;
+use super::task::make_task;
+use super::underlay::underlay_sockets;
+use super::worker::{self, Command, VirtOwner, Worker};
+use crate::dataplane::{Counters, InterfaceStats, PortId, Tables};
 use crate::topology::{Endpoint, EspTransport, Topology};
 use crate::virt::{VirtSpec, VirtualTask};
 
@@ -138,11 +139,11 @@ pub struct Task {
 
 /// What a task's interface is configured from: a change of any of it makes a new port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PortConfig {
-    endpoint: Endpoint,
-    prefix: u8,
-    mtu: u16,
-    gateway: Ipv4Addr,
+pub(super) struct PortConfig {
+    pub endpoint: Endpoint,
+    pub prefix: u8,
+    pub mtu: u16,
+    pub gateway: Ipv4Addr,
 }
 
 impl PortConfig {
@@ -156,7 +157,7 @@ impl PortConfig {
         })
     }
 
-    fn netns(&self) -> &str {
+    pub(super) fn netns(&self) -> &str {
         self.endpoint
             .netns
             .as_deref()
@@ -672,7 +673,7 @@ impl Drop for Node {
 }
 
 /// 64 random bits from the kernel (the core itself draws no randomness).
-fn random_u64() -> u64 {
+pub(super) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: getrandom writes at most b.len() bytes into b.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
@@ -682,176 +683,6 @@ fn random_u64() -> u64 {
         return now.map(|d| d.as_nanos() as u64).unwrap_or(0);
     }
     u64::from_ne_bytes(b)
-}
-
-/// VXLAN source ports of a node. Flows are spread over them by their hash (as the kernel's
-/// VXLAN device picks a source port per flow), so a receiver's per-flow hashing, and its
-/// SO_REUSEPORT group of workers, sees many flows from one peer rather than one.
-const VXLAN_SOURCE_PORTS: usize = 4;
-
-/// Send-only UDP sockets for VXLAN: `[worker][k]`, where every worker's k-th is the same
-/// socket (a duplicated descriptor) on a free random port of the dynamic range the core's
-/// flow hash also picks from (`SRC_PORT_BASE` to 65535, RFC 7348). A flow thus
-/// leaves from the same port whichever worker sends it, and the peer keeps it on one of its
-/// workers, in order. The port is bound without SO_REUSEPORT, so it is never shared with
-/// another program's socket.
-fn vxlan_source_sockets(
-    addr: Ipv4Addr,
-    workers: usize,
-) -> Result<Vec<Vec<DatagramSocket>>, RunError> {
-    let ports: Vec<DatagramSocket> = (0..VXLAN_SOURCE_PORTS)
-        .map(|_| bind_dynamic_port(addr))
-        .collect::<Result<_, _>>()?;
-    let mut all = Vec::with_capacity(workers);
-    for _ in 1..workers {
-        let copies = ports
-            .iter()
-            .map(|sock| {
-                sock.try_clone().map_err(|source| RunError::Bind {
-                    addr: SocketAddrV4::new(addr, 0),
-                    source,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        all.push(copies);
-    }
-    all.insert(0, ports);
-    Ok(all)
-}
-
-/// A send-only socket on `addr` and a free random port of the dynamic range.
-fn bind_dynamic_port(addr: Ipv4Addr) -> Result<DatagramSocket, RunError> {
-    let span = u64::from(u16::MAX - SRC_PORT_BASE) + 1;
-    let mut tries = 0;
-    loop {
-        let at = SocketAddrV4::new(addr, SRC_PORT_BASE + (random_u64() % span) as u16);
-        match DatagramSocket::bind_sender(at) {
-            Ok(sock) => return Ok(sock),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 64 => tries += 1,
-            Err(source) => return Err(RunError::Bind { addr: at, source }),
-        }
-    }
-}
-
-/// Opens each worker's underlay sockets: VXLAN on the data-path port, and for encrypted
-/// networks ESP in UDP (every worker) or ESP over IP (a raw sender per worker, one raw receiver:
-/// the kernel copies each packet to every raw socket).
-fn underlay_sockets(topo: &Topology, workers: usize) -> Result<Vec<Vec<UnderlaySocket>>, RunError> {
-    let node = &topo.node;
-    let bind = |port: u16| {
-        let addr = SocketAddrV4::new(node.data_path_addr, port);
-        DatagramSocket::bind_reuseport(addr).map_err(|source| RunError::Bind { addr, source })
-    };
-    let mut all = Vec::with_capacity(workers);
-    // The data-path port first: when data_path_addr is not this host's, the error names the
-    // address and port the user chose, not one of the random source ports.
-    let receivers: Vec<DatagramSocket> = (0..workers)
-        .map(|_| bind(node.data_path_port))
-        .collect::<Result<_, _>>()?;
-    let senders = vxlan_source_sockets(node.data_path_addr, workers)?;
-    for (w, (vxlan_senders, receiver)) in senders.into_iter().zip(receivers).enumerate() {
-        let mut socks = vec![UnderlaySocket {
-            channel: Channel::Vxlan,
-            sock: receiver,
-        }];
-        socks.extend(vxlan_senders.into_iter().map(|sock| UnderlaySocket {
-            channel: Channel::VxlanSend,
-            sock,
-        }));
-        match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
-            None => {}
-            Some((EspTransport::Udp, port)) => {
-                socks.push(UnderlaySocket {
-                    channel: Channel::EspUdp,
-                    sock: bind(port)?,
-                });
-            }
-            Some((EspTransport::Ip, _)) => {
-                socks.push(UnderlaySocket {
-                    channel: Channel::RawSend,
-                    sock: DatagramSocket::raw_sender().map_err(RunError::NeedNetRaw)?,
-                });
-                if w == 0 {
-                    socks.push(UnderlaySocket {
-                        channel: Channel::EspIp,
-                        sock: DatagramSocket::raw_esp_receiver(node.data_path_addr)
-                            .map_err(RunError::NeedNetRaw)?,
-                    });
-                }
-            }
-        }
-        all.push(socks);
-    }
-    Ok(all)
-}
-
-/// Creates a task's namespace and its TAP (one queue per worker), configured like a Docker
-/// container's interface. On error nothing is left behind.
-fn make_task(
-    cfg: &PortConfig,
-    workers: usize,
-    offload: bool,
-) -> Result<(Task, Vec<TapQueue>), RunError> {
-    let ep = &cfg.endpoint;
-    let ns_name = cfg.netns().to_string();
-    let ns = OwnedNetns::create(&ns_name)?;
-    let queues = netns::run_in(&ns_name, move || {
-        tap::open_multiqueue(TASK_IFACE, workers, offload)
-    })?
-    .map_err(|source| RunError::Tap {
-        endpoint: ep.name.clone(),
-        netns: ns_name.clone(),
-        source,
-    })?;
-    configure_task(
-        &ns_name,
-        ep.mac.to_string(),
-        ep.ip,
-        cfg.prefix,
-        cfg.mtu,
-        cfg.gateway,
-    )?;
-    tracing::info!(endpoint = %ep.name, netns = %ns_name, ip = %ep.ip, mac = %ep.mac, "task interface ready");
-    Ok((
-        Task {
-            endpoint: ep.name.clone(),
-            netns: ns,
-        },
-        queues,
-    ))
-}
-
-/// Gives the task's eth0 its MAC, address, MTU and default route, as Docker configures a
-/// container's interface on an overlay network.
-fn configure_task(
-    ns: &str,
-    mac: String,
-    ip: std::net::Ipv4Addr,
-    prefix: u8,
-    mtu: u16,
-    gateway: std::net::Ipv4Addr,
-) -> Result<(), NetnsError> {
-    // No IPv6 on the task interface: the overlay carries IPv4 (as Docker's does by default),
-    // and router/neighbour solicitations would only be counted as drops.
-    let _ = netns::run_in(ns, || {
-        std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{TASK_IFACE}/disable_ipv6"),
-            "1",
-        )
-    });
-    let mtu = mtu.to_string();
-    let cidr = format!("{ip}/{prefix}");
-    let gw = gateway.to_string();
-    netns::ip(&[
-        "-n", ns, "link", "set", TASK_IFACE, "address", &mac, "mtu", &mtu,
-    ])?;
-    netns::ip(&["-n", ns, "addr", "add", &cidr, "dev", TASK_IFACE])?;
-    netns::ip(&["-n", ns, "link", "set", "lo", "up"])?;
-    netns::ip(&["-n", ns, "link", "set", TASK_IFACE, "up"])?;
-    netns::ip(&[
-        "-n", ns, "route", "add", "default", "via", &gw, "dev", TASK_IFACE,
-    ])?;
-    Ok(())
 }
 
 /// Whether this process runs as root (the system directories are for root's nodes).
