@@ -93,6 +93,45 @@ fn a_running_node_takes_views_built_in_code() {
     );
     let names: Vec<&str> = node.virtual_tasks().map(|(n, _)| n).collect();
     assert_eq!(names, ["c", "d"]);
+
+    // A task whose address changes is replaced: a new port (new id) under the same name.
+    let mut moved_c = view(port, &[("c", 4), ("d", 5)]);
+    moved_c.endpoints[0].ip = Ipv4Addr::new(10, 0, 9, 44);
+    moved_c.endpoints[0].mac = MacAddr::from_ipv4(moved_c.endpoints[0].ip);
+    let applied = node.apply(&moved_c).unwrap();
+    assert_eq!(applied.to_string(), "tasks added: c; removed: c");
+    assert_eq!(id_of(&node, "c"), Some(4));
+    assert_eq!(id_of(&node, "d"), Some(3));
+
+    // A network attached with a task on it, then detached with it.
+    let mut two = moved_c.clone();
+    two.networks.push(Network {
+        name: "other".into(),
+        vni: 4098,
+        subnet: "10.0.10.0/24".parse().unwrap(),
+        gateway: Ipv4Addr::new(10, 0, 10, 1),
+        mtu: 1450,
+        encrypted: false,
+    });
+    let ip = Ipv4Addr::new(10, 0, 10, 2);
+    two.endpoints.push(Endpoint {
+        name: "e".into(),
+        network: "other".into(),
+        ip,
+        mac: MacAddr::from_ipv4(ip),
+        vtep: None,
+        netns: None,
+        app: Some(App::Whoami),
+    });
+    assert_eq!(
+        node.apply(&two).unwrap().to_string(),
+        "tasks added: e; removed: none"
+    );
+    assert_eq!(
+        node.apply(&moved_c).unwrap().to_string(),
+        "tasks added: none; removed: e"
+    );
+    assert_eq!(id_of(&node, "e"), None);
     assert!(node.healthy());
     node.stop();
     let _ = std::fs::remove_dir_all(&dir);
