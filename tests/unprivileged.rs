@@ -190,3 +190,37 @@ fn two_unprivileged_nodes_carry_traffic_between_virtual_tasks() {
 fn two_unprivileged_nodes_carry_traffic_over_esp_in_udp() {
     carry("esp", 40000 + (std::process::id() % 4000) as u16 * 2, true);
 }
+
+#[test]
+fn without_a_writable_default_place_run_says_what_to_pass() {
+    let dir = Dir::new("nowhere");
+    let file = dir.0.join("t.toml");
+    std::fs::write(
+        &file,
+        "[node]\nname = \"nowhere\"\ndata_path_addr = \"127.0.0.1\"\ndata_path_port = 31998\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmnet"));
+    cmd.args(["run", "--topology"])
+        .arg(&file)
+        .env_remove("XDG_RUNTIME_DIR");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cannot lock /run/swarmnet/nowhere/run.lock: Permission denied")
+            && stderr.contains(
+                "choose a writable place for the node's counters and lock with --counters FILE"
+            ),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Permission denied").count(),
+        1,
+        "said once: {stderr}"
+    );
+}

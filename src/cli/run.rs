@@ -12,7 +12,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::dataplane::{Counters, InterfaceStats};
-use crate::io::lock::FileLock;
+use crate::io::lock::{FileLock, LockError};
 use crate::io::{netns, node, Node, NodeConfig};
 use crate::topology::Topology;
 
@@ -99,8 +99,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // One run per node (per counters directory): held until this process exits, so a second
     // `run` started at the same moment refuses before it creates anything.
     let lock_path = counters_path.with_file_name("run.lock");
-    let _run_lock = FileLock::claim(&lock_path, &format!("node {}", topology.node.name))
-        .context("cannot start")?;
+    let _run_lock = FileLock::claim(&lock_path, &format!("node {}", topology.node.name)).map_err(
+        |e| match e {
+            LockError::Io { ref cause, .. }
+                if cause.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                anyhow::anyhow!(
+                    "cannot start: {e}; choose a writable place for the node's counters and \
+                     lock with --counters FILE (as a user other than root the default is under \
+                     $XDG_RUNTIME_DIR when it is set)"
+                )
+            }
+            e => anyhow::Error::from(e).context("cannot start"),
+        },
+    )?;
     // Registered before anything is created, so a signal during set-up still ends in clean-up.
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;

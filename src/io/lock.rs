@@ -16,8 +16,9 @@ pub enum LockError {
         pid: String,
         path: PathBuf,
     },
-    #[error("cannot lock {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    // (Not a `source` field: the message already says it, and a chain would repeat it.)
+    #[error("cannot lock {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
 }
 
 /// A file held under an exclusive flock until dropped.
@@ -42,9 +43,9 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
 }
 
 fn open(path: &Path) -> Result<File, LockError> {
-    let err = |source| LockError::Io {
+    let err = |cause| LockError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -85,7 +86,7 @@ impl FileLock {
             }
             return Err(LockError::Io {
                 path: path.to_path_buf(),
-                source: e,
+                cause: e,
             });
         }
         let write = |file: &mut File| -> io::Result<()> {
@@ -93,9 +94,9 @@ impl FileLock {
             file.rewind()?;
             writeln!(file, "{}", std::process::id())
         };
-        write(&mut file).map_err(|source| LockError::Io {
+        write(&mut file).map_err(|cause| LockError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Ok(FileLock {
             file,
@@ -106,9 +107,9 @@ impl FileLock {
     /// Waits for `path`'s lock (for short critical sections between processes).
     pub fn wait(path: &Path) -> Result<FileLock, LockError> {
         let file = open(path)?;
-        flock(&file, libc::LOCK_EX).map_err(|source| LockError::Io {
+        flock(&file, libc::LOCK_EX).map_err(|cause| LockError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Ok(FileLock {
             file,
