@@ -224,3 +224,33 @@ fn without_a_writable_default_place_run_says_what_to_pass() {
         "said once: {stderr}"
     );
 }
+
+#[test]
+fn an_unprivileged_node_adds_virtual_tasks_live_and_refuses_namespaced_ones() {
+    let dir = Dir::new("reload");
+    let port = 20000 + (std::process::id() % 5000) as u16 * 2;
+    let topo = topology(0, port, false);
+    let a = start(&dir.0, 0, &topo, false);
+    let file = dir.0.join("u0").join("topology.toml");
+    let reload = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        // SAFETY: kill(2) on the pid of our own running child.
+        unsafe { libc::kill(a.child.id() as libc::pid_t, libc::SIGHUP) };
+        wait_line(&a, Duration::from_secs(10), |l| l.starts_with("reload"))
+    };
+    let namespaced = format!(
+        "{topo}\n[[endpoint]]\nname = \"web9\"\nnetwork = \"my-network\"\nip = \"10.0.9.9\"\n"
+    );
+    assert_eq!(reload(&namespaced), "reload failed");
+    let echo = format!(
+        "{topo}\n[[endpoint]]\nname = \"echo\"\nnetwork = \"my-network\"\nip = \"10.0.9.9\"\n\
+         app = \"echo\"\n"
+    );
+    assert_eq!(
+        reload(&echo),
+        format!(
+            "reloaded {}: tasks added: echo; removed: none",
+            file.display()
+        )
+    );
+}
