@@ -138,7 +138,7 @@ impl VirtualTask {
         let stack = self
             .iface
             .poll_at(instant(now), &self.sockets)
-            .map(|at| (at.total_micros().max(0) as u64) * 1_000);
+            .map(|at| (at.total_micros().max(0) as u64).saturating_mul(1_000));
         match (stack, self.app.next_timer()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
