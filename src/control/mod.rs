@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod keys;
 pub mod manager;
 pub mod raft;
+pub mod raft_net;
 pub mod raft_store;
 pub mod rpc;
 pub mod store;

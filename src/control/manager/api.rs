@@ -1,0 +1,149 @@
+//! Manager operations of the local API, served on the leader: swarm inspect, join tokens,
+//! node list/inspect/update/remove, promotion and demotion.
+
+use super::*;
+
+impl Manager {
+    pub(super) fn find_node(&self, query: &str) -> Result<Node, ApiError> {
+        let nodes = self.nodes()?;
+        if let Some(n) = nodes.iter().find(|n| n.id == query) {
+            return Ok(n.clone());
+        }
+        let by_name: Vec<&Node> = nodes.iter().filter(|n| n.hostname == query).collect();
+        if by_name.len() == 1 {
+            return Ok(by_name[0].clone());
+        }
+        let by_prefix: Vec<&Node> = nodes.iter().filter(|n| n.id.starts_with(query)).collect();
+        match (by_name.len(), by_prefix.as_slice()) {
+            (0, [one]) => Ok((*one).clone()),
+            (0, []) => Err(ApiError::not_found(format!("node {query} not found"))),
+            (n, many) => Err(ApiError::invalid(format!(
+                "node {query} is ambiguous ({} matches found)",
+                n.max(many.len())
+            ))),
+        }
+    }
+
+    pub(super) fn swarm_view(&self, swarm: &SwarmRecord) -> Result<Swarm, ApiError> {
+        let ca_der = swarm
+            .root_ca
+            .cert_der()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Swarm {
+            id: swarm.id.clone(),
+            created_at: swarm.created_at.clone(),
+            updated_at: swarm.updated_at.clone(),
+            data_path_port: swarm.data_path_port,
+            default_addr_pool: swarm.default_addr_pool.clone(),
+            subnet_size: swarm.subnet_size,
+            key_rotation_interval_secs: swarm.key_rotation_interval_secs,
+            root_ca_digest: ca_digest_text(&ca_der),
+            join_tokens: JoinTokens {
+                worker: swarm.worker_token.clone(),
+                manager: swarm.manager_token.clone(),
+            },
+        })
+    }
+
+    /// Manager operations of the local API (on the manager that holds the state).
+    pub async fn handle_api(&self, req: Request) -> Response {
+        let _guard = self.serial.lock().await;
+        let mut swarm = self.swarm_required()?;
+        match req {
+            Request::SwarmInspect => Ok(Reply::Swarm(self.swarm_view(&swarm)?)),
+            Request::SwarmCa => Ok(Reply::Text(swarm.root_ca.cert_pem.clone())),
+            Request::JoinToken { role, rotate } => {
+                if rotate {
+                    let ca_der = swarm
+                        .root_ca
+                        .cert_der()
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    let fresh = JoinToken::generate(&ca_der).to_string();
+                    match role {
+                        Role::Worker => swarm.worker_token = fresh,
+                        Role::Manager => swarm.manager_token = fresh,
+                    }
+                    swarm.updated_at = now_rfc3339();
+                    self.write(Command::PutSwarm(Box::new(swarm.clone())))
+                        .await?;
+                }
+                let token = match role {
+                    Role::Worker => swarm.worker_token,
+                    Role::Manager => swarm.manager_token,
+                };
+                Ok(Reply::Token {
+                    token,
+                    advertise: String::new(),
+                })
+            }
+            Request::NodeList => Ok(Reply::Nodes(self.nodes()?)),
+            Request::NodeInspect { id } => Ok(Reply::Node(self.find_node(&id)?)),
+            Request::NodeUpdate { id, availability } => {
+                let mut node = self.find_node(&id)?;
+                node.availability = availability;
+                node.updated_at = now_rfc3339();
+                self.write(Command::PutNode(Box::new(node))).await?;
+                Ok(Reply::Done)
+            }
+            Request::NodeRemove { id, force } => {
+                let node = self.find_node(&id)?;
+                if node.role == Role::Manager {
+                    return Err(ApiError::precondition(format!(
+                        "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                        node.id
+                    )));
+                }
+                if node.status.state != NodeState::Down && !force {
+                    return Err(ApiError::precondition(format!(
+                        "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
+                        node.id
+                    )));
+                }
+                self.write(Command::RemoveNode(node.id.clone())).await?;
+                self.forget(&node.id);
+                Ok(Reply::Done)
+            }
+            Request::NodeSetRole { id, role } => self.set_role(&id, role).await,
+            Request::Info
+            | Request::SwarmInit(_)
+            | Request::SwarmJoin(_)
+            | Request::SwarmLeave { .. } => Err(ApiError::internal("not a manager operation")),
+        }
+    }
+
+    pub(super) async fn set_role(&self, query: &str, role: Role) -> Response {
+        let mut node = self.find_node(query)?;
+        if node.role == role {
+            return Ok(Reply::Text(match role {
+                Role::Manager => format!("Node {query} is already a manager."),
+                Role::Worker => format!("Node {query} is already a worker."),
+            }));
+        }
+        match role {
+            Role::Manager => {
+                node.manager_status = Some(ManagerStatus {
+                    leader: false,
+                    reachability: Reachability::Reachable,
+                    addr: node_cluster_addr(&node),
+                });
+            }
+            Role::Worker => {
+                let managers = self
+                    .nodes()?
+                    .iter()
+                    .filter(|n| n.role == Role::Manager)
+                    .count();
+                if managers <= 1 {
+                    return Err(ApiError::precondition(
+                        "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
+                    ));
+                }
+                node.manager_status = None;
+            }
+        }
+        node.role = role;
+        node.updated_at = now_rfc3339();
+        self.write(Command::PutNode(Box::new(node))).await?;
+        Ok(Reply::Done)
+    }
+}

@@ -1,0 +1,171 @@
+//! Cluster-port requests on the leader: admitting nodes with a join token, heartbeats,
+//! certificate renewal, leaving, and manager operations forwarded by other managers.
+
+use super::*;
+
+impl Manager {
+    /// Cluster-port requests, with the caller's verified certificate identity if any.
+    pub async fn handle_cluster(
+        &self,
+        caller: Option<CertIdentity>,
+        req: ClusterRequest,
+    ) -> ClusterResponse {
+        match req {
+            ClusterRequest::GetRootCa => Ok(ClusterReply::RootCa {
+                cert_pem: self.swarm_required()?.root_ca.cert_pem,
+            }),
+            ClusterRequest::Join {
+                token,
+                csr_pem,
+                hostname,
+                advertise_addr,
+                listen_addr: _,
+                data_path_addr,
+                availability,
+            } => {
+                self.admit(
+                    &token,
+                    &csr_pem,
+                    hostname,
+                    advertise_addr,
+                    data_path_addr,
+                    availability,
+                )
+                .await
+            }
+            ClusterRequest::Raft(_) => Err(ApiError::internal(
+                "Raft messages are served by the daemon, not the manager",
+            )),
+            ClusterRequest::Api(req) => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                // The certificate says manager; the node table must agree too, so a demoted
+                // node's manager certificate (valid until it expires) grants nothing.
+                if caller.role != Role::Manager
+                    || self.known_node(&caller.node_id)?.role != Role::Manager
+                {
+                    return Err(ApiError::not_a_manager());
+                }
+                self.handle_api(req).await.map(ClusterReply::Api)
+            }
+            ClusterRequest::Heartbeat => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let node = self.known_node(&caller.node_id)?;
+                self.touch(&node.id);
+                if caller.role == Role::Manager {
+                    if let Ok(mut ready) = self.raft_ready.lock() {
+                        ready.insert(node.id.clone());
+                    }
+                }
+                Ok(ClusterReply::Heartbeat {
+                    role: node.role,
+                    managers: self.manager_addrs()?,
+                    keys: self.store.encryption_keys()?,
+                })
+            }
+            ClusterRequest::RenewCert { csr_pem } => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let node = self.known_node(&caller.node_id)?;
+                let swarm = self.swarm_required()?;
+                let cert_pem = swarm
+                    .root_ca
+                    .sign_csr(&csr_pem, &node.id, node.role, &swarm.id)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?;
+                Ok(ClusterReply::Cert { cert_pem })
+            }
+            ClusterRequest::Leave => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let _guard = self.serial.lock().await;
+                let mut node = self.known_node(&caller.node_id)?;
+                node.status.state = NodeState::Down;
+                node.role = Role::Worker;
+                node.manager_status = None;
+                node.updated_at = now_rfc3339();
+                self.forget(&node.id);
+                self.write(Command::PutNode(Box::new(node))).await?;
+                Ok(ClusterReply::Done)
+            }
+        }
+    }
+
+    pub(super) fn known_node(&self, id: &str) -> Result<Node, ApiError> {
+        self.store.node(id)?.ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                format!("node {id} is not a member of this swarm (it was removed)"),
+            )
+        })
+    }
+
+    pub(super) async fn admit(
+        &self,
+        token: &str,
+        csr_pem: &str,
+        hostname: String,
+        advertise_addr: String,
+        data_path_addr: String,
+        availability: Availability,
+    ) -> ClusterResponse {
+        let _guard = self.serial.lock().await;
+        let swarm = self.swarm_required()?;
+        let presented = JoinToken::parse(token).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let parse = |t: &str| JoinToken::parse(t).map_err(|e| ApiError::internal(e.to_string()));
+        let worker = parse(&swarm.worker_token)?;
+        let manager = parse(&swarm.manager_token)?;
+        // Both comparisons always run, each in constant time.
+        let is_worker = presented.ct_eq(&worker);
+        let is_manager = presented.ct_eq(&manager);
+        let role = match (is_worker, is_manager) {
+            (true, _) => Role::Worker,
+            (_, true) => Role::Manager,
+            _ => {
+                return Err(ApiError::invalid(
+                    "rpc error: code = InvalidArgument desc = A valid join token is necessary to join this cluster",
+                ))
+            }
+        };
+        let advertise: std::net::SocketAddr = advertise_addr.parse().map_err(|_| {
+            ApiError::invalid(format!("invalid advertise address {advertise_addr:?}"))
+        })?;
+        let node_id = new_id();
+        let cert_pem = swarm
+            .root_ca
+            .sign_csr(csr_pem, &node_id, role, &swarm.id)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let now = now_rfc3339();
+        let node = Node {
+            id: node_id.clone(),
+            hostname,
+            role,
+            availability,
+            status: NodeStatus {
+                state: NodeState::Ready,
+                addr: advertise.ip().to_string(),
+            },
+            manager_status: (role == Role::Manager).then(|| ManagerStatus {
+                leader: false,
+                reachability: Reachability::Reachable,
+                addr: advertise.to_string(),
+            }),
+            data_path_addr,
+            cluster_addr: advertise.to_string(),
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.write(Command::PutNode(Box::new(node.clone()))).await?;
+        self.touch(&node_id);
+        tracing::info!("node {node_id} ({}) joined as a {role}", node.hostname);
+        Ok(ClusterReply::Joined {
+            node_id,
+            swarm_id: swarm.id.clone(),
+            cert_pem,
+            managers: self.manager_addrs()?,
+        })
+    }
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::new(
+        ErrorKind::PermissionDenied,
+        "this operation needs a node certificate of this swarm",
+    )
+}
