@@ -23,13 +23,19 @@ pub type SharedTls = Arc<std::sync::RwLock<Arc<ClientConfig>>>;
 /// Creates connections to peer managers with this manager's TLS identity.
 pub struct Network {
     pub tls: SharedTls,
+    pub acks: Acks,
 }
 
 /// One peer manager.
+/// When each peer last answered a Raft message of this node (the leader sends heartbeats every
+/// half second): what "reachable" means for a manager.
+pub type Acks = Arc<std::sync::Mutex<std::collections::HashMap<u64, std::time::Instant>>>;
+
 pub struct Peer {
     target: u64,
     addr: String,
     tls: SharedTls,
+    acks: Acks,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -40,6 +46,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             tls: self.tls.clone(),
+            acks: self.acks.clone(),
         }
     }
 }
@@ -57,7 +64,12 @@ impl Peer {
         };
         let call = rpc::call(&self.addr, tls, &request);
         match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(ClusterReply::Raft(answer))) => Ok(answer),
+            Ok(Ok(ClusterReply::Raft(answer))) => {
+                if let Ok(mut acks) = self.acks.lock() {
+                    acks.insert(self.target, std::time::Instant::now());
+                }
+                Ok(answer)
+            }
             Ok(Ok(_)) => Err(Transport(format!("{}: unexpected reply", self.addr))),
             Ok(Err(err)) => Err(Transport(err.to_string())),
             Err(_) => Err(Transport(format!("{}: timed out", self.addr))),

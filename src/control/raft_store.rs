@@ -203,6 +203,21 @@ pub fn applied_voter_count(store: &Store) -> usize {
         .map_or(0, |old| old.len())
 }
 
+/// Raft IDs of the voters of the last membership the state machine applied (the old
+/// configuration during a change); empty before any was applied.
+pub fn applied_voters(store: &Store) -> std::collections::BTreeSet<u64> {
+    let Ok(Some(state)) = read_meta::<AppliedState>(store, "applied") else {
+        return Default::default();
+    };
+    state
+        .membership
+        .membership()
+        .get_joint_config()
+        .first()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Where the state machine stands.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AppliedState {

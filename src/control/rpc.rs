@@ -1,7 +1,9 @@
 //! The cluster protocol on 2377: request/reply types and the node-side calls.
 //!
-//! One request per TLS connection, length-prefixed JSON (as the local API). The caller's
-//! identity is never in the message: managers read it from the verified client certificate.
+//! One request per TLS connection, length-prefixed JSON. The caller's identity is never in the
+//! message: managers read it from the verified client certificate. A caller without one may
+//! send only a small frame ([`PREAUTH_MAX_FRAME`]); frames of trusted peers (Raft snapshots)
+//! may be larger, and their buffer grows only as the bytes arrive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +18,19 @@ use super::raft::{RaftAnswer, RaftMessage};
 use super::store::NetworkKey;
 use super::tls;
 use super::token::{ca_digest_text, JoinToken};
-use crate::api::frame::{read_frame, write_frame, FrameError};
+use crate::api::frame::{write_frame, FrameError};
 use crate::api::{ApiError, Availability, Reply, Request, Role};
 
 /// Time allowed for connecting, the handshake and one exchange.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for a manager to become a Raft voter: the leader adds it as a learner, waits
+/// for it to catch up with the log (or a snapshot) and commits the configuration change.
+pub const RAFT_JOIN_TIMEOUT: Duration = Duration::from_secs(45);
+/// Largest frame accepted from a caller without a client certificate: a join request (token,
+/// CSR, names and addresses) takes about 1 KiB.
+pub const PREAUTH_MAX_FRAME: usize = 16 * 1024;
+/// Largest frame accepted from a peer with a certificate of this swarm (Raft snapshots).
+pub const MAX_FRAME: usize = crate::api::frame::MAX_FRAME;
 
 /// Requests a node (or the CLI's daemon) sends to a manager.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,8 +51,14 @@ pub enum ClusterRequest {
     Heartbeat,
     /// A new certificate for the caller's new key, with the role the swarm wants for it.
     RenewCert { csr_pem: String },
-    /// The caller leaves the swarm.
+    /// The caller leaves the swarm; a manager is removed from the Raft voters first.
     Leave,
+    /// A manager that was just admitted (or promoted) asks to become a Raft voter; answered once
+    /// the configuration change is committed. Needs a manager certificate.
+    RaftJoin,
+    /// A join that could not be completed is withdrawn: the caller's node record (and its Raft
+    /// learner or voter slot) is removed, as if it had never joined.
+    Withdraw,
     /// A manager operation forwarded by another manager's daemon; needs a manager certificate.
     Api(Request),
     /// Raft between managers; needs a manager certificate.
@@ -65,6 +81,9 @@ pub enum ClusterReply {
         role: Role,
         managers: Vec<String>,
         keys: Vec<NetworkKey>,
+        /// Whether the caller is a Raft voter (managers whose answer is `false` ask to join).
+        #[serde(default)]
+        voter: bool,
     },
     Cert {
         cert_pem: String,
@@ -80,16 +99,70 @@ pub enum ClusterReply {
 
 pub type ClusterResponse = Result<ClusterReply, ApiError>;
 
+impl ClusterRequest {
+    /// How long the caller waits for the answer (and the manager may take to give it).
+    pub fn timeout(&self) -> Duration {
+        match self {
+            ClusterRequest::RaftJoin => RAFT_JOIN_TIMEOUT,
+            // A manager's removal from the voters is a Raft configuration change.
+            ClusterRequest::Leave | ClusterRequest::Withdraw => RAFT_JOIN_TIMEOUT,
+            // A promotion waits for the node to become a voter; a demotion removes one.
+            ClusterRequest::Api(Request::NodeSetRole { .. }) => RAFT_JOIN_TIMEOUT * 2,
+            _ => CALL_TIMEOUT,
+        }
+    }
+}
+
+/// Reads one length-prefixed frame of at most `max` bytes. The body buffer grows with the
+/// bytes received, never to the announced length up front.
+pub async fn read_frame_bounded<R, T>(r: &mut R, max: usize) -> Result<T, FrameError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    T: serde::de::DeserializeOwned,
+{
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    r.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// An I/O error on a connection to `addr` in words a user can act on: a closed connection says
+/// so (rustls' own text for it points at its manual).
+fn plain_io(addr: &str, err: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => format!(
+            "the manager at {addr} closed the connection before answering (did it stop or restart?)"
+        ),
+        _ => format!("talking to the manager at {addr}: {err}"),
+    }
+}
+
 /// Errors of a call to a manager.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     #[error("could not connect to the manager at {addr}: {err}")]
     Connect { addr: String, err: std::io::Error },
-    #[error("TLS handshake with the manager at {addr} failed: {err}")]
+    #[error(
+        "TLS handshake with the manager at {addr} failed: {}",
+        handshake_text(addr, err)
+    )]
     Handshake { addr: String, err: std::io::Error },
-    #[error("the manager at {0} did not answer within {CALL_TIMEOUT:?}")]
-    Timeout(String),
-    #[error("talking to the manager at {addr}: {err}")]
+    #[error("the manager at {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{}", frame_text(addr, err))]
     Frame { addr: String, err: FrameError },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -103,6 +176,20 @@ pub enum RpcError {
     BadCa { addr: String, err: String },
     #[error("no manager could be reached (tried {0})")]
     NoManager(String),
+}
+
+fn handshake_text(addr: &str, err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::InvalidData => err.to_string(),
+        _ => plain_io(addr, err),
+    }
+}
+
+fn frame_text(addr: &str, err: &FrameError) -> String {
+    match err {
+        FrameError::Io(io) => plain_io(addr, io),
+        other => format!("talking to the manager at {addr}: {other}"),
+    }
 }
 
 /// One request over one TLS connection to `addr`.
@@ -130,12 +217,15 @@ pub async fn call(
             err,
         };
         write_frame(&mut stream, request).await.map_err(frame_err)?;
-        let response: ClusterResponse = read_frame(&mut stream).await.map_err(frame_err)?;
+        let response: ClusterResponse = read_frame_bounded(&mut stream, MAX_FRAME)
+            .await
+            .map_err(frame_err)?;
         response.map_err(RpcError::Remote)
     };
-    tokio::time::timeout(CALL_TIMEOUT, exchange)
+    let timeout = request.timeout();
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| RpcError::Timeout(addr.to_string()))?
+        .map_err(|_| RpcError::Timeout(addr.to_string(), timeout))?
 }
 
 /// Calls the managers in order, following one redirect to the leader, until one answers.

@@ -38,6 +38,39 @@ pub enum TokenError {
     /// The secret part is not 25 base-36 characters encoding 16 bytes.
     #[error("invalid join token: the secret part must be {SECRET_LEN} base-36 characters (0-9, a-z), got {len} characters")]
     Secret { len: usize },
+    /// A part has the right length and characters but a value too large for its bytes.
+    #[error("invalid join token: the {part} part is {len} base-36 characters but its value does not fit in {bytes} bytes (the largest is {largest})")]
+    Range {
+        part: &'static str,
+        len: usize,
+        bytes: usize,
+        largest: String,
+    },
+    /// Upper-case letters: tokens are printed in lower case, and refused otherwise rather
+    /// than silently normalised, since a changed token was not copied as given.
+    #[error("invalid join token: join tokens are lower case (SWMTKN-1- then 0-9, a-z), this one has upper-case letters; use the token exactly as `swarm join-token` printed it")]
+    UpperCase,
+}
+
+/// Parses one base-36 part of `len` characters into `N` bytes, telling a bad character or
+/// length (`shape`) from a value too large for `N` bytes.
+fn parse_part<const N: usize>(
+    text: &str,
+    len: usize,
+    part: &'static str,
+    shape: TokenError,
+) -> Result<[u8; N], TokenError> {
+    if text.len() != len || !text.bytes().all(|c| ALPHABET.contains(&c)) {
+        return Err(shape);
+    }
+    base36_decode(text, N)
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| TokenError::Range {
+            part,
+            len,
+            bytes: N,
+            largest: base36_encode(&[0xff; N], len),
+        })
 }
 
 /// Encodes a big-endian unsigned number in base 36, zero-padded on the left to `width` characters.
@@ -135,23 +168,28 @@ impl JoinToken {
         if parts[1] != TOKEN_VERSION {
             return Err(TokenError::Version(parts[1].to_string()));
         }
+        if parts[2..]
+            .iter()
+            .any(|p| p.bytes().any(|c| c.is_ascii_uppercase()))
+        {
+            return Err(TokenError::UpperCase);
+        }
         let digest = parts[2];
-        if digest.len() != DIGEST_LEN {
-            return Err(TokenError::Digest(digest.to_string()));
-        }
-        let ca_digest: [u8; 32] = base36_decode(digest, 32)
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| TokenError::Digest(digest.to_string()))?;
+        let ca_digest: [u8; 32] = parse_part(
+            digest,
+            DIGEST_LEN,
+            "CA digest",
+            TokenError::Digest(digest.to_string()),
+        )?;
         let secret_text = parts[3];
-        let secret_err = TokenError::Secret {
-            len: secret_text.len(),
-        };
-        if secret_text.len() != SECRET_LEN {
-            return Err(secret_err);
-        }
-        let secret: [u8; 16] = base36_decode(secret_text, 16)
-            .and_then(|v| v.try_into().ok())
-            .ok_or(secret_err)?;
+        let secret: [u8; 16] = parse_part(
+            secret_text,
+            SECRET_LEN,
+            "secret",
+            TokenError::Secret {
+                len: secret_text.len(),
+            },
+        )?;
         Ok(JoinToken { ca_digest, secret })
     }
 
@@ -270,11 +308,30 @@ mod tests {
             JoinToken::parse(&bad_char),
             Err(TokenError::Digest(_))
         ));
+        // 50 base-36 characters, but more than 2^256 - 1: not "must be 50 characters".
         let overflow = format!("SWMTKN-1-{}-7uy6fpzwky6g4zgjq6zbm43xx", "z".repeat(50));
-        assert!(matches!(
-            JoinToken::parse(&overflow),
-            Err(TokenError::Digest(_))
-        ));
+        let err = JoinToken::parse(&overflow).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                TokenError::Range {
+                    part: "CA digest",
+                    len: 50,
+                    bytes: 32,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(!text.contains("must be"), "{text}");
+        assert!(text.contains("does not fit in 32 bytes"), "{text}");
+        // The largest digest that fits still parses.
+        let largest = format!(
+            "SWMTKN-1-{}-7uy6fpzwky6g4zgjq6zbm43xx",
+            base36_encode(&[0xff; 32], DIGEST_LEN)
+        );
+        assert!(JoinToken::parse(&largest).is_ok());
     }
 
     #[test]
@@ -288,10 +345,29 @@ mod tests {
             "SWMTKN-1-49i63cmd6ka1l64l8zo0g89zy43q9fuzgxetxtnjrfrm6bnnkm-{}",
             "z".repeat(25)
         );
-        assert_eq!(
+        assert!(matches!(
             JoinToken::parse(&overflow),
-            Err(TokenError::Secret { len: 25 })
-        );
+            Err(TokenError::Range {
+                part: "secret",
+                len: 25,
+                bytes: 16,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn upper_case_tokens_are_refused_and_say_so() {
+        let upper = format!("SWMTKN-1-{}", DOCKER_TOKEN[9..].to_uppercase());
+        let err = JoinToken::parse(&upper).unwrap_err();
+        assert_eq!(err, TokenError::UpperCase);
+        assert!(err.to_string().contains("lower case"), "{err}");
+        // One letter is enough.
+        let one = DOCKER_TOKEN.replacen("49i63", "49I63", 1);
+        assert_eq!(JoinToken::parse(&one), Err(TokenError::UpperCase));
+        // The lower-case prefix is still Docker's "invalid join token".
+        let prefix = DOCKER_TOKEN.replacen("SWMTKN", "swmtkn", 1);
+        assert_eq!(JoinToken::parse(&prefix), Err(TokenError::Format));
     }
 
     #[test]

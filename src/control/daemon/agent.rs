@@ -80,12 +80,13 @@ impl Daemon {
             identity.managers.clone()
         };
         let reply = rpc::call_managers(&targets, config.clone(), &ClusterRequest::Heartbeat).await;
-        let (role, managers, keys) = match reply {
+        let (role, managers, keys, voter) = match reply {
             Ok(ClusterReply::Heartbeat {
                 role,
                 managers,
                 keys,
-            }) => (role, managers, keys),
+                voter,
+            }) => (role, managers, keys, voter),
             Ok(_) => return Err(internal("unexpected heartbeat reply")),
             Err(RpcError::Remote(err)) if err.kind == ErrorKind::NotFound => {
                 tracing::warn!("this node was removed from the swarm: {}", err.message);
@@ -112,6 +113,9 @@ impl Daemon {
         }
         if role != identity.role || cert_needs_renewal(&identity) {
             self.renew_certificate(&identity, config).await?;
+        } else if role == Role::Manager && !voter && self.manager.raft().is_some() {
+            // Promoted (or a join whose last step was cut short): ask to become a voter.
+            self.raft_join(&identity).await?;
         }
         Ok(())
     }

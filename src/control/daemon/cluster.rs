@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// Connections to 2377 not (yet) authenticated by a certificate of this swarm, at most: the
+/// rest wait in the kernel's accept queue.
+pub const PREAUTH_SLOTS: usize = 64;
+/// Pause after a failed accept (descriptor exhaustion) before trying again.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl Daemon {
     /// Starts the agent, and the cluster listener when the node is a manager.
     pub(super) async fn start(
@@ -38,23 +44,33 @@ impl Daemon {
         Ok(())
     }
 
+    /// Accepts cluster connections. A slot of [`PREAUTH_SLOTS`] is taken before each accept
+    /// and held until the peer has shown a certificate of this swarm, or the connection ends:
+    /// callers without one (joining nodes, or anyone) are bounded in number, in frame size and
+    /// in time, so they cannot exhaust the manager's memory.
     pub(super) async fn serve_cluster(
         self: Arc<Self>,
         listener: TcpListener,
         acceptor: TlsAcceptor,
     ) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(PREAUTH_SLOTS));
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, peer) = match listener.accept().await {
                 Ok(conn) => conn,
                 Err(err) => {
+                    // Out of descriptors, typically: wait instead of spinning on the error.
                     tracing::warn!("cluster listener accept failed: {err}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
             let daemon = self.clone();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                if let Err(err) = daemon.serve_cluster_conn(tcp, acceptor).await {
+                if let Err(err) = daemon.serve_cluster_conn(tcp, acceptor, slot).await {
                     tracing::debug!("cluster connection from {peer}: {err}");
                 }
             });
@@ -65,16 +81,36 @@ impl Daemon {
         self: Arc<Self>,
         tcp: TcpStream,
         acceptor: TlsAcceptor,
+        slot: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let exchange = async {
+        let mut slot = Some(slot);
+        // Handshake and request within one bound: a peer that stalls is dropped.
+        let received = async {
             let mut stream = acceptor.accept(tcp).await?;
             let caller = tls::peer_identity(stream.get_ref().1.peer_certificates());
-            let request: ClusterRequest = read_frame(&mut stream).await?;
-            let response = self.handle_cluster(caller, request).await;
-            write_frame(&mut stream, &response).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            let limit = if caller.is_some() {
+                // A member of this swarm: its connections are not counted any longer.
+                slot.take();
+                rpc::MAX_FRAME
+            } else {
+                rpc::PREAUTH_MAX_FRAME
+            };
+            let request: ClusterRequest = rpc::read_frame_bounded(&mut stream, limit).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((stream, caller, request))
         };
-        tokio::time::timeout(rpc::CALL_TIMEOUT, exchange).await?
+        let (mut stream, caller, request) =
+            tokio::time::timeout(rpc::CALL_TIMEOUT, received).await??;
+        let timeout = request.timeout();
+        let response =
+            match tokio::time::timeout(timeout, self.handle_cluster(caller, request)).await {
+                Ok(response) => response,
+                Err(_) => Err(ApiError::unavailable(format!(
+                    "the request was not done within {timeout:?}"
+                ))),
+            };
+        tokio::time::timeout(rpc::CALL_TIMEOUT, write_frame(&mut stream, &response)).await??;
+        drop(slot);
+        Ok(())
     }
 
     pub(super) async fn handle_cluster(
@@ -86,8 +122,18 @@ impl Daemon {
             .identity()
             .ok_or_else(|| ApiError::unavailable("this node has left the swarm"))?;
         if let ClusterRequest::Raft(message) = request {
-            if caller.map(|c| c.role) != Some(Role::Manager) {
+            let Some(caller) = caller.filter(|c| c.role == Role::Manager) else {
                 return Err(ApiError::not_a_manager());
+            };
+            // A manager removed from the group (or from before --force-new-cluster) must not
+            // disturb it by campaigning. Entries from a leader are judged by Raft (its term).
+            if matches!(message, raft_mod::RaftMessage::Vote(_))
+                && !self.manager.raft_member_or_new(raft_id(&caller.node_id))
+            {
+                return Err(ApiError::precondition(format!(
+                    "node {} is not a member of this manager's Raft group",
+                    caller.node_id
+                )));
             }
             let handle = self
                 .manager

@@ -136,45 +136,79 @@ impl Daemon {
                 managers
             },
         };
-        // A manager must be able to serve on its listen address. If it cannot, the join is
-        // undone, so the swarm does not count a manager that will never answer.
+        // A manager must be able to serve on its listen address, and the join is complete
+        // only once it is a Raft voter. If either fails, the join is undone, so the swarm does
+        // not count a manager that will never answer.
         let bound = if cert.role == Role::Manager {
             match bind_cluster(addrs.listen).await {
                 Ok(listener) => Some(listener),
-                Err(err) => {
-                    let config =
-                        tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
-                            .map_err(internal)?;
-                    let targets = self.leader_first(&identity);
-                    let mut undone = Err(RpcError::Remote(internal("not tried")));
-                    for wait in [0, 500, 2000] {
-                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                        undone =
-                            rpc::call_managers(&targets, config.clone(), &ClusterRequest::Leave)
-                                .await;
-                        if undone.is_ok() {
-                            break;
-                        }
-                    }
-                    return Err(match undone {
-                        Ok(_) => err,
-                        Err(e) => ApiError::new(
-                            err.kind,
-                            format!(
-                                "{}; the swarm already lists this node ({}) as a manager and it could not withdraw ({e}): on a manager, run `swarmnet node demote {id}` and `swarmnet node rm --force {id}`",
-                                err.message, identity.node_id, id = identity.node_id
-                            ),
-                        ),
-                    });
-                }
+                Err(err) => return Err(self.undo_join(&identity, err).await),
             }
         } else {
             None
         };
         self.store.set_local_identity(&identity)?;
         self.set_identity(Some(identity.clone()));
-        self.start(&mut tasks, &identity, bound).await?;
+        let started = self.start(&mut tasks, &identity, bound).await;
+        let voter = match started {
+            Ok(()) if cert.role == Role::Manager => self.raft_join(&identity).await,
+            other => other,
+        };
+        if let Err(err) = voter {
+            tasks.stop().await;
+            self.stop_raft().await;
+            self.set_identity(None);
+            let _ = self.store.clear();
+            let err = ApiError::new(
+                err.kind,
+                format!("this node could not become a Raft voter: {}", err.message),
+            );
+            return Err(self.undo_join(&identity, err).await);
+        }
         Ok(Reply::Joined { role: cert.role })
+    }
+
+    /// Asks the leader to make this manager a Raft voter; returns once the change is committed.
+    pub(super) async fn raft_join(&self, identity: &LocalIdentity) -> Result<(), ApiError> {
+        let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+            .map_err(internal)?;
+        let targets = self.leader_first(identity);
+        match rpc::call_managers(&targets, config, &ClusterRequest::RaftJoin).await {
+            Ok(ClusterReply::Done) => Ok(()),
+            Ok(_) => Err(internal("unexpected reply to a Raft join")),
+            Err(err) => Err(rpc_error(err)),
+        }
+    }
+
+    /// Withdraws a join the swarm already recorded (retrying a little), and returns `err`,
+    /// extended with the remedy if the withdrawal did not get through.
+    async fn undo_join(&self, identity: &LocalIdentity, err: ApiError) -> ApiError {
+        let config = match tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials)) {
+            Ok(config) => config,
+            Err(e) => return internal(e),
+        };
+        let targets = manager_peers(identity);
+        let mut undone = Err(RpcError::Remote(internal("not tried")));
+        for wait in [0, 500, 2000] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            undone = rpc::call_managers(&targets, config.clone(), &ClusterRequest::Withdraw).await;
+            if undone.is_ok() {
+                break;
+            }
+        }
+        match undone {
+            Ok(_) => ApiError::new(
+                err.kind,
+                format!("{}; the join was undone", err.message),
+            ),
+            Err(e) => ApiError::new(
+                err.kind,
+                format!(
+                    "{}; the swarm already lists this node ({}) as a {} and it could not withdraw ({e}): on a manager, run `swarmnet node demote {id}` and `swarmnet node rm --force {id}`",
+                    err.message, identity.node_id, identity.role, id = identity.node_id
+                ),
+            ),
+        }
     }
 
     pub(super) async fn leave(self: &Arc<Self>, force: bool) -> Response {
@@ -183,15 +217,29 @@ impl Daemon {
         if identity.role == Role::Manager && !force {
             self.check_quorum_for_leave().await?;
         }
-        if self.holds_state() {
-            self.leave_as_leader(&identity).await;
+        // A manager leaves the Raft voters first; unless forced, it stays when that fails.
+        let told = if self.holds_state() {
+            self.leave_as_leader(&identity, force).await
         } else {
             let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
                 .map_err(internal)?;
             let targets = self.leader_first(&identity);
-            if let Err(err) = rpc::call_managers(&targets, config, &ClusterRequest::Leave).await {
-                tracing::warn!("could not tell the managers that this node leaves: {err}");
+            rpc::call_managers(&targets, config, &ClusterRequest::Leave)
+                .await
+                .map(|_| ())
+                .map_err(rpc_error)
+        };
+        if let Err(err) = told {
+            if identity.role == Role::Manager && !force {
+                return Err(ApiError::new(
+                    err.kind,
+                    format!(
+                        "this manager could not leave the Raft group, so it stays in the swarm: {}. Use `--force` to leave anyway.",
+                        err.message
+                    ),
+                ));
             }
+            tracing::warn!("could not tell the managers that this node leaves: {err}");
         }
         tasks.stop().await;
         self.stop_raft().await;
@@ -214,7 +262,11 @@ impl Daemon {
         let managers: Vec<_> = nodes.iter().filter(|n| n.role == Role::Manager).collect();
         let reachable = managers
             .iter()
-            .filter(|n| n.status.state == NodeState::Ready)
+            .filter(|n| {
+                n.manager_status
+                    .as_ref()
+                    .is_some_and(|m| m.reachability == Reachability::Reachable)
+            })
             .count();
         let unreachable = managers.len() - reachable;
         if reachable == 1 && unreachable == 0 {
@@ -232,32 +284,35 @@ impl Daemon {
         Ok(())
     }
 
-    /// The leader leaving: marks itself gone and hands the Raft group to the other managers.
-    pub(super) async fn leave_as_leader(&self, identity: &LocalIdentity) {
-        let result = async {
-            let nodes = self.manager.nodes()?;
-            let others = nodes
-                .iter()
-                .filter(|n| n.role == Role::Manager && n.id != identity.node_id)
-                .count();
-            if others == 0 {
-                return Ok(());
-            }
-            let mut me = nodes
-                .into_iter()
-                .find(|n| n.id == identity.node_id)
-                .ok_or_else(|| internal("own node record missing"))?;
-            me.role = Role::Worker;
-            me.manager_status = None;
-            me.status.state = NodeState::Down;
-            self.manager
-                .write(raft_mod::Command::PutNode(Box::new(me)))
-                .await?;
-            self.manager.reconcile_membership().await
+    /// The leader leaving: marks itself gone and leaves the Raft voters, which hands the
+    /// group to the other managers (refused, unless forced, when that would lose quorum).
+    pub(super) async fn leave_as_leader(
+        &self,
+        identity: &LocalIdentity,
+        force: bool,
+    ) -> Result<(), ApiError> {
+        let nodes = self.manager.nodes()?;
+        let others = nodes
+            .iter()
+            .filter(|n| n.role == Role::Manager && n.id != identity.node_id)
+            .count();
+        if others == 0 {
+            return Ok(());
         }
-        .await;
-        if let Err(err) = result {
-            tracing::warn!("could not hand over the Raft group before leaving: {err}");
+        if !force {
+            self.manager.check_removal(&identity.node_id)?;
         }
+        let mut me = nodes
+            .into_iter()
+            .find(|n| n.id == identity.node_id)
+            .ok_or_else(|| internal("own node record missing"))?;
+        me.role = Role::Worker;
+        me.manager_status = None;
+        me.status.state = NodeState::Down;
+        self.manager
+            .write(raft_mod::Command::PutNode(Box::new(me)))
+            .await?;
+        // Once it has left the voters this node can no longer write: the record goes first.
+        self.manager.remove_voter(&identity.node_id, true).await
     }
 }

@@ -26,11 +26,11 @@ use super::rpc::{self, ClusterReply, ClusterRequest, ClusterResponse, RpcError};
 use super::store::{LocalIdentity, Store, StoreError};
 use super::tls;
 use super::token::JoinToken;
-use crate::api::frame::{read_frame, write_frame};
+use crate::api::frame::write_frame;
 use crate::api::server::{ApiListener, ServerError};
 use crate::api::{
-    ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, NodeState, Reply, Request, Response,
-    Role,
+    ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, NodeState, Reachability, Reply,
+    Request, Response, Role,
 };
 
 /// Longest wait for a Raft election before a forwarded operation gives up.
@@ -169,8 +169,16 @@ impl Daemon {
     }
 
     /// Where manager operations go when this node is not the leader: the leader first.
+    /// The managers this node knows of are its list and, on a manager, the members of its
+    /// latest Raft configuration (the list may lag behind a change of leader).
     fn leader_first(&self, identity: &LocalIdentity) -> Vec<String> {
         let mut targets = manager_peers(identity);
+        let own = advertise_of(identity);
+        for addr in self.manager.raft_member_addrs() {
+            if addr != own && addr != identity.listen_addr && !targets.contains(&addr) {
+                targets.push(addr);
+            }
+        }
         if let Some(leader) = self.manager.leader_addr() {
             targets.retain(|t| *t != leader);
             if leader != advertise_of(identity) {
@@ -189,10 +197,14 @@ impl Daemon {
         let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
             .map_err(internal)?;
         let tls = Arc::new(RwLock::new(tls));
+        let acks = crate::control::raft_net::Acks::default();
         let raft = raft_mod::Raft::new(
             raft_id(&identity.node_id),
             config,
-            Network { tls: tls.clone() },
+            Network {
+                tls: tls.clone(),
+                acks: acks.clone(),
+            },
             LogStore::new(self.store.clone()),
             StateMachine::new(self.store.clone()),
         )
@@ -202,6 +214,7 @@ impl Daemon {
             raft,
             node_id: identity.node_id.clone(),
             tls,
+            acks,
         };
         self.manager.set_raft(Some(handle.clone()));
         Ok(handle)
@@ -286,11 +299,7 @@ impl Daemon {
                     )
                     .await;
                 if elected.is_err() {
-                    let voters = self.manager.voter_count();
-                    return Err(ApiError::unavailable(format!(
-                        "no Raft leader could be elected within {ELECTION_WAIT:?}: fewer than a majority ({} of {voters}) of the managers are reachable, so the swarm has lost quorum. Restart the missing managers (swarmnet has no --force-new-cluster yet).",
-                        voters / 2 + 1
-                    )));
+                    return Err(self.lost_quorum(identity).await);
                 }
                 if self.holds_state() {
                     return self.manager.handle_api(req).await;
@@ -312,6 +321,51 @@ impl Daemon {
         }
         Err(ApiError::unavailable("no manager could serve the request"))
     }
+    /// The error for a manager that sees no leader: how many of the voters it knows answer
+    /// (itself included), how many are needed, and the two ways out.
+    async fn lost_quorum(&self, identity: &LocalIdentity) -> ApiError {
+        let Some(handle) = self.manager.raft() else {
+            return ApiError::unavailable("this node runs no Raft node");
+        };
+        let own = raft_id(&identity.node_id);
+        let membership = handle.raft.metrics().borrow().membership_config.clone();
+        let voters: Vec<(u64, String)> = membership
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let addr = membership
+                    .membership()
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .unwrap_or_default();
+                (id, addr)
+            })
+            .collect();
+        let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials)).ok();
+        let mut probes = tokio::task::JoinSet::new();
+        for (id, addr) in voters.iter().filter(|(id, _)| *id != own) {
+            let (addr, config, _id) = (addr.clone(), config.clone(), *id);
+            probes.spawn(async move {
+                let Some(config) = config else { return false };
+                let call = rpc::call(&addr, config, &ClusterRequest::Heartbeat);
+                // Any answer, even a refusal, means the manager is up.
+                matches!(
+                    tokio::time::timeout(std::time::Duration::from_secs(2), call).await,
+                    Ok(Ok(_)) | Ok(Err(RpcError::Remote(_)))
+                )
+            });
+        }
+        let mut reachable = usize::from(voters.iter().any(|(id, _)| *id == own));
+        while let Some(up) = probes.join_next().await {
+            reachable += usize::from(up.unwrap_or(false));
+        }
+        let total = voters.len();
+        ApiError::unavailable(format!(
+            "no Raft leader could be elected within {ELECTION_WAIT:?}: {reachable} of {total} managers reachable, {} needed (a majority), so the swarm has lost quorum. Restart the missing managers, or run `swarmnet swarm init --force-new-cluster` on this manager to rebuild a one-manager swarm from its state.",
+            crate::control::manager::majority(total)
+        ))
+    }
+
     fn update_identity(
         &self,
         f: impl FnOnce(&mut LocalIdentity),

@@ -47,6 +47,9 @@ impl Manager {
 
     /// Manager operations of the local API (on the manager that holds the state).
     pub async fn handle_api(&self, req: Request) -> Response {
+        if let Request::NodeSetRole { id, role } = req {
+            return self.set_role(&id, role).await;
+        }
         let _guard = self.serial.lock().await;
         let mut swarm = self.swarm_required()?;
         match req {
@@ -103,15 +106,19 @@ impl Manager {
                 self.forget(&node.id);
                 Ok(Reply::Done)
             }
-            Request::NodeSetRole { id, role } => self.set_role(&id, role).await,
             Request::Info
+            | Request::NodeSetRole { .. }
             | Request::SwarmInit(_)
             | Request::SwarmJoin(_)
             | Request::SwarmLeave { .. } => Err(ApiError::internal("not a manager operation")),
         }
     }
 
+    /// Promotion returns once the node is a Raft voter (it asks to be added when it has
+    /// restarted as a manager), or fails and leaves it a worker. Demotion removes the voter
+    /// first, refusing when that would lose quorum.
     pub(super) async fn set_role(&self, query: &str, role: Role) -> Response {
+        let guard = self.serial.lock().await;
         let mut node = self.find_node(query)?;
         if node.role == role {
             return Ok(Reply::Text(match role {
@@ -119,13 +126,29 @@ impl Manager {
                 Role::Worker => format!("Node {query} is already a worker."),
             }));
         }
+        let before = node.clone();
+        node.role = role;
+        node.updated_at = now_rfc3339();
         match role {
             Role::Manager => {
+                if node.status.state != NodeState::Ready {
+                    return Err(ApiError::precondition(format!(
+                        "node {} is {}: it can become a manager only while it is up",
+                        node.id,
+                        match node.status.state {
+                            NodeState::Down => "down",
+                            _ => "not reporting yet",
+                        }
+                    )));
+                }
                 node.manager_status = Some(ManagerStatus {
                     leader: false,
-                    reachability: Reachability::Reachable,
+                    reachability: Reachability::Unreachable,
                     addr: node_cluster_addr(&node),
                 });
+                self.write(Command::PutNode(Box::new(node.clone()))).await?;
+                drop(guard);
+                self.await_voter(&before).await?;
             }
             Role::Worker => {
                 let managers = self
@@ -139,11 +162,46 @@ impl Manager {
                     ));
                 }
                 node.manager_status = None;
+                let own = self.raft().map(|h| h.node_id);
+                if own.as_deref() == Some(node.id.as_str()) {
+                    // The leader demoting itself: it cannot write once it has left the voters.
+                    self.check_removal(&node.id)?;
+                    self.write(Command::PutNode(Box::new(node.clone()))).await?;
+                    self.remove_voter(&node.id, true).await?;
+                } else {
+                    self.remove_voter(&node.id, false).await?;
+                    self.write(Command::PutNode(Box::new(node))).await?;
+                }
             }
         }
-        node.role = role;
-        node.updated_at = now_rfc3339();
-        self.write(Command::PutNode(Box::new(node))).await?;
         Ok(Reply::Done)
     }
+
+    /// Waits for a promoted node to become a voter; if it does not in time, it is made a worker
+    /// again (and its learner slot, if any, removed), so nothing is left half promoted.
+    async fn await_voter(&self, before: &Node) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + PROMOTE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if self.is_voter(&before.id) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _guard = self.serial.lock().await;
+        if self.is_voter(&before.id) {
+            return Ok(());
+        }
+        self.write(Command::PutNode(Box::new(before.clone())))
+            .await?;
+        self.remove_voter(&before.id, true).await?;
+        Err(ApiError::unavailable(format!(
+            "node {} did not join the Raft group within {PROMOTE_WAIT:?} (is its daemon running, and can the managers reach it at {}?); it stays a worker",
+            before.id,
+            node_cluster_addr(before)
+        )))
+    }
 }
+
+/// How long a promotion waits for the node to become a Raft voter: a heartbeat or two for it to
+/// learn its new role, a certificate renewal, and the configuration change.
+pub const PROMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(40);

@@ -51,15 +51,11 @@ impl Manager {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 let node = self.known_node(&caller.node_id)?;
                 self.touch(&node.id);
-                if caller.role == Role::Manager {
-                    if let Ok(mut ready) = self.raft_ready.lock() {
-                        ready.insert(node.id.clone());
-                    }
-                }
                 Ok(ClusterReply::Heartbeat {
                     role: node.role,
                     managers: self.manager_addrs()?,
                     keys: self.store.encryption_keys()?,
+                    voter: self.is_voter(&node.id),
                 })
             }
             ClusterRequest::RenewCert { csr_pem } => {
@@ -72,8 +68,28 @@ impl Manager {
                     .map_err(|e| ApiError::invalid(e.to_string()))?;
                 Ok(ClusterReply::Cert { cert_pem })
             }
+            ClusterRequest::RaftJoin => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                if caller.role != Role::Manager {
+                    return Err(ApiError::not_a_manager());
+                }
+                self.add_voter(&caller.node_id).await?;
+                Ok(ClusterReply::Done)
+            }
+            ClusterRequest::Withdraw => {
+                let caller = caller.ok_or_else(unauthenticated)?;
+                let node = self.known_node(&caller.node_id)?;
+                self.remove_voter(&node.id, false).await?;
+                let _guard = self.serial.lock().await;
+                self.write(Command::RemoveNode(node.id.clone())).await?;
+                self.forget(&node.id);
+                tracing::info!("node {} ({}) withdrew its join", node.id, node.hostname);
+                Ok(ClusterReply::Done)
+            }
             ClusterRequest::Leave => {
                 let caller = caller.ok_or_else(unauthenticated)?;
+                // A manager leaves the Raft group first; refused when that loses quorum.
+                self.remove_voter(&caller.node_id, false).await?;
                 let _guard = self.serial.lock().await;
                 let mut node = self.known_node(&caller.node_id)?;
                 node.status.state = NodeState::Down;

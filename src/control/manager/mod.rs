@@ -11,7 +11,9 @@ mod api;
 mod cluster;
 mod membership;
 
-use std::collections::{HashMap, HashSet};
+pub use membership::{majority, LOSES_QUORUM};
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,8 @@ pub struct RaftHandle {
     pub node_id: String,
     /// TLS client configuration of the Raft network, replaced when the certificate is renewed.
     pub tls: Arc<RwLock<Arc<rustls::ClientConfig>>>,
+    /// When each peer manager last answered a Raft message of this node.
+    pub acks: crate::control::raft_net::Acks,
 }
 
 /// What `swarm init` creates: this node's identity and the first writes to the cluster tables.
@@ -76,8 +80,8 @@ pub struct Bootstrap {
 pub struct Manager {
     store: Arc<Store>,
     last_seen: Mutex<HashMap<String, Instant>>,
-    /// Managers that have spoken with a manager certificate (their Raft node is up).
-    raft_ready: Mutex<HashSet<String>>,
+    /// Serialises Raft configuration changes (adding, removing, reconciling voters).
+    membership: tokio::sync::Mutex<()>,
     /// Serialises read-modify-write sequences on the cluster tables.
     serial: tokio::sync::Mutex<()>,
     raft: RwLock<Option<RaftHandle>>,
@@ -90,7 +94,7 @@ impl Manager {
         Manager {
             store,
             last_seen: Mutex::new(HashMap::new()),
-            raft_ready: Mutex::new(HashSet::new()),
+            membership: tokio::sync::Mutex::new(()),
             serial: tokio::sync::Mutex::new(()),
             raft: RwLock::new(None),
             leader_since: Mutex::new(None),
@@ -172,9 +176,15 @@ impl Manager {
             Ok(Err(err)) => Err(ApiError::unavailable(format!(
                 "the change could not be committed: {err}"
             ))),
-            Err(_) => Err(ApiError::unavailable(format!(
-                "the change was not committed within {WRITE_TIMEOUT:?}: the swarm has lost quorum (fewer than a majority of the managers are reachable)"
-            ))),
+            Err(_) => {
+                let (voters, up) = self.reachable_voters().unwrap_or_default();
+                Err(ApiError::unavailable(format!(
+                    "the change was not committed within {WRITE_TIMEOUT:?}: {} of {} managers reachable, {} needed (a majority), so the swarm has lost quorum. Restart the missing managers, or run `swarmnet swarm init --force-new-cluster` on a surviving one to rebuild a one-manager swarm from its state.",
+                    up.len(),
+                    voters.len(),
+                    majority(voters.len())
+                )))
+            }
         }
     }
 
@@ -360,10 +370,13 @@ impl Manager {
         }
     }
 
-    /// Nodes with their live status filled in, sorted by hostname then ID.
+    /// Nodes with their live status filled in, sorted by hostname then ID. A manager is
+    /// `Reachable` only while its heartbeats arrive and it is a voter of the committed Raft
+    /// configuration.
     pub fn nodes(&self) -> Result<Vec<Node>, ApiError> {
         let own = self.raft().map(|h| h.node_id);
         let leader = self.leader_raft_id();
+        let voters = self.committed_voters();
         let mut nodes = self.store.nodes()?;
         for node in nodes.iter_mut() {
             let state = self.liveness(&node.id, own.as_deref());
@@ -371,10 +384,12 @@ impl Manager {
             if node.status.state != NodeState::Down || state == NodeState::Ready {
                 node.status.state = state;
             }
-            let alive = state == NodeState::Ready;
             if let Some(ms) = node.manager_status.as_mut() {
                 ms.leader = Some(raft_id(&node.id)) == leader;
-                ms.reachability = if alive {
+                let raft = raft_id(&node.id);
+                ms.reachability = if voters.contains(&raft)
+                    && (Some(&node.id) == own.as_ref() || self.raft_peer_up(raft))
+                {
                     Reachability::Reachable
                 } else {
                     Reachability::Unreachable
@@ -383,6 +398,18 @@ impl Manager {
         }
         nodes.sort_by(|a, b| (&a.hostname, &a.id).cmp(&(&b.hostname, &b.id)));
         Ok(nodes)
+    }
+
+    /// Whether the peer manager `raft` answered one of this node's Raft messages within
+    /// [`DOWN_AFTER`] (on the leader: its heartbeats; a follower sends none).
+    pub fn raft_peer_up(&self, raft: u64) -> bool {
+        let Some(handle) = self.raft() else {
+            return false;
+        };
+        let acks = handle.acks.lock();
+        acks.ok()
+            .and_then(|a| a.get(&raft).copied())
+            .is_some_and(|t| t.elapsed() < DOWN_AFTER)
     }
 
     /// Cluster addresses of the managers, the leader first.
