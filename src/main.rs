@@ -12,12 +12,54 @@ fn main() {
     if let Err(err) = swarmnet::cli::run(cli) {
         // Daemon errors already read like Docker's ("Error response from daemon: ..."); the
         // others get the same leading word.
-        let text = format!("{err:#}");
+        let text = error_text(&err);
         if text.starts_with("Error") {
             eprintln!("{text}");
         } else {
             eprintln!("Error: {text}");
         }
         std::process::exit(1);
+    }
+}
+
+/// The error and its causes joined by ": ", each cause once: many errors already print their
+/// source in their own message, and would otherwise show it twice.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read topology: {0}")]
+    struct Echoes(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let io_text = io.to_string();
+        let err = anyhow::Error::new(Echoes(io)).context("replay failed");
+        let text = error_text(&err);
+        assert_eq!(text.matches(&io_text).count(), 1, "{text}");
+        assert!(
+            text.starts_with("replay failed: cannot read topology: "),
+            "{text}"
+        );
+        // Causes that do not repeat are all kept.
+        let err = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_text(&err), "outer: middle: inner");
     }
 }

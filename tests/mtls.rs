@@ -115,6 +115,68 @@ async fn role_comes_from_the_certificate() {
     }
 }
 
+/// One TLS connection without a client certificate that announces a 16 MiB frame and then
+/// sends 1 MiB of it, as a hostile client would; returns when the manager closes it (or after
+/// 10 s).
+async fn oversized_preauth_frame(addr: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.ok()?;
+        let config = tls::bootstrap_client_config().ok()?;
+        let mut stream = tokio_rustls::TlsConnector::from(config)
+            .connect(tls::manager_server_name(), tcp)
+            .await
+            .ok()?;
+        stream
+            .write_all(&(16u32 * 1024 * 1024).to_be_bytes())
+            .await
+            .ok()?;
+        let junk = vec![b'x'; 64 * 1024];
+        for _ in 0..16 {
+            if stream.write_all(&junk).await.is_err() {
+                break;
+            }
+        }
+        let mut sink = [0u8; 64];
+        let _ = stream.read(&mut sink).await;
+        Some(())
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), attempt).await;
+}
+
+/// Waves of clients without a certificate announcing 16 MiB frames: the manager refuses the
+/// frames before buffering them, holds few such connections at a time, keeps its memory, and
+/// still admits a real node afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unauthenticated_clients_cannot_exhaust_a_managers_memory() {
+    let n1 = Node::start("127.77.22.1");
+    n1.init();
+    let before = n1.rss_kib().expect("daemon RSS");
+    let mut peak = before;
+    for _wave in 0..3 {
+        let clients: Vec<_> = (0..200)
+            .map(|_| tokio::spawn(oversized_preauth_frame(n1.addr())))
+            .collect();
+        for client in clients {
+            let _ = client.await;
+            peak = peak.max(n1.rss_kib().unwrap_or(0));
+        }
+    }
+    let after = n1.rss_kib().expect("daemon RSS");
+    // 600 connections of 16 MiB each would be ~9.6 GiB if buffered; allow 64 MiB of noise.
+    assert!(
+        peak < before + 64 * 1024,
+        "RSS grew from {before} KiB to a peak of {peak} KiB (after: {after} KiB)"
+    );
+    // A legitimate join still works.
+    let n2 = Node::start("127.77.22.2");
+    let out = n2.join(&n1.token("worker"), &n1);
+    assert!(out.status.success(), "{}", cluster::stderr(&out));
+    // And a well-formed request without a certificate still gets its answer.
+    let token = JoinToken::parse(&n1.token("worker")).unwrap();
+    rpc::fetch_root_ca(&n1.addr(), &token).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_certificate_from_another_swarm_is_rejected_in_the_handshake() {
     let n1 = Node::start("127.77.21.1");

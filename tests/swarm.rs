@@ -279,6 +279,21 @@ fn wrong_ca_digest_and_malformed_tokens_are_refused() {
         stderr(&out)
     );
 
+    // Upper case: refused and said so (tokens are lower-case base 36), not silently accepted.
+    let upper = format!("SWMTKN-1-{}", good["SWMTKN-1-".len()..].to_uppercase());
+    let out = n2.join(&upper, &n1);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("join tokens are lower case"),
+        "{}",
+        stderr(&out)
+    );
+    // An all-z digest is 50 base-36 characters: the error says what is really wrong.
+    let zs = format!("SWMTKN-1-{}-{}", "z".repeat(50), parts[3]);
+    let err = stderr(&n2.join(&zs, &n1));
+    assert!(!err.contains("must be 50"), "{err}");
+    assert!(err.contains("does not fit in 32 bytes"), "{err}");
+
     // The forged attempts left no trace in the swarm and did not make n2 a member.
     assert_eq!(n1.node_lines().len(), 1);
     assert!(n2.join(&good, &n1).status.success());
@@ -533,4 +548,25 @@ fn a_manager_that_cannot_listen_is_not_left_in_the_swarm() {
         .info()
         .raft_voters
         == 2));
+}
+
+/// An error whose message already names its cause prints that cause once.
+#[test]
+fn error_causes_are_printed_once() {
+    let out = std::process::Command::new(cluster::BIN)
+        .args([
+            "replay",
+            "--topology",
+            "/nonexistent/topology.toml",
+            "--in",
+            "a=/nonexistent/a.pcap",
+            "--out-dir",
+            "/nonexistent/out",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/topology.toml"), "{err}");
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
 }

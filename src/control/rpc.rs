@@ -285,3 +285,55 @@ pub async fn fetch_root_ca(addr: &str, token: &JoinToken) -> Result<String, RpcE
     }
     Ok(cert_pem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ca::{new_key_and_csr, NodeCredentials, RootCa};
+    use crate::control::token::JoinToken;
+
+    /// A manager that completes the TLS handshake, reads the request and closes without an
+    /// answer (it stopped mid-call): the error names it in plain words.
+    #[tokio::test]
+    async fn a_manager_lost_mid_call_is_named_in_plain_words() {
+        let ca = RootCa::generate().unwrap();
+        let (key_pem, csr_pem) = new_key_and_csr().unwrap();
+        let cert_pem = ca.sign_csr(&csr_pem, "n1", Role::Manager, "s1").unwrap();
+        let server =
+            tls::server_config(&NodeCredentials { cert_pem, key_pem }, &ca.cert_pem).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut stream = tokio_rustls::TlsAcceptor::from(server)
+                .accept(tcp)
+                .await
+                .unwrap();
+            let _: Result<ClusterRequest, _> =
+                read_frame_bounded(&mut stream, PREAUTH_MAX_FRAME).await;
+            // Dropped without close_notify, as a killed process would.
+        });
+        let token = JoinToken::generate(&ca.cert_der().unwrap());
+        let err = fetch_root_ca(&addr, &token).await.unwrap_err().to_string();
+        assert!(!err.contains("docs.rs"), "{err}");
+        assert!(!err.contains("close_notify"), "{err}");
+        assert!(
+            err.contains(&format!("the manager at {addr} closed the connection")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn preauth_frames_are_bounded_before_buffering() {
+        use tokio::io::AsyncWriteExt;
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        a.write_all(&(16u32 << 20).to_be_bytes()).await.unwrap();
+        let err = read_frame_bounded::<_, ClusterRequest>(&mut b, PREAUTH_MAX_FRAME)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge(n) if n == 16 << 20),
+            "{err}"
+        );
+    }
+}
