@@ -371,3 +371,73 @@ fn a_manager_joining_after_the_log_was_purged_gets_a_snapshot() {
     assert_eq!(n3.token("worker"), worker);
     assert_eq!(n2.node_lines().len(), 3);
 }
+
+/// Two of three managers lost for good: `swarm init --force-new-cluster` on the survivor makes
+/// it the only manager of the same swarm (nodes, CA, tokens kept); the lost managers show as
+/// down and can be demoted and removed; a new manager joins it.
+#[test]
+fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
+    let (mut n1, mut n2, n3) = three_managers(47);
+    let ids = [n1.id(), n2.id(), n3.id()];
+    let worker = n1.token("worker");
+    let manager = n1.token("manager");
+    let ca = n1.ok(&["swarm", "ca"]);
+    n1.kill();
+    n2.kill();
+    let err = n3.fails(&["node", "ls"]);
+    assert!(err.contains("--force-new-cluster"), "{err}");
+
+    let out = n3.ok(&[
+        "swarm",
+        "init",
+        "--force-new-cluster",
+        "--advertise-addr",
+        &n3.ip,
+    ]);
+    assert!(out.contains(&format!("current node ({})", ids[2])), "{out}");
+    assert!(out.contains(&worker), "{out}");
+    assert_eq!(n3.info().raft_leader.as_deref(), Some("127.77.47.3:2377"));
+    assert_eq!(n3.info().raft_voters, 1);
+    assert_eq!(n3.ok(&["swarm", "ca"]), ca);
+    assert_eq!(n3.token("worker"), worker);
+    assert_eq!(n3.token("manager"), manager);
+    // Writes commit with one manager.
+    n3.ok(&["swarm", "join-token", "--rotate", "worker"]);
+    // The lost managers are listed, down and unreachable, and can be removed.
+    assert!(
+        wait_until(SETTLE, || {
+            let lines = n3.node_lines();
+            lines.len() == 3
+                && ids[..2].iter().all(|id| {
+                    lines.iter().any(|l| {
+                        l.starts_with(id.as_str())
+                            && l.contains("Down")
+                            && l.ends_with("Unreachable")
+                    })
+                })
+        }),
+        "{:?}",
+        n3.node_lines()
+    );
+    for id in &ids[..2] {
+        n3.ok(&["node", "demote", id]);
+        n3.ok(&["node", "rm", id]);
+    }
+    assert_eq!(n3.node_lines().len(), 1);
+    // A new manager joins the rebuilt swarm with the old manager token, and holds its state.
+    let n4 = Node::start("127.77.47.4");
+    let out = n4.join(&manager, &n3);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), n3.log());
+    assert_eq!(n3.info().raft_voters, 2);
+    assert!(wait_until(SETTLE, || n4.info().raft_voters == 2));
+    assert_eq!(n4.ok(&["swarm", "ca"]), ca);
+    let lines = n4.node_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines.iter().any(|l| l.ends_with("Leader")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("Reachable") && !l.ends_with("Unreachable")),
+        "{lines:?}"
+    );
+}

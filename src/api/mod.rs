@@ -34,6 +34,9 @@ pub struct InitRequest {
     pub default_addr_pool_mask_length: Option<u32>,
     /// Rotation interval of the network encryption keys, seconds (default 12 h).
     pub key_rotation_interval_secs: Option<u64>,
+    /// On a manager of a swarm that lost quorum: rebuild a one-manager swarm from its state.
+    #[serde(default)]
+    pub force_new_cluster: bool,
 }
 
 /// `swarm join` parameters.

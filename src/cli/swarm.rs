@@ -62,6 +62,10 @@ pub struct InitArgs {
     /// Rotation interval of the network encryption keys (e.g. 12h, 30m, 45s; default 12h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub key_rotation_interval: Option<u64>,
+    /// Force create a new cluster from current state: on a manager of a swarm that lost
+    /// quorum, continue as its only manager, keeping its nodes, CA, keys and tokens.
+    #[arg(long)]
+    pub force_new_cluster: bool,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +138,7 @@ pub fn run(host: Option<&str>, cmd: SwarmCommand) -> anyhow::Result<()> {
                     default_addr_pool: a.default_addr_pool,
                     default_addr_pool_mask_length: a.default_addr_pool_mask_length,
                     key_rotation_interval_secs: a.key_rotation_interval,
+                    force_new_cluster: a.force_new_cluster,
                 }),
             )?;
             let Reply::Init {

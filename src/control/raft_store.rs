@@ -203,6 +203,51 @@ pub fn applied_voter_count(store: &Store) -> usize {
         .map_or(0, |old| old.len())
 }
 
+/// `swarm init --force-new-cluster`, with the Raft node stopped: appends to this manager's log
+/// a configuration whose only voter (and member) is `id` at `addr`, under a term above any it
+/// has seen, and votes for itself in it. On start the node is the sole voter, elects itself at
+/// once, and its first entry as leader commits the whole log it holds: the cluster tables,
+/// CA, keys and tokens are kept, and new managers replicate them from it.
+pub fn force_single_member(store: &Store, id: u64, addr: &str) -> Result<(), AnyError> {
+    let vote: Vote<u64> = read_meta(store, "vote")?.unwrap_or_default();
+    let tx = store.db().begin_read().map_err(any)?;
+    let last: Option<Entry<TypeConfig>> = {
+        let table = tx.open_table(RAFT_LOG).map_err(any)?;
+        let last = table.last().map_err(any)?;
+        match last {
+            Some((_, v)) => Some(serde_json::from_slice(v.value()).map_err(any)?),
+            None => None,
+        }
+    };
+    drop(tx);
+    let purged: Option<LogId<u64>> = read_meta(store, "last_purged")?;
+    let last_id = last.map(|e| e.log_id).or(purged);
+    let term = vote
+        .leader_id
+        .term
+        .max(last_id.map_or(0, |l| l.leader_id.term))
+        + 1;
+    let index = last_id.map_or(0, |l| l.index + 1);
+    let membership = openraft::Membership::new(
+        vec![std::collections::BTreeSet::from([id])],
+        std::collections::BTreeMap::from([(id, BasicNode::new(addr))]),
+    );
+    let entry: Entry<TypeConfig> = Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(term, id), index),
+        payload: EntryPayload::Membership(membership),
+    };
+    let tx = store.db().begin_write().map_err(any)?;
+    {
+        let bytes = serde_json::to_vec(&entry).map_err(any)?;
+        tx.open_table(RAFT_LOG)
+            .map_err(any)?
+            .insert(index, bytes.as_slice())
+            .map_err(any)?;
+    }
+    put_meta(&tx, "vote", &Vote::new(term, id))?;
+    tx.commit().map_err(any)
+}
+
 /// Raft IDs of the voters of the last membership the state machine applied (the old
 /// configuration during a change); empty before any was applied.
 pub fn applied_voters(store: &Store) -> std::collections::BTreeSet<u64> {

@@ -5,7 +5,10 @@ use super::*;
 impl Daemon {
     pub(super) async fn init(self: &Arc<Self>, req: InitRequest) -> Response {
         let mut tasks = self.tasks.lock().await;
-        if self.identity().is_some() {
+        if let Some(identity) = self.identity() {
+            if req.force_new_cluster {
+                return self.force_new_cluster(&mut tasks, identity).await;
+            }
             return Err(ApiError::already_in_swarm());
         }
         let addrs = resolve_addrs(
@@ -166,6 +169,61 @@ impl Daemon {
             return Err(self.undo_join(&identity, err).await);
         }
         Ok(Reply::Joined { role: cert.role })
+    }
+
+    /// `swarm init --force-new-cluster` on a manager: its Raft node restarts as the only voter
+    /// of the swarm, on the state it holds (nodes, CA, keys, tokens). The other managers stay
+    /// in the node table, down and unreachable, to be demoted and removed; new managers join
+    /// as usual. The old managers must not come back with their old state (they would find
+    /// each other): wipe their state dirs and join them again.
+    async fn force_new_cluster(
+        self: &Arc<Self>,
+        tasks: &mut Tasks,
+        identity: LocalIdentity,
+    ) -> Response {
+        if identity.role != Role::Manager {
+            return Err(ApiError::precondition(
+                "--force-new-cluster rebuilds a swarm from a manager's state, and this node is a worker",
+            ));
+        }
+        let own = raft_id(&identity.node_id);
+        let addr = advertise_of(&identity);
+        tasks.stop().await;
+        self.stop_raft().await;
+        crate::control::raft_store::force_single_member(&self.store, own, &addr)
+            .map_err(internal)?;
+        let identity = self.update_identity(|i| i.managers = vec![addr.clone()])?;
+        self.start(tasks, &identity, None).await?;
+        let handle = self
+            .manager
+            .raft()
+            .ok_or_else(|| internal("the Raft node did not start"))?;
+        handle
+            .raft
+            .wait(Some(ELECTION_WAIT))
+            .metrics(
+                |m| {
+                    m.current_leader == Some(own)
+                        && m.last_applied.map(|l| l.index) == m.last_log_index
+                },
+                "this manager leading its new cluster",
+            )
+            .await
+            .map_err(internal)?;
+        let swarm = self
+            .manager
+            .swarm()?
+            .ok_or_else(|| internal("no swarm record"))?;
+        tracing::warn!(
+            "forced a new cluster: node {} is the only manager of swarm {}",
+            identity.node_id,
+            swarm.id
+        );
+        Ok(Reply::Init {
+            node_id: identity.node_id,
+            worker_token: swarm.worker_token,
+            advertise: addr,
+        })
     }
 
     /// Asks the leader to make this manager a Raft voter; returns once the change is committed.
