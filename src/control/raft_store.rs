@@ -517,6 +517,51 @@ mod tests {
         }
     }
 
+    /// --force-new-cluster's log surgery: the new configuration follows the last entry, under a
+    /// term above the vote and every entry, and names only this node; nothing before it changes.
+    #[tokio::test]
+    async fn a_forced_single_member_config_follows_the_log_under_a_higher_term() {
+        let (_dir, mut log, _sm) = Builder.build().await.unwrap();
+        let store = log.store.clone();
+        // An empty log: the configuration is the first entry.
+        force_single_member(&store, 7, "127.0.0.7:2377").unwrap();
+        let entries = log.try_get_log_entries(0..).await.unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].log_id.index, 0);
+        assert_eq!(entries[0].log_id.leader_id.term, 1);
+
+        // A log up to index 5 in term 4, a vote for term 6.
+        let (_dir, mut log, _sm) = Builder.build().await.unwrap();
+        let store = log.store.clone();
+        let tx = store.db().begin_write().unwrap();
+        {
+            let mut table = tx.open_table(RAFT_LOG).unwrap();
+            for index in 0..=5u64 {
+                let entry = Entry::<TypeConfig> {
+                    log_id: LogId::new(openraft::CommittedLeaderId::new(4, 1), index),
+                    payload: EntryPayload::Blank,
+                };
+                let bytes = serde_json::to_vec(&entry).unwrap();
+                table.insert(index, bytes.as_slice()).unwrap();
+            }
+        }
+        put_meta(&tx, "vote", &Vote::new(6, 2u64)).unwrap();
+        tx.commit().unwrap();
+        force_single_member(&store, 7, "127.0.0.7:2377").unwrap();
+        let entries = log.try_get_log_entries(0..).await.unwrap();
+        assert_eq!(entries.len(), 7);
+        let last = entries.last().unwrap();
+        assert_eq!(last.log_id.index, 6);
+        assert_eq!(last.log_id.leader_id.term, 7);
+        let EntryPayload::Membership(m) = &last.payload else {
+            panic!("not a membership entry: {last:?}");
+        };
+        assert_eq!(m.voter_ids().collect::<Vec<_>>(), [7]);
+        assert_eq!(m.get_node(&7).unwrap().addr, "127.0.0.7:2377");
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(7, 7)));
+        assert!(entries[..6].iter().all(|e| e.log_id.leader_id.term == 4));
+    }
+
     #[tokio::test]
     async fn voters_count_only_once_a_membership_change_is_done() {
         let (_dir, _log, mut sm) = Builder.build().await.unwrap();
