@@ -16,6 +16,9 @@ use crate::control::rpc::{self, ClusterReply, ClusterRequest, RpcError};
 use crate::control::store::LocalIdentity;
 use crate::control::tls;
 
+/// Pause before a manager that could not become a Raft voter asks again.
+const RAFT_JOIN_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// True when a certificate valid until `not_after` (Unix seconds) has less than half of a node
 /// certificate's lifetime left at `now`.
 pub fn needs_renewal(not_after: i64, now: i64) -> bool {
@@ -114,8 +117,22 @@ impl Daemon {
         if role != identity.role || cert_needs_renewal(&identity) {
             self.renew_certificate(&identity, config).await?;
         } else if role == Role::Manager && !voter && self.manager.raft().is_some() {
-            // Promoted (or a join whose last step was cut short): ask to become a voter.
-            self.raft_join(&identity).await?;
+            // Promoted (or a join whose last step was cut short): ask to become a voter, and
+            // after a failure wait a while, since each attempt holds the leader's membership
+            // changes until it ends.
+            let now = std::time::Instant::now();
+            let due = self
+                .next_raft_join
+                .lock()
+                .map(|next| next.is_none_or(|t| now >= t))
+                .unwrap_or(true);
+            if due {
+                let joined = self.raft_join(&identity).await;
+                if let Ok(mut next) = self.next_raft_join.lock() {
+                    *next = joined.is_err().then(|| now + RAFT_JOIN_RETRY);
+                }
+                joined?;
+            }
         }
         Ok(())
     }

@@ -85,6 +85,8 @@ pub struct Daemon {
     identity: RwLock<Option<LocalIdentity>>,
     /// Serialises membership changes (init, join, leave, role change) and owns the tasks.
     tasks: Mutex<Tasks>,
+    /// The agent's next attempt to become a Raft voter, after one failed.
+    next_raft_join: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn hostname() -> String {
@@ -116,6 +118,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         hostname: hostname(),
         identity: RwLock::new(identity.clone()),
         tasks: Mutex::new(Tasks::default()),
+        next_raft_join: std::sync::Mutex::new(None),
     });
     if let Some(identity) = identity {
         tracing::info!(
