@@ -570,3 +570,39 @@ fn error_causes_are_printed_once() {
     assert!(err.contains("/nonexistent/topology.toml"), "{err}");
     assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
 }
+
+/// A promotion that cannot complete (the node cannot listen on its cluster address, so it
+/// never becomes a Raft voter) fails after its wait and leaves the node a worker; once the
+/// address is free, the promotion succeeds and returns with the node a voter.
+#[test]
+fn a_promotion_that_cannot_complete_is_reverted() {
+    let n1 = Node::start("127.77.13.1");
+    let n2 = Node::start("127.77.13.2");
+    n1.init();
+    let out = n2.join(&n1.token("worker"), &n1);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id2 = n2.id();
+    let squatter = std::net::TcpListener::bind("127.77.13.2:2377").unwrap();
+    let err = n1.fails(&["node", "promote", &id2]);
+    assert!(err.contains("did not join the Raft group"), "{err}");
+    assert!(err.contains("it stays a worker"), "{err}");
+    let line = n1.node_line(&id2).unwrap();
+    assert!(
+        !line.contains("Reachable") && !line.contains("Leader"),
+        "{line}"
+    );
+    assert_eq!(n1.info().raft_voters, 1);
+    assert!(
+        wait_until(Duration::from_secs(20), || n2.info().role
+            == Some(swarmnet::api::Role::Worker)),
+        "{:?}",
+        n2.info()
+    );
+
+    drop(squatter);
+    n1.ok(&["node", "promote", &id2]);
+    // Returned: the node is a voter already.
+    assert_eq!(n1.info().raft_voters, 2);
+    let line = n1.node_line(&id2).unwrap();
+    assert!(line.ends_with("Reachable"), "{line}");
+}

@@ -10,7 +10,10 @@ pub const PREAUTH_SLOTS: usize = 64;
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Daemon {
-    /// Starts the agent, and the cluster listener when the node is a manager.
+    /// Starts the agent, and the cluster listener and Raft node when the node is a manager.
+    /// The agent runs whatever else fails, so the node keeps following the swarm (a manager
+    /// that cannot listen runs no Raft node and is not made a voter; a demotion still reaches
+    /// it).
     pub(super) async fn start(
         self: &Arc<Self>,
         tasks: &mut Tasks,
@@ -18,29 +21,39 @@ impl Daemon {
         bound: Option<TcpListener>,
     ) -> Result<(), ApiError> {
         tasks.stop().await;
-        if identity.role == Role::Manager {
-            let handle = self.start_raft(identity).await?;
-            // Raft connections use the current certificate (it changes on renewal).
-            let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
-                .map_err(internal)?;
-            let mut current = handle.tls.write().unwrap_or_else(|e| e.into_inner());
-            *current = tls;
-        } else {
+        let services = self.start_manager_services(tasks, identity, bound).await;
+        if services.is_err() {
             self.stop_raft().await;
         }
-        if identity.role == Role::Manager {
-            let listener = match bound {
-                Some(l) => l,
-                None => bind_cluster(parse_listen(identity)?).await?,
-            };
-            let config = tls::server_config(&identity.credentials, &identity.ca_cert_pem)
-                .map_err(internal)?;
-            let daemon = self.clone();
-            tasks.listener = Some(tokio::spawn(
-                daemon.serve_cluster(listener, TlsAcceptor::from(config)),
-            ));
-        }
         tasks.agent = Some(tokio::spawn(self.clone().agent_task()));
+        services
+    }
+
+    async fn start_manager_services(
+        self: &Arc<Self>,
+        tasks: &mut Tasks,
+        identity: &LocalIdentity,
+        bound: Option<TcpListener>,
+    ) -> Result<(), ApiError> {
+        if identity.role != Role::Manager {
+            self.stop_raft().await;
+            return Ok(());
+        }
+        let listener = match bound {
+            Some(l) => l,
+            None => bind_cluster(parse_listen(identity)?).await?,
+        };
+        let handle = self.start_raft(identity).await?;
+        // Raft connections use the current certificate (it changes on renewal).
+        let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
+            .map_err(internal)?;
+        *handle.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+        let config =
+            tls::server_config(&identity.credentials, &identity.ca_cert_pem).map_err(internal)?;
+        let daemon = self.clone();
+        tasks.listener = Some(tokio::spawn(
+            daemon.serve_cluster(listener, TlsAcceptor::from(config)),
+        ));
         Ok(())
     }
 
