@@ -441,3 +441,40 @@ fn force_new_cluster_rebuilds_a_one_manager_swarm_from_a_survivor() {
         "{lines:?}"
     );
 }
+
+/// After `--force-new-cluster`, one of the lost managers comes back with its old state: its
+/// campaign is refused, it asks to join the new group, takes the new log and serves its state.
+#[test]
+fn an_old_manager_coming_back_alone_rejoins_the_forced_cluster() {
+    let (mut n1, mut n2, n3) = three_managers(48);
+    n1.kill();
+    n2.kill();
+    n3.ok(&[
+        "swarm",
+        "init",
+        "--force-new-cluster",
+        "--advertise-addr",
+        &n3.ip,
+    ]);
+    n3.ok(&["swarm", "join-token", "--rotate", "worker"]);
+    let token = n3.token("worker");
+    n1.restart();
+    assert!(
+        wait_until(SETTLE, || n3.info().raft_voters == 2
+            && n1.info().raft_voters == 2),
+        "{:?}\n{:?}\n{}",
+        n3.info(),
+        n1.info(),
+        n1.log()
+    );
+    assert_eq!(n1.info().raft_leader.as_deref(), Some("127.77.48.3:2377"));
+    assert!(wait_until(SETTLE, || n1
+        .run(&["swarm", "join-token", "-q", "worker"])
+        .status
+        .success()));
+    assert_eq!(n1.token("worker"), token);
+    let id1 = n1.id();
+    assert!(wait_until(SETTLE, || n3.node_line(&id1).is_some_and(|l| l
+        .ends_with("Reachable")
+        && !l.ends_with("Unreachable"))));
+}
