@@ -419,10 +419,7 @@ fn encryption_keys_are_delivered_and_rotated() {
         "2s",
     ]);
     assert!(n2.join(&n1.token("worker"), &n1).status.success());
-    let tags = |node: &Node| match cluster::call(&node.socket, swarmnet::api::Request::Info) {
-        Ok(swarmnet::api::Reply::Info(info)) => info.encryption_key_tags,
-        other => panic!("{other:?}"),
-    };
+    let tags = |node: &Node| node.info().encryption_key_tags;
     assert!(
         wait_until(SETTLE, || tags(&n2).len() == 3),
         "{:?}",

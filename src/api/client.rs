@@ -1,11 +1,25 @@
-//! The CLI's side of the local API.
+//! The CLI's side of the local API: HTTP/1.1 over the daemon's Unix socket, on the same routes
+//! the docker CLI uses (`/v1.41/...`) and swarmnet's own (`/swarmnet/...`).
+//!
+//! Before sending anything the client checks who owns the socket and its directory, and after
+//! connecting who runs the process that answers ([`super::owner`]): join tokens travel here.
 
 use std::path::{Path, PathBuf};
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::net::UnixStream;
 
-use super::frame::{read_frame, write_frame, FrameError};
-use super::{ApiError, Envelope, Reply, Request, Response, API_VERSION};
+use super::docker::{self, API_VERSION};
+use super::owner::{self, OwnerError};
+use super::LocalInfo;
+
+/// Largest answer the client reads.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,17 +28,15 @@ pub enum ClientError {
         "Cannot connect to the swarmnet daemon at unix://{path}. Is the daemon running? ({err})"
     )]
     Connect { path: PathBuf, err: std::io::Error },
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
     #[error("lost the connection to the swarmnet daemon: {0}")]
-    Frame(FrameError),
+    Http(String),
+    #[error("unexpected answer from the swarmnet daemon to {route}: {err}")]
+    Decode { route: String, err: String },
     /// The daemon answered with an error; its message is the user's.
-    #[error("Error response from daemon: {0}")]
-    Api(ApiError),
-}
-
-impl From<FrameError> for ClientError {
-    fn from(e: FrameError) -> Self {
-        ClientError::Frame(e)
-    }
+    #[error("Error response from daemon: {message}")]
+    Api { status: StatusCode, message: String },
 }
 
 /// Where the daemon listens.
@@ -55,29 +67,124 @@ impl Client {
         &self.path
     }
 
-    /// Sends one request and waits for the reply.
-    pub async fn call(&self, request: Request) -> Result<Reply, ClientError> {
-        let mut stream =
-            UnixStream::connect(&self.path)
-                .await
-                .map_err(|err| ClientError::Connect {
-                    path: self.path.clone(),
-                    err,
-                })?;
-        let sent = write_frame(
-            &mut stream,
-            &Envelope {
-                version: API_VERSION,
-                body: request,
-            },
-        )
-        .await;
-        // A daemon that refuses the caller answers before reading; its answer may still be
-        // readable after our write failed, and it says more than "broken pipe".
-        let response: Response = match (sent, read_frame(&mut stream).await) {
-            (_, Ok(response)) => response,
-            (Err(err), Err(_)) | (Ok(()), Err(err)) => return Err(err.into()),
-        };
-        response.map_err(ClientError::Api)
+    /// One request on a fresh connection; returns the status and the body.
+    pub async fn send(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let me = owner::euid();
+        owner::check_client_socket(&self.path, me)?;
+        let stream = UnixStream::connect(&self.path)
+            .await
+            .map_err(|err| ClientError::Connect {
+                path: self.path.clone(),
+                err,
+            })?;
+        if let Ok(cred) = stream.peer_cred() {
+            owner::check_peer(&self.path, cred.uid(), me)?;
+        }
+        let http = |e: hyper::Error| ClientError::Http(e.to_string());
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http)?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let has_body = body.is_some();
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(route)
+            .header(hyper::header::HOST, "swarmnet")
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("swarmnet-cli/", env!("CARGO_PKG_VERSION")),
+            );
+        if has_body {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(http)?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        driver.abort();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<docker::ErrorMessage>(&bytes)
+                .map(|m| m.message)
+                .unwrap_or_else(|_| {
+                    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+                    if text.is_empty() {
+                        status.to_string()
+                    } else {
+                        text
+                    }
+                });
+            return Err(ClientError::Api { status, message });
+        }
+        Ok((status, bytes))
     }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let (_, bytes) = self.send(method, route, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            route: route.to_string(),
+            err: e.to_string(),
+        })
+    }
+
+    /// `GET` a Docker route (`/nodes` becomes `/v1.41/nodes`) and decode its JSON.
+    pub async fn get<T: DeserializeOwned>(&self, route: &str) -> Result<T, ClientError> {
+        self.json(Method::GET, &versioned(route), None).await
+    }
+
+    /// `POST` JSON to a Docker route; returns the raw answer body.
+    pub async fn post<B: Serialize>(
+        &self,
+        route: &str,
+        body: Option<&B>,
+    ) -> Result<Bytes, ClientError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        Ok(self.send(Method::POST, &versioned(route), body).await?.1)
+    }
+
+    /// `DELETE` a Docker route.
+    pub async fn delete(&self, route: &str) -> Result<(), ClientError> {
+        self.send(Method::DELETE, &versioned(route), None).await?;
+        Ok(())
+    }
+
+    /// `GET /_ping`: true when the daemon answers.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.send(Method::GET, "/_ping", None).await.map(|_| ())
+    }
+
+    /// swarmnet's own view of this node (`GET /swarmnet/info`).
+    pub async fn local_info(&self) -> Result<LocalInfo, ClientError> {
+        self.json(Method::GET, "/swarmnet/info", None).await
+    }
+}
+
+/// `/nodes` -> `/v1.41/nodes`.
+pub fn versioned(route: &str) -> String {
+    format!("/v{API_VERSION}{route}")
+}
+
+/// Percent-encodes a query parameter's value.
+pub fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

@@ -1,27 +1,23 @@
-//! The local API: versioned serde types, and the Unix-socket client and server that carry them.
+//! The local API: Docker's Engine API (1.41) over HTTP/1.1 on the daemon's Unix socket, with
+//! swarmnet's own routes under `/swarmnet/`. The daemon serves it ([`server`], [`routes`]); the
+//! swarmnet CLI and the docker CLI are both its clients ([`client`]).
 //!
-//! One request per connection: the client writes one [`Envelope`] holding a [`Request`], the
-//! daemon answers with one `Result<Reply, ApiError>`, both as length-prefixed JSON
-//! ([`frame`]). The envelope's `version` lets a newer daemon refuse an older client clearly.
+//! [`docker`] holds Docker's JSON models; [`types`] swarmnet's own objects, which the cluster
+//! store keeps. [`Request`] and [`Reply`] name the operations behind the routes: the routes
+//! turn HTTP into them, and a manager that is not the Raft leader forwards them over the
+//! cluster protocol on 2377, length-prefixed JSON ([`frame`]).
 
 pub mod client;
+pub mod docker;
 pub mod frame;
+pub mod owner;
+pub mod routes;
 pub mod server;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
 
 pub use types::*;
-
-/// Version of the request/reply types below; bumped on any incompatible change.
-pub const API_VERSION: u32 = 1;
-
-/// What travels on the socket: a version and a body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Envelope<T> {
-    pub version: u32,
-    pub body: T,
-}
 
 /// `swarm init` parameters, as the user typed them (the daemon resolves interfaces).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -50,7 +46,7 @@ pub struct JoinRequest {
     pub availability: Availability,
 }
 
-/// Everything the CLI can ask the daemon.
+/// The operations behind the routes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     /// This node's own view: swarm membership, role, addresses.

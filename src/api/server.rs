@@ -1,23 +1,58 @@
-//! The daemon's side of the local API: a Unix socket only its owner (and root) may use.
+//! The daemon's side of the local API: HTTP/1.1 on a Unix socket only its owner (and root) may
+//! use, answering the [`routes`](super::routes).
 //!
-//! Two locks: the socket file is mode 0600, so the kernel refuses other users' `connect`; and
-//! each accepted connection's peer credentials are checked, so a socket whose mode was loosened
-//! by hand still answers nobody else.
+//! Locks: the socket's directory belongs to the daemon (or root, sticky where others may write);
+//! the socket file is mode 0600, so the kernel refuses other users' `connect`; and each accepted
+//! connection's peer credentials are checked, so a socket whose mode was loosened by hand still
+//! answers nobody else.
+//!
+//! Bounds, so that no client can take the daemon's memory or its listener: request headers
+//! [`MAX_HEADER_BYTES`], bodies [`MAX_BODY_BYTES`], [`MAX_CONNECTIONS`] at once (further
+//! clients wait in the kernel's backlog), a connection that sends no complete request head
+//! within [`HEADER_TIMEOUT`] (idle keep-alive included) or no body within [`BODY_TIMEOUT`] is
+//! closed. Running out of descriptors makes the accept loop back off and log once per
+//! [`ACCEPT_LOG_INTERVAL`]; it never gives up the listener.
 
-use std::future::Future;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::convert::Infallible;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Bytes};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{StatusCode, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 
-use super::frame::{read_frame, write_frame};
-use super::{ApiError, Envelope, ErrorKind, Request, Response, API_VERSION};
+use super::docker::API_VERSION;
+use super::owner::{self, OwnerError};
+use super::routes::{Answer, Backend, Router};
+
+/// Largest request head (request line and headers).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time allowed for a whole request head, and for a kept-alive connection to send the next one.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a whole request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most one log line about failing accepts per interval.
+pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest pause of the accept loop after repeated failures.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Errors setting up the socket.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot create the directory of the API socket {path}: {err}")]
     Dir { path: PathBuf, err: std::io::Error },
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
     #[error("another daemon is already listening on {0}; stop it or pick another socket with -H")]
     InUse(PathBuf),
     #[error("cannot listen on {path}: {err}")]
@@ -32,17 +67,34 @@ pub struct ApiListener {
 }
 
 impl ApiListener {
-    /// Binds `path` with mode 0600, replacing a stale socket left by a dead daemon.
+    /// Binds `path` with mode 0600, replacing a stale socket left by a dead daemon. A missing
+    /// directory is created owner-only; an existing one must be the daemon's (or root's).
     pub async fn bind(path: &Path) -> Result<Self, ServerError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|err| ServerError::Dir {
-                path: dir.to_path_buf(),
-                err,
-            })?;
+        let me = owner::euid();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|err| ServerError::Dir {
+                        path: dir.to_path_buf(),
+                        err,
+                    })?;
+            }
+            owner::check_dir(dir, me)?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
             if UnixStream::connect(path).await.is_ok() {
                 return Err(ServerError::InUse(path.to_path_buf()));
+            }
+            if meta.uid() != me && me != 0 {
+                return Err(OwnerError::Socket {
+                    path: path.to_path_buf(),
+                    owner: owner::describe_uid(meta.uid()),
+                    me: owner::describe_uid(me),
+                }
+                .into());
             }
             let _ = std::fs::remove_file(path);
         }
@@ -65,132 +117,197 @@ impl ApiListener {
         &self.path
     }
 
-    /// Serves requests forever, one task per connection.
-    pub async fn serve<F, Fut>(self, handler: F)
-    where
-        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Response> + Send + 'static,
-    {
+    /// Serves requests until the task is dropped, one task per connection.
+    pub async fn serve<B: Backend>(self, router: Arc<Router<B>>) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut failures = AcceptFailures::default();
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let stream = match self.listener.accept().await {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    failures.recovered();
+                    stream
+                }
                 Err(err) => {
-                    tracing::warn!("API socket accept failed: {err}");
+                    drop(slot);
+                    tokio::time::sleep(failures.failed(&err)).await;
                     continue;
                 }
             };
-            let handler = handler.clone();
+            let router = router.clone();
             let owner = self.owner_uid;
             tokio::spawn(async move {
-                if let Err(err) = serve_one(stream, owner, handler).await {
-                    tracing::debug!("API connection ended: {err}");
-                }
+                serve_connection(stream, owner, router).await;
+                drop(slot);
             });
         }
     }
 }
 
-async fn serve_one<F, Fut>(
-    mut stream: UnixStream,
-    owner_uid: u32,
-    handler: F,
-) -> Result<(), super::frame::FrameError>
-where
-    F: Fn(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let peer_uid = stream.peer_cred()?.uid();
-    if peer_uid != owner_uid && peer_uid != 0 {
-        tracing::warn!("refused API connection from uid {peer_uid}");
-        let denied: Response = Err(ApiError::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "permission denied: this swarmnet daemon's socket belongs to uid {owner_uid}, you are uid {peer_uid}"
-            ),
-        ));
-        return write_frame(&mut stream, &denied).await;
-    }
-    let envelope: Envelope<serde_json::Value> = read_frame(&mut stream).await?;
-    let response: Response = if envelope.version != API_VERSION {
-        Err(ApiError::invalid(format!(
-            "client API version {} is not supported by this daemon (it speaks version {API_VERSION})",
-            envelope.version
-        )))
-    } else {
-        match serde_json::from_value::<Request>(envelope.body) {
-            Ok(request) => handler(request).await,
-            Err(err) => Err(ApiError::invalid(format!("malformed request: {err}"))),
-        }
-    };
-    write_frame(&mut stream, &response).await
+/// Back-off and rate-limited logging of failing `accept` calls (EMFILE, ENFILE, ENOBUFS...).
+#[derive(Default)]
+struct AcceptFailures {
+    streak: u32,
+    last_log: Option<Instant>,
+    suppressed: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::client::{Client, ClientError};
-    use crate::api::Reply;
-
-    async fn serve(dir: &Path) -> PathBuf {
-        let path = dir.join("api.sock");
-        let listener = ApiListener::bind(&path).await.unwrap();
-        tokio::spawn(listener.serve(|req| async move {
-            match req {
-                Request::Info => Ok(Reply::Done),
-                _ => Err(ApiError::not_a_manager()),
+impl AcceptFailures {
+    /// Records a failure; returns how long to pause before the next accept.
+    fn failed(&mut self, err: &std::io::Error) -> Duration {
+        self.streak = self.streak.saturating_add(1);
+        let due = self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= ACCEPT_LOG_INTERVAL);
+        if due {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    "API socket accept failed: {err} ({} more failures since the last report); backing off",
+                    self.suppressed
+                );
+            } else {
+                tracing::warn!("API socket accept failed: {err}; backing off");
             }
-        }));
-        path
-    }
-
-    #[tokio::test]
-    async fn answers_requests_and_refuses_other_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = serve(dir.path()).await;
-        let client = Client::new(&path);
-        assert!(matches!(client.call(Request::Info).await, Ok(Reply::Done)));
-        match client.call(Request::NodeList).await {
-            Err(ClientError::Api(e)) => assert_eq!(e, ApiError::not_a_manager()),
-            other => panic!("{other:?}"),
+            self.last_log = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
         }
-
-        let mut stream = UnixStream::connect(&path).await.unwrap();
-        let old = Envelope {
-            version: API_VERSION + 1,
-            body: serde_json::json!("Info"),
-        };
-        write_frame(&mut stream, &old).await.unwrap();
-        let response: Response = read_frame(&mut stream).await.unwrap();
-        let err = response.unwrap_err();
-        assert_eq!(err.kind, ErrorKind::InvalidArgument);
-        assert!(
-            err.message.contains("is not supported by this daemon"),
-            "{err}"
-        );
+        let exp = self.streak.min(10);
+        (Duration::from_millis(5) * 2u32.pow(exp)).min(ACCEPT_BACKOFF_MAX)
     }
 
-    #[tokio::test]
-    async fn a_second_daemon_on_the_same_socket_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = serve(dir.path()).await;
-        match ApiListener::bind(&path).await {
-            Err(ServerError::InUse(p)) => assert_eq!(p, path),
-            Err(e) => panic!("{e}"),
-            Ok(_) => panic!("bound twice"),
+    fn recovered(&mut self) {
+        if self.streak > 0 {
+            tracing::info!("API socket accepts again after {} failures", self.streak);
+        }
+        self.streak = 0;
+    }
+}
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+/// Docker's response headers, on every answer.
+fn to_http(answer: Answer) -> HttpResponse {
+    let mut response = hyper::Response::new(Full::new(answer.body));
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    headers.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    headers.insert("Ostype", HeaderValue::from_static("linux"));
+    headers.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    if let Ok(server) =
+        HeaderValue::from_str(&format!("swarmnet/{} (linux)", env!("CARGO_PKG_VERSION")))
+    {
+        headers.insert(hyper::header::SERVER, server);
+    }
+    for (name, value) in answer.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
         }
     }
+    response
+}
 
-    #[tokio::test]
-    async fn a_stale_socket_file_is_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("api.sock");
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        assert!(path.exists());
-        let listener = ApiListener::bind(&path).await.unwrap();
-        let mode = std::fs::metadata(listener.path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+/// Reads a request's body within the bounds, then routes it.
+pub async fn answer<B, Bd>(router: &Router<B>, req: hyper::Request<Bd>) -> HttpResponse
+where
+    B: Backend,
+    Bd: Body<Data = Bytes>,
+    Bd::Error: std::error::Error + Send + Sync + 'static,
+{
+    let too_large = || {
+        to_http(Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than the {MAX_BODY_BYTES}-byte limit"),
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    {
+        Err(_) => {
+            return to_http(Answer::error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {BODY_TIMEOUT:?}"),
+            ))
+        }
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Ok(Err(err)) => {
+            return to_http(Answer::error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {err}"),
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut response = to_http(router.handle(&parts.method, target, &body).await);
+    if parts.method == hyper::Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    if parts.version == Version::HTTP_10 {
+        *response.version_mut() = Version::HTTP_10;
+    }
+    response
+}
+
+/// hyper's HTTP/1.1 server settings for the local API.
+pub fn http1() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(128)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .keep_alive(true);
+    builder
+}
+
+async fn serve_connection<B: Backend>(stream: UnixStream, owner_uid: u32, router: Arc<Router<B>>) {
+    let peer_uid = match stream.peer_cred() {
+        Ok(cred) => cred.uid(),
+        Err(err) => {
+            tracing::debug!("API connection without peer credentials: {err}");
+            return;
+        }
+    };
+    let allowed = peer_uid == owner_uid || peer_uid == 0;
+    if !allowed {
+        tracing::warn!("refused API connection from uid {peer_uid}");
+    }
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        async move {
+            if !allowed {
+                return Ok::<_, Infallible>(to_http(Answer::error(
+                    StatusCode::FORBIDDEN,
+                    format!("permission denied: this swarmnet daemon's socket belongs to uid {owner_uid}, you are uid {peer_uid}"),
+                )));
+            }
+            Ok(answer(&router, req).await)
+        }
+    });
+    let conn = http1().serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = conn.await {
+        tracing::debug!("API connection ended: {err}");
     }
 }

@@ -1,6 +1,5 @@
 //! `swarmnet daemon`, and where the daemon and the CLI find each other by default.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -17,11 +16,7 @@ pub struct DaemonArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-fn euid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
-}
+use crate::api::owner::euid;
 
 fn home() -> PathBuf {
     std::env::var_os("HOME")
@@ -80,12 +75,43 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one API call on a small runtime (the CLI is otherwise synchronous).
-pub fn call(host: Option<&str>, request: crate::api::Request) -> anyhow::Result<crate::api::Reply> {
-    let client = client(host)?;
+/// Runs the CLI's calls to the daemon on a small runtime (the CLI is otherwise synchronous).
+pub fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(client.call(request))?)
+    Ok(runtime.block_on(future))
+}
+
+/// `swarmnet wait` arguments.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// How long to wait, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// Waits until the daemon's socket answers `_ping`, or fails after the timeout.
+pub fn wait(host: Option<&str>, args: WaitArgs) -> anyhow::Result<()> {
+    let client = client(host)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
+    block_on(async {
+        loop {
+            let err = match client.ping().await {
+                Ok(()) => return Ok(()),
+                // A socket that is not ours will not become ours by waiting.
+                Err(e @ crate::api::client::ClientError::Owner(_)) => return Err(e.into()),
+                Err(e) => e,
+            };
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the swarmnet daemon at unix://{} did not answer within {}s: {err}",
+                    client.path().display(),
+                    args.timeout
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })?
 }

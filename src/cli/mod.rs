@@ -30,6 +30,8 @@ pub enum Command {
     /// Manage swarm nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Wait until the daemon answers on its socket (for scripts that start it in the background).
+    Wait(daemon::WaitArgs),
     /// Replay pcap captures through one node's data path, deterministically.
     Replay(replay::ReplayArgs),
     /// Run a node in the foreground on a static topology (needs CAP_NET_ADMIN).
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(args) => daemon::run(cli.host.as_deref(), args),
         Command::Swarm(cmd) => swarm::run(cli.host.as_deref(), cmd),
         Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),
+        Command::Wait(args) => daemon::wait(cli.host.as_deref(), args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),
         Command::Exec(args) => run::exec(args),

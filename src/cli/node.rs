@@ -2,9 +2,10 @@
 
 use clap::Subcommand;
 
-use super::daemon::call;
+use super::daemon::{block_on, client};
 use super::output::{json, table, title};
-use crate::api::{Availability, Node, Reply, Request, Role};
+use crate::api::client::{query_value, Client};
+use crate::api::{docker, Availability, Role};
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -46,15 +47,12 @@ pub enum NodeCommand {
     },
 }
 
-fn self_id(host: Option<&str>) -> anyhow::Result<Option<String>> {
-    match call(host, Request::Info)? {
-        Reply::Info(info) => Ok(info.node_id),
-        _ => anyhow::bail!("unexpected reply from the daemon"),
-    }
+async fn self_id(client: &Client) -> anyhow::Result<Option<String>> {
+    Ok(client.local_info().await?.node_id)
 }
 
 /// Rows of `node ls`, Docker's columns, `*` beside this node's ID.
-pub fn node_rows(nodes: &[Node], self_id: Option<&str>) -> Vec<Vec<String>> {
+pub fn node_rows(nodes: &[docker::Node], self_id: Option<&str>) -> Vec<Vec<String>> {
     nodes
         .iter()
         .map(|n| {
@@ -70,9 +68,9 @@ pub fn node_rows(nodes: &[Node], self_id: Option<&str>) -> Vec<Vec<String>> {
             };
             vec![
                 id,
-                n.hostname.clone(),
+                n.description.hostname.clone(),
                 title(&format!("{:?}", n.status.state).to_lowercase()),
-                title(&n.availability.to_string()),
+                title(&n.spec.availability.to_string()),
                 manager,
             ]
         })
@@ -80,18 +78,48 @@ pub fn node_rows(nodes: &[Node], self_id: Option<&str>) -> Vec<Vec<String>> {
 }
 
 pub fn run(host: Option<&str>, cmd: NodeCommand) -> anyhow::Result<()> {
+    let client = client(host)?;
+    block_on(run_async(&client, cmd))?
+}
+
+fn node_route(id: &str) -> String {
+    format!("/nodes/{}", query_value(id))
+}
+
+async fn inspect(client: &Client, id: &str) -> anyhow::Result<docker::Node> {
+    Ok(client.get(&node_route(id)).await?)
+}
+
+/// Sends `spec` as the node's new spec, at the version it was read at.
+async fn update(
+    client: &Client,
+    node: &docker::Node,
+    spec: &docker::NodeSpec,
+) -> anyhow::Result<()> {
+    client
+        .post(
+            &format!(
+                "{}/update?version={}",
+                node_route(&node.id),
+                node.version.index
+            ),
+            Some(spec),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn run_async(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::Ls { quiet } => {
-            let Reply::Nodes(nodes) = call(host, Request::NodeList)? else {
-                anyhow::bail!("unexpected reply from the daemon");
-            };
+            let nodes: Vec<docker::Node> = client.get("/nodes").await?;
             if quiet {
                 for n in &nodes {
                     println!("{}", n.id);
                 }
                 return Ok(());
             }
-            let me = self_id(host)?;
+            let me = self_id(client).await?;
             print!(
                 "{}",
                 table(
@@ -104,60 +132,57 @@ pub fn run(host: Option<&str>, cmd: NodeCommand) -> anyhow::Result<()> {
             let mut found = Vec::new();
             for query in nodes {
                 let id = if query == "self" {
-                    self_id(host)?
+                    self_id(client)
+                        .await?
                         .ok_or_else(|| anyhow::anyhow!("This node is not part of a swarm"))?
                 } else {
                     query
                 };
-                match call(host, Request::NodeInspect { id })? {
-                    Reply::Node(n) => found.push(n),
-                    _ => anyhow::bail!("unexpected reply from the daemon"),
-                }
+                found.push(inspect(client, &id).await?);
             }
             println!("{}", json(&found)?);
         }
         NodeCommand::Update { availability, node } => {
-            call(
-                host,
-                Request::NodeUpdate {
-                    id: node.clone(),
-                    availability,
-                },
-            )?;
+            let current = inspect(client, &node).await?;
+            let mut spec = current.spec.clone();
+            spec.availability = availability;
+            update(client, &current, &spec).await?;
             println!("{node}");
         }
         NodeCommand::Rm { force, nodes } => {
             for id in nodes {
-                call(
-                    host,
-                    Request::NodeRemove {
-                        id: id.clone(),
-                        force,
-                    },
-                )?;
+                let route = if force {
+                    format!("{}?force=1", node_route(&id))
+                } else {
+                    node_route(&id)
+                };
+                client.delete(&route).await?;
                 println!("{id}");
             }
         }
-        NodeCommand::Promote { nodes } => set_roles(host, nodes, Role::Manager)?,
-        NodeCommand::Demote { nodes } => set_roles(host, nodes, Role::Worker)?,
+        NodeCommand::Promote { nodes } => set_roles(client, nodes, Role::Manager).await?,
+        NodeCommand::Demote { nodes } => set_roles(client, nodes, Role::Worker).await?,
     }
     Ok(())
 }
 
-fn set_roles(host: Option<&str>, nodes: Vec<String>, role: Role) -> anyhow::Result<()> {
+/// `promote`/`demote`: as the docker CLI does, a node already in the role is only reported.
+async fn set_roles(client: &Client, nodes: Vec<String>, role: Role) -> anyhow::Result<()> {
     for id in nodes {
-        match call(
-            host,
-            Request::NodeSetRole {
-                id: id.clone(),
-                role,
-            },
-        )? {
-            Reply::Text(already) => println!("{already}"),
-            _ => match role {
-                Role::Manager => println!("Node {id} promoted to a manager in the swarm."),
-                Role::Worker => println!("Manager {id} demoted in the swarm."),
-            },
+        let current = inspect(client, &id).await?;
+        if current.spec.role == role {
+            match role {
+                Role::Manager => println!("Node {id} is already a manager."),
+                Role::Worker => println!("Node {id} is already a worker."),
+            }
+            continue;
+        }
+        let mut spec = current.spec.clone();
+        spec.role = role;
+        update(client, &current, &spec).await?;
+        match role {
+            Role::Manager => println!("Node {id} promoted to a manager in the swarm."),
+            Role::Worker => println!("Manager {id} demoted in the swarm."),
         }
     }
     Ok(())

@@ -15,9 +15,10 @@
 
 use clap::{Args, Subcommand};
 
-use super::daemon::call;
+use super::daemon::{block_on, client};
 use super::output::json;
-use crate::api::{Availability, InitRequest, JoinRequest, Reply, Request, Role};
+use crate::api::client::Client;
+use crate::api::{docker, Availability, Role};
 
 #[derive(Debug, Subcommand)]
 pub enum SwarmCommand {
@@ -126,60 +127,85 @@ fn join_command(role: Role, token: &str, addr: &str) -> String {
 }
 
 pub fn run(host: Option<&str>, cmd: SwarmCommand) -> anyhow::Result<()> {
+    let client = client(host)?;
+    block_on(run_async(&client, cmd))?
+}
+
+/// The address other nodes join through: this manager's own cluster address.
+async fn own_manager_addr(client: &Client) -> anyhow::Result<String> {
+    let info = client.local_info().await?;
+    let id = info
+        .node_id
+        .ok_or_else(|| anyhow::anyhow!("This node is not part of a swarm"))?;
+    let node: docker::Node = client.get(&format!("/nodes/{id}")).await?;
+    Ok(node
+        .manager_status
+        .map(|m| m.addr)
+        .unwrap_or_else(|| format!("{}:2377", node.status.addr)))
+}
+
+async fn run_async(client: &Client, cmd: SwarmCommand) -> anyhow::Result<()> {
     match cmd {
         SwarmCommand::Init(a) => {
-            let reply = call(
-                host,
-                Request::SwarmInit(InitRequest {
-                    advertise_addr: a.advertise_addr,
-                    listen_addr: a.listen_addr,
-                    data_path_addr: a.data_path_addr,
-                    data_path_port: a.data_path_port,
-                    default_addr_pool: a.default_addr_pool,
-                    default_addr_pool_mask_length: a.default_addr_pool_mask_length,
-                    key_rotation_interval_secs: a.key_rotation_interval,
-                    force_new_cluster: a.force_new_cluster,
-                }),
-            )?;
-            let Reply::Init {
-                node_id,
-                worker_token,
-                advertise,
-            } = reply
-            else {
-                anyhow::bail!("unexpected reply from the daemon");
+            let body = docker::SwarmInitRequest {
+                advertise_addr: a.advertise_addr.unwrap_or_default(),
+                listen_addr: a.listen_addr.unwrap_or_default(),
+                data_path_addr: a.data_path_addr.unwrap_or_default(),
+                data_path_port: a.data_path_port.unwrap_or(0),
+                default_addr_pool: a.default_addr_pool,
+                subnet_size: a.default_addr_pool_mask_length.unwrap_or(0),
+                force_new_cluster: a.force_new_cluster,
+                ..Default::default()
             };
+            let route = match a.key_rotation_interval {
+                Some(secs) => format!("/swarm/init?keyRotationInterval={secs}"),
+                None => "/swarm/init".to_string(),
+            };
+            let answer = client.post(&route, Some(&body)).await?;
+            let node_id: String = serde_json::from_slice(&answer)?;
+            let swarm: docker::Swarm = client.get("/swarm").await?;
+            let advertise = own_manager_addr(client).await?;
             println!("Swarm initialized: current node ({node_id}) is now a manager.\n");
-            println!("{}", join_command(Role::Worker, &worker_token, &advertise));
+            println!(
+                "{}",
+                join_command(Role::Worker, &swarm.join_tokens.worker, &advertise)
+            );
             println!("To add a manager to this swarm, run 'swarmnet swarm join-token manager' and follow the instructions.\n");
         }
         SwarmCommand::Join(a) => {
-            let reply = call(
-                host,
-                Request::SwarmJoin(JoinRequest {
-                    token: a.token,
-                    remote_addr: a.remote,
-                    advertise_addr: a.advertise_addr,
-                    listen_addr: a.listen_addr,
-                    data_path_addr: a.data_path_addr,
-                    availability: a.availability,
-                }),
-            )?;
-            let Reply::Joined { role } = reply else {
-                anyhow::bail!("unexpected reply from the daemon");
+            let body = docker::SwarmJoinRequest {
+                join_token: a.token,
+                remote_addrs: vec![a.remote],
+                advertise_addr: a.advertise_addr.unwrap_or_default(),
+                listen_addr: a.listen_addr.unwrap_or_default(),
+                data_path_addr: a.data_path_addr.unwrap_or_default(),
+                availability: Some(a.availability),
             };
+            client.post("/swarm/join", Some(&body)).await?;
+            let role = client.local_info().await?.role.unwrap_or(Role::Worker);
             println!("This node joined a swarm as a {role}.");
         }
         SwarmCommand::JoinToken(a) => {
-            let reply = call(
-                host,
-                Request::JoinToken {
-                    role: a.role,
-                    rotate: a.rotate,
-                },
-            )?;
-            let Reply::Token { token, advertise } = reply else {
-                anyhow::bail!("unexpected reply from the daemon");
+            if a.rotate {
+                let swarm: docker::Swarm = client.get("/swarm").await?;
+                let param = match a.role {
+                    Role::Worker => "rotateWorkerToken",
+                    Role::Manager => "rotateManagerToken",
+                };
+                client
+                    .post(
+                        &format!(
+                            "/swarm/update?version={}&{param}=true",
+                            swarm.cluster.version.index
+                        ),
+                        Some(&swarm.cluster.spec),
+                    )
+                    .await?;
+            }
+            let swarm: docker::Swarm = client.get("/swarm").await?;
+            let token = match a.role {
+                Role::Worker => swarm.join_tokens.worker,
+                Role::Manager => swarm.join_tokens.manager,
             };
             if a.quiet {
                 println!("{token}");
@@ -187,23 +213,28 @@ pub fn run(host: Option<&str>, cmd: SwarmCommand) -> anyhow::Result<()> {
                 if a.rotate {
                     println!("Successfully rotated {} join token.\n", a.role);
                 }
+                let advertise = own_manager_addr(client).await?;
                 println!("{}", join_command(a.role, &token, &advertise));
             }
         }
         SwarmCommand::Leave { force } => {
-            call(host, Request::SwarmLeave { force })?;
+            let route = if force {
+                "/swarm/leave?force=1"
+            } else {
+                "/swarm/leave"
+            };
+            client.post::<()>(route, None).await?;
             println!("Node left the swarm.");
         }
         SwarmCommand::Inspect => {
-            let Reply::Swarm(swarm) = call(host, Request::SwarmInspect)? else {
-                anyhow::bail!("unexpected reply from the daemon");
-            };
+            let swarm: docker::Swarm = client.get("/swarm").await?;
             println!("{}", json(&[swarm])?);
         }
         SwarmCommand::Ca => {
-            let Reply::Text(pem) = call(host, Request::SwarmCa)? else {
-                anyhow::bail!("unexpected reply from the daemon");
-            };
+            let (_, body) = client
+                .send(hyper::Method::GET, "/swarmnet/swarm/ca", None)
+                .await?;
+            let pem: String = serde_json::from_slice(&body)?;
             print!("{pem}");
         }
     }

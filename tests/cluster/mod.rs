@@ -183,21 +183,14 @@ impl Node {
         ])
     }
 
-    /// This node's ID (from `node inspect self` on a manager, or the daemon's info).
+    /// This node's ID (from the daemon's own view).
     pub fn id(&self) -> String {
-        let reply = call(&self.socket, swarmnet::api::Request::Info).expect("info");
-        match reply {
-            swarmnet::api::Reply::Info(info) => info.node_id.expect("node in a swarm"),
-            other => panic!("unexpected reply {other:?}"),
-        }
+        self.info().node_id.expect("node in a swarm")
     }
 
     /// This node's own view (role, managers, keys, Raft).
     pub fn info(&self) -> swarmnet::api::LocalInfo {
-        match call(&self.socket, swarmnet::api::Request::Info).expect("info") {
-            swarmnet::api::Reply::Info(info) => info,
-            other => panic!("unexpected reply {other:?}"),
-        }
+        local_info(&self.socket).expect("info")
     }
 
     /// `node ls` rows as (id without `*`, whole line).
@@ -221,16 +214,15 @@ impl Drop for Node {
     }
 }
 
-/// One API call from the test process (for what the CLI does not show).
-pub fn call(
+/// The daemon's own view of its node (`GET /swarmnet/info`), from the test process.
+pub fn local_info(
     socket: &Path,
-    request: swarmnet::api::Request,
-) -> Result<swarmnet::api::Reply, swarmnet::api::client::ClientError> {
+) -> Result<swarmnet::api::LocalInfo, swarmnet::api::client::ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(swarmnet::api::client::Client::new(socket).call(request))
+    runtime.block_on(swarmnet::api::client::Client::new(socket).local_info())
 }
 
 pub fn stdout(out: &Output) -> String {

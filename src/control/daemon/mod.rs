@@ -5,6 +5,7 @@
 
 mod agent;
 mod cluster;
+mod local_api;
 mod membership;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use super::store::{LocalIdentity, Store, StoreError};
 use super::tls;
 use super::token::JoinToken;
 use crate::api::frame::write_frame;
+use crate::api::routes::Router;
 use crate::api::server::{ApiListener, ServerError};
 use crate::api::{
     ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, NodeState, Reachability, Reply,
@@ -133,12 +135,19 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             .map_err(DaemonError::Listener)?;
     }
     let api = ApiListener::bind(&config.socket).await?;
-    tracing::info!("API listening on unix://{}", api.path().display());
-    let handler_daemon = daemon.clone();
-    let server = tokio::spawn(api.serve(move |req| {
-        let d = handler_daemon.clone();
-        async move { d.handle(req).await }
-    }));
+    let router = Arc::new(Router::new(
+        local_api::LocalApi(daemon.clone()),
+        crate::api::docker::Host::read(),
+    ));
+    let path = api.path().display().to_string();
+    let server = tokio::spawn(api.serve(router));
+    // The socket answers from here on: say so, for scripts that wait for this line.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "swarmnet daemon ready: API on unix://{path}");
+        let _ = out.flush();
+    }
     let result = wait_for_shutdown().await;
     server.abort();
     daemon.tasks.lock().await.stop().await;
