@@ -113,3 +113,303 @@ fn the_cli_finds_the_daemon_through_swarmnet_host() {
         "{err}"
     );
 }
+
+/// Sends raw bytes on a new connection to `socket`, closes the write side and returns all
+/// that the daemon answered before closing.
+fn raw_exchange(socket: &std::path::Path, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn malformed_or_oversized_requests_are_answered_with_an_error() {
+    let node = Node::start("127.77.33.1");
+    let sock = &node.socket;
+    let out = raw_exchange(sock, b"GARBAGE\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let body = "{\"AdvertiseAddr\":";
+    let out = raw_exchange(
+        sock,
+        format!(
+            "POST /v1.41/swarm/init HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(
+        out.contains("{\"message\":\"malformed JSON body: "),
+        "{out}"
+    );
+    // A 16 MiB body (what the framed protocol allowed) is refused before it is read.
+    let out = raw_exchange(
+        sock,
+        b"POST /v1.41/swarm/init HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\n\r\n{",
+    );
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("larger than the 1048576-byte limit"), "{out}");
+    let mut head = b"GET /_ping HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..1700 {
+        head.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "a".repeat(40)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let out = raw_exchange(sock, &head);
+    assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    let out = raw_exchange(
+        sock,
+        b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert!(out.ends_with("{\"message\":\"page not found\"}\n"), "{out}");
+    // Still serving.
+    assert!(node.ok(&["wait", "--timeout", "5"]).is_empty());
+}
+
+#[test]
+fn silent_and_half_sent_connections_are_closed() {
+    use std::io::{Read, Write};
+    let node = Node::start("127.77.34.1");
+    let started = std::time::Instant::now();
+    let mut silent = std::os::unix::net::UnixStream::connect(&node.socket).unwrap();
+    let mut half = std::os::unix::net::UnixStream::connect(&node.socket).unwrap();
+    half.write_all(b"GET /_ping HTTP/1.1\r\nHost:").unwrap();
+    for s in [&mut silent, &mut half] {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = Vec::new();
+        // Closed by the daemon (EOF, or a 408 then EOF), not by our read timeout.
+        let n = s.read_to_end(&mut buf);
+        assert!(n.is_ok(), "connection not closed by the daemon: {n:?}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(25),
+        "closed only after {waited:?}"
+    );
+}
+
+#[test]
+fn a_planted_socket_directory_or_socket_is_refused() {
+    if !is_root() {
+        eprintln!("SKIPPED a_planted_socket_directory_or_socket_is_refused: creating files as another user needs root");
+        return;
+    }
+    const VICTIM: u32 = 47101;
+    const ATTACKER: u32 = 47102;
+    let dir = std::path::PathBuf::from(format!("/tmp/swarmnet-{VICTIM}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    // The attacker's directory and socket, where the victim's CLI looks by default.
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.join("swarmnet.sock");
+    let trap = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    trap.set_nonblocking(true).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    std::os::unix::fs::chown(&sock, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    let as_victim = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .uid(VICTIM)
+            .gid(VICTIM)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("run swarmnet as the victim")
+    };
+    let join = [
+        "swarm",
+        "join",
+        "--token",
+        "SWMTKN-1-0000000000000000000000000000000000000000000000000-0000000000000000000000000",
+        "127.0.0.1:2377",
+    ];
+    let out = as_victim(&join);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "refusing the API socket directory /tmp/swarmnet-{VICTIM}: it belongs to uid {ATTACKER}"
+        )),
+        "{err}"
+    );
+    // The directory is the victim's, the socket in it is not.
+    std::os::unix::fs::chown(&dir, Some(VICTIM), Some(VICTIM)).unwrap();
+    let out = as_victim(&join);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "refusing the API socket {}: it belongs to uid {ATTACKER}",
+            sock.display()
+        )),
+        "{err}"
+    );
+    // Nothing ever reached the planted socket.
+    assert!(trap.accept().is_err(), "the CLI connected to the trap");
+    drop(trap);
+
+    // Files the victim owns, but the process answering runs as the attacker: its daemon binds
+    // in its own directory, and the socket is then moved into the victim's.
+    std::fs::remove_file(&sock).unwrap();
+    let lair = std::path::PathBuf::from(format!("/tmp/swarmnet-test-lair-{ATTACKER}"));
+    let _ = std::fs::remove_dir_all(&lair);
+    let _lair_cleanup = Cleanup(lair.clone());
+    let mut fake = Command::new(BIN)
+        .args([
+            "-H",
+            &format!("unix://{}/api.sock", lair.display()),
+            "daemon",
+        ])
+        .arg("--state-dir")
+        .arg(lair.join("state"))
+        .uid(ATTACKER)
+        .gid(ATTACKER)
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = cluster::wait_until(std::time::Duration::from_secs(20), || {
+        std::os::unix::net::UnixStream::connect(lair.join("api.sock")).is_ok()
+    });
+    if up {
+        std::fs::rename(lair.join("api.sock"), &sock).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::chown(&sock, Some(VICTIM), Some(VICTIM)).unwrap();
+    }
+    let out = as_victim(&join);
+    let _ = fake.kill();
+    let _ = fake.wait();
+    assert!(up, "the attacker's daemon did not start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "the process answering on it runs as uid {ATTACKER}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_daemon_refuses_a_socket_directory_it_does_not_own() {
+    if !is_root() {
+        eprintln!("SKIPPED the_daemon_refuses_a_socket_directory_it_does_not_own: needs root to create another user's directory");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = base.path().join("planted");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(47102), Some(47102)).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "-H",
+            &format!("unix://{}/api.sock", dir.display()),
+            "daemon",
+        ])
+        .args(["--state-dir", "/tmp/swarmnet-test-47101-state"])
+        .uid(47101)
+        .gid(47101)
+        .env_clear()
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all("/tmp/swarmnet-test-47101-state");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "refusing the API socket directory {}: it belongs to uid 47102",
+            dir.display()
+        )),
+        "{err}"
+    );
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn descriptor_exhaustion_backs_off_and_keeps_the_listener() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED descriptor_exhaustion_backs_off_and_keeps_the_listener: prlimit (util-linux) not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let log_path = dir.path().join("daemon.log");
+    let mut daemon = Command::new("prlimit")
+        .arg("--nofile=32:32")
+        .arg(BIN)
+        .args(["-H", &format!("unix://{}", socket.display()), "daemon"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = daemon.id();
+    let _guard = Kill(&mut daemon);
+    let host = format!("unix://{}", socket.display());
+    let ping = || {
+        Command::new(BIN)
+            .args(["-H", &host, "wait", "--timeout", "10"])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(ping(), "daemon did not come up");
+    // More connections than descriptors: the daemon runs out and must not spin.
+    let conns: Vec<_> = (0..60)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        cluster::wait_until(std::time::Duration::from_secs(10), || log()
+            .contains("Too many open files")),
+        "descriptors never ran out: {}",
+        log()
+    );
+    let ticks_per_sec = 100; // USER_HZ on Linux
+    let before = cpu_ticks(pid);
+    let window = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(2)); // a measurement window, not a wait
+    let used = cpu_ticks(pid) - before;
+    let elapsed = window.elapsed().as_secs_f64();
+    assert!(
+        (used as f64 / ticks_per_sec as f64) < 0.25 * elapsed,
+        "accept loop used {used} ticks of CPU in {elapsed:.1}s while out of descriptors"
+    );
+    let reports = log().matches("API socket accept failed").count();
+    assert!(reports <= 2, "{reports} accept-failure lines:\n{}", log());
+    drop(conns);
+    // Served again once the connections are gone: the listener survived.
+    assert!(ping(), "the listener did not recover:\n{}", log());
+    assert!(log().contains("API socket accepts again"), "{}", log());
+}

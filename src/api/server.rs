@@ -181,7 +181,7 @@ impl AcceptFailures {
 
     fn recovered(&mut self) {
         if self.streak > 0 {
-            tracing::info!("API socket accepts again after {} failures", self.streak);
+            tracing::warn!("API socket accepts again after {} failures", self.streak);
         }
         self.streak = 0;
     }
