@@ -1,11 +1,19 @@
+use std::io::IsTerminal;
+
 use clap::Parser;
+
+/// What is logged without `SWARMNET_LOG`: warnings a user must act on. openraft's own warnings
+/// (elections, rejected votes, retried replication) are its normal operation; swarmnet reports
+/// what they lead to (lost quorum, an unreachable leader) itself.
+const DEFAULT_LOG: &str = "warn,openraft=error";
 
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SWARMNET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let cli = swarmnet::cli::Cli::parse();

@@ -1,0 +1,73 @@
+//! The README's swarm example, pasted as one block into bash, works: the daemons are waited
+//! for, the second node joins, `node ls` shows both. Paths and addresses are moved to this
+//! test's own temporary directory and loopback range; the commands are the README's.
+
+use std::process::Command;
+
+#[test]
+fn the_readme_swarm_block_runs_as_pasted() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## A swarm")
+        .nth(1)
+        .expect("README has a swarm section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in the swarm section");
+    let dir = tempfile::tempdir().unwrap();
+    let block = block
+        .replace("/tmp/", &format!("{}/", dir.path().display()))
+        .replace("127.0.0.", "127.77.61.");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_swarmnet"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let script = format!("set -e\ntrap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{block}");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("This node joined a swarm as a manager."),
+        "{stdout}"
+    );
+    let table = stdout
+        .split("ID                            HOSTNAME")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no node ls table:\n{stdout}"));
+    assert_eq!(
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty() && !l.starts_with("swarmnet daemon"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        table.contains("Leader") && table.contains("Reachable"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a non-terminal log: {stderr}"
+    );
+}
