@@ -413,3 +413,86 @@ fn descriptor_exhaustion_backs_off_and_keeps_the_listener() {
     assert!(ping(), "the listener did not recover:\n{}", log());
     assert!(log().contains("API socket accepts again"), "{}", log());
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn memory_stays_bounded_under_waves_of_large_requests() {
+    let node = Node::start("127.77.35.1");
+    let pid = node.pid().expect("daemon running");
+    let baseline = rss_kib(pid);
+    let body = vec![b'['; 1024 * 1024 - 16];
+    let mut after_wave = Vec::new();
+    for _ in 0..3 {
+        let threads: Vec<_> = (0..60)
+            .map(|i| {
+                let socket = node.socket.clone();
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    // Half send a whole 1 MiB body, half only claim 16 MiB.
+                    let len = if i % 2 == 0 { body.len() } else { 16 << 20 };
+                    let mut req = format!(
+                        "POST /v1.41/swarm/init HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n"
+                    )
+                    .into_bytes();
+                    if i % 2 == 0 {
+                        req.extend_from_slice(&body);
+                    }
+                    raw_exchange(&socket, &req)
+                })
+            })
+            .collect();
+        for t in threads {
+            let out = t.join().unwrap();
+            assert!(
+                out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 413"),
+                "{}",
+                &out[..out.len().min(200)]
+            );
+        }
+        after_wave.push(rss_kib(pid));
+    }
+    eprintln!("daemon RSS: {baseline} KiB before, after each wave {after_wave:?} KiB");
+    let grown = after_wave.iter().max().unwrap() - baseline;
+    assert!(
+        grown < 96 * 1024,
+        "RSS grew {grown} KiB for 60 connections of at most 1 MiB each"
+    );
+    assert!(
+        after_wave[2] <= after_wave[0] + 16 * 1024,
+        "memory keeps growing wave after wave: {after_wave:?}"
+    );
+}
+
+#[test]
+fn concurrent_connections_are_bounded() {
+    let node = Node::start("127.77.36.1");
+    // 64 idle connections take every slot; the next client waits in the backlog...
+    let mut idle: Vec<_> = (0..64)
+        .map(|_| std::os::unix::net::UnixStream::connect(&node.socket).unwrap())
+        .collect();
+    let ping = |timeout: &str| {
+        Command::new(BIN)
+            .args(["-H", &node.host(), "wait", "--timeout", timeout])
+            .output()
+            .unwrap()
+    };
+    // (a connection that is never accepted: `wait` gives up after its timeout)
+    let out = ping("1");
+    assert!(!out.status.success(), "answered with every slot taken");
+    // ...and is served as soon as one slot frees.
+    idle.pop();
+    let out = ping("10");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -271,7 +271,8 @@ pub struct SwarmInitRequest {
     pub force_new_cluster: bool,
     pub subnet_size: u32,
     pub spec: Option<serde_json::Value>,
-    pub availability: Option<types::Availability>,
+    /// `active`, `pause`, `drain`, or empty for the default.
+    pub availability: String,
 }
 
 /// `POST /swarm/join` body.
@@ -283,7 +284,8 @@ pub struct SwarmJoinRequest {
     pub data_path_addr: String,
     pub remote_addrs: Vec<String>,
     pub join_token: String,
-    pub availability: Option<types::Availability>,
+    /// `active`, `pause`, `drain`, or empty for the default.
+    pub availability: String,
 }
 
 // ---- system ------------------------------------------------------------------------------

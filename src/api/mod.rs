@@ -81,19 +81,6 @@ pub enum Request {
     },
 }
 
-impl Request {
-    /// True for requests only a manager can serve (Docker's "not a swarm manager" list).
-    pub fn needs_manager(&self) -> bool {
-        !matches!(
-            self,
-            Request::Info
-                | Request::SwarmInit(_)
-                | Request::SwarmJoin(_)
-                | Request::SwarmLeave { .. }
-        )
-    }
-}
-
 /// Successful answers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Reply {

@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::docker::{self, Filters, Host, API_VERSION, MIN_API_VERSION};
-use super::Role;
 use super::{ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, Reply, Request, Response};
+use super::{Availability, Role};
 
 /// swarmnet's own routes, for what Docker has no route for.
 pub const OWN_PREFIX: &str = "swarmnet";
@@ -339,6 +339,11 @@ impl<B: Backend> Router<B> {
             (&Method::GET, []) => Ok(Answer::ok(&self.docker_swarm().await?)),
             (&Method::POST, ["init"]) => {
                 let r: docker::SwarmInitRequest = body_json(body)?;
+                if availability(&r.availability)? != Availability::Active {
+                    return Err(bad_request(
+                        "swarmnet starts a swarm's first manager as active; change it afterwards with node update",
+                    ));
+                }
                 let opt = |s: String| (!s.is_empty()).then_some(s);
                 let req = InitRequest {
                     advertise_addr: opt(r.advertise_addr),
@@ -377,7 +382,7 @@ impl<B: Backend> Router<B> {
                     advertise_addr: opt(r.advertise_addr),
                     listen_addr: opt(r.listen_addr).filter(|l| l != "0.0.0.0:2377"),
                     data_path_addr: opt(r.data_path_addr),
-                    availability: r.availability.unwrap_or_default(),
+                    availability: availability(&r.availability)?,
                 };
                 match self.op(Request::SwarmJoin(req)).await? {
                     Reply::Joined { .. } => Ok(Answer::empty()),
@@ -548,6 +553,14 @@ fn label_matches(labels: &std::collections::BTreeMap<String, String>, v: &str) -
         Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
         None => labels.contains_key(v),
     }
+}
+
+/// A request's `Availability`: empty means the default, `active`.
+fn availability(text: &str) -> Result<Availability, Answer> {
+    if text.is_empty() {
+        return Ok(Availability::Active);
+    }
+    text.parse().map_err(bad_request)
 }
 
 fn out_of_sequence() -> Answer {

@@ -278,6 +278,8 @@ pub fn http1() -> hyper::server::conn::http1::Builder {
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(128)
         .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        // A client that shuts down its sending side after the request still gets the answer.
+        .half_close(true)
         .keep_alive(true);
     builder
 }

@@ -98,11 +98,13 @@ pub fn wait(host: Option<&str>, args: WaitArgs) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.timeout);
     block_on(async {
         loop {
-            let err = match client.ping().await {
-                Ok(()) => return Ok(()),
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let err = match tokio::time::timeout(left, client.ping()).await {
+                Ok(Ok(())) => return Ok(()),
                 // A socket that is not ours will not become ours by waiting.
-                Err(e @ crate::api::client::ClientError::Owner(_)) => return Err(e.into()),
-                Err(e) => e,
+                Ok(Err(e @ crate::api::client::ClientError::Owner(_))) => return Err(e.into()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer yet".to_string(),
             };
             if std::time::Instant::now() >= deadline {
                 anyhow::bail!(

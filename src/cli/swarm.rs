@@ -179,7 +179,7 @@ async fn run_async(client: &Client, cmd: SwarmCommand) -> anyhow::Result<()> {
                 advertise_addr: a.advertise_addr.unwrap_or_default(),
                 listen_addr: a.listen_addr.unwrap_or_default(),
                 data_path_addr: a.data_path_addr.unwrap_or_default(),
-                availability: Some(a.availability),
+                availability: a.availability.to_string(),
             };
             client.post("/swarm/join", Some(&body)).await?;
             let role = client.local_info().await?.role.unwrap_or(Role::Worker);
