@@ -496,3 +496,25 @@ fn concurrent_connections_are_bounded() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn swarmnets_own_routes_live_under_one_prefix() {
+    let node = Node::start("127.77.37.1");
+    node.init();
+    let get = |target: &str| {
+        raw_exchange(
+            &node.socket,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    let out = get("/swarmnet/swarm");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"KeyRotationIntervalSecs\":43200"), "{out}");
+    assert!(out.contains("\"RootCADigest\":\""), "{out}");
+    let out = get("/v1.41/swarmnet/info");
+    assert!(out.contains("\"LocalNodeState\":\"active\""), "{out}");
+    let out = get("/swarmnet/swarm/ca");
+    assert!(out.contains("BEGIN CERTIFICATE"), "{out}");
+    let out = get("/swarmnet/nothing");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+}

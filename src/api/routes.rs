@@ -3,6 +3,10 @@
 //! [`Backend`] (the daemon) and answered with Docker's JSON, status codes and
 //! `{"message": ...}` errors.
 //!
+//! swarmnet's own routes: `GET /swarmnet/info` (this node's view: role, managers, key tags,
+//! Raft progress), `GET /swarmnet/swarm` (the swarm record with what Docker's has no field
+//! for: the key rotation interval, the CA digest), `GET /swarmnet/swarm/ca` (the root CA, PEM).
+//!
 //! Sans-IO apart from the backend: [`Router::handle`] takes a method, a target and a body
 //! already read (and bounded) by the server, so tests and the fuzz target drive it directly.
 //! New resources (networks, services, tasks) add a match arm in [`Router::route`] that calls a
@@ -224,6 +228,10 @@ impl<B: Backend> Router<B> {
             ["swarm", ..] => self.swarm(method, &segs[1..], q, body).await,
             ["nodes", ..] => self.nodes(method, &segs[1..], q, body).await,
             [OWN_PREFIX, "info"] if get => Ok(Answer::ok(&self.local_info().await?)),
+            [OWN_PREFIX, "swarm"] if get => match self.op(Request::SwarmInspect).await? {
+                Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),
+                _ => Err(unexpected()),
+            },
             [OWN_PREFIX, "swarm", "ca"] if get => match self.op(Request::SwarmCa).await? {
                 Reply::Text(pem) => Ok(Answer::ok(&pem)),
                 _ => Err(unexpected()),

@@ -5,6 +5,7 @@
 //! swarmnet -H unix:///tmp/n1.sock daemon --state-dir /tmp/n1 &
 //! swarmnet -H unix:///tmp/n2.sock daemon --state-dir /tmp/n2 &
 //! swarmnet -H unix:///tmp/n3.sock daemon --state-dir /tmp/n3 &
+//! for n in 1 2 3; do swarmnet -H unix:///tmp/n$n.sock wait; done
 //! swarmnet -H unix:///tmp/n1.sock swarm init --advertise-addr 127.0.0.1
 //! swarmnet -H unix:///tmp/n2.sock swarm join --advertise-addr 127.0.0.2 \
 //!     --token "$(swarmnet -H unix:///tmp/n1.sock swarm join-token -q manager)" 127.0.0.1:2377
