@@ -402,6 +402,7 @@ fn descriptor_exhaustion_backs_off_and_keeps_the_listener() {
     std::thread::sleep(std::time::Duration::from_secs(2)); // a measurement window, not a wait
     let used = cpu_ticks(pid) - before;
     let elapsed = window.elapsed().as_secs_f64();
+    eprintln!("out of descriptors: {used} ticks of CPU in {elapsed:.1}s");
     assert!(
         (used as f64 / ticks_per_sec as f64) < 0.25 * elapsed,
         "accept loop used {used} ticks of CPU in {elapsed:.1}s while out of descriptors"
