@@ -519,3 +519,53 @@ fn swarmnets_own_routes_live_under_one_prefix() {
     let out = get("/swarmnet/nothing");
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
 }
+
+#[test]
+fn a_users_default_socket_serves_that_user() {
+    if !is_root() {
+        eprintln!(
+            "SKIPPED a_users_default_socket_serves_that_user: switching to another uid needs root"
+        );
+        return;
+    }
+    const USER: u32 = 47103;
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(home.path(), Some(USER), Some(USER)).unwrap();
+    let sock_dir = std::path::PathBuf::from(format!("/tmp/swarmnet-{USER}"));
+    let _ = std::fs::remove_dir_all(&sock_dir);
+    let as_user = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .uid(USER)
+            .gid(USER)
+            .env_clear()
+            .env("HOME", home.path());
+        c
+    };
+    let mut daemon = as_user(&["daemon"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waited = as_user(&["wait", "--timeout", "20"]).output().unwrap();
+    let ls = as_user(&["node", "ls"]).output().unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let dir_mode = std::fs::metadata(&sock_dir).map(|m| m.permissions().mode() & 0o777);
+    let _ = std::fs::remove_dir_all(&sock_dir);
+    assert!(
+        waited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waited.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ls.stderr).contains("This node is not part of a swarm"),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert_eq!(
+        dir_mode.unwrap(),
+        0o700,
+        "the socket directory is the user's alone"
+    );
+}
