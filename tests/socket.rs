@@ -134,6 +134,10 @@ fn malformed_or_oversized_requests_are_answered_with_an_error() {
     let sock = &node.socket;
     let out = raw_exchange(sock, b"GARBAGE\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(
+        out.ends_with("{\"message\":\"malformed HTTP request: the request line or a header could not be parsed\"}\n"),
+        "{out}"
+    );
     let body = "{\"AdvertiseAddr\":";
     let out = raw_exchange(
         sock,
@@ -162,6 +166,10 @@ fn malformed_or_oversized_requests_are_answered_with_an_error() {
     head.extend_from_slice(b"\r\n");
     let out = raw_exchange(sock, &head);
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    assert!(
+        out.contains("{\"message\":\"request headers larger than the 65536-byte limit\"}"),
+        "{out}"
+    );
     let out = raw_exchange(
         sock,
         b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n",

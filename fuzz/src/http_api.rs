@@ -2,7 +2,8 @@
 //! (hyper with swarmnet's limits and routes), and as a method, target and body straight into
 //! the route table. Kept apart from libFuzzer so that `tests/robustness_api.rs` runs it on
 //! stable Rust. It panics only when a promise breaks:
-//! - every answer is HTTP/1.x with a status, never a hang or a panic;
+//! - every answer is HTTP/1.x with a status, never a hang or a panic, and no error answer is
+//!   bodiless (hyper's own 400/431 are given a message);
 //! - every route answer that carries a body is JSON, and every error is `{"message": ...}`.
 
 use std::future::Future;
@@ -14,7 +15,7 @@ use hyper::Method;
 use hyper_util::rt::TokioIo;
 use swarmnet::api::docker::Host;
 use swarmnet::api::routes::{Backend, Router};
-use swarmnet::api::server::{answer, http1};
+use swarmnet::api::server::{answer, http1, ExplainErrors};
 use swarmnet::api::{ApiError, LocalInfo, Reply, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -97,7 +98,7 @@ pub fn http_connection(data: &[u8]) {
         let service = hyper::service::service_fn(|req| async move {
             Ok::<_, std::convert::Infallible>(answer(router(), req).await)
         });
-        let conn = http1().serve_connection(TokioIo::new(server), service);
+        let conn = http1().serve_connection(TokioIo::new(ExplainErrors::new(server)), service);
         let server = tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -121,6 +122,18 @@ pub fn http_connection(data: &[u8]) {
                 "no status code: {:?}",
                 String::from_utf8_lossy(&out)
             );
+            // Every error answer says what was wrong: none has an empty body.
+            if code.is_some_and(|c| c >= 400) {
+                let head_end = out
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(out.len());
+                let head = String::from_utf8_lossy(&out[..head_end]).to_ascii_lowercase();
+                assert!(
+                    !head.contains("\r\ncontent-length: 0"),
+                    "error without a message: {head}"
+                );
+            }
         }
     });
 }

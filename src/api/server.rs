@@ -24,6 +24,7 @@ use hyper::body::{Body, Bytes};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
@@ -308,8 +309,173 @@ async fn serve_connection<B: Backend>(stream: UnixStream, owner_uid: u32, router
             Ok(answer(&router, req).await)
         }
     });
-    let conn = http1().serve_connection(TokioIo::new(stream), service);
+    let conn = http1().serve_connection(TokioIo::new(ExplainErrors::new(stream)), service);
     if let Err(err) = conn.await {
         tracing::debug!("API connection ended: {err}");
+    }
+}
+
+/// Gives hyper's own error answers a body. hyper answers a request it cannot parse with a bare
+/// `400 Bad Request` (or 431, 414) and `content-length: 0`; every other 4xx answer of the local
+/// API carries a JSON body. This stream wrapper rewrites such a bodiless 4xx head, as hyper
+/// writes it, into the same answer with Docker's `{"message": ...}`, so a client is told what
+/// was wrong rather than only that something was.
+pub struct ExplainErrors<S> {
+    inner: S,
+    /// A rewritten answer still to be written, and how much of it is.
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl<S> ExplainErrors<S> {
+    pub fn new(inner: S) -> Self {
+        ExplainErrors {
+            inner,
+            pending: Vec::new(),
+            written: 0,
+        }
+    }
+}
+
+/// The rewritten answer when `buf` starts with hyper's bodiless 4xx head.
+fn explain(buf: &[u8]) -> Option<Vec<u8>> {
+    let status = buf
+        .strip_prefix(b"HTTP/1.1 4")
+        .or_else(|| buf.strip_prefix(b"HTTP/1.0 4"))?;
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = &buf[..head_end];
+    let needle = b"\r\ncontent-length: 0\r\n";
+    let at = head.windows(needle.len()).position(|w| w == needle)?;
+    let message = match status.get(..2)? {
+        b"31" => format!("request headers larger than the {MAX_HEADER_BYTES}-byte limit"),
+        b"14" => "request URI too long".to_string(),
+        _ => "malformed HTTP request: the request line or a header could not be parsed".to_string(),
+    };
+    let mut body = serde_json::to_vec(&super::docker::ErrorMessage { message }).ok()?;
+    body.push(b'\n');
+    let mut out = Vec::with_capacity(buf.len() + body.len() + 64);
+    out.extend_from_slice(&head[..at]);
+    out.extend_from_slice(
+        format!(
+            "\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&head[at + needle.len()..]);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&buf[head_end..]);
+    Some(out)
+}
+
+impl<S: AsyncWrite + Unpin> ExplainErrors<S> {
+    /// Writes what is pending; Ready(Ok) once nothing is.
+    fn poll_pending(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.written < self.pending.len() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..])
+            {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.pending.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ExplainErrors<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ExplainErrors<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match self.poll_pending(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        if let Some(rewritten) = explain(buf) {
+            self.pending = rewritten;
+            // The caller's bytes are taken whole; the rewrite goes out now or on flush.
+            if let Poll::Ready(Err(e)) = self.poll_pending(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    // Not vectored: hyper then hands over each answer's head in one buffer (its Flatten
+    // strategy), which is what `explain` looks at.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypers_bare_errors_get_a_message_and_others_pass() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let out = String::from_utf8(explain(bare).unwrap()).unwrap();
+        assert!(
+            out.starts_with(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: "
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with("\r\ndate: x\r\n\r\n{\"message\":\"malformed HTTP request: the request line or a header could not be parsed\"}\n"), "{out}");
+        let big = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert!(String::from_utf8(explain(big).unwrap())
+            .unwrap()
+            .contains("65536-byte limit"));
+        assert_eq!(
+            explain(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            explain(b"HTTP/1.1 404 Not Found\r\ncontent-length: 27\r\n\r\n{}"),
+            None
+        );
+        assert_eq!(explain(b"{\"message\":\"HTTP/1.1 4\"}"), None);
+        assert_eq!(explain(b"HTTP/1.1 400 Bad"), None);
     }
 }
