@@ -188,3 +188,8 @@ pub fn versioned(route: &str) -> String {
 pub fn query_value(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
+
+/// Percent-encodes one path segment (a node ID or name).
+pub fn path_segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

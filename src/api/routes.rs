@@ -212,7 +212,13 @@ impl<B: Backend> Router<B> {
                 return answer;
             }
         }
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // Path segments arrive percent-encoded (Go's url.PathEscape in the docker CLI).
+        let decoded: Vec<std::borrow::Cow<'_, str>> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
+            .collect();
+        let segs: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
         let query = Query::parse(query);
         match self.route(method, &segs, &query, body).await {
             Ok(a) | Err(a) => a,
@@ -771,6 +777,8 @@ mod tests {
             .unwrap()
             .starts_with("malformed JSON body"));
         assert_eq!(call(&r, Method::GET, "/nodes/zz", "").await.0, 404);
+        // Segments are percent-decoded.
+        assert_eq!(call(&r, Method::GET, "/nodes/%6E1", "").await.0, 200);
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::daemon::{block_on, client};
 use super::output::{json, table, title};
-use crate::api::client::{query_value, Client};
+use crate::api::client::{path_segment, Client};
 use crate::api::{docker, Availability, Role};
 
 #[derive(Debug, Subcommand)]
@@ -83,7 +83,7 @@ pub fn run(host: Option<&str>, cmd: NodeCommand) -> anyhow::Result<()> {
 }
 
 fn node_route(id: &str) -> String {
-    format!("/nodes/{}", query_value(id))
+    format!("/nodes/{}", path_segment(id))
 }
 
 async fn inspect(client: &Client, id: &str) -> anyhow::Result<docker::Node> {
