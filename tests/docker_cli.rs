@@ -111,6 +111,28 @@ fn the_docker_cli_drives_a_swarmnet_swarm() {
         "{ls}"
     );
 
+    assert_eq!(
+        docker
+            .ok(&["node", "ls", "-q", "--filter", "role=manager"])
+            .trim(),
+        id
+    );
+    assert_eq!(
+        docker.ok(&["node", "ls", "-q", "--filter", "role=worker"]),
+        ""
+    );
+    assert_eq!(
+        docker
+            .ok(&["node", "ls", "-q", "--filter", &format!("id={}", &id[..5])])
+            .trim(),
+        id
+    );
+    let out = docker.run(&["node", "ls", "--filter", "colour=red"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error response from daemon: Invalid filter 'colour'"
+    );
+
     let token = n1.token("worker");
     assert_eq!(
         docker.ok(&["swarm", "join-token", "worker"]),
