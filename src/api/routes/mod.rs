@@ -1,0 +1,289 @@
+//! The route table of the local API: Docker's Engine API routes (versioned `/v1.NN/...` and
+//! unversioned) and swarmnet's own under [`OWN_PREFIX`], turned into operations of a
+//! [`Backend`] (the daemon) and answered with Docker's JSON, status codes and
+//! `{"message": ...}` errors.
+//!
+//! swarmnet's own routes: `GET /swarmnet/info` (this node's view: role, managers, key tags,
+//! Raft progress), `GET /swarmnet/swarm` (the swarm record with what Docker's has no field
+//! for: the key rotation interval, the CA digest), `GET /swarmnet/swarm/ca` (the root CA, PEM).
+//!
+//! Sans-IO apart from the backend: [`Router::handle`] takes a method, a target and a body
+//! already read (and bounded) by the server, so tests and the fuzz target drive it directly.
+//! One file per resource: `system.rs` (`/_ping`, `/info`), `swarm.rs`, `nodes.rs`. New resources
+//! (networks, services, tasks) add a file here with an `impl<B: Backend> Router<B>` block and a
+//! match arm in `Router::route`, in the same form as `nodes.rs`.
+
+use std::future::Future;
+
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::docker::{self, Filters, Host, API_VERSION, MIN_API_VERSION};
+use super::Availability;
+use super::{ApiError, ErrorKind, LocalInfo, Reply, Request, Response};
+
+mod nodes;
+mod swarm;
+mod system;
+
+/// First segment of swarmnet's own routes, for what Docker has no route for.
+pub const OWN_PREFIX: &str = "swarmnet";
+
+/// What serves the operations behind the routes: the daemon, or a stand-in in tests.
+pub trait Backend: Send + Sync + 'static {
+    fn call(&self, req: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// One answer: status, JSON body (or none), and whether it is `/_ping`'s plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    /// Extra headers (`/_ping`'s `Swarm`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Self {
+        let mut body = serde_json::to_vec(value).unwrap_or_else(|e| {
+            format!("{{\"message\":\"cannot encode the answer: {e}\"}}").into_bytes()
+        });
+        body.push(b'\n');
+        Answer {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn ok<T: Serialize>(value: &T) -> Self {
+        Self::json(StatusCode::OK, value)
+    }
+
+    /// An empty 200 (Docker answers `swarm leave`, `node update` and `node rm` so).
+    pub fn empty() -> Self {
+        Answer {
+            status: StatusCode::OK,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::json(
+            status,
+            &docker::ErrorMessage {
+                message: message.into(),
+            },
+        )
+    }
+
+    pub fn not_found_route() -> Self {
+        Self::error(StatusCode::NOT_FOUND, "page not found")
+    }
+}
+
+/// HTTP status of an operation's error, as dockerd maps swarmkit's.
+pub fn status_of(err: &ApiError) -> StatusCode {
+    match err.kind {
+        ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::FailedPrecondition | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<ApiError> for Answer {
+    fn from(err: ApiError) -> Self {
+        Answer::error(status_of(&err), err.message)
+    }
+}
+
+type Routed = Result<Answer, Answer>;
+
+fn bad_request(message: impl Into<String>) -> Answer {
+    Answer::error(StatusCode::BAD_REQUEST, message)
+}
+
+/// The decoded query string.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(text: &str) -> Self {
+        Query(
+            form_urlencoded::parse(text.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Docker's boolean parameters: absent, empty, `0`, `no`, `false`, `none` are false.
+    fn flag(&self, key: &str) -> bool {
+        match self.get(key) {
+            None => false,
+            Some(v) => !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "" | "0" | "no" | "false" | "none"
+            ),
+        }
+    }
+
+    fn filters(&self) -> Result<Filters, Answer> {
+        Filters::parse(self.get("filters").unwrap_or("")).map_err(bad_request)
+    }
+
+    fn version(&self) -> Result<u64, Answer> {
+        let raw = self.get("version").unwrap_or("");
+        raw.parse().map_err(|_| {
+            bad_request(format!(
+                "invalid version '{raw}': expected the object's Version.Index"
+            ))
+        })
+    }
+}
+
+/// Parses a JSON body; an empty body is refused like a malformed one.
+fn body_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("malformed JSON body: {e}")))
+}
+
+/// `/v1.41/...` -> (`Some("1.41")`, rest); anything else -> (`None`, path).
+fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let (ver, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if !ver.is_empty() && ver.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return (Some(ver), if tail.is_empty() { "/" } else { tail });
+        }
+    }
+    (None, path)
+}
+
+fn version_tuple(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn check_version(v: &str) -> Result<(), Answer> {
+    let (Some(asked), Some(max), Some(min)) = (
+        version_tuple(v),
+        version_tuple(API_VERSION),
+        version_tuple(MIN_API_VERSION),
+    ) else {
+        return Err(bad_request(format!("invalid API version {v:?}")));
+    };
+    if asked > max {
+        return Err(bad_request(format!(
+            "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    if asked < min {
+        return Err(bad_request(format!(
+            "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        )));
+    }
+    Ok(())
+}
+
+/// The local API's routes over a backend.
+pub struct Router<B> {
+    backend: B,
+    host: Host,
+}
+
+impl<B: Backend> Router<B> {
+    pub fn new(backend: B, host: Host) -> Self {
+        Router { backend, host }
+    }
+
+    /// Answers one request. `target` is the request's path and query.
+    pub async fn handle(&self, method: &Method, target: &str, body: &[u8]) -> Answer {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (version, path) = split_version(path);
+        if let Some(v) = version {
+            if let Err(answer) = check_version(v) {
+                return answer;
+            }
+        }
+        // Path segments arrive percent-encoded (Go's url.PathEscape in the docker CLI).
+        let decoded: Vec<std::borrow::Cow<'_, str>> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
+            .collect();
+        let segs: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
+        let query = Query::parse(query);
+        match self.route(method, &segs, &query, body).await {
+            Ok(a) | Err(a) => a,
+        }
+    }
+
+    async fn route(&self, method: &Method, segs: &[&str], q: &Query, body: &[u8]) -> Routed {
+        let get = method == Method::GET;
+        match segs {
+            ["_ping"] if get || method == Method::HEAD => self.ping().await,
+            ["version"] if get => Ok(Answer::ok(&docker::version(&self.host))),
+            ["info"] if get => self.info().await,
+            ["swarm", ..] => self.swarm(method, &segs[1..], q, body).await,
+            ["nodes", ..] => self.nodes(method, &segs[1..], q, body).await,
+            [OWN_PREFIX, "info"] if get => Ok(Answer::ok(&self.local_info().await?)),
+            [OWN_PREFIX, "swarm"] if get => match self.op(Request::SwarmInspect).await? {
+                Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),
+                _ => Err(unexpected()),
+            },
+            [OWN_PREFIX, "swarm", "ca"] if get => match self.op(Request::SwarmCa).await? {
+                Reply::Text(pem) => Ok(Answer::ok(&pem)),
+                _ => Err(unexpected()),
+            },
+            _ => Err(Answer::not_found_route()),
+        }
+    }
+
+    async fn op(&self, req: Request) -> Result<Reply, Answer> {
+        self.backend.call(req).await.map_err(Answer::from)
+    }
+
+    async fn local_info(&self) -> Result<LocalInfo, Answer> {
+        match self.op(Request::Info).await? {
+            Reply::Info(info) => Ok(info),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+/// A request's `Availability`: empty means the default, `active`.
+fn availability(text: &str) -> Result<Availability, Answer> {
+    if text.is_empty() {
+        return Ok(Availability::Active);
+    }
+    text.parse().map_err(bad_request)
+}
+
+fn out_of_sequence() -> Answer {
+    Answer::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "rpc error: code = Unknown desc = update out of sequence",
+    )
+}
+
+fn unexpected() -> Answer {
+    Answer::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "unexpected answer from the daemon's operation",
+    )
+}
+
+#[cfg(test)]
+mod tests;
