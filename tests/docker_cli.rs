@@ -171,3 +171,80 @@ fn the_docker_cli_drives_a_swarmnet_swarm() {
         "Error response from daemon: node nosuchnode not found"
     );
 }
+
+#[test]
+fn docker_swarm_init_join_leave_and_refused_updates() {
+    let Some(bin) = docker_cli() else {
+        eprintln!("SKIPPED docker_swarm_init_join_leave_and_refused_updates: no docker CLI on PATH (Debian's docker.io package provides one)");
+        return;
+    };
+    let n1 = Node::start("127.77.63.1");
+    let n2 = Node::start("127.77.63.2");
+    let docker = |node: &Node| Docker {
+        bin: bin.clone(),
+        host: node.host(),
+        config: tempfile::tempdir().unwrap(),
+    };
+    let (d1, d2) = (docker(&n1), docker(&n2));
+    let out = d1.ok(&["swarm", "init", "--advertise-addr", "127.77.63.1"]);
+    let id1 = n1.id();
+    assert!(
+        out.starts_with(&format!(
+            "Swarm initialized: current node ({id1}) is now a manager.\n"
+        )),
+        "{out}"
+    );
+    let token = d1.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert!(
+        out.contains(&format!(
+            "docker swarm join --token {} 127.77.63.1:2377",
+            token.trim()
+        )),
+        "{out}"
+    );
+    let out = d2.ok(&[
+        "swarm",
+        "join",
+        "--token",
+        token.trim(),
+        "--advertise-addr",
+        "127.77.63.2",
+        "127.77.63.1:2377",
+    ]);
+    assert_eq!(out, "This node joined a swarm as a worker.\n");
+    let id2 = n2.id();
+    assert!(d1.ok(&["node", "ls"]).contains(&id2));
+    assert!(d2.ok(&["info"]).contains("  Is Manager: false"));
+    let out = d2.run(&["node", "ls"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("This node is not a swarm manager."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What swarmnet cannot change is refused by name, not dropped.
+    let out = d1.run(&["swarm", "update", "--task-history-limit", "3"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "swarmnet cannot change the swarm's Orchestration.TaskHistoryRetentionLimit (asked 3)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d1.run(&["swarm", "ca", "--rotate"]);
+    assert!(!out.status.success());
+    // As on a dockerd swarm without autolock.
+    let out = d1.run(&["swarm", "unlock-key"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "no unlock key is set");
+
+    assert_eq!(d2.ok(&["swarm", "leave"]), "Node left the swarm.\n");
+    assert!(cluster::wait_until(
+        std::time::Duration::from_secs(20),
+        || n1.node_line(&id2).is_some_and(|l| l.contains("Down"))
+    ));
+    assert_eq!(d1.ok(&["node", "rm", &id2]).trim(), id2);
+    assert_eq!(
+        d1.ok(&["swarm", "leave", "--force"]),
+        "Node left the swarm.\n"
+    );
+}

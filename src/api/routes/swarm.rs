@@ -93,6 +93,11 @@ impl<B: Backend> Router<B> {
                 Ok(Answer::empty())
             }
             (&Method::POST, ["update"]) => self.swarm_update(q, body).await,
+            // No autolock: no key, as dockerd answers for a swarm without one.
+            (&Method::GET, ["unlockkey"]) => {
+                self.docker_swarm().await?;
+                Ok(Answer::ok(&serde_json::json!({"UnlockKey": ""})))
+            }
             _ => Err(Answer::not_found_route()),
         }
     }
@@ -104,32 +109,15 @@ impl<B: Backend> Router<B> {
         let spec: serde_json::Value = body_json(body)?;
         let current = serde_json::to_value(docker::SwarmSpec::current())
             .map_err(|e| Answer::from(ApiError::internal(e.to_string())))?;
-        for pointer in [
-            "/Orchestration/TaskHistoryRetentionLimit",
-            "/Raft/SnapshotInterval",
-            "/Raft/KeepOldSnapshots",
-            "/Raft/LogEntriesForSlowFollowers",
-            "/Raft/ElectionTick",
-            "/Raft/HeartbeatTick",
-            "/Dispatcher/HeartbeatPeriod",
-            "/CAConfig/NodeCertExpiry",
-            "/EncryptionConfig/AutoLockManagers",
-        ] {
-            if let Some(asked) = spec.pointer(pointer) {
-                if Some(asked) != current.pointer(pointer) {
-                    return Err(bad_request(format!(
-                        "swarmnet cannot change {} (asked {asked}); only join-token rotation is supported",
-                        &pointer[1..].replace('/', ".")
-                    )));
-                }
-            }
+        if let Some(field) = changed_field(&spec, Some(&current), "") {
+            return Err(bad_request(format!(
+                "swarmnet cannot change the swarm's {field}; only join-token rotation (rotateWorkerToken, rotateManagerToken) is supported"
+            )));
         }
-        if spec
-            .get("Labels")
-            .and_then(|l| l.as_object())
-            .is_some_and(|l| !l.is_empty())
-        {
-            return Err(bad_request("swarmnet does not store swarm labels yet"));
+        if q.flag("rotateManagerUnlockKey") {
+            return Err(bad_request(
+                "swarmnet has no autolock, so there is no unlock key to rotate",
+            ));
         }
         let swarm = self.docker_swarm().await?;
         if swarm.cluster.version.index != version {
@@ -144,5 +132,77 @@ impl<B: Backend> Router<B> {
             }
         }
         Ok(Answer::empty())
+    }
+}
+
+/// Go's zero values: what the docker CLI sends for a setting it leaves alone.
+fn is_zero(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Bool(b) => !b,
+        serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+        serde_json::Value::String(s) => s.is_empty(),
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.values().all(is_zero),
+    }
+}
+
+/// The first setting of `asked` (a swarm spec) that differs from `current`, as a dotted path;
+/// settings left at their zero value where swarmnet has none count as unchanged.
+fn changed_field(
+    asked: &serde_json::Value,
+    current: Option<&serde_json::Value>,
+    path: &str,
+) -> Option<String> {
+    if let serde_json::Value::Object(fields) = asked {
+        for (key, value) in fields {
+            let sub = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if let Some(found) = changed_field(value, current.and_then(|c| c.get(key)), &sub) {
+                return Some(found);
+            }
+        }
+        return None;
+    }
+    match current {
+        Some(c) if c == asked => None,
+        None if is_zero(asked) => None,
+        Some(c) if is_zero(asked) && is_zero(c) => None,
+        _ => Some(format!("{path} (asked {asked})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_changes_of_the_spec_are_named() {
+        let current = serde_json::to_value(docker::SwarmSpec::current()).unwrap();
+        // What the docker CLI sends back for `join-token --rotate`: the spec as read.
+        assert_eq!(changed_field(&current, Some(&current), ""), None);
+        let mut asked = current.clone();
+        asked["CAConfig"]["ForceRotate"] = serde_json::json!(1);
+        assert_eq!(
+            changed_field(&asked, Some(&current), "").as_deref(),
+            Some("CAConfig.ForceRotate (asked 1)")
+        );
+        let mut asked = current.clone();
+        asked["Orchestration"]["TaskHistoryRetentionLimit"] = serde_json::json!(3);
+        assert!(changed_field(&asked, Some(&current), "")
+            .unwrap()
+            .starts_with("Orchestration.TaskHistoryRetentionLimit"));
+        let mut asked = current.clone();
+        asked["Labels"] = serde_json::json!({"a": "b"});
+        assert!(changed_field(&asked, Some(&current), "")
+            .unwrap()
+            .starts_with("Labels.a"));
+        let mut asked = current.clone();
+        asked["CAConfig"]["ExternalCAs"] = serde_json::json!(null);
+        asked["EncryptionConfig"]["AutoLockManagers"] = serde_json::json!(false);
+        assert_eq!(changed_field(&asked, Some(&current), ""), None);
     }
 }
