@@ -235,7 +235,10 @@ fn docker_swarm_init_join_leave_and_refused_updates() {
     assert!(!out.status.success());
     // As on a dockerd swarm without autolock.
     let out = d1.run(&["swarm", "unlock-key"]);
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "no unlock key is set");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "no unlock key is set"
+    );
 
     assert_eq!(d2.ok(&["swarm", "leave"]), "Node left the swarm.\n");
     assert!(cluster::wait_until(

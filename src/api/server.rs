@@ -260,10 +260,8 @@ where
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    // For HEAD, hyper sends the head (with the body's length) and leaves the body out.
     let mut response = to_http(router.handle(&parts.method, target, &body).await);
-    if parts.method == hyper::Method::HEAD {
-        *response.body_mut() = Full::new(Bytes::new());
-    }
     if parts.version == Version::HTTP_10 {
         *response.version_mut() = Version::HTTP_10;
     }
