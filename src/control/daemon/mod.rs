@@ -28,8 +28,7 @@ use super::store::{LocalIdentity, Store, StoreError};
 use super::tls;
 use super::token::JoinToken;
 use crate::api::frame::write_frame;
-use crate::api::routes::Router;
-use crate::api::server::{ApiListener, ServerError};
+use crate::api::server::ServerError;
 use crate::api::{
     ApiError, ErrorKind, InitRequest, JoinRequest, LocalInfo, NodeState, Reachability, Reply,
     Request, Response, Role,
@@ -134,20 +133,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             .await
             .map_err(DaemonError::Listener)?;
     }
-    let api = ApiListener::bind(&config.socket).await?;
-    let router = Arc::new(Router::new(
-        local_api::LocalApi(daemon.clone()),
-        crate::api::docker::Host::read(),
-    ));
-    let path = api.path().display().to_string();
-    let server = tokio::spawn(api.serve(router));
-    // The socket answers from here on: say so, for scripts that wait for this line.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "swarmnet daemon ready: API on unix://{path}");
-        let _ = out.flush();
-    }
+    let server = local_api::serve(daemon.clone(), &config.socket).await?;
     let result = wait_for_shutdown().await;
     server.abort();
     daemon.tasks.lock().await.stop().await;
