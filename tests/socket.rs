@@ -577,3 +577,37 @@ fn a_users_default_socket_serves_that_user() {
         "the socket directory is the user's alone"
     );
 }
+
+#[test]
+fn the_daemon_says_when_its_socket_answers() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("api.sock");
+    let mut daemon = Command::new(BIN)
+        .args(["-H", &format!("unix://{}", socket.display()), "daemon"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let read = std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line);
+    // Right after the line, in one attempt: the socket answers.
+    let answered = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(swarmnet::api::client::Client::new(&socket).ping());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(read.is_ok());
+    assert_eq!(
+        line,
+        format!(
+            "swarmnet daemon ready: API on unix://{}\n",
+            socket.display()
+        )
+    );
+    assert!(answered.is_ok(), "{answered:?}");
+}
