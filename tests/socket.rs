@@ -611,3 +611,30 @@ fn the_daemon_says_when_its_socket_answers() {
     );
     assert!(answered.is_ok(), "{answered:?}");
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_dropped() {
+    use std::io::Write;
+    let node = Node::start("127.77.38.1");
+    let mut conn = std::os::unix::net::UnixStream::connect(&node.socket).unwrap();
+    // Pipelined requests, never reading: the answers fill the socket buffers and the daemon's
+    // writes stall. The writer stops only when the daemon closes the connection.
+    let writer = std::thread::spawn(move || {
+        let req = b"GET /v1.41/info HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..100_000 {
+            if conn.write_all(req).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(
+        cluster::wait_until(std::time::Duration::from_secs(40), || writer.is_finished()),
+        "the daemon kept a connection whose client reads nothing"
+    );
+    assert!(
+        writer.join().unwrap(),
+        "the daemon read 100000 requests without answering"
+    );
+    assert!(node.ok(&["wait", "--timeout", "5"]).is_empty());
+}

@@ -9,8 +9,8 @@
 //! Bounds, so that no client can take the daemon's memory or its listener: request headers
 //! [`MAX_HEADER_BYTES`], bodies [`MAX_BODY_BYTES`], [`MAX_CONNECTIONS`] at once (further
 //! clients wait in the kernel's backlog), a connection that sends no complete request head
-//! within [`HEADER_TIMEOUT`] (idle keep-alive included) or no body within [`BODY_TIMEOUT`] is
-//! closed. Running out of descriptors makes the accept loop back off and log once per
+//! within [`HEADER_TIMEOUT`] (idle keep-alive included), no body within [`BODY_TIMEOUT`], or
+//! does not read its answer within [`WRITE_TIMEOUT`] is closed. Running out of descriptors makes the accept loop back off and log once per
 //! [`ACCEPT_LOG_INTERVAL`]; it never gives up the listener.
 
 use std::convert::Infallible;
@@ -42,6 +42,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a whole request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write of an answer may wait for the client to read: a client that stops reading
+/// loses its connection rather than keeping a slot.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most one log line about failing accepts per interval.
 pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest pause of the accept loop after repeated failures.
@@ -307,7 +310,10 @@ async fn serve_connection<B: Backend>(stream: UnixStream, owner_uid: u32, router
             Ok(answer(&router, req).await)
         }
     });
-    let conn = http1().serve_connection(TokioIo::new(ExplainErrors::new(stream)), service);
+    let conn = http1().serve_connection(
+        TokioIo::new(ExplainErrors::new(WriteTimeout::new(stream, WRITE_TIMEOUT))),
+        service,
+    );
     if let Err(err) = conn.await {
         tracing::debug!("API connection ended: {err}");
     }
@@ -446,9 +452,121 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ExplainErrors<S> {
     }
 }
 
+/// Fails a write that stays blocked (the client reads nothing) for longer than its limit.
+pub struct WriteTimeout<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        WriteTimeout {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Pending: arm the deadline (once) and report a timeout when it passed.
+    fn check_stall(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match std::future::Future::poll(sleep.as_mut(), cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {limit:?}"),
+            )),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => match self.check_stall(cx) {
+                Poll::Ready(err) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            },
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => match self.check_stall(cx) {
+                Poll::Ready(err) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            },
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_reads_nothing_times_the_write_out() {
+        use tokio::io::AsyncWriteExt;
+        let (server, _client) = tokio::io::duplex(64);
+        let mut w = WriteTimeout::new(server, Duration::from_millis(50));
+        let err = w.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        // A client that reads keeps the connection.
+        let (server, mut client) = tokio::io::duplex(64);
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink)
+                .await
+                .map(|_| sink.len())
+        });
+        let mut w = WriteTimeout::new(server, Duration::from_millis(50));
+        w.write_all(&[0u8; 4096]).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        assert_eq!(reader.await.unwrap().unwrap(), 4096);
+    }
 
     #[test]
     fn hypers_bare_errors_get_a_message_and_others_pass() {
