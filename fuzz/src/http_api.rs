@@ -15,7 +15,8 @@ use hyper::Method;
 use hyper_util::rt::TokioIo;
 use swarmnet::api::docker::Host;
 use swarmnet::api::routes::{Backend, Router};
-use swarmnet::api::server::{answer, http1, ExplainErrors};
+use swarmnet::api::server::{answer, http1};
+use swarmnet::api::stream::ExplainErrors;
 use swarmnet::api::{ApiError, LocalInfo, Reply, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -13,6 +13,7 @@ pub mod frame;
 pub mod owner;
 pub mod routes;
 pub mod server;
+pub mod stream;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
