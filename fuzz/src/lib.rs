@@ -49,6 +49,8 @@ vtep = "192.0.2.11"
 const VNI: u32 = 4097;
 const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const PEER_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+/// An address that is no VTEP of any network.
+const STRANGER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 const DATA_PATH_PORT: u16 = 4789;
 
 /// The tables of `TOPOLOGY`, built once.
@@ -221,11 +223,11 @@ pub fn from_port_vnet(data: &[u8]) -> usize {
 fn check_from_port_emitted(t: &Tables, out: &Output) {
     for (target, bytes) in out.iter() {
         match target {
-            Target::Port(q) => check_port_frame(t, q, bytes),
+            Target::Port(q) => check_port_frame(t, q, bytes, true),
             Target::Underlay(dst) => {
                 assert_eq!(dst.addr, PEER_VTEP, "encapsulated to an unknown VTEP");
                 let inner = check_underlay_datagram(bytes, dst.src_port);
-                assert!(inner.len() >= 14, "encapsulated a runt frame");
+                check_whole_frame(inner);
                 assert!(
                     inner.len() <= 14 + 1450,
                     "a {}-byte inner frame over the network MTU",
@@ -239,7 +241,8 @@ fn check_from_port_emitted(t: &Tables, out: &Output) {
 /// A datagram from the underlay, through both entry points. The first byte steers: bit 0 wraps
 /// the rest in a valid outer IPv4/UDP header to the data-path port (bit 1 also fills in the UDP
 /// checksum); bit 2 puts a VXLAN header for VNI 4097 in front; bit 3 with bit 2 also a known
-/// inner destination MAC (bits 4-5), so the inner frame may be delivered.
+/// inner destination MAC (bits 4-5), so the inner frame may be delivered; bit 6 sends from an
+/// address that is no VTEP, whose datagrams must never reach a port.
 pub fn from_underlay(data: &[u8]) {
     let Some((&ctl, rest)) = data.split_first() else {
         return;
@@ -253,8 +256,9 @@ pub fn from_underlay(data: &[u8]) {
         }
     }
     payload.extend_from_slice(rest);
+    let src = if ctl & 0x40 != 0 { STRANGER } else { PEER_VTEP };
     let datagram = if ctl & 0x1 != 0 {
-        wrap_udp(&payload, ctl & 0x2 != 0)
+        wrap_udp(&payload, ctl & 0x2 != 0, src)
     } else {
         payload.clone()
     };
@@ -264,12 +268,30 @@ pub fn from_underlay(data: &[u8]) {
     dp.from_underlay_ipv4(0, &datagram, &mut out);
     check_outcome(dp.counters(), &out, "from_underlay_ipv4");
     check_decapsulated(&t, &out);
+    // A raw datagram (bit 0 clear) names its own source: only the fixed VTEP gets through.
+    let outer_src = if ctl & 0x1 != 0 {
+        Some(src)
+    } else {
+        datagram
+            .get(12..16)
+            .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    };
+    if outer_src.is_some_and(|a| a != PEER_VTEP) {
+        assert!(out.is_empty(), "a datagram from no VTEP reached a port");
+    }
 
     out.clear();
     let mut dp = Dataplane::new(t.clone());
-    dp.from_underlay_udp(0, PEER_VTEP, &payload, &mut out);
+    dp.from_underlay_udp(0, src, &payload, &mut out);
     check_outcome(dp.counters(), &out, "from_underlay_udp");
     check_decapsulated(&t, &out);
+    if src == STRANGER {
+        assert!(out.is_empty(), "a datagram from no VTEP reached a port");
+        assert!(
+            dp.counters().total_drops() == 1,
+            "a datagram from no VTEP was not counted as a drop"
+        );
+    }
 }
 
 /// Every checked view over arbitrary bytes: accessors after `new_checked`, `Repr` round trips.
@@ -332,13 +354,13 @@ pub fn wire(data: &[u8]) {
 }
 
 /// Wraps a UDP payload in an IPv4/UDP header from the peer's VTEP to ours.
-fn wrap_udp(payload: &[u8], udp_checksum: bool) -> Vec<u8> {
+fn wrap_udp(payload: &[u8], udp_checksum: bool, src: Ipv4Addr) -> Vec<u8> {
     let total = (ipv4::HEADER_LEN + 8 + payload.len()).min(usize::from(u16::MAX));
     let payload = &payload[..total - ipv4::HEADER_LEN - 8];
     let mut d = vec![0u8; ipv4::HEADER_LEN];
     let hdr: &mut [u8; ipv4::HEADER_LEN] = (&mut d[..]).try_into().expect("20 bytes");
     ipv4::Fields {
-        src: PEER_VTEP,
+        src,
         dst: LOCAL_VTEP,
         protocol: ipv4::PROTO_UDP,
         ttl: ipv4::DEFAULT_TTL,
@@ -354,7 +376,7 @@ fn wrap_udp(payload: &[u8], udp_checksum: bool) -> Vec<u8> {
     d.extend_from_slice(payload);
     if udp_checksum {
         let mut pseudo = [0u8; 12];
-        pseudo[..4].copy_from_slice(&PEER_VTEP.octets());
+        pseudo[..4].copy_from_slice(&src.octets());
         pseudo[4..8].copy_from_slice(&LOCAL_VTEP.octets());
         pseudo[9] = ipv4::PROTO_UDP;
         pseudo[10..12].copy_from_slice(&((total - ipv4::HEADER_LEN) as u16).to_be_bytes());
@@ -393,12 +415,12 @@ fn check_outcome(c: &Counters, out: &Output, entry: &str) {
     }
 }
 
-/// A frame for a port: a whole Ethernet header, the port's own MAC as destination (ARP
-/// replies aside).
-fn check_port_frame(t: &Tables, port: PortId, frame: &[u8]) {
+/// A frame for a port: whole (see `check_whole_frame`), the port's own MAC as destination,
+/// except for ARP replies the node answers itself (`answer`), which go to the requester.
+fn check_port_frame(t: &Tables, port: PortId, frame: &[u8], answer: bool) {
     let p = t.port(port).expect("emitted to a port the tables know");
-    assert!(frame.len() >= 14, "a {}-byte frame for a port", frame.len());
-    if frame[12..14] == arp::ETHERTYPE.to_be_bytes() {
+    check_whole_frame(frame);
+    if answer && frame[12..14] == arp::ETHERTYPE.to_be_bytes() {
         // An ARP reply goes where the request's sender hardware address said (RFC 826).
         let reply = arp::Packet::new_checked(&frame[14..]).expect("a whole ARP reply");
         assert_eq!(reply.operation(), arp::Operation::Reply);
@@ -417,12 +439,48 @@ fn check_port_frame(t: &Tables, port: PortId, frame: &[u8]) {
     );
 }
 
+/// What a task may receive, read here apart from the core's own checks: a whole Ethernet
+/// header; for ARP the whole body its length fields describe; for IPv4 version 4, a header
+/// length of 20 bytes or more and a total length within the frame and not below the header.
+pub fn check_whole_frame(frame: &[u8]) {
+    assert!(frame.len() >= 14, "a {}-byte frame for a port", frame.len());
+    let body = &frame[14..];
+    match [frame[12], frame[13]] {
+        [0x08, 0x06] => {
+            assert!(body.len() >= 8, "ARP without its fixed part for a port");
+            let need = 8 + 2 * (usize::from(body[4]) + usize::from(body[5]));
+            assert!(
+                body.len() >= need,
+                "a {}-byte ARP body for a port, its lengths say {need}",
+                body.len()
+            );
+        }
+        [0x08, 0x00] => {
+            assert!(
+                body.len() >= 20,
+                "a {}-byte IPv4 packet for a port",
+                body.len()
+            );
+            assert_eq!(body[0] >> 4, 4, "IPv4 of another version for a port");
+            let ihl = usize::from(body[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([body[2], body[3]]));
+            assert!(ihl >= 20, "IPv4 header length {ihl} for a port");
+            assert!(
+                total >= ihl && total <= body.len(),
+                "IPv4 total length {total} (header {ihl}) in a {}-byte body for a port",
+                body.len()
+            );
+        }
+        _ => {}
+    }
+}
+
 /// Decapsulation delivers at most one frame, and only to a port.
 fn check_decapsulated(t: &Tables, out: &Output) {
     assert!(out.len() <= 1, "one datagram became {} packets", out.len());
     for (target, bytes) in out.iter() {
         match target {
-            Target::Port(q) => check_port_frame(t, q, bytes),
+            Target::Port(q) => check_port_frame(t, q, bytes, false),
             Target::Underlay(_) => panic!("a datagram from the underlay went back to it"),
         }
     }

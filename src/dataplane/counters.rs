@@ -53,6 +53,8 @@ drop_reasons! {
     EspReplay => "esp_replay": "ESP with a sequence number already received or older than the anti-replay window.",
     EspSeqExhausted => "esp_seq_exhausted": "An SA used up its 64-bit sequence numbers; a key rotation replaces it.",
     EspSeqUnreserved => "esp_seq_unreserved": "The SA's next sequence numbers are not yet reserved in the node's state file (see the log).",
+    UnknownVtep => "unknown_vtep": "VXLAN or ESP from an address that is no VTEP of the network (or of any network) in the node's tables.",
+    MalformedInner => "malformed_inner": "An inner frame cut short: Ethernet header, ARP body or IPv4 header and total length not whole.",
 }
 
 impl DropReason {

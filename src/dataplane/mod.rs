@@ -11,6 +11,7 @@ mod encap;
 pub mod esp;
 pub mod gro;
 mod gso;
+mod inner;
 mod mtu;
 pub mod output;
 mod switch;

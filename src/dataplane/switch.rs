@@ -3,13 +3,12 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use etherparse::Ipv4HeaderSlice;
-
 use super::counters::{Counters, DropReason};
+use super::inner::{self, Inner};
 use super::output::Output;
 use super::tables::{Dest, PortId, Tables};
 use super::{arp, encap, esp, mtu, Nanos};
-use crate::wire::{self, ipv4, MacAddr, ETHERNET_HEADER_LEN};
+use crate::wire::{self, MacAddr, ETHERNET_HEADER_LEN};
 
 /// One packet handed to the core.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +33,8 @@ pub(crate) struct State {
     pub ip_id: u16,
     /// Reused buffer for packets built in several steps (fragments).
     pub scratch: Vec<u8>,
+    /// Source of the last datagram refused as `unknown_vtep`, for the log line.
+    pub unknown_vtep: Option<Ipv4Addr>,
     last_log: [Option<Nanos>; DropReason::COUNT],
 }
 
@@ -56,6 +57,7 @@ impl Dataplane {
             state: State {
                 ip_id: 0,
                 scratch: Vec::with_capacity(2048),
+                unknown_vtep: None,
                 last_log: [None; DropReason::COUNT],
             },
             gso_buf: Vec::with_capacity(2048),
@@ -198,6 +200,16 @@ impl Dataplane {
         let last = &mut self.state.last_log[reason as usize];
         if last.is_none_or(|t| now.saturating_sub(t) >= DROP_LOG_INTERVAL) {
             *last = Some(now);
+            if reason == DropReason::UnknownVtep {
+                // Someone sends VXLAN or ESP who is no peer: worth a warning, still rate-limited.
+                tracing::warn!(
+                    node = %self.tables.node_name,
+                    source = ?self.state.unknown_vtep,
+                    total = self.counters.dropped(reason),
+                    "underlay packet from an address that is no VTEP of the network dropped"
+                );
+                return;
+            }
             tracing::debug!(
                 node = %self.tables.node_name,
                 from,
@@ -226,16 +238,13 @@ pub(crate) fn mac_at(frame: &[u8], at: usize) -> MacAddr {
 impl Forwarder<'_> {
     fn port_frame(&mut self, port: PortId, frame: &[u8]) -> Result<(), DropReason> {
         let p = self.t.port(port).ok_or(DropReason::UnknownPort)?;
-        if frame.len() < ETHERNET_HEADER_LEN {
-            return Err(DropReason::Malformed);
-        }
+        let kind = inner::check(frame)?;
         let dst = mac_at(frame, 0);
         let src = mac_at(frame, 6);
-        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
         if src != p.mac {
             return Err(DropReason::SpoofedSource);
         }
-        if ethertype == wire::arp::ETHERTYPE {
+        if kind == Inner::Arp {
             return arp::respond(self, port, frame);
         }
         if dst.is_multicast() {
@@ -250,13 +259,7 @@ impl Forwarder<'_> {
         }
         let net = self.t.network(p.network).ok_or(DropReason::UnknownPort)?;
         let mtu = usize::from(net.mtu);
-        let payload = &frame[ETHERNET_HEADER_LEN..];
-        if ethertype == ipv4::ETHERTYPE {
-            let hdr = Ipv4HeaderSlice::from_slice(payload).map_err(|_| DropReason::Malformed)?;
-            let total = usize::from(hdr.total_len());
-            if total < hdr.slice().len() || total > payload.len() {
-                return Err(DropReason::Malformed);
-            }
+        if let Inner::Ipv4 { total } = kind {
             if total > mtu {
                 return mtu::too_big(self, port, dest, net.vni, frame, total, mtu);
             }
@@ -264,7 +267,7 @@ impl Forwarder<'_> {
             // packet, would otherwise ride past the MTU check.
             return self.forward(dest, &frame[..ETHERNET_HEADER_LEN + total], net.vni);
         }
-        if payload.len() > mtu {
+        if frame.len() - ETHERNET_HEADER_LEN > mtu {
             return Err(DropReason::MtuExceeded);
         }
         self.forward(dest, frame, net.vni)
@@ -315,7 +318,7 @@ impl Forwarder<'_> {
 
     fn decapsulate_vxlan(
         &mut self,
-        _src: Ipv4Addr,
+        src: Ipv4Addr,
         payload: &[u8],
         protected: bool,
     ) -> Result<(), DropReason> {
@@ -327,13 +330,18 @@ impl Forwarder<'_> {
             .t
             .network_by_vni(vx.vni())
             .ok_or(DropReason::UnknownVni)?;
-        if !protected && self.t.network(net).is_some_and(|n| n.encrypted) {
+        let info = self.t.network(net).ok_or(DropReason::UnknownVni)?;
+        // Only the network's own peers may put frames on it, with or without ESP: an ESP peer
+        // of another network holds the same keys but no business on this VNI.
+        if !info.is_vtep(src) {
+            self.st.unknown_vtep = Some(src);
+            return Err(DropReason::UnknownVtep);
+        }
+        if !protected && info.encrypted {
             return Err(DropReason::CleartextOnEncrypted);
         }
         let inner = vx.payload();
-        if inner.len() < ETHERNET_HEADER_LEN {
-            return Err(DropReason::Malformed);
-        }
+        inner::check(inner)?;
         let dst = mac_at(inner, 0);
         if dst.is_multicast() {
             return Err(DropReason::Broadcast);

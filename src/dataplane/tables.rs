@@ -43,6 +43,17 @@ pub struct NetInfo {
     pub mtu: u16,
     /// VXLAN of this network travels only inside ESP.
     pub encrypted: bool,
+    /// The VTEPs of this network's remote endpoints, sorted: the only underlay sources whose
+    /// VXLAN for this VNI is accepted.
+    pub vteps: Vec<Ipv4Addr>,
+}
+
+impl NetInfo {
+    /// True if `addr` is a VTEP of one of this network's remote endpoints.
+    #[inline]
+    pub fn is_vtep(&self, addr: Ipv4Addr) -> bool {
+        self.vteps.binary_search(&addr).is_ok()
+    }
 }
 
 /// Where frames for a MAC go.
@@ -107,6 +118,7 @@ impl Tables {
                 gateway_mac: MacAddr::from_ipv4(n.gateway),
                 mtu: n.mtu,
                 encrypted: n.encrypted,
+                vteps: Vec::new(),
             });
         }
         for e in &topo.endpoints {
@@ -114,7 +126,14 @@ impl Tables {
                 continue; // refused by topology validation; never reached for a loaded file
             };
             let dest = match e.vtep {
-                Some(vtep) => Dest::Remote(vtep),
+                Some(vtep) => {
+                    if let Some(n) = t.networks.get_mut(net.0 as usize) {
+                        if let Err(at) = n.vteps.binary_search(&vtep) {
+                            n.vteps.insert(at, vtep);
+                        }
+                    }
+                    Dest::Remote(vtep)
+                }
                 None => {
                     let id = port_id(&e.name);
                     let slot = id.0 as usize;
@@ -191,6 +210,11 @@ impl Tables {
 
     pub fn network_by_vni(&self, vni: u32) -> Option<NetId> {
         self.by_vni.get(&vni).copied()
+    }
+
+    /// True if `addr` is a VTEP of any network: ESP from anywhere else is refused unopened.
+    pub fn is_any_vtep(&self, addr: Ipv4Addr) -> bool {
+        self.networks.iter().any(|n| n.is_vtep(addr))
     }
 
     pub fn lookup_mac(&self, net: NetId, mac: MacAddr) -> Option<Dest> {

@@ -247,7 +247,7 @@ fn other_refusals() {
     assert_eq!(c.dropped(DropReason::MtuExceeded), 1);
     assert_eq!(c.dropped(DropReason::UnknownPort), 1);
     assert_eq!(c.dropped(DropReason::ArpUnsupported), 2);
-    assert_eq!(c.dropped(DropReason::Malformed), 1);
+    assert_eq!(c.dropped(DropReason::MalformedInner), 1);
     assert_eq!(c.total_drops(), 5);
 }
 
@@ -288,4 +288,151 @@ fn arp_for_another_hardware_address_is_not_answered() {
         1,
         "the same request from the port's own MAC is answered"
     );
+}
+
+/// Two networks: web3 (VTEP .11) on the first, db2 (VTEP .12) on the second.
+const TWO_NETWORKS: &str = r#"
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+
+[[network]]
+name = "other"
+vni = 4098
+subnet = "10.0.10.0/24"
+gateway = "10.0.10.1"
+
+[[endpoint]]
+name = "web1"
+network = "my-network"
+ip = "10.0.9.2"
+
+[[endpoint]]
+name = "web3"
+network = "my-network"
+ip = "10.0.9.3"
+vtep = "192.0.2.11"
+
+[[endpoint]]
+name = "db2"
+network = "other"
+ip = "10.0.10.2"
+vtep = "192.0.2.12"
+"#;
+
+/// A VXLAN payload for `vni` carrying `inner`.
+fn vxlan_payload(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x08, 0, 0, 0];
+    p.extend_from_slice(&(vni << 8).to_be_bytes());
+    p.extend_from_slice(inner);
+    p
+}
+
+/// A ping web3 -> web1 as the peer sends it.
+fn frame_to_web1() -> Vec<u8> {
+    let mut f = ipv4_frame(1, 0, 5, &[], &[8, 0, 0, 0, 0, 1, 0, 1]);
+    f[..6].copy_from_slice(&WEB1);
+    f[6..12].copy_from_slice(&WEB3);
+    f
+}
+
+#[test]
+fn vxlan_only_from_the_networks_own_vteps() {
+    let mut dp = dataplane(TWO_NETWORKS);
+    let mut out = Output::new();
+    let payload = vxlan_payload(4097, &frame_to_web1());
+    // No VTEP at all, and the VTEP of another network: both refused.
+    dp.from_underlay_udp(0, Ipv4Addr::new(203, 0, 113, 7), &payload, &mut out);
+    dp.from_underlay_udp(0, Ipv4Addr::new(192, 0, 2, 12), &payload, &mut out);
+    // Our own address is no peer either.
+    dp.from_underlay_udp(0, Ipv4Addr::new(192, 0, 2, 10), &payload, &mut out);
+    assert!(
+        out.is_empty(),
+        "a frame from no VTEP of the network was delivered"
+    );
+    assert_eq!(dp.counters().dropped(DropReason::UnknownVtep), 3);
+    assert_eq!(dp.counters().total_drops(), 3);
+    assert_eq!(dp.counters().ports[0].tx_packets, 0);
+    // The network's own peer gets through.
+    dp.from_underlay_udp(0, Ipv4Addr::new(192, 0, 2, 11), &payload, &mut out);
+    assert_eq!(emitted(&out).len(), 1);
+    assert_eq!(dp.counters().ports[0].tx_packets, 1);
+}
+
+#[test]
+fn malformed_inner_frames_are_never_delivered() {
+    let mut dp = dataplane(TOPO);
+    let mut out = Output::new();
+    let peer = Ipv4Addr::new(192, 0, 2, 11);
+    let good = frame_to_web1();
+    // Found by fuzzing: an Ethernet header with EtherType ARP and no ARP body.
+    let mut arp_header_only = good[..12].to_vec();
+    arp_header_only.extend_from_slice(&[0x08, 0x06]);
+    let mut arp_half = arp_header_only.clone();
+    arp_half.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2, 1, 2, 3]);
+    let mut ipv4_long = good.clone();
+    ipv4_long[16..18].copy_from_slice(&900u16.to_be_bytes());
+    let mut ipv4_ihl = good.clone();
+    ipv4_ihl[14] = 0x44;
+    let mut ipv4_cut = good[..14].to_vec();
+    ipv4_cut.extend_from_slice(&[0x45, 0]);
+    let bad = [
+        good[..13].to_vec(),
+        arp_header_only,
+        arp_half,
+        ipv4_long,
+        ipv4_ihl,
+        ipv4_cut,
+    ];
+    for (i, inner) in bad.iter().enumerate() {
+        dp.from_underlay_udp(0, peer, &vxlan_payload(4097, inner), &mut out);
+        assert!(out.is_empty(), "malformed inner frame {i} delivered");
+        assert_eq!(
+            dp.counters().dropped(DropReason::MalformedInner),
+            i as u64 + 1
+        );
+    }
+    // The same from a port: refused before anything is forwarded or answered.
+    for (i, f) in bad.iter().enumerate() {
+        let mut f = f.clone();
+        if f.len() >= 12 {
+            f[..6].copy_from_slice(&WEB3);
+            f[6..12].copy_from_slice(&WEB1);
+        }
+        dp.from_port(0, PortId(0), &f, &mut out);
+        assert!(out.is_empty(), "malformed frame {i} from a port forwarded");
+    }
+    assert_eq!(
+        dp.counters().dropped(DropReason::MalformedInner),
+        2 * bad.len() as u64
+    );
+    assert_eq!(dp.counters().total_drops(), 2 * bad.len() as u64);
+    dp.from_underlay_udp(0, peer, &vxlan_payload(4097, &good), &mut out);
+    assert_eq!(emitted(&out).len(), 1, "the whole frame is delivered");
+}
+
+#[test]
+fn esp_only_from_known_vteps() {
+    let text = TOPO.replace(
+        "gateway = \"10.0.9.1\"\n",
+        "gateway = \"10.0.9.1\"\nencrypted = true\n\n[encryption]\nkeys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\ntransport = \"udp\"\n",
+    );
+    let mut dp = dataplane(&text);
+    let mut out = Output::new();
+    // SPI, sequence number, IV and enough ciphertext and ICV to be taken for ESP.
+    let mut esp = vec![0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1];
+    esp.extend_from_slice(&[0xab; 64]);
+    dp.from_underlay_esp_udp(0, Ipv4Addr::new(203, 0, 113, 7), &esp, &mut out);
+    assert_eq!(dp.counters().dropped(DropReason::UnknownVtep), 1);
+    // From the peer, an SPI of no SA stays what it is.
+    dp.from_underlay_esp_udp(0, Ipv4Addr::new(192, 0, 2, 11), &esp, &mut out);
+    assert_eq!(dp.counters().dropped(DropReason::EspUnknownSpi), 1);
+    assert_eq!(dp.counters().total_drops(), 2);
+    assert!(out.is_empty());
 }

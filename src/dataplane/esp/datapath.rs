@@ -177,9 +177,14 @@ fn open(
     packet: &[u8],
 ) -> Result<(), DropReason> {
     let p = esp::Packet::new_checked(packet).map_err(|_| DropReason::Malformed)?;
-    let sa = esp_t
-        .inbound(src, p.spi())
-        .ok_or(DropReason::EspUnknownSpi)?;
+    let Some(sa) = esp_t.inbound(src, p.spi()) else {
+        // Told apart only once refused, so that the common case costs one lookup.
+        if f.t.is_any_vtep(src) {
+            return Err(DropReason::EspUnknownSpi);
+        }
+        f.st.unknown_vtep = Some(src);
+        return Err(DropReason::UnknownVtep);
+    };
     // Refuse replays before spending a decryption on them (RFC 4303 3.4.3).
     let seq = sa.check(p.seq_low())?;
     let mut buf = std::mem::take(&mut f.st.scratch);
