@@ -44,24 +44,25 @@ pub enum SwarmCommand {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Advertised address (IP or interface, with optional port).
-    #[arg(long, value_name = "IP|IFACE[:PORT]")]
+    #[arg(long, value_name = "IP|IFACE[:PORT]", value_parser = parse_addr_port)]
     pub advertise_addr: Option<String>,
     /// Listen address (default: the advertise IP, port 2377).
-    #[arg(long, value_name = "ADDR[:PORT]")]
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_addr_port)]
     pub listen_addr: Option<String>,
     /// Address or interface for data-path (VXLAN) traffic.
     #[arg(long, value_name = "IP|IFACE")]
     pub data_path_addr: Option<String>,
     /// Port for data-path (VXLAN) traffic, 1024-49151 (default 4789).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1024..=49151))]
     pub data_path_port: Option<u32>,
     /// Address pool for global-scope networks, CIDR (repeatable; default 10.0.0.0/8).
     #[arg(long, value_name = "CIDR")]
     pub default_addr_pool: Vec<String>,
-    /// Subnet length carved from the pools (default 24).
-    #[arg(long, value_name = "N")]
+    /// Subnet length carved from the pools, 1-29 (default 24).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=29))]
     pub default_addr_pool_mask_length: Option<u32>,
-    /// Rotation interval of the network encryption keys (e.g. 12h, 30m, 45s; default 12h).
+    /// Rotation interval of the network encryption keys, 1s to 8760h (e.g. 12h, 30m, 45s;
+    /// default 12h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub key_rotation_interval: Option<u64>,
     /// Force create a new cluster from current state: on a manager of a swarm that lost
@@ -75,9 +76,9 @@ pub struct JoinArgs {
     /// Join token (SWMTKN-1-...).
     #[arg(long)]
     pub token: String,
-    #[arg(long, value_name = "IP|IFACE[:PORT]")]
+    #[arg(long, value_name = "IP|IFACE[:PORT]", value_parser = parse_addr_port)]
     pub advertise_addr: Option<String>,
-    #[arg(long, value_name = "ADDR[:PORT]")]
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_addr_port)]
     pub listen_addr: Option<String>,
     #[arg(long, value_name = "IP|IFACE")]
     pub data_path_addr: Option<String>,
@@ -85,6 +86,7 @@ pub struct JoinArgs {
     #[arg(long, default_value = "active")]
     pub availability: Availability,
     /// A manager's address, HOST:PORT.
+    #[arg(value_parser = parse_addr_port)]
     pub remote: String,
 }
 
@@ -100,25 +102,61 @@ pub struct JoinTokenArgs {
     pub role: Role,
 }
 
-/// Parses `90`, `45s`, `30m`, `12h` into seconds.
+/// Longest key rotation interval: a year (8760h).
+const MAX_ROTATION_SECS: u64 = 365 * 24 * 3600;
+
+/// Parses `90`, `45s`, `30m`, `12h` into seconds, 1 s to a year, without overflow.
 fn parse_duration(text: &str) -> Result<u64, String> {
     let (num, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 45s, 30m or 12h"))?;
-    let mult = match unit {
+    let mult: u64 = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         _ => return Err(format!("invalid duration unit in {text:?}: use s, m or h")),
     };
-    match n * mult {
-        0 => Err("the duration must be positive".into()),
-        secs => Ok(secs),
+    let range = || {
+        format!(
+            "the duration must be from 1s to {}h",
+            MAX_ROTATION_SECS / 3600
+        )
+    };
+    if num.is_empty() {
+        return Err(format!(
+            "invalid duration {text:?}: expected e.g. 45s, 30m or 12h"
+        ));
     }
+    // All digits: a parse failure can only be a number beyond u64.
+    let n: u64 = num.parse().map_err(|_| range())?;
+    match n.checked_mul(mult) {
+        Some(secs) if (1..=MAX_ROTATION_SECS).contains(&secs) => Ok(secs),
+        _ => Err(range()),
+    }
+}
+
+/// Checks the port of `IP:PORT`, `HOST:PORT` or `[IPv6]:PORT`, if any, is 1-65535; the address
+/// itself is resolved by the daemon (it may name one of the daemon host's interfaces).
+fn parse_addr_port(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("an address must not be empty".into());
+    }
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    if let Some((_, port)) = text.rsplit_once(':') {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "the port of {text:?} must be a number from 1 to 65535"
+            ));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p >= 1 => {}
+            _ => return Err(format!("port {port} is not in 1..=65535")),
+        }
+    }
+    Ok(text.to_string())
 }
 
 fn join_command(role: Role, token: &str, addr: &str) -> String {
@@ -255,5 +293,119 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("3d").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn durations_never_wrap() {
+        // Found by fuzzing: 18446744073709551615h overflowed, 5124095576030432h wrapped to 3584 s.
+        for text in [
+            "18446744073709551615h",
+            "5124095576030432h",
+            "18446744073709551616",
+            "99999999999999999999999s",
+            "8761h",
+            "525601m",
+            "31536001s",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("from 1s to 8760h"), "{text}: {err}");
+        }
+        assert_eq!(parse_duration("8760h"), Ok(MAX_ROTATION_SECS));
+        assert_eq!(parse_duration("1s"), Ok(1));
+    }
+
+    fn parse(args: &[&str]) -> Result<crate::cli::Cli, clap::Error> {
+        use clap::Parser;
+        crate::cli::Cli::try_parse_from(std::iter::once("swarmnet").chain(args.iter().copied()))
+    }
+
+    /// clap's "invalid value" error naming `flag`, with `range` in its text.
+    fn refused(args: &[&str], flag: &str, range: &str) {
+        let err = parse(args).expect_err("refused").to_string();
+        assert!(err.contains("invalid value"), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(err.contains(range), "{args:?}: {err}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_flag_and_range() {
+        let init = |extra: &[&str]| -> Vec<String> {
+            ["swarm", "init"]
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let run = |v: Vec<String>, flag: &str, range: &str| {
+            let v: Vec<&str> = v.iter().map(String::as_str).collect();
+            refused(&v, flag, range);
+        };
+        run(
+            init(&["--key-rotation-interval", "18446744073709551615h"]),
+            "--key-rotation-interval",
+            "from 1s to 8760h",
+        );
+        run(
+            init(&["--key-rotation-interval", "0s"]),
+            "--key-rotation-interval",
+            "from 1s to 8760h",
+        );
+        for p in ["0", "1023", "49152", "65536", "4294967296"] {
+            run(
+                init(&["--data-path-port", p]),
+                "--data-path-port",
+                "1024..=49151",
+            );
+        }
+        for m in ["0", "30", "4294967296"] {
+            run(
+                init(&["--default-addr-pool-mask-length", m]),
+                "--default-addr-pool-mask-length",
+                "1..=29",
+            );
+        }
+        for a in ["127.0.0.1:0", "127.0.0.1:65536", "eth0:99999999999"] {
+            run(
+                init(&["--advertise-addr", a]),
+                "--advertise-addr",
+                "1..=65535",
+            );
+            run(init(&["--listen-addr", a]), "--listen-addr", "1..=65535");
+        }
+        refused(
+            &["swarm", "init", "--data-path-port=-1"],
+            "--data-path-port",
+            "1024..=49151",
+        );
+        refused(
+            &["swarm", "join", "--token", "t", "127.0.0.1:70000"],
+            "REMOTE",
+            "1..=65535",
+        );
+        // Within range, all accepted.
+        for ok in [
+            init(&[
+                "--data-path-port",
+                "1024",
+                "--default-addr-pool-mask-length",
+                "29",
+            ]),
+            init(&[
+                "--data-path-port",
+                "49151",
+                "--key-rotation-interval",
+                "8760h",
+            ]),
+            init(&[
+                "--advertise-addr",
+                "eth0:2377",
+                "--listen-addr",
+                "[::1]:2377",
+            ]),
+            init(&["--advertise-addr", "::1", "--listen-addr", "0.0.0.0"]),
+        ] {
+            let v: Vec<&str> = ok.iter().map(String::as_str).collect();
+            parse(&v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+        }
     }
 }
