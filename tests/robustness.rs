@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use pcap_file::pcap::PcapReader;
 
 #[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)] // the surface bodies run in tests/robustness_surfaces.rs
 mod targets;
 
 #[path = "support/packets.rs"]
@@ -259,4 +260,23 @@ fn wire_views_keep_their_promises() {
         let len = rng.below(100);
         targets::wire(&rng.bytes(len));
     }
+}
+
+#[path = "support/corpus.rs"]
+mod corpus;
+
+/// The checked-in seeds and regression inputs of the libFuzzer targets (fuzz/seeds/TARGET/).
+#[test]
+fn packet_seeds_and_regressions_keep_their_promises() {
+    corpus::run_corpus("from_port", targets::from_port, 0x5eed_0011, 200);
+    corpus::run_corpus(
+        "from_port_vnet",
+        |d| {
+            targets::from_port_vnet(d);
+        },
+        0x5eed_0012,
+        100,
+    );
+    corpus::run_corpus("from_underlay", targets::from_underlay, 0x5eed_0013, 200);
+    corpus::run_corpus("wire", targets::wire, 0x5eed_0014, 200);
 }

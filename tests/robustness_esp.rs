@@ -91,3 +91,18 @@ fn captured_esp_under_other_keys_is_refused() {
     }
     assert!(seen >= 10, "the ESP fixtures are there ({seen} packets)");
 }
+
+#[path = "support/corpus.rs"]
+mod corpus;
+
+#[test]
+fn esp_seeds_and_regressions_keep_their_promises() {
+    corpus::run_corpus(
+        "esp",
+        |d| {
+            esp::from_underlay_encrypted(d);
+        },
+        0x5eed_e5e6,
+        50,
+    );
+}

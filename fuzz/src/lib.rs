@@ -12,6 +12,8 @@
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
+pub mod surfaces;
+
 use swarmnet::dataplane::{Counters, Dataplane, DropReason, Output, PortId, Tables, Target};
 use swarmnet::topology::Topology;
 use swarmnet::wire::{arp, checksum, icmp, ipv4, vxlan, MacAddr};
