@@ -40,6 +40,23 @@ pub enum Command {
     Exec(run::ExecArgs),
 }
 
+/// A whole number from `min` to `max`: clap's value parser for numeric flags, so that a value
+/// out of range, however many digits it has, is refused naming the range.
+pub(crate) fn number_in(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let range = || format!("{text} is not in {min}..={max}");
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(if text.strip_prefix('-').is_some_and(|t| !t.is_empty()) {
+            range()
+        } else {
+            format!("expected a whole number in {min}..={max}")
+        });
+    }
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(range()),
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -50,5 +67,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),
         Command::Exec(args) => run::exec(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_in;
+
+    #[test]
+    fn numbers_are_bounded_however_long() {
+        assert_eq!(number_in("1024", 1024, 49151), Ok(1024));
+        assert_eq!(number_in("49151", 1024, 49151), Ok(49151));
+        for bad in ["1023", "49152", "-1", "18446744073709551616", "99999999999999999999999"] {
+            let err = number_in(bad, 1024, 49151).unwrap_err();
+            assert_eq!(err, format!("{bad} is not in 1024..=49151"));
+        }
+        for junk in ["", "-", "12a", "+5", " 5", "0x10"] {
+            let err = number_in(junk, 1, 29).unwrap_err();
+            assert_eq!(err, "expected a whole number in 1..=29", "{junk:?}");
+        }
     }
 }

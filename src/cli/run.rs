@@ -24,7 +24,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub topology: PathBuf,
     /// Worker threads (default: one per core).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_name = "N", value_parser = workers)]
     pub workers: Option<u16>,
     /// Run the node inside this named network namespace (its host), e.g. to run several nodes
     /// on one machine. Unlike `ip netns exec`, this keeps the mount namespace, so the tasks'
@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// /var/lib/swarmnet/nodes/NODE/esp-sequence.json].
     #[arg(long, value_name = "FILE")]
     pub esp_sequence_file: Option<PathBuf>,
+}
+
+fn workers(text: &str) -> Result<u16, String> {
+    super::number_in(text, 1, 256).map(|n| n as u16)
 }
 
 /// Runs a command inside a task's network namespace.

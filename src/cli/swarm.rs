@@ -53,13 +53,13 @@ pub struct InitArgs {
     #[arg(long, value_name = "IP|IFACE")]
     pub data_path_addr: Option<String>,
     /// Port for data-path (VXLAN) traffic, 1024-49151 (default 4789).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1024..=49151))]
+    #[arg(long, value_name = "N", value_parser = data_path_port)]
     pub data_path_port: Option<u32>,
     /// Address pool for global-scope networks, CIDR (repeatable; default 10.0.0.0/8).
     #[arg(long, value_name = "CIDR")]
     pub default_addr_pool: Vec<String>,
     /// Subnet length carved from the pools, 1-29 (default 24).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=29))]
+    #[arg(long, value_name = "N", value_parser = mask_length)]
     pub default_addr_pool_mask_length: Option<u32>,
     /// Rotation interval of the network encryption keys, 1s to 8760h (e.g. 12h, 30m, 45s;
     /// default 12h).
@@ -100,6 +100,14 @@ pub struct JoinTokenArgs {
     pub rotate: bool,
     /// worker or manager.
     pub role: Role,
+}
+
+fn data_path_port(text: &str) -> Result<u32, String> {
+    super::number_in(text, 1024, 49151).map(|n| n as u32)
+}
+
+fn mask_length(text: &str) -> Result<u32, String> {
+    super::number_in(text, 1, 29).map(|n| n as u32)
 }
 
 /// Longest key rotation interval: a year (8760h).
