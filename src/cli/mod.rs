@@ -78,7 +78,13 @@ mod tests {
     fn numbers_are_bounded_however_long() {
         assert_eq!(number_in("1024", 1024, 49151), Ok(1024));
         assert_eq!(number_in("49151", 1024, 49151), Ok(49151));
-        for bad in ["1023", "49152", "-1", "18446744073709551616", "99999999999999999999999"] {
+        for bad in [
+            "1023",
+            "49152",
+            "-1",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ] {
             let err = number_in(bad, 1024, 49151).unwrap_err();
             assert_eq!(err, format!("{bad} is not in 1024..=49151"));
         }

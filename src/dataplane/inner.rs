@@ -24,28 +24,34 @@ pub(crate) enum Inner {
 /// long as its own length fields say: `malformed_inner` otherwise.
 #[inline]
 pub(crate) fn check(frame: &[u8]) -> Result<Inner, DropReason> {
-    let Some(&[t0, t1]) = frame.get(12..ETHERNET_HEADER_LEN) else {
+    // One length test per case, then fixed offsets: the compiler drops the bounds checks.
+    if frame.len() < ETHERNET_HEADER_LEN {
         return Err(DropReason::MalformedInner);
-    };
-    let payload = &frame[ETHERNET_HEADER_LEN..];
-    match u16::from_be_bytes([t0, t1]) {
+    }
+    let payload_len = frame.len() - ETHERNET_HEADER_LEN;
+    match u16::from_be_bytes([frame[12], frame[13]]) {
         ipv4::ETHERTYPE => {
-            let Some(&[vihl, _, l0, l1]) = payload.get(..4) else {
+            if payload_len < IPV4_MIN_HEADER_LEN {
                 return Err(DropReason::MalformedInner);
-            };
+            }
+            let vihl = frame[ETHERNET_HEADER_LEN];
             let ihl = usize::from(vihl & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([l0, l1]));
-            if vihl >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total < ihl || total > payload.len() {
+            let total = usize::from(u16::from_be_bytes([
+                frame[ETHERNET_HEADER_LEN + 2],
+                frame[ETHERNET_HEADER_LEN + 3],
+            ]));
+            if vihl >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total < ihl || total > payload_len {
                 return Err(DropReason::MalformedInner);
             }
             Ok(Inner::Ipv4 { total })
         }
         arp::ETHERTYPE => {
-            let Some(&[hlen, plen]) = payload.get(4..6) else {
+            if payload_len < ARP_FIXED_LEN {
                 return Err(DropReason::MalformedInner);
-            };
-            let body = ARP_FIXED_LEN + 2 * (usize::from(hlen) + usize::from(plen));
-            if body > payload.len() {
+            }
+            let hlen = usize::from(frame[ETHERNET_HEADER_LEN + 4]);
+            let plen = usize::from(frame[ETHERNET_HEADER_LEN + 5]);
+            if ARP_FIXED_LEN + 2 * (hlen + plen) > payload_len {
                 return Err(DropReason::MalformedInner);
             }
             Ok(Inner::Arp)

@@ -326,17 +326,14 @@ impl Forwarder<'_> {
         if !vx.has_vni() {
             return Err(DropReason::VxlanNoIFlag);
         }
-        let net = self
-            .t
-            .network_by_vni(vx.vni())
-            .ok_or(DropReason::UnknownVni)?;
-        let info = self.t.network(net).ok_or(DropReason::UnknownVni)?;
         // Only the network's own peers may put frames on it, with or without ESP: an ESP peer
         // of another network holds the same keys but no business on this VNI.
-        if !info.is_vtep(src) {
-            self.st.unknown_vtep = Some(src);
-            return Err(DropReason::UnknownVtep);
-        }
+        let net = self.t.network_from(vx.vni(), src).inspect_err(|r| {
+            if *r == DropReason::UnknownVtep {
+                self.st.unknown_vtep = Some(src);
+            }
+        })?;
+        let info = self.t.network(net).ok_or(DropReason::UnknownVni)?;
         if !protected && info.encrypted {
             return Err(DropReason::CleartextOnEncrypted);
         }

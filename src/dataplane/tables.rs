@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 
+use super::counters::DropReason;
 use super::esp::{EspTable, Key, Keyring, Transport};
 use crate::topology::{self, Topology};
 use crate::wire::MacAddr;
@@ -78,6 +79,9 @@ pub struct Tables {
     /// SAs and keys, when the topology has an `[encryption]` table.
     pub esp: Option<EspTable>,
     by_vni: FxHashMap<u32, NetId>,
+    /// (VNI, VTEP) for every remote VTEP of each network: one lookup finds the network of a
+    /// datagram and admits its source.
+    by_vni_vtep: FxHashMap<(u32, Ipv4Addr), NetId>,
     by_mac: FxHashMap<(NetId, MacAddr), Dest>,
     by_ip: FxHashMap<(NetId, Ipv4Addr), MacAddr>,
 }
@@ -104,6 +108,7 @@ impl Tables {
             port_slots: Vec::new(),
             esp: None,
             by_vni: FxHashMap::default(),
+            by_vni_vtep: FxHashMap::default(),
             by_mac: FxHashMap::default(),
             by_ip: FxHashMap::default(),
         };
@@ -131,6 +136,7 @@ impl Tables {
                         if let Err(at) = n.vteps.binary_search(&vtep) {
                             n.vteps.insert(at, vtep);
                         }
+                        t.by_vni_vtep.insert((n.vni, vtep), net);
                     }
                     Dest::Remote(vtep)
                 }
@@ -210,6 +216,17 @@ impl Tables {
 
     pub fn network_by_vni(&self, vni: u32) -> Option<NetId> {
         self.by_vni.get(&vni).copied()
+    }
+
+    /// The network of VXLAN for `vni` from `src`: `unknown_vni` if no network has the VNI,
+    /// `unknown_vtep` if `src` is not one of that network's VTEPs.
+    #[inline]
+    pub fn network_from(&self, vni: u32, src: Ipv4Addr) -> Result<NetId, DropReason> {
+        match self.by_vni_vtep.get(&(vni, src)) {
+            Some(net) => Ok(*net),
+            None if self.by_vni.contains_key(&vni) => Err(DropReason::UnknownVtep),
+            None => Err(DropReason::UnknownVni),
+        }
     }
 
     /// True if `addr` is a VTEP of any network: ESP from anywhere else is refused unopened.
