@@ -205,11 +205,13 @@ impl Tables {
         self.ports.iter().find(|p| p.name == name).map(|p| p.id)
     }
 
+    #[inline]
     pub fn port(&self, id: PortId) -> Option<&PortInfo> {
         let slot = *self.port_slots.get(id.0 as usize)?;
         self.ports.get(slot as usize)
     }
 
+    #[inline]
     pub fn network(&self, id: NetId) -> Option<&NetInfo> {
         self.networks.get(id.0 as usize)
     }
@@ -234,6 +236,7 @@ impl Tables {
         self.networks.iter().any(|n| n.is_vtep(addr))
     }
 
+    #[inline]
     pub fn lookup_mac(&self, net: NetId, mac: MacAddr) -> Option<Dest> {
         self.by_mac.get(&(net, mac)).copied()
     }
