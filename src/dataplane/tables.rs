@@ -81,7 +81,8 @@ pub struct Tables {
     by_vni: FxHashMap<u32, NetId>,
     /// (VNI, VTEP) for every remote VTEP of each network: one lookup finds the network of a
     /// datagram and admits its source.
-    by_vni_vtep: FxHashMap<(u32, Ipv4Addr), NetId>,
+    /// Keyed by `vni_vtep_key`: one 64-bit key hashes in one round.
+    by_vni_vtep: FxHashMap<u64, NetId>,
     by_mac: FxHashMap<(NetId, MacAddr), Dest>,
     by_ip: FxHashMap<(NetId, Ipv4Addr), MacAddr>,
 }
@@ -136,7 +137,7 @@ impl Tables {
                         if let Err(at) = n.vteps.binary_search(&vtep) {
                             n.vteps.insert(at, vtep);
                         }
-                        t.by_vni_vtep.insert((n.vni, vtep), net);
+                        t.by_vni_vtep.insert(vni_vtep_key(n.vni, vtep), net);
                     }
                     Dest::Remote(vtep)
                 }
@@ -224,7 +225,7 @@ impl Tables {
     /// `unknown_vtep` if `src` is not one of that network's VTEPs.
     #[inline]
     pub fn network_from(&self, vni: u32, src: Ipv4Addr) -> Result<NetId, DropReason> {
-        match self.by_vni_vtep.get(&(vni, src)) {
+        match self.by_vni_vtep.get(&vni_vtep_key(vni, src)) {
             Some(net) => Ok(*net),
             None if self.by_vni.contains_key(&vni) => Err(DropReason::UnknownVtep),
             None => Err(DropReason::UnknownVni),
@@ -249,6 +250,11 @@ impl Tables {
         let n = self.network(net)?;
         (n.gateway == ip).then_some(n.gateway_mac)
     }
+}
+
+#[inline]
+fn vni_vtep_key(vni: u32, vtep: Ipv4Addr) -> u64 {
+    (u64::from(vni) << 32) | u64::from(u32::from(vtep))
 }
 
 /// The SA table of a topology with `[encryption]`: SAs with every remote VTEP.
