@@ -332,12 +332,12 @@ fn wrong_key_and_unknown_spi() {
     let mut c = node(&c_topo);
     assert!(receive(&mut c, &d).is_empty());
     assert_eq!(drops(&c), vec![("esp_unknown_spi", 1)]);
-    // ESP from an address that is not a peer: unknown too.
+    // ESP from an address that is no VTEP at all: refused as such, before any SA lookup.
     let mut from_stranger = d.clone();
     from_stranger[12..16].copy_from_slice(&[192, 0, 2, 99]);
     fix_ip_checksum(&mut from_stranger);
     assert!(receive(&mut c, &from_stranger).is_empty());
-    assert_eq!(drops(&c), vec![("esp_unknown_spi", 2)]);
+    assert_eq!(drops(&c), vec![("esp_unknown_spi", 1), ("unknown_vtep", 1)]);
 }
 
 fn fix_ip_checksum(d: &mut [u8]) {
