@@ -103,8 +103,9 @@ fn init_flag_validation() {
         "--data-path-port",
         "80",
     ]);
+    // Refused by the command line itself, before the daemon is asked.
     assert!(
-        err.contains("--data-path-port 80 is out of range: it must be between 1024 and 49151"),
+        err.contains("invalid value '80' for '--data-path-port <N>': 80 is not in 1024..=49151"),
         "{err}"
     );
     let err = n1.fails(&["swarm", "init", "--advertise-addr", "no-such-iface0"]);
