@@ -19,6 +19,7 @@ fn topology_loader_keeps_its_promises() {
 #[test]
 fn replay_pcap_input_keeps_its_promises() {
     run_corpus("pcap", surfaces::pcap, 0x5eed_0102, 40);
+    surfaces::remove_scratch();
 }
 
 #[test]

@@ -199,6 +199,12 @@ fn scratch() -> &'static PathBuf {
     })
 }
 
+/// Removes the scratch directory of `pcap` (the corpus tests call it when done; a fuzzing
+/// process leaves it to the end of the process, under `SWARMNET_FUZZ_TMP` or the temp dir).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
 /// Pcap (or pcapng, or anything) input to replay. The first byte picks the port: even
 /// `underlay`, odd `my-web.1`; the rest is the file.
 pub fn pcap(data: &[u8]) {
