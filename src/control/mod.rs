@@ -2,6 +2,7 @@
 //! protocol on 2377 (mutual TLS), the node agent, and the daemon that ties them together.
 
 pub mod addr;
+pub mod allocator;
 pub mod ca;
 pub mod daemon;
 pub mod keys;
