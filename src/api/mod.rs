@@ -12,6 +12,7 @@ pub mod docker;
 pub mod frame;
 pub mod owner;
 pub mod routes;
+pub mod network;
 pub mod server;
 pub mod stream;
 pub mod types;

@@ -7,6 +7,7 @@ pub mod ca;
 pub mod daemon;
 pub mod keys;
 pub mod manager;
+pub mod network;
 pub mod raft;
 pub mod raft_net;
 pub mod raft_store;
