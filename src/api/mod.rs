@@ -111,6 +111,8 @@ pub enum Reply {
 pub enum ErrorKind {
     InvalidArgument,
     NotFound,
+    /// A name or resource already taken (Docker's 409).
+    Conflict,
     FailedPrecondition,
     PermissionDenied,
     Unavailable,
@@ -137,6 +139,9 @@ impl ApiError {
     }
     pub fn precondition(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::FailedPrecondition, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)

@@ -8,7 +8,12 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use super::allocator::network::{ExistingNetwork, NetworkAllocation, NetworkRequest};
+use redb::{ReadableTable, WriteTransaction};
+
+use super::allocator::ipam::{self, UsedSubnet};
+use super::allocator::network::{ExistingNetwork, NetworkAllocation, NetworkError, NetworkRequest};
+use super::allocator::vni::VniError;
+use super::store::NETWORKS;
 use crate::api::network::{ConfigReference, Ipam, IpamConfig, Network, NetworkCreateRequest};
 
 /// Name of the node-local bridge network that gives tasks their way out.
@@ -177,6 +182,71 @@ impl NetworkRecord {
     }
 }
 
+/// Why `new` cannot join `existing` (a name, subnet or VNI taken, a second ingress), with the
+/// allocator's words; `None` when it fits. The state machine runs this when it applies a create,
+/// so a network allocated by a leader that lost its term cannot clash with one committed since.
+pub fn clash(new: &NetworkRecord, existing: &[NetworkRecord]) -> Option<String> {
+    if let Some(n) = existing
+        .iter()
+        .find(|n| n.name == new.name || n.id == new.id)
+    {
+        return Some(NetworkError::NameTaken(n.name.clone()).to_string());
+    }
+    if new.ingress {
+        if let Some(n) = existing.iter().find(|n| n.ingress) {
+            return Some(NetworkError::IngressPresent(n.id.clone()).to_string());
+        }
+    }
+    let used: Vec<UsedSubnet> = existing
+        .iter()
+        .map(|n| UsedSubnet {
+            subnet: n.subnet,
+            network: n.name.clone(),
+        })
+        .collect();
+    if let Err(e) = ipam::check_overlap(new.subnet, &used) {
+        return Some(e.to_string());
+    }
+    let vni = new.vni?;
+    existing.iter().find(|n| n.vni == Some(vni)).map(|n| {
+        VniError::Taken {
+            vni,
+            network: n.name.clone(),
+        }
+        .to_string()
+    })
+}
+
+/// Applies a network create inside the state machine's transaction.
+pub(crate) fn apply_create(
+    tx: &WriteTransaction,
+    new: &NetworkRecord,
+) -> Result<Option<String>, ApplyError> {
+    let mut table = tx.open_table(NETWORKS)?;
+    let mut existing = Vec::new();
+    for item in table.iter()? {
+        let (_, v) = item?;
+        existing.push(serde_json::from_slice::<NetworkRecord>(v.value())?);
+    }
+    if let Some(why) = clash(new, &existing) {
+        return Ok(Some(why));
+    }
+    let bytes = serde_json::to_vec(new)?;
+    table.insert(new.id.as_str(), bytes.as_slice())?;
+    Ok(None)
+}
+
+/// A failure of the store itself while applying (not a refusal).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("network table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("network table: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("network record does not decode: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
 /// Docker's create body as the allocator's request (and the labels to keep).
 pub fn request_from_docker(
     body: &NetworkCreateRequest,
@@ -255,6 +325,61 @@ mod tests {
         ] {
             assert_eq!(got[key], want[0][key], "{key}");
         }
+    }
+
+    fn record(id: &str, name: &str, subnet: &str, vni: u32) -> NetworkRecord {
+        let req = NetworkRequest {
+            name: name.into(),
+            subnet: Some(subnet.into()),
+            ..Default::default()
+        };
+        let mut alloc = allocator::network::create(&req, &[], &AddressPools::default()).unwrap();
+        alloc.vni = vni;
+        NetworkRecord::swarm(id.into(), "t".into(), &req, None, alloc)
+    }
+
+    #[test]
+    fn the_state_machine_refuses_a_clash_and_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::control::store::Store::open(dir.path()).unwrap();
+        let apply = |n: &NetworkRecord| {
+            let tx = store.db().begin_write().unwrap();
+            let out = apply_create(&tx, n).unwrap();
+            tx.commit().unwrap();
+            out
+        };
+        assert_eq!(apply(&record("a", "net-a", "10.0.9.0/24", 4097)), None);
+        // Allocated by another leader from a stale view: same subnet, or same VNI, or same name.
+        assert_eq!(
+            apply(&record("b", "net-b", "10.0.9.0/25", 4098)).as_deref(),
+            Some("subnet 10.0.9.0/25 overlaps network net-a (10.0.9.0/24)")
+        );
+        assert_eq!(
+            apply(&record("c", "net-c", "10.0.10.0/24", 4097)).as_deref(),
+            Some("VXLAN ID 4097 is already in use by network net-a")
+        );
+        assert_eq!(
+            apply(&record("d", "net-a", "10.0.11.0/24", 4099)).as_deref(),
+            Some("network with name net-a already exists")
+        );
+        assert_eq!(apply(&record("e", "net-e", "10.0.12.0/24", 4100)), None);
+        let names: Vec<_> = store
+            .networks()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, ["net-a", "net-e"]);
+    }
+
+    #[test]
+    fn local_networks_survive_leaving_the_swarm() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::control::store::Store::open(dir.path()).unwrap();
+        let gw = NetworkRecord::default_gwbridge("g".repeat(64), "t".into());
+        store.set_local_networks(std::slice::from_ref(&gw)).unwrap();
+        store.clear().unwrap();
+        assert_eq!(store.local_networks().unwrap(), vec![gw]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use openraft::{BasicNode, Config};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::network::NetworkRecord;
 use super::store::{NetworkKey, SwarmRecord};
 use crate::api::Node;
 
@@ -28,11 +29,20 @@ pub enum Command {
     PutNode(Box<Node>),
     RemoveNode(String),
     SetEncryptionKeys(Vec<NetworkKey>),
+    /// A new swarm network; refused at apply time if it clashes with one already applied
+    /// (name, subnet, VNI, a second ingress), so two leaders in a row cannot both create one.
+    CreateNetwork(Box<NetworkRecord>),
+    /// Removes a network by ID.
+    RemoveNetwork(String),
 }
 
-/// What applying a command returns (nothing beyond success).
+/// What applying a command returns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Applied;
+pub struct Applied {
+    /// Why the state machine refused the command (the same on every manager), if it did.
+    #[serde(default)]
+    pub refused: Option<String>,
+}
 
 openraft::declare_raft_types!(
     /// Type configuration of the swarm's Raft group.

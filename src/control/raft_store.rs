@@ -21,7 +21,9 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::raft::{Applied, Command, TypeConfig};
-use super::store::{Store, CLUSTER, CLUSTER_TABLES, ENCRYPTION_KEYS, NODES, RAFT_LOG, RAFT_META};
+use super::store::{
+    Store, CLUSTER, CLUSTER_TABLES, ENCRYPTION_KEYS, NETWORKS, NODES, RAFT_LOG, RAFT_META,
+};
 
 type SE = StorageError<u64>;
 
@@ -311,7 +313,9 @@ impl StateMachine {
     }
 }
 
-fn apply_command(tx: &WriteTransaction, command: &Command) -> Result<(), AnyError> {
+/// Applies one command; `Ok(Some(why))` when the command is refused (deterministically, on
+/// every manager alike).
+fn apply_command(tx: &WriteTransaction, command: &Command) -> Result<Option<String>, AnyError> {
     match command {
         Command::PutSwarm(swarm) => {
             let bytes = serde_json::to_vec(swarm).map_err(any)?;
@@ -343,8 +347,17 @@ fn apply_command(tx: &WriteTransaction, command: &Command) -> Result<(), AnyErro
                     .map_err(any)?;
             }
         }
+        Command::CreateNetwork(net) => {
+            return super::network::apply_create(tx, net).map_err(any);
+        }
+        Command::RemoveNetwork(id) => {
+            tx.open_table(NETWORKS)
+                .map_err(any)?
+                .remove(id.as_str())
+                .map_err(any)?;
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -401,14 +414,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut results = Vec::new();
             for entry in entries {
                 state.last_applied = Some(entry.log_id);
+                let mut applied = Applied::default();
                 match entry.payload {
                     EntryPayload::Blank => {}
-                    EntryPayload::Normal(command) => apply_command(&tx, &command)?,
+                    EntryPayload::Normal(command) => {
+                        applied.refused = apply_command(&tx, &command)?
+                    }
                     EntryPayload::Membership(m) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), m);
                     }
                 }
-                results.push(Applied);
+                results.push(applied);
             }
             put_meta(&tx, "applied", &state)?;
             tx.commit().map_err(any)?;

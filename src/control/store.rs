@@ -14,11 +14,12 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::ca::{NodeCredentials, RootCa};
+use super::network::NetworkRecord;
 use crate::api::types::{Node, Role};
 
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
-const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
+pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 pub(crate) const ENCRYPTION_KEYS: TableDefinition<&str, &[u8]> =
@@ -247,6 +248,20 @@ impl Store {
         self.delete(NODES, id)
     }
 
+    /// Swarm-scope networks (managers only), in ID order.
+    pub fn networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
+        self.list(NETWORKS)
+    }
+
+    /// The node's local-scope networks (its docker_gwbridge).
+    pub fn local_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
+        Ok(self.get(LOCAL, "networks")?.unwrap_or_default())
+    }
+
+    pub fn set_local_networks(&self, networks: &[NetworkRecord]) -> Result<(), StoreError> {
+        self.put(LOCAL, "networks", &networks)
+    }
+
     /// The swarm's network encryption keys, oldest first.
     pub fn encryption_keys(&self) -> Result<Vec<NetworkKey>, StoreError> {
         let mut keys: Vec<NetworkKey> = self.list(ENCRYPTION_KEYS)?;
@@ -269,12 +284,14 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the swarm: every cluster table and this node's identity and keys.
+    /// Forgets the swarm: every cluster table and this node's identity and keys. Local-scope
+    /// networks stay, as Docker keeps docker_gwbridge when a node leaves.
     pub fn clear(&self) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
-        for table in CLUSTER_TABLES.into_iter().chain([LOCAL, RAFT_META]) {
+        for table in CLUSTER_TABLES.into_iter().chain([RAFT_META]) {
             tx.open_table(table)?.retain(|_, _| false)?;
         }
+        tx.open_table(LOCAL)?.retain(|k, _| k == "networks")?;
         tx.open_table(RAFT_LOG)?.retain(|_, _| false)?;
         tx.commit()?;
         Ok(())

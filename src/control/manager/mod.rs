@@ -10,6 +10,7 @@
 mod api;
 mod cluster;
 mod membership;
+mod networks;
 
 pub use membership::{majority, LOSES_QUORUM};
 
@@ -24,7 +25,7 @@ use time::OffsetDateTime;
 use super::addr::{NodeAddrs, DATA_PATH_PORTS};
 use super::ca::{identity_from_pem, new_key_and_csr, CertIdentity, NodeCredentials, RootCa};
 use super::keys;
-use super::raft::{raft_id, Command, Raft};
+use super::raft::{raft_id, Applied, Command, Raft};
 use super::rpc::{ClusterReply, ClusterRequest, ClusterResponse};
 use super::store::{LocalIdentity, NetworkKey, Store, StoreError, SwarmRecord};
 use super::token::{ca_digest_text, new_id, JoinToken};
@@ -168,11 +169,17 @@ impl Manager {
 
     /// Writes one command through Raft (leader only).
     pub async fn write(&self, command: Command) -> Result<(), ApiError> {
+        self.write_applied(command).await.map(|_| ())
+    }
+
+    /// Writes one command through Raft (leader only) and returns what applying it answered
+    /// (a refusal by the state machine is not an error here).
+    pub async fn write_applied(&self, command: Command) -> Result<Applied, ApiError> {
         let handle = self
             .raft()
             .ok_or_else(|| ApiError::unavailable("this node is not a manager"))?;
         match tokio::time::timeout(WRITE_TIMEOUT, handle.raft.client_write(command)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(err)) => Err(ApiError::unavailable(format!(
                 "the change could not be committed: {err}"
             ))),

@@ -1,0 +1,152 @@
+//! Swarm networks on the leader: create (checked and allocated under the manager's write lock,
+//! then committed through Raft, where the state machine refuses a clash), lookup by ID, name or
+//! ID prefix as Docker resolves them, and removal.
+
+use super::{now_rfc3339, Manager};
+use crate::api::network::{NetworkCreateRequest, NetworkCreateResponse};
+use crate::api::ApiError;
+use crate::control::allocator::{self, ipam::AddressPools, network::ErrorClass};
+use crate::control::network::{request_from_docker, NetworkRecord, Scope, GWBRIDGE};
+use crate::control::raft::Command;
+use crate::control::store::SwarmRecord;
+use crate::control::token::new_id;
+
+/// The swarm's address pools as `swarm init` recorded them.
+pub fn pools_of(swarm: &SwarmRecord) -> AddressPools {
+    let pools: Vec<_> = swarm
+        .default_addr_pool
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if pools.is_empty() {
+        return AddressPools::default();
+    }
+    AddressPools {
+        pools,
+        mask: swarm.subnet_size,
+    }
+}
+
+/// Finds `key` among `networks` as Docker does: full ID, then exact name, then a unique ID
+/// prefix.
+pub fn find<'a>(networks: &'a [NetworkRecord], key: &str) -> Result<&'a NetworkRecord, ApiError> {
+    if let Some(n) = networks.iter().find(|n| n.id == key) {
+        return Ok(n);
+    }
+    let by_name: Vec<_> = networks.iter().filter(|n| n.name == key).collect();
+    match by_name.len() {
+        1 => return Ok(by_name[0]),
+        0 => {}
+        n => {
+            return Err(ApiError::invalid(format!(
+                "network {key} is ambiguous ({n} matches found based on name)"
+            )))
+        }
+    }
+    let by_prefix: Vec<_> = if key.is_empty() {
+        Vec::new()
+    } else {
+        networks.iter().filter(|n| n.id.starts_with(key)).collect()
+    };
+    match by_prefix.len() {
+        1 => Ok(by_prefix[0]),
+        0 => Err(ApiError::not_found(format!("network {key} not found"))),
+        n => Err(ApiError::invalid(format!(
+            "network {key} is ambiguous ({n} matches found based on ID prefix)"
+        ))),
+    }
+}
+
+impl Manager {
+    /// Leader only: checks and allocates a new swarm network and commits it.
+    pub async fn create_network(
+        &self,
+        body: &NetworkCreateRequest,
+    ) -> Result<NetworkCreateResponse, ApiError> {
+        let (req, labels) = request_from_docker(body);
+        let _serial = self.serial.lock().await;
+        let swarm = self.store.swarm()?.ok_or_else(ApiError::not_in_swarm)?;
+        let existing = self.store.networks()?;
+        // Local networks' names are taken too (docker_gwbridge), as on Docker.
+        if req.name == GWBRIDGE {
+            return Err(ApiError::conflict(format!(
+                "network with name {GWBRIDGE} already exists"
+            )));
+        }
+        let seen: Vec<_> = existing.iter().map(NetworkRecord::existing).collect();
+        let alloc =
+            allocator::network::create(&req, &seen, &pools_of(&swarm)).map_err(|e| {
+                match e.class() {
+                    ErrorClass::Conflict => ApiError::conflict(e.to_string()),
+                    ErrorClass::InvalidArgument => ApiError::invalid(e.to_string()),
+                    ErrorClass::Exhausted => ApiError::precondition(e.to_string()),
+                }
+            })?;
+        let record = NetworkRecord::swarm(new_id(), now_rfc3339(), &req, labels, alloc);
+        let id = record.id.clone();
+        let applied = self
+            .write_applied(Command::CreateNetwork(Box::new(record)))
+            .await?;
+        if let Some(why) = applied.refused {
+            return Err(ApiError::conflict(why));
+        }
+        Ok(NetworkCreateResponse {
+            id,
+            warning: String::new(),
+        })
+    }
+
+    /// Every swarm network, as this manager's store has them.
+    pub fn networks(&self) -> Result<Vec<NetworkRecord>, ApiError> {
+        Ok(self.store.networks()?)
+    }
+
+    /// Leader only: removes a swarm network by ID, name or ID prefix; returns it.
+    pub async fn remove_network(&self, key: &str) -> Result<NetworkRecord, ApiError> {
+        let _serial = self.serial.lock().await;
+        let networks = self.store.networks()?;
+        let net = find(&networks, key)?.clone();
+        if net.scope == Scope::Local {
+            return Err(ApiError::precondition(format!(
+                "{} is a local network of this node",
+                net.name
+            )));
+        }
+        self.write(Command::RemoveNetwork(net.id.clone())).await?;
+        Ok(net)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ErrorKind;
+
+    fn net(id: &str, name: &str) -> NetworkRecord {
+        let mut n = NetworkRecord::default_gwbridge(id.into(), "t".into());
+        n.name = name.into();
+        n
+    }
+
+    #[test]
+    fn lookup_by_id_name_and_prefix_like_docker() {
+        let nets = [
+            net("kh6spd693thnvgl0v8m39i9f0", "my-network"),
+            net("kh6zzzzzzzzzzzzzzzzzzzzzz", "other"),
+            net("w18cn4660pubkzxd4gr385co6", "kh6"),
+        ];
+        assert_eq!(find(&nets, "my-network").unwrap().name, "my-network");
+        assert_eq!(find(&nets, "kh6spd").unwrap().name, "my-network");
+        // A name beats an ID prefix.
+        assert_eq!(find(&nets, "kh6").unwrap().name, "kh6");
+        let e = find(&nets, "kh").unwrap_err();
+        assert_eq!(
+            e.message,
+            "network kh is ambiguous (2 matches found based on ID prefix)"
+        );
+        let e = find(&nets, "nope").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.message, "network nope not found");
+        assert!(find(&nets, "").is_err());
+    }
+}
