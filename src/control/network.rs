@@ -13,8 +13,10 @@ use redb::{ReadableTable, WriteTransaction};
 use super::allocator::ipam::{self, UsedSubnet};
 use super::allocator::network::{ExistingNetwork, NetworkAllocation, NetworkError, NetworkRequest};
 use super::allocator::vni::VniError;
-use super::store::NETWORKS;
+use super::store::{Store, StoreError, NETWORKS};
 use crate::api::network::{ConfigReference, Ipam, IpamConfig, Network, NetworkCreateRequest};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Name of the node-local bridge network that gives tasks their way out.
 pub const GWBRIDGE: &str = "docker_gwbridge";
@@ -180,6 +182,25 @@ impl NetworkRecord {
             peers: None,
         }
     }
+}
+
+/// Gives the node its docker_gwbridge when it joins or inits a swarm, unless it has one (made by
+/// the user before, as Docker lets them customise it); returns it.
+pub fn ensure_gwbridge(store: &Store) -> Result<NetworkRecord, StoreError> {
+    let mut locals = store.local_networks()?;
+    if let Some(gw) = locals.iter().find(|n| n.name == GWBRIDGE) {
+        return Ok(gw.clone());
+    }
+    let mut id = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let created = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "unknown".into());
+    let gw = NetworkRecord::default_gwbridge(id, created);
+    locals.push(gw.clone());
+    store.set_local_networks(&locals)?;
+    Ok(gw)
 }
 
 /// Why `new` cannot join `existing` (a name, subnet or VNI taken, a second ingress), with the

@@ -1,6 +1,7 @@
 //! This node entering and leaving the swarm: `swarm init`, `swarm join`, `swarm leave`.
 
 use super::*;
+use crate::control::network::ensure_gwbridge;
 
 impl Daemon {
     pub(super) async fn init(self: &Arc<Self>, req: InitRequest) -> Response {
@@ -55,6 +56,7 @@ impl Daemon {
             return Err(err);
         }
         self.store.set_local_keys(&boot.keys)?;
+        ensure_gwbridge(&self.store)?;
         self.store.set_local_identity(&identity)?;
         self.set_identity(Some(identity.clone()));
         self.start(&mut tasks, &identity, Some(listener)).await?;
@@ -150,6 +152,7 @@ impl Daemon {
         } else {
             None
         };
+        ensure_gwbridge(&self.store)?;
         self.store.set_local_identity(&identity)?;
         self.set_identity(Some(identity.clone()));
         let started = self.start(&mut tasks, &identity, bound).await;

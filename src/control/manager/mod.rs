@@ -23,8 +23,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::addr::{NodeAddrs, DATA_PATH_PORTS};
+use super::allocator::{self, network::NetworkRequest};
 use super::ca::{identity_from_pem, new_key_and_csr, CertIdentity, NodeCredentials, RootCa};
 use super::keys;
+use super::network::{NetworkRecord, INGRESS};
 use super::raft::{raft_id, Applied, Command, Raft};
 use super::rpc::{ClusterReply, ClusterRequest, ClusterResponse};
 use super::store::{LocalIdentity, NetworkKey, Store, StoreError, SwarmRecord};
@@ -287,8 +289,19 @@ impl Manager {
             data_path_addr: addrs.data_path_ip.to_string(),
             cluster_addr: addrs.advertise(),
             created_at: now.clone(),
-            updated_at: now,
+            updated_at: now.clone(),
         };
+        // The routing mesh's network: the first subnet of the pools, VNI 4096.
+        let ingress_req = NetworkRequest {
+            name: INGRESS.into(),
+            ingress: true,
+            ..Default::default()
+        };
+        let ingress_alloc =
+            allocator::network::create(&ingress_req, &[], &networks::pools_of(&swarm))
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let ingress =
+            NetworkRecord::swarm(new_id(), now.clone(), &ingress_req, None, ingress_alloc);
         let unix_now = OffsetDateTime::now_utc().unix_timestamp();
         let initial = keys::initial_keys([random_key(), random_key(), random_key()], unix_now);
         let identity = LocalIdentity {
@@ -309,6 +322,7 @@ impl Manager {
                 Command::PutSwarm(Box::new(swarm)),
                 Command::PutNode(Box::new(node)),
                 Command::SetEncryptionKeys(initial.clone()),
+                Command::CreateNetwork(Box::new(ingress)),
             ],
             keys: initial,
         })

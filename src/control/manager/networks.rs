@@ -120,7 +120,51 @@ impl Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ErrorKind;
+    use crate::api::{ErrorKind, InitRequest};
+    use crate::control::addr::NodeAddrs;
+
+    fn bootstrap_ingress(req: &InitRequest) -> NetworkRecord {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(crate::control::store::Store::open(dir.path()).unwrap());
+        let addrs = NodeAddrs {
+            advertise_ip: "127.0.0.1".parse().unwrap(),
+            advertise_port: 2377,
+            listen: "127.0.0.1:2377".parse().unwrap(),
+            data_path_ip: "127.0.0.1".parse().unwrap(),
+        };
+        let boot = Manager::new(store).bootstrap("h", &addrs, req).unwrap();
+        let ingress: Vec<_> = boot
+            .commands
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::CreateNetwork(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ingress.len(), 1, "swarm init creates exactly one network");
+        ingress.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn swarm_init_creates_ingress_from_the_first_pool_with_vni_4096() {
+        let n = bootstrap_ingress(&InitRequest::default());
+        assert_eq!(n.name, "ingress");
+        assert!(n.ingress && !n.attachable);
+        assert_eq!(n.subnet.to_string(), "10.0.0.0/24");
+        assert_eq!(n.gateway.to_string(), "10.0.0.1");
+        assert_eq!(n.vni, Some(4096));
+        assert_eq!(
+            n.options["com.docker.network.driver.overlay.vxlanid_list"],
+            "4096"
+        );
+        assert_eq!(n.id.len(), 25);
+        let n = bootstrap_ingress(&InitRequest {
+            default_addr_pool: vec!["10.20.0.0/16".into()],
+            default_addr_pool_mask_length: Some(26),
+            ..Default::default()
+        });
+        assert_eq!(n.subnet.to_string(), "10.20.0.0/26");
+    }
 
     fn net(id: &str, name: &str) -> NetworkRecord {
         let mut n = NetworkRecord::default_gwbridge(id.into(), "t".into());
