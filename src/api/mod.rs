@@ -10,9 +10,9 @@
 pub mod client;
 pub mod docker;
 pub mod frame;
+pub mod network;
 pub mod owner;
 pub mod routes;
-pub mod network;
 pub mod server;
 pub mod stream;
 pub mod types;
@@ -81,6 +81,22 @@ pub enum Request {
         id: String,
         role: Role,
     },
+    /// Creates a swarm network (leader).
+    NetworkCreate(Box<network::NetworkCreateRequest>),
+    /// The swarm networks.
+    NetworkList,
+    /// Removes a swarm network by ID, name or ID prefix.
+    NetworkRemove {
+        key: String,
+    },
+    /// This node's local-scope networks (docker_gwbridge); served by any node.
+    LocalNetworkList,
+    /// Creates a local-scope network (only `docker_gwbridge`, before the node is in a swarm).
+    LocalNetworkCreate(Box<network::NetworkCreateRequest>),
+    /// Removes a local-scope network by ID, name or ID prefix (not while in a swarm).
+    LocalNetworkRemove {
+        key: String,
+    },
 }
 
 /// Successful answers.
@@ -104,6 +120,9 @@ pub enum Reply {
     Text(String),
     Nodes(Vec<Node>),
     Node(Node),
+    NetworkCreated(network::NetworkCreateResponse),
+    Networks(Vec<crate::control::network::NetworkRecord>),
+    Network(crate::control::network::NetworkRecord),
 }
 
 /// What kind of failure, so callers can branch without matching message text.

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per command group.
 
 pub mod daemon;
+pub mod network;
 pub mod node;
 pub mod output;
 mod replay;
@@ -30,6 +31,9 @@ pub enum Command {
     /// Manage swarm nodes.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Manage swarm networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Wait until the daemon answers on its socket (for scripts that start it in the background).
     Wait(daemon::WaitArgs),
     /// Replay pcap captures through one node's data path, deterministically.
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon(args) => daemon::run(cli.host.as_deref(), args),
         Command::Swarm(cmd) => swarm::run(cli.host.as_deref(), cmd),
         Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),
+        Command::Network(cmd) => network::run(cli.host.as_deref(), cmd),
         Command::Wait(args) => daemon::wait(cli.host.as_deref(), args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),

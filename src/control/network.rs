@@ -191,16 +191,22 @@ pub fn ensure_gwbridge(store: &Store) -> Result<NetworkRecord, StoreError> {
     if let Some(gw) = locals.iter().find(|n| n.name == GWBRIDGE) {
         return Ok(gw.clone());
     }
+    let gw = new_gwbridge_record();
+    locals.push(gw.clone());
+    store.set_local_networks(&locals)?;
+    Ok(gw)
+}
+
+/// A new default docker_gwbridge record: a 64-hex-digit ID as Docker's local networks have, made
+/// now.
+pub fn new_gwbridge_record() -> NetworkRecord {
     let mut id = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
     let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let created = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_else(|_| "unknown".into());
-    let gw = NetworkRecord::default_gwbridge(id, created);
-    locals.push(gw.clone());
-    store.set_local_networks(&locals)?;
-    Ok(gw)
+    NetworkRecord::default_gwbridge(id, created)
 }
 
 /// Why `new` cannot join `existing` (a name, subnet or VNI taken, a second ingress), with the

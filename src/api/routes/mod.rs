@@ -24,6 +24,7 @@ use super::docker::{self, Filters, Host, API_VERSION, MIN_API_VERSION};
 use super::Availability;
 use super::{ApiError, ErrorKind, LocalInfo, Reply, Request, Response};
 
+mod networks;
 mod nodes;
 mod swarm;
 mod system;
@@ -239,6 +240,7 @@ impl<B: Backend> Router<B> {
             ["info"] if get => self.info().await,
             ["swarm", ..] => self.swarm(method, &segs[1..], q, body).await,
             ["nodes", ..] => self.nodes(method, &segs[1..], q, body).await,
+            ["networks", ..] => self.networks(method, &segs[1..], q, body).await,
             [OWN_PREFIX, "info"] if get => Ok(Answer::ok(&self.local_info().await?)),
             [OWN_PREFIX, "swarm"] if get => match self.op(Request::SwarmInspect).await? {
                 Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),
@@ -284,6 +286,22 @@ fn unexpected() -> Answer {
         StatusCode::INTERNAL_SERVER_ERROR,
         "unexpected answer from the daemon's operation",
     )
+}
+
+fn capitalise_filter(e: String) -> String {
+    // dockerd 20.10 spells it "Invalid filter 'x'".
+    match e.strip_prefix("invalid") {
+        Some(rest) => format!("Invalid{rest}"),
+        None => e,
+    }
+}
+
+/// `key` or `key=value` against a node's labels.
+fn label_matches(labels: &std::collections::BTreeMap<String, String>, v: &str) -> bool {
+    match v.split_once('=') {
+        Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
+        None => labels.contains_key(v),
+    }
 }
 
 #[cfg(test)]

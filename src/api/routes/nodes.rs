@@ -3,7 +3,8 @@
 use hyper::Method;
 
 use super::{
-    bad_request, body_json, out_of_sequence, unexpected, Answer, Backend, Query, Routed, Router,
+    bad_request, body_json, capitalise_filter, label_matches, out_of_sequence, unexpected, Answer,
+    Backend, Query, Routed, Router,
 };
 use crate::api::docker::{self, Filters};
 use crate::api::{Reply, Request};
@@ -127,20 +128,4 @@ impl<B: Backend> Router<B> {
 
 fn filters_values<'a>(filters: &'a Filters, key: &str) -> Vec<&'a str> {
     filters.values(key)
-}
-
-fn capitalise_filter(e: String) -> String {
-    // dockerd 20.10 spells it "Invalid filter 'x'".
-    match e.strip_prefix("invalid") {
-        Some(rest) => format!("Invalid{rest}"),
-        None => e,
-    }
-}
-
-/// `key` or `key=value` against a node's labels.
-fn label_matches(labels: &std::collections::BTreeMap<String, String>, v: &str) -> bool {
-    match v.split_once('=') {
-        Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
-        None => labels.contains_key(v),
-    }
 }

@@ -7,6 +7,7 @@ mod agent;
 mod cluster;
 mod local_api;
 mod membership;
+mod networks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -233,6 +234,12 @@ impl Daemon {
             Request::SwarmInit(r) => self.init(r).await,
             Request::SwarmJoin(r) => self.join(r).await,
             Request::SwarmLeave { force } => self.leave(force).await,
+            Request::LocalNetworkList => self.local_networks(),
+            Request::LocalNetworkCreate(body) => self.create_local_network(&body).await,
+            Request::LocalNetworkRemove { key } => self.remove_local_network(&key).await,
+            Request::NetworkCreate(_) if self.identity().is_none() => {
+                Err(ApiError::unavailable(networks::OVERLAY_OUTSIDE_SWARM))
+            }
             other => self.manager_op(other).await,
         }
     }

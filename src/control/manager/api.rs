@@ -106,11 +106,21 @@ impl Manager {
                 self.forget(&node.id);
                 Ok(Reply::Done)
             }
+            Request::NetworkCreate(body) => Ok(Reply::NetworkCreated(
+                self.create_network(&swarm, &body).await?,
+            )),
+            Request::NetworkList => Ok(Reply::Networks(self.networks()?)),
+            Request::NetworkRemove { key } => Ok(Reply::Network(self.remove_network(&key).await?)),
             Request::Info
             | Request::NodeSetRole { .. }
             | Request::SwarmInit(_)
             | Request::SwarmJoin(_)
-            | Request::SwarmLeave { .. } => Err(ApiError::internal("not a manager operation")),
+            | Request::SwarmLeave { .. }
+            | Request::LocalNetworkList
+            | Request::LocalNetworkCreate(_)
+            | Request::LocalNetworkRemove { .. } => {
+                Err(ApiError::internal("not a manager operation"))
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 mod api;
 mod cluster;
 mod membership;
-mod networks;
+pub mod networks;
 
 pub use membership::{majority, LOSES_QUORUM};
 

@@ -58,14 +58,14 @@ pub fn find<'a>(networks: &'a [NetworkRecord], key: &str) -> Result<&'a NetworkR
 }
 
 impl Manager {
-    /// Leader only: checks and allocates a new swarm network and commits it.
-    pub async fn create_network(
+    /// Leader only, with the manager's write lock held (`handle_api`): checks and allocates a
+    /// new swarm network and commits it.
+    pub(super) async fn create_network(
         &self,
+        swarm: &SwarmRecord,
         body: &NetworkCreateRequest,
     ) -> Result<NetworkCreateResponse, ApiError> {
         let (req, labels) = request_from_docker(body);
-        let _serial = self.serial.lock().await;
-        let swarm = self.store.swarm()?.ok_or_else(ApiError::not_in_swarm)?;
         let existing = self.store.networks()?;
         // Local networks' names are taken too (docker_gwbridge), as on Docker.
         if req.name == GWBRIDGE {
@@ -75,7 +75,7 @@ impl Manager {
         }
         let seen: Vec<_> = existing.iter().map(NetworkRecord::existing).collect();
         let alloc =
-            allocator::network::create(&req, &seen, &pools_of(&swarm)).map_err(|e| {
+            allocator::network::create(&req, &seen, &pools_of(swarm)).map_err(|e| {
                 match e.class() {
                     ErrorClass::Conflict => ApiError::conflict(e.to_string()),
                     ErrorClass::InvalidArgument => ApiError::invalid(e.to_string()),
@@ -101,9 +101,9 @@ impl Manager {
         Ok(self.store.networks()?)
     }
 
-    /// Leader only: removes a swarm network by ID, name or ID prefix; returns it.
-    pub async fn remove_network(&self, key: &str) -> Result<NetworkRecord, ApiError> {
-        let _serial = self.serial.lock().await;
+    /// Leader only, with the write lock held: removes a swarm network by ID, name or ID prefix;
+    /// returns it.
+    pub(super) async fn remove_network(&self, key: &str) -> Result<NetworkRecord, ApiError> {
         let networks = self.store.networks()?;
         let net = find(&networks, key)?.clone();
         if net.scope == Scope::Local {
