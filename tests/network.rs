@@ -120,6 +120,19 @@ fn the_seeds_network_commands_give_dockers_outputs() {
     let mut sorted_want = want.to_vec();
     sorted_want.sort();
     assert_eq!(sorted_keys, sorted_want);
+    // --format takes Docker's Go templates.
+    assert_eq!(
+        n1.ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Name}} {{json .IPAM}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            "my-network",
+            "ingress",
+        ]),
+        "my-network {\"Driver\":\"default\",\"Options\":null,\"Config\":[{\"Subnet\":\"10.0.1.0/24\",\"Gateway\":\"10.0.1.1\"}]} 10.0.1.0/24\n\
+         ingress {\"Driver\":\"default\",\"Options\":null,\"Config\":[{\"Subnet\":\"10.0.0.0/24\",\"Gateway\":\"10.0.0.1\"}]} 10.0.0.0/24\n"
+    );
     // An ID prefix works wherever a name does.
     assert_eq!(inspect(&n1, &id[..6])["Name"], "my-network");
 

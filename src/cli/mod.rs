@@ -7,6 +7,7 @@ pub mod output;
 mod replay;
 mod run;
 pub mod swarm;
+pub mod template;
 
 use clap::{Parser, Subcommand};
 

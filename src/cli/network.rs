@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::daemon::{block_on, client};
 use super::output::{json, table};
+use super::template::Format;
 use crate::api::client::{query_value, Client};
 use crate::api::network::{Ipam, IpamConfig, Network, NetworkCreateRequest, NetworkCreateResponse};
 
@@ -63,6 +64,9 @@ pub enum NetworkCommand {
     },
     /// Display detailed information on one or more networks.
     Inspect {
+        /// Format the output using a Go template ({{.Name}}, {{json .IPAM}}, ...).
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         networks: Vec<String>,
     },
@@ -229,7 +233,8 @@ async fn run_async(client: &Client, cmd: NetworkCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        NetworkCommand::Inspect { networks } => {
+        NetworkCommand::Inspect { format, networks } => {
+            let format = format.as_deref().map(Format::parse).transpose()?;
             let mut found = Vec::new();
             let mut failed = Vec::new();
             for key in networks {
@@ -238,7 +243,14 @@ async fn run_async(client: &Client, cmd: NetworkCommand) -> anyhow::Result<()> {
                     Err(e) => failed.push(e.to_string()),
                 }
             }
-            println!("{}", json(&found)?);
+            match format {
+                Some(f) => {
+                    for n in &found {
+                        println!("{}", f.render(n)?);
+                    }
+                }
+                None => println!("{}", json(&found)?),
+            }
             if !failed.is_empty() {
                 anyhow::bail!(failed.join("\n"));
             }

@@ -103,9 +103,14 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net, IpamError> {
     Ok(net)
 }
 
-/// Refuses `subnet` when it overlaps a subnet in use, naming that network.
+/// Refuses `subnet` when it overlaps a subnet in use, naming that network (the lowest subnet
+/// when it overlaps several, so the answer does not depend on the store's order).
 pub fn check_overlap(subnet: Ipv4Net, used: &[UsedSubnet]) -> Result<(), IpamError> {
-    match used.iter().find(|u| overlaps(subnet, u.subnet)) {
+    match used
+        .iter()
+        .filter(|u| overlaps(subnet, u.subnet))
+        .min_by_key(|u| (u.subnet.network(), u.subnet.prefix_len()))
+    {
         Some(u) => Err(IpamError::Overlaps {
             subnet,
             name: u.network.clone(),
