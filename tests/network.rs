@@ -133,6 +133,16 @@ fn the_seeds_network_commands_give_dockers_outputs() {
         "my-network {\"Driver\":\"default\",\"Options\":null,\"Config\":[{\"Subnet\":\"10.0.1.0/24\",\"Gateway\":\"10.0.1.1\"}]} 10.0.1.0/24\n\
          ingress {\"Driver\":\"default\",\"Options\":null,\"Config\":[{\"Subnet\":\"10.0.0.0/24\",\"Gateway\":\"10.0.0.1\"}]} 10.0.0.0/24\n"
     );
+    assert_eq!(
+        n1.ok(&[
+            "node",
+            "inspect",
+            "-f",
+            "{{.Spec.Role}} {{json .Spec}}",
+            "self"
+        ]),
+        "manager {\"Labels\":{},\"Role\":\"manager\",\"Availability\":\"active\"}\n"
+    );
     // An ID prefix works wherever a name does.
     assert_eq!(inspect(&n1, &id[..6])["Name"], "my-network");
 

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use super::daemon::{block_on, client};
 use super::output::{json, table};
 use super::template::Format;
-use crate::api::client::{query_value, Client};
+use crate::api::client::{path_segment, query_value, Client};
 use crate::api::network::{Ipam, IpamConfig, Network, NetworkCreateRequest, NetworkCreateResponse};
 
 /// Docker's question before the routing-mesh network is removed.
@@ -172,7 +172,7 @@ pub fn filters_query(filters: &[(String, String)]) -> String {
 }
 
 fn route(key: &str) -> String {
-    format!("/networks/{}", query_value(key))
+    format!("/networks/{}", path_segment(key))
 }
 
 /// Asks `question` and reads one answer line; true only for y/yes (EOF is no, as Docker).

@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use super::daemon::{block_on, client};
 use super::output::{json, table, title};
+use super::template::Format;
 use crate::api::client::{path_segment, Client};
 use crate::api::{docker, Availability, Role};
 
@@ -17,6 +18,9 @@ pub enum NodeCommand {
     },
     /// Display detailed information on one or more nodes ("self" for this node).
     Inspect {
+        /// Format the output using a Go template ({{.ID}}, {{json .Spec}}, ...).
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         nodes: Vec<String>,
     },
@@ -128,7 +132,8 @@ async fn run_async(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
                 )
             );
         }
-        NodeCommand::Inspect { nodes } => {
+        NodeCommand::Inspect { format, nodes } => {
+            let format = format.as_deref().map(Format::parse).transpose()?;
             let mut found = Vec::new();
             for query in nodes {
                 let id = if query == "self" {
@@ -140,7 +145,14 @@ async fn run_async(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
                 };
                 found.push(inspect(client, &id).await?);
             }
-            println!("{}", json(&found)?);
+            match format {
+                Some(f) => {
+                    for n in &found {
+                        println!("{}", f.render(n)?);
+                    }
+                }
+                None => println!("{}", json(&found)?),
+            }
         }
         NodeCommand::Update { availability, node } => {
             let current = inspect(client, &node).await?;
