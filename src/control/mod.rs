@@ -12,6 +12,7 @@ pub mod raft;
 pub mod raft_net;
 pub mod raft_store;
 pub mod rpc;
+pub mod scheduler;
 pub mod store;
 pub mod tls;
 pub mod token;
