@@ -15,6 +15,7 @@ pub mod owner;
 pub mod routes;
 pub mod server;
 pub mod stream;
+pub mod service;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
