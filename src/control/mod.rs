@@ -13,6 +13,7 @@ pub mod raft_net;
 pub mod raft_store;
 pub mod rpc;
 pub mod scheduler;
+pub mod service;
 pub mod store;
 pub mod tls;
 pub mod token;
