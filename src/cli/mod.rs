@@ -6,6 +6,7 @@ pub mod node;
 pub mod output;
 mod replay;
 mod run;
+pub mod service_args;
 pub mod swarm;
 pub mod template;
 
