@@ -14,8 +14,8 @@ pub mod network;
 pub mod owner;
 pub mod routes;
 pub mod server;
-pub mod stream;
 pub mod service;
+pub mod stream;
 pub mod types;
 
 use serde::{Deserialize, Serialize};

@@ -20,14 +20,14 @@ pub fn parse_publish(s: &str) -> Result<PortConfig, String> {
                 .split_once('=')
                 .ok_or_else(|| bad(&format!("invalid field '{field}' must be a key=value pair")))?;
             match k.trim().to_ascii_lowercase().as_str() {
-                "mode" => {
-                    match v {
-                        "ingress" | "host" => p.publish_mode = v.into(),
-                        _ => return Err(bad(&format!(
+                "mode" => match v {
+                    "ingress" | "host" => p.publish_mode = v.into(),
+                    _ => {
+                        return Err(bad(&format!(
                             "invalid publish mode value ({v}): must be either 'ingress' or 'host'"
-                        ))),
+                        )))
                     }
-                }
+                },
                 "target" => target = Some(port(v).map_err(|e| bad(&e))?),
                 "published" => p.published_port = port(v).map_err(|e| bad(&e))?,
                 "protocol" => p.protocol = protocol(v).map_err(|e| bad(&e))?,
