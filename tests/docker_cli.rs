@@ -251,3 +251,71 @@ fn docker_swarm_init_join_leave_and_refused_updates() {
         "Node left the swarm.\n"
     );
 }
+
+#[test]
+fn the_docker_cli_manages_swarmnet_networks() {
+    let Some(bin) = docker_cli() else {
+        eprintln!("SKIPPED the_docker_cli_manages_swarmnet_networks: no docker CLI on PATH (Debian's docker.io package provides one)");
+        return;
+    };
+    let n1 = Node::start("127.91.9.1");
+    n1.init();
+    let docker = Docker {
+        bin,
+        host: n1.host(),
+        config: tempfile::tempdir().unwrap(),
+    };
+    // The seed's commands, as a docker user types them.
+    let id = docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--subnet",
+        "10.0.9.0/24",
+        "--gateway",
+        "10.0.9.99",
+        "--opt",
+        "encrypted",
+        "--attachable",
+        "my-network",
+    ]);
+    assert_eq!(id.trim().len(), 25, "{id}");
+    let err = |args: &[&str]| {
+        let out = docker.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    assert_eq!(
+        err(&["network", "create", "-d", "overlay", "my-network"]),
+        "Error response from daemon: network with name my-network already exists"
+    );
+    assert_eq!(
+        err(&["network", "create", "-d", "overlay", "--subnet", "10.0.9.0/33", "bad-net"]),
+        "Error response from daemon: Invalid subnet 10.0.9.0/33 : invalid CIDR address: 10.0.9.0/33"
+    );
+    let ls = docker.ok(&["network", "ls", "--filter", "driver=overlay"]);
+    let names: Vec<&str> = ls
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(names, ["ingress", "my-network"], "{ls}");
+    assert_eq!(
+        docker
+            .ok(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{json .IPAM}} {{index .Options \"encrypted\"}}|",
+                "my-network"
+            ])
+            .trim(),
+        r#"{"Driver":"default","Options":null,"Config":[{"Subnet":"10.0.9.0/24","Gateway":"10.0.9.99"}]} |"#
+    );
+    assert_eq!(
+        docker.ok(&["network", "rm", "my-network"]).trim(),
+        "my-network"
+    );
+    assert!(err(&["network", "inspect", "my-network"]).contains("my-network"));
+}
