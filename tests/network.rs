@@ -294,25 +294,10 @@ fn the_seeds_network_commands_give_dockers_outputs() {
 
 #[test]
 fn networks_are_one_on_every_manager_and_survive_a_restart() {
-    let n1 = Node::start("127.91.2.1");
-    let n2 = Node::start("127.91.2.2");
-    let mut n3 = Node::start("127.91.2.3");
+    let (n1, n2, mut n3) = cluster::three_managers("127.91.2");
     let w = Node::start("127.91.2.4");
-    n1.init();
-    let token = n1.token("manager");
-    for n in [&n2, &n3] {
-        let out = n.join(&token, &n1);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
     let out = w.join(&n1.token("worker"), &n1);
     assert!(out.status.success(), "{}", stderr(&out));
-    for n in [&n1, &n2, &n3] {
-        assert!(
-            wait_until(SETTLE, || n.info().raft_voters == 3),
-            "{}",
-            n.log()
-        );
-    }
 
     // Created on the leader, seen on every manager the same.
     let id = n1.ok(&["network", "create", "--subnet", "10.0.9.0/24", "a"]);
@@ -351,22 +336,7 @@ fn networks_are_one_on_every_manager_and_survive_a_restart() {
 
 #[test]
 fn a_create_cut_by_the_leaders_death_is_everywhere_or_nowhere() {
-    let mut n1 = Node::start("127.91.3.1");
-    let n2 = Node::start("127.91.3.2");
-    let n3 = Node::start("127.91.3.3");
-    n1.init();
-    let token = n1.token("manager");
-    for n in [&n2, &n3] {
-        let out = n.join(&token, &n1);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-    for n in [&n1, &n2, &n3] {
-        assert!(
-            wait_until(SETTLE, || n.info().raft_voters == 3),
-            "{}",
-            n.log()
-        );
-    }
+    let (mut n1, n2, n3) = cluster::three_managers("127.91.3");
     // Creates in flight while the leader is killed.
     let host = n1.host();
     let creates: Vec<_> = (0..4)

@@ -11,25 +11,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// Three managers, every one a Raft voter. Returns them with the worker token.
 fn three_managers(subnet: u8) -> (Node, Node, Node) {
-    let n1 = Node::start(&format!("127.77.{subnet}.1"));
-    let n2 = Node::start(&format!("127.77.{subnet}.2"));
-    let n3 = Node::start(&format!("127.77.{subnet}.3"));
-    n1.init();
-    let token = n1.token("manager");
-    for n in [&n2, &n3] {
-        let out = n.join(&token, &n1);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
-    for n in [&n1, &n2, &n3] {
-        assert!(
-            wait_until(SETTLE, || n.info().raft_voters == 3),
-            "{} never saw 3 voters: {:?}\n{}",
-            n.ip,
-            n.info(),
-            n.log()
-        );
-    }
-    (n1, n2, n3)
+    cluster::three_managers(&format!("127.77.{subnet}"))
 }
 
 /// Repetitions of the join-then-kill sequence: `SWARMNET_QUORUM_REPS` (the issue asks for 20 of

@@ -232,3 +232,27 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Three managers on `NET.1`-`NET.3` (a /24 of the loopback range, e.g. "127.77.40"): init on
+/// the first, two manager joins, and every one seeing the three voters.
+pub fn three_managers(net: &str) -> (Node, Node, Node) {
+    let n1 = Node::start(&format!("{net}.1"));
+    let n2 = Node::start(&format!("{net}.2"));
+    let n3 = Node::start(&format!("{net}.3"));
+    n1.init();
+    let token = n1.token("manager");
+    for n in [&n2, &n3] {
+        let out = n.join(&token, &n1);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    for n in [&n1, &n2, &n3] {
+        assert!(
+            wait_until(Duration::from_secs(20), || n.info().raft_voters == 3),
+            "{} never saw 3 voters: {:?}\n{}",
+            n.ip,
+            n.info(),
+            n.log()
+        );
+    }
+    (n1, n2, n3)
+}
