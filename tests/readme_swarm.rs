@@ -1,6 +1,7 @@
 //! The README's swarm example, pasted as one block into bash, works: the daemons are waited
-//! for, the second node joins, `node ls` shows both. Paths and addresses are moved to this
-//! test's own temporary directory and loopback range; the commands are the README's.
+//! for, the second node joins, `node ls` shows both; then its networks example on that swarm.
+//! Paths and addresses are moved to this test's own temporary directory and loopback range; the
+//! commands are the README's.
 
 use std::process::Command;
 
@@ -17,6 +18,13 @@ fn the_readme_swarm_block_runs_as_pasted() {
         .nth(1)
         .and_then(|b| b.split("```").next())
         .expect("a sh block in the swarm section");
+    let networks = readme
+        .split("## Overlay networks in the swarm")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in the networks section");
+    let block = format!("{block}{networks}");
     let dir = tempfile::tempdir().unwrap();
     let block = block
         .replace("/tmp/", &format!("{}/", dir.path().display()))
@@ -52,15 +60,31 @@ fn the_readme_swarm_block_runs_as_pasted() {
     let table = stdout
         .split("ID                            HOSTNAME")
         .nth(1)
+        .and_then(|t| t.split("NETWORK ID").next())
         .unwrap_or_else(|| panic!("no node ls table:\n{stdout}"));
     assert_eq!(
-        table
-            .lines()
-            .skip(1)
-            .filter(|l| !l.is_empty() && !l.starts_with("swarmnet daemon"))
-            .count(),
+        table.lines().filter(|l| l.contains(" Ready ")).count(),
         2,
         "{stdout}"
+    );
+    // The networks block: listed on the other manager, inspected, removed.
+    let ls = stdout
+        .split("NETWORK ID")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no network ls table:\n{stdout}"));
+    for name in ["docker_gwbridge", "ingress", "my-net2", "my-network"] {
+        assert!(
+            ls.contains(&format!(" {name} ")),
+            "{name} not listed:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(r#"{"Driver":"default","Options":null,"Config":[{"Subnet":"10.0.9.0/24","Gateway":"10.0.9.99"}]}"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l == "my-network"),
+        "rm prints the name: {stdout}"
     );
     assert!(
         table.contains("Leader") && table.contains("Reachable"),
