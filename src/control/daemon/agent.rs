@@ -32,6 +32,51 @@ fn cert_needs_renewal(identity: &LocalIdentity) -> bool {
     }
 }
 
+/// How often a failure that goes on is logged again.
+const REPEAT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The agent's failure in progress, for its log lines.
+#[derive(Default)]
+struct Failing {
+    message: Option<String>,
+    since_log: u64,
+    logged_at: Option<tokio::time::Instant>,
+}
+
+impl Failing {
+    /// A failure at `now`: the line to log, if one is due.
+    fn failed(&mut self, message: String, now: tokio::time::Instant) -> Option<String> {
+        let same = self.message.as_deref() == Some(message.as_str());
+        let due = self
+            .logged_at
+            .is_none_or(|t| now.duration_since(t) >= REPEAT_LOG_INTERVAL);
+        if same && !due {
+            self.since_log += 1;
+            return None;
+        }
+        let line = if same {
+            format!(
+                "{message} (again, {} times since the last report)",
+                self.since_log + 1
+            )
+        } else {
+            message.clone()
+        };
+        self.message = Some(message);
+        self.since_log = 0;
+        self.logged_at = Some(now);
+        Some(line)
+    }
+
+    /// A success: the line to log if a failure just ended.
+    fn recovered(&mut self) -> Option<String> {
+        let ended = self.message.take()?;
+        self.logged_at = None;
+        self.since_log = 0;
+        Some(format!("working again after: {ended}"))
+    }
+}
+
 impl Daemon {
     /// The agent as a boxed future: the agent can restart itself (role change), and the box
     /// breaks that cycle for the compiler's `Send` check.
@@ -42,12 +87,26 @@ impl Daemon {
     }
 
     /// Every heartbeat period: keep the node's view (role, managers, keys) in step with the swarm.
+    /// A failure is logged when it starts and when it changes; while it lasts, once per
+    /// [`REPEAT_LOG_INTERVAL`] with a count, and its end is logged too (a manager down for an
+    /// hour is not 3,600 identical lines).
     async fn agent(self: Arc<Self>) {
         let mut tick = tokio::time::interval(HEARTBEAT_PERIOD);
+        let mut failing = Failing::default();
         loop {
             tick.tick().await;
-            if let Err(err) = self.agent_step().await {
-                tracing::warn!("node agent: {err}");
+            let now = tokio::time::Instant::now();
+            match self.agent_step().await {
+                Err(err) => {
+                    if let Some(line) = failing.failed(err.to_string(), now) {
+                        tracing::warn!("node agent: {line}");
+                    }
+                }
+                Ok(()) => {
+                    if let Some(line) = failing.recovered() {
+                        tracing::warn!("node agent: {line}");
+                    }
+                }
             }
         }
     }
@@ -207,6 +266,41 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lasting_failure_is_logged_at_its_start_every_interval_and_at_its_end() {
+        let t0 = tokio::time::Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        let down = "could not connect to the manager at 127.0.0.1:2377".to_string();
+        let mut f = Failing::default();
+        assert_eq!(
+            f.failed(down.clone(), at(0)).as_deref(),
+            Some(down.as_str())
+        );
+        // One heartbeat a second for 29 s: nothing more.
+        for s in 1..30 {
+            assert_eq!(f.failed(down.clone(), at(s)), None, "{s}");
+        }
+        assert_eq!(
+            f.failed(down.clone(), at(30)).unwrap(),
+            format!("{down} (again, 30 times since the last report)")
+        );
+        // Another failure is news at once.
+        let other = "the swarm has lost quorum".to_string();
+        assert_eq!(
+            f.failed(other.clone(), at(31)).as_deref(),
+            Some(other.as_str())
+        );
+        assert_eq!(
+            f.recovered().unwrap(),
+            "working again after: the swarm has lost quorum"
+        );
+        assert_eq!(f.recovered(), None);
+        assert_eq!(
+            f.failed(down.clone(), at(32)).as_deref(),
+            Some(down.as_str())
+        );
+    }
 
     #[test]
     fn renewal_starts_at_half_life() {
