@@ -12,7 +12,7 @@
 
 pub mod constraint;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub use constraint::{Constraint, ConstraintError, NodeFacts};
 
@@ -211,15 +211,15 @@ pub fn plan(
         }
         Mode::Global => {
             // One per node: extra ones on a node stop.
-            let mut seen: HashMap<&str, ()> = HashMap::new();
+            let mut seen: HashSet<&str> = HashSet::new();
             for t in kept {
-                if seen.insert(t.node_id.as_str(), ()).is_some() {
+                if !seen.insert(t.node_id.as_str()) {
                     out.stop.push(t.id.clone());
                     load.remove(&t.node_id);
                 }
             }
             for (i, n) in eligible.iter().enumerate() {
-                if !seen.contains_key(n.id.as_str()) {
+                if !seen.contains(n.id.as_str()) {
                     load.counts[slots[i]] += 1;
                     out.create.push(NewTask {
                         slot: 0,
