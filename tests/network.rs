@@ -299,39 +299,40 @@ fn networks_are_one_on_every_manager_and_survive_a_restart() {
     let out = w.join(&n1.token("worker"), &n1);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // Names that are not hex: "a" could be the prefix of a network ID and match it.
     // Created on the leader, seen on every manager the same.
-    let id = n1.ok(&["network", "create", "--subnet", "10.0.9.0/24", "a"]);
+    let id = n1.ok(&["network", "create", "--subnet", "10.0.9.0/24", "one"]);
     // Created on a follower (forwarded to the leader).
-    n2.ok(&["network", "create", "b"]);
+    n2.ok(&["network", "create", "two"]);
     for n in [&n1, &n2, &n3] {
         assert!(
-            wait_until(SETTLE, || names(n).contains(&"b".to_string())),
-            "{} never saw b",
+            wait_until(SETTLE, || names(n).contains(&"two".to_string())),
+            "{} never saw two",
             n.ip
         );
-        let a = inspect(n, "a");
+        let a = inspect(n, "one");
         assert_eq!(a["Id"], id.trim());
         assert_eq!(a["IPAM"]["Config"][0]["Subnet"], "10.0.9.0/24");
     }
     // Same name from two managers: one wins.
     assert!(n3
-        .fails(&["network", "create", "a"])
-        .contains("network with name a already exists"));
+        .fails(&["network", "create", "one"])
+        .contains("network with name one already exists"));
 
     // A worker: refused with Docker's text, sees only its local network.
     assert_eq!(
-        w.fails(&["network", "create", "c"]).trim(),
+        w.fails(&["network", "create", "three"]).trim(),
         format!("Error response from daemon: {NOT_A_MANAGER}")
     );
     assert_eq!(names(&w), ["docker_gwbridge"]);
     assert!(w
-        .fails(&["network", "inspect", "a"])
-        .contains("network a not found"));
+        .fails(&["network", "inspect", "one"])
+        .contains("network one not found"));
 
     // A restarted manager keeps them.
     n3.restart();
     assert!(wait_until(SETTLE, || n3.info().raft_voters == 3));
-    assert_eq!(names(&n3), ["a", "b", "docker_gwbridge", "ingress"]);
+    assert_eq!(names(&n3), ["docker_gwbridge", "ingress", "one", "two"]);
 }
 
 #[test]
