@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod ca;
 pub mod daemon;
 pub mod keys;
+pub mod logs;
 pub mod manager;
 pub mod network;
 pub mod raft;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::network::NetworkRecord;
+use super::service::{ServiceRecord, TaskRecord, TaskState, TaskStatus};
 use super::store::{NetworkKey, SwarmRecord};
 use crate::api::Node;
 
@@ -34,6 +35,26 @@ pub enum Command {
     CreateNetwork(Box<NetworkRecord>),
     /// Removes a network by ID.
     RemoveNetwork(String),
+    /// A new service; refused if its name is taken.
+    CreateService(Box<ServiceRecord>),
+    /// The next version of a service; refused unless it follows the stored one.
+    UpdateService(Box<ServiceRecord>),
+    /// Removes a service by ID and tells its tasks to shut down.
+    RemoveService(String),
+    /// Creates or replaces tasks (orchestration on the leader).
+    PutTasks(Vec<TaskRecord>),
+    /// Sets tasks' desired state.
+    SetTaskDesired {
+        ids: Vec<String>,
+        desired: TaskState,
+    },
+    /// Task states reported by node `node_id`.
+    TaskStatuses {
+        node_id: String,
+        statuses: Vec<TaskStatus>,
+    },
+    /// Forgets tasks.
+    RemoveTasks(Vec<String>),
 }
 
 /// What applying a command returns.

@@ -21,6 +21,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::raft::{Applied, Command, TypeConfig};
+use super::service::apply;
 use super::store::{
     Store, CLUSTER, CLUSTER_TABLES, ENCRYPTION_KEYS, NETWORKS, NODES, RAFT_LOG, RAFT_META,
 };
@@ -356,6 +357,17 @@ fn apply_command(tx: &WriteTransaction, command: &Command) -> Result<Option<Stri
                 .remove(id.as_str())
                 .map_err(any)?;
         }
+        Command::CreateService(s) => return apply::create_service(tx, s).map_err(any),
+        Command::UpdateService(s) => return apply::update_service(tx, s).map_err(any),
+        Command::RemoveService(id) => return apply::remove_service(tx, id).map_err(any),
+        Command::PutTasks(tasks) => return apply::put_tasks(tx, tasks).map_err(any),
+        Command::SetTaskDesired { ids, desired } => {
+            return apply::set_desired(tx, ids, *desired).map_err(any)
+        }
+        Command::TaskStatuses { node_id, statuses } => {
+            return apply::task_statuses(tx, node_id, statuses).map_err(any)
+        }
+        Command::RemoveTasks(ids) => return apply::remove_tasks(tx, ids).map_err(any),
     }
     Ok(None)
 }

@@ -66,9 +66,26 @@ pub struct TaskRecord {
     pub node_id: String,
     pub desired: TaskState,
     pub state: TaskState,
+    /// The state's message, as `service ps` shows it in CURRENT STATE's tooltip (swarmkit's
+    /// `Status.Message`, e.g. "started").
     #[serde(default)]
     pub message: String,
+    /// Why the task failed or was rejected (`service ps`'s ERROR column).
+    #[serde(default)]
+    pub error: String,
     pub addresses: Vec<TaskAddress>,
+    /// The service's template version the task was made from (a newer one replaces it).
+    #[serde(default)]
+    pub template_version: u64,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created_at: String,
+    /// When `state` was last set, RFC 3339.
+    #[serde(default)]
+    pub state_at: String,
+    /// Exit code of a program task that ended.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
 }
 
 /// One service, as stored.
@@ -81,6 +98,222 @@ pub struct ServiceRecord {
     /// Its VIP on each network (vip mode).
     #[serde(default)]
     pub vips: Vec<TaskAddress>,
+    /// Published ports as allocated (a `PublishedPort` of 0 in the spec gets one of
+    /// 30000-32767).
+    #[serde(default)]
+    pub ports: Vec<crate::api::service::PortConfig>,
+    /// The object version (`Version.Index`); every update bumps it.
+    #[serde(default)]
+    pub version: u64,
+    /// Bumped when the task template changes (image, args, env, networks, force): tasks made
+    /// from an older one are replaced.
+    #[serde(default)]
+    pub template_version: u64,
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// A task's state as its node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub state: TaskState,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// RFC 3339, the node's clock.
+    pub at: String,
+}
+
+/// A failure of the store itself while applying a service or task command (not a refusal).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("service or task table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("service or task table: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("service or task record does not decode: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+type Table<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+fn rows<T: serde::de::DeserializeOwned>(table: &Table<'_>) -> Result<Vec<T>, ApplyError> {
+    use redb::ReadableTable;
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (_, v) = item?;
+        out.push(serde_json::from_slice(v.value())?);
+    }
+    Ok(out)
+}
+
+fn row<T: serde::de::DeserializeOwned>(
+    table: &Table<'_>,
+    key: &str,
+) -> Result<Option<T>, ApplyError> {
+    use redb::ReadableTable;
+    match table.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put<T: Serialize>(table: &mut Table<'_>, key: &str, value: &T) -> Result<(), ApplyError> {
+    let bytes = serde_json::to_vec(value)?;
+    table.insert(key, bytes.as_slice())?;
+    Ok(())
+}
+
+/// The Raft state machine's side of the service and task commands: what every manager applies
+/// alike. `Ok(Some(why))` is a refusal.
+pub(crate) mod apply {
+    use super::*;
+    use crate::control::store::{SERVICES, TASKS};
+    use redb::WriteTransaction;
+
+    /// A new service; refused when its name or ID is taken (two leaders in a row).
+    pub fn create_service(
+        tx: &WriteTransaction,
+        new: &ServiceRecord,
+    ) -> Result<Option<String>, ApplyError> {
+        let mut table = tx.open_table(SERVICES)?;
+        let existing: Vec<ServiceRecord> = rows(&table)?;
+        if existing
+            .iter()
+            .any(|s| s.spec.name == new.spec.name || s.id == new.id)
+        {
+            return Ok(Some(format!(
+                "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {} already exists",
+                new.spec.name
+            )));
+        }
+        put(&mut table, &new.id, new)?;
+        Ok(None)
+    }
+
+    /// A new version of a service: refused unless it follows the stored version (an update
+    /// made from a stale read), or when it takes another service's name.
+    pub fn update_service(
+        tx: &WriteTransaction,
+        new: &ServiceRecord,
+    ) -> Result<Option<String>, ApplyError> {
+        let mut table = tx.open_table(SERVICES)?;
+        let Some(old) = row::<ServiceRecord>(&table, &new.id)? else {
+            return Ok(Some(format!("service {} not found", new.id)));
+        };
+        if new.version != old.version + 1 {
+            return Ok(Some(
+                "rpc error: code = Unknown desc = update out of sequence".to_string(),
+            ));
+        }
+        let existing: Vec<ServiceRecord> = rows(&table)?;
+        if existing
+            .iter()
+            .any(|s| s.spec.name == new.spec.name && s.id != new.id)
+        {
+            return Ok(Some(format!(
+                "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {} already exists",
+                new.spec.name
+            )));
+        }
+        put(&mut table, &new.id, new)?;
+        Ok(None)
+    }
+
+    /// Removes a service; its tasks are told to shut down (and removed once they have).
+    pub fn remove_service(tx: &WriteTransaction, id: &str) -> Result<Option<String>, ApplyError> {
+        if tx.open_table(SERVICES)?.remove(id)?.is_none() {
+            return Ok(Some(format!("service {id} not found")));
+        }
+        let mut tasks = tx.open_table(TASKS)?;
+        let all: Vec<TaskRecord> = rows(&tasks)?;
+        for mut t in all.into_iter().filter(|t| t.service_id == id) {
+            if t.desired != TaskState::Shutdown {
+                t.desired = TaskState::Shutdown;
+                put(&mut tasks, &t.id.clone(), &t)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates or replaces tasks (the leader's orchestration). A new task of a service that is
+    /// gone by now is skipped.
+    pub fn put_tasks(
+        tx: &WriteTransaction,
+        tasks: &[TaskRecord],
+    ) -> Result<Option<String>, ApplyError> {
+        let services = tx.open_table(SERVICES)?;
+        let mut table = tx.open_table(TASKS)?;
+        for t in tasks {
+            let known = row::<TaskRecord>(&table, &t.id)?.is_some();
+            if !known && row::<ServiceRecord>(&services, &t.service_id)?.is_none() {
+                continue;
+            }
+            put(&mut table, &t.id, t)?;
+        }
+        Ok(None)
+    }
+
+    /// Sets the desired state of tasks (shut down by the orchestrator).
+    pub fn set_desired(
+        tx: &WriteTransaction,
+        ids: &[String],
+        desired: TaskState,
+    ) -> Result<Option<String>, ApplyError> {
+        let mut table = tx.open_table(TASKS)?;
+        for id in ids {
+            if let Some(mut t) = row::<TaskRecord>(&table, id)? {
+                t.desired = desired;
+                put(&mut table, id, &t)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// States reported by the nodes. A report only moves a task forward (a late report of an
+    /// earlier state is ignored), and only its own node's reports count.
+    pub fn task_statuses(
+        tx: &WriteTransaction,
+        node_id: &str,
+        statuses: &[TaskStatus],
+    ) -> Result<Option<String>, ApplyError> {
+        let mut table = tx.open_table(TASKS)?;
+        for st in statuses {
+            let Some(mut t) = row::<TaskRecord>(&table, &st.task_id)? else {
+                continue;
+            };
+            if t.node_id != node_id || st.state <= t.state {
+                continue;
+            }
+            t.state = st.state;
+            t.message = st.message.clone();
+            t.error = st.error.clone();
+            t.exit_code = st.exit_code;
+            t.state_at = st.at.clone();
+            put(&mut table, &st.task_id.clone(), &t)?;
+        }
+        Ok(None)
+    }
+
+    /// Forgets tasks (history past its limit, tasks of removed services that have stopped).
+    pub fn remove_tasks(
+        tx: &WriteTransaction,
+        ids: &[String],
+    ) -> Result<Option<String>, ApplyError> {
+        let mut table = tx.open_table(TASKS)?;
+        for id in ids {
+            table.remove(id.as_str())?;
+        }
+        Ok(None)
+    }
 }
 
 /// Why a service cannot be orchestrated.
@@ -238,7 +471,12 @@ pub fn orchestrate(
             desired: TaskState::Running,
             state: TaskState::Assigned,
             message: "scheduler assigned task to node".into(),
+            error: String::new(),
             addresses,
+            template_version: service.template_version,
+            created_at: String::new(),
+            state_at: String::new(),
+            exit_code: None,
         });
     }
     Ok(out)
@@ -289,6 +527,12 @@ mod tests {
             },
             networks: networks.iter().map(|n| n.to_string()).collect(),
             vips: vec![],
+            ports: vec![],
+            version: 1,
+            template_version: 1,
+            previous_spec: None,
+            created_at: String::new(),
+            updated_at: String::new(),
         }
     }
 
@@ -390,7 +634,12 @@ mod tests {
             desired: TaskState::Running,
             state: TaskState::Failed,
             message: String::new(),
+            error: String::new(),
             addresses: vec![],
+            template_version: 0,
+            created_at: String::new(),
+            state_at: String::new(),
+            exit_code: None,
         };
         let mut addrs = Addresses::new(&nets, [&s], [&failed]);
         let ch = orchestrate(

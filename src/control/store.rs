@@ -1,8 +1,7 @@
 //! The node's persisted state, in one redb file in the state dir (`swarmnet.redb`).
 //!
 //! Cluster tables (what managers agree on): `cluster` (the swarm record: CA, tokens, settings),
-//! `nodes`, `networks`, `services`, `tasks` and `encryption_keys`. The last four are created now,
-//! empty, so that later layers fill them without a migration. On managers the cluster tables are
+//! `nodes`, `networks`, `services`, `tasks` and `encryption_keys`. On managers the cluster tables are
 //! the Raft state machine and `raft_log` / `raft_meta` hold the log (see `raft_store`). The `local` table holds what is
 //! this node's alone: its identity (key, certificate, role, addresses) and the encryption keys
 //! delivered to it. Values are JSON so records can grow fields (`#[serde(default)]`).
@@ -15,13 +14,14 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::ca::{NodeCredentials, RootCa};
 use super::network::NetworkRecord;
+use super::service::{ServiceRecord, TaskRecord};
 use crate::api::types::{Node, Role};
 
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
-const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
-const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 pub(crate) const ENCRYPTION_KEYS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("encryption_keys");
 const LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("local");
@@ -251,6 +251,20 @@ impl Store {
     /// Swarm-scope networks (managers only), in ID order.
     pub fn networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
         self.list(NETWORKS)
+    }
+
+    /// Services (managers only), in ID order.
+    pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.list(SERVICES)
+    }
+
+    pub fn service(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        self.get(SERVICES, id)
+    }
+
+    /// Tasks (managers only), in ID order.
+    pub fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.list(TASKS)
     }
 
     /// The node's local-scope networks (its docker_gwbridge).

@@ -90,6 +90,8 @@ pub struct Manager {
     raft: RwLock<Option<RaftHandle>>,
     /// When this manager was first seen leading in its current term of leadership.
     leader_since: Mutex<Option<Instant>>,
+    /// The tasks' output shipped by the nodes (leader only; see `logs`).
+    pub logs: Mutex<crate::control::logs::LogBook>,
 }
 
 impl Manager {
@@ -101,6 +103,7 @@ impl Manager {
             serial: tokio::sync::Mutex::new(()),
             raft: RwLock::new(None),
             leader_since: Mutex::new(None),
+            logs: Mutex::new(Default::default()),
         }
     }
 
