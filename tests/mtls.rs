@@ -58,9 +58,15 @@ async fn role_comes_from_the_certificate() {
         other => panic!("expected a refusal, got {other}"),
     }
     // ... but its heartbeat is accepted (it is a member).
-    let hb = rpc::call(&addr, config, &ClusterRequest::Heartbeat)
-        .await
-        .unwrap();
+    let hb = rpc::call(
+        &addr,
+        config,
+        &ClusterRequest::Heartbeat {
+            report: Box::default(),
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(
             hb,
@@ -76,7 +82,9 @@ async fn role_comes_from_the_certificate() {
     let anonymous = tls::client_config(&ca_pem, None).unwrap();
     for request in [
         ClusterRequest::Api(Request::NodeList),
-        ClusterRequest::Heartbeat,
+        ClusterRequest::Heartbeat {
+            report: Box::default(),
+        },
     ] {
         match rpc::call(&addr, anonymous.clone(), &request)
             .await
@@ -202,9 +210,15 @@ async fn a_certificate_from_another_swarm_is_rejected_in_the_handshake() {
     );
     // And a node trusting swarm 2's CA does not accept swarm 1's manager.
     let config = tls::client_config(&foreign_ca, Some(&foreign)).unwrap();
-    let err = rpc::call(&n1.addr(), config, &ClusterRequest::Heartbeat)
-        .await
-        .unwrap_err();
+    let err = rpc::call(
+        &n1.addr(),
+        config,
+        &ClusterRequest::Heartbeat {
+            report: Box::default(),
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, RpcError::Handshake { .. } | RpcError::Frame { .. }),
         "{err}"

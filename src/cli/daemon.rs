@@ -14,6 +14,23 @@ pub struct DaemonArgs {
     /// $XDG_STATE_HOME/swarmnet).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The node's name in the swarm (`node ls`, `service ps`); default the OS hostname.
+    #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
+    pub hostname: Option<String>,
+}
+
+/// A node name: 1-253 characters, none of them blank or a control character.
+fn parse_hostname(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 253 {
+        return Err(format!(
+            "hostname must be 1-253 characters long, not {}",
+            s.len()
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("hostname must not contain {c:?}"));
+    }
+    Ok(s.to_string())
 }
 
 use crate::api::owner::euid;
@@ -65,6 +82,7 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
     let config = DaemonConfig {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         socket,
+        hostname: args.hostname,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

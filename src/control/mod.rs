@@ -5,6 +5,7 @@ pub mod addr;
 pub mod allocator;
 pub mod ca;
 pub mod daemon;
+pub mod dispatcher;
 pub mod keys;
 pub mod logs;
 pub mod manager;

@@ -47,8 +47,13 @@ pub enum ClusterRequest {
         data_path_addr: String,
         availability: Availability,
     },
-    /// Liveness; answered with the desired role, the managers and the encryption keys.
-    Heartbeat,
+    /// Liveness, with the states and output of the caller's tasks since its last heartbeat;
+    /// answered with the desired role, the managers, the encryption keys and the caller's
+    /// assignments.
+    Heartbeat {
+        #[serde(default)]
+        report: Box<crate::control::dispatcher::Report>,
+    },
     /// A new certificate for the caller's new key, with the role the swarm wants for it.
     RenewCert { csr_pem: String },
     /// The caller leaves the swarm; a manager is removed from the Raft voters first.
@@ -84,6 +89,9 @@ pub enum ClusterReply {
         /// Whether the caller is a Raft voter (managers whose answer is `false` ask to join).
         #[serde(default)]
         voter: bool,
+        /// What the caller is to run.
+        #[serde(default)]
+        assignments: Box<crate::control::dispatcher::Assignments>,
     },
     Cert {
         cert_pem: String,

@@ -132,6 +132,14 @@ impl Daemon {
             if cert_needs_renewal(&identity) {
                 self.renew_own_certificate(&identity)?;
             }
+            let report = self.take_report().await;
+            let statuses = report.statuses.clone();
+            if let Err(err) = self.manager.take_report(&identity.node_id, report).await {
+                self.restore_statuses(statuses);
+                return Err(err);
+            }
+            let assignments = self.manager.assignments(&identity.node_id)?;
+            self.run_assignments(&identity, assignments, keys).await;
             return Ok(());
         }
         let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
@@ -141,14 +149,27 @@ impl Daemon {
         } else {
             identity.managers.clone()
         };
-        let reply = rpc::call_managers(&targets, config.clone(), &ClusterRequest::Heartbeat).await;
-        let (role, managers, keys, voter) = match reply {
+        let report = self.take_report().await;
+        let statuses = report.statuses.clone();
+        let reply = rpc::call_managers(
+            &targets,
+            config.clone(),
+            &ClusterRequest::Heartbeat {
+                report: Box::new(report),
+            },
+        )
+        .await;
+        if reply.is_err() {
+            self.restore_statuses(statuses);
+        }
+        let (role, managers, keys, voter, assignments) = match reply {
             Ok(ClusterReply::Heartbeat {
                 role,
                 managers,
                 keys,
                 voter,
-            }) => (role, managers, keys, voter),
+                assignments,
+            }) => (role, managers, keys, voter, assignments),
             Ok(_) => return Err(internal("unexpected heartbeat reply")),
             Err(RpcError::Remote(err)) if err.kind == ErrorKind::NotFound => {
                 tracing::warn!("this node was removed from the swarm: {}", err.message);
@@ -159,6 +180,7 @@ impl Daemon {
                 tasks.stop().await;
                 drop(tasks);
                 self.stop_raft().await;
+                self.stop_runtime().await;
                 return Ok(());
             }
             Err(err) => return Err(rpc_error(err)),
@@ -173,6 +195,7 @@ impl Daemon {
         if !managers.is_empty() && managers != identity.managers {
             self.update_identity(|i| i.managers = managers.clone())?;
         }
+        self.run_assignments(&identity, *assignments, keys).await;
         if role != identity.role || cert_needs_renewal(&identity) {
             self.renew_certificate(&identity, config).await?;
         } else if role == Role::Manager && !voter && self.manager.raft().is_some() {

@@ -26,6 +26,7 @@ impl Daemon {
             self.stop_raft().await;
         }
         tasks.agent = Some(tokio::spawn(self.clone().agent_task()));
+        tasks.orchestrator = Some(tokio::spawn(self.clone().orchestrator()));
         services
     }
 

@@ -304,6 +304,7 @@ impl Daemon {
         }
         tasks.stop().await;
         self.stop_raft().await;
+        self.stop_runtime().await;
         self.store.clear()?;
         self.set_identity(None);
         Ok(Reply::Done)

@@ -8,6 +8,8 @@ mod cluster;
 mod local_api;
 mod membership;
 mod networks;
+pub mod runtime;
+mod work;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +58,8 @@ pub enum DaemonError {
 pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// The node's name; `None`: the OS hostname.
+    pub hostname: Option<String>,
 }
 
 /// Background tasks of a node in a swarm.
@@ -63,6 +67,7 @@ pub struct DaemonConfig {
 struct Tasks {
     listener: Option<JoinHandle<()>>,
     agent: Option<JoinHandle<()>>,
+    orchestrator: Option<JoinHandle<()>>,
 }
 
 impl Tasks {
@@ -70,6 +75,9 @@ impl Tasks {
     /// can be bound again at once (never called from the listener task itself).
     async fn stop(&mut self) {
         if let Some(t) = self.agent.take() {
+            t.abort();
+        }
+        if let Some(t) = self.orchestrator.take() {
             t.abort();
         }
         if let Some(t) = self.listener.take() {
@@ -89,6 +97,9 @@ pub struct Daemon {
     tasks: Mutex<Tasks>,
     /// The agent's next attempt to become a Raft voter, after one failed.
     next_raft_join: std::sync::Mutex<Option<std::time::Instant>>,
+    state_dir: PathBuf,
+    /// The node's tasks and data plane (created by the agent once in a swarm).
+    runtime: Arc<std::sync::Mutex<Option<runtime::TaskRuntime>>>,
 }
 
 fn hostname() -> String {
@@ -117,10 +128,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon {
         manager: Manager::new(store.clone()),
         store,
-        hostname: hostname(),
+        hostname: config.hostname.clone().unwrap_or_else(hostname),
         identity: RwLock::new(identity.clone()),
         tasks: Mutex::new(Tasks::default()),
         next_raft_join: std::sync::Mutex::new(None),
+        state_dir: config.state_dir.clone(),
+        runtime: Arc::new(std::sync::Mutex::new(None)),
     });
     if let Some(identity) = identity {
         tracing::info!(
@@ -138,6 +151,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let result = wait_for_shutdown().await;
     server.abort();
     daemon.tasks.lock().await.stop().await;
+    daemon.stop_runtime().await;
     let _ = std::fs::remove_file(&config.socket);
     result
 }
@@ -352,7 +366,10 @@ impl Daemon {
             let (addr, config, _id) = (addr.clone(), config.clone(), *id);
             probes.spawn(async move {
                 let Some(config) = config else { return false };
-                let call = rpc::call(&addr, config, &ClusterRequest::Heartbeat);
+                let req = ClusterRequest::Heartbeat {
+                    report: Box::default(),
+                };
+                let call = rpc::call(&addr, config, &req);
                 // Any answer, even a refusal, means the manager is up.
                 matches!(
                     tokio::time::timeout(std::time::Duration::from_secs(2), call).await,

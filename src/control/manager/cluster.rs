@@ -47,15 +47,17 @@ impl Manager {
                 }
                 self.handle_api(req).await.map(ClusterReply::Api)
             }
-            ClusterRequest::Heartbeat => {
+            ClusterRequest::Heartbeat { report } => {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 let node = self.known_node(&caller.node_id)?;
                 self.touch(&node.id);
+                self.take_report(&node.id, *report).await?;
                 Ok(ClusterReply::Heartbeat {
                     role: node.role,
                     managers: self.manager_addrs()?,
                     keys: self.store.encryption_keys()?,
                     voter: self.is_voter(&node.id),
+                    assignments: Box::new(self.assignments(&node.id)?),
                 })
             }
             ClusterRequest::RenewCert { csr_pem } => {

@@ -9,8 +9,10 @@
 
 mod api;
 mod cluster;
+mod dispatch;
 mod membership;
 pub mod networks;
+pub mod orchestrator;
 
 pub use membership::{majority, LOSES_QUORUM};
 
@@ -92,6 +94,8 @@ pub struct Manager {
     leader_since: Mutex<Option<Instant>>,
     /// The tasks' output shipped by the nodes (leader only; see `logs`).
     pub logs: Mutex<crate::control::logs::LogBook>,
+    /// Wakes the orchestrator (a service changed, a task ended).
+    pub wake: tokio::sync::Notify,
 }
 
 impl Manager {
@@ -104,6 +108,7 @@ impl Manager {
             raft: RwLock::new(None),
             leader_since: Mutex::new(None),
             logs: Mutex::new(Default::default()),
+            wake: tokio::sync::Notify::new(),
         }
     }
 

@@ -1,0 +1,545 @@
+//! The node side of services: the daemon's live runtime ([`io::Node`]) driven by the node's
+//! assignments. Each heartbeat's assignments become a node view (networks of the local tasks,
+//! the local tasks' endpoints, every remote task on those networks, the swarm's keys) that
+//! the runtime applies while traffic flows; the tasks' states go back with the next heartbeat.
+//!
+//! A task whose image is a built-in app (`swarmnet/whoami`, `swarmnet/echo`, `swarmnet/fetch
+//! URL`) is a virtual task: served inside the data path on smoltcp, no privilege needed. Any
+//! other image is a program run in the task's own network namespace (CAP_NET_ADMIN).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::control::dispatcher::{AssignedTask, Assignments};
+use crate::control::keys;
+use crate::control::network::NetworkRecord;
+use crate::control::service::{TaskState, TaskStatus};
+use crate::control::store::NetworkKey;
+use crate::io::node::{Node, NodeConfig};
+use crate::topology::{self, App, Endpoint, EspTransport, Topology};
+use crate::wire::MacAddr;
+
+/// UDP port of ESP in UDP between swarmnet daemons.
+pub const ESP_UDP_PORT: u16 = topology::DEFAULT_ESP_UDP_PORT;
+
+/// What a task runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A built-in app on smoltcp.
+    Virtual(App),
+    /// A program in the task's network namespace.
+    Program,
+}
+
+/// The built-in app an image names, if it names one: `swarmnet/whoami`, `swarmnet/echo`
+/// (any tag), or `swarmnet/fetch` with the URL as its argument.
+pub fn builtin_app(image: &str, args: &[String]) -> Option<Result<App, String>> {
+    let name = image.split('@').next().unwrap_or(image);
+    let name = match name.rsplit_once(':') {
+        Some((n, tag)) if !tag.contains('/') => n,
+        _ => name,
+    };
+    let app = name.strip_prefix("swarmnet/")?;
+    Some(match app {
+        "whoami" | "echo" => App::parse(app),
+        "fetch" => match args {
+            [url] => App::parse(&format!("fetch {url}")),
+            _ => Err("swarmnet/fetch takes one argument, the URL to fetch (http://IP[:PORT]/PATH)".into()),
+        },
+        other => Err(format!(
+            "swarmnet/{other} is not a built-in app: swarmnet/whoami, swarmnet/echo and swarmnet/fetch are"
+        )),
+    })
+}
+
+/// A task this node runs.
+#[derive(Debug, Clone)]
+struct LocalTask {
+    task: AssignedTask,
+    kind: TaskKind,
+}
+
+/// The node's runtime state.
+pub struct TaskRuntime {
+    hostname: String,
+    data_path_addr: Ipv4Addr,
+    state_dir: PathBuf,
+    node: Option<Node>,
+    /// The tasks running here, by task ID.
+    tasks: BTreeMap<String, LocalTask>,
+    /// Tasks that ended or could not start: never started again (the managers replace them).
+    ended: BTreeSet<String>,
+    /// States not yet reported.
+    pending: Vec<TaskStatus>,
+    /// The last view applied.
+    applied: Option<Topology>,
+    /// The last failure to apply, logged once per change.
+    last_error: Option<String>,
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn status(task_id: &str, state: TaskState, message: &str, error: &str) -> TaskStatus {
+    TaskStatus {
+        task_id: task_id.to_string(),
+        state,
+        message: message.to_string(),
+        error: error.to_string(),
+        exit_code: None,
+        at: now(),
+    }
+}
+
+/// The MTU of a swarm network on this node's data path.
+fn network_mtu(net: &NetworkRecord) -> u16 {
+    let underlay = net
+        .options
+        .get("com.docker.network.driver.mtu")
+        .and_then(|m| m.parse::<u16>().ok())
+        .map_or(1500, |m| m.saturating_add(50));
+    if net.encrypted() {
+        topology::encrypted_mtu(underlay, EspTransport::Udp)
+    } else {
+        underlay.saturating_sub(50)
+    }
+}
+
+impl TaskRuntime {
+    pub fn new(hostname: String, data_path_addr: Ipv4Addr, state_dir: PathBuf) -> Self {
+        TaskRuntime {
+            hostname,
+            data_path_addr,
+            state_dir,
+            node: None,
+            tasks: BTreeMap::new(),
+            ended: BTreeSet::new(),
+            pending: Vec::new(),
+            applied: None,
+            last_error: None,
+        }
+    }
+
+    /// The states to report, taken.
+    pub fn take_statuses(&mut self) -> Vec<TaskStatus> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Puts back states whose report did not reach a manager.
+    pub fn restore_statuses(&mut self, mut statuses: Vec<TaskStatus>) {
+        statuses.append(&mut self.pending);
+        self.pending = statuses;
+    }
+
+    /// The tasks running here (for `network inspect` and `exec`).
+    pub fn local_tasks(&self) -> impl Iterator<Item = (&AssignedTask, &TaskKind)> {
+        self.tasks.values().map(|t| (&t.task, &t.kind))
+    }
+
+    /// The node view of these tasks.
+    fn view(
+        &self,
+        a: &Assignments,
+        tasks: &BTreeMap<String, LocalTask>,
+        keys: &[NetworkKey],
+    ) -> Topology {
+        let nets: BTreeMap<&str, &NetworkRecord> =
+            a.networks.iter().map(|n| (n.id.as_str(), n)).collect();
+        let mut endpoints = Vec::new();
+        for t in tasks.values() {
+            for (i, addr) in t.task.addresses.iter().enumerate() {
+                let Some(net) = nets.get(addr.network_id.as_str()) else {
+                    continue;
+                };
+                let name = if i == 0 {
+                    t.task.full_name()
+                } else {
+                    format!("{}.eth{i}", t.task.full_name())
+                };
+                endpoints.push(Endpoint {
+                    name,
+                    network: net.name.clone(),
+                    ip: addr.addr.addr(),
+                    mac: MacAddr(addr.mac()),
+                    vtep: None,
+                    netns: match t.kind {
+                        TaskKind::Virtual(_) => None,
+                        TaskKind::Program => Some(t.task.full_name()),
+                    },
+                    app: match &t.kind {
+                        TaskKind::Virtual(app) => Some(app.clone()),
+                        TaskKind::Program => None,
+                    },
+                });
+            }
+        }
+        for p in &a.peers {
+            let Some(net) = nets.get(p.network_id.as_str()) else {
+                continue;
+            };
+            let o = p.addr.octets();
+            endpoints.push(Endpoint {
+                name: format!("{}@{}", p.task_id, net.name),
+                network: net.name.clone(),
+                ip: p.addr,
+                mac: MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]]),
+                vtep: Some(p.vtep),
+                netns: None,
+                app: None,
+            });
+        }
+        let networks = a
+            .networks
+            .iter()
+            .filter_map(|n| {
+                Some(topology::Network {
+                    name: n.name.clone(),
+                    vni: n.vni?,
+                    subnet: n.subnet,
+                    gateway: n.gateway,
+                    mtu: network_mtu(n),
+                    encrypted: n.encrypted(),
+                })
+            })
+            .collect();
+        let encryption = keys::primary(keys).map(|primary| topology::Encryption {
+            keys: keys
+                .iter()
+                .filter_map(|k| {
+                    Some(topology::EncryptionKey {
+                        tag: k.tag,
+                        key: k.key.as_slice().try_into().ok()?,
+                    })
+                })
+                .collect(),
+            primary: primary.tag,
+            transport: EspTransport::Udp,
+            udp_port: ESP_UDP_PORT,
+        });
+        Topology {
+            node: topology::Node {
+                name: self.hostname.clone(),
+                data_path_addr: self.data_path_addr,
+                data_path_port: a.data_path_port,
+            },
+            networks,
+            endpoints,
+            encryption,
+        }
+    }
+
+    /// Brings the runtime in line with `a` (blocking: namespaces, devices, threads).
+    pub fn apply(&mut self, a: &Assignments, keys: &[NetworkKey]) {
+        let wanted: BTreeMap<&str, &AssignedTask> =
+            a.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        // Tasks no longer assigned stop.
+        let gone: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|id| !wanted.contains_key(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.tasks.remove(&id);
+            self.pending
+                .push(status(&id, TaskState::Shutdown, "shutdown", ""));
+        }
+        // New tasks.
+        let mut next = self.tasks.clone();
+        for t in wanted.values() {
+            if next.contains_key(&t.id) || self.ended.contains(&t.id) {
+                continue;
+            }
+            let kind = match builtin_app(&t.image, &t.args) {
+                Some(Ok(app)) => TaskKind::Virtual(app),
+                Some(Err(e)) => {
+                    self.reject(&t.id, &e);
+                    continue;
+                }
+                None => {
+                    if !crate::io::netns::have_net_admin() {
+                        self.reject(
+                            &t.id,
+                            &format!(
+                                "task {}: image {} is a program, which runs in a network namespace of its own: this node's daemon has no CAP_NET_ADMIN (run it as root), so it runs only built-in apps (swarmnet/whoami, swarmnet/echo, swarmnet/fetch)",
+                                t.name, t.image
+                            ),
+                        );
+                        continue;
+                    }
+                    TaskKind::Program
+                }
+            };
+            next.insert(
+                t.id.clone(),
+                LocalTask {
+                    task: (*t).clone(),
+                    kind,
+                },
+            );
+        }
+        let view = self.view(a, &next, keys);
+        if self.applied.as_ref() == Some(&view) {
+            return;
+        }
+        let result = match self.node.as_mut() {
+            Some(node) => node.apply(&view).map(|_| ()).map_err(|e| e.to_string()),
+            None if view.endpoints.iter().any(|e| e.is_local()) => {
+                match Node::start(NodeConfig {
+                    topology: view.clone(),
+                    workers: 1,
+                    offload: false,
+                    esp_sequence_file: self.state_dir.join("esp-sequence"),
+                }) {
+                    Ok(node) => {
+                        tracing::info!(
+                            "data plane started on {}:{}",
+                            self.data_path_addr,
+                            a.data_path_port
+                        );
+                        self.node = Some(node);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                for (id, t) in &next {
+                    if !self.tasks.contains_key(id) {
+                        let msg = match &t.kind {
+                            TaskKind::Virtual(_) => "started",
+                            TaskKind::Program => "started",
+                        };
+                        self.pending.push(status(id, TaskState::Running, msg, ""));
+                    }
+                }
+                self.tasks = next;
+                self.applied = Some(view);
+                self.last_error = None;
+            }
+            Err(e) => {
+                // The new tasks are what could not be added: they fail, the managers
+                // place them again.
+                if self.last_error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!("tasks could not start: {e}");
+                }
+                let new: Vec<String> = next
+                    .keys()
+                    .filter(|id| !self.tasks.contains_key(*id))
+                    .cloned()
+                    .collect();
+                for id in &new {
+                    self.ended.insert(id.clone());
+                    self.pending
+                        .push(status(id, TaskState::Failed, "starting", &e));
+                }
+                self.last_error = Some(e);
+                self.applied = None;
+            }
+        }
+    }
+
+    fn reject(&mut self, id: &str, why: &str) {
+        self.ended.insert(id.to_string());
+        self.pending
+            .push(status(id, TaskState::Rejected, "preparing", why));
+    }
+
+    /// New output of the tasks: what virtual tasks' apps reported (fetch results).
+    pub fn take_logs(&mut self) -> Vec<crate::control::logs::LogLine> {
+        let Some(node) = self.node.as_ref() else {
+            return Vec::new();
+        };
+        let names: Vec<(String, String)> = self
+            .tasks
+            .values()
+            .map(|t| (t.task.id.clone(), t.task.full_name()))
+            .collect();
+        node.take_app_events()
+            .iter()
+            .filter_map(|e| super::work::event_line(e, &names))
+            .collect()
+    }
+
+    /// Stops everything (leaving the swarm, shutting down).
+    pub fn stop(&mut self) {
+        self.tasks.clear();
+        self.applied = None;
+        if let Some(node) = self.node.take() {
+            node.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::dispatcher::Peer;
+    use crate::control::service::TaskAddress;
+
+    fn network() -> NetworkRecord {
+        let mut n = NetworkRecord::default_gwbridge("net1".into(), String::new());
+        n.name = "my-network".into();
+        n.driver = "overlay".into();
+        n.subnet = "10.0.9.0/24".parse().unwrap();
+        n.gateway = "10.0.9.1".parse().unwrap();
+        n.vni = Some(4200);
+        n.options.clear();
+        n
+    }
+
+    fn task(id: &str, slot: u64, image: &str, args: &[&str], ip: &str) -> AssignedTask {
+        AssignedTask {
+            id: id.into(),
+            name: format!("web.{slot}"),
+            service_id: "svc".into(),
+            service_name: "web".into(),
+            slot,
+            image: image.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![],
+            hostname: String::new(),
+            stop_grace: None,
+            addresses: vec![TaskAddress {
+                network_id: "net1".into(),
+                addr: format!("{ip}/24").parse().unwrap(),
+            }],
+        }
+    }
+
+    /// Two nodes' runtimes in one process on loopback (no privilege): a fetch task on one
+    /// reaches a whoami task on the other over the userspace VXLAN, its result comes out as the
+    /// task's log, and a task taken out of the assignments is reported shut down.
+    #[test]
+    fn assignments_run_virtual_tasks_that_reach_each_other_across_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = [];
+        let (a_addr, b_addr): (Ipv4Addr, Ipv4Addr) =
+            ("127.93.0.1".parse().unwrap(), "127.93.0.2".parse().unwrap());
+        let mut a = TaskRuntime::new("node-a".into(), a_addr, dir.path().join("a"));
+        let mut b = TaskRuntime::new("node-b".into(), b_addr, dir.path().join("b"));
+        let whoami = task("t1", 1, "swarmnet/whoami:latest", &[], "10.0.9.2");
+        let fetch = task("t2", 2, "swarmnet/fetch", &["http://10.0.9.2/"], "10.0.9.3");
+        let on_a = Assignments {
+            tasks: vec![whoami.clone()],
+            networks: vec![network()],
+            peers: vec![Peer {
+                task_id: "t2".into(),
+                network_id: "net1".into(),
+                addr: "10.0.9.3".parse().unwrap(),
+                vtep: b_addr,
+            }],
+            data_path_port: 47891,
+        };
+        let on_b = Assignments {
+            tasks: vec![fetch.clone()],
+            networks: vec![network()],
+            peers: vec![Peer {
+                task_id: "t1".into(),
+                network_id: "net1".into(),
+                addr: "10.0.9.2".parse().unwrap(),
+                vtep: a_addr,
+            }],
+            data_path_port: 47891,
+        };
+        a.apply(&on_a, &keys);
+        b.apply(&on_b, &keys);
+        let running: Vec<(String, TaskState)> = a
+            .take_statuses()
+            .into_iter()
+            .chain(b.take_statuses())
+            .map(|s| (s.task_id, s.state))
+            .collect();
+        assert_eq!(
+            running,
+            [
+                ("t1".to_string(), TaskState::Running),
+                ("t2".to_string(), TaskState::Running)
+            ]
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            seen.extend(b.take_logs());
+            if seen.iter().any(|l| l.line.contains(": 200,")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let ok = seen.iter().find(|l| l.line.contains(": 200,"));
+        assert!(ok.is_some(), "no answer from the whoami task: {seen:?}");
+        assert_eq!(ok.unwrap().task_id, "t2");
+        // The whoami task goes: reported shut down; applying again changes nothing.
+        let none = Assignments {
+            tasks: vec![],
+            ..on_a.clone()
+        };
+        a.apply(&none, &keys);
+        let st = a.take_statuses();
+        assert_eq!(st.len(), 1);
+        assert_eq!(
+            (st[0].task_id.as_str(), st[0].state),
+            ("t1", TaskState::Shutdown)
+        );
+        a.apply(&none, &keys);
+        assert!(a.take_statuses().is_empty());
+        a.stop();
+        b.stop();
+    }
+
+    #[test]
+    fn a_program_task_without_cap_net_admin_or_a_bad_app_is_rejected_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = TaskRuntime::new("n".into(), "127.93.0.3".parse().unwrap(), dir.path().into());
+        let a = Assignments {
+            tasks: vec![task("t9", 1, "swarmnet/nginx", &[], "10.0.9.9")],
+            networks: vec![network()],
+            peers: vec![],
+            data_path_port: 47892,
+        };
+        rt.apply(&a, &[]);
+        let st = rt.take_statuses();
+        assert_eq!(st[0].state, TaskState::Rejected);
+        assert!(
+            st[0].error.contains("not a built-in app"),
+            "{}",
+            st[0].error
+        );
+        // Rejected once: not tried again.
+        rt.apply(&a, &[]);
+        assert!(rt.take_statuses().is_empty());
+    }
+
+    #[test]
+    fn built_in_apps_are_named_by_image_with_any_tag() {
+        assert_eq!(builtin_app("swarmnet/whoami", &[]), Some(Ok(App::Whoami)));
+        assert_eq!(
+            builtin_app("swarmnet/echo:latest", &[]),
+            Some(Ok(App::Echo))
+        );
+        assert!(matches!(
+            builtin_app("swarmnet/fetch", &["http://10.0.1.3/".into()]),
+            Some(Ok(App::Fetch(_)))
+        ));
+        assert!(builtin_app("swarmnet/fetch", &[])
+            .unwrap()
+            .unwrap_err()
+            .contains("one argument"));
+        assert!(builtin_app("swarmnet/nginx", &[])
+            .unwrap()
+            .unwrap_err()
+            .contains("not a built-in app"));
+        assert_eq!(builtin_app("nginx:alpine", &[]), None);
+        assert_eq!(builtin_app("/bin/sleep", &[]), None);
+    }
+}

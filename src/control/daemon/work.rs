@@ -1,0 +1,137 @@
+//! The daemon's side of services: the orchestrator loop (on the leader), and the agent's
+//! report and assignments, run by the node's [`TaskRuntime`].
+
+use std::sync::Arc;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::runtime::TaskRuntime;
+use super::Daemon;
+use crate::control::dispatcher::{Assignments, Report};
+use crate::control::logs::LogLine;
+use crate::control::manager::HEARTBEAT_PERIOD;
+use crate::control::service::TaskStatus;
+use crate::control::store::{LocalIdentity, NetworkKey};
+
+/// Most log lines shipped with one heartbeat (the rest wait for the next).
+const MAX_LINES_PER_REPORT: usize = 2000;
+
+impl Daemon {
+    /// On the leader: an orchestration pass when woken (a service changed, a task ended) and
+    /// once per heartbeat period. A failure is logged when it changes.
+    pub(super) async fn orchestrator(self: Arc<Self>) {
+        let mut last: Option<String> = None;
+        loop {
+            tokio::select! {
+                _ = self.manager.wake.notified() => {}
+                _ = tokio::time::sleep(HEARTBEAT_PERIOD) => {}
+            }
+            match self.manager.orchestrate().await {
+                Ok(()) => last = None,
+                Err(err) => {
+                    let msg = err.to_string();
+                    if last.as_deref() != Some(msg.as_str()) {
+                        tracing::warn!("orchestrator: {msg}");
+                    }
+                    last = Some(msg);
+                }
+            }
+        }
+    }
+
+    /// What to report with the next heartbeat: task states and new output.
+    pub(super) async fn take_report(&self) -> Report {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(rt) = guard.as_mut() else {
+                return Report::default();
+            };
+            let statuses = rt.take_statuses();
+            let mut logs = rt.take_logs();
+            logs.truncate(MAX_LINES_PER_REPORT);
+            Report { statuses, logs }
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// States whose report failed go again with the next heartbeat.
+    pub(super) fn restore_statuses(&self, statuses: Vec<TaskStatus>) {
+        if statuses.is_empty() {
+            return;
+        }
+        let mut guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rt) = guard.as_mut() {
+            rt.restore_statuses(statuses);
+        }
+    }
+
+    /// Applies the node's assignments to its runtime (created on first use).
+    pub(super) async fn run_assignments(
+        &self,
+        identity: &LocalIdentity,
+        assignments: Assignments,
+        keys: Vec<NetworkKey>,
+    ) {
+        let runtime = self.runtime.clone();
+        let hostname = self.hostname.clone();
+        let state_dir = self.state_dir.clone();
+        let data_path = identity.data_path_addr.parse();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
+            if guard.is_none() {
+                if assignments.tasks.is_empty() {
+                    return;
+                }
+                let Ok(addr) = data_path else {
+                    tracing::warn!("this node's data-path address does not parse");
+                    return;
+                };
+                *guard = Some(TaskRuntime::new(hostname, addr, state_dir));
+            }
+            if let Some(rt) = guard.as_mut() {
+                rt.apply(&assignments, &keys);
+            }
+        })
+        .await;
+    }
+
+    /// Stops every task and the data plane.
+    pub(super) async fn stop_runtime(&self) {
+        let runtime = self.runtime.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let taken = runtime.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(mut rt) = taken {
+                rt.stop();
+            }
+        })
+        .await;
+    }
+}
+
+/// RFC 3339 now.
+pub fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A log line of a virtual task's app event `"<endpoint>: <text>"`, if the endpoint is one of
+/// `tasks` (`(task id, full name)`).
+pub fn event_line(event: &str, tasks: &[(String, String)]) -> Option<LogLine> {
+    let (endpoint, text) = event.split_once(": ")?;
+    let (id, _) = tasks.iter().find(|(_, full)| {
+        endpoint == full
+            || endpoint
+                .strip_prefix(full.as_str())
+                .is_some_and(|r| r.starts_with(".eth"))
+    })?;
+    Some(LogLine {
+        task_id: id.clone(),
+        stream: "stdout".into(),
+        at: now(),
+        line: text.to_string(),
+    })
+}

@@ -1,0 +1,445 @@
+//! The leader's orchestration pass: every service's tasks brought in line with its spec and the
+//! nodes (the scheduler and the allocator in [`crate::control::service::orchestrate`]), tasks
+//! of an older template replaced, ended tasks restarted after their service's restart delay
+//! (swarmkit's restart supervisor: a new task in the same slot, never the same task again),
+//! task history bounded, and the tasks of removed services forgotten once they have stopped.
+//! Runs after every service change and once per heartbeat period.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::Manager;
+use crate::api::service::RestartPolicy;
+use crate::api::{ApiError, Availability, NodeState, Role};
+use crate::control::raft::Command;
+use crate::control::scheduler::{self, LiveTask, Load, NodeInfo};
+use crate::control::service::{orchestrate, Addresses, ServiceRecord, TaskRecord, TaskState};
+use crate::control::token::new_id;
+
+/// Swarmkit's default restart delay.
+pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(5);
+/// Tasks kept per slot (the live one and its history), Docker's `--task-history-limit` default.
+pub const TASK_HISTORY: usize = 5;
+
+/// What one pass writes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PassChanges {
+    pub put: Vec<TaskRecord>,
+    pub stop: Vec<String>,
+    pub remove: Vec<String>,
+    /// Services that could not be orchestrated, with why.
+    pub errors: Vec<(String, String)>,
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// Whether an ended task still holds its slot at `now`: its restart policy does not restart it
+/// (yet).
+fn holds_slot(task: &TaskRecord, policy: Option<&RestartPolicy>, now: OffsetDateTime) -> bool {
+    let condition = policy.map_or("any", |p| p.condition.as_str());
+    let restart = match condition {
+        "none" => false,
+        "on-failure" => task.state != TaskState::Complete,
+        _ => true,
+    };
+    if !restart {
+        return true;
+    }
+    let delay = policy
+        .map(|p| Duration::from_nanos(p.delay))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_RESTART_DELAY);
+    match parse_time(&task.state_at) {
+        Some(ended) => now < ended + delay,
+        None => false,
+    }
+}
+
+/// The scheduler's view of the nodes.
+pub fn node_infos(nodes: &[crate::api::Node]) -> Vec<NodeInfo> {
+    nodes
+        .iter()
+        .map(|n| NodeInfo {
+            id: n.id.clone(),
+            hostname: n.hostname.clone(),
+            role: match n.role {
+                Role::Manager => "manager".into(),
+                Role::Worker => "worker".into(),
+            },
+            labels: BTreeMap::new(),
+            availability: match n.availability {
+                Availability::Active => scheduler::Availability::Active,
+                Availability::Pause => scheduler::Availability::Pause,
+                Availability::Drain => scheduler::Availability::Drain,
+            },
+            ready: n.status.state == NodeState::Ready,
+        })
+        .collect()
+}
+
+/// One orchestration pass over the store's objects (pure; `new_id` names new tasks).
+pub fn pass(
+    services: &[ServiceRecord],
+    networks: &[crate::control::network::NetworkRecord],
+    nodes: &[NodeInfo],
+    tasks: &[TaskRecord],
+    now: OffsetDateTime,
+    mut new_id: impl FnMut() -> String,
+) -> PassChanges {
+    let stamp = now.format(&Rfc3339).unwrap_or_default();
+    let mut out = PassChanges::default();
+    let mut by_service: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+    for t in tasks {
+        by_service.entry(t.service_id.as_str()).or_default().push(t);
+    }
+    let live: Vec<LiveTask> = tasks
+        .iter()
+        .filter(|t| t.desired <= TaskState::Running && !t.state.is_terminal())
+        .map(|t| LiveTask {
+            id: t.id.clone(),
+            slot: t.slot,
+            node_id: t.node_id.clone(),
+        })
+        .collect();
+    let mut load = Load::new(&live);
+    let mut addresses = Addresses::new(networks, services, tasks);
+    for service in services {
+        let mine = by_service.remove(service.id.as_str()).unwrap_or_default();
+        let policy = service.spec.task_template.restart_policy.as_ref();
+        // What the plan sees: tasks that run (or are to) from the current template, and ended
+        // ones that still hold their slot (shown to it as running).
+        let mut planned: Vec<TaskRecord> = Vec::new();
+        let mut retire: Vec<String> = Vec::new();
+        for t in mine.iter().filter(|t| t.desired <= TaskState::Running) {
+            if t.state.is_terminal() {
+                if holds_slot(t, policy, now) {
+                    let mut held = (*t).clone();
+                    held.state = TaskState::Running;
+                    planned.push(held);
+                } else {
+                    retire.push(t.id.clone());
+                }
+            } else if t.template_version < service.template_version {
+                out.stop.push(t.id.clone());
+            } else {
+                planned.push((*t).clone());
+            }
+        }
+        match orchestrate(
+            service,
+            networks,
+            nodes,
+            &planned,
+            &mut load,
+            &mut addresses,
+            &mut new_id,
+        ) {
+            Ok(changes) => {
+                for mut t in changes.create {
+                    t.created_at = stamp.clone();
+                    t.state_at = stamp.clone();
+                    out.put.push(t);
+                }
+                if changes.unplaced > 0 {
+                    tracing::debug!(
+                        service = %service.spec.name,
+                        unplaced = changes.unplaced,
+                        "no suitable node"
+                    );
+                }
+                out.stop.extend(changes.stop);
+                out.stop.extend(retire);
+            }
+            Err(e) => {
+                // Addresses and load may hold part of the failed plan: rebuild them.
+                addresses = Addresses::new(networks, services, tasks);
+                load = Load::new(&live);
+                out.errors.push((service.spec.name.clone(), e.to_string()));
+            }
+        }
+        // History: per slot (per node in global mode) the newest TASK_HISTORY tasks stay.
+        let mut slots: BTreeMap<(u64, &str), Vec<&TaskRecord>> = BTreeMap::new();
+        for t in &mine {
+            let key = if t.slot == 0 {
+                (0, t.node_id.as_str())
+            } else {
+                (t.slot, "")
+            };
+            slots.entry(key).or_default().push(t);
+        }
+        for (_, mut history) in slots {
+            history.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            for t in history.into_iter().skip(TASK_HISTORY) {
+                if t.state.is_terminal() && t.desired > TaskState::Running {
+                    out.remove.push(t.id.clone());
+                }
+            }
+        }
+    }
+    // Tasks of removed services: forgotten once they have stopped (or their node is gone).
+    let ready: HashMap<&str, bool> = nodes.iter().map(|n| (n.id.as_str(), n.ready)).collect();
+    for tasks in by_service.values() {
+        for t in tasks {
+            if t.state.is_terminal() || !ready.get(t.node_id.as_str()).copied().unwrap_or(false) {
+                out.remove.push(t.id.clone());
+            } else if t.desired != TaskState::Shutdown {
+                out.stop.push(t.id.clone());
+            }
+        }
+    }
+    out.stop.sort();
+    out.stop.dedup();
+    out
+}
+
+impl Manager {
+    /// One orchestration pass on the leader, written through Raft. Skipped while the leader
+    /// does not yet know which nodes are up (just elected), so a change of leader moves no
+    /// task.
+    pub async fn orchestrate(&self) -> Result<(), ApiError> {
+        if !self.is_leader() {
+            return Ok(());
+        }
+        let _serial = self.serial.lock().await;
+        let nodes = self.nodes()?;
+        if nodes.iter().any(|n| n.status.state == NodeState::Unknown) {
+            return Ok(());
+        }
+        let services = self.store.services()?;
+        let tasks = self.store.tasks()?;
+        if services.is_empty() && tasks.is_empty() {
+            return Ok(());
+        }
+        let networks = self.store.networks()?;
+        let changes = pass(
+            &services,
+            &networks,
+            &node_infos(&nodes),
+            &tasks,
+            OffsetDateTime::now_utc(),
+            new_id,
+        );
+        for (service, err) in &changes.errors {
+            tracing::warn!("service {service}: {err}");
+        }
+        if !changes.put.is_empty() {
+            self.write(Command::PutTasks(changes.put)).await?;
+        }
+        if !changes.stop.is_empty() {
+            self.write(Command::SetTaskDesired {
+                ids: changes.stop,
+                desired: TaskState::Shutdown,
+            })
+            .await?;
+        }
+        if !changes.remove.is_empty() {
+            if let Ok(mut logs) = self.logs.lock() {
+                for id in &changes.remove {
+                    logs.forget(id);
+                }
+            }
+            self.write(Command::RemoveTasks(changes.remove)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::service::{NetworkAttachmentConfig, ServiceMode, ServiceSpec, TaskSpec};
+    use crate::control::network::NetworkRecord;
+
+    fn net() -> NetworkRecord {
+        let mut n = NetworkRecord::default_gwbridge("n1".into(), "t".into());
+        n.subnet = "10.0.1.0/24".parse().unwrap();
+        n.gateway = "10.0.1.1".parse().unwrap();
+        n
+    }
+
+    fn node(id: &str, ready: bool) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            hostname: id.into(),
+            role: "worker".into(),
+            labels: BTreeMap::new(),
+            availability: scheduler::Availability::Active,
+            ready,
+        }
+    }
+
+    fn service(replicas: u64, policy: Option<RestartPolicy>) -> ServiceRecord {
+        ServiceRecord {
+            id: "svc".into(),
+            spec: ServiceSpec {
+                name: "web".into(),
+                mode: ServiceMode::Replicated { replicas },
+                task_template: TaskSpec {
+                    networks: vec![NetworkAttachmentConfig {
+                        target: "n1".into(),
+                        aliases: vec![],
+                    }],
+                    restart_policy: policy,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            networks: vec!["n1".into()],
+            vips: vec![],
+            ports: vec![],
+            version: 1,
+            template_version: 1,
+            previous_spec: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn at(s: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(s, &Rfc3339).unwrap()
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("t{n}")
+        }
+    }
+
+    fn run(s: &ServiceRecord, nodes: &[NodeInfo], tasks: &[TaskRecord], now: &str) -> PassChanges {
+        pass(
+            std::slice::from_ref(s),
+            &[net()],
+            nodes,
+            tasks,
+            at(now),
+            ids(),
+        )
+    }
+
+    #[test]
+    fn a_failed_task_is_replaced_in_its_slot_after_the_restart_delay() {
+        let s = service(1, None);
+        let nodes = [node("a", true)];
+        let first = run(&s, &nodes, &[], "2026-01-01T00:00:00Z");
+        assert_eq!(first.put.len(), 1);
+        let mut t = first.put[0].clone();
+        t.id = "first".into();
+        t.state = TaskState::Failed;
+        t.state_at = "2026-01-01T00:00:10Z".into();
+        // Within the 5 s delay: nothing.
+        let soon = run(&s, &nodes, std::slice::from_ref(&t), "2026-01-01T00:00:14Z");
+        assert!(soon.put.is_empty() && soon.stop.is_empty(), "{soon:?}");
+        // After it: a new task in slot 1, the failed one retired (kept as history).
+        let later = run(&s, &nodes, std::slice::from_ref(&t), "2026-01-01T00:00:15Z");
+        assert_eq!(later.put.len(), 1);
+        assert_eq!(later.put[0].slot, 1);
+        assert_ne!(later.put[0].id, t.id);
+        assert_eq!(later.stop, [t.id.clone()]);
+        assert!(later.remove.is_empty());
+    }
+
+    #[test]
+    fn restart_conditions_none_and_on_failure_keep_the_slot() {
+        let nodes = [node("a", true)];
+        let policy = |c: &str| {
+            Some(RestartPolicy {
+                condition: c.into(),
+                delay: 0,
+                max_attempts: 0,
+            })
+        };
+        let s = service(1, policy("none"));
+        let mut t = run(&s, &nodes, &[], "2026-01-01T00:00:00Z").put[0].clone();
+        t.state = TaskState::Failed;
+        t.state_at = "2026-01-01T00:00:00Z".into();
+        assert!(
+            run(&s, &nodes, std::slice::from_ref(&t), "2026-01-02T00:00:00Z")
+                .put
+                .is_empty()
+        );
+        let s = service(1, policy("on-failure"));
+        t.state = TaskState::Complete;
+        assert!(
+            run(&s, &nodes, std::slice::from_ref(&t), "2026-01-02T00:00:00Z")
+                .put
+                .is_empty()
+        );
+        t.state = TaskState::Failed;
+        assert_eq!(
+            run(&s, &nodes, std::slice::from_ref(&t), "2026-01-02T00:00:00Z")
+                .put
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_new_template_replaces_running_tasks_and_a_down_node_loses_its_tasks() {
+        let mut s = service(2, None);
+        let nodes = [node("a", true), node("b", true)];
+        let mut tasks = run(&s, &nodes, &[], "2026-01-01T00:00:00Z").put;
+        for t in &mut tasks {
+            t.state = TaskState::Running;
+        }
+        s.template_version = 2;
+        let ch = run(&s, &nodes, &tasks, "2026-01-01T00:01:00Z");
+        assert_eq!(ch.stop.len(), 2);
+        assert_eq!(ch.put.len(), 2);
+        assert!(ch.put.iter().all(|t| t.template_version == 2));
+        s.template_version = 1;
+        let ch = run(
+            &s,
+            &[node("a", true), node("b", false)],
+            &tasks,
+            "2026-01-01T00:01:00Z",
+        );
+        let on_b: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.node_id == "b")
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(ch.stop, on_b);
+        assert_eq!(ch.put.len(), 1);
+        assert_eq!(ch.put[0].node_id, "a");
+    }
+
+    #[test]
+    fn history_is_bounded_and_a_removed_services_tasks_go_once_stopped() {
+        let s = service(1, None);
+        let nodes = [node("a", true)];
+        let mut tasks = Vec::new();
+        for i in 0..7 {
+            let mut t = run(&s, &nodes, &[], "2026-01-01T00:00:00Z").put[0].clone();
+            t.id = format!("old{i}");
+            t.created_at = format!("2026-01-01T00:00:0{i}Z");
+            t.state = TaskState::Failed;
+            t.desired = TaskState::Shutdown;
+            tasks.push(t);
+        }
+        let ch = run(&s, &nodes, &tasks, "2026-01-01T01:00:00Z");
+        let mut removed = ch.remove.clone();
+        removed.sort();
+        assert_eq!(removed, ["old0", "old1"]);
+        // The service is gone: a running task is stopped, a stopped one forgotten.
+        tasks.truncate(2);
+        tasks[0].state = TaskState::Running;
+        tasks[0].desired = TaskState::Running;
+        let ch = pass(
+            &[],
+            &[net()],
+            &nodes,
+            &tasks,
+            at("2026-01-01T01:00:00Z"),
+            ids(),
+        );
+        assert_eq!(ch.stop, ["old0"]);
+        assert_eq!(ch.remove, ["old1"]);
+    }
+}
