@@ -92,6 +92,11 @@ pub enum Request {
     },
     /// This node's local-scope networks (docker_gwbridge); served by any node.
     LocalNetworkList,
+    /// This node's endpoints on a swarm network (its tasks) and the nodes with tasks on it,
+    /// for `network inspect`; served by any node.
+    LocalEndpoints {
+        network_id: String,
+    },
     /// Creates a local-scope network (only `docker_gwbridge`, before the node is in a swarm).
     LocalNetworkCreate(Box<network::NetworkCreateRequest>),
     /// Removes a local-scope network by ID, name or ID prefix (not while in a swarm).
@@ -123,6 +128,7 @@ pub enum Reply {
     Node(Node),
     NetworkCreated(network::NetworkCreateResponse),
     Networks(Vec<crate::control::network::NetworkRecord>),
+    LocalEndpoints(network::LocalEndpoints),
     Network(crate::control::network::NetworkRecord),
 }
 

@@ -108,6 +108,14 @@ pub struct EndpointResource {
     pub ipv6_address: String,
 }
 
+/// A node's own view of a swarm network: its tasks' endpoints (`Containers`) and the nodes
+/// with tasks on it (`Peers`); both empty when it has no task there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalEndpoints {
+    pub containers: BTreeMap<String, EndpointResource>,
+    pub peers: Vec<PeerInfo>,
+}
+
 /// One entry of `Peers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {

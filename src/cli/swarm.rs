@@ -49,8 +49,8 @@ pub struct InitArgs {
     /// Listen address (default: the advertise IP, port 2377).
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_addr_port)]
     pub listen_addr: Option<String>,
-    /// Address or interface for data-path (VXLAN) traffic.
-    #[arg(long, value_name = "IP|IFACE")]
+    /// Address or interface for data-path (VXLAN) traffic (default: the advertise address).
+    #[arg(long, visible_alias = "datapath-addr", value_name = "IP|IFACE")]
     pub data_path_addr: Option<String>,
     /// Port for data-path (VXLAN) traffic, 1024-49151 (default 4789).
     #[arg(long, value_name = "N", value_parser = data_path_port)]
@@ -80,7 +80,8 @@ pub struct JoinArgs {
     pub advertise_addr: Option<String>,
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_addr_port)]
     pub listen_addr: Option<String>,
-    #[arg(long, value_name = "IP|IFACE")]
+    /// Address or interface for data-path (VXLAN) traffic (default: the advertise address).
+    #[arg(long, visible_alias = "datapath-addr", value_name = "IP|IFACE")]
     pub data_path_addr: Option<String>,
     /// Availability of the node (active, pause, drain).
     #[arg(long, default_value = "active")]

@@ -48,6 +48,9 @@ pub struct Peer {
     pub addr: Ipv4Addr,
     /// The node's VXLAN endpoint (its data-path address).
     pub vtep: Ipv4Addr,
+    /// The node's hostname.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// Everything a node is to run.
@@ -88,10 +91,15 @@ pub fn assignments(
 ) -> Assignments {
     let services: HashMap<&str, &ServiceRecord> =
         services.iter().map(|s| (s.id.as_str(), s)).collect();
-    let vteps: HashMap<&str, Ipv4Addr> = nodes
+    let vteps: HashMap<&str, (Ipv4Addr, &str)> = nodes
         .iter()
         .filter(|n| n.status.state == NodeState::Ready)
-        .filter_map(|n| Some((n.id.as_str(), n.data_path_addr.parse().ok()?)))
+        .filter_map(|n| {
+            Some((
+                n.id.as_str(),
+                (n.data_path_addr.parse().ok()?, n.hostname.as_str()),
+            ))
+        })
         .collect();
     let mut out = Assignments {
         data_path_port,
@@ -132,7 +140,7 @@ pub fn assignments(
         .iter()
         .filter(|t| t.node_id != node_id && !t.state.is_terminal())
     {
-        let Some(&vtep) = vteps.get(t.node_id.as_str()) else {
+        let Some(&(vtep, hostname)) = vteps.get(t.node_id.as_str()) else {
             continue;
         };
         for a in t
@@ -153,6 +161,7 @@ pub fn assignments(
                         network_id: a.network_id.clone(),
                         addr: a.addr.addr(),
                         vtep,
+                        node: hostname.to_string(),
                     },
                 );
             }

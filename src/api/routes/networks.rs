@@ -132,7 +132,20 @@ impl<B: Backend> Router<B> {
                         format!("network {key} not found"),
                     ));
                 }
-                Ok(Answer::ok(&inspected(&net)))
+                let mut shown = inspected(&net);
+                if net.scope == Scope::Swarm {
+                    let op = Request::LocalEndpoints {
+                        network_id: net.id.clone(),
+                    };
+                    let Reply::LocalEndpoints(local) = self.op(op).await? else {
+                        return Err(unexpected());
+                    };
+                    if !local.containers.is_empty() {
+                        shown.containers = Some(local.containers);
+                        shown.peers = Some(local.peers);
+                    }
+                }
+                Ok(Answer::ok(&shown))
             }
             (&Method::DELETE, [key]) => {
                 let net = self.find_network(key).await?;

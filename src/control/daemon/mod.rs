@@ -249,6 +249,9 @@ impl Daemon {
             Request::SwarmJoin(r) => self.join(r).await,
             Request::SwarmLeave { force } => self.leave(force).await,
             Request::LocalNetworkList => self.local_networks(),
+            Request::LocalEndpoints { network_id } => Ok(Reply::LocalEndpoints(
+                self.local_endpoints(&network_id).await,
+            )),
             Request::LocalNetworkCreate(body) => self.create_local_network(&body).await,
             Request::LocalNetworkRemove { key } => self.remove_local_network(&key).await,
             Request::NetworkCreate(_) if self.identity().is_none() => {

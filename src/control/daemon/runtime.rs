@@ -79,6 +79,8 @@ pub struct TaskRuntime {
     applied: Option<Topology>,
     /// The last failure to apply, logged once per change.
     last_error: Option<String>,
+    /// The last assignments taken.
+    last: Assignments,
 }
 
 fn now() -> String {
@@ -96,6 +98,15 @@ fn status(task_id: &str, state: TaskState, message: &str, error: &str) -> TaskSt
         exit_code: None,
         at: now(),
     }
+}
+
+/// SHA-256 of `s`, hex: the stable 64-character IDs Docker shows for containers and endpoints.
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The MTU of a swarm network on this node's data path.
@@ -124,6 +135,7 @@ impl TaskRuntime {
             pending: Vec::new(),
             applied: None,
             last_error: None,
+            last: Assignments::default(),
         }
     }
 
@@ -237,6 +249,9 @@ impl TaskRuntime {
 
     /// Brings the runtime in line with `a` (blocking: namespaces, devices, threads).
     pub fn apply(&mut self, a: &Assignments, keys: &[NetworkKey]) {
+        if self.last != *a {
+            self.last = a.clone();
+        }
         let wanted: BTreeMap<&str, &AssignedTask> =
             a.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         // Tasks no longer assigned stop.
@@ -349,6 +364,57 @@ impl TaskRuntime {
         }
     }
 
+    /// `network inspect`'s `Containers` and `Peers` of a network on this node: its tasks'
+    /// endpoints there, and every node with tasks on it (this one included).
+    pub fn local_endpoints(&self, network_id: &str) -> crate::api::network::LocalEndpoints {
+        use crate::api::network::{EndpointResource, LocalEndpoints, PeerInfo};
+        let mut out = LocalEndpoints::default();
+        for t in self.tasks.values() {
+            for a in t
+                .task
+                .addresses
+                .iter()
+                .filter(|a| a.network_id == network_id)
+            {
+                let m = a.mac();
+                out.containers.insert(
+                    sha256_hex(&t.task.id),
+                    EndpointResource {
+                        name: t.task.full_name(),
+                        endpoint_id: sha256_hex(&format!("{}/{network_id}", t.task.id)),
+                        mac_address: format!(
+                            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                            m[0], m[1], m[2], m[3], m[4], m[5]
+                        ),
+                        ipv4_address: a.addr.to_string(),
+                        ipv6_address: String::new(),
+                    },
+                );
+            }
+        }
+        if out.containers.is_empty() {
+            return out;
+        }
+        let mut peers: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+        peers.insert(self.data_path_addr, self.hostname.clone());
+        for p in self
+            .last
+            .peers
+            .iter()
+            .filter(|p| p.network_id == network_id)
+        {
+            peers.entry(p.vtep).or_insert_with(|| p.node.clone());
+        }
+        out.peers = peers
+            .into_iter()
+            .map(|(ip, name)| PeerInfo {
+                name,
+                ip: ip.to_string(),
+            })
+            .collect();
+        out
+    }
+
     fn reject(&mut self, id: &str, why: &str) {
         self.ended.insert(id.to_string());
         self.pending
@@ -438,6 +504,7 @@ mod tests {
                 network_id: "net1".into(),
                 addr: "10.0.9.3".parse().unwrap(),
                 vtep: b_addr,
+                node: "node-b".into(),
             }],
             data_path_port: 47891,
         };
@@ -449,6 +516,7 @@ mod tests {
                 network_id: "net1".into(),
                 addr: "10.0.9.2".parse().unwrap(),
                 vtep: a_addr,
+                node: "node-a".into(),
             }],
             data_path_port: 47891,
         };
@@ -479,6 +547,20 @@ mod tests {
         let ok = seen.iter().find(|l| l.line.contains(": 200,"));
         assert!(ok.is_some(), "no answer from the whoami task: {seen:?}");
         assert_eq!(ok.unwrap().task_id, "t2");
+        // `network inspect` on node a: its task, and both nodes as peers.
+        let local = a.local_endpoints("net1");
+        let ep: Vec<_> = local.containers.values().collect();
+        assert_eq!(ep.len(), 1);
+        assert_eq!(ep[0].name, "web.1.t1");
+        assert_eq!(ep[0].mac_address, "02:42:0a:00:09:02");
+        assert_eq!(ep[0].ipv4_address, "10.0.9.2/24");
+        let peers: Vec<(&str, &str)> = local
+            .peers
+            .iter()
+            .map(|p| (p.name.as_str(), p.ip.as_str()))
+            .collect();
+        assert_eq!(peers, [("node-a", "127.93.0.1"), ("node-b", "127.93.0.2")]);
+        assert!(a.local_endpoints("other").containers.is_empty());
         // The whoami task goes: reported shut down; applying again changes nothing.
         let none = Assignments {
             tasks: vec![],

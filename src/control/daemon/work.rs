@@ -98,6 +98,24 @@ impl Daemon {
         .await;
     }
 
+    /// This node's endpoints on a network, for `network inspect`.
+    pub(super) async fn local_endpoints(
+        &self,
+        network_id: &str,
+    ) -> crate::api::network::LocalEndpoints {
+        let runtime = self.runtime.clone();
+        let id = network_id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
+            guard
+                .as_ref()
+                .map(|rt| rt.local_endpoints(&id))
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     /// Stops every task and the data plane.
     pub(super) async fn stop_runtime(&self) {
         let runtime = self.runtime.clone();

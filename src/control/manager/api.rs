@@ -117,6 +117,7 @@ impl Manager {
             | Request::SwarmJoin(_)
             | Request::SwarmLeave { .. }
             | Request::LocalNetworkList
+            | Request::LocalEndpoints { .. }
             | Request::LocalNetworkCreate(_)
             | Request::LocalNetworkRemove { .. } => {
                 Err(ApiError::internal("not a manager operation"))
