@@ -14,7 +14,7 @@ use super::service::{ServiceRecord, TaskAddress, TaskRecord, TaskState, TaskStat
 use crate::api::{Node, NodeState};
 
 /// A task as its node needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AssignedTask {
     pub id: String,
     /// `my-web.1` (replicated) or `my-web.<node id>` (global), as Docker names tasks.
@@ -41,7 +41,7 @@ impl AssignedTask {
 }
 
 /// Another node's task on one of the node's networks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Peer {
     pub task_id: String,
     pub network_id: String,
@@ -54,7 +54,7 @@ pub struct Peer {
 }
 
 /// Everything a node is to run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Assignments {
     pub tasks: Vec<AssignedTask>,
     /// The networks of those tasks.
@@ -64,11 +64,25 @@ pub struct Assignments {
     pub data_path_port: u16,
 }
 
+impl Assignments {
+    /// A digest of the assignments: a node sends the one it runs, and the manager leaves the
+    /// assignments out of its answer while they are the same.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
 /// What a node reports with a heartbeat.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub statuses: Vec<TaskStatus>,
     pub logs: Vec<LogLine>,
+    /// The digest of the assignments the node runs (`None`: it has none yet).
+    #[serde(default)]
+    pub running: Option<u64>,
 }
 
 /// Docker's task name: `service.slot`, or `service.node` in global mode.
@@ -80,80 +94,172 @@ pub fn task_name(service: &str, task: &TaskRecord) -> String {
     }
 }
 
-/// The assignments of node `node_id`.
-pub fn assignments(
-    node_id: &str,
-    nodes: &[Node],
-    services: &[ServiceRecord],
-    networks: &[NetworkRecord],
-    tasks: &[TaskRecord],
-    data_path_port: u16,
-) -> Assignments {
-    let services: HashMap<&str, &ServiceRecord> =
-        services.iter().map(|s| (s.id.as_str(), s)).collect();
-    let vteps: HashMap<&str, (Ipv4Addr, &str)> = nodes
-        .iter()
-        .filter(|n| n.status.state == NodeState::Ready)
-        .filter_map(|n| {
-            Some((
-                n.id.as_str(),
-                (n.data_path_addr.parse().ok()?, n.hostname.as_str()),
-            ))
-        })
-        .collect();
-    let mut out = Assignments {
-        data_path_port,
-        ..Assignments::default()
-    };
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
-    for t in tasks.iter().filter(|t| {
-        t.node_id == node_id && t.desired <= TaskState::Running && !t.state.is_terminal()
-    }) {
-        let Some(s) = services.get(t.service_id.as_str()) else {
-            continue;
-        };
-        let c = &s.spec.task_template.container_spec;
-        for a in &t.addresses {
-            wanted.insert(a.network_id.as_str());
+/// The store's services, networks and tasks indexed for the dispatcher: each node's tasks and
+/// each network's task addresses, so one node's assignments cost its own tasks and their
+/// networks' peers, not the whole store. Built once per change of the store.
+#[derive(Debug, Default)]
+pub struct Index {
+    services: HashMap<String, ServiceRecord>,
+    networks: HashMap<String, NetworkRecord>,
+    tasks: Vec<TaskRecord>,
+    /// Task positions by node.
+    by_node: HashMap<String, Vec<usize>>,
+    /// (task position, address position) of live tasks by network.
+    by_network: HashMap<String, Vec<(usize, usize)>>,
+    /// Each node's VXLAN endpoint and hostname.
+    nodes: HashMap<String, (Ipv4Addr, String)>,
+    /// Assignments already built, by node: (the set of nodes up they were built for, them).
+    #[allow(clippy::type_complexity)]
+    memo: std::sync::Mutex<HashMap<String, (u64, std::sync::Arc<(Assignments, u64)>)>>,
+}
+
+impl Index {
+    pub fn new(
+        nodes: &[Node],
+        services: Vec<ServiceRecord>,
+        networks: Vec<NetworkRecord>,
+        tasks: Vec<TaskRecord>,
+    ) -> Index {
+        let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_network: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (i, t) in tasks.iter().enumerate() {
+            if t.state.is_terminal() {
+                continue;
+            }
+            by_node.entry(t.node_id.clone()).or_default().push(i);
+            for (j, a) in t.addresses.iter().enumerate() {
+                by_network
+                    .entry(a.network_id.clone())
+                    .or_default()
+                    .push((i, j));
+            }
         }
-        out.tasks.push(AssignedTask {
-            id: t.id.clone(),
-            name: task_name(&s.spec.name, t),
-            service_id: s.id.clone(),
-            service_name: s.spec.name.clone(),
-            slot: t.slot,
-            image: c.image.clone(),
-            args: c.args.clone(),
-            env: c.env.clone(),
-            hostname: c.hostname.clone(),
-            stop_grace: c.stop_grace_period,
-            addresses: t.addresses.clone(),
-        });
+        Index {
+            services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            networks: networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            tasks,
+            by_node,
+            by_network,
+            nodes: nodes
+                .iter()
+                .filter_map(|n| {
+                    Some((
+                        n.id.clone(),
+                        (n.data_path_addr.parse().ok()?, n.hostname.clone()),
+                    ))
+                })
+                .collect(),
+            memo: Default::default(),
+        }
     }
-    out.networks = networks
-        .iter()
-        .filter(|n| wanted.contains(n.id.as_str()))
-        .cloned()
-        .collect();
-    let mut peers: BTreeMap<(String, Ipv4Addr), Peer> = BTreeMap::new();
-    for t in tasks
-        .iter()
-        .filter(|t| t.node_id != node_id && !t.state.is_terminal())
-    {
-        let Some(&(vtep, hostname)) = vteps.get(t.node_id.as_str()) else {
-            continue;
+
+    /// The nodes of the index, for a fingerprint of which are up.
+    pub fn node_ids(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
+    }
+
+    /// The assignments of `node_id` and their digest, built once per `up_set` (a fingerprint
+    /// of which nodes are up, which `up` answers).
+    pub fn assignments_memo(
+        &self,
+        node_id: &str,
+        up_set: u64,
+        up: impl Fn(&str) -> bool,
+        data_path_port: u16,
+    ) -> std::sync::Arc<(Assignments, u64)> {
+        if let Ok(memo) = self.memo.lock() {
+            if let Some((set, a)) = memo.get(node_id) {
+                if *set == up_set {
+                    return a.clone();
+                }
+            }
+        }
+        let a = self.assignments(node_id, up, data_path_port);
+        let digest = a.digest();
+        let a = std::sync::Arc::new((a, digest));
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.insert(node_id.to_string(), (up_set, a.clone()));
+        }
+        a
+    }
+
+    /// The assignments of node `node_id`; only tasks on nodes that are `up` are its peers.
+    pub fn assignments(
+        &self,
+        node_id: &str,
+        up: impl Fn(&str) -> bool,
+        data_path_port: u16,
+    ) -> Assignments {
+        let mut out = Assignments {
+            data_path_port,
+            ..Assignments::default()
         };
-        for a in t
-            .addresses
+        let mut wanted: BTreeSet<&str> = BTreeSet::new();
+        let own = self
+            .by_node
+            .get(node_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for t in own.iter().map(|&i| &self.tasks[i]) {
+            if t.desired > TaskState::Running {
+                continue;
+            }
+            let Some(s) = self.services.get(&t.service_id) else {
+                continue;
+            };
+            let c = &s.spec.task_template.container_spec;
+            for a in &t.addresses {
+                wanted.insert(a.network_id.as_str());
+            }
+            out.tasks.push(AssignedTask {
+                id: t.id.clone(),
+                name: task_name(&s.spec.name, t),
+                service_id: s.id.clone(),
+                service_name: s.spec.name.clone(),
+                slot: t.slot,
+                image: c.image.clone(),
+                args: c.args.clone(),
+                env: c.env.clone(),
+                hostname: c.hostname.clone(),
+                stop_grace: c.stop_grace_period,
+                addresses: t.addresses.clone(),
+            });
+        }
+        out.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        out.networks = wanted
             .iter()
-            .filter(|a| wanted.contains(a.network_id.as_str()))
-        {
-            // One address, one owner: a newer task wins over a stopping one that held it.
-            let key = (a.network_id.clone(), a.addr.addr());
-            let replace = peers
-                .get(&key)
-                .is_none_or(|_| t.desired <= TaskState::Running);
-            if replace {
+            .filter_map(|id| self.networks.get(*id).cloned())
+            .collect();
+        if wanted.is_empty() {
+            return out;
+        }
+        let mut seen: HashMap<&str, Option<(Ipv4Addr, &str)>> = HashMap::new();
+        let mut peers: BTreeMap<(&str, Ipv4Addr), Peer> = BTreeMap::new();
+        for net in &wanted {
+            let live = self
+                .by_network
+                .get(*net)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for &(i, j) in live {
+                let t = &self.tasks[i];
+                if t.node_id == node_id {
+                    continue;
+                }
+                let vtep = *seen.entry(t.node_id.as_str()).or_insert_with(|| {
+                    let (ip, host) = self.nodes.get(&t.node_id)?;
+                    up(&t.node_id).then_some((*ip, host.as_str()))
+                });
+                let Some((vtep, hostname)) = vtep else {
+                    continue;
+                };
+                let a = &t.addresses[j];
+                // One address, one owner: a running task wins over a stopping one that
+                // held it.
+                let key = (a.network_id.as_str(), a.addr.addr());
+                if peers.contains_key(&key) && t.desired > TaskState::Running {
+                    continue;
+                }
                 peers.insert(
                     key,
                     Peer {
@@ -166,7 +272,27 @@ pub fn assignments(
                 );
             }
         }
+        out.peers = peers.into_values().collect();
+        out
     }
-    out.peers = peers.into_values().collect();
-    out
+}
+
+/// The assignments of node `node_id` (building an [`Index`] for one call).
+pub fn assignments(
+    node_id: &str,
+    nodes: &[Node],
+    services: &[ServiceRecord],
+    networks: &[NetworkRecord],
+    tasks: &[TaskRecord],
+    data_path_port: u16,
+) -> Assignments {
+    Index::new(nodes, services.to_vec(), networks.to_vec(), tasks.to_vec()).assignments(
+        node_id,
+        |id| {
+            nodes
+                .iter()
+                .any(|n| n.id == id && n.status.state == NodeState::Ready)
+        },
+        data_path_port,
+    )
 }

@@ -26,7 +26,7 @@ pub const GWBRIDGE_SUBNET: &str = "172.18.0.0/16";
 pub const INGRESS: &str = "ingress";
 
 /// Where a network lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// In Raft, the same on every manager.
@@ -45,7 +45,7 @@ impl Scope {
 }
 
 /// One network, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NetworkRecord {
     /// 25 characters of base 36 (swarm scope); 64 hex characters (local scope, as Docker).
     pub id: String,

@@ -89,9 +89,9 @@ pub enum ClusterReply {
         /// Whether the caller is a Raft voter (managers whose answer is `false` ask to join).
         #[serde(default)]
         voter: bool,
-        /// What the caller is to run.
+        /// What the caller is to run; `None` when it runs that already (the digest it sent).
         #[serde(default)]
-        assignments: Box<crate::control::dispatcher::Assignments>,
+        assignments: Option<Box<crate::control::dispatcher::Assignments>>,
     },
     Cert {
         cert_pem: String,

@@ -41,7 +41,7 @@ impl TaskState {
 }
 
 /// A task's address on one network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskAddress {
     pub network_id: String,
     /// Address and the network's prefix (`10.0.1.3/24`).

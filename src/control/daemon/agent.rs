@@ -138,8 +138,9 @@ impl Daemon {
                 self.restore_statuses(statuses);
                 return Err(err);
             }
-            let assignments = self.manager.assignments(&identity.node_id)?;
-            self.run_assignments(&identity, assignments, keys).await;
+            let assignments = self.manager.assignments(&identity.node_id)?.0.clone();
+            self.run_assignments(&identity, Some(assignments), keys)
+                .await;
             return Ok(());
         }
         let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
@@ -185,7 +186,8 @@ impl Daemon {
             }
             Err(err) => return Err(rpc_error(err)),
         };
-        if self.store.local_keys()? != keys {
+        let keys_changed = self.store.local_keys()? != keys;
+        if keys_changed {
             tracing::info!(
                 "received network encryption keys, tags {:?}",
                 keys.iter().map(|k| k.tag).collect::<Vec<_>>()
@@ -195,7 +197,10 @@ impl Daemon {
         if !managers.is_empty() && managers != identity.managers {
             self.update_identity(|i| i.managers = managers.clone())?;
         }
-        self.run_assignments(&identity, *assignments, keys).await;
+        if assignments.is_some() || keys_changed {
+            self.run_assignments(&identity, assignments.map(|a| *a), keys)
+                .await;
+        }
         if role != identity.role || cert_needs_renewal(&identity) {
             self.renew_certificate(&identity, config).await?;
         } else if role == Role::Manager && !voter && self.manager.raft().is_some() {

@@ -79,8 +79,9 @@ pub struct TaskRuntime {
     applied: Option<Topology>,
     /// The last failure to apply, logged once per change.
     last_error: Option<String>,
-    /// The last assignments taken.
+    /// The last assignments taken, and their digest.
     last: Assignments,
+    last_digest: u64,
 }
 
 fn now() -> String {
@@ -136,7 +137,18 @@ impl TaskRuntime {
             applied: None,
             last_error: None,
             last: Assignments::default(),
+            last_digest: Assignments::default().digest(),
         }
+    }
+
+    /// The assignments last taken.
+    pub fn assignments(&self) -> &Assignments {
+        &self.last
+    }
+
+    /// The digest of the assignments last taken.
+    pub fn digest(&self) -> u64 {
+        self.last_digest
     }
 
     /// The states to report, taken.
@@ -251,6 +263,7 @@ impl TaskRuntime {
     pub fn apply(&mut self, a: &Assignments, keys: &[NetworkKey]) {
         if self.last != *a {
             self.last = a.clone();
+            self.last_digest = a.digest();
         }
         let wanted: BTreeMap<&str, &AssignedTask> =
             a.tasks.iter().map(|t| (t.id.as_str(), t)).collect();

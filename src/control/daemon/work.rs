@@ -51,7 +51,11 @@ impl Daemon {
             let statuses = rt.take_statuses();
             let mut logs = rt.take_logs();
             logs.truncate(MAX_LINES_PER_REPORT);
-            Report { statuses, logs }
+            Report {
+                statuses,
+                logs,
+                running: Some(rt.digest()),
+            }
         })
         .await
         .unwrap_or_default()
@@ -68,11 +72,12 @@ impl Daemon {
         }
     }
 
-    /// Applies the node's assignments to its runtime (created on first use).
+    /// Applies the node's assignments to its runtime (created on first use); `None`: the
+    /// ones it runs, with new keys.
     pub(super) async fn run_assignments(
         &self,
         identity: &LocalIdentity,
-        assignments: Assignments,
+        assignments: Option<Assignments>,
         keys: Vec<NetworkKey>,
     ) {
         let runtime = self.runtime.clone();
@@ -82,7 +87,7 @@ impl Daemon {
         let _ = tokio::task::spawn_blocking(move || {
             let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             if guard.is_none() {
-                if assignments.tasks.is_empty() {
+                if assignments.as_ref().is_none_or(|a| a.tasks.is_empty()) {
                     return;
                 }
                 let Ok(addr) = data_path else {
@@ -92,6 +97,7 @@ impl Daemon {
                 *guard = Some(TaskRuntime::new(hostname, addr, state_dir));
             }
             if let Some(rt) = guard.as_mut() {
+                let assignments = assignments.unwrap_or_else(|| rt.assignments().clone());
                 rt.apply(&assignments, &keys);
             }
         })

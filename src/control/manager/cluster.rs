@@ -51,13 +51,16 @@ impl Manager {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 let node = self.known_node(&caller.node_id)?;
                 self.touch(&node.id);
+                let running = report.running;
                 self.take_report(&node.id, *report).await?;
+                let built = self.assignments(&node.id)?;
+                let assignments = (Some(built.1) != running).then(|| Box::new(built.0.clone()));
                 Ok(ClusterReply::Heartbeat {
                     role: node.role,
                     managers: self.manager_addrs()?,
                     keys: self.store.encryption_keys()?,
                     voter: self.is_voter(&node.id),
-                    assignments: Box::new(self.assignments(&node.id)?),
+                    assignments,
                 })
             }
             ClusterRequest::RenewCert { csr_pem } => {

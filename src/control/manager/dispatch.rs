@@ -2,8 +2,11 @@
 //! [`crate::control::dispatcher`]).
 
 use super::Manager;
-use crate::api::ApiError;
-use crate::control::dispatcher::{self, Assignments, Report};
+use crate::api::{ApiError, NodeState};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::control::dispatcher::{Assignments, Index, Report};
 use crate::control::raft::Command;
 
 impl Manager {
@@ -30,21 +33,56 @@ impl Manager {
         Ok(())
     }
 
-    /// What node `node_id` is to run (leader only).
-    pub fn assignments(&self, node_id: &str) -> Result<Assignments, ApiError> {
+    /// What node `node_id` is to run (leader only), and its digest.
+    pub fn assignments(&self, node_id: &str) -> Result<Arc<(Assignments, u64)>, ApiError> {
+        let (index, data_path_port) = self.dispatch_index()?;
+        let own = self.raft().map(|h| h.node_id);
+        let own = own.as_deref();
+        // Which nodes are up, as one number: assignments are built again when it changes.
+        let mut up_set = std::collections::hash_map::DefaultHasher::new();
+        let mut ids: Vec<&str> = index.node_ids().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if self.liveness(id, own) == NodeState::Ready {
+                id.hash(&mut up_set);
+            }
+        }
+        Ok(index.assignments_memo(
+            node_id,
+            up_set.finish(),
+            |id| self.liveness(id, own) == NodeState::Ready,
+            data_path_port,
+        ))
+    }
+
+    /// The dispatcher's index of the store, rebuilt when Raft has applied something since.
+    fn dispatch_index(&self) -> Result<(Arc<Index>, u16), ApiError> {
+        let applied = self
+            .raft()
+            .and_then(|h| h.raft.metrics().borrow().last_applied)
+            .map(|id| id.index);
+        if let Ok(cache) = self.dispatch_cache.lock() {
+            if let Some((at, index, port)) = cache.as_ref() {
+                if applied.is_some() && *at == applied {
+                    return Ok((index.clone(), *port));
+                }
+            }
+        }
         let data_path_port = self
             .store
             .swarm()?
             .map_or(crate::topology::DEFAULT_DATA_PATH_PORT, |s| {
                 s.data_path_port
             });
-        Ok(dispatcher::assignments(
-            node_id,
-            &self.nodes()?,
-            &self.store.services()?,
-            &self.store.networks()?,
-            &self.store.tasks()?,
-            data_path_port,
-        ))
+        let index = Arc::new(Index::new(
+            &self.store.nodes()?,
+            self.store.services()?,
+            self.store.networks()?,
+            self.store.tasks()?,
+        ));
+        if let Ok(mut cache) = self.dispatch_cache.lock() {
+            *cache = Some((applied, index.clone(), data_path_port));
+        }
+        Ok((index, data_path_port))
     }
 }

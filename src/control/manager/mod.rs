@@ -96,6 +96,9 @@ pub struct Manager {
     pub logs: Mutex<crate::control::logs::LogBook>,
     /// Wakes the orchestrator (a service changed, a task ended).
     pub wake: tokio::sync::Notify,
+    /// The dispatcher's index of the store and the Raft index it was built at.
+    #[allow(clippy::type_complexity)]
+    dispatch_cache: Mutex<Option<(Option<u64>, Arc<crate::control::dispatcher::Index>, u16)>>,
 }
 
 impl Manager {
@@ -109,6 +112,7 @@ impl Manager {
             leader_since: Mutex::new(None),
             logs: Mutex::new(Default::default()),
             wake: tokio::sync::Notify::new(),
+            dispatch_cache: Mutex::new(None),
         }
     }
 
