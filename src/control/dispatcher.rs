@@ -56,6 +56,9 @@ pub struct Peer {
 /// Everything a node is to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Assignments {
+    /// The node they are for.
+    #[serde(default)]
+    pub node_id: String,
     pub tasks: Vec<AssignedTask>,
     /// The networks of those tasks.
     pub networks: Vec<NetworkRecord>,
@@ -191,6 +194,7 @@ impl Index {
         data_path_port: u16,
     ) -> Assignments {
         let mut out = Assignments {
+            node_id: node_id.to_string(),
             data_path_port,
             ..Assignments::default()
         };

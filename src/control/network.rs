@@ -74,6 +74,10 @@ pub struct NetworkRecord {
     /// `None` when created without labels (Docker shows `null`), else the labels.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// The load-balancer endpoint (`lb-NAME`) of each node with tasks on the network: its
+    /// address, by node ID (swarm overlay networks only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lb: BTreeMap<String, Ipv4Addr>,
 }
 
 impl NetworkRecord {
@@ -100,6 +104,7 @@ impl NetworkRecord {
             ingress: req.ingress,
             options: alloc.options,
             labels,
+            lb: BTreeMap::new(),
         }
     }
 
@@ -132,6 +137,7 @@ impl NetworkRecord {
                 ("com.docker.network.bridge.name".into(), GWBRIDGE.into()),
             ]),
             labels: Some(BTreeMap::new()),
+            lb: BTreeMap::new(),
         }
     }
 

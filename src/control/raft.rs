@@ -55,6 +55,9 @@ pub enum Command {
     },
     /// Forgets tasks.
     RemoveTasks(Vec<String>),
+    /// Gives (`Some`) or takes back (`None`) nodes' load-balancer endpoint addresses:
+    /// (network ID, node ID, address).
+    SetLbAddresses(Vec<(String, String, Option<std::net::Ipv4Addr>)>),
 }
 
 /// What applying a command returns.

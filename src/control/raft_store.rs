@@ -368,6 +368,28 @@ fn apply_command(tx: &WriteTransaction, command: &Command) -> Result<Option<Stri
             return apply::task_statuses(tx, node_id, statuses).map_err(any)
         }
         Command::RemoveTasks(ids) => return apply::remove_tasks(tx, ids).map_err(any),
+        Command::SetLbAddresses(changes) => {
+            let mut table = tx.open_table(NETWORKS).map_err(any)?;
+            for (net_id, node_id, addr) in changes {
+                let Some(bytes) = table
+                    .get(net_id.as_str())
+                    .map_err(any)?
+                    .map(|v| v.value().to_vec())
+                else {
+                    continue;
+                };
+                let mut net: crate::control::network::NetworkRecord =
+                    serde_json::from_slice(&bytes).map_err(any)?;
+                match addr {
+                    Some(a) => net.lb.insert(node_id.clone(), *a),
+                    None => net.lb.remove(node_id),
+                };
+                let bytes = serde_json::to_vec(&net).map_err(any)?;
+                table
+                    .insert(net_id.as_str(), bytes.as_slice())
+                    .map_err(any)?;
+            }
+        }
     }
     Ok(None)
 }

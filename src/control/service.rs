@@ -353,7 +353,9 @@ impl Addresses {
     ) -> Self {
         let mut a = Addresses::default();
         for n in networks {
-            a.used.entry(n.id.clone()).or_default().insert(n.gateway);
+            let used = a.used.entry(n.id.clone()).or_default();
+            used.insert(n.gateway);
+            used.extend(n.lb.values().copied());
         }
         for s in services {
             for v in &s.vips {

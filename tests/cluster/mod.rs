@@ -29,6 +29,8 @@ pub struct Node {
     pub socket: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// `daemon --hostname`, if given.
+    pub hostname: Option<String>,
 }
 
 impl Node {
@@ -37,8 +39,17 @@ impl Node {
         Self::start_with_env(ip, &[])
     }
 
+    /// Starts a daemon named `hostname` in the swarm (`daemon --hostname`).
+    pub fn start_as(ip: &str, hostname: &str) -> Node {
+        Self::start_full(ip, &[], Some(hostname))
+    }
+
     /// Starts a daemon with extra environment variables.
     pub fn start_with_env(ip: &str, env: &[(&str, &str)]) -> Node {
+        Self::start_full(ip, env, None)
+    }
+
+    fn start_full(ip: &str, env: &[(&str, &str)], hostname: Option<&str>) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
         let mut node = Node {
@@ -50,6 +61,7 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            hostname: hostname.map(str::to_string),
         };
         node.spawn();
         node
@@ -73,6 +85,11 @@ impl Node {
         let child = Command::new(BIN)
             .args(["-H", &self.host(), "daemon", "--state-dir"])
             .arg(self.state_dir())
+            .args(
+                self.hostname
+                    .iter()
+                    .flat_map(|h| ["--hostname", h.as_str()]),
+            )
             .env("SWARMNET_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -239,6 +256,18 @@ pub fn three_managers(net: &str) -> (Node, Node, Node) {
     let n1 = Node::start(&format!("{net}.1"));
     let n2 = Node::start(&format!("{net}.2"));
     let n3 = Node::start(&format!("{net}.3"));
+    form_three(n1, n2, n3)
+}
+
+/// Three managers as [`three_managers`], named `node-1` to `node-3` in the swarm.
+pub fn three_named_managers(net: &str) -> (Node, Node, Node) {
+    let n1 = Node::start_as(&format!("{net}.1"), "node-1");
+    let n2 = Node::start_as(&format!("{net}.2"), "node-2");
+    let n3 = Node::start_as(&format!("{net}.3"), "node-3");
+    form_three(n1, n2, n3)
+}
+
+fn form_three(n1: Node, n2: Node, n3: Node) -> (Node, Node, Node) {
     n1.init();
     let token = n1.token("manager");
     for n in [&n2, &n3] {

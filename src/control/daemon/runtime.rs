@@ -408,6 +408,24 @@ impl TaskRuntime {
         if out.containers.is_empty() {
             return out;
         }
+        if let Some(net) = self.last.networks.iter().find(|n| n.id == network_id) {
+            if let Some(ip) = net.lb.get(&self.last.node_id) {
+                let o = ip.octets();
+                out.containers.insert(
+                    format!("lb-{}", net.name),
+                    EndpointResource {
+                        name: format!("{}-endpoint", net.name),
+                        endpoint_id: sha256_hex(&format!("lb/{}/{network_id}", self.last.node_id)),
+                        mac_address: format!(
+                            "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
+                            o[0], o[1], o[2], o[3]
+                        ),
+                        ipv4_address: format!("{ip}/{}", net.subnet.prefix_len()),
+                        ipv6_address: String::new(),
+                    },
+                );
+            }
+        }
         let mut peers: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         peers.insert(self.data_path_addr, self.hostname.clone());
         for p in self
@@ -509,9 +527,14 @@ mod tests {
         let mut b = TaskRuntime::new("node-b".into(), b_addr, dir.path().join("b"));
         let whoami = task("t1", 1, "swarmnet/whoami:latest", &[], "10.0.9.2");
         let fetch = task("t2", 2, "swarmnet/fetch", &["http://10.0.9.2/"], "10.0.9.3");
+        let mut net_a = network();
+        net_a
+            .lb
+            .insert("node-a-id".into(), "10.0.9.4".parse().unwrap());
         let on_a = Assignments {
+            node_id: "node-a-id".into(),
             tasks: vec![whoami.clone()],
-            networks: vec![network()],
+            networks: vec![net_a],
             peers: vec![Peer {
                 task_id: "t2".into(),
                 network_id: "net1".into(),
@@ -522,6 +545,7 @@ mod tests {
             data_path_port: 47891,
         };
         let on_b = Assignments {
+            node_id: "node-b-id".into(),
             tasks: vec![fetch.clone()],
             networks: vec![network()],
             peers: vec![Peer {
@@ -562,7 +586,21 @@ mod tests {
         assert_eq!(ok.unwrap().task_id, "t2");
         // `network inspect` on node a: its task, and both nodes as peers.
         let local = a.local_endpoints("net1");
-        let ep: Vec<_> = local.containers.values().collect();
+        let lb = &local.containers["lb-my-network"];
+        assert_eq!(
+            (
+                lb.name.as_str(),
+                lb.ipv4_address.as_str(),
+                lb.mac_address.as_str()
+            ),
+            ("my-network-endpoint", "10.0.9.4/24", "02:42:0a:00:09:04")
+        );
+        let ep: Vec<_> = local
+            .containers
+            .iter()
+            .filter(|(k, _)| !k.starts_with("lb-"))
+            .map(|(_, v)| v)
+            .collect();
         assert_eq!(ep.len(), 1);
         assert_eq!(ep[0].name, "web.1.t1");
         assert_eq!(ep[0].mac_address, "02:42:0a:00:09:02");
@@ -597,6 +635,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut rt = TaskRuntime::new("n".into(), "127.93.0.3".parse().unwrap(), dir.path().into());
         let a = Assignments {
+            node_id: "n".into(),
             tasks: vec![task("t9", 1, "swarmnet/nginx", &[], "10.0.9.9")],
             networks: vec![network()],
             peers: vec![],

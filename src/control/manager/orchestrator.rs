@@ -30,6 +30,8 @@ pub struct PassChanges {
     pub put: Vec<TaskRecord>,
     pub stop: Vec<String>,
     pub remove: Vec<String>,
+    /// Load-balancer endpoints given or taken back: (network, node, address).
+    pub lb: Vec<(String, String, Option<std::net::Ipv4Addr>)>,
     /// Services that could not be orchestrated, with why.
     pub errors: Vec<(String, String)>,
 }
@@ -181,6 +183,38 @@ pub fn pass(
             }
         }
     }
+    // Each node with a task on an overlay network (not the ingress network, whose endpoints
+    // come with the routing mesh) gets a load-balancer endpoint there; a node without one
+    // gives it back.
+    let stopping: std::collections::HashSet<&str> = out.stop.iter().map(String::as_str).collect();
+    let mut present: std::collections::BTreeSet<(&str, &str)> = Default::default();
+    for t in tasks.iter().chain(&out.put) {
+        if t.state.is_terminal()
+            || t.desired > TaskState::Running
+            || stopping.contains(t.id.as_str())
+        {
+            continue;
+        }
+        for a in &t.addresses {
+            present.insert((a.network_id.as_str(), t.node_id.as_str()));
+        }
+    }
+    let mut lb = Vec::new();
+    for net in networks.iter().filter(|n| n.vni.is_some() && !n.ingress) {
+        for node in net.lb.keys() {
+            if !present.contains(&(net.id.as_str(), node.as_str())) {
+                lb.push((net.id.clone(), node.clone(), None));
+            }
+        }
+        for (_, node) in present.iter().filter(|(n, _)| *n == net.id) {
+            if !net.lb.contains_key(*node) {
+                if let Ok(a) = addresses.allocate(net) {
+                    lb.push((net.id.clone(), node.to_string(), Some(a.addr.addr())));
+                }
+            }
+        }
+    }
+    out.lb = lb;
     // Tasks of removed services: forgotten once they have stopped (or their node is gone).
     let ready: HashMap<&str, bool> = nodes.iter().map(|n| (n.id.as_str(), n.ready)).collect();
     for tasks in by_service.values() {
@@ -212,10 +246,10 @@ impl Manager {
         }
         let services = self.store.services()?;
         let tasks = self.store.tasks()?;
-        if services.is_empty() && tasks.is_empty() {
+        let networks = self.store.networks()?;
+        if services.is_empty() && tasks.is_empty() && networks.iter().all(|n| n.lb.is_empty()) {
             return Ok(());
         }
-        let networks = self.store.networks()?;
         let changes = pass(
             &services,
             &networks,
@@ -236,6 +270,9 @@ impl Manager {
                 desired: TaskState::Shutdown,
             })
             .await?;
+        }
+        if !changes.lb.is_empty() {
+            self.write(Command::SetLbAddresses(changes.lb)).await?;
         }
         if !changes.remove.is_empty() {
             if let Ok(mut logs) = self.logs.lock() {
@@ -259,6 +296,7 @@ mod tests {
         let mut n = NetworkRecord::default_gwbridge("n1".into(), "t".into());
         n.subnet = "10.0.1.0/24".parse().unwrap();
         n.gateway = "10.0.1.1".parse().unwrap();
+        n.vni = Some(4097);
         n
     }
 
@@ -408,6 +446,48 @@ mod tests {
         assert_eq!(ch.stop, on_b);
         assert_eq!(ch.put.len(), 1);
         assert_eq!(ch.put[0].node_id, "a");
+    }
+
+    #[test]
+    fn each_node_with_tasks_on_a_network_gets_a_load_balancer_address_and_gives_it_back() {
+        let s = service(2, None);
+        let nodes = [node("a", true), node("b", true)];
+        let ch = run(&s, &nodes, &[], "2026-01-01T00:00:00Z");
+        let mut lb = ch.lb.clone();
+        lb.sort();
+        let got: Vec<(String, String)> = lb
+            .iter()
+            .map(|(n, node, a)| (format!("{n}/{node}"), a.unwrap().to_string()))
+            .collect();
+        // Tasks take .2 and .3; the endpoints come after them.
+        assert_eq!(
+            got,
+            [
+                ("n1/a".to_string(), "10.0.1.4".to_string()),
+                ("n1/b".to_string(), "10.0.1.5".to_string())
+            ]
+        );
+        // With them recorded, tasks and endpoints do not share addresses; without tasks on
+        // b, b's goes back.
+        let mut n = net();
+        n.lb.insert("a".into(), "10.0.1.4".parse().unwrap());
+        n.lb.insert("b".into(), "10.0.1.5".parse().unwrap());
+        let mut tasks = ch.put.clone();
+        tasks.retain(|t| t.node_id == "a");
+        for t in &mut tasks {
+            t.state = TaskState::Running;
+        }
+        let one = service(1, None);
+        let ch = pass(
+            std::slice::from_ref(&one),
+            &[n],
+            &nodes,
+            &tasks,
+            at("2026-01-01T00:00:01Z"),
+            ids(),
+        );
+        assert!(ch.put.is_empty());
+        assert_eq!(ch.lb, [("n1".to_string(), "b".to_string(), None)]);
     }
 
     #[test]
