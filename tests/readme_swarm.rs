@@ -24,7 +24,13 @@ fn the_readme_swarm_block_runs_as_pasted() {
         .and_then(|s| s.split("```sh\n").nth(1))
         .and_then(|b| b.split("```").next())
         .expect("a sh block in the networks section");
-    let block = format!("{block}{networks}");
+    let services = readme
+        .split("## Services")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in the services section");
+    let block = format!("{block}{networks}{services}");
     let dir = tempfile::tempdir().unwrap();
     let block = block
         .replace("/tmp/", &format!("{}/", dir.path().display()))
@@ -64,7 +70,7 @@ fn the_readme_swarm_block_runs_as_pasted() {
         .unwrap_or_else(|| panic!("no node ls table:\n{stdout}"));
     assert_eq!(
         table.lines().filter(|l| l.contains(" Ready ")).count(),
-        2,
+        3,
         "{stdout}"
     );
     // The networks block: listed on the other manager, inspected, removed.
@@ -88,6 +94,27 @@ fn the_readme_swarm_block_runs_as_pasted() {
     );
     assert!(
         table.contains("Leader") && table.contains("Reachable"),
+        "{stdout}"
+    );
+    // The services block: 3/3, one task per node, answers across nodes.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" my-web ") && l.contains(" 3/3 ")),
+        "{stdout}"
+    );
+    for node in ["node-1", "node-2", "node-3"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(" my-web.") && l.contains(&format!(" {node} "))),
+            "no my-web task on {node}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("probe.") && l.contains("GET http://10.0.1.3/: 200,")),
         "{stdout}"
     );
     assert!(
