@@ -114,7 +114,7 @@ fn the_readme_swarm_block_runs_as_pasted() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("probe.") && l.contains("GET http://10.0.1.3/: 200,")),
+            .any(|l| l.starts_with("probe.") && l.contains("GET http://10.0.1.3:80/: 200,")),
         "{stdout}"
     );
     assert!(

@@ -68,7 +68,11 @@ fn task_ips(nodes: &[&Node], net: &str) -> BTreeMap<String, String> {
         let v: serde_json::Value =
             serde_json::from_str(&n.ok(&["network", "inspect", net])).unwrap();
         if let Some(c) = v[0]["Containers"].as_object() {
-            for ep in c.values() {
+            for ep in c
+                .iter()
+                .filter(|(k, _)| !k.starts_with("lb-"))
+                .map(|(_, v)| v)
+            {
                 let ip = ep["IPv4Address"].as_str().unwrap();
                 out.insert(
                     ep["Name"].as_str().unwrap().to_string(),
@@ -169,8 +173,20 @@ fn three_replicas_spread_over_three_daemons_answer_each_other() {
     let v: serde_json::Value =
         serde_json::from_str(&n3.ok(&["network", "inspect", "my-network"])).unwrap();
     let containers = v[0]["Containers"].as_object().unwrap();
-    assert_eq!(containers.len(), 1, "{v}");
-    let ep = containers.values().next().unwrap();
+    assert_eq!(
+        containers.len(),
+        2,
+        "its task and its lb-my-network endpoint: {v}"
+    );
+    assert_eq!(
+        containers["lb-my-network"]["Name"], "my-network-endpoint",
+        "{v}"
+    );
+    let ep = containers
+        .iter()
+        .find(|(k, _)| !k.starts_with("lb-"))
+        .map(|(_, v)| v)
+        .unwrap();
     assert!(ep["Name"].as_str().unwrap().starts_with("my-web."));
     let ip = ep["IPv4Address"]
         .as_str()
