@@ -86,6 +86,10 @@ pub struct Report {
     /// The digest of the assignments the node runs (`None`: it has none yet).
     #[serde(default)]
     pub running: Option<u64>,
+    /// Hold the answer (up to a heartbeat period) until the assignments differ from
+    /// `running`, so changes reach the node at once instead of at its next heartbeat.
+    #[serde(default)]
+    pub wait: bool,
 }
 
 /// Docker's task name: `service.slot`, or `service.node` in global mode.

@@ -93,8 +93,14 @@ impl Daemon {
     async fn agent(self: Arc<Self>) {
         let mut tick = tokio::time::interval(HEARTBEAT_PERIOD);
         let mut failing = Failing::default();
+        let mut changes = self.manager.changes.subscribe();
         loop {
-            tick.tick().await;
+            // On the leader, a committed change (new tasks for this node) is a reason to go
+            // at once too.
+            tokio::select! {
+                _ = tick.tick() => {}
+                Ok(()) = changes.changed(), if self.holds_state() => {}
+            }
             let now = tokio::time::Instant::now();
             match self.agent_step().await {
                 Err(err) => {
@@ -105,6 +111,10 @@ impl Daemon {
                 Ok(()) => {
                     if let Some(line) = failing.recovered() {
                         tracing::warn!("node agent: {line}");
+                    }
+                    // Tasks just started or stopped: report them now, not a period later.
+                    if self.has_pending() {
+                        tick.reset_immediately();
                     }
                 }
             }
@@ -150,7 +160,9 @@ impl Daemon {
         } else {
             identity.managers.clone()
         };
-        let report = self.take_report().await;
+        let mut report = self.take_report().await;
+        // Nothing to tell: the manager holds the answer until there is something new.
+        report.wait = report.statuses.is_empty() && report.logs.is_empty();
         let statuses = report.statuses.clone();
         let reply = rpc::call_managers(
             &targets,

@@ -151,6 +151,11 @@ impl TaskRuntime {
         self.last_digest
     }
 
+    /// Whether states wait to be reported.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The states to report, taken.
     pub fn take_statuses(&mut self) -> Vec<TaskStatus> {
         std::mem::take(&mut self.pending)

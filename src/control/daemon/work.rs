@@ -55,10 +55,17 @@ impl Daemon {
                 statuses,
                 logs,
                 running: Some(rt.digest()),
+                wait: false,
             }
         })
         .await
         .unwrap_or_default()
+    }
+
+    /// Whether task states wait to be reported.
+    pub(super) fn has_pending(&self) -> bool {
+        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().is_some_and(|rt| rt.has_pending())
     }
 
     /// States whose report failed go again with the next heartbeat.

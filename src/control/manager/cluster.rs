@@ -51,9 +51,18 @@ impl Manager {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 let node = self.known_node(&caller.node_id)?;
                 self.touch(&node.id);
-                let running = report.running;
+                let (running, wait) = (report.running, report.wait);
+                let mut changes = self.changes.subscribe();
                 self.take_report(&node.id, *report).await?;
-                let built = self.assignments(&node.id)?;
+                let mut built = self.assignments(&node.id)?;
+                // Held until something is committed that changes them (or a period passes).
+                let until = tokio::time::Instant::now() + super::HEARTBEAT_PERIOD;
+                while wait && Some(built.1) == running {
+                    match tokio::time::timeout_at(until, changes.changed()).await {
+                        Ok(Ok(())) => built = self.assignments(&node.id)?,
+                        _ => break,
+                    }
+                }
                 let assignments = (Some(built.1) != running).then(|| Box::new(built.0.clone()));
                 Ok(ClusterReply::Heartbeat {
                     role: node.role,

@@ -96,6 +96,9 @@ pub struct Manager {
     pub logs: Mutex<crate::control::logs::LogBook>,
     /// Wakes the orchestrator (a service changed, a task ended).
     pub wake: tokio::sync::Notify,
+    /// Counts the writes committed through this manager (leader): held heartbeats and the
+    /// leader's own agent wait on it.
+    pub changes: tokio::sync::watch::Sender<u64>,
     /// The dispatcher's index of the store and the Raft index it was built at.
     #[allow(clippy::type_complexity)]
     dispatch_cache: Mutex<Option<(Option<u64>, Arc<crate::control::dispatcher::Index>, u16)>>,
@@ -112,6 +115,7 @@ impl Manager {
             leader_since: Mutex::new(None),
             logs: Mutex::new(Default::default()),
             wake: tokio::sync::Notify::new(),
+            changes: tokio::sync::watch::Sender::new(0),
             dispatch_cache: Mutex::new(None),
         }
     }
@@ -193,7 +197,10 @@ impl Manager {
             .raft()
             .ok_or_else(|| ApiError::unavailable("this node is not a manager"))?;
         match tokio::time::timeout(WRITE_TIMEOUT, handle.raft.client_write(command)).await {
-            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Ok(resp)) => {
+                self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                Ok(resp.data)
+            }
             Ok(Err(err)) => Err(ApiError::unavailable(format!(
                 "the change could not be committed: {err}"
             ))),
