@@ -35,6 +35,7 @@ fn view(port: u16, tasks: &[(&str, u8)]) -> Topology {
             mac: MacAddr::from_ipv4(ip),
             vtep: None,
             netns: None,
+            iface: None,
             app: Some(App::Echo),
         });
     }
@@ -121,6 +122,7 @@ fn a_running_node_takes_views_built_in_code() {
         mac: MacAddr::from_ipv4(ip),
         vtep: None,
         netns: None,
+        iface: None,
         app: Some(App::Whoami),
     });
     assert_eq!(

@@ -20,7 +20,7 @@ use crate::wire::MacAddr;
 
 mod parse;
 mod view;
-pub use parse::MAX_FILE_NAME;
+pub use parse::{DEFAULT_IFACE, MAX_FILE_NAME};
 pub use view::ViewError;
 #[cfg(test)]
 mod tests;
@@ -134,7 +134,11 @@ pub struct Endpoint {
     /// `Some`: lives on that remote node. `None`: a local port named `name`.
     pub vtep: Option<Ipv4Addr>,
     /// Network namespace of a local endpoint (live runtime); default: the endpoint name.
+    /// Endpoints that name the same namespace are one task on several networks.
     pub netns: Option<String>,
+    /// The endpoint's interface in its namespace (`iface`); default `eth0`. Only the `eth0`
+    /// endpoint of a namespace gives it a default route (via its network's gateway).
+    pub iface: Option<String>,
     /// `app`: a virtual task served inside the node by this built-in app, instead of a task
     /// in a network namespace (local endpoints only; no `netns` then).
     pub app: Option<App>,
@@ -148,6 +152,16 @@ impl Endpoint {
     /// A local endpoint served inside the node (no namespace, no TAP, no privilege needed).
     pub fn is_virtual(&self) -> bool {
         self.is_local() && self.app.is_some()
+    }
+
+    /// The namespace of a local endpoint: `netns`, or its name.
+    pub fn netns_name(&self) -> &str {
+        self.netns.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The interface of a local endpoint in its namespace: `iface`, or `eth0`.
+    pub fn iface_name(&self) -> &str {
+        self.iface.as_deref().unwrap_or(DEFAULT_IFACE)
     }
 }
 

@@ -120,6 +120,8 @@ struct RawEndpoint {
     #[serde(default)]
     netns: RawField,
     #[serde(default)]
+    iface: RawField,
+    #[serde(default)]
     app: RawField,
 }
 
@@ -159,6 +161,31 @@ pub(super) fn file_name_problem(s: &str) -> Option<String> {
         "must not be . or ..".to_string()
     } else if s.len() > MAX_FILE_NAME {
         format!("is {} bytes long, more than {MAX_FILE_NAME}", s.len())
+    } else {
+        return None;
+    };
+    Some(problem)
+}
+
+/// The interface of a local endpoint without `iface`, as in a Docker container.
+pub const DEFAULT_IFACE: &str = "eth0";
+
+/// Why `s` cannot name a network interface, if it cannot (the kernel's `dev_valid_name`: below
+/// IFNAMSIZ, no '/', ':' or whitespace, not . or ..; and not `lo`, which every namespace has).
+pub(super) fn iface_name_problem(s: &str) -> Option<String> {
+    let problem = if s.is_empty() {
+        "must not be empty".to_string()
+    } else if s.len() > 15 {
+        format!("is {} bytes long, more than 15", s.len())
+    } else if s == "." || s == ".." {
+        "must not be . or ..".to_string()
+    } else if let Some(c) = s
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        format!("must not contain {c:?}")
+    } else if s == "lo" {
+        "is the namespace's loopback interface".to_string()
     } else {
         return None;
     };
@@ -499,8 +526,10 @@ impl Parser<'_> {
         // (network, address) -> index in `out`
         let mut ips: HashMap<(&str, Ipv4Addr), usize> = HashMap::new();
         let mut macs: HashMap<(&str, MacAddr), usize> = HashMap::new();
-        // namespace -> (local endpoint in it, that endpoint's line); one task per namespace.
-        let mut namespaces: HashMap<String, (String, usize)> = HashMap::new();
+        // (namespace, interface) -> (local endpoint, its line); one endpoint per interface.
+        let mut interfaces: HashMap<(String, String), (String, usize)> = HashMap::new();
+        // (namespace, network) -> (local endpoint, its line); a task joins a network once.
+        let mut attached: HashMap<(String, String), (String, usize)> = HashMap::new();
         for (i, raw) in raws.iter().enumerate() {
             let r = raw.get_ref();
             let object = ErrorObject::Endpoint(label(r.name.as_ref().map(Spanned::get_ref), i));
@@ -617,21 +646,63 @@ impl Parser<'_> {
                     Some(App::parse(text).map_err(|msg| f.err(v, msg))?)
                 }
             };
+            let iface = match &r.iface {
+                None => None,
+                Some(v) => {
+                    let iface = f.string("iface", v)?;
+                    if let Some(vtep) = vtep {
+                        let msg = format!(
+                            "iface is only for local endpoints; this one lives on vtep {vtep}"
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    if app.is_some() {
+                        let msg = "a virtual task (app) has no interface in a network namespace: \
+                                   give either app or iface"
+                            .to_string();
+                        return Err(f.err(v, msg));
+                    }
+                    if let Some(problem) = iface_name_problem(iface) {
+                        let msg = format!(
+                            "iface {} {problem}: it is a Linux interface name (1-15 bytes, \
+                             no '/', ':' or whitespace)",
+                            quoted(iface)
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    Some(iface.to_string())
+                }
+            };
             if vtep.is_none() && app.is_none() {
-                // A local endpoint's namespace: `netns`, or its name.
+                // A local endpoint's namespace: `netns`, or its name; its interface: `iface`,
+                // or eth0. Several endpoints share a namespace as one task on several networks.
                 let (ns, ns_v) = match (&netns, &r.netns) {
                     (Some(ns), Some(v)) => (ns.as_str(), v),
                     _ => (name, name_v),
                 };
-                if let Some((other, line)) = namespaces.get(ns) {
-                    let msg = format!(
-                        "network namespace {ns} is already the namespace of endpoint {other} \
-                         (line {line}); give one of them another `netns`"
-                    );
-                    return Err(f.err(ns_v, msg));
-                }
+                let (dev, dev_v) = match (&iface, &r.iface) {
+                    (Some(dev), Some(v)) => (dev.as_str(), v),
+                    _ => (DEFAULT_IFACE, ns_v),
+                };
                 let line = self.line(name_v.span().start);
-                namespaces.insert(ns.to_string(), (name.to_string(), line));
+                let key = (ns.to_string(), dev.to_string());
+                if let Some((other, at)) = interfaces.get(&key) {
+                    let msg = format!(
+                        "interface {dev} of network namespace {ns} is already endpoint {other}'s \
+                         (line {at}); give one of them another `iface` or `netns`"
+                    );
+                    return Err(f.err(dev_v, msg));
+                }
+                let joined = (ns.to_string(), net.to_string());
+                if let Some((other, at)) = attached.get(&joined) {
+                    let msg = format!(
+                        "network namespace {ns} is already on network {net} through endpoint \
+                         {other} (line {at}); a task joins a network once"
+                    );
+                    return Err(f.err(net_v, msg));
+                }
+                interfaces.insert(key, (name.to_string(), line));
+                attached.insert(joined, (name.to_string(), line));
             }
 
             ips.insert((net, ip), out.len());
@@ -643,6 +714,7 @@ impl Parser<'_> {
                 mac,
                 vtep,
                 netns,
+                iface,
                 app,
             });
         }

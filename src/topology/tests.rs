@@ -128,6 +128,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mac: MacAddr([0x02, 0x42, 10, 0, 9, 2]),
                 vtep: None,
                 netns: Some("web1".into()),
+                iface: None,
                 app: None,
             },
             Endpoint {
@@ -137,6 +138,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mac: mac7,
                 vtep: Some(Ipv4Addr::new(192, 0, 2, 11)),
                 netns: None,
+                iface: None,
                 app: None,
             },
             Endpoint {
@@ -146,6 +148,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mac: mac7,
                 vtep: None,
                 netns: None,
+                iface: None,
                 app: None,
             },
         ]
@@ -440,7 +443,7 @@ fn endpoint_refusals() {
                 "[[endpoint]]\nname = \"my-web.1\"\nnetwork = \"my-network\"\nvlan = 3\n"
             ),
             "t.toml:13: endpoint my-web.1: unknown field `vlan`, expected one of `name`, \
-             `network`, `ip`, `mac`, `vtep`, `netns`, `app`",
+             `network`, `ip`, `mac`, `vtep`, `netns`, `iface`, `app`",
         ),
         (
             two_endpoints!("my-web.1", "10.0.9.3", ""),
@@ -510,8 +513,8 @@ fn endpoint_refusals() {
         ),
         (
             two_endpoints!("my-web.2", "10.0.9.3", "netns = \"my-web.1\"\n"),
-            "t.toml:19: endpoint my-web.2: network namespace my-web.1 is already the namespace \
-             of endpoint my-web.1 (line 11); give one of them another `netns`",
+            "t.toml:19: endpoint my-web.2: interface eth0 of network namespace my-web.1 is \
+             already endpoint my-web.1's (line 11); give one of them another `iface` or `netns`",
         ),
         (
             concat!(
@@ -520,8 +523,8 @@ fn endpoint_refusals() {
                 "netns = \"web\"\n\n",
                 "[[endpoint]]\nname = \"web\"\nnetwork = \"my-network\"\nip = \"10.0.9.3\"\n"
             ),
-            "t.toml:17: endpoint web: network namespace web is already the namespace \
-             of endpoint my-web.1 (line 11); give one of them another `netns`",
+            "t.toml:17: endpoint web: interface eth0 of network namespace web is already \
+             endpoint my-web.1's (line 11); give one of them another `iface` or `netns`",
         ),
         (
             two_endpoints!("", "10.0.9.3", ""),

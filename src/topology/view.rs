@@ -108,6 +108,9 @@ impl Topology {
             if let Some(ns) = &ep.netns {
                 let _ = writeln!(t, "netns = {}", s(ns));
             }
+            if let Some(iface) = &ep.iface {
+                let _ = writeln!(t, "iface = {}", s(iface));
+            }
             if let Some(app) = &ep.app {
                 let _ = writeln!(t, "app = {}", s(&app.to_value()));
             }
@@ -205,5 +208,102 @@ vtep = "192.0.2.11"
             "endpoint web2: vtep 192.0.2.10 is this node's data_path_addr; an endpoint on this \
              node must omit vtep"
         );
+    }
+
+    /// A view of one task (namespace `t1`) on two networks, as the daemon builds it.
+    fn two_networks() -> Topology {
+        let mut t = Topology::parse(TEXT, "t.toml").unwrap();
+        t.networks.push(Network {
+            name: "other".into(),
+            vni: 4098,
+            subnet: "10.0.10.0/24".parse().unwrap(),
+            gateway: "10.0.10.1".parse().unwrap(),
+            mtu: 1450,
+            encrypted: false,
+        });
+        t.endpoints[0].netns = Some("t1".into());
+        let mut second = t.endpoints[0].clone();
+        second.name = "web1@other".into();
+        second.network = "other".into();
+        second.ip = "10.0.10.2".parse().unwrap();
+        second.mac = MacAddr::from_ipv4(second.ip);
+        second.iface = Some("eth1".into());
+        t.endpoints.push(second);
+        t
+    }
+
+    #[test]
+    fn a_task_on_two_networks_shares_its_namespace() {
+        let t = two_networks();
+        assert_eq!(t.validate(), Ok(()));
+        assert!(t.to_toml().contains("iface = \"eth1\"\n"));
+        assert_eq!(Topology::parse(&t.to_toml(), "again").unwrap(), t);
+        let ifaces: Vec<(&str, &str)> = t
+            .namespaced_endpoints()
+            .map(|e| (e.netns_name(), e.iface_name()))
+            .collect();
+        assert_eq!(ifaces, [("t1", "eth0"), ("t1", "eth1")]);
+    }
+
+    #[test]
+    fn interfaces_are_unique_per_namespace_and_named_as_linux_names_them() {
+        let good = two_networks();
+        let refusal = |f: &dyn Fn(&mut Topology)| {
+            let mut t = good.clone();
+            f(&mut t);
+            t.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refusal(&|t| t.endpoints[3].iface = None),
+            "endpoint web1@other: interface eth0 of network namespace t1 is already endpoint \
+             web1's; give one of them another `iface` or `netns`"
+        );
+        assert_eq!(
+            refusal(&|t| t.endpoints[0].iface = Some("eth1".into())),
+            "endpoint web1@other: interface eth1 of network namespace t1 is already endpoint \
+             web1's; give one of them another `iface` or `netns`"
+        );
+        assert_eq!(
+            refusal(&|t| {
+                t.endpoints[3].network = "my-network".into();
+                t.endpoints[3].ip = "10.0.9.20".parse().unwrap();
+                t.endpoints[3].mac = MacAddr::from_ipv4(t.endpoints[3].ip);
+            }),
+            "endpoint web1@other: network namespace t1 is already on network my-network \
+             through endpoint web1; a task joins a network once"
+        );
+        for (name, problem) in [
+            ("", "must not be empty"),
+            ("eth0123456789012", "is 16 bytes long, more than 15"),
+            ("eth/1", "must not contain '/'"),
+            ("eth:1", "must not contain ':'"),
+            ("eth 1", "must not contain ' '"),
+            ("..", "must not be . or .."),
+            ("lo", "is the namespace's loopback interface"),
+        ] {
+            assert_eq!(
+                refusal(&|t| t.endpoints[3].iface = Some(name.into())),
+                format!(
+                    "endpoint web1@other: iface {name:?} {problem}: it is a Linux interface \
+                     name (1-15 bytes, no '/', ':' or whitespace)"
+                )
+            );
+        }
+        assert_eq!(
+            refusal(&|t| t.endpoints[2].iface = Some("eth1".into())),
+            "endpoint web2: iface is only for local endpoints; this one lives on vtep 192.0.2.11"
+        );
+        assert_eq!(
+            refusal(&|t| t.endpoints[1].iface = Some("eth1".into())),
+            "endpoint who: a virtual task (app) has no interface in a network namespace: give \
+             either app or iface"
+        );
+        // The longest name Linux takes, and another namespace's eth0, are fine.
+        let mut t = good.clone();
+        t.endpoints[3].iface = Some("eth-012345678.a".into());
+        assert_eq!(t.validate(), Ok(()));
+        t.endpoints[3].iface = None;
+        t.endpoints[3].netns = Some("t2".into());
+        assert_eq!(t.validate(), Ok(()));
     }
 }
