@@ -4,13 +4,18 @@
 //! A node is driven by node views (`Topology`): `start` takes the first, `apply` any later one
 //! while traffic flows. Ports that stay are never touched; new ones are made and handed to every
 //! worker before the tables name them; removed ones leave the tables before their queues close.
+//!
+//! Endpoints that name one namespace are one task on several networks (eth0, eth1, ...): the
+//! namespace is made by the first port that needs it and deleted with the last port in it (each
+//! port holds it by an `Arc`), so adding or removing a network leaves the others, and whatever
+//! runs in the namespace, alone.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,15 +25,15 @@ use mio::Waker;
 use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::TapQueue;
-use super::task::make_task;
+use super::task::{make_task, remove_iface};
 use super::underlay::underlay_sockets;
 use super::worker::{self, Command, VirtOwner, Worker};
 use crate::dataplane::{Counters, InterfaceStats, PortId, Tables};
 use crate::topology::{Endpoint, EspTransport, Topology};
 use crate::virt::{VirtSpec, VirtualTask};
 
-/// Name of a task's interface inside its namespace, as in a Docker container.
-pub const TASK_IFACE: &str = "eth0";
+/// Name of a task's first interface inside its namespace, as in a Docker container.
+pub const TASK_IFACE: &str = crate::topology::DEFAULT_IFACE;
 
 /// Largest overlay MTU a running node can take on without a restart (its receive buffers are
 /// sized at start for this or the start's largest MTU, whichever is larger).
@@ -130,11 +135,14 @@ pub struct NodeConfig {
     pub esp_sequence_file: PathBuf,
 }
 
-/// A task's sandbox: its namespace, kept until the task is removed or the node stops.
+/// A task's interface and the namespace it is in; the namespace is kept until the last of
+/// its interfaces is removed or the node stops.
 #[derive(Debug)]
 pub struct Task {
     pub endpoint: String,
-    pub netns: OwnedNetns,
+    pub netns: Arc<OwnedNetns>,
+    /// The interface's name in the namespace (eth0, eth1, ...).
+    pub iface: String,
 }
 
 /// What a task's interface is configured from: a change of any of it makes a new port.
@@ -158,10 +166,19 @@ impl PortConfig {
     }
 
     pub(super) fn netns(&self) -> &str {
-        self.endpoint
-            .netns
-            .as_deref()
-            .unwrap_or(&self.endpoint.name)
+        self.endpoint.netns_name()
+    }
+
+    pub(super) fn iface(&self) -> &str {
+        self.endpoint.iface_name()
+    }
+
+    /// Whether both are interfaces in a namespace with the same name in the same namespace.
+    fn same_interface(&self, other: &PortConfig) -> bool {
+        self.endpoint.app.is_none()
+            && other.endpoint.app.is_none()
+            && self.netns() == other.netns()
+            && self.iface() == other.iface()
     }
 }
 
@@ -169,7 +186,7 @@ impl PortConfig {
 struct LocalPort {
     id: PortId,
     config: PortConfig,
-    /// The namespace of a task in one (`None`: a virtual task, run by a worker).
+    /// The interface and namespace of a task in one (`None`: a virtual task, run by a worker).
     task: Option<Task>,
 }
 
@@ -193,6 +210,8 @@ pub struct Node {
     next_port: u32,
     // Dropped after the workers stop: namespaces go last.
     ports: BTreeMap<String, LocalPort>,
+    /// The task namespaces by name; the ports in one hold it (`Task::netns`).
+    namespaces: BTreeMap<String, Weak<OwnedNetns>>,
 }
 
 impl Node {
@@ -253,6 +272,7 @@ impl Node {
             max_mtu,
             next_port: 0,
             ports: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
         };
         // Worker 0 runs the virtual tasks; the others hand it their frames.
         let (handover_tx, handover_rx) = mpsc::sync_channel(worker::HANDOVER_QUEUE);
@@ -328,17 +348,18 @@ impl Node {
                 return Err(ApplyError::NeedNetAdmin(first.endpoint.name.clone()));
             }
         }
-        // A new port that takes a removed one's name or namespace must wait for its removal.
+        // A new port that takes a removed one's name or interface must wait for its removal.
         let (replacing, fresh): (Vec<PortConfig>, Vec<PortConfig>) =
             added.into_iter().partition(|cfg| {
                 removed.iter().any(|name| {
-                    let old = &self.ports[name].config;
-                    *name == cfg.endpoint.name || old.netns() == cfg.netns()
+                    *name == cfg.endpoint.name || self.ports[name].config.same_interface(cfg)
                 })
             });
 
         self.add_ports(view, &fresh)?;
-        self.remove_ports(view, &removed)?;
+        // Held until the replacements are made: a task whose only interface is replaced keeps
+        // its namespace (and what runs in it).
+        let _emptied = self.remove_ports(view, &removed)?;
         if let Err(e) = self.add_ports(view, &replacing) {
             let done = Applied {
                 added: fresh.iter().map(|c| c.endpoint.name.clone()).collect(),
@@ -440,11 +461,14 @@ impl Node {
                 self.next_port += 1;
                 continue;
             }
-            let (task, queues) =
-                make_task(cfg, workers, self.offload).map_err(|error| ApplyError::Port {
-                    endpoint: cfg.endpoint.name.clone(),
-                    error: Box::new(error),
-                })?;
+            let port_error = |error: RunError| ApplyError::Port {
+                endpoint: cfg.endpoint.name.clone(),
+                error: Box::new(error),
+            };
+            let ns = self
+                .namespace(cfg.netns())
+                .map_err(|e| port_error(e.into()))?;
+            let (task, queues) = make_task(cfg, ns, workers, self.offload).map_err(port_error)?;
             self.next_port += 1;
             made.push((
                 LocalPort {
@@ -489,10 +513,28 @@ impl Node {
         self.publish(view)
     }
 
-    /// Takes `names` out of the tables, then out of every worker, then deletes their tasks.
-    fn remove_ports(&mut self, view: &Topology, names: &[String]) -> Result<(), ApplyError> {
+    /// The namespace `name` of this node's tasks, created if no port holds it.
+    fn namespace(&mut self, name: &str) -> Result<Arc<OwnedNetns>, NetnsError> {
+        if let Some(ns) = self.namespaces.get(name).and_then(Weak::upgrade) {
+            return Ok(ns);
+        }
+        let ns = Arc::new(OwnedNetns::create(name)?);
+        self.namespaces.retain(|_, w| w.strong_count() > 0);
+        self.namespaces
+            .insert(name.to_string(), Arc::downgrade(&ns));
+        Ok(ns)
+    }
+
+    /// Takes `names` out of the tables, then out of every worker, then deletes their
+    /// interfaces. Returns the namespaces no port holds any more: they are deleted when the
+    /// caller drops them.
+    fn remove_ports(
+        &mut self,
+        view: &Topology,
+        names: &[String],
+    ) -> Result<Vec<Arc<OwnedNetns>>, ApplyError> {
         if names.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let gone: Vec<LocalPort> = names.iter().filter_map(|n| self.ports.remove(n)).collect();
         if let Err(e) = self.publish(view) {
@@ -512,9 +554,16 @@ impl Node {
             }
         }
         let result = self.wait_for(acks);
-        // Dropping the tasks deletes their namespaces, and with them the TAPs.
-        drop(gone);
-        result
+        let mut emptied = Vec::new();
+        for task in gone.into_iter().filter_map(|p| p.task) {
+            if Arc::strong_count(&task.netns) == 1 {
+                // The last interface: it goes with the namespace.
+                emptied.push(task.netns);
+            } else {
+                remove_iface(task.netns.name(), &task.iface);
+            }
+        }
+        result.map(|()| emptied)
     }
 
     fn wait_for(&self, acks: Vec<(usize, mpsc::Receiver<()>)>) -> Result<(), ApplyError> {
@@ -608,12 +657,12 @@ impl Node {
                 })
                 .ok()?
                 .ok()?;
-                Some((t.endpoint.clone(), parse_net_dev(&dev, TASK_IFACE)?))
+                Some((t.endpoint.clone(), parse_net_dev(&dev, &t.iface)?))
             })
             .collect()
     }
 
-    /// The local tasks in namespaces, by endpoint name.
+    /// The interfaces of local tasks in namespaces, by endpoint name.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.ports.values().filter_map(|p| p.task.as_ref())
     }

@@ -1,50 +1,62 @@
-//! A task in a network namespace: its namespace, its multi-queue TAP as `eth0`, configured as
-//! Docker configures a container's interface on an overlay network.
+//! A task's interface in its network namespace: a multi-queue TAP named as the endpoint's
+//! `iface` (eth0 by default), configured as Docker configures a container's interface on an
+//! overlay network. Several interfaces may share one namespace (a task on several networks);
+//! only eth0 gives the namespace its default route.
+
+use std::sync::Arc;
 
 use super::netns::{self, NetnsError, OwnedNetns};
-use super::node::{PortConfig, RunError, Task, TASK_IFACE};
+use super::node::{PortConfig, RunError, Task};
 use super::tap::{self, TapQueue};
+use crate::topology::DEFAULT_IFACE;
 
-/// Creates a task's namespace and its TAP (one queue per worker), configured like a Docker
-/// container's interface. On error nothing is left behind.
+/// Creates a task's TAP (one queue per worker) in namespace `ns`, configured like a Docker
+/// container's interface. On error the TAP is gone again (the namespace is the caller's).
 pub(super) fn make_task(
     cfg: &PortConfig,
+    ns: Arc<OwnedNetns>,
     workers: usize,
     offload: bool,
 ) -> Result<(Task, Vec<TapQueue>), RunError> {
     let ep = &cfg.endpoint;
-    let ns_name = cfg.netns().to_string();
-    let ns = OwnedNetns::create(&ns_name)?;
+    let ns_name = ns.name().to_string();
+    let iface = cfg.iface().to_string();
+    let dev = iface.clone();
     let queues = netns::run_in(&ns_name, move || {
-        tap::open_multiqueue(TASK_IFACE, workers, offload)
+        tap::open_multiqueue(&dev, workers, offload)
     })?
     .map_err(|source| RunError::Tap {
         endpoint: ep.name.clone(),
         netns: ns_name.clone(),
         source,
     })?;
+    // On error `queues` drops here, and with its last queue the TAP.
     configure_task(
         &ns_name,
+        &iface,
         ep.mac.to_string(),
         ep.ip,
         cfg.prefix,
         cfg.mtu,
         cfg.gateway,
     )?;
-    tracing::info!(endpoint = %ep.name, netns = %ns_name, ip = %ep.ip, mac = %ep.mac, "task interface ready");
+    tracing::info!(endpoint = %ep.name, netns = %ns_name, iface = %iface, ip = %ep.ip, mac = %ep.mac, "task interface ready");
     Ok((
         Task {
             endpoint: ep.name.clone(),
             netns: ns,
+            iface,
         },
         queues,
     ))
 }
 
-/// Gives the task's eth0 its MAC, address, MTU and default route, as Docker configures a
-/// container's interface on an overlay network.
+/// Gives the task's interface its MAC, address and MTU, and eth0 the default route, as Docker
+/// configures a container's interfaces on overlay networks: further networks get the route to
+/// their subnet only (the kernel adds it with the address).
 fn configure_task(
     ns: &str,
+    iface: &str,
     mac: String,
     ip: std::net::Ipv4Addr,
     prefix: u8,
@@ -53,23 +65,37 @@ fn configure_task(
 ) -> Result<(), NetnsError> {
     // No IPv6 on the task interface: the overlay carries IPv4 (as Docker's does by default),
     // and router/neighbour solicitations would only be counted as drops.
-    let _ = netns::run_in(ns, || {
-        std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{TASK_IFACE}/disable_ipv6"),
-            "1",
-        )
-    });
+    let path = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
+    let _ = netns::run_in(ns, move || std::fs::write(path, "1"));
     let mtu = mtu.to_string();
     let cidr = format!("{ip}/{prefix}");
     let gw = gateway.to_string();
-    netns::ip(&[
-        "-n", ns, "link", "set", TASK_IFACE, "address", &mac, "mtu", &mtu,
-    ])?;
-    netns::ip(&["-n", ns, "addr", "add", &cidr, "dev", TASK_IFACE])?;
+    netns::ip(&["-n", ns, "link", "set", iface, "address", &mac, "mtu", &mtu])?;
+    netns::ip(&["-n", ns, "addr", "add", &cidr, "dev", iface])?;
     netns::ip(&["-n", ns, "link", "set", "lo", "up"])?;
-    netns::ip(&["-n", ns, "link", "set", TASK_IFACE, "up"])?;
-    netns::ip(&[
-        "-n", ns, "route", "add", "default", "via", &gw, "dev", TASK_IFACE,
-    ])?;
+    netns::ip(&["-n", ns, "link", "set", iface, "up"])?;
+    if iface == DEFAULT_IFACE {
+        netns::ip(&[
+            "-n", ns, "route", "add", "default", "via", &gw, "dev", iface,
+        ])?;
+    }
     Ok(())
+}
+
+/// Deletes interface `iface` of namespace `ns` if it is still there. A TAP goes with its last
+/// queue, which the workers close before they acknowledge a removal; this catches a worker
+/// that did not, so the name is free for a later port of a namespace that stays.
+pub(super) fn remove_iface(ns: &str, iface: &str) {
+    let Ok(name) = std::ffi::CString::new(iface) else {
+        return;
+    };
+    let present = netns::run_in(ns, move || {
+        // SAFETY: if_nametoindex reads a NUL-terminated string we own for the call.
+        unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    });
+    if present.unwrap_or(false) {
+        if let Err(e) = netns::ip(&["-n", ns, "link", "del", iface]) {
+            tracing::warn!(netns = ns, iface, error = %e, "could not delete a removed task's interface");
+        }
+    }
 }
