@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use lab::prefix;
+use swarmnet::io::process::{ProcessSpec, Status, Supervisor};
 use swarmnet::io::{netns, Node, NodeConfig};
 use swarmnet::topology::{Endpoint, Network, Topology};
 use swarmnet::wire::MacAddr;
@@ -128,6 +129,19 @@ fn a_task_gets_a_second_network_and_loses_it_while_it_runs() {
         TcpListener::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, PORT)).expect("listen")
     });
     exchange(&listener, &pa, T1_A);
+    // And a program of the task's, run by the supervisor in its namespace.
+    let sup = Supervisor::new();
+    let pid = sup
+        .start(ProcessSpec {
+            task_id: "t1".into(),
+            name: "t1".into(),
+            netns: t1.clone(),
+            argv: vec!["sleep".into(), "100".into()],
+            env: vec![],
+            hostname: None,
+            log_path: dir.join("t1.log"),
+        })
+        .expect("start the task's program");
 
     // A second network for the running task: eth1 in the same namespace.
     let applied = node.apply(&view(port, &p, true, true)).unwrap();
@@ -164,6 +178,13 @@ fn a_task_gets_a_second_network_and_loses_it_while_it_runs() {
         routes.starts_with("default via 10.0.9.1 dev eth0"),
         "{routes}"
     );
+    assert_eq!(
+        sup.status("t1"),
+        Status::Running { pid },
+        "the program ran on"
+    );
+    assert!(sup.take_exits().is_empty());
+    drop(sup);
 
     // Back again, then the whole task goes: with its last interface, its namespace.
     node.apply(&view(port, &p, true, true)).unwrap();

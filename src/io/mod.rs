@@ -1,5 +1,6 @@
 //! The only code that touches the OS on the packet path: worker threads with mio loops, TAP
-//! devices, the data-path UDP sockets, and task sandboxes (network namespaces).
+//! devices, the data-path UDP sockets, task sandboxes (network namespaces) and the processes
+//! that run in them.
 //!
 //! It is thin by design: read a batch, hand it to the `dataplane` core, write what the core
 //! returns. Unsafe code lives here only, each block with its `SAFETY:` reason.
@@ -7,6 +8,7 @@
 pub mod lock;
 pub mod netns;
 pub mod node;
+pub mod process;
 pub mod seqstore;
 pub mod tap;
 mod task;

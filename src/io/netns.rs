@@ -38,6 +38,12 @@ pub enum NetnsError {
     Marker { path: String, source: io::Error },
     #[error("cannot claim a network namespace: {0}")]
     Claim(String),
+    #[error("cannot run {program:?} in network namespace {name}: {reason}")]
+    Exec {
+        name: String,
+        program: String,
+        reason: String,
+    },
 }
 
 /// Runs `ip ARGS...`, returning its stdout or its stderr as the error.
@@ -201,6 +207,51 @@ pub fn enter(file: &File) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Runs `argv` (a program, looked up in PATH, then its arguments) inside namespace `name`
+/// with this process's stdin, stdout, stderr and environment, waits for it, and returns its
+/// exit code: 128 + N when signal N ended it, as a shell reports it. Only the child enters
+/// the namespace (before its first instruction); the caller's threads stay where they are.
+pub fn exec_in(name: &str, argv: &[String]) -> Result<i32, NetnsError> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let exec_error = |program: &str, e: &io::Error| {
+        let text = e.to_string();
+        let reason = match text.rfind(" (os error ") {
+            Some(at) => text[..at].to_string(),
+            None => text,
+        };
+        NetnsError::Exec {
+            name: name.to_string(),
+            program: program.to_string(),
+            reason,
+        }
+    };
+    let Some(program) = argv.first() else {
+        return Err(exec_error("", &io::Error::other("no command given")));
+    };
+    let file = File::open(path(name)).map_err(|source| NetnsError::Enter {
+        name: name.to_string(),
+        source,
+    })?;
+    let fd = file.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.args(&argv[1..]);
+    // SAFETY: setns is async-signal-safe and takes an fd that stays open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().map_err(|e| exec_error(program, &e))?;
+    drop(file);
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1))
 }
 
 /// True when this process may manage network devices and namespaces.

@@ -556,11 +556,11 @@ impl Node {
         let result = self.wait_for(acks);
         let mut emptied = Vec::new();
         for task in gone.into_iter().filter_map(|p| p.task) {
+            // The namespace may stay (other interfaces, or a replacement of this one): the
+            // interface must be gone before a new one takes its name.
+            remove_iface(task.netns.name(), &task.iface);
             if Arc::strong_count(&task.netns) == 1 {
-                // The last interface: it goes with the namespace.
                 emptied.push(task.netns);
-            } else {
-                remove_iface(task.netns.name(), &task.iface);
             }
         }
         result.map(|()| emptied)

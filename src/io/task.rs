@@ -83,8 +83,10 @@ fn configure_task(
 }
 
 /// Deletes interface `iface` of namespace `ns` if it is still there. A TAP goes with its last
-/// queue, which the workers close before they acknowledge a removal; this catches a worker
-/// that did not, so the name is free for a later port of a namespace that stays.
+/// queue, which the workers close before they acknowledge a removal; but a process forked at
+/// that moment (an `ip` command, a task's program before its exec) holds a copy of every
+/// queue for a while, and a worker may not have answered. A later TAP of the same name would
+/// silently join the old device (TUNSETIFF attaches to an existing one), so it goes now.
 pub(super) fn remove_iface(ns: &str, iface: &str) {
     let Ok(name) = std::ffi::CString::new(iface) else {
         return;
@@ -94,8 +96,13 @@ pub(super) fn remove_iface(ns: &str, iface: &str) {
         unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
     });
     if present.unwrap_or(false) {
-        if let Err(e) = netns::ip(&["-n", ns, "link", "del", iface]) {
-            tracing::warn!(netns = ns, iface, error = %e, "could not delete a removed task's interface");
+        match netns::ip(&["-n", ns, "link", "del", iface]) {
+            Ok(_) => {}
+            // It went by itself meanwhile.
+            Err(NetnsError::Ip { stderr, .. }) if stderr.contains("Cannot find device") => {}
+            Err(e) => {
+                tracing::warn!(netns = ns, iface, error = %e, "could not delete a removed task's interface")
+            }
         }
     }
 }
