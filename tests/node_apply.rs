@@ -138,3 +138,131 @@ fn a_running_node_takes_views_built_in_code() {
     node.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Node `i` (127.0.0.1+i) of a pair: node 0 serves whoami tasks, node 1 fetches from them.
+/// Network `clear` always; `secret` (encrypted, ESP in UDP) with `keys` when given, tags
+/// `keys[0]` the primary.
+fn pair_view(i: u8, port: u16, keys: &[u32]) -> Topology {
+    let me = Ipv4Addr::new(127, 0, 0, 1 + i);
+    let peer = Ipv4Addr::new(127, 0, 0, 2 - i);
+    let mut text = format!(
+        "[node]\nname = \"pair-{i}\"\ndata_path_addr = \"{me}\"\ndata_path_port = {port}\n\n\
+         [[network]]\nname = \"clear\"\nvni = 4097\nsubnet = \"10.0.9.0/24\"\ngateway = \"10.0.9.1\"\n"
+    );
+    if !keys.is_empty() {
+        let ring: Vec<String> = keys
+            .iter()
+            .map(|t| {
+                format!(
+                    "{{ tag = {t}, key = \"{:032x}\" }}",
+                    0x1111 * u128::from(*t)
+                )
+            })
+            .collect();
+        text += &format!(
+            "\n[[network]]\nname = \"secret\"\nvni = 4098\nsubnet = \"10.0.10.0/24\"\n\
+             gateway = \"10.0.10.1\"\nencrypted = true\n\n[encryption]\nkeys = [ {} ]\n\
+             primary = {}\ntransport = \"udp\"\nudp_port = {}\n",
+            ring.join(", "),
+            keys[0],
+            port + 1
+        );
+    }
+    let mut ep = |name: &str, net: &str, ip: &str, on: u8, app: &str| {
+        text += &format!("\n[[endpoint]]\nname = \"{name}\"\nnetwork = \"{net}\"\nip = \"{ip}\"\n");
+        if on == i {
+            text += &format!("app = \"{app}\"\n");
+        } else {
+            text += &format!("vtep = \"{peer}\"\n");
+        }
+    };
+    ep("who", "clear", "10.0.9.20", 0, "whoami");
+    ep(
+        "get",
+        "clear",
+        "10.0.9.21",
+        1,
+        "fetch http://10.0.9.20/data?size=5000",
+    );
+    if !keys.is_empty() {
+        ep("who2", "secret", "10.0.10.20", 0, "whoami");
+        ep(
+            "get2",
+            "secret",
+            "10.0.10.21",
+            1,
+            "fetch http://10.0.10.20/data?size=5000",
+        );
+    }
+    Topology::parse(&text, "code").unwrap()
+}
+
+/// Waits for a fetch report of task `task` that got a 200, and returns it.
+fn fetched(node: &Node, task: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        for line in node.take_app_events() {
+            if line.starts_with(&format!("{task}: ")) && line.contains(": 200, 5000 bytes") {
+                return line;
+            }
+            seen.push(line);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{task} fetched nothing; saw {seen:#?}");
+}
+
+#[test]
+fn a_first_encrypted_network_and_new_keys_come_to_running_nodes() {
+    let port = 21000 + (std::process::id() % 9000) as u16 * 2;
+    let dir = std::env::temp_dir().join(format!("swarmnet-apply-esp-{}", std::process::id()));
+    let start = |i: u8| {
+        Node::start(NodeConfig {
+            topology: pair_view(i, port, &[]),
+            workers: 2,
+            offload: false,
+            esp_sequence_file: dir.join(format!("esp-{i}.json")),
+        })
+        .expect("nodes of virtual tasks start without privilege")
+    };
+    let (mut a, mut b) = (start(0), start(1));
+    fetched(&b, "get");
+
+    // The swarm's first encrypted network: the ESP sockets open while the nodes run.
+    for (i, n) in [&mut a, &mut b].into_iter().enumerate() {
+        let applied = n.apply(&pair_view(i as u8, port, &[1])).unwrap();
+        assert_eq!(applied.added.len(), 1, "{applied}");
+    }
+    fetched(&b, "get2");
+    fetched(&b, "get");
+    assert!(dir.join("esp-1.json").exists(), "sequence numbers are kept");
+
+    // Key rotation, as the managers do it: a new key joins, becomes the primary, the old goes.
+    for keys in [&[1, 2][..], &[2, 1], &[2]] {
+        for (i, n) in [&mut a, &mut b].into_iter().enumerate() {
+            n.apply(&pair_view(i as u8, port, keys)).unwrap();
+        }
+        b.take_app_events();
+        fetched(&b, "get2");
+    }
+
+    // Another transport for the run's ESP sockets cannot come live.
+    let mut ip = pair_view(1, port, &[2]);
+    if let Some(e) = ip.encryption.as_mut() {
+        e.transport = swarmnet::topology::EspTransport::Ip;
+    }
+    assert_eq!(
+        b.apply(&ip).unwrap_err().to_string(),
+        "a running node cannot change the ESP transport; restart the node for that"
+    );
+    // The encrypted network goes; the clear one still carries.
+    b.apply(&pair_view(1, port, &[])).unwrap();
+    a.apply(&pair_view(0, port, &[])).unwrap();
+    b.take_app_events();
+    fetched(&b, "get");
+    assert!(a.healthy() && b.healthy());
+    a.stop();
+    b.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

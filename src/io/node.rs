@@ -26,7 +26,7 @@ use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::TapQueue;
 use super::task::{make_task, remove_iface};
-use super::underlay::underlay_sockets;
+use super::underlay::{esp_sockets, underlay_sockets};
 use super::worker::{self, Command, VirtOwner, Worker};
 use crate::dataplane::{Counters, InterfaceStats, PortId, Tables};
 use crate::topology::{Endpoint, EspTransport, Topology};
@@ -93,6 +93,8 @@ pub enum ApplyError {
     },
     #[error("invalid node view: {0}")]
     Invalid(#[from] crate::topology::ViewError),
+    #[error("cannot open the ESP sockets: {0}")]
+    Esp(Box<RunError>),
 }
 
 /// What an `apply` changed.
@@ -204,6 +206,9 @@ pub struct Node {
     seq_store: Mutex<Option<SeqStore>>,
     /// Whether the last write of `seq_store` failed (logged once per run of failures).
     seq_store_failing: AtomicBool,
+    esp_sequence_file: PathBuf,
+    /// The ESP transport and UDP port the workers have sockets for (fixed once opened).
+    esp_sockets: Option<(EspTransport, u16)>,
     offload: bool,
     max_mtu: u16,
     /// The next port id: ids are never reused within a run, so counters never mix two tasks.
@@ -268,6 +273,8 @@ impl Node {
             app_events: Arc::new(Mutex::new(Vec::new())),
             seq_store: Mutex::new(seq_store),
             seq_store_failing: AtomicBool::new(false),
+            esp_sequence_file: cfg.esp_sequence_file.clone(),
+            esp_sockets: topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)),
             offload: cfg.offload,
             max_mtu,
             next_port: 0,
@@ -326,6 +333,7 @@ impl Node {
     pub fn apply(&mut self, view: &Topology) -> Result<Applied, ApplyError> {
         view.validate()?;
         self.check(view)?;
+        self.open_esp(view)?;
         let mut wanted: BTreeMap<String, PortConfig> = BTreeMap::new();
         for ep in view.local_endpoints() {
             if let Some(cfg) = PortConfig::of(view, ep) {
@@ -405,22 +413,52 @@ impl Node {
                 "the data path address or port".into(),
             ));
         }
-        let transport = |t: &Tables| t.esp.as_ref().map(|e| (e.transport, e.udp_port));
-        let new_transport = view.encryption.as_ref().map(|e| {
-            let t = match e.transport {
-                EspTransport::Ip => crate::dataplane::esp::Transport::Ip,
-                EspTransport::Udp => crate::dataplane::esp::Transport::Udp,
-            };
-            (t, e.udp_port)
-        });
-        if new_transport != transport(&old) {
-            return Err(ApplyError::Unsupported("the ESP transport".into()));
+        // ESP sockets are opened by the first view with keys and kept for the run.
+        let wanted = view.encryption.as_ref().map(|e| (e.transport, e.udp_port));
+        if let (Some(have), Some(want)) = (self.esp_sockets, wanted) {
+            if have != want {
+                return Err(ApplyError::Unsupported("the ESP transport".into()));
+            }
         }
         if let Some(n) = view.networks.iter().find(|n| n.mtu > self.max_mtu) {
             return Err(ApplyError::Unsupported(format!(
                 "the largest MTU (network {} has {}, this run takes up to {})",
                 n.name, n.mtu, self.max_mtu
             )));
+        }
+        Ok(())
+    }
+
+    /// Gives every worker the ESP sockets of `view`'s transport (and the node its outbound
+    /// sequence-number store) if it has keys and the node has none yet: a swarm's first
+    /// encrypted network may come to a running node.
+    fn open_esp(&mut self, view: &Topology) -> Result<(), ApplyError> {
+        let Some(enc) = &view.encryption else {
+            return Ok(());
+        };
+        if self.esp_sockets.is_none() {
+            let workers = self.commands.len();
+            let node = &view.node;
+            let sockets = esp_sockets(node.data_path_addr, enc.transport, enc.udp_port, workers)
+                .map_err(|e| ApplyError::Esp(Box::new(e)))?;
+            let mut acks = Vec::new();
+            for (w, sockets) in sockets.into_iter().enumerate() {
+                let (done, ack) = mpsc::channel();
+                if self.commands[w]
+                    .send(Command::AddSockets { sockets, done })
+                    .is_err()
+                {
+                    return Err(ApplyError::Worker(w));
+                }
+                acks.push((w, ack));
+            }
+            self.wait_for(acks)?;
+            self.esp_sockets = Some((enc.transport, enc.udp_port));
+            tracing::info!(transport = ?enc.transport, udp_port = enc.udp_port, "ESP sockets open");
+        }
+        let store = self.seq_store.get_mut().unwrap_or_else(|e| e.into_inner());
+        if store.is_none() {
+            *store = Some(SeqStore::open(&self.esp_sequence_file)?);
         }
         Ok(())
     }
@@ -593,7 +631,11 @@ impl Node {
             .extend(self.ports.values().map(|p| p.config.endpoint.clone()));
         let ids: BTreeMap<&str, PortId> =
             self.ports.iter().map(|(n, p)| (n.as_str(), p.id)).collect();
-        let new = Tables::with_port_ids(&live, |name| ids[name]).keeping_sas_of(&old);
+        let mut new = Tables::with_port_ids(&live, |name| ids[name]).keeping_sas_of(&old);
+        if old.esp.is_none() {
+            // First keys of this run (or again after a view without): random IVs, as at start.
+            new.esp = new.esp.map(|esp| esp.with_iv_offset(random_u64()));
+        }
         let mut store = self.seq_store.lock().unwrap_or_else(|e| e.into_inner());
         // (Whether there is ESP at all cannot change: `check` refuses it.)
         if let (Some(store), Some(esp)) = (store.as_mut(), new.esp.as_ref()) {

@@ -77,7 +77,7 @@ pub(super) fn underlay_sockets(
         .map(|_| bind(node.data_path_port))
         .collect::<Result<_, _>>()?;
     let senders = vxlan_source_sockets(node.data_path_addr, workers)?;
-    for (w, (vxlan_senders, receiver)) in senders.into_iter().zip(receivers).enumerate() {
+    for (vxlan_senders, receiver) in senders.into_iter().zip(receivers) {
         let mut socks = vec![UnderlaySocket {
             channel: Channel::Vxlan,
             sock: receiver,
@@ -86,29 +86,52 @@ pub(super) fn underlay_sockets(
             channel: Channel::VxlanSend,
             sock,
         }));
-        match topo.encryption.as_ref().map(|e| (e.transport, e.udp_port)) {
-            None => {}
-            Some((EspTransport::Udp, port)) => {
-                socks.push(UnderlaySocket {
-                    channel: Channel::EspUdp,
-                    sock: bind(port)?,
-                });
-            }
-            Some((EspTransport::Ip, _)) => {
-                socks.push(UnderlaySocket {
-                    channel: Channel::RawSend,
-                    sock: DatagramSocket::raw_sender().map_err(RunError::NeedNetRaw)?,
-                });
-                if w == 0 {
-                    socks.push(UnderlaySocket {
-                        channel: Channel::EspIp,
-                        sock: DatagramSocket::raw_esp_receiver(node.data_path_addr)
-                            .map_err(RunError::NeedNetRaw)?,
-                    });
-                }
-            }
-        }
         all.push(socks);
     }
+    if let Some(e) = &topo.encryption {
+        let esp = esp_sockets(node.data_path_addr, e.transport, e.udp_port, workers)?;
+        for (socks, esp) in all.iter_mut().zip(esp) {
+            socks.extend(esp);
+        }
+    }
     Ok(all)
+}
+
+/// Each worker's ESP sockets: ESP in UDP on `udp_port` (every worker, SO_REUSEPORT), or ESP
+/// over IP (a raw sender per worker, one raw receiver: the kernel copies each packet to every
+/// raw socket).
+pub(super) fn esp_sockets(
+    addr: Ipv4Addr,
+    transport: EspTransport,
+    udp_port: u16,
+    workers: usize,
+) -> Result<Vec<Vec<UnderlaySocket>>, RunError> {
+    (0..workers)
+        .map(|w| {
+            Ok(match transport {
+                EspTransport::Udp => {
+                    let at = SocketAddrV4::new(addr, udp_port);
+                    vec![UnderlaySocket {
+                        channel: Channel::EspUdp,
+                        sock: DatagramSocket::bind_reuseport(at)
+                            .map_err(|source| RunError::Bind { addr: at, source })?,
+                    }]
+                }
+                EspTransport::Ip => {
+                    let mut socks = vec![UnderlaySocket {
+                        channel: Channel::RawSend,
+                        sock: DatagramSocket::raw_sender().map_err(RunError::NeedNetRaw)?,
+                    }];
+                    if w == 0 {
+                        socks.push(UnderlaySocket {
+                            channel: Channel::EspIp,
+                            sock: DatagramSocket::raw_esp_receiver(addr)
+                                .map_err(RunError::NeedNetRaw)?,
+                        });
+                    }
+                    socks
+                }
+            })
+        })
+        .collect()
 }

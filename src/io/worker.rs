@@ -75,6 +75,11 @@ pub enum Command {
     AddElsewhere { id: PortId, done: mpsc::Sender<()> },
     /// Stop serving port `id` and close this worker's queue of it (or drop its task).
     RemovePort { id: PortId, done: mpsc::Sender<()> },
+    /// Serve more underlay sockets (ESP's, when a first encrypted network comes).
+    AddSockets {
+        sockets: Vec<UnderlaySocket>,
+        done: mpsc::Sender<()>,
+    },
 }
 
 /// How a worker reaches the worker that runs the virtual tasks.
@@ -283,54 +288,11 @@ impl Worker {
             published,
             max_packet,
         } = self;
-        // Receiving sockets are read through their own fd; every socket that sends gets a
-        // sender keyed by channel (the ESP-in-UDP socket both receives and sends).
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
         let mut vxlan_senders = Vec::new();
         for s in sockets {
-            let token = Token(SOCKET_TOKEN_BASE + receivers.len());
-            let reader = match s.channel {
-                Channel::RawSend | Channel::VxlanSend => {
-                    // Send-only. UDP GSO groups runs for UDP sockets, not for raw ones.
-                    let gso = s.channel == Channel::VxlanSend;
-                    if gso {
-                        vxlan_senders.push(senders.len());
-                    }
-                    senders.push(Sender {
-                        channel: s.channel,
-                        sock: s.sock,
-                        batch: SendBatch::with_capacity(SEND_BATCH, gso),
-                    });
-                    continue;
-                }
-                Channel::EspIp => s.sock,
-                Channel::Vxlan | Channel::EspUdp => {
-                    if let Err(e) = s.sock.enable_gro() {
-                        tracing::debug!(error = %e, "UDP GRO unavailable");
-                    }
-                    if s.channel == Channel::Vxlan {
-                        // VXLAN leaves through the `VxlanSend` sockets.
-                        s.sock
-                    } else {
-                        // ESP in UDP leaves from its port, RFC 3948: the socket sends too.
-                        let reader = s.sock.try_clone()?;
-                        senders.push(Sender {
-                            channel: s.channel,
-                            sock: s.sock,
-                            batch: SendBatch::with_capacity(SEND_BATCH, true),
-                        });
-                        reader
-                    }
-                }
-            };
-            // The fd registered is the one kept for reading, so the registration lives as long.
-            poll.registry().register(
-                &mut SourceFd(&reader.as_raw_fd()),
-                token,
-                Interest::READABLE,
-            )?;
-            receivers.push((s.channel, reader));
+            add_socket(&poll, &mut receivers, &mut senders, &mut vxlan_senders, s)?;
         }
 
         let mut dp = Dataplane::new(tables.load_full());
@@ -399,6 +361,21 @@ impl Worker {
             // Port changes first: the node publishes tables naming a new port only after every
             // worker serves it, and closes a removed port's queues only after tables without it.
             while let Ok(cmd) = commands.try_recv() {
+                if let Command::AddSockets { sockets, done } = cmd {
+                    for s in sockets {
+                        add_socket(
+                            &poll,
+                            &mut receivers,
+                            &mut io.senders,
+                            &mut io.vxlan_senders,
+                            s,
+                        )?;
+                    }
+                    // Datagrams may have come before the registration: read until WouldBlock.
+                    sock_ready.resize(receivers.len(), true);
+                    let _ = done.send(());
+                    continue;
+                }
                 apply_command(&poll, &mut io, &mut tap_ready, cmd)?;
             }
             let current = tables.load();
@@ -512,6 +489,61 @@ impl Worker {
     }
 }
 
+/// Takes an underlay socket into a worker's loop. Receiving sockets are read through their own
+/// fd (registered with the next socket token); every socket that sends gets a sender keyed by
+/// channel (the ESP-in-UDP socket both receives and sends).
+fn add_socket(
+    poll: &Poll,
+    receivers: &mut Vec<(Channel, DatagramSocket)>,
+    senders: &mut Vec<Sender>,
+    vxlan_senders: &mut Vec<usize>,
+    s: UnderlaySocket,
+) -> io::Result<()> {
+    let token = Token(SOCKET_TOKEN_BASE + receivers.len());
+    let reader = match s.channel {
+        Channel::RawSend | Channel::VxlanSend => {
+            // Send-only. UDP GSO groups runs for UDP sockets, not for raw ones.
+            let gso = s.channel == Channel::VxlanSend;
+            if gso {
+                vxlan_senders.push(senders.len());
+            }
+            senders.push(Sender {
+                channel: s.channel,
+                sock: s.sock,
+                batch: SendBatch::with_capacity(SEND_BATCH, gso),
+            });
+            return Ok(());
+        }
+        Channel::EspIp => s.sock,
+        Channel::Vxlan | Channel::EspUdp => {
+            if let Err(e) = s.sock.enable_gro() {
+                tracing::debug!(error = %e, "UDP GRO unavailable");
+            }
+            if s.channel == Channel::Vxlan {
+                // VXLAN leaves through the `VxlanSend` sockets.
+                s.sock
+            } else {
+                // ESP in UDP leaves from its port, RFC 3948: the socket sends too.
+                let reader = s.sock.try_clone()?;
+                senders.push(Sender {
+                    channel: s.channel,
+                    sock: s.sock,
+                    batch: SendBatch::with_capacity(SEND_BATCH, true),
+                });
+                reader
+            }
+        }
+    };
+    // The fd registered is the one kept for reading, so the registration lives as long.
+    poll.registry().register(
+        &mut SourceFd(&reader.as_raw_fd()),
+        token,
+        Interest::READABLE,
+    )?;
+    receivers.push((s.channel, reader));
+    Ok(())
+}
+
 /// Runs the virtual tasks that have frames waiting or a timer due, switching what they send.
 fn run_virtual_tasks(
     io: &mut Io,
@@ -581,6 +613,11 @@ fn apply_command(poll: &Poll, io: &mut Io, ready: &mut Vec<bool>, cmd: Command) 
             // Frames may have queued before the registration: read until WouldBlock.
             ready[slot] = true;
             let _ = done.send(());
+        }
+        // Taken by the loop itself, which owns the sockets; never passed here. Unanswered, the
+        // node would report this worker as not taking the change.
+        Command::AddSockets { .. } => {
+            tracing::error!("underlay sockets reached the port commands");
         }
         Command::RemovePort { id, done } => {
             let slot = id.0 as usize;
