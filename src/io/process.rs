@@ -2,9 +2,10 @@
 //!
 //! Each process gets, from its first instruction: the task's network namespace, its own
 //! process group, stdin from /dev/null, stdout and stderr piped into the task's log, a
-//! Docker-like environment (the daemon's PATH, `HOSTNAME`, `HOME`, then the task's own
-//! variables, which win), and — when the daemon has CAP_SYS_ADMIN — its own UTS namespace
-//! whose hostname is `HOSTNAME` (otherwise only the variable is set).
+//! Docker-like environment (the daemon's PATH, `HOSTNAME`, `HOME=/root`, then the task's own
+//! variables, which win), and its own UTS namespace whose hostname is `HOSTNAME` (entering
+//! a network namespace needs CAP_SYS_ADMIN already; with it a UTS namespace is one `unshare`).
+//! A daemon without the capability gets a clear error from `start`.
 //!
 //! The supervisor never restarts anything: a process that ends by itself is reported by
 //! [`Supervisor::take_exits`], and the managers decide, as swarmkit does. When a task's main
@@ -187,6 +188,8 @@ pub enum ProcessError {
     },
     #[error("task {name}: no program to run")]
     NoProgram { name: String },
+    #[error("task {name}: a program task runs in its own network namespace, which needs CAP_SYS_ADMIN and CAP_NET_ADMIN (run the daemon as root); without them only virtual tasks run")]
+    NeedPrivilege { name: String },
     #[error("task {name}: network namespace {netns}: {reason}")]
     Netns {
         name: String,
@@ -320,6 +323,11 @@ impl Supervisor {
             netns: spec.netns.clone(),
             reason: os_reason(&e),
         })?;
+        // Entering a network namespace needs CAP_SYS_ADMIN (and with it, a UTS namespace is
+        // one unshare more).
+        if !have_sys_admin() {
+            return Err(ProcessError::NeedPrivilege { name });
+        }
         let log =
             LogFile::open(&spec.log_path, LOG_ROTATE_BYTES).map_err(|e| ProcessError::Log {
                 name: name.clone(),
@@ -353,7 +361,6 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let uts = have_sys_admin();
         let parent = std::process::id() as libc::pid_t;
         let ns_fd = ns.as_raw_fd();
         // SAFETY: the closure runs in the forked child before exec and makes only
@@ -371,14 +378,12 @@ impl Supervisor {
                 if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                if uts {
-                    if libc::unshare(libc::CLONE_NEWUTS) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let h = c_hostname.as_bytes();
-                    if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
+                if libc::unshare(libc::CLONE_NEWUTS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let h = c_hostname.as_bytes();
+                if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
+                    return Err(io::Error::last_os_error());
                 }
                 Ok(())
             });
