@@ -202,6 +202,11 @@ impl TaskRuntime {
                         TaskKind::Virtual(_) => None,
                         TaskKind::Program => Some(t.task.full_name()),
                     },
+                    // A program task's further networks: eth1, ... in its one namespace.
+                    iface: match t.kind {
+                        TaskKind::Program if i > 0 => Some(format!("eth{i}")),
+                        _ => None,
+                    },
                     app: match &t.kind {
                         TaskKind::Virtual(app) => Some(app.clone()),
                         TaskKind::Program => None,
@@ -221,6 +226,7 @@ impl TaskRuntime {
                 mac: MacAddr([0x02, 0x42, o[0], o[1], o[2], o[3]]),
                 vtep: Some(p.vtep),
                 netns: None,
+                iface: None,
                 app: None,
             });
         }
