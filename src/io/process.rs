@@ -888,7 +888,8 @@ fn pump(out: OwnedFd, err: OwnedFd, mut log: LogFile) {
 
 /// Reads a task's log (`path`, after its rotated `path.1`): the lines at or after `since`,
 /// then the last `tail` of them. Lines that are not log lines are skipped; a missing file is
-/// an empty log. Memory is bounded by `tail` (and the rotation limit without one).
+/// an empty log. Memory is bounded by `tail` (and the rotation limit without one). A rotation
+/// while this reads may make it miss or repeat the lines of one file.
 pub fn read_log_file(
     path: &Path,
     since: Option<SystemTime>,
