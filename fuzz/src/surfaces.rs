@@ -157,6 +157,12 @@ pub fn to_toml(t: &Topology) -> String {
         if let Some(ns) = &e.netns {
             s += &format!("netns = {}\n", q(ns));
         }
+        if let Some(iface) = &e.iface {
+            s += &format!("iface = {}\n", q(iface));
+        }
+        if let Some(app) = &e.app {
+            s += &format!("app = {}\n", q(&app.to_value()));
+        }
     }
     s
 }
