@@ -215,7 +215,8 @@ fn fetched(node: &Node, task: &str) -> String {
 
 #[test]
 fn a_first_encrypted_network_and_new_keys_come_to_running_nodes() {
-    let port = 21000 + (std::process::id() % 9000) as u16 * 2;
+    // 30000-39999: apart from the other test's ports (both use SO_REUSEPORT).
+    let port = 30000 + (std::process::id() % 5000) as u16 * 2;
     let dir = std::env::temp_dir().join(format!("swarmnet-apply-esp-{}", std::process::id()));
     let start = |i: u8| {
         Node::start(NodeConfig {
