@@ -97,6 +97,11 @@ pub enum Request {
     LocalEndpoints {
         network_id: String,
     },
+    /// The network namespace of a task running on this node (by ID, ID prefix, full name or
+    /// `service.slot` name), for `swarmnet exec`.
+    LocalTaskSandbox {
+        key: String,
+    },
     /// Creates a local-scope network (only `docker_gwbridge`, before the node is in a swarm).
     LocalNetworkCreate(Box<network::NetworkCreateRequest>),
     /// Removes a local-scope network by ID, name or ID prefix (not while in a swarm).

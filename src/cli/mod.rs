@@ -73,7 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Wait(args) => daemon::wait(cli.host.as_deref(), args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),
-        Command::Exec(args) => run::exec(args),
+        Command::Exec(args) => run::exec(cli.host.as_deref(), args),
     }
 }
 

@@ -53,7 +53,8 @@ fn workers(text: &str) -> Result<u16, String> {
 /// Runs a command inside a task's network namespace.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// The endpoint (task) whose namespace to enter.
+    /// The task whose namespace to enter: a service's task on this node (`my-web.1`, its full
+    /// name or ID, asked of the daemon), or an endpoint of `swarmnet run`.
     pub endpoint: String,
     /// The topology that names the endpoint's namespace (`netns`); without it the namespace is
     /// the endpoint's name.
@@ -219,7 +220,26 @@ fn app_name(app: &crate::topology::App) -> String {
     }
 }
 
-pub fn exec(args: ExecArgs) -> anyhow::Result<()> {
+/// The namespace of a service task on this node, asked of the daemon; `None` when no daemon
+/// answers (then the name is a `swarmnet run` endpoint's).
+fn daemon_sandbox(host: Option<&str>, task: &str) -> anyhow::Result<Option<String>> {
+    use crate::api::client::{path_segment, ClientError};
+    let client = super::daemon::client(host)?;
+    let route = format!("/swarmnet/tasks/{}/sandbox", path_segment(task));
+    match super::daemon::block_on(client.get::<serde_json::Value>(&route))? {
+        Ok(v) => Ok(v["Netns"].as_str().map(str::to_string)),
+        // Not a task of the daemon's, but a namespace of that name: a `swarmnet run` endpoint.
+        Err(ClientError::Api { status, .. })
+            if status == hyper::StatusCode::NOT_FOUND && netns::exists(task) =>
+        {
+            Ok(None)
+        }
+        Err(ClientError::Api { message, .. }) => bail!("{message}"),
+        Err(_) => Ok(None),
+    }
+}
+
+pub fn exec(host: Option<&str>, args: ExecArgs) -> anyhow::Result<()> {
     let ns = match &args.topology {
         Some(path) => {
             let topo = Topology::load(path)?;
@@ -239,7 +259,10 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<()> {
             }
             ep.netns.clone().unwrap_or_else(|| ep.name.clone())
         }
-        None => args.endpoint.clone(),
+        None => match daemon_sandbox(host, &args.endpoint)? {
+            Some(ns) => ns,
+            None => args.endpoint.clone(),
+        },
     };
     let file = std::fs::File::open(netns::path(&ns)).with_context(|| {
         format!(

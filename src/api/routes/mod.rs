@@ -246,6 +246,15 @@ impl<B: Backend> Router<B> {
                 Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),
                 _ => Err(unexpected()),
             },
+            [OWN_PREFIX, "tasks", key, "sandbox"] if get => {
+                let op = Request::LocalTaskSandbox {
+                    key: key.to_string(),
+                };
+                match self.op(op).await? {
+                    Reply::Text(netns) => Ok(Answer::ok(&serde_json::json!({ "Netns": netns }))),
+                    _ => Err(unexpected()),
+                }
+            }
             [OWN_PREFIX, "swarm", "ca"] if get => match self.op(Request::SwarmCa).await? {
                 Reply::Text(pem) => Ok(Answer::ok(&pem)),
                 _ => Err(unexpected()),

@@ -252,6 +252,7 @@ impl Daemon {
             Request::LocalEndpoints { network_id } => Ok(Reply::LocalEndpoints(
                 self.local_endpoints(&network_id).await,
             )),
+            Request::LocalTaskSandbox { key } => self.task_sandbox(&key).map(Reply::Text),
             Request::LocalNetworkCreate(body) => self.create_local_network(&body).await,
             Request::LocalNetworkRemove { key } => self.remove_local_network(&key).await,
             Request::NetworkCreate(_) if self.identity().is_none() => {

@@ -10,16 +10,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::control::dispatcher::{AssignedTask, Assignments};
 use crate::control::keys;
+use crate::control::logs::LogLine;
 use crate::control::network::NetworkRecord;
 use crate::control::service::{TaskState, TaskStatus};
 use crate::control::store::NetworkKey;
 use crate::io::node::{Node, NodeConfig};
+use crate::io::process::{self, ProcessSpec, Supervisor};
 use crate::topology::{self, App, Endpoint, EspTransport, Topology};
 use crate::wire::MacAddr;
 
@@ -82,6 +86,16 @@ pub struct TaskRuntime {
     /// The last assignments taken, and their digest.
     last: Assignments,
     last_digest: u64,
+    /// The swarm's keys last given.
+    keys: Vec<NetworkKey>,
+    /// Runs the program tasks.
+    supervisor: Arc<Supervisor>,
+    /// Program tasks asked to stop, until their process has ended.
+    stopping: BTreeSet<String>,
+    /// Output of program tasks read but not yet shipped.
+    logs: Vec<LogLine>,
+    /// The timestamp of the last line shipped of each program task.
+    log_cursor: BTreeMap<String, String>,
 }
 
 fn now() -> String {
@@ -138,6 +152,11 @@ impl TaskRuntime {
             last_error: None,
             last: Assignments::default(),
             last_digest: Assignments::default().digest(),
+            keys: Vec::new(),
+            supervisor: Arc::new(Supervisor::new()),
+            stopping: BTreeSet::new(),
+            logs: Vec::new(),
+            log_cursor: BTreeMap::new(),
         }
     }
 
@@ -276,9 +295,84 @@ impl TaskRuntime {
             self.last = a.clone();
             self.last_digest = a.digest();
         }
+        self.keys = keys.to_vec();
+        self.reconcile();
+    }
+
+    /// Takes the program tasks that ended (by themselves or when asked to) and brings the
+    /// runtime in line again if any did. Called with every heartbeat.
+    pub fn poll(&mut self) {
+        let exits = self.supervisor.take_exits();
+        if exits.is_empty() {
+            return;
+        }
+        for exit in exits {
+            let id = exit.task_id.clone();
+            self.supervisor.forget(&id);
+            self.read_program_log(&id, true);
+            let asked = self.stopping.remove(&id) || exit.stopped;
+            self.tasks.remove(&id);
+            if asked {
+                self.pending
+                    .push(status(&id, TaskState::Shutdown, "shutdown", ""));
+                continue;
+            }
+            self.ended.insert(id.clone());
+            let st = process::ExitStatus {
+                code: exit.code,
+                signal: exit.signal,
+            };
+            let mut s = match st.task_error() {
+                None => status(&id, TaskState::Complete, "finished", ""),
+                Some(err) => status(&id, TaskState::Failed, "started", &err),
+            };
+            s.exit_code = Some(st.exit_code());
+            tracing::info!(task = %exit.name, "task ended: {st}");
+            self.pending.push(s);
+        }
+        self.reconcile();
+    }
+
+    fn log_path(&self, task_id: &str) -> PathBuf {
+        self.state_dir.join("tasks").join(format!("{task_id}.log"))
+    }
+
+    /// Reads a program task's new output into `logs`; `last`: its process has ended (the
+    /// file goes).
+    fn read_program_log(&mut self, task_id: &str, last: bool) {
+        let path = self.log_path(task_id);
+        let lines = process::read_log_file(&path, None, Some(crate::control::logs::LINES_PER_TASK))
+            .unwrap_or_default();
+        let cursor = self.log_cursor.get(task_id).cloned().unwrap_or_default();
+        let mut newest = cursor.clone();
+        for l in lines.into_iter().filter(|l| l.t > cursor) {
+            newest = l.t.clone();
+            self.logs.push(LogLine {
+                task_id: task_id.to_string(),
+                stream: match l.stream {
+                    process::Stream::Stdout => "stdout".into(),
+                    process::Stream::Stderr => "stderr".into(),
+                },
+                at: l.t,
+                line: l.line,
+            });
+        }
+        if last {
+            self.log_cursor.remove(task_id);
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("log.1"));
+        } else {
+            self.log_cursor.insert(task_id.to_string(), newest);
+        }
+    }
+
+    fn reconcile(&mut self) {
+        let a = self.last.clone();
+        let keys = self.keys.clone();
         let wanted: BTreeMap<&str, &AssignedTask> =
             a.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-        // Tasks no longer assigned stop.
+        // Tasks no longer assigned stop: virtual ones at once, programs once their process
+        // has ended (asked on a thread of its own: the grace may take seconds).
         let gone: Vec<String> = self
             .tasks
             .keys()
@@ -286,6 +380,22 @@ impl TaskRuntime {
             .cloned()
             .collect();
         for id in gone {
+            if self.tasks[&id].kind == TaskKind::Program {
+                if self.stopping.insert(id.clone()) {
+                    let grace = self.tasks[&id]
+                        .task
+                        .stop_grace
+                        .map_or(process::DEFAULT_STOP_GRACE, Duration::from_nanos);
+                    let sup = self.supervisor.clone();
+                    let tid = id.clone();
+                    std::thread::spawn(move || {
+                        if let Err(e) = sup.stop(&tid, grace) {
+                            tracing::warn!("stopping task {tid}: {e}");
+                        }
+                    });
+                }
+                continue;
+            }
             self.tasks.remove(&id);
             self.pending
                 .push(status(&id, TaskState::Shutdown, "shutdown", ""));
@@ -324,7 +434,7 @@ impl TaskRuntime {
                 },
             );
         }
-        let view = self.view(a, &next, keys);
+        let view = self.view(&a, &next, &keys);
         if self.applied.as_ref() == Some(&view) {
             return;
         }
@@ -353,18 +463,31 @@ impl TaskRuntime {
         };
         match result {
             Ok(()) => {
-                for (id, t) in &next {
-                    if !self.tasks.contains_key(id) {
-                        let msg = match &t.kind {
-                            TaskKind::Virtual(_) => "started",
-                            TaskKind::Program => "started",
-                        };
-                        self.pending.push(status(id, TaskState::Running, msg, ""));
-                    }
-                }
-                self.tasks = next;
                 self.applied = Some(view);
                 self.last_error = None;
+                let mut failed = false;
+                for (id, t) in &next {
+                    if self.tasks.contains_key(id) {
+                        continue;
+                    }
+                    if t.kind == TaskKind::Program {
+                        if let Err(e) = self.start_program(&t.task) {
+                            self.ended.insert(id.clone());
+                            self.pending
+                                .push(status(id, TaskState::Failed, "starting", &e));
+                            failed = true;
+                            continue;
+                        }
+                    }
+                    self.pending
+                        .push(status(id, TaskState::Running, "started", ""));
+                }
+                next.retain(|id, _| !self.ended.contains(id));
+                self.tasks = next;
+                if failed {
+                    // Take the namespaces of the tasks that could not start away again.
+                    self.reconcile();
+                }
             }
             Err(e) => {
                 // The new tasks are what could not be added: they fail, the managers
@@ -457,30 +580,75 @@ impl TaskRuntime {
         out
     }
 
+    /// Starts a program task in its namespace (made by the view just applied).
+    fn start_program(&self, t: &AssignedTask) -> Result<(), String> {
+        let mut argv = vec![t.image.clone()];
+        argv.extend(t.args.iter().cloned());
+        let env = t
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect();
+        let log_path = self.log_path(&t.id);
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        self.supervisor
+            .start(ProcessSpec {
+                task_id: t.id.clone(),
+                name: t.name.clone(),
+                netns: t.full_name(),
+                argv,
+                env,
+                hostname: (!t.hostname.is_empty()).then(|| t.hostname.clone()),
+                log_path,
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     fn reject(&mut self, id: &str, why: &str) {
         self.ended.insert(id.to_string());
         self.pending
             .push(status(id, TaskState::Rejected, "preparing", why));
     }
 
-    /// New output of the tasks: what virtual tasks' apps reported (fetch results).
-    pub fn take_logs(&mut self) -> Vec<crate::control::logs::LogLine> {
+    /// New output of the tasks: program tasks' stdout and stderr, and what virtual tasks'
+    /// apps reported (fetch results).
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        let programs: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.kind == TaskKind::Program)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in programs {
+            self.read_program_log(&id, false);
+        }
+        let mut out = std::mem::take(&mut self.logs);
         let Some(node) = self.node.as_ref() else {
-            return Vec::new();
+            return out;
         };
         let names: Vec<(String, String)> = self
             .tasks
             .values()
             .map(|t| (t.task.id.clone(), t.task.full_name()))
             .collect();
-        node.take_app_events()
-            .iter()
-            .filter_map(|e| super::work::event_line(e, &names))
-            .collect()
+        out.extend(
+            node.take_app_events()
+                .iter()
+                .filter_map(|e| super::work::event_line(e, &names)),
+        );
+        out
     }
 
     /// Stops everything (leaving the swarm, shutting down).
     pub fn stop(&mut self) {
+        self.supervisor.shutdown(process::DEFAULT_STOP_GRACE);
         self.tasks.clear();
         self.applied = None;
         if let Some(node) = self.node.take() {

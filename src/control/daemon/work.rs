@@ -48,6 +48,7 @@ impl Daemon {
             let Some(rt) = guard.as_mut() else {
                 return Report::default();
             };
+            rt.poll();
             let statuses = rt.take_statuses();
             let mut logs = rt.take_logs();
             logs.truncate(MAX_LINES_PER_REPORT);
@@ -127,6 +128,50 @@ impl Daemon {
         })
         .await
         .unwrap_or_default()
+    }
+
+    /// The network namespace of a task on this node, for `exec`.
+    pub(super) fn task_sandbox(&self, key: &str) -> Result<String, crate::api::ApiError> {
+        use super::runtime::TaskKind;
+        use crate::api::ApiError;
+        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        let tasks: Vec<_> = guard
+            .as_ref()
+            .map(|rt| {
+                rt.local_tasks()
+                    .map(|(t, k)| (t.clone(), k.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        drop(guard);
+        let exact: Vec<_> = tasks
+            .iter()
+            .filter(|(t, _)| t.id == key || t.full_name() == key || t.name == key)
+            .collect();
+        let found: Vec<_> = if exact.is_empty() && !key.is_empty() {
+            tasks
+                .iter()
+                .filter(|(t, _)| t.id.starts_with(key))
+                .collect()
+        } else {
+            exact
+        };
+        match found.as_slice() {
+            [] => Err(ApiError::not_found(format!(
+                "no task {key} runs on this node ({}); exec runs on the node that runs the task: use that node's daemon (-H)",
+                self.hostname
+            ))),
+            [(t, TaskKind::Virtual(_))] => Err(ApiError::precondition(format!(
+                "task {} runs {}, a built-in app served inside the data path: it has no network namespace to run a command in",
+                t.full_name(),
+                t.image
+            ))),
+            [(t, TaskKind::Program)] => Ok(t.full_name()),
+            many => Err(ApiError::invalid(format!(
+                "task {key} is ambiguous ({} tasks on this node match)",
+                many.len()
+            ))),
+        }
     }
 
     /// Stops every task and the data plane.

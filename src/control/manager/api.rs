@@ -118,6 +118,7 @@ impl Manager {
             | Request::SwarmLeave { .. }
             | Request::LocalNetworkList
             | Request::LocalEndpoints { .. }
+            | Request::LocalTaskSandbox { .. }
             | Request::LocalNetworkCreate(_)
             | Request::LocalNetworkRemove { .. } => {
                 Err(ApiError::internal("not a manager operation"))
