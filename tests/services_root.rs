@@ -277,15 +277,18 @@ fn a_program_tasks_output_and_exit_show_in_logs_and_ps() {
     ]);
     assert!(
         wait_until(SETTLE, || {
-            let logs = n1.ok(&["service", "logs", "talker"]);
-            logs.contains("hello from ") && logs.contains("oops") && logs.contains("eth0")
+            let out = n1.run(&["service", "logs", "talker"]);
+            let (o, e) = (cluster::stdout(&out), cluster::stderr(&out));
+            o.contains("hello from ") && e.contains("| oops") && o.contains("eth0")
         }),
         "{}\n{}",
         n1.ok(&["service", "logs", "talker"]),
         n1.log()
     );
+    // stdout to stdout, stderr to stderr, as the docker CLI does.
     let logs = n1.ok(&["service", "logs", "talker"]);
     assert!(logs.lines().all(|l| l.starts_with("talker.1.")), "{logs}");
+    assert!(!logs.contains("oops"), "{logs}");
     assert!(logs.contains("inet 10.0.1."), "{logs}");
 
     n1.ok(&[
