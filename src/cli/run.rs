@@ -54,7 +54,8 @@ fn workers(text: &str) -> Result<u16, String> {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The task whose namespace to enter: a service's task on this node (`my-web.1`, its full
-    /// name or ID, asked of the daemon), or an endpoint of `swarmnet run`.
+    /// name or ID, or the service's name when one of its tasks runs here; asked of the daemon),
+    /// or an endpoint of `swarmnet run`.
     pub endpoint: String,
     /// The topology that names the endpoint's namespace (`netns`); without it the namespace is
     /// the endpoint's name.

@@ -146,7 +146,9 @@ impl Daemon {
         drop(guard);
         let exact: Vec<_> = tasks
             .iter()
-            .filter(|(t, _)| t.id == key || t.full_name() == key || t.name == key)
+            .filter(|(t, _)| {
+                t.id == key || t.full_name() == key || t.name == key || t.service_name == key
+            })
             .collect();
         let found: Vec<_> = if exact.is_empty() && !key.is_empty() {
             tasks
