@@ -141,6 +141,22 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_spec: Option<ServiceSpec>,
     pub endpoint: Endpoint,
+    /// Task counts, with `GET /services?status=true`.
+    #[serde(
+        rename = "ServiceStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_status: Option<ServiceStatus>,
+}
+
+/// `ServiceStatus` of a service list with `status=true` (what `service ls` shows as REPLICAS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceStatus {
+    pub running_tasks: u64,
+    pub desired_tasks: u64,
+    pub completed_tasks: u64,
 }
 
 /// What the managers allocated for a service.

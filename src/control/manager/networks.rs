@@ -8,6 +8,7 @@ use crate::api::ApiError;
 use crate::control::allocator::{self, ipam::AddressPools, network::ErrorClass};
 use crate::control::network::{request_from_docker, NetworkRecord, Scope, GWBRIDGE};
 use crate::control::raft::Command;
+use crate::control::service::ServiceRecord;
 use crate::control::store::SwarmRecord;
 use crate::control::token::new_id;
 
@@ -54,6 +55,25 @@ pub fn find<'a>(networks: &'a [NetworkRecord], key: &str) -> Result<&'a NetworkR
         n => Err(ApiError::invalid(format!(
             "network {key} is ambiguous ({n} matches found based on ID prefix)"
         ))),
+    }
+}
+
+/// Refuses to remove a network a service uses, in Docker's words: ingress while a service
+/// publishes a port through it, any other while a service is attached to it.
+pub fn in_use(net: &NetworkRecord, services: &[ServiceRecord]) -> Result<(), ApiError> {
+    let user = services
+        .iter()
+        .find(|s| s.networks.contains(&net.id) || s.vips.iter().any(|v| v.network_id == net.id));
+    match user {
+        Some(s) if net.ingress => Err(ApiError::invalid(format!(
+            "rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service {} depends on it",
+            s.id
+        ))),
+        Some(s) => Err(ApiError::invalid(format!(
+            "rpc error: code = FailedPrecondition desc = network {} is in use by service {}",
+            net.id, s.id
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -112,6 +132,7 @@ impl Manager {
                 net.name
             )));
         }
+        in_use(&net, &self.store.services()?)?;
         self.write(Command::RemoveNetwork(net.id.clone())).await?;
         Ok(net)
     }
