@@ -16,11 +16,46 @@ pub struct ServiceSpec {
     pub task_template: TaskSpec,
     pub mode: ServiceMode,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub update_config: Option<serde_json::Value>,
+    pub update_config: Option<UpdateConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback_config: Option<serde_json::Value>,
+    pub rollback_config: Option<UpdateConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+}
+
+/// `UpdateConfig` and `RollbackConfig`, in Docker's field order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateConfig {
+    pub parallelism: u64,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub delay: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub failure_action: String,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub monitor: u64,
+    pub max_failure_ratio: serde_json::Number,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub order: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 0,
+            delay: 0,
+            failure_action: String::new(),
+            monitor: 0,
+            max_failure_ratio: 0.into(),
+            order: String::new(),
+        }
+    }
 }
 
 /// `TaskTemplate` (and a task's `Spec`).

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::daemon::{block_on, client};
 use super::network::filters_query;
 use super::output::{json, table, title};
-use super::service_args::{human_duration, parse_network, parse_publish, ports_column};
+use super::service_args::{human_duration, parse_network, parse_publish};
 use super::template::Format;
 use crate::api::client::{path_segment, versioned, Client, ClientError};
 use crate::api::service::{
@@ -394,23 +394,62 @@ pub fn ls_rows(services: &[Service]) -> Vec<Vec<String>> {
                 .as_ref()
                 .map(|st| st.running_tasks)
                 .unwrap_or(0);
-            let ingress: Vec<PortConfig> = s
-                .endpoint
-                .ports
-                .iter()
-                .filter(|p| p.publish_mode != "host")
-                .cloned()
-                .collect();
             vec![
                 short(&s.id, false),
                 s.spec.name.clone(),
                 mode.to_string(),
                 format!("{running}/{desired}"),
                 image_column(&s.spec.task_template.container_spec.image, false),
-                ports_column(&ingress),
+                ls_ports(&s.endpoint.ports),
             ]
         })
         .collect()
+}
+
+/// `service ls` PORTS as the docker CLI prints it: ingress ports only, consecutive ones merged
+/// into ranges (`*:9090-9091->80-81/tcp`).
+pub fn ls_ports(ports: &[PortConfig]) -> String {
+    let mut sorted: Vec<&PortConfig> = ports.iter().collect();
+    sorted.sort_by(|a, b| (&a.protocol, a.published_port).cmp(&(&b.protocol, b.published_port)));
+    // (published start, end, target start, end, protocol)
+    let mut out = Vec::new();
+    let mut cur: Option<(i64, i64, i64, i64, &str)> = None;
+    let show = |r: (i64, i64, i64, i64, &str)| {
+        let span = |a: i64, b: i64| {
+            if b > a {
+                format!("{a}-{b}")
+            } else {
+                a.to_string()
+            }
+        };
+        format!("*:{}->{}/{}", span(r.0, r.1), span(r.2, r.3), r.4)
+    };
+    for p in sorted.into_iter().filter(|p| p.publish_mode == "ingress") {
+        let (pp, tp) = (i64::from(p.published_port), i64::from(p.target_port));
+        // Go's unsigned arithmetic: a smaller port also starts a new range.
+        let apart = |d: i64| !(0..=1).contains(&d);
+        match cur.as_mut() {
+            Some(r)
+                if r.4 == p.protocol
+                    && !apart(pp - r.1)
+                    && !apart(tp - r.3)
+                    && !(r.3 != r.2 && tp <= r.3) =>
+            {
+                r.1 = pp;
+                r.3 = tp;
+            }
+            _ => {
+                if let Some(r) = cur.take() {
+                    out.push(show(r));
+                }
+                cur = Some((pp, pp, tp, tp, p.protocol.as_str()));
+            }
+        }
+    }
+    if let Some(r) = cur {
+        out.push(show(r));
+    }
+    out.join(", ")
 }
 
 /// What `service ps` needs to know about nodes: hostname and whether it is up.
@@ -1028,10 +1067,7 @@ async fn run_async(client: &Client, cmd: ServiceCommand) -> anyhow::Result<()> {
             }
             if pretty {
                 let networks: Vec<serde_json::Value> = client.get("/networks").await?;
-                for (i, s) in found.iter().enumerate() {
-                    if i > 0 {
-                        println!();
-                    }
+                for s in &found {
                     print!("{}", pretty_text(s, &networks));
                 }
             } else if let Some(f) = format {
@@ -1275,70 +1311,100 @@ async fn logs(client: &Client, key: &str, o: LogOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `service inspect --pretty`, in Docker's layout.
+/// `service inspect --pretty`, byte for byte in the docker CLI's layout.
 pub fn pretty_text(s: &Service, networks: &[serde_json::Value]) -> String {
-    let mut o = String::new();
-    let mut line = |k: &str, v: &str| o.push_str(&format!("{k:<15} {v}\n"));
-    line("ID:", &s.id);
-    line("Name:", &s.spec.name);
+    let mut o = String::from("\n");
+    o.push_str(&format!("ID:\t\t{}\nName:\t\t{}\n", s.id, s.spec.name));
     if !s.spec.labels.is_empty() {
-        line("Labels:", "");
+        o.push_str("Labels:\n");
         for (k, v) in &s.spec.labels {
-            line(&format!(" {k}={v}"), "");
+            o.push_str(&format!(" {k}={v}\n"));
         }
     }
     match s.spec.mode {
-        ServiceMode::Replicated { replicas } => {
-            line("Service Mode:", "Replicated");
-            line(" Replicas:", &replicas.to_string());
-        }
-        ServiceMode::Global {} => line("Service Mode:", "Global"),
+        ServiceMode::Replicated { replicas } => o.push_str(&format!(
+            "Service Mode:\tReplicated\n Replicas:\t{replicas}\n"
+        )),
+        ServiceMode::Global {} => o.push_str("Service Mode:\tGlobal\n"),
     }
     let tt = &s.spec.task_template;
-    line("Placement:", "");
+    o.push_str("Placement:\n");
     if !tt.placement.constraints.is_empty() {
-        line(" Constraints:", &format!("{:?}", tt.placement.constraints));
+        o.push_str(&format!(
+            " Constraints:\t[{}]\n",
+            tt.placement.constraints.join(" ")
+        ));
     }
-    if let Some(rp) = &tt.restart_policy {
-        line("RestartPolicy:", "");
-        line(" Condition:", &rp.condition);
-        line(" Delay:", &format!("{}s", rp.delay / 1_000_000_000));
-        line(" Max attempts:", &rp.max_attempts.to_string());
+    let secs = |ns: u64| {
+        let d = Duration::from_nanos(ns);
+        if d.subsec_nanos() == 0 {
+            format!("{}s", d.as_secs())
+        } else {
+            format!("{d:?}")
+        }
+    };
+    for (title_, cfg, order) in [
+        ("UpdateConfig", &s.spec.update_config, "Update order:     "),
+        (
+            "RollbackConfig",
+            &s.spec.rollback_config,
+            "Rollback order:   ",
+        ),
+    ] {
+        if let Some(c) = cfg {
+            o.push_str(&format!("{title_}:\n Parallelism:\t{}\n", c.parallelism));
+            if c.delay != 0 {
+                o.push_str(&format!(" Delay:\t\t{}\n", secs(c.delay)));
+            }
+            o.push_str(&format!(
+                " On failure:\t{}\n Monitoring Period: {}\n Max failure ratio: {}\n {order} {}\n",
+                c.failure_action,
+                secs(c.monitor),
+                c.max_failure_ratio,
+                c.order
+            ));
+        }
     }
-    line("ContainerSpec:", "");
-    line(" Image:", &tt.container_spec.image);
+    o.push_str(&format!(
+        "ContainerSpec:\n Image:\t\t{}\n",
+        tt.container_spec.image
+    ));
     if !tt.container_spec.args.is_empty() {
-        line(" Args:", &tt.container_spec.args.join(" "));
+        o.push_str(&format!(
+            " Args:\t\t{} \n",
+            tt.container_spec.args.join(" ")
+        ));
     }
     if !tt.container_spec.env.is_empty() {
-        line(" Env:", &tt.container_spec.env.join(" "));
+        o.push_str(&format!(" Env:\t\t{} \n", tt.container_spec.env.join(" ")));
     }
-    line(" Init:", &tt.container_spec.init.to_string());
+    o.push_str(&format!(
+        " Init:\t\t{}\nResources:\n",
+        tt.container_spec.init
+    ));
     if !tt.networks.is_empty() {
-        let names: Vec<String> = tt
-            .networks
-            .iter()
-            .map(|n| {
-                networks
-                    .iter()
-                    .find(|x| x["Id"].as_str() == Some(n.target.as_str()))
-                    .and_then(|x| x["Name"].as_str())
-                    .unwrap_or(&n.target)
-                    .to_string()
-            })
-            .collect();
-        line("Networks:", &names.join(" "));
+        o.push_str("Networks:");
+        for n in &tt.networks {
+            let name = networks
+                .iter()
+                .find(|x| x["Id"].as_str() == Some(n.target.as_str()))
+                .and_then(|x| x["Name"].as_str())
+                .unwrap_or(&n.target);
+            o.push_str(&format!(" {name}"));
+        }
+        o.push_str(" \n");
     }
-    line("Endpoint Mode:", &s.endpoint.spec.mode);
+    o.push_str(&format!("Endpoint Mode:\t{}\n", s.endpoint.spec.mode));
     if !s.endpoint.ports.is_empty() {
         o.push_str("Ports:\n");
         for p in &s.endpoint.ports {
             o.push_str(&format!(
-                " PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {}\n",
+                " PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {} \n",
                 p.published_port, p.protocol, p.target_port, p.publish_mode
             ));
         }
     }
+    o.push('\n');
     o
 }
 
@@ -1464,6 +1530,24 @@ mod tests {
         let text = String::from_utf8(r.into_inner()).unwrap();
         assert!(
             text.contains("1/2: running   [==================================================>] ")
+        );
+    }
+
+    #[test]
+    fn ls_ports_merge_ranges_as_the_docker_cli() {
+        let ports: Vec<PortConfig> = [
+            "9091:81",
+            "9090:80",
+            "53:53/udp",
+            "mode=host,published=7000,target=70",
+            "8000:80",
+        ]
+        .iter()
+        .map(|p| parse_publish(p).unwrap())
+        .collect();
+        assert_eq!(
+            ls_ports(&ports),
+            "*:8000->80/tcp, *:9090-9091->80-81/tcp, *:53->53/udp"
         );
     }
 

@@ -10,7 +10,7 @@ use super::{now_rfc3339, Manager};
 use crate::api::docker::ObjectVersion;
 use crate::api::service::{
     Endpoint, EndpointSpec, PortConfig, RestartPolicy, Service, ServiceCreateResponse, ServiceMode,
-    ServiceSpec, VirtualIp,
+    ServiceSpec, UpdateConfig, VirtualIp,
 };
 use crate::api::ApiError;
 use crate::control::network::NetworkRecord;
@@ -373,11 +373,12 @@ fn with_defaults(spec: &mut ServiceSpec) {
     if rp.condition.is_empty() {
         rp.condition = "any".into();
     }
-    let update = || {
-        serde_json::json!({
-            "Parallelism": 1, "FailureAction": "pause", "Monitor": 5_000_000_000u64,
-            "MaxFailureRatio": 0, "Order": "stop-first"
-        })
+    let update = || UpdateConfig {
+        parallelism: 1,
+        failure_action: "pause".into(),
+        monitor: 5_000_000_000,
+        order: "stop-first".into(),
+        ..Default::default()
     };
     spec.update_config.get_or_insert_with(update);
     spec.rollback_config.get_or_insert_with(update);
