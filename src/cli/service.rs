@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::daemon::{block_on, client};
 use super::network::filters_query;
-use super::output::{json, table, title};
+use super::output::{json, title};
 use super::service_args::{human_duration, parse_network, parse_publish};
 use super::template::Format;
 use crate::api::client::{path_segment, versioned, Client, ClientError};
@@ -404,6 +404,33 @@ pub fn ls_rows(services: &[Service]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// Columns as the docker CLI's tabwriter lays them out (minimum width 10, padding 3; cells
+/// are padded even when empty, the last column is not).
+pub fn docker_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let len = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| len(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(len(cell));
+        }
+    }
+    let mut out = String::new();
+    let all = std::iter::once(header.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+        .chain(rows.iter().cloned());
+    for row in all {
+        let last = row.len().saturating_sub(1);
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let width = (widths[i] + 3).max(10);
+                out.push_str(&" ".repeat(width - len(cell)));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `service ls` PORTS as the docker CLI prints it: ingress ports only, consecutive ones merged
@@ -991,7 +1018,7 @@ async fn run_async(client: &Client, cmd: ServiceCommand) -> anyhow::Result<()> {
             } else {
                 print!(
                     "{}",
-                    table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
+                    docker_table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows)
                 );
             }
         }
@@ -1031,7 +1058,7 @@ async fn run_async(client: &Client, cmd: ServiceCommand) -> anyhow::Result<()> {
             } else {
                 print!(
                     "{}",
-                    table(
+                    docker_table(
                         &[
                             "ID",
                             "NAME",
