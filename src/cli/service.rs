@@ -455,13 +455,12 @@ pub fn ls_ports(ports: &[PortConfig]) -> String {
         let (pp, tp) = (i64::from(p.published_port), i64::from(p.target_port));
         // Go's unsigned arithmetic: a smaller port also starts a new range.
         let apart = |d: i64| !(0..=1).contains(&d);
+        let extends = |r: &(i64, i64, i64, i64, &str)| {
+            let overlaps = r.3 != r.2 && tp <= r.3;
+            r.4 == p.protocol && !apart(pp - r.1) && !apart(tp - r.3) && !overlaps
+        };
         match cur.as_mut() {
-            Some(r)
-                if r.4 == p.protocol
-                    && !apart(pp - r.1)
-                    && !apart(tp - r.3)
-                    && !(r.3 != r.2 && tp <= r.3) =>
-            {
+            Some(r) if extends(r) => {
                 r.1 = pp;
                 r.3 = tp;
             }
@@ -985,10 +984,11 @@ pub fn apply_update(spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<(), String
     for add in &a.publish_add {
         let p = parse_publish(add)?;
         ep.ports.retain(|q| {
-            !(q.target_port == p.target_port && q.protocol == p.protocol)
-                && !(p.published_port != 0
-                    && q.published_port == p.published_port
-                    && q.protocol == p.protocol)
+            let same_target = q.target_port == p.target_port && q.protocol == p.protocol;
+            let same_published = p.published_port != 0
+                && q.published_port == p.published_port
+                && q.protocol == p.protocol;
+            !same_target && !same_published
         });
         ep.ports.push(p);
     }

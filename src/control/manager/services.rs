@@ -669,7 +669,7 @@ mod tests {
             spec("b", &[], &["8080:90"]),
             None,
             &nets(),
-            &[a.clone()],
+            std::slice::from_ref(&a),
             &[],
         )
         .unwrap_err();
@@ -683,18 +683,25 @@ mod tests {
             spec("b", &[], &["8080:90/udp"]),
             None,
             &nets(),
-            &[a.clone()],
+            std::slice::from_ref(&a),
             &[],
         )
         .unwrap();
-        let b = plan(spec("b", &[], &["80"]), None, &nets(), &[a.clone()], &[]).unwrap();
+        let b = plan(
+            spec("b", &[], &["80"]),
+            None,
+            &nets(),
+            std::slice::from_ref(&a),
+            &[],
+        )
+        .unwrap();
         assert_eq!(b.ports[0].published_port, 30001);
         // An update keeps its dynamic port and its VIPs.
         let again = plan(
             spec("a", &["my-network"], &["8080:80", "30000"]),
             Some(&a),
             &nets(),
-            &[a.clone()],
+            std::slice::from_ref(&a),
             &[],
         )
         .unwrap();
