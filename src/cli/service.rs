@@ -517,6 +517,57 @@ fn error_column(err: &str, no_trunc: bool) -> String {
     format!("\"{text}\"")
 }
 
+/// Natural order of names as the docker CLI sorts tasks: runs of digits compare as numbers,
+/// and a digit sorts before any other character.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (da, db) = (a[i].is_ascii_digit(), b[j].is_ascii_digit());
+        if da != db {
+            return if da {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        if !da {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        while i < a.len() && a[i] == b'0' {
+            i += 1;
+        }
+        while j < b.len() && b[j] == b'0' {
+            j += 1;
+        }
+        let (si, sj) = (i, j);
+        while i < a.len() && a[i].is_ascii_digit() {
+            i += 1;
+        }
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        let by_len = (i - si).cmp(&(j - sj));
+        if by_len != Ordering::Equal {
+            return by_len;
+        }
+        let by_digits = a[si..i].cmp(&b[sj..j]);
+        if by_digits != Ordering::Equal {
+            return by_digits;
+        }
+        if si != sj {
+            return si.cmp(&sj);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Rows of `service ps`: tasks by slot (node in global mode), newest first within one, older
 /// ones named ` \_ NAME` as Docker shows history.
 pub fn ps_rows(
@@ -534,18 +585,16 @@ pub fn ps_rows(
             format!("{service}.{}", t.node_id)
         }
     };
+    // The docker CLI's order: names in natural order (my-web.2 before my-web.10, digits
+    // before other characters), newest first within one name.
     sorted.sort_by(|a, b| {
-        (name_of(a), &b.created_at, &b.id).cmp(&(name_of(b), &a.created_at, &a.id))
+        natural_cmp(&name_of(a), &name_of(b)).then_with(|| b.created_at.cmp(&a.created_at))
     });
     let mut prev = String::new();
     let mut rows = Vec::new();
     for t in sorted {
         let name = name_of(t);
-        let mut shown = if no_trunc {
-            format!("{name}.{}", t.id)
-        } else {
-            name.clone()
-        };
+        let mut shown = name.clone();
         if name == prev {
             shown = format!(" \\_ {shown}");
         }
@@ -1576,6 +1625,16 @@ mod tests {
             ls_ports(&ports),
             "*:8000->80/tcp, *:9090-9091->80-81/tcp, *:53->53/udp"
         );
+    }
+
+    #[test]
+    fn task_names_sort_naturally_as_the_docker_cli() {
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("my-web.2", "my-web.10"), Less);
+        assert_eq!(natural_cmp("g2.abc", "g.abc"), Less);
+        assert_eq!(natural_cmp("a.1", "a.1"), Equal);
+        assert_eq!(natural_cmp("a.01", "a.1"), Greater);
+        assert_eq!(natural_cmp("r.1", "g.1"), Greater);
     }
 
     #[test]
