@@ -245,9 +245,13 @@ fn the_seeds_service_commands_give_dockers_outputs() {
     assert_eq!(t["ServiceID"], id.as_str());
     assert_eq!(t["DesiredState"], "running");
     assert_eq!(t["Status"]["State"], "running");
-    assert_eq!(
-        t["Spec"]["ContainerSpec"]["Image"],
-        "swarmnet/whoami:latest"
+    // Pinned to the built-in app's digest, as the docker CLI pins a registry's.
+    assert!(
+        t["Spec"]["ContainerSpec"]["Image"]
+            .as_str()
+            .unwrap()
+            .starts_with("swarmnet/whoami:latest@sha256:"),
+        "{t}"
     );
     let att = t["NetworksAttachments"].as_array().unwrap();
     assert!(
@@ -663,7 +667,12 @@ fn service_logs_show_each_tasks_lines_under_its_name() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["Spec"]["ContainerSpec"]["Image"] == "swarmnet/fetch:latest")
+        .find(|t| {
+            t["Spec"]["ContainerSpec"]["Image"]
+                .as_str()
+                .unwrap()
+                .starts_with("swarmnet/fetch:latest")
+        })
         .unwrap()["ID"]
         .as_str()
         .unwrap()
@@ -876,6 +885,77 @@ fn the_docker_cli_runs_services_on_swarmnet() {
         assert_eq!(error, n1.fails(&args).trim(), "{args:?}");
     }
 
-    assert_eq!(ok(&["service", "rm", "my-web"]), "my-web\n");
+    // service logs: the docker CLI reads the same frames and names the task alike.
+    let (_, body) = api(&n1, Method::GET, "/tasks", None);
+    let addr = json(&body)[0]["NetworksAttachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Network"]["Spec"]["Name"] == "my-network")
+        .map(|a| {
+            a["Addresses"][0]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap();
+    ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "fetcher",
+        "--network",
+        "my-network",
+        "swarmnet/fetch",
+        &format!("http://{addr}/"),
+    ]);
+    assert!(wait_until(SETTLE, || !n1
+        .ok(&["service", "logs", "fetcher"])
+        .is_empty()));
+    let theirs = ok(&["service", "logs", "--tail", "1", "fetcher"]);
+    let ours = n1.ok(&["service", "logs", "--tail", "1", "fetcher"]);
+    let prefix = |t: &str| t.split(" | ").next().unwrap_or("").to_string();
+    assert_eq!(prefix(&theirs), prefix(&ours), "{theirs}\n{ours}");
+    assert!(prefix(&ours).starts_with("fetcher.1."), "{ours}");
+
+    assert_eq!(
+        ok(&["service", "rm", "my-web", "fetcher"]),
+        "my-web\nfetcher\n"
+    );
     assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
+}
+
+#[test]
+fn a_service_that_cannot_converge_is_waited_for_a_bounded_time() {
+    let n1 = Node::start("127.92.6.1");
+    n1.init();
+    let out = Command::new(BIN)
+        .args([
+            "-H",
+            &n1.host(),
+            "service",
+            "create",
+            "--name",
+            "nowhere",
+            "--constraint",
+            "node.hostname==no-such-node",
+            "swarmnet/whoami",
+        ])
+        .env("SWARMNET_CONVERGE_TIMEOUT", "3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("Error: service ")
+            && err.contains(" did not converge within 3s")
+            && err.contains("it keeps converging in the background (see `service ps "),
+        "{err}"
+    );
+    // The service exists: the wait only reported on it.
+    assert_eq!(replicas(&n1, "nowhere"), "0/1");
 }

@@ -23,8 +23,16 @@ use crate::api::service::{
 use crate::api::task::Task;
 
 /// How long create/update/scale wait for the tasks to run before giving up (the service
-/// keeps converging; `-d` does not wait at all).
+/// keeps converging; `-d` does not wait at all). `SWARMNET_CONVERGE_TIMEOUT` (seconds) changes it.
 pub const CONVERGE_WAIT: Duration = Duration::from_secs(90);
+
+fn converge_wait() -> Duration {
+    std::env::var("SWARMNET_CONVERGE_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(CONVERGE_WAIT)
+}
 /// How long the tasks must keep running before the service counts as converged (Docker's
 /// default update monitor).
 pub const VERIFY: Duration = Duration::from_secs(5);
@@ -76,6 +84,9 @@ pub struct CreateArgs {
     /// Suppress progress output.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Do not query the daemon for the image's digest.
+    #[arg(long = "no-resolve-image")]
+    no_resolve_image: bool,
     /// Image (swarmnet/whoami, swarmnet/echo, or a program).
     image: String,
     /// Arguments of the task's command.
@@ -103,6 +114,9 @@ pub struct UpdateArgs {
     /// Service image tag.
     #[arg(long)]
     image: Option<String>,
+    /// Do not query the daemon for the image's digest.
+    #[arg(long = "no-resolve-image")]
+    no_resolve_image: bool,
     /// Add or update an environment variable.
     #[arg(long = "env-add")]
     env_add: Vec<String>,
@@ -889,7 +903,8 @@ pub async fn wait_converged(client: &Client, key: &str, quiet: bool) -> anyhow::
     };
     let mut updater = Updater::default();
     let mut converged_at: Option<Instant> = None;
-    let deadline = Instant::now() + CONVERGE_WAIT;
+    let wait = converge_wait();
+    let deadline = Instant::now() + wait;
     loop {
         let service = get_service(client, key, false).await?;
         if let Some(at) = converged_at {
@@ -938,7 +953,7 @@ pub async fn wait_converged(client: &Client, key: &str, quiet: bool) -> anyhow::
                     .collect();
                 anyhow::bail!(
                     "service {key} did not converge within {}s{}; it keeps converging in the background (see `service ps {key}`)",
-                    CONVERGE_WAIT.as_secs(),
+                    wait.as_secs(),
                     if why.is_empty() {
                         String::from(" (no tasks yet)")
                     } else {
@@ -1044,10 +1059,30 @@ pub fn apply_update(spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<(), String
     Ok(())
 }
 
+/// Pins the image to the digest the daemon gives for it, as the docker CLI does (built-in apps
+/// have one; a program has none and stays as it is).
+async fn pin_image(client: &Client, image: &str) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    let route = format!("/distribution/{}/json", path_segment(image));
+    match client.get::<serde_json::Value>(&route).await {
+        Ok(d) => match d["Descriptor"]["digest"].as_str() {
+            Some(digest) => format!("{image}@{digest}"),
+            None => image.to_string(),
+        },
+        Err(_) => image.to_string(),
+    }
+}
+
 async fn run_async(client: &Client, cmd: ServiceCommand) -> anyhow::Result<()> {
     match cmd {
         ServiceCommand::Create(a) => {
-            let spec = create_spec(&a).map_err(anyhow::Error::msg)?;
+            let mut spec = create_spec(&a).map_err(anyhow::Error::msg)?;
+            if !a.no_resolve_image {
+                let image = &mut spec.task_template.container_spec.image;
+                *image = pin_image(client, image).await;
+            }
             let answer = client.post("/services/create", Some(&spec)).await?;
             let created: ServiceCreateResponse = serde_json::from_slice(&answer)?;
             println!("{}", created.id);
@@ -1174,6 +1209,10 @@ async fn run_async(client: &Client, cmd: ServiceCommand) -> anyhow::Result<()> {
                     .retain(|n| n.target != id && n.target != *key);
             }
             apply_update(&mut spec, &a).map_err(anyhow::Error::msg)?;
+            if a.image.is_some() && !a.no_resolve_image {
+                let image = &mut spec.task_template.container_spec.image;
+                *image = pin_image(client, image).await;
+            }
             let mut route = format!(
                 "{}/update?version={}",
                 service_route(&current.id),

@@ -245,6 +245,9 @@ impl<B: Backend> Router<B> {
             ["networks", ..] => self.networks(method, &segs[1..], q, body).await,
             ["services", ..] => self.services(method, &segs[1..], q, body).await,
             ["tasks", ..] => self.tasks(method, &segs[1..], q).await,
+            ["distribution", image @ .., "json"] if get && !image.is_empty() => {
+                Ok(services::distribution(&image.join("/")))
+            }
             [OWN_PREFIX, "info"] if get => Ok(Answer::ok(&self.local_info().await?)),
             [OWN_PREFIX, "swarm"] if get => match self.op(Request::SwarmInspect).await? {
                 Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),

@@ -75,6 +75,46 @@ pub fn log_frame(line: &LogLine, node_id: &str, service_id: &str, timestamps: bo
     out
 }
 
+/// The apps swarmnet runs as virtual tasks, by image name (any tag).
+pub const BUILTIN_IMAGES: &[&str] = &["swarmnet/whoami", "swarmnet/echo", "swarmnet/fetch"];
+
+/// `GET /distribution/{image}/json`: built-in apps have no registry manifest, so they get a
+/// descriptor of their own (its digest names the app and this swarmnet version), which the
+/// docker CLI pins as it pins a registry's; any other image is a program on each node, which
+/// no registry resolves (the docker CLI then warns and goes on, as with an unreachable one).
+pub fn distribution(image: &str) -> Answer {
+    let name = image.split('@').next().unwrap_or(image);
+    let name = match name.rsplit_once(':') {
+        Some((n, tag)) if !tag.contains('/') => n,
+        _ => name,
+    };
+    if !BUILTIN_IMAGES.contains(&name) {
+        return Answer::error(
+            StatusCode::NOT_FOUND,
+            format!("swarmnet resolves no image registry: {image} is not a built-in app ({}), so each node runs it as a program", BUILTIN_IMAGES.join(", ")),
+        );
+    }
+    use sha2::Digest;
+    let content = format!("swarmnet built-in app {name} {}", env!("CARGO_PKG_VERSION"));
+    let digest: String = sha2::Sha256::digest(content.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    Answer::ok(&serde_json::json!({
+        "Descriptor": {
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "digest": format!("sha256:{digest}"),
+            "size": content.len(),
+        },
+        "Platforms": [{"architecture": arch, "os": "linux"}],
+    }))
+}
+
 impl<B: Backend> Router<B> {
     pub(super) async fn service_records(&self) -> Result<Vec<ServiceRecord>, Answer> {
         match self.op(Request::ServiceList).await? {
@@ -283,6 +323,20 @@ impl<B: Backend> Router<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_images_have_a_descriptor_and_programs_none() {
+        let a = distribution("swarmnet/whoami:latest");
+        assert_eq!(a.status, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        let digest = v["Descriptor"]["digest"].as_str().unwrap();
+        assert!(digest.starts_with("sha256:") && digest.len() == 71, "{v}");
+        // Any tag, the same app.
+        assert_eq!(distribution("swarmnet/whoami").body, a.body);
+        assert_ne!(distribution("swarmnet/echo").body, a.body);
+        assert_eq!(distribution("/bin/sleep").status, StatusCode::NOT_FOUND);
+        assert_eq!(distribution("swarmnet/nope").status, StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn log_lines_are_framed_as_dockerd_frames_them() {
