@@ -959,3 +959,119 @@ fn a_service_that_cannot_converge_is_waited_for_a_bounded_time() {
     // The service exists: the wait only reported on it.
     assert_eq!(replicas(&n1, "nowhere"), "0/1");
 }
+
+const COMPOSE: &str = r#"version: "3.8"
+services:
+  web:
+    image: swarmnet/whoami
+    ports:
+      - "8082:80"
+    networks: [front]
+    deploy:
+      replicas: 2
+  db:
+    image: swarmnet/whoami
+    networks: [front, back]
+    deploy:
+      endpoint_mode: dnsrr
+      replicas: 1
+networks:
+  front:
+    driver: overlay
+    driver_opts:
+      encrypted: ""
+    ipam:
+      config:
+        - subnet: 10.30.0.0/24
+  back:
+    driver: overlay
+    attachable: true
+"#;
+
+#[test]
+fn docker_stack_deploy_services_ps_and_rm() {
+    let Some(bin) = docker_cli() else {
+        eprintln!("SKIPPED docker_stack_deploy_services_ps_and_rm: no docker CLI on PATH (Debian's docker.io package provides one)");
+        return;
+    };
+    let n1 = Node::start("127.92.8.1");
+    n1.init();
+    let dir = tempfile::tempdir().unwrap();
+    let compose = dir.path().join("compose.yml");
+    std::fs::write(&compose, COMPOSE).unwrap();
+    let docker = |args: &[&str]| -> String {
+        let out = Command::new(&bin)
+            .args(args)
+            .env("DOCKER_HOST", n1.host())
+            .env("DOCKER_CONFIG", dir.path())
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .output()
+            .expect("run docker");
+        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let out = docker(&["stack", "deploy", "-c", compose.to_str().unwrap(), "shop"]);
+    for line in [
+        "Creating network shop_back",
+        "Creating network shop_front",
+        "Creating service shop_db",
+        "Creating service shop_web",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
+    }
+    // The stack's objects, labelled as Docker labels them, as the compose file asks.
+    let db = inspect(&n1, "shop_db");
+    assert_eq!(db["Spec"]["Labels"]["com.docker.stack.namespace"], "shop");
+    assert_eq!(db["Endpoint"]["Spec"]["Mode"], "dnsrr");
+    assert!(
+        db["Endpoint"]["VirtualIPs"].is_null(),
+        "dnsrr has no VIP: {db}"
+    );
+    assert_eq!(
+        db["Spec"]["TaskTemplate"]["Networks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let web = inspect(&n1, "shop_web");
+    assert_eq!(web["Endpoint"]["Ports"][0]["PublishedPort"], 8082);
+    let front: serde_json::Value = json(&n1.ok(&["network", "inspect", "shop_front"]));
+    assert_eq!(front[0]["IPAM"]["Config"][0]["Subnet"], "10.30.0.0/24");
+    assert_eq!(front[0]["Options"]["encrypted"], "");
+    assert_eq!(front[0]["Labels"]["com.docker.stack.namespace"], "shop");
+
+    assert!(
+        wait_until(SETTLE, || {
+            let s = docker(&["stack", "services", "shop"]);
+            let rows: Vec<Vec<&str>> = s.lines().map(|l| l.split_whitespace().collect()).collect();
+            rows.iter()
+                .any(|r| r.get(1..4) == Some(&["shop_web", "replicated", "2/2"][..]))
+                && rows
+                    .iter()
+                    .any(|r| r.get(1..4) == Some(&["shop_db", "replicated", "1/1"][..]))
+        }),
+        "{}",
+        docker(&["stack", "services", "shop"])
+    );
+    let ps = docker(&["stack", "ps", "-f", "desired-state=running", "shop"]);
+    let names: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(names, ["shop_db.1", "shop_web.1", "shop_web.2"], "{ps}");
+    assert_eq!(
+        docker(&["stack", "ls"]),
+        "NAME      SERVICES\nshop      2\n"
+    );
+
+    let out = docker(&["stack", "rm", "shop"]);
+    assert_eq!(
+        out,
+        "Removing service shop_db\nRemoving service shop_web\nRemoving network shop_back\nRemoving network shop_front\n"
+    );
+    assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
+    assert_eq!(docker(&["stack", "ls"]), "NAME      SERVICES\n");
+}

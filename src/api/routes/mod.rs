@@ -245,6 +245,14 @@ impl<B: Backend> Router<B> {
             ["networks", ..] => self.networks(method, &segs[1..], q, body).await,
             ["services", ..] => self.services(method, &segs[1..], q, body).await,
             ["tasks", ..] => self.tasks(method, &segs[1..], q).await,
+            // swarmnet keeps no secrets or configs: empty lists (what `docker stack rm` reads).
+            ["secrets" | "configs"] if get => Ok(Answer::ok(&Vec::<()>::new())),
+            [kind @ ("secrets" | "configs"), "create"] if method == Method::POST => {
+                Err(Answer::error(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("swarmnet keeps no {kind}: it runs services' networking, and its tasks take their settings from --env and arguments"),
+                ))
+            }
             ["distribution", image @ .., "json"] if get && !image.is_empty() => {
                 Ok(services::distribution(&image.join("/")))
             }

@@ -187,8 +187,10 @@ impl<B: Backend> Router<B> {
                             })
                             && f.matches("desired-state", |v| state_name(t.desired) == v)
                             && f.matches("name", |v| task_name(t, s).starts_with(v))
-                            // Tasks carry no labels of their own.
-                            && f.matches("label", |_| false)
+                            // As swarmkit: a task's labels are its service's.
+                            && f.matches("label", |v| {
+                                s.is_some_and(|s| super::label_matches(&s.spec.labels, v))
+                            })
                             && f.matches("_up-to-date", |v| {
                                 let fresh = s.is_some_and(|s| t.template_version >= s.template_version);
                                 fresh == matches!(v, "true" | "1")
