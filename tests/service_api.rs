@@ -687,6 +687,13 @@ fn service_logs_show_each_tasks_lines_under_its_name() {
         raw.lines().next().unwrap(),
         text.lines().next().unwrap().strip_prefix(&prefix).unwrap()
     );
+    // One task's lines by its ID (GET /tasks/{id}/logs).
+    let by_task = n1.ok(&["service", "logs", "--tail", "1", &task]);
+    assert!(by_task.starts_with(&prefix), "{by_task}");
+    assert_eq!(
+        n1.fails(&["service", "logs", "nope"]).trim(),
+        "Error: no such task or service: nope"
+    );
     let short = n1.ok(&["service", "logs", "--no-task-ids", "--tail", "1", "fetcher"]);
     assert_eq!(short.lines().count(), 1, "{short}");
     assert!(

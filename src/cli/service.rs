@@ -1347,10 +1347,24 @@ fn digits(n: u64) -> usize {
 }
 
 async fn logs(client: &Client, key: &str, o: LogOptions) -> anyhow::Result<()> {
-    let service = get_service(client, key, false).await?;
+    // A service, or else one task (by ID), as the docker CLI looks them up.
+    let (service, base) = match get_service(client, key, false).await {
+        Ok(s) => {
+            let base = service_route(&s.id);
+            (s, base)
+        }
+        Err(ClientError::Api { status, .. }) if status == 404 => {
+            let task: Task = client
+                .get(&format!("/tasks/{}", path_segment(key)))
+                .await
+                .map_err(|_| anyhow::anyhow!("no such task or service: {key}"))?;
+            let s = get_service(client, &task.service_id, false).await?;
+            (s, format!("/tasks/{}", path_segment(&task.id)))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let route = format!(
-        "{}/logs?details=1&follow={}&stdout=1&stderr=1&tail={}&timestamps={}",
-        service_route(&service.id),
+        "{base}/logs?details=1&follow={}&stdout=1&stderr=1&tail={}&timestamps={}",
         u8::from(o.follow),
         crate::api::client::query_value(&o.tail),
         u8::from(o.timestamps),

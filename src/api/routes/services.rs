@@ -253,12 +253,13 @@ impl<B: Backend> Router<B> {
                 .await?;
                 Ok(Answer::empty())
             }
-            (&Method::GET, [key, "logs"]) => self.service_logs(key, q).await,
+            (&Method::GET, [key, "logs"]) => self.service_logs(key, q, false).await,
             _ => Err(Answer::not_found_route()),
         }
     }
 
-    async fn service_logs(&self, key: &str, q: &Query) -> Routed {
+    /// `GET /services/{key}/logs`, and with `task` `GET /tasks/{key}/logs`.
+    pub(super) async fn service_logs(&self, key: &str, q: &Query, task: bool) -> Routed {
         if q.flag("follow") {
             return Err(bad_request(
                 "swarmnet keeps the last lines of each task and cannot follow them yet: run `service logs` without --follow (again for newer lines)",
@@ -276,12 +277,36 @@ impl<B: Backend> Router<B> {
                 bad_request(format!("invalid tail {n:?}: expected a number or \"all\""))
             })?),
         };
-        let service = self.service_record(key).await?;
-        let mut tasks: Vec<TaskRecord> = self
-            .task_records()
-            .await?
+        // A service by ID, name or prefix; with `task`, one task by ID or unique prefix.
+        let all = self.task_records().await?;
+        let (service_key, only): (String, Option<String>) = if task {
+            let found: Vec<&TaskRecord> = match all.iter().find(|t| t.id == key) {
+                Some(t) => vec![t],
+                None => all.iter().filter(|t| t.id.starts_with(key)).collect(),
+            };
+            match found.as_slice() {
+                [t] => (t.service_id.clone(), Some(t.id.clone())),
+                [] => {
+                    return Err(Answer::error(
+                        StatusCode::NOT_FOUND,
+                        format!("task {key} not found"),
+                    ))
+                }
+                many => {
+                    return Err(bad_request(format!(
+                        "task {key} is ambiguous ({} matches found)",
+                        many.len()
+                    )))
+                }
+            }
+        } else {
+            (key.to_string(), None)
+        };
+        let service = self.service_record(&service_key).await?;
+        let mut tasks: Vec<TaskRecord> = all
             .into_iter()
             .filter(|t| t.service_id == service.id)
+            .filter(|t| only.as_ref().is_none_or(|id| *id == t.id))
             .collect();
         tasks.sort_by(|a, b| (a.slot, &a.created_at).cmp(&(b.slot, &b.created_at)));
         let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();

@@ -145,6 +145,9 @@ impl<B: Backend> Router<B> {
         if method != Method::GET {
             return Err(Answer::not_found_route());
         }
+        if let [key, "logs"] = rest {
+            return self.service_logs(key, q, true).await;
+        }
         let services = self.service_records().await?;
         let networks = self.swarm_networks().await?;
         let all = self.task_records().await?;
