@@ -381,10 +381,6 @@ fn the_seeds_service_commands_give_dockers_outputs() {
         (vec!["service", "inspect", "nope"], "Error: no such service: nope".into()),
         (vec!["service", "rm", "nope"], "Error response from daemon: service nope not found".into()),
         (vec!["service", "update", "-d", "--replicas", "1", "nope"], "Error response from daemon: service nope not found".into()),
-        (
-            vec!["service", "logs", "-f", "my-web"],
-            "Error response from daemon: swarmnet keeps the last lines of each task and cannot follow them yet: run `service logs` without --follow (again for newer lines)".into(),
-        ),
     ];
     for (args, want) in refusals {
         let err = n1.fails(&args);
@@ -402,6 +398,10 @@ fn the_seeds_service_commands_give_dockers_outputs() {
         "everywhere",
         "--mode",
         "global",
+        // On a network: a task without one may stay assigned (the runtime's early return when
+        // its view does not change).
+        "--network",
+        "my-network",
         "swarmnet/echo",
     ]);
     assert!(wait_until(SETTLE, || replicas(&n1, "everywhere") == "1/1"));
@@ -687,6 +687,50 @@ fn service_logs_show_each_tasks_lines_under_its_name() {
         raw.lines().next().unwrap(),
         text.lines().next().unwrap().strip_prefix(&prefix).unwrap()
     );
+    // --follow asks again every second and prints only the new lines.
+    let mut child = Command::new(BIN)
+        .args(["-H", &n1.host(), "service", "logs", "-f", "-t", "fetcher"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let followed = followed.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                followed.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    let before = n1.ok(&["service", "logs", "fetcher"]).lines().count();
+    // The fetch app logs once a second: new lines come while following.
+    let grew = wait_until(SETTLE, || {
+        followed.lock().unwrap().lines().count() >= before + 2
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let followed = followed.lock().unwrap().clone();
+    assert!(grew, "{followed}");
+    let lines: Vec<&str> = followed.lines().collect();
+    let unique: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        lines.len(),
+        "a line printed twice:\n{followed}"
+    );
+    for l in &lines {
+        // -t: the timestamp, then the task's name.
+        assert!(
+            l.split(' ')
+                .nth(1)
+                .is_some_and(|n| n.starts_with("fetcher.1.")),
+            "{l}"
+        );
+    }
+
     // One task's lines by its ID (GET /tasks/{id}/logs).
     let by_task = n1.ok(&["service", "logs", "--tail", "1", &task]);
     assert!(by_task.starts_with(&prefix), "{by_task}");
@@ -928,6 +972,13 @@ fn the_docker_cli_runs_services_on_swarmnet() {
     let prefix = |t: &str| t.split(" | ").next().unwrap_or("").to_string();
     assert_eq!(prefix(&theirs), prefix(&ours), "{theirs}\n{ours}");
     assert!(prefix(&ours).starts_with("fetcher.1."), "{ours}");
+    // The docker CLI's --follow wants a stream: refused with the reason.
+    let follow = docker(&["service", "logs", "-f", "fetcher"]);
+    assert!(!follow.status.success());
+    assert_eq!(
+        stderr(&follow).trim(),
+        "Error response from daemon: swarmnet keeps the last lines of each task and does not stream them: ask again without follow for newer lines (`swarmnet service logs -f` does so every second)"
+    );
 
     assert_eq!(
         ok(&["service", "rm", "my-web", "fetcher"]),

@@ -1363,81 +1363,101 @@ async fn logs(client: &Client, key: &str, o: LogOptions) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let route = format!(
-        "{base}/logs?details=1&follow={}&stdout=1&stderr=1&tail={}&timestamps={}",
-        u8::from(o.follow),
-        crate::api::client::query_value(&o.tail),
-        u8::from(o.timestamps),
-    );
-    let (_, body) = client.send(Method::GET, &versioned(&route), None).await?;
     let padding = match service.spec.mode {
         ServiceMode::Replicated { replicas } => digits(replicas),
         ServiceMode::Global {} => 1,
     };
     let mut tasks: BTreeMap<String, Option<Task>> = BTreeMap::new();
     let mut nodes: BTreeMap<String, String> = BTreeMap::new();
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    for (stream, payload) in frames(&body) {
-        let text = String::from_utf8_lossy(payload);
-        let mut parts = text.splitn(if o.timestamps { 3 } else { 2 }, ' ');
-        let ts = if o.timestamps { parts.next() } else { None };
-        let (Some(ctx), Some(message)) = (parts.next(), parts.next()) else {
-            anyhow::bail!("invalid context in log message: {text}");
-        };
-        let mut line = String::new();
-        if let Some(ts) = ts {
-            line.push_str(ts);
-            line.push(' ');
-        }
-        if !o.raw {
+    // With --follow, the kept lines are asked for again every second and the new ones printed
+    // (the daemon keeps the last lines of each task; it does not stream them): lines are told
+    // apart by task, timestamp and text, counted, so repeated lines print as often as they came.
+    let mut seen: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut tail = o.tail.clone();
+    loop {
+        let route = format!(
+            "{base}/logs?details=1&stdout=1&stderr=1&tail={}&timestamps=1",
+            crate::api::client::query_value(&tail),
+        );
+        let (_, body) = client.send(Method::GET, &versioned(&route), None).await?;
+        let mut now: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        for (stream, payload) in frames(&body) {
+            let text = String::from_utf8_lossy(payload);
+            let mut parts = text.splitn(3, ' ');
+            let (Some(ts), Some(ctx), Some(message)) = (parts.next(), parts.next(), parts.next())
+            else {
+                anyhow::bail!("invalid context in log message: {text}");
+            };
             let d = details(ctx);
             let task_id = d
                 .get("com.docker.swarm.task.id")
                 .cloned()
                 .unwrap_or_default();
-            let node_id = d
-                .get("com.docker.swarm.node.id")
-                .cloned()
-                .unwrap_or_default();
-            if !tasks.contains_key(&task_id) {
-                let t = client
-                    .get::<Task>(&format!("/tasks/{}", path_segment(&task_id)))
-                    .await
-                    .ok();
-                tasks.insert(task_id.clone(), t);
+            let key = (task_id.clone(), ts.to_string(), message.to_string());
+            let count = now.entry(key.clone()).or_default();
+            *count += 1;
+            if *count <= seen.get(&key).copied().unwrap_or(0) {
+                continue;
             }
-            if !nodes.contains_key(&node_id) {
-                let host = client
-                    .get::<serde_json::Value>(&format!("/nodes/{}", path_segment(&node_id)))
-                    .await
-                    .ok()
-                    .and_then(|n| n["Description"]["Hostname"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| node_id.clone());
-                nodes.insert(node_id.clone(), host);
+            let mut line = String::new();
+            if o.timestamps {
+                line.push_str(ts);
+                line.push(' ');
             }
-            let slot = tasks
-                .get(&task_id)
-                .and_then(|t| t.as_ref())
-                .map(|t| t.slot)
-                .unwrap_or(0);
-            let id = short(&task_id, o.no_trunc);
-            let name = if o.no_task_ids {
-                format!("{}.{slot}", service.spec.name)
+            if !o.raw {
+                let node_id = d
+                    .get("com.docker.swarm.node.id")
+                    .cloned()
+                    .unwrap_or_default();
+                if !tasks.contains_key(&task_id) {
+                    let t = client
+                        .get::<Task>(&format!("/tasks/{}", path_segment(&task_id)))
+                        .await
+                        .ok();
+                    tasks.insert(task_id.clone(), t);
+                }
+                if !nodes.contains_key(&node_id) {
+                    let host = client
+                        .get::<serde_json::Value>(&format!("/nodes/{}", path_segment(&node_id)))
+                        .await
+                        .ok()
+                        .and_then(|n| n["Description"]["Hostname"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| node_id.clone());
+                    nodes.insert(node_id.clone(), host);
+                }
+                let slot = tasks
+                    .get(&task_id)
+                    .and_then(|t| t.as_ref())
+                    .map(|t| t.slot)
+                    .unwrap_or(0);
+                let id = short(&task_id, o.no_trunc);
+                let name = if o.no_task_ids {
+                    format!("{}.{slot}", service.spec.name)
+                } else {
+                    format!("{}.{slot}.{id}", service.spec.name)
+                };
+                let pad = " ".repeat(padding.saturating_sub(digits(slot)));
+                line.push_str(&format!("{name}@{}{pad}    | ", nodes[&node_id]));
+            }
+            line.push_str(message);
+            if stream == 2 {
+                err.extend_from_slice(line.as_bytes());
             } else {
-                format!("{}.{slot}.{id}", service.spec.name)
-            };
-            let pad = " ".repeat(padding.saturating_sub(digits(slot)));
-            line.push_str(&format!("{name}@{}{pad}    | ", nodes[&node_id]));
+                out.extend_from_slice(line.as_bytes());
+            }
         }
-        line.push_str(message);
-        if stream == 2 {
-            let _ = err.write_all(line.as_bytes());
-        } else {
-            let _ = out.write_all(line.as_bytes());
+        let _ = std::io::stdout().write_all(&out);
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(&err);
+        if !o.follow {
+            return Ok(());
         }
+        seen = now;
+        tail = "all".into();
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Ok(())
 }
 
 /// `service inspect --pretty`, byte for byte in the docker CLI's layout.

@@ -262,7 +262,7 @@ impl<B: Backend> Router<B> {
     pub(super) async fn service_logs(&self, key: &str, q: &Query, task: bool) -> Routed {
         if q.flag("follow") {
             return Err(bad_request(
-                "swarmnet keeps the last lines of each task and cannot follow them yet: run `service logs` without --follow (again for newer lines)",
+                "swarmnet keeps the last lines of each task and does not stream them: ask again without follow for newer lines (`swarmnet service logs -f` does so every second)",
             ));
         }
         let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
