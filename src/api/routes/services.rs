@@ -349,6 +349,91 @@ impl<B: Backend> Router<B> {
 mod tests {
     use super::*;
 
+    fn record(id: &str, name: &str, global: bool) -> ServiceRecord {
+        let mut spec = ServiceSpec {
+            name: name.into(),
+            ..Default::default()
+        };
+        spec.labels
+            .insert("com.docker.stack.namespace".into(), "shop".into());
+        if global {
+            spec.mode = crate::api::service::ServiceMode::Global {};
+        }
+        ServiceRecord {
+            id: id.into(),
+            spec,
+            networks: vec![],
+            vips: vec![],
+            ports: vec![],
+            version: 1,
+            template_version: 1,
+            previous_spec: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn task(id: &str, service: &str, desired: TaskState, state: TaskState) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            service_id: service.into(),
+            slot: 1,
+            node_id: "n".into(),
+            desired,
+            state,
+            message: String::new(),
+            error: String::new(),
+            addresses: vec![],
+            template_version: 1,
+            created_at: String::new(),
+            state_at: String::new(),
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn list_filters_as_dockerd_reads_them() {
+        let web = record("abc123", "web", false);
+        let f = |text: &str| Filters::parse(text).unwrap();
+        assert!(service_matches(&web, &f(r#"{"id":{"abc":true}}"#)));
+        assert!(!service_matches(&web, &f(r#"{"id":{"bc":true}}"#)));
+        assert!(service_matches(&web, &f(r#"{"name":{"web":true}}"#)));
+        assert!(
+            !service_matches(&web, &f(r#"{"name":{"we":true}}"#)),
+            "names are exact"
+        );
+        assert!(service_matches(&web, &f(r#"{"mode":{"replicated":true}}"#)));
+        assert!(!service_matches(&web, &f(r#"{"mode":{"global":true}}"#)));
+        assert!(service_matches(
+            &web,
+            &f(r#"{"label":{"com.docker.stack.namespace=shop":true}}"#)
+        ));
+        assert!(!service_matches(
+            &web,
+            &f(r#"{"label":{"com.docker.stack.namespace=x":true}}"#)
+        ));
+    }
+
+    #[test]
+    fn replicas_count_running_tasks_meant_to_run() {
+        use TaskState::*;
+        let web = record("s", "web", false);
+        let tasks = [
+            task("a", "s", Running, Running),
+            task("b", "s", Running, Starting),
+            task("c", "s", Shutdown, Running),
+            task("d", "other", Running, Running),
+            task("e", "s", Shutdown, Complete),
+        ];
+        let st = status_of(&web, &tasks);
+        assert_eq!(
+            (st.running_tasks, st.desired_tasks, st.completed_tasks),
+            (1, 1, 1)
+        );
+        let g = record("s", "g", true);
+        assert_eq!(status_of(&g, &tasks).desired_tasks, 2);
+    }
+
     #[test]
     fn built_in_images_have_a_descriptor_and_programs_none() {
         let a = distribution("swarmnet/whoami:latest");
