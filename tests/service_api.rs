@@ -1133,3 +1133,41 @@ fn docker_stack_deploy_services_ps_and_rm() {
     assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
     assert_eq!(docker(&["stack", "ls"]), "NAME      SERVICES\n");
 }
+
+#[test]
+fn on_a_terminal_the_progress_is_a_redrawn_block_with_bars() {
+    // `script` gives the CLI a terminal (util-linux); without it this is skipped, saying so.
+    if !Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIPPED on_a_terminal_the_progress_is_a_redrawn_block_with_bars: no `script` (util-linux) to give the CLI a terminal");
+        return;
+    }
+    let n1 = Node::start("127.92.7.1");
+    n1.init();
+    n1.ok(&["network", "create", "my-network"]);
+    let cli = format!(
+        "{BIN} -H {} service create --name tty --replicas 2 --network my-network swarmnet/whoami",
+        n1.host()
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &cli, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    // Each line is drawn in place: cursor up, erase the line, the text, back down.
+    assert!(
+        text.contains("\x1b[2K\roverall progress: 2 out of 2 tasks "),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("1/2: running   [==================================================>] "),
+        "{text:?}"
+    );
+    assert!(text.contains("\x1b[2K\rverify: Service "), "{text:?}");
+    assert!(text.contains(" converged "), "{text:?}");
+    assert_eq!(replicas(&n1, "tty"), "2/2");
+}
