@@ -1171,3 +1171,51 @@ fn on_a_terminal_the_progress_is_a_redrawn_block_with_bars() {
     assert!(text.contains(" converged "), "{text:?}");
     assert_eq!(replicas(&n1, "tty"), "2/2");
 }
+
+const DOCKER_PY: &str = r#"
+import sys, time, docker
+c = docker.DockerClient(base_url="unix://" + sys.argv[1])
+n = c.networks.create("pynet", driver="overlay")
+s = c.services.create("swarmnet/whoami", name="pyweb", networks=["pynet"],
+    mode=docker.types.ServiceMode("replicated", replicas=2),
+    endpoint_spec=docker.types.EndpointSpec(ports={8088: 80}))
+for _ in range(150):
+    if sum(t["Status"]["State"] == "running" for t in s.tasks(filters={"desired-state": "running"})) == 2:
+        break
+    time.sleep(0.2)
+print("running", sorted(t["Slot"] for t in s.tasks(filters={"desired-state": "running"}) if t["Status"]["State"] == "running"))
+print("list", [x.name for x in c.services.list()])
+s.scale(3)
+s.reload()
+print("replicas", s.attrs["Spec"]["Mode"]["Replicated"]["Replicas"])
+s.update(env=["A=1"])
+s.reload()
+print("env", s.version, s.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"])
+s.remove()
+n.remove()
+print("after", c.services.list())
+"#;
+
+#[test]
+fn docker_py_creates_lists_scales_updates_and_removes_services() {
+    let has_docker_py = Command::new("python3")
+        .args(["-c", "import docker"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_docker_py {
+        eprintln!("SKIPPED docker_py_creates_lists_scales_updates_and_removes_services: no python3 with the docker package (PyPI's docker)");
+        return;
+    }
+    let n1 = Node::start("127.92.7.3");
+    n1.init();
+    let out = Command::new("python3")
+        .args(["-c", DOCKER_PY])
+        .arg(&n1.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "running [1, 2]\nlist ['pyweb']\nreplicas 3\nenv 3 ['A=1']\nafter []\n"
+    );
+}
