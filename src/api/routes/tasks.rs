@@ -225,3 +225,116 @@ impl<B: Backend> Router<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::service::ServiceSpec;
+    use crate::control::service::TaskAddress;
+
+    fn network() -> NetworkRecord {
+        let mut n = NetworkRecord::default_gwbridge("kh6spd693thnvgl0v8m39i9f0".into(), "t".into());
+        n.name = "my-network".into();
+        n.scope = crate::control::network::Scope::Swarm;
+        n.driver = "overlay".into();
+        n.subnet = "10.0.9.0/24".parse().unwrap();
+        n.gateway = "10.0.9.99".parse().unwrap();
+        n.options = [
+            (
+                "com.docker.network.driver.overlay.vxlanid_list".to_string(),
+                "4097".to_string(),
+            ),
+            ("encrypted".to_string(), String::new()),
+        ]
+        .into_iter()
+        .collect();
+        n
+    }
+
+    fn service() -> ServiceRecord {
+        let mut spec = ServiceSpec {
+            name: "my-web".into(),
+            ..Default::default()
+        };
+        spec.task_template.container_spec.image = "new".into();
+        let mut previous = spec.clone();
+        previous.task_template.container_spec.image = "old".into();
+        ServiceRecord {
+            id: "svc".into(),
+            spec,
+            networks: vec![],
+            vips: vec![],
+            ports: vec![],
+            version: 2,
+            template_version: 2,
+            previous_spec: Some(previous),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn task(template_version: u64) -> TaskRecord {
+        TaskRecord {
+            id: "t1".into(),
+            service_id: "svc".into(),
+            slot: 1,
+            node_id: "n1".into(),
+            desired: TaskState::Running,
+            state: TaskState::Failed,
+            message: "started".into(),
+            error: "task: non-zero exit (3)".into(),
+            addresses: vec![TaskAddress {
+                network_id: "kh6spd693thnvgl0v8m39i9f0".into(),
+                addr: "10.0.9.3/24".parse().unwrap(),
+            }],
+            template_version,
+            created_at: "2026-12-03T16:44:26.845879088Z".into(),
+            state_at: "2026-12-03T16:44:28.203729275Z".into(),
+            exit_code: Some(3),
+        }
+    }
+
+    #[test]
+    fn a_task_as_dockerd_shows_it() {
+        let v =
+            serde_json::to_value(task_to_docker(&task(2), Some(&service()), &[network()])).unwrap();
+        assert_eq!(v["Spec"]["ContainerSpec"]["Image"], "new");
+        assert_eq!(v["Slot"], 1);
+        assert_eq!(v["NodeID"], "n1");
+        assert_eq!(v["DesiredState"], "running");
+        assert_eq!(v["Status"]["State"], "failed");
+        assert_eq!(v["Status"]["Err"], "task: non-zero exit (3)");
+        assert_eq!(v["Status"]["ContainerStatus"]["ExitCode"], 3);
+        assert_eq!(v["Status"]["Timestamp"], "2026-12-03T16:44:28.203729275Z");
+        let att = &v["NetworksAttachments"][0];
+        assert_eq!(att["Addresses"][0], "10.0.9.3/24");
+        assert_eq!(att["Network"]["Spec"]["Name"], "my-network");
+        assert_eq!(
+            att["Network"]["Spec"]["DriverConfiguration"]["Options"]["encrypted"],
+            ""
+        );
+        assert!(att["Network"]["Spec"]["DriverConfiguration"]["Options"]
+            .get("com.docker.network.driver.overlay.vxlanid_list")
+            .is_none());
+        assert_eq!(
+            att["Network"]["DriverState"]["Options"]
+                ["com.docker.network.driver.overlay.vxlanid_list"],
+            "4097"
+        );
+        assert_eq!(
+            att["Network"]["IPAMOptions"]["Configs"][0]["Gateway"],
+            "10.0.9.99"
+        );
+        // A task of the template before shows that template.
+        let v =
+            serde_json::to_value(task_to_docker(&task(1), Some(&service()), &[network()])).unwrap();
+        assert_eq!(v["Spec"]["ContainerSpec"]["Image"], "old");
+        // Global tasks have no slot; unassigned ones no node.
+        let mut t = task(2);
+        t.slot = 0;
+        t.node_id.clear();
+        let v = serde_json::to_value(task_to_docker(&t, Some(&service()), &[])).unwrap();
+        assert!(v.get("Slot").is_none() && v.get("NodeID").is_none(), "{v}");
+        assert_eq!(task_name(&task(2), Some(&service())), "my-web.1.t1");
+    }
+}
