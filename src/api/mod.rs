@@ -16,6 +16,7 @@ pub mod routes;
 pub mod server;
 pub mod service;
 pub mod stream;
+pub mod task;
 pub mod types;
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,32 @@ pub enum Request {
     LocalNetworkRemove {
         key: String,
     },
+    /// Creates a service (leader): checked, its VIPs and published ports allocated.
+    ServiceCreate(Box<service::ServiceSpec>),
+    /// Every service.
+    ServiceList,
+    /// One service by ID, name or ID prefix.
+    ServiceInspect {
+        key: String,
+    },
+    /// A new spec for a service at `version` (its `Version.Index`); with `rollback`, the
+    /// service's previous spec instead of `spec`.
+    ServiceUpdate {
+        key: String,
+        version: u64,
+        spec: Box<service::ServiceSpec>,
+        rollback: bool,
+    },
+    /// Removes a service by ID, name or ID prefix.
+    ServiceRemove {
+        key: String,
+    },
+    /// Every task.
+    TaskList,
+    /// The kept output lines of these tasks (leader's log book).
+    TaskLogs {
+        task_ids: Vec<String>,
+    },
 }
 
 /// Successful answers.
@@ -135,6 +162,11 @@ pub enum Reply {
     Networks(Vec<crate::control::network::NetworkRecord>),
     LocalEndpoints(network::LocalEndpoints),
     Network(crate::control::network::NetworkRecord),
+    ServiceCreated(service::ServiceCreateResponse),
+    Services(Vec<crate::control::service::ServiceRecord>),
+    Service(Box<crate::control::service::ServiceRecord>),
+    Tasks(Vec<crate::control::service::TaskRecord>),
+    Logs(Vec<crate::control::logs::LogLine>),
 }
 
 /// What kind of failure, so callers can branch without matching message text.

@@ -7,33 +7,91 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// Go's JSON decoding, which clients written in other languages lean on: `null` is the zero value
+/// (docker-py sends `"Labels": null`, `"Ports": null`, ...).
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// `Spec` of a service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ServiceSpec {
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
+    #[serde(deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
+    #[serde(deserialize_with = "nullable")]
     pub task_template: TaskSpec,
+    #[serde(deserialize_with = "nullable")]
     pub mode: ServiceMode,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub update_config: Option<serde_json::Value>,
+    pub update_config: Option<UpdateConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback_config: Option<serde_json::Value>,
+    pub rollback_config: Option<UpdateConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_spec: Option<EndpointSpec>,
+}
+
+/// `UpdateConfig` and `RollbackConfig`, in Docker's field order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateConfig {
+    #[serde(deserialize_with = "nullable")]
+    pub parallelism: u64,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "nullable")]
+    pub delay: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
+    pub failure_action: String,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(deserialize_with = "nullable")]
+    pub monitor: u64,
+    pub max_failure_ratio: serde_json::Number,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
+    pub order: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 0,
+            delay: 0,
+            failure_action: String::new(),
+            monitor: 0,
+            max_failure_ratio: 0.into(),
+            order: String::new(),
+        }
+    }
 }
 
 /// `TaskTemplate` (and a task's `Spec`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct TaskSpec {
+    #[serde(deserialize_with = "nullable")]
     pub container_spec: ContainerSpec,
     pub resources: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    #[serde(deserialize_with = "nullable")]
     pub placement: Placement,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub networks: Vec<NetworkAttachmentConfig>,
+    #[serde(deserialize_with = "nullable")]
     pub force_update: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
@@ -42,13 +100,18 @@ pub struct TaskSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerSpec {
+    #[serde(deserialize_with = "nullable")]
     pub image: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub args: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub env: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub hostname: String,
+    #[serde(deserialize_with = "nullable")]
     pub init: bool,
     /// Nanoseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,9 +126,12 @@ pub struct ContainerSpec {
 #[serde(rename_all = "PascalCase", default)]
 pub struct RestartPolicy {
     /// none, on-failure or any.
+    #[serde(deserialize_with = "nullable")]
     pub condition: String,
     /// Nanoseconds.
+    #[serde(deserialize_with = "nullable")]
     pub delay: u64,
+    #[serde(deserialize_with = "nullable")]
     pub max_attempts: u64,
 }
 
@@ -73,6 +139,7 @@ pub struct RestartPolicy {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Placement {
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub constraints: Vec<String>,
 }
 
@@ -80,18 +147,23 @@ pub struct Placement {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NetworkAttachmentConfig {
+    #[serde(deserialize_with = "nullable")]
     pub target: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub aliases: Vec<String>,
 }
 
 /// `Mode`: `{"Replicated":{"Replicas":N}}` or `{"Global":{}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
+    // Go matches JSON keys case-insensitively; docker-py sends `{"replicated": ...}`.
+    #[serde(alias = "replicated")]
     Replicated {
         #[serde(rename = "Replicas", default = "one")]
         replicas: u64,
     },
+    #[serde(alias = "global")]
     Global {},
 }
 
@@ -109,8 +181,10 @@ impl Default for ServiceMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct EndpointSpec {
+    #[serde(deserialize_with = "nullable")]
     pub mode: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub ports: Vec<PortConfig>,
 }
 
@@ -118,13 +192,18 @@ pub struct EndpointSpec {
 #[serde(rename_all = "PascalCase", default)]
 pub struct PortConfig {
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     /// tcp, udp (or sctp, refused).
+    #[serde(deserialize_with = "nullable")]
     pub protocol: String,
+    #[serde(deserialize_with = "nullable")]
     pub target_port: u16,
     /// 0: allocated by the managers from 30000-32767.
+    #[serde(deserialize_with = "nullable")]
     pub published_port: u16,
     /// ingress or host.
+    #[serde(deserialize_with = "nullable")]
     pub publish_mode: String,
 }
 
@@ -141,6 +220,22 @@ pub struct Service {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_spec: Option<ServiceSpec>,
     pub endpoint: Endpoint,
+    /// Task counts, with `GET /services?status=true`.
+    #[serde(
+        rename = "ServiceStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_status: Option<ServiceStatus>,
+}
+
+/// `ServiceStatus` of a service list with `status=true` (what `service ls` shows as REPLICAS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceStatus {
+    pub running_tasks: u64,
+    pub desired_tasks: u64,
+    pub completed_tasks: u64,
 }
 
 /// What the managers allocated for a service.
@@ -220,6 +315,26 @@ mod tests {
         let again: serde_json::Value = serde_json::to_value(&spec).unwrap();
         let want: serde_json::Value = serde_json::from_str(CREATE).unwrap();
         assert_eq!(again, want);
+    }
+
+    #[test]
+    fn null_is_the_zero_value_as_go_reads_it() {
+        let spec: ServiceSpec = serde_json::from_str(
+            r#"{"Name":"s","Labels":null,"TaskTemplate":{"ContainerSpec":{"Image":"x","Args":null,"Env":null},
+                "Placement":{"Constraints":null},"Networks":null,"ForceUpdate":null},
+                "Mode":{"Replicated":{"Replicas":2}},"EndpointSpec":{"Mode":null,"Ports":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.name, "s");
+        assert!(spec.labels.is_empty() && spec.task_template.networks.is_empty());
+        assert_eq!(spec.endpoint_spec.unwrap().ports, vec![]);
+        // docker-py's mode keys.
+        let spec: ServiceSpec =
+            serde_json::from_str(r#"{"Name":"p","Mode":{"replicated":{"Replicas":3}}}"#).unwrap();
+        assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 3 });
+        let spec: ServiceSpec =
+            serde_json::from_str(r#"{"Name":"p","Mode":{"global":{}}}"#).unwrap();
+        assert_eq!(spec.mode, ServiceMode::Global {});
     }
 
     #[test]

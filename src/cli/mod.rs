@@ -6,6 +6,7 @@ pub mod node;
 pub mod output;
 mod replay;
 mod run;
+pub mod service;
 pub mod service_args;
 pub mod swarm;
 pub mod template;
@@ -36,6 +37,9 @@ pub enum Command {
     /// Manage swarm networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage swarm services.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Wait until the daemon answers on its socket (for scripts that start it in the background).
     Wait(daemon::WaitArgs),
     /// Replay pcap captures through one node's data path, deterministically.
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(cmd) => swarm::run(cli.host.as_deref(), cmd),
         Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),
         Command::Network(cmd) => network::run(cli.host.as_deref(), cmd),
+        Command::Service(cmd) => service::run(cli.host.as_deref(), cmd),
         Command::Wait(args) => daemon::wait(cli.host.as_deref(), args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),

@@ -26,8 +26,10 @@ use super::{ApiError, ErrorKind, LocalInfo, Reply, Request, Response};
 
 mod networks;
 mod nodes;
+pub mod services;
 mod swarm;
 mod system;
+pub mod tasks;
 
 /// First segment of swarmnet's own routes, for what Docker has no route for.
 pub const OWN_PREFIX: &str = "swarmnet";
@@ -241,6 +243,19 @@ impl<B: Backend> Router<B> {
             ["swarm", ..] => self.swarm(method, &segs[1..], q, body).await,
             ["nodes", ..] => self.nodes(method, &segs[1..], q, body).await,
             ["networks", ..] => self.networks(method, &segs[1..], q, body).await,
+            ["services", ..] => self.services(method, &segs[1..], q, body).await,
+            ["tasks", ..] => self.tasks(method, &segs[1..], q).await,
+            // swarmnet keeps no secrets or configs: empty lists (what `docker stack rm` reads).
+            ["secrets" | "configs"] if get => Ok(Answer::ok(&Vec::<()>::new())),
+            [kind @ ("secrets" | "configs"), "create"] if method == Method::POST => {
+                Err(Answer::error(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("swarmnet keeps no {kind}: it runs services' networking, and its tasks take their settings from --env and arguments"),
+                ))
+            }
+            ["distribution", image @ .., "json"] if get && !image.is_empty() => {
+                Ok(services::distribution(&image.join("/")))
+            }
             [OWN_PREFIX, "info"] if get => Ok(Answer::ok(&self.local_info().await?)),
             [OWN_PREFIX, "swarm"] if get => match self.op(Request::SwarmInspect).await? {
                 Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),

@@ -112,9 +112,12 @@ impl<B: Backend> Router<B> {
                         return Err(unexpected());
                     };
                     for n in swarm.iter().filter(|n| !n.ingress) {
-                        self.op(Request::NetworkRemove { key: n.id.clone() })
-                            .await?;
-                        deleted.push(n.name.clone());
+                        // A network in use by a service stays, as on Docker.
+                        match self.op(Request::NetworkRemove { key: n.id.clone() }).await {
+                            Ok(_) => deleted.push(n.name.clone()),
+                            Err(e) if e.status == StatusCode::BAD_REQUEST => {}
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
                 Ok(Answer::ok(

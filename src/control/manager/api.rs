@@ -50,6 +50,10 @@ impl Manager {
         if let Request::NodeSetRole { id, role } = req {
             return self.set_role(&id, role).await;
         }
+        if let Request::TaskLogs { task_ids } = &req {
+            let book = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(Reply::Logs(book.lines(task_ids).cloned().collect()));
+        }
         let _guard = self.serial.lock().await;
         let mut swarm = self.swarm_required()?;
         match req {
@@ -111,7 +115,28 @@ impl Manager {
             )),
             Request::NetworkList => Ok(Reply::Networks(self.networks()?)),
             Request::NetworkRemove { key } => Ok(Reply::Network(self.remove_network(&key).await?)),
+            Request::ServiceCreate(spec) => {
+                Ok(Reply::ServiceCreated(self.create_service(*spec).await?))
+            }
+            Request::ServiceList => Ok(Reply::Services(self.services()?)),
+            Request::ServiceInspect { key } => Ok(Reply::Service(Box::new(
+                services::find(&self.services()?, &key)?.clone(),
+            ))),
+            Request::ServiceUpdate {
+                key,
+                version,
+                spec,
+                rollback,
+            } => {
+                self.update_service(&key, version, *spec, rollback).await?;
+                Ok(Reply::Done)
+            }
+            Request::ServiceRemove { key } => {
+                Ok(Reply::Service(Box::new(self.remove_service(&key).await?)))
+            }
+            Request::TaskList => Ok(Reply::Tasks(self.store.tasks()?)),
             Request::Info
+            | Request::TaskLogs { .. }
             | Request::NodeSetRole { .. }
             | Request::SwarmInit(_)
             | Request::SwarmJoin(_)

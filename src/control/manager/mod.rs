@@ -13,6 +13,7 @@ mod dispatch;
 mod membership;
 pub mod networks;
 pub mod orchestrator;
+pub mod services;
 
 pub use membership::{majority, LOSES_QUORUM};
 

@@ -8,6 +8,7 @@ use crate::api::ApiError;
 use crate::control::allocator::{self, ipam::AddressPools, network::ErrorClass};
 use crate::control::network::{request_from_docker, NetworkRecord, Scope, GWBRIDGE};
 use crate::control::raft::Command;
+use crate::control::service::{ServiceRecord, TaskRecord, TaskState};
 use crate::control::store::SwarmRecord;
 use crate::control::token::new_id;
 
@@ -54,6 +55,46 @@ pub fn find<'a>(networks: &'a [NetworkRecord], key: &str) -> Result<&'a NetworkR
         n => Err(ApiError::invalid(format!(
             "network {key} is ambiguous ({n} matches found based on ID prefix)"
         ))),
+    }
+}
+
+/// Refuses to remove a network a service or a live task uses, in swarmkit's words: ingress
+/// while a service publishes a port through it, any other while a service is attached to it or
+/// a task meant to run (and not ended) has an address on it.
+pub fn in_use(
+    net: &NetworkRecord,
+    services: &[ServiceRecord],
+    tasks: &[TaskRecord],
+) -> Result<(), ApiError> {
+    let user = services
+        .iter()
+        .find(|s| s.networks.contains(&net.id) || s.vips.iter().any(|v| v.network_id == net.id));
+    match user {
+        Some(s) if net.ingress => {
+            return Err(ApiError::invalid(format!(
+                "rpc error: code = FailedPrecondition desc = ingress network cannot be removed because service {} depends on it",
+                s.id
+            )))
+        }
+        Some(s) => {
+            return Err(ApiError::invalid(format!(
+                "rpc error: code = FailedPrecondition desc = network {} is in use by service {}",
+                net.id, s.id
+            )))
+        }
+        None => {}
+    }
+    let live = tasks.iter().find(|t| {
+        t.desired <= TaskState::Running
+            && t.state <= TaskState::Running
+            && t.addresses.iter().any(|a| a.network_id == net.id)
+    });
+    match live {
+        Some(t) => Err(ApiError::invalid(format!(
+            "rpc error: code = FailedPrecondition desc = network {} is in use by task {}",
+            net.id, t.id
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -112,6 +153,7 @@ impl Manager {
                 net.name
             )));
         }
+        in_use(&net, &self.store.services()?, &self.store.tasks()?)?;
         self.write(Command::RemoveNetwork(net.id.clone())).await?;
         Ok(net)
     }
@@ -170,6 +212,38 @@ mod tests {
         let mut n = NetworkRecord::default_gwbridge(id.into(), "t".into());
         n.name = name.into();
         n
+    }
+
+    #[test]
+    fn a_network_in_use_by_a_service_or_a_live_task_stays() {
+        use crate::control::service::TaskAddress;
+        let n = net("kh6spd693thnvgl0v8m39i9f0", "my-network");
+        let task = |desired, state| TaskRecord {
+            id: "t1".into(),
+            service_id: "gone".into(),
+            slot: 1,
+            node_id: "a".into(),
+            desired,
+            state,
+            message: String::new(),
+            error: String::new(),
+            addresses: vec![TaskAddress {
+                network_id: n.id.clone(),
+                addr: "172.18.0.5/16".parse().unwrap(),
+            }],
+            template_version: 1,
+            created_at: String::new(),
+            state_at: String::new(),
+            exit_code: None,
+        };
+        let e = in_use(&n, &[], &[task(TaskState::Running, TaskState::Running)]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "rpc error: code = FailedPrecondition desc = network kh6spd693thnvgl0v8m39i9f0 is in use by task t1"
+        );
+        // Told to shut down, or ended: the network can go.
+        in_use(&n, &[], &[task(TaskState::Shutdown, TaskState::Running)]).unwrap();
+        in_use(&n, &[], &[task(TaskState::Running, TaskState::Failed)]).unwrap();
     }
 
     #[test]
