@@ -423,6 +423,16 @@ impl TaskRuntime {
                         );
                         continue;
                     }
+                    if t.addresses.is_empty() {
+                        self.reject(
+                            &t.id,
+                            &format!(
+                                "task {}: a program task runs in a network namespace on its networks, and this one has none: give its service a --network",
+                                t.name
+                            ),
+                        );
+                        continue;
+                    }
                     TaskKind::Program
                 }
             };
@@ -435,10 +445,14 @@ impl TaskRuntime {
             );
         }
         let view = self.view(&a, &next, &keys);
-        if self.applied.as_ref() == Some(&view) {
+        // A view that does not change (no task added or removed has an endpoint: a task on no
+        // network) still starts and reports its new tasks.
+        let unchanged = self.applied.as_ref() == Some(&view);
+        if unchanged && next.len() == self.tasks.len() {
             return;
         }
         let result = match self.node.as_mut() {
+            _ if unchanged => Ok(()),
             Some(node) => node.apply(&view).map(|_| ()).map_err(|e| e.to_string()),
             None if view.endpoints.iter().any(|e| e.is_local()) => {
                 match Node::start(NodeConfig {
@@ -807,6 +821,45 @@ mod tests {
         assert!(a.take_statuses().is_empty());
         a.stop();
         b.stop();
+    }
+
+    /// A task on no network adds no endpoint, so the view does not change: it is still started
+    /// and reported, and so is a second one after it.
+    #[test]
+    fn tasks_on_no_network_run_and_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = TaskRuntime::new("n".into(), "127.93.0.4".parse().unwrap(), dir.path().into());
+        let mut t = task("g1", 0, "swarmnet/whoami", &[], "10.0.9.9");
+        t.addresses.clear();
+        let mut a = Assignments {
+            node_id: "n".into(),
+            tasks: vec![t.clone()],
+            networks: vec![],
+            peers: vec![],
+            data_path_port: 47893,
+        };
+        rt.apply(&a, &[]);
+        let st = rt.take_statuses();
+        assert_eq!(
+            (st[0].task_id.as_str(), st[0].state),
+            ("g1", TaskState::Running)
+        );
+        t.id = "g2".into();
+        a.tasks = vec![t];
+        rt.apply(&a, &[]);
+        let mut st: Vec<(String, TaskState)> = rt
+            .take_statuses()
+            .into_iter()
+            .map(|s| (s.task_id, s.state))
+            .collect();
+        st.sort();
+        assert_eq!(
+            st,
+            [
+                ("g1".to_string(), TaskState::Shutdown),
+                ("g2".to_string(), TaskState::Running)
+            ]
+        );
     }
 
     #[test]
