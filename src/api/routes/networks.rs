@@ -83,9 +83,11 @@ impl<B: Backend> Router<B> {
                         return Err(bad_request(format!("Invalid filter: 'type'='{v}'")));
                     }
                 }
-                let list: Vec<Network> = self
-                    .all_networks()
-                    .await?
+                // In name order: clients that act on the list in its order (`docker stack rm`
+                // removing a stack's networks) do so the same way every time.
+                let mut all = self.all_networks().await?;
+                all.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+                let list: Vec<Network> = all
                     .iter()
                     .filter(|n| network_matches(n, &filters))
                     .map(NetworkRecord::to_docker)
