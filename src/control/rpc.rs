@@ -116,6 +116,11 @@ impl ClusterRequest {
             ClusterRequest::Leave | ClusterRequest::Withdraw => RAFT_JOIN_TIMEOUT,
             // A promotion waits for the node to become a voter; a demotion removes one.
             ClusterRequest::Api(Request::NodeSetRole { .. }) => RAFT_JOIN_TIMEOUT * 2,
+            // A forwarded write waits for its commit up to the leader's write timeout, and
+            // then says why it failed (lost quorum): the call outlasts it.
+            ClusterRequest::Api(_) => {
+                crate::control::manager::WRITE_TIMEOUT + std::time::Duration::from_secs(2)
+            }
             _ => CALL_TIMEOUT,
         }
     }
