@@ -209,6 +209,29 @@ fn three_replicas_spread_over_three_daemons_answer_each_other() {
     n2.ok(&["service", "scale", "-d", "my-web=2"]);
     assert!(wait_until(SETTLE, || converged(&n1, "my-web", 2)));
     assert_eq!(running_tasks(&n1, "my-web").len(), 2);
+
+    // A replica no node may take waits as a pending task that says why, as on Docker.
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "nowhere",
+        "--constraint",
+        "node.hostname==no-such-node",
+        "swarmnet/whoami",
+    ]);
+    assert!(
+        wait_until(SETTLE, || {
+            let ps = n1.ok(&["service", "ps", "--no-trunc", "nowhere"]);
+            ps.contains(" Pending ")
+                && ps.contains(
+                    "\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"",
+                )
+        }),
+        "{}",
+        n1.ok(&["service", "ps", "--no-trunc", "nowhere"])
+    );
 }
 
 #[test]
@@ -268,7 +291,8 @@ fn drain_a_node_and_kill_another_and_their_tasks_move() {
         "{}",
         n1.ok(&["service", "ps", "my-web"])
     );
-    assert!(task_ips(&[&n2], "my-network").is_empty());
+    // node-2 stops its task once the leader's answer reaches it.
+    assert!(wait_until(SETTLE, || task_ips(&[&n2], "my-network").is_empty()));
     n1.ok(&["node", "update", "--availability", "active", &id2]);
 
     // kill -9 node-3: its tasks are rescheduled on the others.

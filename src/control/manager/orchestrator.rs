@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::Manager;
-use crate::api::service::RestartPolicy;
+use crate::api::service::{RestartPolicy, ServiceMode};
 use crate::api::{ApiError, Availability, NodeState, Role};
 use crate::control::raft::Command;
 use crate::control::scheduler::{self, LiveTask, Load, NodeInfo};
@@ -59,6 +59,27 @@ fn holds_slot(task: &TaskRecord, policy: Option<&RestartPolicy>, now: OffsetDate
     match parse_time(&task.state_at) {
         Some(ended) => now < ended + delay,
         None => false,
+    }
+}
+
+/// Why a replica found no node, in Docker's words.
+fn no_suitable_node(nodes: &[NodeInfo]) -> String {
+    let open = nodes
+        .iter()
+        .filter(|n| n.ready && n.availability == scheduler::Availability::Active)
+        .count();
+    let closed = nodes.len() - open;
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    if open == 0 {
+        format!(
+            "no suitable node ({closed} node{} not available for new tasks)",
+            s(closed)
+        )
+    } else {
+        format!(
+            "no suitable node (scheduling constraints not satisfied on {open} node{})",
+            s(open)
+        )
     }
 }
 
@@ -117,7 +138,19 @@ pub fn pass(
         // ones that still hold their slot (shown to it as running).
         let mut planned: Vec<TaskRecord> = Vec::new();
         let mut retire: Vec<String> = Vec::new();
+        // Replicas no node could take wait as pending tasks without a node (as Docker shows
+        // them), one per slot; the plan does not see them, and a slot placed later reuses its
+        // pending task.
+        let mut pending: BTreeMap<u64, &TaskRecord> = BTreeMap::new();
         for t in mine.iter().filter(|t| t.desired <= TaskState::Running) {
+            if t.node_id.is_empty() {
+                if !t.state.is_terminal() && !pending.contains_key(&t.slot) {
+                    pending.insert(t.slot, t);
+                } else {
+                    retire.push(t.id.clone());
+                }
+                continue;
+            }
             if t.state.is_terminal() {
                 if holds_slot(t, policy, now) {
                     let mut held = (*t).clone();
@@ -142,18 +175,48 @@ pub fn pass(
             &mut new_id,
         ) {
             Ok(changes) => {
+                let mut taken: std::collections::BTreeSet<u64> = planned
+                    .iter()
+                    .filter(|t| !changes.stop.contains(&t.id))
+                    .map(|t| t.slot)
+                    .collect();
                 for mut t in changes.create {
-                    t.created_at = stamp.clone();
+                    taken.insert(t.slot);
+                    match pending.remove(&t.slot).filter(|_| t.slot != 0) {
+                        Some(p) => {
+                            t.id = p.id.clone();
+                            t.created_at = p.created_at.clone();
+                        }
+                        None => t.created_at = stamp.clone(),
+                    }
                     t.state_at = stamp.clone();
                     out.put.push(t);
                 }
-                if changes.unplaced > 0 {
-                    tracing::debug!(
-                        service = %service.spec.name,
-                        unplaced = changes.unplaced,
-                        "no suitable node"
-                    );
+                if let ServiceMode::Replicated { replicas } = service.spec.mode {
+                    let why = no_suitable_node(nodes);
+                    for slot in (1..=replicas).filter(|s| !taken.contains(s)) {
+                        if pending.remove(&slot).is_some() {
+                            continue;
+                        }
+                        out.put.push(TaskRecord {
+                            id: new_id(),
+                            service_id: service.id.clone(),
+                            slot,
+                            node_id: String::new(),
+                            desired: TaskState::Running,
+                            state: TaskState::Pending,
+                            message: "pending task scheduling".into(),
+                            error: why.clone(),
+                            addresses: Vec::new(),
+                            template_version: service.template_version,
+                            created_at: stamp.clone(),
+                            state_at: stamp.clone(),
+                            exit_code: None,
+                        });
+                    }
                 }
+                // Pending tasks of slots that went away (scaled down).
+                out.stop.extend(pending.values().map(|t| t.id.clone()));
                 out.stop.extend(changes.stop);
                 out.stop.extend(retire);
             }
@@ -488,6 +551,77 @@ mod tests {
         );
         assert!(ch.put.is_empty());
         assert_eq!(ch.lb, [("n1".to_string(), "b".to_string(), None)]);
+    }
+
+    #[test]
+    fn a_replica_no_node_takes_waits_as_a_pending_task_and_keeps_its_id_when_placed() {
+        let mut s = service(2, None);
+        s.spec.task_template.placement.constraints = vec!["node.hostname==c".into()];
+        let nodes = [node("a", true), node("b", true)];
+        let ch = run(&s, &nodes, &[], "2026-01-01T00:00:00Z");
+        assert_eq!(ch.put.len(), 2);
+        for t in &ch.put {
+            assert_eq!((t.node_id.as_str(), t.state), ("", TaskState::Pending));
+            assert_eq!(
+                t.error,
+                "no suitable node (scheduling constraints not satisfied on 2 nodes)"
+            );
+            assert!(t.addresses.is_empty());
+        }
+        // Nothing changes while no node fits: no new task every pass.
+        let again = pass(
+            std::slice::from_ref(&s),
+            &[net()],
+            &nodes,
+            &ch.put,
+            at("2026-01-01T00:00:01Z"),
+            || "fresh".to_string(),
+        );
+        assert!(again.put.is_empty() && again.stop.is_empty(), "{again:?}");
+        // Node c comes: the pending tasks get it, under their own IDs, with addresses.
+        let nodes = [node("a", true), node("b", true), node("c", true)];
+        let placed = pass(
+            std::slice::from_ref(&s),
+            &[net()],
+            &nodes,
+            &ch.put,
+            at("2026-01-01T00:00:02Z"),
+            || "fresh".to_string(),
+        );
+        let mut ids: Vec<&str> = placed.put.iter().map(|t| t.id.as_str()).collect();
+        ids.sort();
+        let mut before: Vec<&str> = ch.put.iter().map(|t| t.id.as_str()).collect();
+        before.sort();
+        assert_eq!(ids, before);
+        assert!(placed
+            .put
+            .iter()
+            .all(|t| t.node_id == "c" && t.state == TaskState::Assigned && t.addresses.len() == 1));
+        // Scaled down while pending: the extra pending task stops.
+        let one = service(1, None);
+        let mut one = one;
+        one.spec.task_template.placement.constraints = vec!["node.hostname==c".into()];
+        let down = pass(
+            std::slice::from_ref(&one),
+            &[net()],
+            &[node("a", true)],
+            &ch.put,
+            at("2026-01-01T00:00:03Z"),
+            || "fresh".to_string(),
+        );
+        assert!(down.put.is_empty());
+        assert_eq!(down.stop.len(), 1);
+        // No node at all: Docker's other words.
+        let none = run(
+            &service(1, None),
+            &[node("a", false)],
+            &[],
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(
+            none.put[0].error,
+            "no suitable node (1 node not available for new tasks)"
+        );
     }
 
     #[test]
