@@ -1126,9 +1126,22 @@ fn docker_stack_deploy_services_ps_and_rm() {
     );
 
     let out = docker(&["stack", "rm", "shop"]);
+    // Services first, then networks, each kind in the order the daemon lists them.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let mut services = lines[..2].to_vec();
+    let mut networks = lines[2..].to_vec();
+    services.sort();
+    networks.sort();
     assert_eq!(
-        out,
-        "Removing service shop_db\nRemoving service shop_web\nRemoving network shop_back\nRemoving network shop_front\n"
+        services,
+        ["Removing service shop_db", "Removing service shop_web"],
+        "{out}"
+    );
+    assert_eq!(
+        networks,
+        ["Removing network shop_back", "Removing network shop_front"],
+        "{out}"
     );
     assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
     assert_eq!(docker(&["stack", "ls"]), "NAME      SERVICES\n");
