@@ -496,6 +496,13 @@ fn services_are_one_on_every_manager_and_refused_on_a_worker() {
     let out = w.join(&n1.token("worker"), &n1);
     assert!(out.status.success(), "{}", stderr(&out));
     n1.ok(&["network", "create", "my-network"]);
+    // All four nodes ready before the service is placed (a replica goes to a ready node).
+    assert!(wait_until(SETTLE, || n1
+        .node_lines()
+        .iter()
+        .filter(|l| l.contains(" Ready "))
+        .count()
+        == 4));
 
     // Created on a follower (forwarded to the leader), seen alike on every manager.
     let id = n2
