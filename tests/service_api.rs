@@ -398,10 +398,6 @@ fn the_seeds_service_commands_give_dockers_outputs() {
         "everywhere",
         "--mode",
         "global",
-        // On a network: a task without one may stay assigned (the runtime's early return when
-        // its view does not change).
-        "--network",
-        "my-network",
         "swarmnet/echo",
     ]);
     assert!(wait_until(SETTLE, || replicas(&n1, "everywhere") == "1/1"));
