@@ -398,10 +398,6 @@ fn the_seeds_service_commands_give_dockers_outputs() {
         "everywhere",
         "--mode",
         "global",
-        // On a network: a task without one may stay assigned (the runtime's early return when
-        // its view does not change).
-        "--network",
-        "my-network",
         "swarmnet/echo",
     ]);
     assert!(wait_until(SETTLE, || replicas(&n1, "everywhere") == "1/1"));
@@ -496,6 +492,13 @@ fn services_are_one_on_every_manager_and_refused_on_a_worker() {
     let out = w.join(&n1.token("worker"), &n1);
     assert!(out.status.success(), "{}", stderr(&out));
     n1.ok(&["network", "create", "my-network"]);
+    // All four nodes ready before the service is placed (a replica goes to a ready node).
+    assert!(wait_until(SETTLE, || n1
+        .node_lines()
+        .iter()
+        .filter(|l| l.contains(" Ready "))
+        .count()
+        == 4));
 
     // Created on a follower (forwarded to the leader), seen alike on every manager.
     let id = n2
@@ -1126,9 +1129,22 @@ fn docker_stack_deploy_services_ps_and_rm() {
     );
 
     let out = docker(&["stack", "rm", "shop"]);
+    // Services first, then networks, each kind in the order the daemon lists them.
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let mut services = lines[..2].to_vec();
+    let mut networks = lines[2..].to_vec();
+    services.sort();
+    networks.sort();
     assert_eq!(
-        out,
-        "Removing service shop_db\nRemoving service shop_web\nRemoving network shop_back\nRemoving network shop_front\n"
+        services,
+        ["Removing service shop_db", "Removing service shop_web"],
+        "{out}"
+    );
+    assert_eq!(
+        networks,
+        ["Removing network shop_back", "Removing network shop_front"],
+        "{out}"
     );
     assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
     assert_eq!(docker(&["stack", "ls"]), "NAME      SERVICES\n");
