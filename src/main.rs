@@ -17,6 +17,17 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = swarmnet::cli::Cli::parse();
+    // Commands that only print end quietly when their reader goes (`... | head`); the
+    // daemon, `run` and `exec` keep Rust's ignored SIGPIPE (their sockets, their child).
+    if !matches!(
+        cli.command,
+        swarmnet::cli::Command::Daemon(_)
+            | swarmnet::cli::Command::Run(_)
+            | swarmnet::cli::Command::Exec(_)
+            | swarmnet::cli::Command::Replay(_)
+    ) {
+        swarmnet::io::sigpipe::end_quietly_on_closed_pipe();
+    }
     if let Err(err) = swarmnet::cli::run(cli) {
         // Daemon errors already read like Docker's ("Error response from daemon: ..."); the
         // others get the same leading word.

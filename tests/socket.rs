@@ -638,3 +638,27 @@ fn a_client_that_never_reads_its_answers_is_dropped() {
     );
     assert!(node.ok(&["wait", "--timeout", "5"]).is_empty());
 }
+
+/// `swarmnet network ls | head -0`: a reader that goes before the output is written ends the
+/// command quietly (SIGPIPE, as other Unix tools), not with a panic about a broken pipe.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let n = Node::start("127.77.62.1");
+    n.init();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["-H", &n.host(), "network", "ls"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}

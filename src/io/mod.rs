@@ -10,6 +10,7 @@ pub mod netns;
 pub mod node;
 pub mod process;
 pub mod seqstore;
+pub mod sigpipe;
 pub mod tap;
 mod task;
 pub mod udp;
