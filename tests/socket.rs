@@ -643,7 +643,7 @@ fn a_client_that_never_reads_its_answers_is_dropped() {
 /// command quietly (SIGPIPE, as other Unix tools), not with a panic about a broken pipe.
 #[test]
 fn output_to_a_closed_pipe_ends_quietly() {
-    let n = Node::start("127.77.62.1");
+    let n = Node::start("127.77.99.1");
     n.init();
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
