@@ -320,7 +320,11 @@ impl Worker {
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
 
         while !stop.load(Ordering::Relaxed) {
-            let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r);
+            // A virtual task with frames waiting (an ARP answer the data path gave it, a frame
+            // another task sent) runs at once, not at its next timer: its stack may be holding
+            // a packet for exactly that answer.
+            let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r)
+                || io.virt.iter().flatten().any(|t| t.has_input());
             let timeout = if busy {
                 Duration::ZERO
             } else {
