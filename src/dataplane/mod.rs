@@ -14,6 +14,7 @@ mod gso;
 mod inner;
 mod mtu;
 pub mod output;
+pub mod services;
 mod switch;
 pub mod tables;
 
