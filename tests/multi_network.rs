@@ -30,6 +30,7 @@ fn network(name: &str, vni: u32, third: u8) -> Network {
         gateway: Ipv4Addr::new(10, 0, third, 1),
         mtu: 1450,
         encrypted: false,
+        ingress: false,
     }
 }
 
@@ -43,6 +44,7 @@ fn endpoint(name: &str, network: &str, ip: Ipv4Addr, netns: &str, iface: &str) -
         netns: Some(netns.into()),
         iface: (iface != "eth0").then(|| iface.to_string()),
         app: None,
+        task: None,
     }
 }
 

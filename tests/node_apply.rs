@@ -25,6 +25,7 @@ fn view(port: u16, tasks: &[(&str, u8)]) -> Topology {
         gateway: Ipv4Addr::new(10, 0, 9, 1),
         mtu: 1450,
         encrypted: false,
+        ingress: false,
     });
     for (name, last) in tasks {
         let ip = Ipv4Addr::new(10, 0, 9, *last);
@@ -37,6 +38,7 @@ fn view(port: u16, tasks: &[(&str, u8)]) -> Topology {
             netns: None,
             iface: None,
             app: Some(App::Echo),
+            task: None,
         });
     }
     t
@@ -113,6 +115,7 @@ fn a_running_node_takes_views_built_in_code() {
         gateway: Ipv4Addr::new(10, 0, 10, 1),
         mtu: 1450,
         encrypted: false,
+        ingress: false,
     });
     let ip = Ipv4Addr::new(10, 0, 10, 2);
     two.endpoints.push(Endpoint {
@@ -124,6 +127,7 @@ fn a_running_node_takes_views_built_in_code() {
         netns: None,
         iface: None,
         app: Some(App::Whoami),
+        task: None,
     });
     assert_eq!(
         node.apply(&two).unwrap().to_string(),

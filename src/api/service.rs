@@ -188,7 +188,7 @@ pub struct EndpointSpec {
     pub ports: Vec<PortConfig>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PortConfig {
     #[serde(skip_serializing_if = "String::is_empty")]

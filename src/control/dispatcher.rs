@@ -63,8 +63,46 @@ pub struct Assignments {
     /// The networks of those tasks.
     pub networks: Vec<NetworkRecord>,
     pub peers: Vec<Peer>,
+    /// The services on those networks: their names, VIPs and running tasks (discovery, VIPs,
+    /// the routing mesh).
+    #[serde(default)]
+    pub services: Vec<AssignedService>,
     /// The swarm's VXLAN port.
     pub data_path_port: u16,
+}
+
+/// A service with a VIP or tasks on one of the node's networks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AssignedService {
+    pub id: String,
+    pub name: String,
+    /// Endpoint mode dnsrr: names resolve to the tasks, there is no VIP.
+    pub dnsrr: bool,
+    /// The service on each of the node's networks it is on.
+    pub networks: Vec<ServiceNetwork>,
+    /// Published ports, as allocated.
+    pub ports: Vec<crate::api::service::PortConfig>,
+}
+
+/// A service on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceNetwork {
+    pub network_id: String,
+    /// `None` in dnsrr mode.
+    pub vip: Option<Ipv4Addr>,
+    pub aliases: Vec<String>,
+    /// The tasks running now (reported running, to keep running, on a node that is up), by
+    /// task name.
+    pub backends: Vec<ServiceBackend>,
+}
+
+/// A running task of a service on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceBackend {
+    pub task_id: String,
+    /// Docker's full task name, `my-web.1.<task id>`.
+    pub name: String,
+    pub addr: Ipv4Addr,
 }
 
 impl Assignments {
@@ -281,7 +319,96 @@ impl Index {
             }
         }
         out.peers = peers.into_values().collect();
+        out.services = self.services_on(&wanted, node_id, &up);
         out
+    }
+
+    /// The services with a VIP or a running task on the networks `wanted`.
+    fn services_on(
+        &self,
+        wanted: &BTreeSet<&str>,
+        node_id: &str,
+        up: &impl Fn(&str) -> bool,
+    ) -> Vec<AssignedService> {
+        let mut out: BTreeMap<&str, AssignedService> = BTreeMap::new();
+        let mut nets: BTreeMap<(&str, &str), ServiceNetwork> = BTreeMap::new();
+        let network_of = |s: &ServiceRecord, net: &str| -> ServiceNetwork {
+            let aliases = s
+                .spec
+                .task_template
+                .networks
+                .iter()
+                .zip(&s.networks)
+                .find(|(_, id)| id.as_str() == net)
+                .map(|(a, _)| a.aliases.clone())
+                .unwrap_or_default();
+            ServiceNetwork {
+                network_id: net.to_string(),
+                vip: s
+                    .vips
+                    .iter()
+                    .find(|v| v.network_id == net)
+                    .map(|v| v.addr.addr()),
+                aliases,
+                backends: Vec::new(),
+            }
+        };
+        for s in self.services.values() {
+            for v in &s.vips {
+                if wanted.contains(v.network_id.as_str()) {
+                    nets.entry((s.id.as_str(), v.network_id.as_str()))
+                        .or_insert_with(|| network_of(s, &v.network_id));
+                }
+            }
+        }
+        for net in wanted {
+            let live = self
+                .by_network
+                .get(*net)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for &(i, j) in live {
+                let t = &self.tasks[i];
+                if t.state != TaskState::Running || t.desired > TaskState::Running {
+                    continue;
+                }
+                if t.node_id != node_id && !up(&t.node_id) {
+                    continue;
+                }
+                let Some(s) = self.services.get(&t.service_id) else {
+                    continue;
+                };
+                let sn = nets
+                    .entry((s.id.as_str(), net))
+                    .or_insert_with(|| network_of(s, net));
+                sn.backends.push(ServiceBackend {
+                    task_id: t.id.clone(),
+                    name: format!("{}.{}", task_name(&s.spec.name, t), t.id),
+                    addr: t.addresses[j].addr.addr(),
+                });
+            }
+        }
+        for ((sid, _), mut sn) in nets {
+            let Some(s) = self.services.get(sid) else {
+                continue;
+            };
+            sn.backends.sort_by(|a, b| a.name.cmp(&b.name));
+            out.entry(sid)
+                .or_insert_with(|| AssignedService {
+                    id: s.id.clone(),
+                    name: s.spec.name.clone(),
+                    dnsrr: s
+                        .spec
+                        .endpoint_spec
+                        .as_ref()
+                        .is_some_and(|e| e.mode == "dnsrr"),
+                    networks: Vec::new(),
+                    ports: s.ports.clone(),
+                })
+                .networks
+                .push(sn);
+        }
+        out.into_values().collect()
     }
 }
 

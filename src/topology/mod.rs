@@ -19,6 +19,7 @@ use ipnet::Ipv4Net;
 use crate::wire::MacAddr;
 
 mod parse;
+pub use parse::dns_name_problem;
 mod view;
 pub use parse::{DEFAULT_IFACE, MAX_FILE_NAME};
 pub use view::ViewError;
@@ -55,6 +56,8 @@ pub struct Topology {
     pub node: Node,
     pub networks: Vec<Network>,
     pub endpoints: Vec<Endpoint>,
+    /// `[[service]]`: the services on each network, for discovery and VIPs.
+    pub services: Vec<Service>,
     /// `[encryption]`: the swarm's keys, present when any network may be encrypted.
     pub encryption: Option<Encryption>,
 }
@@ -81,6 +84,8 @@ pub struct Network {
     pub mtu: u16,
     /// `encrypted = true`: VXLAN travels only inside ESP (Docker's `--opt encrypted`).
     pub encrypted: bool,
+    /// `ingress = true`: the routing mesh's network; its services have no DNS names.
+    pub ingress: bool,
 }
 
 /// `[encryption]`: the keys of encrypted networks and how ESP travels.
@@ -142,6 +147,9 @@ pub struct Endpoint {
     /// `app`: a virtual task served inside the node by this built-in app, instead of a task
     /// in a network namespace (local endpoints only; no `netns` then).
     pub app: Option<App>,
+    /// The task the endpoint belongs to, as DNS names it (`my-web.1.<task id>`); default: the
+    /// endpoint's name.
+    pub task: Option<String>,
 }
 
 impl Endpoint {
@@ -159,10 +167,29 @@ impl Endpoint {
         self.netns.as_deref().unwrap_or(&self.name)
     }
 
+    /// The task's name for DNS: `task`, or the endpoint's name.
+    pub fn task_name(&self) -> &str {
+        self.task.as_deref().unwrap_or(&self.name)
+    }
+
     /// The interface of a local endpoint in its namespace: `iface`, or `eth0`.
     pub fn iface_name(&self) -> &str {
         self.iface.as_deref().unwrap_or(DEFAULT_IFACE)
     }
+}
+
+/// `[[service]]`: a service on one network (a service on several networks has one table per
+/// network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub network: String,
+    /// The virtual IP (endpoint mode vip); `None`: DNS round robin.
+    pub vip: Option<Ipv4Addr>,
+    /// Further names on this network (`--network name=N,alias=A`).
+    pub aliases: Vec<String>,
+    /// The endpoints (by name) of the service's running tasks on this network.
+    pub tasks: Vec<String>,
 }
 
 /// A virtual task's built-in app (`app = "..."` on an endpoint).
@@ -273,6 +300,8 @@ pub enum ErrorObject {
     Endpoint(String),
     /// `[encryption]`
     Encryption,
+    /// A `[[service]]`: its name, or `#N` (1-based, file order) if it has no usable name.
+    Service(String),
 }
 
 impl fmt::Display for ErrorObject {
@@ -283,6 +312,7 @@ impl fmt::Display for ErrorObject {
             ErrorObject::Network(name) => write!(f, "network {name}"),
             ErrorObject::Endpoint(name) => write!(f, "endpoint {name}"),
             ErrorObject::Encryption => f.write_str("encryption"),
+            ErrorObject::Service(name) => write!(f, "service {name}"),
         }
     }
 }

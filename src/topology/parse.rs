@@ -28,10 +28,12 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Topology, TopologyError> {
     };
     let networks = p.networks(&raw.network, encryption.as_ref())?;
     let endpoints = p.endpoints(&raw.endpoint, &node, &networks)?;
+    let services = p.services(&raw.service, &networks, &endpoints)?;
     Ok(Topology {
         node,
         networks,
         endpoints,
+        services,
         encryption,
     })
 }
@@ -51,7 +53,24 @@ struct RawTopology {
     #[serde(default)]
     endpoint: Vec<Spanned<RawEndpoint>>,
     #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+    #[serde(default)]
     encryption: Option<Spanned<RawEncryption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    #[serde(default)]
+    name: RawField,
+    #[serde(default)]
+    network: RawField,
+    #[serde(default)]
+    vip: RawField,
+    #[serde(default)]
+    aliases: RawField,
+    #[serde(default)]
+    tasks: RawField,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +121,8 @@ struct RawNetwork {
     mtu: RawField,
     #[serde(default)]
     encrypted: RawField,
+    #[serde(default)]
+    ingress: RawField,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +144,8 @@ struct RawEndpoint {
     iface: RawField,
     #[serde(default)]
     app: RawField,
+    #[serde(default)]
+    task: RawField,
 }
 
 /// A lenient second reading, used only to name the object around a toml error.
@@ -134,6 +157,8 @@ struct Outline {
     network: Vec<Spanned<OutlineEntry>>,
     #[serde(default)]
     endpoint: Vec<Spanned<OutlineEntry>>,
+    #[serde(default)]
+    service: Vec<Spanned<OutlineEntry>>,
     #[serde(default)]
     encryption: Option<Spanned<serde::de::IgnoredAny>>,
 }
@@ -301,6 +326,11 @@ impl Parser<'_> {
         for (i, e) in outline.endpoint.iter().enumerate() {
             if holds(e.span()) {
                 return ErrorObject::Endpoint(label(e.get_ref().name.as_ref(), i));
+            }
+        }
+        for (i, e) in outline.service.iter().enumerate() {
+            if holds(e.span()) {
+                return ErrorObject::Service(label(e.get_ref().name.as_ref(), i));
             }
         }
         ErrorObject::File
@@ -498,6 +528,17 @@ impl Parser<'_> {
                 (false, _) => None,
             };
 
+            let ingress = match &r.ingress {
+                None => false,
+                Some(v) => f.boolean("ingress", v)?,
+            };
+            if ingress {
+                if let Some(other) = out.iter().find(|n| n.ingress) {
+                    let msg = format!("network {} is already the ingress network", other.name);
+                    return Err(f.err(r.ingress.as_ref().unwrap_or(name_v), msg));
+                }
+            }
+
             let mtu = match (&r.mtu, encryption) {
                 (Some(v), _) => f.ranged("mtu", v, MIN_MTU, MAX_MTU)?,
                 (None, None) => DEFAULT_MTU,
@@ -510,6 +551,7 @@ impl Parser<'_> {
                 gateway,
                 mtu,
                 encrypted,
+                ingress,
             });
         }
         Ok(out)
@@ -673,6 +715,16 @@ impl Parser<'_> {
                     Some(iface.to_string())
                 }
             };
+            let task = match &r.task {
+                None => None,
+                Some(v) => {
+                    let task = f.string("task", v)?;
+                    if let Some(problem) = dns_name_problem(task) {
+                        return Err(f.err(v, format!("task {} {problem}", quoted(task))));
+                    }
+                    Some(task.to_string())
+                }
+            };
             if vtep.is_none() && app.is_none() {
                 // A local endpoint's namespace: `netns`, or its name; its interface: `iface`,
                 // or eth0. Several endpoints share a namespace as one task on several networks.
@@ -716,10 +768,157 @@ impl Parser<'_> {
                 netns,
                 iface,
                 app,
+                task,
             });
         }
         Ok(out)
     }
+
+    fn services(
+        &self,
+        raws: &[Spanned<RawService>],
+        networks: &[Network],
+        endpoints: &[Endpoint],
+    ) -> Result<Vec<Service>, TopologyError> {
+        let mut out: Vec<Service> = Vec::with_capacity(raws.len());
+        // (network, name or alias) -> service
+        let mut names: HashMap<(String, String), String> = HashMap::new();
+        for (i, raw) in raws.iter().enumerate() {
+            let r = raw.get_ref();
+            let object = ErrorObject::Service(label(r.name.as_ref().map(Spanned::get_ref), i));
+            let f = self.fields(object, raw.span());
+
+            let name_v = f.required("name", &r.name)?;
+            let name = f.string("name", name_v)?;
+            if let Some(problem) = dns_name_problem(name) {
+                return Err(f.err(name_v, format!("name {} {problem}", quoted(name))));
+            }
+            let net_v = f.required("network", &r.network)?;
+            let net_name = f.string("network", net_v)?;
+            let Some(network) = networks.iter().find(|n| n.name == net_name) else {
+                return Err(f.err(net_v, format!("unknown network {net_name}")));
+            };
+            let mut aliases = Vec::new();
+            if let Some(v) = &r.aliases {
+                for a in f.strings("aliases", v)? {
+                    if let Some(problem) = dns_name_problem(a) {
+                        return Err(f.err(v, format!("alias {} {problem}", quoted(a))));
+                    }
+                    aliases.push(a.to_string());
+                }
+            }
+            // One name, one meaning: a name or alias taken by another service on the network,
+            // or twice by this one, is refused.
+            let mut own: Vec<String> = Vec::new();
+            for (k, n) in std::iter::once(name)
+                .chain(aliases.iter().map(String::as_str))
+                .enumerate()
+            {
+                let lower = n.to_ascii_lowercase();
+                let msg = if own.contains(&lower) {
+                    Some(format!("alias {n} is already a name of service {name}"))
+                } else {
+                    names
+                        .get(&(net_name.to_string(), lower.clone()))
+                        .map(|other| match k {
+                            0 if other.eq_ignore_ascii_case(name) => {
+                                format!("service {name} is already on network {net_name}")
+                            }
+                            _ => format!(
+                                "name {n} is already service {other}'s on network {net_name}"
+                            ),
+                        })
+                };
+                if let Some(msg) = msg {
+                    return Err(f.err(name_v, msg));
+                }
+                own.push(lower);
+            }
+            for n in own {
+                names.insert((net_name.to_string(), n), name.to_string());
+            }
+
+            let vip = match &r.vip {
+                None => None,
+                Some(v) => {
+                    let vip = f.ipv4("vip", v)?;
+                    let subnet = network.subnet;
+                    let problem = if !subnet.contains(&vip) {
+                        Some("is outside".to_string())
+                    } else if vip == network.gateway {
+                        Some("is the gateway of".to_string())
+                    } else if vip == subnet.network() {
+                        Some("is the network address of".to_string())
+                    } else if vip == subnet.broadcast() {
+                        Some("is the broadcast address of".to_string())
+                    } else {
+                        let endpoint = endpoints
+                            .iter()
+                            .find(|e| e.network == net_name && e.ip == vip)
+                            .map(|e| format!("is endpoint {}'s address on", e.name));
+                        endpoint.or_else(|| {
+                            out.iter()
+                                .find(|s| s.network == net_name && s.vip == Some(vip))
+                                .map(|s| format!("is service {}'s VIP on", s.name))
+                        })
+                    };
+                    if let Some(problem) = problem {
+                        let msg = format!("vip {vip} {problem} network {net_name} ({subnet})");
+                        return Err(f.err(v, msg));
+                    }
+                    Some(vip)
+                }
+            };
+
+            let mut tasks: Vec<String> = Vec::new();
+            if let Some(v) = &r.tasks {
+                for t in f.strings("tasks", v)? {
+                    let Some(e) = endpoints.iter().find(|e| e.name == t) else {
+                        return Err(f.err(v, format!("tasks: unknown endpoint {t}")));
+                    };
+                    if e.network != net_name {
+                        let msg = format!(
+                            "tasks: endpoint {t} is on network {}, not {net_name}",
+                            e.network
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    if tasks.iter().any(|x| x == t) {
+                        return Err(f.err(v, format!("tasks: endpoint {t} is listed twice")));
+                    }
+                    tasks.push(t.to_string());
+                }
+            }
+            out.push(Service {
+                name: name.to_string(),
+                network: net_name.to_string(),
+                vip,
+                aliases,
+                tasks,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Why `s` cannot be a DNS name of a service, alias or task, if it cannot: 1-63 letters,
+/// digits, '-', '_' or '.' per label, at most 253 bytes, no empty label.
+pub fn dns_name_problem(s: &str) -> Option<String> {
+    let problem = if s.is_empty() {
+        "must not be empty".to_string()
+    } else if s.len() > 253 {
+        format!("is {} bytes long, more than 253", s.len())
+    } else if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        format!("must not contain {c:?} (letters, digits, '-', '_' and '.' only)")
+    } else if s.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        "has an empty label or one longer than 63 bytes".to_string()
+    } else {
+        return None;
+    };
+    Some(problem)
 }
 
 /// The fields of one table, with the object they belong to.
@@ -743,6 +942,22 @@ impl Fields<'_> {
             let msg = format!("missing field `{key}`");
             self.p.error(self.table.start, self.object.clone(), msg)
         })
+    }
+
+    /// An array of strings.
+    fn strings<'v>(&self, key: &str, v: &'v Spanned<Value>) -> Result<Vec<&'v str>, TopologyError> {
+        let not =
+            |what: String| self.err(v, format!("{key} must be an array of strings, not {what}"));
+        let Some(items) = v.get_ref().as_array() else {
+            return Err(not(a_type(v.get_ref())));
+        };
+        items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .ok_or_else(|| not(format!("one holding {}", a_type(i))))
+            })
+            .collect()
     }
 
     fn string<'v>(&self, key: &str, v: &'v Spanned<Value>) -> Result<&'v str, TopologyError> {

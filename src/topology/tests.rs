@@ -106,6 +106,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 gateway: Ipv4Addr::new(10, 0, 9, 1),
                 mtu: 1450,
                 encrypted: false,
+                ingress: false,
             },
             Network {
                 name: "my-net2".into(),
@@ -114,6 +115,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 gateway: Ipv4Addr::new(10, 0, 10, 2),
                 mtu: 9000,
                 encrypted: false,
+                ingress: false,
             },
         ]
     );
@@ -130,6 +132,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 netns: Some("web1".into()),
                 iface: None,
                 app: None,
+                task: None,
             },
             Endpoint {
                 name: "my-web.2".into(),
@@ -140,6 +143,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 netns: None,
                 iface: None,
                 app: None,
+                task: None,
             },
             Endpoint {
                 name: "db.1".into(),
@@ -150,6 +154,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 netns: None,
                 iface: None,
                 app: None,
+                task: None,
             },
         ]
     );
@@ -368,7 +373,7 @@ fn network_refusals() {
         (
             concat!(head!(), "\n[[network]]\nname = \"my-net2\"\nvnii = 4098\n"),
             "t.toml:13: network my-net2: unknown field `vnii`, expected one of `name`, \
-             `vni`, `subnet`, `gateway`, `mtu`, `encrypted`",
+             `vni`, `subnet`, `gateway`, `mtu`, `encrypted`, `ingress`",
         ),
         (
             concat!(head!(), "\n[[network]]\nname = 7\n"),
@@ -443,7 +448,7 @@ fn endpoint_refusals() {
                 "[[endpoint]]\nname = \"my-web.1\"\nnetwork = \"my-network\"\nvlan = 3\n"
             ),
             "t.toml:13: endpoint my-web.1: unknown field `vlan`, expected one of `name`, \
-             `network`, `ip`, `mac`, `vtep`, `netns`, `iface`, `app`",
+             `network`, `ip`, `mac`, `vtep`, `netns`, `iface`, `app`, `task`",
         ),
         (
             two_endpoints!("my-web.1", "10.0.9.3", ""),
@@ -751,7 +756,7 @@ fn toml_refusals() {
         (
             "[node]\nname = \"node-1\"\ndata_path_addr = \"192.0.2.10\"\n[nodes]\n",
             "t.toml:4: topology: unknown field `nodes`, expected one of `node`, `network`, \
-             `endpoint`, `encryption`",
+             `endpoint`, `service`, `encryption`",
         ),
         (
             "[node]\nname = \"node-1\"\ndata_path_addr = \"192.0.2.10\"\n[network]\n",
@@ -917,4 +922,100 @@ fn load_names_the_path() {
         )
     );
     assert_eq!(err.line(), Some(10));
+}
+
+/// Two endpoints (lines 10-18) and a service after them, from line 20.
+macro_rules! service {
+    ($body:literal) => {
+        concat!(
+            two_endpoints!("my-web.2", "10.0.9.3", "task = \"my-web.2.xyz\"\n"),
+            "\n[[service]]\n",
+            $body
+        )
+    };
+}
+
+#[test]
+fn services_name_their_tasks_and_vip() {
+    let t = Topology::parse(
+        service!(
+            "name = \"my-web\"\nnetwork = \"my-network\"\nvip = \"10.0.9.100\"\n\
+             aliases = [\"web\"]\ntasks = [\"my-web.1\", \"my-web.2\"]\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        t.services,
+        vec![Service {
+            name: "my-web".into(),
+            network: "my-network".into(),
+            vip: Some(Ipv4Addr::new(10, 0, 9, 100)),
+            aliases: vec!["web".into()],
+            tasks: vec!["my-web.1".into(), "my-web.2".into()],
+        }]
+    );
+    assert_eq!(t.endpoints[0].task_name(), "my-web.1");
+    assert_eq!(t.endpoints[1].task_name(), "my-web.2.xyz");
+    // Written and read back, a view with services is the same view.
+    assert_eq!(Topology::parse(&t.to_toml(), "view").unwrap(), t);
+    // dnsrr: no vip; no tasks yet.
+    let t = Topology::parse(
+        service!("name = \"db\"\nnetwork = \"my-network\"\n"),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!((t.services[0].vip, t.services[0].tasks.len()), (None, 0));
+}
+
+#[test]
+fn service_refusals() {
+    let cases = [
+        ("network = \"my-network\"\n", "t.toml:21: service #1: missing field `name`"),
+        (
+            "name = \"a b\"\nnetwork = \"my-network\"\n",
+            "t.toml:22: service a b: name \"a b\" must not contain ' ' (letters, digits, '-', '_' and '.' only)",
+        ),
+        ("name = \"w\"\nnetwork = \"nope\"\n", "t.toml:23: service w: unknown network nope"),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\nvip = \"10.0.9.2\"\n",
+            "t.toml:24: service w: vip 10.0.9.2 is endpoint my-web.1's address on network my-network (10.0.9.0/24)",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\nvip = \"10.0.9.1\"\n",
+            "t.toml:24: service w: vip 10.0.9.1 is the gateway of network my-network (10.0.9.0/24)",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\nvip = \"10.1.9.1\"\n",
+            "t.toml:24: service w: vip 10.1.9.1 is outside network my-network (10.0.9.0/24)",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\ntasks = [\"my-web.9\"]\n",
+            "t.toml:24: service w: tasks: unknown endpoint my-web.9",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\ntasks = [\"my-web.1\", \"my-web.1\"]\n",
+            "t.toml:24: service w: tasks: endpoint my-web.1 is listed twice",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\naliases = [\"W\"]\n",
+            "t.toml:22: service w: alias W is already a name of service w",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\naliases = 3\n",
+            "t.toml:24: service w: aliases must be an array of strings, not an integer",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\n\n[[service]]\nname = \"W\"\nnetwork = \"my-network\"\n",
+            "t.toml:26: service W: service W is already on network my-network",
+        ),
+        (
+            "name = \"w\"\nnetwork = \"my-network\"\n\n[[service]]\nname = \"v\"\nnetwork = \"my-network\"\naliases = [\"W\"]\n",
+            "t.toml:26: service v: name W is already service w's on network my-network",
+        ),
+    ];
+    for (body, want) in cases {
+        let text = format!("{}{body}", service!(""));
+        assert_eq!(refusal(&text), want, "{body}");
+    }
 }

@@ -92,6 +92,9 @@ impl Topology {
                 net.mtu,
                 net.encrypted
             );
+            if net.ingress {
+                let _ = writeln!(t, "ingress = true");
+            }
         }
         for ep in &self.endpoints {
             let _ = writeln!(
@@ -113,6 +116,23 @@ impl Topology {
             }
             if let Some(app) = &ep.app {
                 let _ = writeln!(t, "app = {}", s(&app.to_value()));
+            }
+            if let Some(task) = &ep.task {
+                let _ = writeln!(t, "task = {}", s(task));
+            }
+        }
+        let list = |v: &[String]| v.iter().map(|x| s(x)).collect::<Vec<_>>().join(", ");
+        for sv in &self.services {
+            let _ = writeln!(
+                t,
+                "\n[[service]]\nname = {}\nnetwork = {}\naliases = [{}]\ntasks = [{}]",
+                s(&sv.name),
+                s(&sv.network),
+                list(&sv.aliases),
+                list(&sv.tasks)
+            );
+            if let Some(vip) = sv.vip {
+                let _ = writeln!(t, "vip = \"{vip}\"");
             }
         }
         t
@@ -220,6 +240,7 @@ vtep = "192.0.2.11"
             gateway: "10.0.10.1".parse().unwrap(),
             mtu: 1450,
             encrypted: false,
+            ingress: false,
         });
         t.endpoints[0].netns = Some("t1".into());
         let mut second = t.endpoints[0].clone();

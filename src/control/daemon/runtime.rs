@@ -230,6 +230,7 @@ impl TaskRuntime {
                         TaskKind::Virtual(app) => Some(app.clone()),
                         TaskKind::Program => None,
                     },
+                    task: Some(t.task.full_name()),
                 });
             }
         }
@@ -247,8 +248,10 @@ impl TaskRuntime {
                 netns: None,
                 iface: None,
                 app: None,
+                task: None,
             });
         }
+        let services = view_services(a, &nets, tasks, &mut endpoints);
         let networks = a
             .networks
             .iter()
@@ -260,6 +263,7 @@ impl TaskRuntime {
                     gateway: n.gateway,
                     mtu: network_mtu(n),
                     encrypted: n.encrypted(),
+                    ingress: n.ingress,
                 })
             })
             .collect();
@@ -285,6 +289,7 @@ impl TaskRuntime {
             },
             networks,
             endpoints,
+            services,
             encryption,
         }
     }
@@ -671,6 +676,83 @@ impl TaskRuntime {
     }
 }
 
+/// The `[[service]]` tables of a node view: each assigned service on each network the view
+/// has, its backends named by their endpoints (a backend without one here is left out: the
+/// data path could not reach it). Remote endpoints learn their task's name for DNS.
+fn view_services(
+    a: &Assignments,
+    nets: &BTreeMap<&str, &NetworkRecord>,
+    tasks: &BTreeMap<String, LocalTask>,
+    endpoints: &mut [Endpoint],
+) -> Vec<topology::Service> {
+    // (task id, network name) -> endpoint index
+    let mut by_task: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    let local: std::collections::HashMap<String, &str> = tasks
+        .values()
+        .flat_map(|t| {
+            t.task.addresses.iter().enumerate().map(move |(i, _)| {
+                let name = if i == 0 {
+                    t.task.full_name()
+                } else {
+                    format!("{}.eth{i}", t.task.full_name())
+                };
+                (name, t.task.id.as_str())
+            })
+        })
+        .collect();
+    for (i, e) in endpoints.iter().enumerate() {
+        let task_id = match e.vtep {
+            Some(_) => e.name.split_once('@').map(|(id, _)| id),
+            None => local.get(&e.name).copied(),
+        };
+        if let Some(id) = task_id {
+            by_task.insert((id, e.network.as_str()), i);
+        }
+    }
+    let mut out = Vec::new();
+    let mut names: Vec<Option<String>> = vec![None; endpoints.len()];
+    for s in &a.services {
+        for sn in &s.networks {
+            let Some(net) = nets.get(sn.network_id.as_str()) else {
+                continue;
+            };
+            let mut backends = Vec::new();
+            for b in &sn.backends {
+                if let Some(&i) = by_task.get(&(b.task_id.as_str(), net.name.as_str())) {
+                    if endpoints[i].ip == b.addr {
+                        backends.push(endpoints[i].name.clone());
+                        names[i] = Some(b.name.clone());
+                    }
+                }
+            }
+            out.push(topology::Service {
+                name: s.name.clone(),
+                network: net.name.clone(),
+                vip: if s.dnsrr { None } else { sn.vip },
+                // A name DNS could not carry would refuse the whole view: left out.
+                aliases: sn
+                    .aliases
+                    .iter()
+                    .filter(|a| topology::dns_name_problem(a).is_none())
+                    .fold(Vec::<String>::new(), |mut v, a| {
+                        let taken = |x: &str| x.eq_ignore_ascii_case(a);
+                        if !taken(&s.name) && !v.iter().any(|x| taken(x)) {
+                            v.push(a.clone());
+                        }
+                        v
+                    }),
+                tasks: backends,
+            });
+        }
+    }
+    for (e, name) in endpoints.iter_mut().zip(names) {
+        if e.vtep.is_some() {
+            e.task = name;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +817,7 @@ mod tests {
                 vtep: b_addr,
                 node: "node-b".into(),
             }],
+            services: Vec::new(),
             data_path_port: 47891,
         };
         let on_b = Assignments {
@@ -748,6 +831,7 @@ mod tests {
                 vtep: a_addr,
                 node: "node-a".into(),
             }],
+            services: Vec::new(),
             data_path_port: 47891,
         };
         a.apply(&on_a, &keys);
@@ -836,6 +920,7 @@ mod tests {
             tasks: vec![t.clone()],
             networks: vec![],
             peers: vec![],
+            services: Vec::new(),
             data_path_port: 47893,
         };
         rt.apply(&a, &[]);
@@ -871,6 +956,7 @@ mod tests {
             tasks: vec![task("t9", 1, "swarmnet/nginx", &[], "10.0.9.9")],
             networks: vec![network()],
             peers: vec![],
+            services: Vec::new(),
             data_path_port: 47892,
         };
         rt.apply(&a, &[]);
