@@ -87,6 +87,89 @@ ip = "10.0.9.3"
 vtep = "192.0.2.11"
 "#;
 
+/// `TOPOLOGY` with a client task and service my-web (VIP 10.0.9.100) run by my-web.2 (here)
+/// and my-web.3 (on node-2).
+const TOPOLOGY_VIP: &str = r#"# node-1's view: a client and my-web.2 run here, my-web.3 on node-2 (192.0.2.11);
+# service my-web has VIP 10.0.9.100 and its tasks my-web.2 and my-web.3.
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+
+[[endpoint]]
+name = "client"
+network = "my-network"
+ip = "10.0.9.5"
+
+[[endpoint]]
+name = "my-web.2"
+network = "my-network"
+ip = "10.0.9.4"
+task = "my-web.2.x2y2z2"
+
+[[endpoint]]
+name = "my-web.3"
+network = "my-network"
+ip = "10.0.9.3"
+vtep = "192.0.2.11"
+task = "my-web.3.x3y3z3"
+
+[[service]]
+name = "my-web"
+network = "my-network"
+vip = "10.0.9.100"
+aliases = ["web"]
+tasks = ["my-web.2", "my-web.3"]
+"#;
+
+const CLIENT: [u8; 4] = [10, 0, 9, 5];
+const VIP: [u8; 4] = [10, 0, 9, 100];
+
+fn mac_of(ip: [u8; 4]) -> [u8; 6] {
+    [0x02, 0x42, ip[0], ip[1], ip[2], ip[3]]
+}
+
+/// A TCP segment between the client (port `cport`) and `peer`:80 (`outbound`: from the
+/// client, to the VIP; else from backend `peer`).
+fn vip_tcp(outbound: bool, peer: [u8; 4], cport: u16, seq: u32, flags: &str, ack: u32) -> Vec<u8> {
+    let (smac, dmac, src, dst, sp, dp) = if outbound {
+        (mac_of(CLIENT), mac_of(VIP), CLIENT, VIP, cport, 80)
+    } else {
+        (mac_of(peer), mac_of(CLIENT), peer, CLIENT, 80, cport)
+    };
+    let mut b = PacketBuilder::ethernet2(smac, dmac)
+        .ip(ip4(src, dst, IpNumber::TCP, seq as u16, true))
+        .tcp(sp, dp, seq, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('A') {
+        b = b.ack(ack);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).expect("tcp");
+    v
+}
+
+/// The first client port from `from` whose flow to the VIP the balancer gives `backend`
+/// (computed with swarmnet's own Maglev table, so the fixture stays true to the tables).
+fn port_to(backend: [u8; 4], from: u16) -> u16 {
+    use swarmnet::dataplane::lb::maglev::{flow_hash, Maglev};
+    let table = Maglev::new(&["my-web.2.x2y2z2", "my-web.3.x3y3z3"]);
+    let backends = [WEB2, WEB3];
+    (from..u16::MAX)
+        .find(|p| {
+            let h = flow_hash(6, CLIENT.into(), *p, VIP.into(), 80);
+            table.pick(h).map(|i| backends[i]) == Some(backend)
+        })
+        .expect("a port for each backend")
+}
+
 /// The keys of `TOPOLOGY_ESP`, by tag.
 fn esp_key(tag: u32) -> [u8; 16] {
     let base = 0x10 * (tag as u8 - 1);
@@ -485,4 +568,51 @@ fn main() {
     under.at(6, esp_ip(&genuine[..20])); // malformed: shorter than an ESP packet
     under.at(7, esp_udp(&[0xff])); // not_vxlan: a NAT-keepalive
     case_with("esp-refusals", &esp_ip_topology, &[("underlay", &under)]);
+
+    // Two TCP handshakes to service my-web's VIP: one lands on my-web.2 (here), one on my-web.3
+    // (across VXLAN); the answers come back from the VIP. Then a ping to the VIP.
+    let (local, remote) = (port_to(WEB2, 40000), port_to(WEB3, 40000));
+    let mut client = Capture::new(eth);
+    let mut web2 = Capture::new(eth);
+    let mut under = Capture::new(raw);
+    client.at(0, vip_tcp(true, WEB2, local, 1000, "S", 0));
+    web2.at(1, vip_tcp(false, WEB2, local, 5000, "SA", 1001));
+    client.at(2, vip_tcp(true, WEB2, local, 1001, "A", 5001));
+    client.at(3, vip_tcp(true, WEB3, remote, 2000, "S", 0));
+    under.at(
+        4,
+        from_web3(&vip_tcp(false, WEB3, remote, 7000, "SA", 2001)),
+    );
+    client.at(5, vip_tcp(true, WEB3, remote, 2001, "A", 7001));
+    client.at(
+        6,
+        echo(mac_of(CLIENT), mac_of(VIP), CLIENT, VIP, false, 1, 56),
+    );
+    case_with(
+        "vip-handshake",
+        TOPOLOGY_VIP,
+        &[
+            ("client", &client),
+            ("my-web.2", &web2),
+            ("underlay", &under),
+        ],
+    );
+
+    // An established flow through the VIP left idle: at 900 s the node resets both ends. (The
+    // ARP at 1000 s only moves the replay's clock past the timeout.)
+    let mut client = Capture::new(eth);
+    let mut web2 = Capture::new(eth);
+    client.at(0, vip_tcp(true, WEB2, local, 1000, "S", 0));
+    web2.at(1, vip_tcp(false, WEB2, local, 5000, "SA", 1001));
+    client.at(2, vip_tcp(true, WEB2, local, 1001, "A", 5001));
+    let mut arp = arp_request(GATEWAY);
+    arp[6..12].copy_from_slice(&mac_of(CLIENT));
+    arp[22..28].copy_from_slice(&mac_of(CLIENT));
+    arp[28..32].copy_from_slice(&CLIENT);
+    client.at(1_000_000, arp);
+    case_with(
+        "vip-idle",
+        TOPOLOGY_VIP,
+        &[("client", &client), ("my-web.2", &web2)],
+    );
 }

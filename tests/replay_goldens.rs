@@ -505,3 +505,92 @@ fn esp_refusals_are_counted_by_reason() {
     .collect();
     assert_eq!(o.drops(), want);
 }
+
+/// (source, destination, TCP flags as "S", "SA", "A", "R"...) of an Ethernet/IPv4/TCP frame.
+fn tcp_summary(frame: &[u8]) -> ([u8; 4], [u8; 4], String) {
+    let p = SlicedPacket::from_ethernet(frame).expect("Ethernet");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    let mut flags = String::new();
+    for (on, c) in [
+        (t.syn(), 'S'),
+        (t.ack(), 'A'),
+        (t.rst(), 'R'),
+        (t.fin(), 'F'),
+    ] {
+        if on {
+            flags.push(c);
+        }
+    }
+    (ip.header().source(), ip.header().destination(), flags)
+}
+
+#[test]
+fn handshakes_through_a_vip_reach_a_backend_and_answer_from_the_vip() {
+    let o = replay_case("vip-handshake");
+    const VIP: [u8; 4] = [10, 0, 9, 100];
+    const CLIENT: [u8; 4] = [10, 0, 9, 5];
+    // The local backend gets SYN and ACK with its own address as destination.
+    let web2: Vec<_> = o
+        .frames("my-web.2")
+        .iter()
+        .map(|f| tcp_summary(f))
+        .collect();
+    assert_eq!(
+        web2,
+        [
+            (CLIENT, [10, 0, 9, 4], "S".to_string()),
+            (CLIENT, [10, 0, 9, 4], "A".to_string())
+        ]
+    );
+    // The remote one, across VXLAN.
+    let under: Vec<_> = o
+        .frames("underlay")
+        .iter()
+        .map(|d| tcp_summary(unwrap_vxlan(d).4))
+        .collect();
+    assert_eq!(
+        under.iter().map(|u| u.1).collect::<Vec<_>>(),
+        [[10, 0, 9, 3]; 2]
+    );
+    // Both SYN-ACKs and the ping's answer come from the VIP.
+    let client = o.frames("client");
+    assert_eq!(client.len(), 3);
+    for f in &client[..2] {
+        assert_eq!(tcp_summary(f), (VIP, CLIENT, "SA".to_string()));
+        assert_eq!(
+            &f[6..12],
+            &[0x02, 0x42, 10, 0, 9, 100],
+            "from the VIP's MAC"
+        );
+    }
+    let ping = SlicedPacket::from_ethernet(&client[2]).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &ping.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source(), VIP);
+    assert!(o.drops().is_empty());
+    assert_eq!(o.counters["events"]["vip_echo_replies"], 1);
+}
+
+#[test]
+fn an_idle_vip_flow_is_reset_at_both_ends_after_900_seconds() {
+    let o = replay_case("vip-idle");
+    let path = fixtures().join("vip-idle/expected");
+    let start = common::read_pcap(&fixtures().join("vip-idle/in/client.pcap"))[0].0;
+    for (file, flags_at) in [("client.pcap", 1), ("my-web.2.pcap", 2)] {
+        let packets = common::read_pcap(&path.join(file));
+        let (at, rst) = &packets[flags_at];
+        assert_eq!(tcp_summary(rst).2, "R", "{file}");
+        let idle = at.saturating_sub(start);
+        assert!(
+            (900..=902).contains(&idle.as_secs()),
+            "{file}: RST after {idle:?}"
+        );
+    }
+    assert_eq!(o.counters["events"]["vip_resets"], 2);
+}

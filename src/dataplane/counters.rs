@@ -55,6 +55,9 @@ drop_reasons! {
     EspSeqUnreserved => "esp_seq_unreserved": "The SA's next sequence numbers are not yet reserved in the node's state file (see the log).",
     UnknownVtep => "unknown_vtep": "VXLAN or ESP from an address that is no VTEP of the network (or of any network) in the node's tables.",
     MalformedInner => "malformed_inner": "An inner frame cut short: Ethernet header, ARP body or IPv4 header and total length not whole.",
+    VipNoBackend => "vip_no_backend": "A new connection to a service's VIP while the service has no running task (TCP gets a RST).",
+    ConntrackFull => "conntrack_full": "A new connection to a VIP while the node tracks its maximum of flows.",
+    VipUnsupported => "vip_unsupported": "A packet to a VIP that is neither TCP, UDP nor ICMP echo (or a later fragment).",
 }
 
 impl DropReason {
@@ -110,6 +113,16 @@ pub struct Events {
     pub packets_fragmented: u64,
     /// Fragments those packets became.
     pub fragments_created: u64,
+    /// ICMP echo requests to a VIP answered by the node.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vip_echo_replies: u64,
+    /// TCP RSTs sent to end VIP flows that idled out, were drained or found no backend.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub vip_resets: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One worker's counters.
@@ -160,6 +173,8 @@ impl Counters {
         e.icmp_frag_needed += o.icmp_frag_needed;
         e.packets_fragmented += o.packets_fragmented;
         e.fragments_created += o.fragments_created;
+        e.vip_echo_replies += o.vip_echo_replies;
+        e.vip_resets += o.vip_resets;
     }
 
     /// Non-zero drops by name, in name order.

@@ -12,6 +12,7 @@ pub mod esp;
 pub mod gro;
 mod gso;
 mod inner;
+pub mod lb;
 mod mtu;
 pub mod output;
 pub mod services;

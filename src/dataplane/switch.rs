@@ -46,6 +46,8 @@ pub struct Dataplane {
     state: State,
     /// Segments cut from offloaded super-frames, one at a time (see `gso.rs`).
     gso_buf: Vec<u8>,
+    /// Reused list of VIP flows to reset.
+    resets: Vec<super::lb::Reset>,
 }
 
 impl Dataplane {
@@ -61,6 +63,7 @@ impl Dataplane {
                 last_log: [None; DropReason::COUNT],
             },
             gso_buf: Vec::with_capacity(2048),
+            resets: Vec::new(),
         }
     }
 
@@ -156,6 +159,7 @@ impl Dataplane {
         step: impl FnOnce(&mut Forwarder<'_>) -> Result<(), DropReason>,
     ) {
         let mut fwd = Forwarder {
+            now,
             t: &self.tables,
             c: &mut self.counters,
             st: &mut self.state,
@@ -164,6 +168,25 @@ impl Dataplane {
         if let Err(reason) = step(&mut fwd) {
             self.record_drop(now, reason, from);
         }
+    }
+
+    /// When `handle_timeout` next has work (VIP flows to expire), if ever.
+    pub fn poll_timeout(&self) -> Option<Nanos> {
+        self.tables.conntrack.poll_timeout()
+    }
+
+    /// Does the work that is due at `now`: ends idle and drained VIP flows with a RST to
+    /// each end. Any worker may call it; the work is done once per interval for the node.
+    pub fn handle_timeout(&mut self, now: Nanos, out: &mut Output) {
+        if self.poll_timeout().is_none_or(|at| at > now) {
+            return;
+        }
+        let mut resets = std::mem::take(&mut self.resets);
+        self.handle(now, "timer", out, |f| {
+            super::lb::expire(f, &mut resets);
+            Ok(())
+        });
+        self.resets = resets;
     }
 
     pub(crate) fn gso_buffer(&mut self) -> &mut Vec<u8> {
@@ -223,6 +246,7 @@ impl Dataplane {
 
 /// Borrowed pieces of a `Dataplane` for handling one packet.
 pub(crate) struct Forwarder<'a> {
+    pub now: Nanos,
     pub t: &'a Tables,
     pub c: &'a mut Counters,
     pub st: &'a mut State,
@@ -250,10 +274,15 @@ impl Forwarder<'_> {
         if dst.is_multicast() {
             return Err(DropReason::Broadcast);
         }
-        let dest = self
-            .t
-            .lookup_mac(p.network, dst)
-            .ok_or(DropReason::UnknownDestination)?;
+        let Some(dest) = self.t.lookup_mac(p.network, dst) else {
+            return match self.t.lb.vip_by_mac(p.network, dst) {
+                Some(vip) => {
+                    let ipv4 = matches!(kind, Inner::Ipv4 { .. });
+                    self.through_vip(port, p.network, vip, frame, ipv4)
+                }
+                None => Err(DropReason::UnknownDestination),
+            };
+        };
         if dest == Dest::Local(port) {
             return Err(DropReason::Hairpin);
         }
@@ -265,7 +294,12 @@ impl Forwarder<'_> {
             }
             // Only the packet travels: Ethernet padding, or whatever else follows the IPv4
             // packet, would otherwise ride past the MTU check.
-            return self.forward(dest, &frame[..ETHERNET_HEADER_LEN + total], net.vni);
+            let frame = &frame[..ETHERNET_HEADER_LEN + total];
+            if let Dest::Local(q) = dest {
+                self.deliver(q, p.network, frame);
+                return Ok(());
+            }
+            return self.forward(dest, frame, net.vni);
         }
         if frame.len() - ETHERNET_HEADER_LEN > mtu {
             return Err(DropReason::MtuExceeded);
@@ -345,12 +379,7 @@ impl Forwarder<'_> {
         }
         match self.t.lookup_mac(net, dst) {
             Some(Dest::Local(q)) => {
-                let n = self
-                    .out
-                    .emit(super::Target::Port(q), |b| b.extend_from_slice(inner));
-                if let Some(c) = self.c.ports.get_mut(q.0 as usize) {
-                    c.tx(n);
-                }
+                self.deliver(q, net, inner);
                 Ok(())
             }
             _ => Err(DropReason::UnknownDestination),

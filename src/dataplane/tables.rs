@@ -8,8 +8,12 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 
+use std::sync::Arc;
+
 use super::counters::DropReason;
 use super::esp::{EspTable, Key, Keyring, Transport};
+use super::lb::{Conntrack, LbTable};
+use super::services::{Backend, NetServices, Service, ServiceView};
 use crate::topology::{self, Topology};
 use crate::wire::MacAddr;
 
@@ -78,6 +82,13 @@ pub struct Tables {
     port_slots: Vec<u32>,
     /// SAs and keys, when the topology has an `[encryption]` table.
     pub esp: Option<EspTable>,
+    /// The services of each network (discovery and VIPs read it).
+    pub services: Arc<ServiceView>,
+    /// The VIPs and their backends.
+    pub lb: LbTable,
+    /// Shared, mutable state that is not part of the snapshot: the VIP flows of every worker
+    /// of the node, carried from one snapshot to the next (`keeping_state_of`).
+    pub conntrack: Arc<Conntrack>,
     by_vni: FxHashMap<u32, NetId>,
     /// (VNI, VTEP) for every remote VTEP of each network: one lookup finds the network of a
     /// datagram and admits its source.
@@ -108,6 +119,9 @@ impl Tables {
             ports: Vec::new(),
             port_slots: Vec::new(),
             esp: None,
+            services: Arc::default(),
+            lb: LbTable::default(),
+            conntrack: Arc::default(),
             by_vni: FxHashMap::default(),
             by_vni_vtep: FxHashMap::default(),
             by_mac: FxHashMap::default(),
@@ -162,6 +176,13 @@ impl Tables {
             t.by_ip.insert((net, e.ip), e.mac);
         }
         t.esp = topo.encryption.as_ref().map(|enc| esp_table(topo, enc));
+        let view = service_view(topo);
+        t.lb = LbTable::new(&view);
+        // ARP for a VIP is answered with its MAC; frames to that MAC go to the balancer.
+        for v in &t.lb.vips {
+            t.by_ip.entry((v.net, v.ip)).or_insert(v.mac);
+        }
+        t.services = Arc::new(view);
         t
     }
 
@@ -169,14 +190,29 @@ impl Tables {
     /// sequence numbers and replay windows carry on. A control plane swapping in new tables
     /// must build them this way: fresh SAs under a key in use would reuse GCM nonces.
     pub fn from_topology_after(topo: &Topology, previous: &Tables) -> Tables {
-        Tables::from_topology(topo).keeping_sas_of(previous)
+        Tables::from_topology(topo).keeping_state_of(previous)
     }
 
-    /// These tables with the SAs of `previous` for every key both share (see
-    /// `from_topology_after`).
-    pub fn keeping_sas_of(mut self, previous: &Tables) -> Tables {
+    /// These tables with the shared state of `previous`: the SAs of every key both share (see
+    /// `from_topology_after`) and the VIP flows, whose departed backends' answers are still
+    /// expected while their flows drain.
+    pub fn keeping_state_of(mut self, previous: &Tables) -> Tables {
         if let (Some(new), Some(old)) = (&self.esp, &previous.esp) {
             self.esp = Some(old.rotate_to(new));
+        }
+        self.conntrack = Arc::clone(&previous.conntrack);
+        if !self.conntrack.is_empty() {
+            // Networks are matched by name: ids may differ between snapshots.
+            let kept: Vec<(NetId, Ipv4Addr)> = self
+                .conntrack
+                .backends_with_flows()
+                .into_iter()
+                .filter_map(|(net, ip)| {
+                    let name = &previous.network(NetId(net))?.name;
+                    Some((self.network_id(name)?, ip))
+                })
+                .collect();
+            self.lb.keep_reply_sources(kept);
         }
         self
     }
@@ -255,6 +291,43 @@ impl Tables {
 #[inline]
 fn vni_vtep_key(vni: u32, vtep: Ipv4Addr) -> u64 {
     (u64::from(vni) << 32) | u64::from(u32::from(vtep))
+}
+
+/// The services of a topology, per network in network order.
+fn service_view(topo: &Topology) -> ServiceView {
+    let mut view = ServiceView {
+        networks: topo
+            .networks
+            .iter()
+            .map(|n| NetServices {
+                network: n.name.clone(),
+                ingress: n.ingress,
+                services: Vec::new(),
+            })
+            .collect(),
+    };
+    for s in &topo.services {
+        let Some(i) = topo.networks.iter().position(|n| n.name == s.network) else {
+            continue; // refused by topology validation
+        };
+        let mut backends: Vec<Backend> = s
+            .tasks
+            .iter()
+            .filter_map(|name| topo.endpoints.iter().find(|e| &e.name == name))
+            .map(|e| Backend {
+                task: e.task_name().to_string(),
+                ip: e.ip,
+            })
+            .collect();
+        backends.sort_by(|a, b| a.task.cmp(&b.task));
+        view.networks[i].services.push(Service {
+            name: s.name.clone(),
+            aliases: s.aliases.clone(),
+            vip: s.vip,
+            backends,
+        });
+    }
+    view
 }
 
 /// The SA table of a topology with `[encryption]`: SAs with every remote VTEP.

@@ -631,7 +631,7 @@ impl Node {
             .extend(self.ports.values().map(|p| p.config.endpoint.clone()));
         let ids: BTreeMap<&str, PortId> =
             self.ports.iter().map(|(n, p)| (n.as_str(), p.id)).collect();
-        let mut new = Tables::with_port_ids(&live, |name| ids[name]).keeping_sas_of(&old);
+        let mut new = Tables::with_port_ids(&live, |name| ids[name]).keeping_state_of(&old);
         if old.esp.is_none() {
             // First keys of this run (or again after a view without): random IVs, as at start.
             new.esp = new.esp.map(|esp| esp.with_iv_offset(random_u64()));

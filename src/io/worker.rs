@@ -335,6 +335,7 @@ impl Worker {
                     .iter_mut()
                     .flatten()
                     .filter_map(|t| t.poll_timeout(now))
+                    .chain(dp.poll_timeout())
                     .min();
                 let idle = Duration::from_millis(500);
                 next.map_or(idle, |at| {
@@ -387,6 +388,8 @@ impl Worker {
                 dp.set_tables(Arc::clone(&current));
             }
             let now = now_nanos();
+            // VIP flows that idled out or drained: their RSTs (any worker; once per second).
+            dp.handle_timeout(now, &mut out);
 
             for (i, ready) in tap_ready.iter_mut().enumerate() {
                 if !*ready {

@@ -149,6 +149,22 @@ impl Source {
     }
 }
 
+/// Keeps what the core emitted, by output file, at time `at`.
+fn capture(
+    tables: &Tables,
+    out: &Output,
+    at: Duration,
+    captured: &mut BTreeMap<String, Vec<(Duration, Vec<u8>)>>,
+) {
+    for (target, bytes) in out.iter() {
+        let name = match target {
+            Target::Port(p) => tables.port(p).map_or_else(String::new, |p| p.name.clone()),
+            Target::Underlay(_) => UNDERLAY.to_string(),
+        };
+        captured.entry(name).or_default().push((at, bytes.to_vec()));
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -164,6 +180,7 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
     let mut out = Output::with_capacity(16, 64 * 1024);
     let mut captured: BTreeMap<String, Vec<(Duration, Vec<u8>)>> = BTreeMap::new();
     let mut packets_in = 0u64;
+    let mut last: Option<u64> = None;
     // The earliest next packet; ties go to the earlier input.
     while let Some(i) = (0..sources.len())
         .filter(|&i| sources[i].next.is_some())
@@ -172,6 +189,17 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
         let src = &mut sources[i];
         let Some(packet) = src.next.take() else { break };
         let now = nanos(packet.timestamp);
+        // Timers run in virtual time between packets (idle and drained VIP flows): their
+        // packets are captured at the time they fire. The replay ends at its last packet.
+        let mut prev = last.unwrap_or(now);
+        while let Some(at) = dp.poll_timeout().filter(|at| *at <= now) {
+            let at = at.max(prev);
+            out.clear();
+            dp.handle_timeout(at, &mut out);
+            capture(&tables, &out, Duration::from_nanos(at), &mut captured);
+            prev = at + 1;
+        }
+        last = Some(now);
         out.clear();
         match src.entry {
             Entry::Port(port) => dp.from_port(now, port, &packet.data, &mut out),
@@ -184,16 +212,7 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
             },
         }
         packets_in += 1;
-        for (target, bytes) in out.iter() {
-            let name = match target {
-                Target::Port(p) => tables.port(p).map_or_else(String::new, |p| p.name.clone()),
-                Target::Underlay(_) => UNDERLAY.to_string(),
-            };
-            captured
-                .entry(name)
-                .or_default()
-                .push((packet.timestamp, bytes.to_vec()));
-        }
+        capture(&tables, &out, packet.timestamp, &mut captured);
         src.advance()?;
     }
 
