@@ -31,6 +31,13 @@ const EMBRYONIC: Nanos = 60 * SECOND;
 const CLOSED: Nanos = 10 * SECOND;
 /// Default bound on tracked flows (memory: see `benches/lb.rs`).
 pub const DEFAULT_MAX_FLOWS: usize = 1 << 20;
+/// A SYN sent again this long after the last one, unanswered, makes its backend suspect
+/// (Linux retransmits a SYN after 1 s).
+const SYN_RETRY: Nanos = SECOND / 2;
+/// How long a backend that left a SYN unanswered gets no new connection (unless no other
+/// backend is left), if it does not answer meanwhile: longer than managers take to declare its
+/// node down and withdraw it.
+pub const SUSPECT_FOR: Nanos = 30 * SECOND;
 /// How often `expire` looks at every flow.
 pub const SCAN_INTERVAL: Nanos = SECOND;
 
@@ -243,6 +250,9 @@ impl Shard {
 pub struct Conntrack {
     shards: Box<[Mutex<Shard>]>,
     flows: AtomicUsize,
+    /// Backends that left a SYN unanswered: (net, address) -> until when.
+    suspect_until: Mutex<FxHashMap<(u32, u32), Nanos>>,
+    suspects: AtomicUsize,
     next_scan: AtomicU64,
     cfg: CtConfig,
 }
@@ -288,6 +298,8 @@ impl Conntrack {
         Conntrack {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             flows: AtomicUsize::new(0),
+            suspect_until: Mutex::default(),
+            suspects: AtomicUsize::new(0),
             next_scan: AtomicU64::new(0),
             cfg,
         }
@@ -308,7 +320,9 @@ impl Conntrack {
     }
 
     /// A packet from `client` to `vip` on network `net`: the backend of its flow. A packet
-    /// that opens a flow (or a SYN on a closed or drained one) gets the backend `pick` gives.
+    /// that opens a flow (or a SYN on a closed or drained one, or a SYN sent again to a backend
+    /// that never answered) gets the backend `pick` gives; `pick` is told which backends are
+    /// suspect, to avoid them while others are not.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -319,7 +333,7 @@ impl Conntrack {
         vip: SocketAddrV4,
         tcp: Option<Tcp>,
         len: usize,
-        pick: impl FnOnce() -> Option<Ipv4Addr>,
+        pick: impl FnOnce(&dyn Fn(Ipv4Addr) -> bool) -> Option<Ipv4Addr>,
     ) -> Result<Ipv4Addr, Refused> {
         let key = Key {
             a: (*client.ip()).into(),
@@ -332,13 +346,25 @@ impl Conntrack {
         let Ok(mut shard) = self.shards[shard_of(proto, *client.ip(), client.port())].lock() else {
             return Err(Refused::Full);
         };
+        let mut unanswered = None;
         if let Some(&slot) = shard.index.get(&key) {
             let fresh_syn = tcp.is_some_and(|t| t.flags & (SYN | ACK) == SYN);
-            let stale = shard
-                .slab
-                .get(slot as usize)
-                .is_some_and(|e| e.closed() || e.drain_at != 0);
-            if !(fresh_syn && stale) {
+            let (stale, silent) = shard.slab.get(slot as usize).map_or((false, None), |e| {
+                let silent = e.proto == PROTO_TCP
+                    && e.state & HAVE_BACKEND_ACK == 0
+                    && now.saturating_sub(e.last) >= SYN_RETRY;
+                (e.closed() || e.drain_at != 0, silent.then_some(e.backend))
+            });
+            // The client sends its SYN again and the backend never answered the first: the
+            // backend is suspect (its node may be dead before any manager knows), and the
+            // connection is given another.
+            if fresh_syn && silent.is_some() {
+                unanswered = silent;
+                if let Some(b) = silent {
+                    self.suspect(net, b, now);
+                }
+            }
+            if !(fresh_syn && (stale || unanswered.is_some())) {
                 if let Some(e) = shard.slab.get_mut(slot as usize) {
                     track(e, tcp, true, now, len);
                     return Ok(e.backend);
@@ -352,7 +378,8 @@ impl Conntrack {
         if self.len() >= self.cfg.max_flows {
             return Err(Refused::Full);
         }
-        let backend = pick().ok_or(Refused::NoBackend)?;
+        let backend =
+            pick(&|b: Ipv4Addr| self.is_suspect(net, b, now)).ok_or(Refused::NoBackend)?;
         let mut e = Entry {
             client: *client.ip(),
             vip: *vip.ip(),
@@ -422,7 +449,40 @@ impl Conntrack {
         let slot = *shard.index.get(&key)?;
         let e = shard.slab.get_mut(slot as usize)?;
         track(e, tcp, false, now, len);
-        Some(e.vip)
+        let (vip, net) = (e.vip, e.net);
+        drop(shard);
+        if self.suspects.load(Ordering::Relaxed) > 0 {
+            self.clear_suspect(net, *backend.ip());
+        }
+        Some(vip)
+    }
+
+    /// Marks `backend` suspect on `net` for `SUSPECT_FOR`.
+    fn suspect(&self, net: u32, backend: Ipv4Addr, now: Nanos) {
+        if let Ok(mut s) = self.suspect_until.lock() {
+            s.insert((net, backend.into()), now.saturating_add(SUSPECT_FOR));
+            self.suspects.store(s.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn clear_suspect(&self, net: u32, backend: Ipv4Addr) {
+        if let Ok(mut s) = self.suspect_until.lock() {
+            s.remove(&(net, backend.into()));
+            self.suspects.store(s.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// True while `backend` left a SYN unanswered (and has not answered since), for at most
+    /// `SUSPECT_FOR`.
+    pub fn is_suspect(&self, net: u32, backend: Ipv4Addr, now: Nanos) -> bool {
+        if self.suspects.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.suspect_until
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&(net, backend.into())).copied())
+            .is_some_and(|until| now < until)
     }
 
     /// When `expire` next has work: the next scan, while any flow is tracked.

@@ -41,14 +41,23 @@ pub struct Vip {
 impl Vip {
     /// The backend of a new flow; a client that is itself a backend is given another one
     /// while there is another (its own answer would never come back through the node).
-    fn pick(&self, proto: u8, client: SocketAddrV4, vip: SocketAddrV4) -> Option<Ipv4Addr> {
+    /// Backends `suspect` says are suspect are passed over while another is not.
+    fn pick(
+        &self,
+        proto: u8,
+        client: SocketAddrV4,
+        vip: SocketAddrV4,
+        suspect: &dyn Fn(Ipv4Addr) -> bool,
+    ) -> Option<Ipv4Addr> {
         let h = maglev::flow_hash(proto, *client.ip(), client.port(), *vip.ip(), vip.port());
-        let i = self.maglev.pick(h)?;
-        let b = *self.backends.get(i)?;
-        if b == *client.ip() && self.backends.len() > 1 {
-            return self.backends.get((i + 1) % self.backends.len()).copied();
-        }
-        Some(b)
+        let first = self.maglev.pick(h)?;
+        let n = self.backends.len();
+        let usable = |b: Ipv4Addr| b != *client.ip() && !suspect(b);
+        // The table's choice, else the next usable backend after it.
+        (0..n)
+            .map(|k| self.backends[(first + k) % n])
+            .find(|b| usable(*b))
+            .or_else(|| self.backends.get(first).copied())
     }
 }
 
@@ -164,7 +173,7 @@ impl Forwarder<'_> {
             flow.dst,
             flow.tcp,
             flow.len,
-            || vip.pick(flow.proto, flow.src, flow.dst),
+            |suspect| vip.pick(flow.proto, flow.src, flow.dst, suspect),
         );
         let backend = match picked {
             Ok(b) => b,

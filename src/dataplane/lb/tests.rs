@@ -358,3 +358,47 @@ fn garbage_to_a_vip_is_counted_never_a_panic() {
     }
     let _ = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
 }
+
+#[test]
+fn a_backend_that_leaves_a_syn_unanswered_is_passed_over_at_the_retry() {
+    let mut dp = Dataplane::new(Arc::new(tables(ALL)));
+    // A flow that lands on web.2 (remote; its node is dead: nothing answers).
+    let dead = Ipv4Addr::new(10, 0, 9, 12);
+    let port = (30000..31000u16)
+        .find(|p| {
+            let mut probe = Dataplane::new(Arc::new(tables(ALL)));
+            ip_dst(
+                &send(&mut probe, S, &to_vip(*p, 1, None, true, b""))
+                    .unwrap()
+                    .1,
+            ) == dead
+        })
+        .unwrap();
+    let (_, f) = send(&mut dp, S, &to_vip(port, 1, None, true, b"")).unwrap();
+    assert_eq!(ip_dst(&f), dead);
+    // Linux sends the SYN again after 1 s: it goes to a live backend.
+    let (_, f) = send(&mut dp, 2 * S, &to_vip(port, 1, None, true, b"")).unwrap();
+    assert_ne!(ip_dst(&f), dead);
+    // New flows that Maglev would give the dead backend go elsewhere while it is suspect.
+    let mut fresh = Dataplane::new(Arc::new(tables(ALL)));
+    let mut moved = 0;
+    for p in 40000..40300u16 {
+        let first = ip_dst(
+            &send(&mut fresh, S, &to_vip(p, 1, None, true, b""))
+                .unwrap()
+                .1,
+        );
+        let now = ip_dst(
+            &send(&mut dp, 3 * S, &to_vip(p, 1, None, true, b""))
+                .unwrap()
+                .1,
+        );
+        assert_ne!(now, dead, "port {p}");
+        if first == dead {
+            moved += 1;
+        } else {
+            assert_eq!(now, first, "flows of live backends keep their backend");
+        }
+    }
+    assert!(moved > 50, "{moved}");
+}
