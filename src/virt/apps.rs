@@ -346,7 +346,16 @@ enum FetchState {
         status: Option<String>,
         body: u64,
         hash: Sha256,
+        /// The `Hostname:` a whoami answer names (which task answered).
+        who: Option<String>,
     },
+}
+
+/// The value of a `Hostname: ` line in `body`, if one is there whole.
+fn hostname_in(body: &[u8]) -> Option<String> {
+    let at = find(body, b"Hostname: ")? + b"Hostname: ".len();
+    let end = at + body[at..].iter().position(|b| *b == b'\r' || *b == b'\n')?;
+    Some(String::from_utf8_lossy(&body[at..end]).into_owned())
 }
 
 impl Fetch {
@@ -385,6 +394,7 @@ impl Fetch {
                     status: None,
                     body: 0,
                     hash: Sha256::new(),
+                    who: None,
                 };
                 true
             }
@@ -395,6 +405,7 @@ impl Fetch {
                 status,
                 body,
                 hash,
+                who,
             } => {
                 let mut acted = false;
                 if !*sent && s.may_send() {
@@ -419,11 +430,15 @@ impl Fetch {
                                 let first = line.split("\r\n").next().unwrap_or("");
                                 *status = Some(first.split(' ').nth(1).unwrap_or("?").to_string());
                                 let rest = &head[end + 4..];
+                                *who = hostname_in(rest);
                                 hash.update(rest);
                                 *body += rest.len() as u64;
                                 head.clear();
                             }
                         } else {
+                            if who.is_none() && *body < 1024 {
+                                *who = hostname_in(&buf[used..]);
+                            }
                             hash.update(&buf[used..]);
                             *body += (buf.len() - used) as u64;
                             used = buf.len();
@@ -440,8 +455,11 @@ impl Fetch {
                 if finished || timed_out || !s.is_open() {
                     let outcome = match (&status, finished) {
                         (Some(code), true) => format!(
-                            "GET {url}: {code}, {body} bytes, sha256 {}",
-                            hex(&std::mem::take(hash).finalize())
+                            "GET {url}: {code}, {body} bytes, sha256 {}{}",
+                            hex(&std::mem::take(hash).finalize()),
+                            who.take()
+                                .map(|w| format!(", from {w}"))
+                                .unwrap_or_default()
                         ),
                         _ if timed_out => format!("GET {url}: timed out"),
                         _ => format!("GET {url}: connection failed"),

@@ -1,0 +1,129 @@
+//! Service discovery across three daemons without privilege (virtual tasks): a service's VIP
+//! spreads connections over every running task, whichever node they run on; after a scale
+//! down only the remaining task answers; a dnsrr service has no VIP. Each test has its own
+//! loopback /24 (127.97.N).
+
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cluster::{three_named_managers, wait_until, Node};
+
+const SETTLE: Duration = Duration::from_secs(40);
+
+/// The VIP of `service` on `network` as `service inspect` shows it.
+fn vip(n: &Node, service: &str, network: &str) -> String {
+    let net: serde_json::Value =
+        serde_json::from_str(&n.ok(&["network", "inspect", network])).unwrap();
+    let net_id = net[0]["Id"].as_str().unwrap().to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&n.ok(&["service", "inspect", service])).unwrap();
+    v[0]["Endpoint"]["VirtualIPs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["NetworkID"] == net_id.as_str())
+        .and_then(|x| x["Addr"].as_str())
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no VIP on {network}: {v}"))
+}
+
+/// The outcome lines of `service logs` of fetch service `service`.
+fn fetches(n: &Node, service: &str) -> Vec<String> {
+    let out = n.run(&["service", "logs", service]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("GET http://"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The task names that answered in `lines` (`..., from my-web.2.<id>`), as `my-web.2`.
+fn answered_by(lines: &[String]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split(", from ").nth(1))
+        .map(|t| t.split('.').take(2).collect::<Vec<_>>().join("."))
+        .collect()
+}
+
+fn running(n: &Node, service: &str) -> usize {
+    n.ok(&["service", "ps", "-f", "desired-state=running", service])
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains("Running"))
+        .count()
+}
+
+#[test]
+fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
+    let (n1, n2, n3) = three_named_managers("127.97.1");
+    let _ = (&n2, &n3);
+    n1.ok(&["network", "create", "-d", "overlay", "my-network"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--replicas",
+        "3",
+        "--name",
+        "my-web",
+        "--network",
+        "my-network",
+        "swarmnet/whoami",
+    ]);
+    assert!(
+        wait_until(SETTLE, || running(&n1, "my-web") == 3),
+        "{}",
+        n1.ok(&["service", "ps", "my-web"])
+    );
+    let addr = vip(&n1, "my-web", "my-network");
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--replicas",
+        "3",
+        "--name",
+        "client",
+        "--network",
+        "my-network",
+        "swarmnet/fetch",
+        &format!("http://{addr}/"),
+    ]);
+    // Every whoami task answers through the VIP, from clients on every node.
+    let mut last = Vec::new();
+    let all = wait_until(SETTLE, || {
+        last = fetches(&n1, "client");
+        answered_by(&last).len() == 3
+    });
+    assert!(
+        all,
+        "answers through {addr} came from {:?}:\n{}\n{}",
+        answered_by(&last),
+        last.join("\n"),
+        n1.log()
+    );
+    // Through a VIP nothing fails once tasks run.
+    let failed: Vec<&String> = last.iter().filter(|l| !l.contains(": 200,")).collect();
+    assert!(failed.len() <= 3, "{failed:?}");
+
+    // Scale down: only the remaining task answers new connections.
+    n1.ok(&["service", "scale", "-d", "my-web=1"]);
+    assert!(wait_until(SETTLE, || running(&n1, "my-web") == 1));
+    let before = fetches(&n1, "client").len();
+    let mut after = Vec::new();
+    assert!(wait_until(SETTLE, || {
+        after = fetches(&n1, "client")[before..].to_vec();
+        after.len() >= 12
+    }));
+    // The first second's fetches may still have met a departing task; the rest must not.
+    let settled = &after[6..];
+    assert_eq!(answered_by(settled).len(), 1, "{settled:?}");
+    assert!(
+        settled.iter().all(|l| l.contains(": 200,")),
+        "{}",
+        settled.join("\n")
+    );
+}
