@@ -57,7 +57,16 @@ pub struct VirtualTask {
     events: Vec<String>,
     /// Frames refused because the task's receive queue was full or they exceeded the MTU.
     pub dropped: u64,
+    /// The task's own addresses, for the ARP replies `input` makes up.
+    mac: MacAddr,
+    ip: Ipv4Addr,
+    prefix: u8,
+    /// Senders (address, MAC) whose frames reached the task; their ARP entry is known.
+    known: std::collections::HashSet<(Ipv4Addr, MacAddr)>,
 }
+
+/// Senders remembered per task before the set starts over.
+const KNOWN_SENDERS: usize = 4096;
 
 fn instant(now: Nanos) -> Instant {
     Instant::from_micros((now / 1_000) as i64)
@@ -90,6 +99,10 @@ impl VirtualTask {
             app,
             events: Vec::new(),
             dropped: 0,
+            mac: spec.mac,
+            ip: spec.ip,
+            prefix: spec.prefix,
+            known: Default::default(),
         }
     }
 
@@ -100,12 +113,41 @@ impl VirtualTask {
 
     /// A frame for the task, queued until the next `handle_timeout`. False: dropped (the
     /// queue is full, or the frame is larger than the MTU allows).
+    ///
+    /// The first IPv4 frame from an on-link sender comes after a made-up ARP reply that gives
+    /// the stack the sender's MAC: the data path has checked that the pair is true, and the
+    /// stack would otherwise ARP for it and hold its answer (a SYN-ACK) until its next timer,
+    /// which made every first connection to a virtual task wait for the client's SYN
+    /// retransmit, a second later.
     pub fn input(&mut self, frame: &[u8]) -> bool {
+        if let Some(sender) = self.new_sender(frame) {
+            if self.known.len() >= KNOWN_SENDERS {
+                self.known.clear();
+            }
+            let arp = arp_reply(sender, (self.ip, self.mac));
+            if self.link.push_rx(&arp) {
+                self.known.insert(sender);
+            }
+        }
         let ok = self.link.push_rx(frame);
         if !ok {
             self.dropped += 1;
         }
         ok
+    }
+
+    /// The (address, MAC) of an IPv4 frame's on-link sender not seen before.
+    fn new_sender(&self, frame: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
+        if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+            return None;
+        }
+        let ip = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+        let mac = MacAddr(frame[6..12].try_into().ok()?);
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0);
+        let on_link = u32::from(ip) & mask == u32::from(self.ip) & mask;
+        (on_link && ip != self.ip && !self.known.contains(&(ip, mac))).then_some((ip, mac))
     }
 
     /// Whether frames wait for the stack.
@@ -149,6 +191,19 @@ impl VirtualTask {
     pub fn take_events(&mut self) -> Vec<String> {
         std::mem::take(&mut self.events)
     }
+}
+
+/// An ARP reply telling `to` that `from`'s address is at its MAC.
+fn arp_reply(from: (Ipv4Addr, MacAddr), to: (Ipv4Addr, MacAddr)) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&to.1 .0);
+    f.extend_from_slice(&from.1 .0);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    f.extend_from_slice(&from.1 .0);
+    f.extend_from_slice(&from.0.octets());
+    f.extend_from_slice(&to.1 .0);
+    f.extend_from_slice(&to.0.octets());
+    f
 }
 
 #[cfg(test)]

@@ -123,3 +123,30 @@ fn a_full_queue_drops_and_counts() {
     t.handle_timeout(0, &mut |_| panic!("nothing to answer"));
     assert!(!t.has_input());
 }
+
+#[test]
+fn a_first_syn_from_an_unknown_client_is_answered_at_once() {
+    let mut web = VirtualTask::new(&spec("web", 2, App::Whoami), 1_000_000_000);
+    let client = Ipv4Addr::new(10, 0, 9, 77);
+    let mut syn = Vec::new();
+    etherparse::PacketBuilder::ethernet2(
+        MacAddr::from_ipv4(client).0,
+        MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 9, 2)).0,
+    )
+    .ipv4(client.octets(), [10, 0, 9, 2], 64)
+    .tcp(40000, 80, 1, 64240)
+    .syn()
+    .write(&mut syn, &[])
+    .unwrap();
+    web.handle_timeout(1_000_000_000, &mut |_| {});
+    assert!(web.input(&syn));
+    let mut sent = Vec::new();
+    web.handle_timeout(1_001_000_000, &mut |f| sent.push(f.to_vec()));
+    // No ARP request for the client: the SYN-ACK goes out in the same round.
+    assert!(sent.iter().all(|f| f[12..14] != [0x08, 0x06]), "{sent:?}");
+    let synack = sent
+        .iter()
+        .find(|f| f.len() >= 54 && f[23] == 6)
+        .expect("a TCP answer");
+    assert_eq!(synack[47] & 0x12, 0x12, "SYN-ACK");
+}

@@ -1,0 +1,169 @@
+//! Service discovery from inside namespaced tasks across three daemons (root): 300 HTTP
+//! requests to a service's VIP reach all three whoami tasks evenly; a scale down while
+//! requests run fails none; a daemon killed with -9 stops getting requests within 2 s.
+//! Skips with a printed reason without CAP_NET_ADMIN.
+
+mod cluster;
+#[macro_use]
+mod lab;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cluster::{three_named_managers, wait_until, Node};
+
+const SETTLE: Duration = Duration::from_secs(40);
+
+fn running(n: &Node, service: &str) -> Vec<(String, String)> {
+    n.ok(&["service", "ps", "-f", "desired-state=running", service])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            cols.get(5)?
+                .starts_with("Running")
+                .then(|| (cols[1].to_string(), cols[3].to_string()))
+        })
+        .collect()
+}
+
+/// The VIP of `service` on `network` as `service inspect` shows it.
+fn vip(n: &Node, service: &str, network: &str) -> String {
+    let net: serde_json::Value =
+        serde_json::from_str(&n.ok(&["network", "inspect", network])).unwrap();
+    let net_id = net[0]["Id"].as_str().unwrap().to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&n.ok(&["service", "inspect", service])).unwrap();
+    v[0]["Endpoint"]["VirtualIPs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["NetworkID"] == net_id.as_str())
+        .and_then(|x| x["Addr"].as_str())
+        .map(|a| a.split('/').next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no VIP on {network}: {v}"))
+}
+
+/// Runs `script` with `sh -c` in task `task` on node `n`: its stdout lines.
+fn sh(n: &Node, task: &str, script: &str) -> Vec<String> {
+    let out = n.run(&["exec", task, "--", "sh", "-c", script]);
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `count` requests to `url` from the client task, one connection each: who answered each
+/// (`Hostname: my-web.2.<id>` -> `my-web.2`), or `FAIL`.
+fn requests(n: &Node, url: &str, count: usize) -> Vec<String> {
+    let script = format!(
+        "for i in $(seq {count}); do curl -s --max-time 3 {url} | grep '^Hostname:' || echo FAIL; done"
+    );
+    sh(n, "client.1", &script)
+        .into_iter()
+        .map(|l| match l.strip_prefix("Hostname: ") {
+            Some(t) => t.split('.').take(2).collect::<Vec<_>>().join("."),
+            None => l,
+        })
+        .collect()
+}
+
+#[test]
+fn http_through_a_vip_from_namespaced_tasks() {
+    require_lab!();
+    let (n1, n2, n3) = three_named_managers("127.97.2");
+    n1.ok(&["network", "create", "-d", "overlay", "my-network"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--replicas",
+        "3",
+        "--name",
+        "my-web",
+        "--network",
+        "my-network",
+        "swarmnet/whoami",
+    ]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "my-network",
+        "--constraint",
+        "node.hostname==node-1",
+        "/bin/sleep",
+        "infinity",
+    ]);
+    assert!(
+        wait_until(SETTLE, || running(&n1, "my-web").len() == 3
+            && running(&n1, "client").len() == 1),
+        "{}",
+        n1.ok(&["service", "ps", "my-web", "client"])
+    );
+    let url = format!("http://{}/", vip(&n1, "my-web", "my-network"));
+    // The first answer may wait for the path to settle.
+    assert!(wait_until(SETTLE, || requests(&n1, &url, 1) != ["FAIL"]));
+
+    // 300 requests: every task gets its share, within 20% of an even one.
+    let answers = requests(&n1, &url, 300);
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in &answers {
+        *by.entry(a.as_str()).or_default() += 1;
+    }
+    assert!(!by.contains_key("FAIL"), "{by:?}");
+    assert_eq!(by.len(), 3, "{by:?}");
+    for (task, n) in &by {
+        assert!((80..=120).contains(n), "{task}: {n} of 300: {by:?}");
+    }
+
+    // Scale down to one while requests run: none fails, and only one task answers after.
+    let n1_ref = &n1;
+    let url_ref = &url;
+    let during = std::thread::scope(|s| {
+        let load = s.spawn(move || requests(n1_ref, url_ref, 150));
+        std::thread::sleep(Duration::from_millis(300));
+        n1.ok(&["service", "scale", "-d", "my-web=1"]);
+        load.join().unwrap()
+    });
+    assert!(!during.iter().any(|a| a == "FAIL"), "{during:?}");
+    assert!(wait_until(SETTLE, || running(&n1, "my-web").len() == 1));
+    let after = requests(&n1, &url, 20);
+    let survivor = &after[0];
+    assert!(after.iter().all(|a| a == survivor), "{after:?}");
+
+    // Back to three, then kill -9 a daemon running one: within 2 s every request succeeds.
+    n1.ok(&["service", "scale", "-d", "my-web=3"]);
+    assert!(wait_until(SETTLE, || running(&n1, "my-web").len() == 3
+        && requests(&n1, &url, 30)
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 3));
+    let victim_node = running(&n1, "my-web")
+        .into_iter()
+        .find(|(_, node)| node != "node-1")
+        .unwrap()
+        .1;
+    let mut victim = if victim_node == "node-2" { n2 } else { n3 };
+    victim.kill();
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(killed.elapsed()));
+    let later = requests(&n1, &url, 30);
+    assert!(
+        !later.iter().any(|a| a == "FAIL"),
+        "2 s after kill -9: {later:?}"
+    );
+}
