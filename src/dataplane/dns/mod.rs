@@ -18,7 +18,7 @@
 mod respond;
 mod table;
 
-pub use respond::{servfail, DnsDrop, Outcome, Transport};
+pub use respond::{fit, refused, servfail, DnsDrop, Outcome, Transport};
 pub use table::DnsTable;
 
 /// TTL of every local answer, in seconds (Docker's `respTTL`).

@@ -158,6 +158,16 @@ impl DnsTable {
 /// The SERVFAIL the io layer sends back when no upstream resolver answered `query`: the id,
 /// question, RD and CD echoed, RA set. False (and `out` empty) when `query` is no query.
 pub fn servfail(query: &[u8], out: &mut Vec<u8>) -> bool {
+    error_for(query, ResponseCode::ServFail, out)
+}
+
+/// The REFUSED a forwarder sends when it has too many queries in flight to take `query`
+/// (as current Docker does). False (and `out` empty) when `query` is no query.
+pub fn refused(query: &[u8], out: &mut Vec<u8>) -> bool {
+    error_for(query, ResponseCode::Refused, out)
+}
+
+fn error_for(query: &[u8], code: ResponseCode, out: &mut Vec<u8>) -> bool {
     out.clear();
     let Ok(header) = Header::read(&mut BinDecoder::new(query)) else {
         return false;
@@ -169,9 +179,36 @@ pub fn servfail(query: &[u8], out: &mut Vec<u8>) -> bool {
     let q = msg.as_ref().and_then(Message::query);
     let edns = msg.as_ref().and_then(|m| reply_edns(m, Transport::Tcp));
     matches!(
-        error(&header, q, ResponseCode::ServFail, edns.as_ref(), out),
+        error(&header, q, code, edns.as_ref(), out),
         Outcome::Answered
     )
+}
+
+/// Fits an upstream `answer` into `max` bytes for a UDP client: copied as it is when it fits,
+/// otherwise its header (rcode and flags kept) and question with TC set and no records, so the
+/// client asks again over TCP. False (and `out` empty) when `answer` is no DNS response.
+pub fn fit(answer: &[u8], max: usize, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Ok(header) = Header::read(&mut BinDecoder::new(answer)) else {
+        return false;
+    };
+    if header.message_type() != MessageType::Response {
+        return false;
+    }
+    if answer.len() <= max {
+        out.extend_from_slice(answer);
+        return true;
+    }
+    let msg = Message::from_vec(answer).ok();
+    let q = msg.as_ref().and_then(Message::query);
+    let edns = msg.as_ref().and_then(|m| m.extensions().clone());
+    let mut header = header;
+    header.set_truncated(true);
+    let limit = u16::try_from(max).unwrap_or(u16::MAX);
+    if emit(&header, q, &[], edns.as_ref(), limit, out).is_ok() {
+        return true;
+    }
+    emit(&header, q, &[], None, limit, out).is_ok()
 }
 
 fn a_record(q: &Query, ip: Ipv4Addr) -> Record {
