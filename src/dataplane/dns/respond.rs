@@ -3,10 +3,12 @@
 
 use std::net::Ipv4Addr;
 
+use hickory_proto::op::message::EmitAndCount;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, PTR};
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::{ProtoError, ProtoErrorKind};
 
 use super::table::{key_of, ptr_ipv4, DnsTable, Lookup, MAX_KEY};
 use super::{EDNS_UDP_MAX, TTL, UDP_MIN};
@@ -106,42 +108,41 @@ impl DnsTable {
         };
         let key = &buf[..len];
 
-        let mut answers = Vec::new();
-        match q.query_type() {
+        let shuffled: Vec<Ipv4Addr>;
+        let answers = match q.query_type() {
             RecordType::A | RecordType::ANY => match self.lookup(nets, key) {
-                Lookup::Addrs(addrs) => {
-                    answers.reserve_exact(addrs.len());
-                    let mut order = Shuffle::new(entropy);
-                    let start = answers.len();
-                    for ip in addrs {
-                        answers.push(a_record(q, *ip));
-                    }
-                    order.shuffle(&mut answers[start..]);
+                Lookup::Addrs(addrs) if addrs.len() > 1 => {
+                    let mut v = addrs.to_vec();
+                    Shuffle::new(entropy).shuffle(&mut v);
+                    shuffled = v;
+                    Answers::A(q.name(), &shuffled)
                 }
-                Lookup::Empty => {}
+                Lookup::Addrs(addrs) => Answers::A(q.name(), addrs),
+                Lookup::Empty => Answers::None,
                 Lookup::Unknown => return Outcome::Forward,
             },
             RecordType::PTR => match ptr_ipv4(key).and_then(|ip| self.lookup_ptr(nets, ip)) {
-                Some(target) => answers.push(Record::from_rdata(
+                Some(target) => Answers::One(Record::from_rdata(
                     q.name().clone(),
                     TTL,
                     RData::PTR(PTR(target.clone())),
                 )),
-                None if self.lookup(nets, key) != Lookup::Unknown => {}
+                None if self.lookup(nets, key) != Lookup::Unknown => Answers::None,
                 None => return Outcome::Forward,
             },
             _ => {
                 if self.lookup(nets, key) == Lookup::Unknown {
                     return Outcome::Forward;
                 }
+                Answers::None
             }
-        }
+        };
         let mut reply = Header::response_from_request(&header);
         reply.set_recursion_available(true);
         match encode(
             &reply,
             Some(q),
-            &answers,
+            answers,
             edns.as_ref(),
             limit(&msg, transport),
             out,
@@ -205,14 +206,79 @@ pub fn fit(answer: &[u8], max: usize, out: &mut Vec<u8>) -> bool {
     let mut header = header;
     header.set_truncated(true);
     let limit = u16::try_from(max).unwrap_or(u16::MAX);
-    if emit(&header, q, &[], edns.as_ref(), limit, out).is_ok() {
+    if emit(&header, q, &Answers::None, 0, edns.as_ref(), limit, out).is_ok() {
         return true;
     }
-    emit(&header, q, &[], None, limit, out).is_ok()
+    emit(&header, q, &Answers::None, 0, None, limit, out).is_ok()
 }
 
-fn a_record(q: &Query, ip: Ipv4Addr) -> Record {
-    Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip)))
+/// The answer section. A records are made one at a time while they are encoded (one
+/// `Record` reused, its address changed), not collected first: most of an answer's cost was
+/// moving whole `Record`s around.
+enum Answers<'a> {
+    None,
+    /// One A record per address, owned by the question's name (its case kept).
+    A(&'a Name, &'a [Ipv4Addr]),
+    One(Record),
+}
+
+impl Answers<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Answers::None => 0,
+            Answers::A(_, addrs) => addrs.len(),
+            Answers::One(_) => 1,
+        }
+    }
+}
+
+/// Encodes at most `max` of `answers`, stopping (as hickory's own section encoding does)
+/// at the first record that does not fit: it is rolled back and the count reported.
+struct Section<'a, 'b> {
+    answers: &'b Answers<'a>,
+    max: usize,
+}
+
+impl EmitAndCount for Section<'_, '_> {
+    fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, ProtoError> {
+        let mut count = 0;
+        let mut put = |record: &Record, encoder: &mut BinEncoder<'_>| {
+            let start = encoder.offset();
+            match record.emit(encoder) {
+                Ok(()) => {
+                    count += 1;
+                    Ok(())
+                }
+                Err(e) => Err(match e.kind() {
+                    ProtoErrorKind::MaxBufferSizeExceeded(_) => {
+                        encoder.set_offset(start);
+                        encoder.trim();
+                        ProtoError::from(ProtoErrorKind::NotAllRecordsWritten { count })
+                    }
+                    _ => e,
+                }),
+            }
+        };
+        match self.answers {
+            Answers::None => {}
+            Answers::One(record) => {
+                if self.max > 0 {
+                    put(record, encoder)?;
+                }
+            }
+            Answers::A(owner, addrs) => {
+                let Some(first) = addrs.first() else {
+                    return Ok(0);
+                };
+                let mut record = Record::from_rdata((*owner).clone(), TTL, RData::A(A(*first)));
+                for ip in addrs.iter().take(self.max) {
+                    record.set_data(RData::A(A(*ip)));
+                    put(&record, encoder)?;
+                }
+            }
+        }
+        Ok(count)
+    }
 }
 
 /// The largest answer the client takes over `transport`.
@@ -256,7 +322,7 @@ fn error(
             .set_recursion_desired(false)
             .set_checking_disabled(false);
     }
-    match encode(&reply, q, &[], edns, usize::from(UDP_MIN), out) {
+    match encode(&reply, q, Answers::None, edns, usize::from(UDP_MIN), out) {
         Ok(()) => Outcome::Answered,
         Err(()) => {
             out.clear();
@@ -270,30 +336,41 @@ fn error(
 fn encode(
     header: &Header,
     q: Option<&Query>,
-    answers: &[Record],
+    answers: Answers<'_>,
     edns: Option<&Edns>,
     limit: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), ()> {
     let limit = u16::try_from(limit).unwrap_or(u16::MAX);
-    let emitted = emit(header, q, answers, edns, limit, out)?;
+    let all = answers.len();
+    let emitted = emit(header, q, &answers, all, edns, limit, out)?;
     if !emitted.truncated() || edns.is_none() {
         return Ok(());
     }
     // The OPT record came last and may have been the one left out: count the answers that
     // fit with room kept for it, then encode those with it.
     let opt_len = 11;
-    let fit = emit(header, q, answers, None, limit.saturating_sub(opt_len), out)?;
-    let kept = &answers[..usize::from(fit.answer_count()).min(answers.len())];
+    let fit = emit(
+        header,
+        q,
+        &answers,
+        all,
+        None,
+        limit.saturating_sub(opt_len),
+        out,
+    )?;
     let mut header = *header;
     header.set_truncated(true);
-    emit(&header, q, kept, edns, limit, out).map(|_| ())
+    let kept = usize::from(fit.answer_count());
+    emit(&header, q, &answers, kept, edns, limit, out).map(|_| ())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn emit(
     header: &Header,
     q: Option<&Query>,
-    answers: &[Record],
+    answers: &Answers<'_>,
+    max: usize,
     edns: Option<&Edns>,
     limit: u16,
     out: &mut Vec<u8>,
@@ -305,7 +382,7 @@ fn emit(
     hickory_proto::op::message::emit_message_parts(
         header,
         &mut q.into_iter(),
-        &mut answers.iter(),
+        &mut Section { answers, max },
         &mut none.iter(),
         &mut none.iter(),
         edns,
