@@ -122,11 +122,7 @@ impl DnsTable {
                 Lookup::Unknown => return Outcome::Forward,
             },
             RecordType::PTR => match ptr_ipv4(key).and_then(|ip| self.lookup_ptr(nets, ip)) {
-                Some(target) => Answers::One(Record::from_rdata(
-                    q.name().clone(),
-                    TTL,
-                    RData::PTR(PTR(target.clone())),
-                )),
+                Some(target) => Answers::Ptr(q.name(), target),
                 None if self.lookup(nets, key) != Lookup::Unknown => Answers::None,
                 None => return Outcome::Forward,
             },
@@ -219,7 +215,8 @@ enum Answers<'a> {
     None,
     /// One A record per address, owned by the question's name (its case kept).
     A(&'a Name, &'a [Ipv4Addr]),
-    One(Record),
+    /// One PTR record: the question's name -> the task's.
+    Ptr(&'a Name, &'a Name),
 }
 
 impl Answers<'_> {
@@ -227,7 +224,7 @@ impl Answers<'_> {
         match self {
             Answers::None => 0,
             Answers::A(_, addrs) => addrs.len(),
-            Answers::One(_) => 1,
+            Answers::Ptr(..) => 1,
         }
     }
 }
@@ -261,9 +258,10 @@ impl EmitAndCount for Section<'_, '_> {
         };
         match self.answers {
             Answers::None => {}
-            Answers::One(record) => {
+            Answers::Ptr(owner, target) => {
                 if self.max > 0 {
-                    put(record, encoder)?;
+                    let rdata = RData::PTR(PTR((*target).clone()));
+                    put(&Record::from_rdata((*owner).clone(), TTL, rdata), encoder)?;
                 }
             }
             Answers::A(owner, addrs) => {
