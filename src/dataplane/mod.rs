@@ -7,6 +7,7 @@
 
 mod arp;
 pub mod counters;
+pub mod dns;
 mod encap;
 pub mod esp;
 pub mod gro;

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod netns;
 pub mod node;
 pub mod process;
+pub mod resolver;
 pub mod seqstore;
 pub mod sigpipe;
 pub mod tap;

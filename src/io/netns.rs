@@ -6,9 +6,12 @@
 //! the owning process, so a later run can tell its own stale leftovers (owner dead) from
 //! namespaces that belong to someone else (never touched).
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,6 +19,11 @@ use std::process::Command;
 pub const NETNS_DIR: &str = "/run/netns";
 /// Where swarmnet keeps its ownership markers.
 pub const MARKER_DIR: &str = "/run/swarmnet/netns";
+
+/// Where iproute2 looks for a namespace's own /etc files (`ip netns exec` binds
+/// `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf`); swarmnet's task processes and
+/// `exec` do the same.
+pub const ETC_NETNS_DIR: &str = "/etc/netns";
 
 /// The lock file held while a namespace is claimed (beside `MARKER_DIR`, so no marker name
 /// can be it).
@@ -138,6 +146,7 @@ impl OwnedNetns {
                         "removing a namespace left by a swarmnet that exited uncleanly"
                     );
                     ip(&["netns", "del", name])?;
+                    remove_etc(name);
                 }
                 None => return Err(NetnsError::Foreign(name.to_string())),
             }
@@ -164,12 +173,119 @@ impl OwnedNetns {
     }
 }
 
+impl OwnedNetns {
+    /// Gives the namespace its own resolv.conf naming `resolver` (see `resolv_conf_text`),
+    /// in `/etc/netns/NAME/resolv.conf`: task processes, `exec_in` and `ip netns exec` see it
+    /// as their /etc/resolv.conf; the host's is never touched. Removed with the namespace.
+    pub fn set_resolv_conf(&self, resolver: IpAddr) -> Result<(), NetnsError> {
+        let dir = Path::new(ETC_NETNS_DIR).join(&self.name);
+        let err = |path: &Path, source| NetnsError::Marker {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        // Written aside and renamed, so a reader never sees half a file.
+        let tmp = dir.join(".resolv.conf.swarmnet");
+        std::fs::write(&tmp, resolv_conf_text(resolver)).map_err(|e| err(&tmp, e))?;
+        let path = resolv_conf_path(&self.name);
+        std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))
+    }
+}
+
 impl Drop for OwnedNetns {
     fn drop(&mut self) {
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             tracing::warn!(netns = %self.name, error = %e, "could not delete namespace");
         }
+        remove_etc(&self.name);
         let _ = std::fs::remove_file(marker(&self.name));
+    }
+}
+
+/// Removes the resolv.conf swarmnet wrote for namespace `name` (and its directory once empty).
+fn remove_etc(name: &str) {
+    let _ = std::fs::remove_file(resolv_conf_path(name));
+    let _ = std::fs::remove_dir(Path::new(ETC_NETNS_DIR).join(name));
+}
+
+/// `/etc/netns/NAME/resolv.conf`.
+pub fn resolv_conf_path(name: &str) -> PathBuf {
+    Path::new(ETC_NETNS_DIR).join(name).join("resolv.conf")
+}
+
+/// What a task sees in /etc/resolv.conf: the node's resolver only, no search domains, and
+/// Docker's `options ndots:0` (every name is tried as it is first, so `my-web` is asked as
+/// `my-web.`, never with a host's search domain appended).
+pub fn resolv_conf_text(resolver: IpAddr) -> String {
+    format!(
+        "# written by swarmnet: the node's embedded DNS\nnameserver {resolver}\noptions ndots:0\n"
+    )
+}
+
+/// A namespace's own resolv.conf, bound over /etc/resolv.conf in a child between fork and
+/// exec (in a mount namespace of the child's own). Prepared before the fork so the child only
+/// makes async-signal-safe calls.
+#[derive(Debug)]
+pub struct ResolvConfBind {
+    source: CString,
+}
+
+impl ResolvConfBind {
+    /// The bind for namespace `name`, if it has its own resolv.conf (see
+    /// `OwnedNetns::set_resolv_conf`). None as well when the host has no /etc/resolv.conf to
+    /// bind over (nothing to hide; the task then has no resolver configured).
+    pub fn for_netns(name: &str) -> Option<ResolvConfBind> {
+        let source = resolv_conf_path(name);
+        if !source.is_file() {
+            return None;
+        }
+        if !Path::new("/etc/resolv.conf").exists() {
+            tracing::warn!(
+                netns = name,
+                "the host has no /etc/resolv.conf: tasks get no resolver"
+            );
+            return None;
+        }
+        Some(ResolvConfBind {
+            source: CString::new(source.as_os_str().as_bytes()).ok()?,
+        })
+    }
+
+    /// In the forked child, before exec: a mount namespace of its own in which `/` no longer
+    /// propagates to the host, then the bind. Only async-signal-safe calls (unshare, mount).
+    pub fn apply(&self) -> io::Result<()> {
+        const ROOT: &[u8] = b"/\0";
+        const TARGET: &[u8] = b"/etc/resolv.conf\0";
+        // SAFETY: unshare takes a constant flag and affects only this (single-threaded,
+        // forked) process.
+        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the paths are NUL-terminated constants or a CString made before the fork;
+        // null source/fstype/data are allowed for a propagation change and a bind.
+        unsafe {
+            if libc::mount(
+                std::ptr::null(),
+                ROOT.as_ptr().cast(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mount(
+                self.source.as_ptr(),
+                TARGET.as_ptr().cast(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -210,7 +326,8 @@ pub fn enter(file: &File) -> io::Result<()> {
 }
 
 /// Runs `argv` (a program, looked up in PATH, then its arguments) inside namespace `name`
-/// with this process's stdin, stdout, stderr and environment, waits for it, and returns its
+/// with this process's stdin, stdout, stderr and environment, and the namespace's own
+/// resolv.conf as /etc/resolv.conf when it has one, waits for it, and returns its
 /// exit code: 128 + N when signal N ended it, as a shell reports it. Only the child enters
 /// the namespace (before its first instruction); the caller's threads stay where they are.
 pub fn exec_in(name: &str, argv: &[String]) -> Result<i32, NetnsError> {
@@ -235,13 +352,18 @@ pub fn exec_in(name: &str, argv: &[String]) -> Result<i32, NetnsError> {
         source,
     })?;
     let fd = file.as_raw_fd();
+    let resolv = ResolvConfBind::for_netns(name);
     let mut cmd = Command::new(program);
     cmd.args(&argv[1..]);
-    // SAFETY: setns is async-signal-safe and takes an fd that stays open until spawn returns.
+    // SAFETY: setns is async-signal-safe and takes an fd that stays open until spawn returns;
+    // the resolv.conf bind makes only async-signal-safe calls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(bind) = &resolv {
+                bind.apply()?;
             }
             Ok(())
         });

@@ -5,6 +5,9 @@
 //! Docker-like environment (the daemon's PATH, `HOSTNAME`, `HOME=/root`, then the task's own
 //! variables, which win), and its own UTS namespace whose hostname is `HOSTNAME` (entering
 //! a network namespace needs CAP_SYS_ADMIN already; with it a UTS namespace is one `unshare`).
+//! When the namespace has its own resolv.conf (`OwnedNetns::set_resolv_conf`: the node's
+//! resolver, `options ndots:0`), the process also gets a mount namespace of its own in which
+//! that file is bound over /etc/resolv.conf; the host's file is untouched.
 //! A daemon without the capability gets a clear error from `start`.
 //!
 //! The supervisor never restarts anything: a process that ends by itself is reported by
@@ -341,9 +344,11 @@ impl Supervisor {
             .process_group(0);
         let parent = std::process::id() as libc::pid_t;
         let ns_fd = ns.as_raw_fd();
+        // The namespace's own resolv.conf (the node's resolver), if it was given one.
+        let resolv = netns::ResolvConfBind::for_netns(&spec.netns);
         // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe system calls (prctl, getppid, setns, unshare, sethostname) on
-        // values prepared before the fork; `ns` stays open until `spawn` returns.
+        // async-signal-safe system calls (prctl, getppid, setns, unshare, sethostname, mount)
+        // on values prepared before the fork; `ns` stays open until `spawn` returns.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -358,6 +363,9 @@ impl Supervisor {
                 }
                 if libc::unshare(libc::CLONE_NEWUTS) != 0 {
                     return Err(io::Error::last_os_error());
+                }
+                if let Some(bind) = &resolv {
+                    bind.apply()?;
                 }
                 let h = c_hostname.as_bytes();
                 if libc::sethostname(h.as_ptr().cast(), h.len()) != 0 {
