@@ -119,15 +119,51 @@ ip = "10.0.9.3"
 vtep = "192.0.2.11"
 task = "my-web.3.x3y3z3"
 
+[[endpoint]]
+name = "db.1"
+network = "my-network"
+ip = "10.0.9.6"
+task = "db.1.d1d1d1"
+
+[[endpoint]]
+name = "db.2"
+network = "my-network"
+ip = "10.0.9.7"
+vtep = "192.0.2.11"
+task = "db.2.d2d2d2"
+
 [[service]]
 name = "my-web"
 network = "my-network"
 vip = "10.0.9.100"
 aliases = ["web"]
 tasks = ["my-web.2", "my-web.3"]
+
+# endpoint mode dnsrr: no VIP
+[[service]]
+name = "db"
+network = "my-network"
+tasks = ["db.1", "db.2"]
 "#;
 
 const CLIENT: [u8; 4] = [10, 0, 9, 5];
+
+/// A DNS query from the client (source port `sport`) to its resolver, the gateway's port 53.
+fn dns_query(sport: u16, id: u16, name: &str, rtype: hickory_proto::rr::RecordType) -> Vec<u8> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::Name;
+    let mut m = Message::new();
+    m.set_id(id).set_recursion_desired(true);
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    let payload = m.to_vec().expect("query");
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac_of(CLIENT), mac_of(GATEWAY))
+        .ip(ip4(CLIENT, GATEWAY, IpNumber::UDP, id, false))
+        .udp(sport, 53)
+        .write(&mut v, &payload)
+        .expect("dns query");
+    v
+}
 const VIP: [u8; 4] = [10, 0, 9, 100];
 
 fn mac_of(ip: [u8; 4]) -> [u8; 6] {
@@ -615,4 +651,30 @@ fn main() {
         TOPOLOGY_VIP,
         &[("client", &client), ("my-web.2", &web2)],
     );
+
+    // The embedded DNS, asked by the client: a service (its VIP), its alias, its tasks, a task
+    // by name, a dnsrr service (its tasks), AAAA of a known name (no records), PTR of a task
+    // and a name outside the swarm (forwarded; a replay has no upstream: SERVFAIL).
+    use hickory_proto::rr::RecordType as T;
+    let mut client = Capture::new(eth);
+    for (i, (name, rtype)) in [
+        ("my-web", T::A),
+        ("web.", T::A),
+        ("tasks.my-web", T::A),
+        ("my-web.3.x3y3z3", T::A),
+        ("db", T::A),
+        ("tasks.db", T::A),
+        ("my-web", T::AAAA),
+        ("4.9.0.10.in-addr.arpa.", T::PTR),
+        ("example.org.", T::A),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        client.at(
+            i as u64,
+            dns_query(5300 + i as u16, 0x100 + i as u16, name, rtype),
+        );
+    }
+    case_with("dns", TOPOLOGY_VIP, &[("client", &client)]);
 }

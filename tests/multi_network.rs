@@ -123,6 +123,7 @@ fn a_task_gets_a_second_network_and_loses_it_while_it_runs() {
         workers: 2,
         offload: false,
         esp_sequence_file: dir.join("esp.json"),
+        resolv_conf: None,
     })
     .expect("node starts");
     let inode = ns_inode(&t1);
@@ -217,6 +218,7 @@ fn a_replaced_first_interface_keeps_the_namespace() {
         workers: 1,
         offload: false,
         esp_sequence_file: dir.join("esp.json"),
+        resolv_conf: None,
     })
     .expect("node starts");
     let inode = ns_inode(&t1);

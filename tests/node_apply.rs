@@ -53,6 +53,7 @@ fn a_running_node_takes_views_built_in_code() {
         workers: 2,
         offload: false,
         esp_sequence_file: dir.join("esp.json"),
+        resolv_conf: None,
     })
     .expect("a node of virtual tasks starts without privilege");
     let id_of = |node: &Node, name: &str| node.port_names().iter().position(|n| n == name);
@@ -228,6 +229,7 @@ fn a_first_encrypted_network_and_new_keys_come_to_running_nodes() {
             workers: 2,
             offload: false,
             esp_sequence_file: dir.join(format!("esp-{i}.json")),
+            resolv_conf: None,
         })
         .expect("nodes of virtual tasks start without privilege")
     };

@@ -594,3 +594,66 @@ fn an_idle_vip_flow_is_reset_at_both_ends_after_900_seconds() {
     }
     assert_eq!(o.counters["events"]["vip_resets"], 2);
 }
+
+/// The DNS answer inside a frame to the client, parsed by simple-dns (not the library that
+/// wrote it): (id, response code, TC, the A addresses or PTR names of the answer section).
+fn dns_answer(frame: &[u8]) -> (u16, String, bool, Vec<String>) {
+    let p = SlicedPacket::from_ethernet(frame).expect("Ethernet");
+    let Some(TransportSlice::Udp(udp)) = &p.transport else {
+        panic!("not UDP")
+    };
+    assert_eq!(udp.source_port(), 53);
+    let m = simple_dns::Packet::parse(udp.payload()).expect("a DNS message");
+    let answers = m
+        .answers
+        .iter()
+        .map(|r| {
+            assert_eq!(r.ttl, 600, "Docker's TTL");
+            match &r.rdata {
+                simple_dns::rdata::RData::A(a) => std::net::Ipv4Addr::from(a.address).to_string(),
+                simple_dns::rdata::RData::PTR(n) => n.to_string(),
+                other => format!("{other:?}"),
+            }
+        })
+        .collect();
+    (
+        m.id(),
+        format!("{:?}", m.rcode()),
+        m.has_flags(simple_dns::PacketFlag::TRUNCATION),
+        answers,
+    )
+}
+
+#[test]
+fn the_embedded_dns_answers_services_tasks_and_ptr_and_fails_unknown_names() {
+    let o = replay_case("dns");
+    let answers: Vec<_> = o.frames("client").iter().map(|f| dns_answer(f)).collect();
+    assert_eq!(answers.len(), 9, "one answer per query");
+    let ids: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(ids, (0x100..0x109).collect::<Vec<u16>>());
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    let ok = |i: usize| {
+        assert_eq!(answers[i].1, "NoError", "{:?}", answers[i]);
+        assert!(!answers[i].2);
+        answers[i].3.clone()
+    };
+    assert_eq!(ok(0), ["10.0.9.100"], "service -> VIP");
+    assert_eq!(ok(1), ["10.0.9.100"], "alias -> VIP");
+    assert_eq!(sorted(&ok(2)), ["10.0.9.3", "10.0.9.4"], "tasks.service");
+    assert_eq!(ok(3), ["10.0.9.3"], "task name");
+    assert_eq!(sorted(&ok(4)), ["10.0.9.6", "10.0.9.7"], "dnsrr -> tasks");
+    assert_eq!(sorted(&ok(5)), ["10.0.9.6", "10.0.9.7"]);
+    assert!(ok(6).is_empty(), "AAAA of a known name: no records");
+    assert_eq!(ok(7), ["my-web.2.x2y2z2.my-network"], "PTR");
+    assert_eq!(
+        answers[8].1, "ServerFailure",
+        "unknown name with no upstream"
+    );
+    assert_eq!(o.counters["events"]["dns_answered"], 8);
+    assert_eq!(o.counters["events"]["dns_forwarded"], 1);
+    assert!(o.drops().is_empty());
+}

@@ -236,6 +236,11 @@ fn check_from_port_emitted(t: &Tables, out: &Output) {
                     inner.len()
                 );
             }
+            // A DNS query to the resolver address for a name outside the swarm.
+            Target::Resolver(c) => {
+                assert!(t.port(c.port).is_some(), "a query from no port");
+                assert!(bytes.len() <= 1500, "a {}-byte DNS query", bytes.len());
+            }
         }
     }
 }
@@ -484,6 +489,7 @@ fn check_decapsulated(t: &Tables, out: &Output) {
         match target {
             Target::Port(q) => check_port_frame(t, q, bytes, false),
             Target::Underlay(_) => panic!("a datagram from the underlay went back to it"),
+            Target::Resolver(_) => panic!("a datagram from the underlay became a DNS query"),
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct DaemonArgs {
     /// The node's name in the swarm (`node ls`, `service ps`); default the OS hostname.
     #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
     pub hostname: Option<String>,
+    /// The resolv.conf whose nameservers (at most 3) answer the tasks' queries for names
+    /// outside the swarm; default /etc/resolv.conf.
+    #[arg(long, value_name = "FILE")]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A node name: 1-253 characters, none of them blank or a control character.
@@ -83,6 +87,7 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir.unwrap_or_else(default_state_dir),
         socket,
         hostname: args.hostname,
+        resolv_conf: args.resolv_conf,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

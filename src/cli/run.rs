@@ -132,6 +132,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         workers,
         offload: !args.no_offload,
         esp_sequence_file,
+        resolv_conf: None,
     })
     .with_context(|| format!("node {name} could not start"))?;
     println!("node {name} running: {workers} worker(s), data path {addr}:{port}");

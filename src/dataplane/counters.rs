@@ -58,6 +58,7 @@ drop_reasons! {
     VipNoBackend => "vip_no_backend": "A new connection to a service's VIP while the service has no running task (TCP gets a RST).",
     ConntrackFull => "conntrack_full": "A new connection to a VIP while the node tracks its maximum of flows.",
     VipUnsupported => "vip_unsupported": "A packet to a VIP that is neither TCP, UDP nor ICMP echo (or a later fragment).",
+    DnsMalformed => "dns_malformed": "A datagram to the resolver address that is no DNS query (shorter than a header, or a response).",
 }
 
 impl DropReason {
@@ -119,6 +120,12 @@ pub struct Events {
     /// TCP RSTs sent to end VIP flows that idled out, were drained or found no backend.
     #[serde(skip_serializing_if = "is_zero")]
     pub vip_resets: u64,
+    /// DNS queries answered by the node from the service view.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_answered: u64,
+    /// DNS queries for names the swarm does not own, handed to the host's resolvers.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_forwarded: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -175,6 +182,8 @@ impl Counters {
         e.fragments_created += o.fragments_created;
         e.vip_echo_replies += o.vip_echo_replies;
         e.vip_resets += o.vip_resets;
+        e.dns_answered += o.dns_answered;
+        e.dns_forwarded += o.dns_forwarded;
     }
 
     /// Non-zero drops by name, in name order.

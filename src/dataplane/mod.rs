@@ -16,6 +16,7 @@ mod inner;
 pub mod lb;
 mod mtu;
 pub mod output;
+pub mod resolver;
 pub mod services;
 mod switch;
 pub mod tables;

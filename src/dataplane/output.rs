@@ -21,6 +21,9 @@ pub enum Target {
     Port(PortId),
     /// A whole outer IPv4 datagram (IPv4, UDP, VXLAN, inner frame) for the underlay.
     Underlay(UnderlayDst),
+    /// A DNS query (the bare message) for the host's resolvers; the answer goes back to the
+    /// client through `Dataplane::resolver_answer`.
+    Resolver(super::resolver::DnsClient),
 }
 
 /// The outer addressing of an underlay datagram, also written in its headers.

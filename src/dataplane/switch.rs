@@ -151,7 +151,7 @@ impl Dataplane {
     }
 
     /// Runs one packet's handling with the pieces it borrows, and counts its drop if any.
-    fn handle(
+    pub(crate) fn handle(
         &mut self,
         now: Nanos,
         from: &'static str,
@@ -275,13 +275,18 @@ impl Forwarder<'_> {
             return Err(DropReason::Broadcast);
         }
         let Some(dest) = self.t.lookup_mac(p.network, dst) else {
-            return match self.t.lb.vip_by_mac(p.network, dst) {
-                Some(vip) => {
-                    let ipv4 = matches!(kind, Inner::Ipv4 { .. });
-                    self.through_vip(port, p.network, vip, frame, ipv4)
-                }
-                None => Err(DropReason::UnknownDestination),
-            };
+            let ipv4 = matches!(kind, Inner::Ipv4 { .. });
+            if let Some(vip) = self.t.lb.vip_by_mac(p.network, dst) {
+                return self.through_vip(port, p.network, vip, frame, ipv4);
+            }
+            let to_gateway = self
+                .t
+                .network(p.network)
+                .is_some_and(|n| n.gateway_mac == dst);
+            if ipv4 && to_gateway {
+                return self.at_gateway(port, p.network, frame);
+            }
+            return Err(DropReason::UnknownDestination);
         };
         if dest == Dest::Local(port) {
             return Err(DropReason::Hairpin);

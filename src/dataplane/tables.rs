@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use super::counters::DropReason;
+use super::dns::DnsTable;
 use super::esp::{EspTable, Key, Keyring, Transport};
 use super::lb::{Conntrack, LbTable};
 use super::services::{Backend, NetServices, Service, ServiceView};
@@ -86,6 +87,11 @@ pub struct Tables {
     pub services: Arc<ServiceView>,
     /// The VIPs and their backends.
     pub lb: LbTable,
+    /// The names the embedded DNS answers.
+    pub dns: Arc<DnsTable>,
+    /// Per port slot (as `port_slots`): the networks of the port's task, its own first (the
+    /// order in which DNS looks a name up).
+    task_nets: Vec<Vec<usize>>,
     /// Shared, mutable state that is not part of the snapshot: the VIP flows of every worker
     /// of the node, carried from one snapshot to the next (`keeping_state_of`).
     pub conntrack: Arc<Conntrack>,
@@ -121,6 +127,8 @@ impl Tables {
             esp: None,
             services: Arc::default(),
             lb: LbTable::default(),
+            dns: Arc::default(),
+            task_nets: Vec::new(),
             conntrack: Arc::default(),
             by_vni: FxHashMap::default(),
             by_vni_vtep: FxHashMap::default(),
@@ -182,8 +190,45 @@ impl Tables {
         for v in &t.lb.vips {
             t.by_ip.entry((v.net, v.ip)).or_insert(v.mac);
         }
+        t.dns = Arc::new(DnsTable::new(&view));
         t.services = Arc::new(view);
+        // A task is the endpoints of one namespace (a virtual task has one endpoint).
+        let task_of = |e: &topology::Endpoint| {
+            if e.is_virtual() {
+                format!("v:{}", e.name)
+            } else {
+                format!("n:{}", e.netns_name())
+            }
+        };
+        let local: Vec<&topology::Endpoint> = topo.local_endpoints().collect();
+        t.task_nets = t
+            .ports
+            .iter()
+            .map(|p| {
+                let mut nets = vec![p.network.0 as usize];
+                if let Some(e) = local.iter().find(|e| e.name == p.name) {
+                    let me = task_of(e);
+                    for o in local
+                        .iter()
+                        .filter(|o| o.name != e.name && task_of(o) == me)
+                    {
+                        if let Some(n) = t.network_id(&o.network) {
+                            nets.push(n.0 as usize);
+                        }
+                    }
+                }
+                nets
+            })
+            .collect();
         t
+    }
+
+    /// The networks of the task behind `port`, its own first (none for an unknown port).
+    pub fn task_networks(&self, port: PortId) -> &[usize] {
+        self.port_slots
+            .get(port.0 as usize)
+            .and_then(|slot| self.task_nets.get(*slot as usize))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Tables for `topo` that keep the SAs of `previous` for every key both share, so that

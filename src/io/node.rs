@@ -135,6 +135,9 @@ pub struct NodeConfig {
     /// Where the outbound ESP sequence numbers are kept across restarts (used only with
     /// encrypted networks; see `seqstore`).
     pub esp_sequence_file: PathBuf,
+    /// The resolv.conf whose nameservers answer the names the swarm does not own; `None`:
+    /// the host's /etc/resolv.conf.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// A task's interface and the namespace it is in; the namespace is kept until the last of
@@ -217,6 +220,9 @@ pub struct Node {
     ports: BTreeMap<String, LocalPort>,
     /// The task namespaces by name; the ports in one hold it (`Task::netns`).
     namespaces: BTreeMap<String, Weak<OwnedNetns>>,
+    /// Forwards the names the swarm does not own to the host's resolvers (workers hold
+    /// clients of it).
+    _resolver: Option<crate::io::resolver::Forwarder>,
 }
 
 impl Node {
@@ -261,6 +267,7 @@ impl Node {
 
         let mut sockets = underlay_sockets(topo, workers)?;
 
+        let resolver = start_resolver(cfg.resolv_conf.as_deref());
         let swap = Arc::new(ArcSwap::new(Arc::new(tables)));
         let stop = Arc::new(AtomicBool::new(false));
         let mut node = Node {
@@ -280,6 +287,7 @@ impl Node {
             next_port: 0,
             ports: BTreeMap::new(),
             namespaces: BTreeMap::new(),
+            _resolver: None,
         };
         // Worker 0 runs the virtual tasks; the others hand it their frames.
         let (handover_tx, handover_rx) = mpsc::sync_channel(worker::HANDOVER_QUEUE);
@@ -308,6 +316,12 @@ impl Node {
                 stop: Arc::clone(&stop),
                 published: Arc::clone(&published),
                 max_packet,
+                resolver: resolver.as_ref().map(|r| {
+                    let waker = Arc::clone(&waker);
+                    r.client(move || {
+                        let _ = waker.wake();
+                    })
+                }),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("swarmnet-w{id}"))
@@ -318,6 +332,7 @@ impl Node {
             node.threads.push(handle);
             node.published.push(published);
         }
+        node._resolver = resolver;
         node.apply(topo)?;
         Ok(node)
     }
@@ -506,6 +521,12 @@ impl Node {
             let ns = self
                 .namespace(cfg.netns())
                 .map_err(|e| port_error(e.into()))?;
+            // The task's resolver: the gateway of its first network.
+            if cfg.endpoint.iface_name() == crate::topology::DEFAULT_IFACE {
+                if let Err(e) = ns.set_resolv_conf(std::net::IpAddr::V4(cfg.gateway)) {
+                    tracing::warn!(task = %cfg.endpoint.name, error = %e, "cannot give the task its resolv.conf");
+                }
+            }
             let (task, queues) = make_task(cfg, ns, workers, self.offload).map_err(port_error)?;
             self.next_port += 1;
             made.push((
@@ -830,6 +851,31 @@ fn parse_net_dev(text: &str, iface: &str) -> Option<InterfaceStats> {
         rx_dropped: *f.get(3)?,
         tx_dropped: *f.get(11)?,
     })
+}
+
+/// The forwarder of names the swarm does not own, to the nameservers of `resolv_conf` (the
+/// host's by default). Without one, such names get SERVFAIL; the node runs anyway.
+fn start_resolver(resolv_conf: Option<&std::path::Path>) -> Option<crate::io::resolver::Forwarder> {
+    use crate::io::resolver::{Forwarder, ResolverConfig, DEFAULT_RESOLV_CONF};
+    let path = resolv_conf.unwrap_or(std::path::Path::new(DEFAULT_RESOLV_CONF));
+    let config = match ResolverConfig::from_resolv_conf(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("{e}; names outside the swarm will get SERVFAIL");
+            ResolverConfig {
+                upstreams: Vec::new(),
+                timeout: crate::io::resolver::UPSTREAM_TIMEOUT,
+                max_in_flight: crate::io::resolver::MAX_IN_FLIGHT,
+            }
+        }
+    };
+    match Forwarder::start(config) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the DNS forwarder; names outside the swarm will get no answer");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

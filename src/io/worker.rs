@@ -1,6 +1,7 @@
 //! A worker: one mio loop over one queue of every TAP and its underlay sockets, feeding its own
 //! `Dataplane` in batches.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
@@ -16,9 +17,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::gro::Coalescer;
+use crate::dataplane::resolver::DnsClient;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
 };
+use crate::io::resolver::ForwardClient;
 use crate::virt::VirtualTask;
 use crate::wire::vnet;
 
@@ -118,6 +121,8 @@ pub struct Worker {
     pub published: Arc<Mutex<Counters>>,
     /// Largest frame or datagram the tables allow, plus headroom.
     pub max_packet: usize,
+    /// Where DNS queries for names outside the swarm go (the node's forwarder).
+    pub resolver: Option<ForwardClient>,
 }
 
 /// The data path's clock: monotonic nanoseconds since the first worker asked, so intervals
@@ -152,6 +157,10 @@ struct Io {
     /// Indexes in `senders` of the VXLAN senders, picked by the flow's source port.
     vxlan_senders: Vec<usize>,
     coalescer: Coalescer,
+    /// Queries for names outside the swarm, at the node's forwarder (`None`: no forwarder).
+    dns: Option<DnsForwarding>,
+    /// Queries the forwarder could not take: answered SERVFAIL at the next turn.
+    dns_refused: Vec<(DnsClient, Vec<u8>)>,
 }
 
 /// The sender for a datagram of `kind` whose flow hashed to `src_port`.
@@ -188,6 +197,8 @@ impl Io {
             senders,
             vxlan_senders,
             coalescer,
+            dns,
+            dns_refused,
         } = self;
         let mut port_failures = 0u64;
         let mut handed_over = false;
@@ -220,6 +231,12 @@ impl Io {
                     Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
                     _ => write(q, &vnet::Repr::default(), bytes),
                 },
+                Target::Resolver(client) => {
+                    let submitted = dns.as_mut().is_some_and(|d| d.submit(client, bytes));
+                    if !submitted {
+                        dns_refused.push((client, bytes.to_vec()));
+                    }
+                }
                 Target::Underlay(dst) => {
                     // ESP over IP goes out whole through the raw socket (we wrote its header).
                     let (payload, to) = match dst.kind {
@@ -259,6 +276,43 @@ impl Io {
         }
         out.clear();
     }
+
+    /// Answers the forwarder has for this worker's tasks, and SERVFAIL for the queries it
+    /// could not take (too many in flight, or no forwarder).
+    fn dns_answers(&mut self, dp: &mut Dataplane, now: u64, out: &mut Output) {
+        for (client, query) in std::mem::take(&mut self.dns_refused) {
+            let mut answer = Vec::new();
+            if crate::dataplane::dns::servfail(&query, &mut answer) {
+                dp.resolver_answer(now, &client, &answer, out);
+            }
+        }
+        let Some(d) = self.dns.as_mut() else { return };
+        while let Some(a) = d.client.try_recv() {
+            if let Some(client) = d.waiting.remove(&a.token) {
+                dp.resolver_answer(now, &client, &a.answer, out);
+            }
+        }
+    }
+}
+
+/// A worker's queries at the host's resolvers, by token.
+struct DnsForwarding {
+    client: ForwardClient,
+    waiting: HashMap<u64, DnsClient>,
+    next: u64,
+}
+
+impl DnsForwarding {
+    fn submit(&mut self, client: DnsClient, query: &[u8]) -> bool {
+        self.next = self.next.wrapping_add(1);
+        let max = usize::from(u16::MAX);
+        let transport = crate::dataplane::dns::Transport::Udp { max };
+        if self.client.submit(self.next, query, transport).is_err() {
+            return false;
+        }
+        self.waiting.insert(self.next, client);
+        true
+    }
 }
 
 fn send_now(s: &mut Sender, dp: &mut Dataplane, now: u64) {
@@ -287,6 +341,7 @@ impl Worker {
             stop,
             published,
             max_packet,
+            resolver,
         } = self;
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
@@ -316,6 +371,12 @@ impl Worker {
             senders,
             vxlan_senders,
             coalescer: Coalescer::new(),
+            dns: resolver.map(|client| DnsForwarding {
+                client,
+                waiting: HashMap::new(),
+                next: 0,
+            }),
+            dns_refused: Vec::new(),
         };
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
 
@@ -324,7 +385,8 @@ impl Worker {
             // another task sent) runs at once, not at its next timer: its stack may be holding
             // a packet for exactly that answer.
             let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r)
-                || io.virt.iter().flatten().any(|t| t.has_input());
+                || io.virt.iter().flatten().any(|t| t.has_input())
+                || !io.dns_refused.is_empty();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -482,6 +544,10 @@ impl Worker {
                         dp.count_drop(now, DropReason::PortTxFailed);
                     }
                 }
+            }
+            io.dns_answers(&mut dp, now, &mut out);
+            if !out.is_empty() {
+                io.flush(&mut dp, now, &mut out);
             }
             run_virtual_tasks(&mut io, &mut dp, now, &mut out, &app_events);
 

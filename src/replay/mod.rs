@@ -17,6 +17,8 @@ use std::time::Duration;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
 
+use crate::dataplane::dns;
+use crate::dataplane::resolver::DnsClient;
 use crate::dataplane::{
     Counters, CountersReport, Dataplane, DropReason, Output, PortId, Tables, Target,
 };
@@ -160,6 +162,7 @@ fn capture(
         let name = match target {
             Target::Port(p) => tables.port(p).map_or_else(String::new, |p| p.name.clone()),
             Target::Underlay(_) => UNDERLAY.to_string(),
+            Target::Resolver(_) => continue,
         };
         captured.entry(name).or_default().push((at, bytes.to_vec()));
     }
@@ -213,6 +216,23 @@ pub fn run(topology: &Path, inputs: &[InputSpec], out_dir: &Path) -> Result<Summ
         }
         packets_in += 1;
         capture(&tables, &out, packet.timestamp, &mut captured);
+        // A replay has no host resolvers: what would be forwarded gets SERVFAIL, as when none
+        // answers.
+        let forwarded: Vec<(DnsClient, Vec<u8>)> = out
+            .iter()
+            .filter_map(|(t, b)| match t {
+                Target::Resolver(c) => Some((c, b.to_vec())),
+                _ => None,
+            })
+            .collect();
+        for (client, query) in forwarded {
+            let mut answer = Vec::new();
+            if dns::servfail(&query, &mut answer) {
+                out.clear();
+                dp.resolver_answer(now, &client, &answer, &mut out);
+                capture(&tables, &out, packet.timestamp, &mut captured);
+            }
+        }
         src.advance()?;
     }
 

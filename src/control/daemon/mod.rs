@@ -60,6 +60,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// The node's name; `None`: the OS hostname.
     pub hostname: Option<String>,
+    /// Upstream nameservers for names outside the swarm; `None`: /etc/resolv.conf.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 /// Background tasks of a node in a swarm.
@@ -100,6 +102,7 @@ pub struct Daemon {
     state_dir: PathBuf,
     /// The node's tasks and data plane (created by the agent once in a swarm).
     runtime: Arc<std::sync::Mutex<Option<runtime::TaskRuntime>>>,
+    resolv_conf: Option<PathBuf>,
 }
 
 fn hostname() -> String {
@@ -134,6 +137,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         next_raft_join: std::sync::Mutex::new(None),
         state_dir: config.state_dir.clone(),
         runtime: Arc::new(std::sync::Mutex::new(None)),
+        resolv_conf: config.resolv_conf.clone(),
     });
     if let Some(identity) = identity {
         tracing::info!(

@@ -103,6 +103,8 @@ pub struct TaskRuntime {
     leaving: BTreeMap<String, std::time::Instant>,
     /// `WITHDRAW`, or less in tests.
     withdraw: Duration,
+    /// Where the data path's DNS forwarder finds upstream nameservers (`None`: the host's).
+    resolv_conf: Option<PathBuf>,
     /// Output of program tasks read but not yet shipped.
     logs: Vec<LogLine>,
     /// The timestamp of the last line shipped of each program task.
@@ -168,6 +170,7 @@ impl TaskRuntime {
             stopping: BTreeSet::new(),
             leaving: BTreeMap::new(),
             withdraw: WITHDRAW,
+            resolv_conf: None,
             logs: Vec::new(),
             log_cursor: BTreeMap::new(),
         }
@@ -197,6 +200,12 @@ impl TaskRuntime {
     pub fn restore_statuses(&mut self, mut statuses: Vec<TaskStatus>) {
         statuses.append(&mut self.pending);
         self.pending = statuses;
+    }
+
+    /// Sets the resolv.conf whose nameservers answer names outside the swarm (read when the
+    /// data path starts).
+    pub fn set_resolv_conf(&mut self, path: Option<PathBuf>) {
+        self.resolv_conf = path;
     }
 
     /// Sets how long a task no longer assigned keeps running (`WITHDRAW` by default).
@@ -493,6 +502,7 @@ impl TaskRuntime {
                     workers: 1,
                     offload: false,
                     esp_sequence_file: self.state_dir.join("esp-sequence"),
+                    resolv_conf: self.resolv_conf.clone(),
                 }) {
                     Ok(node) => {
                         tracing::info!(

@@ -92,6 +92,7 @@ impl Daemon {
         let hostname = self.hostname.clone();
         let state_dir = self.state_dir.clone();
         let data_path = identity.data_path_addr.parse();
+        let resolv_conf = self.resolv_conf.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             if guard.is_none() {
@@ -102,7 +103,9 @@ impl Daemon {
                     tracing::warn!("this node's data-path address does not parse");
                     return;
                 };
-                *guard = Some(TaskRuntime::new(hostname, addr, state_dir));
+                let mut rt = TaskRuntime::new(hostname, addr, state_dir);
+                rt.set_resolv_conf(resolv_conf);
+                *guard = Some(rt);
             }
             if let Some(rt) = guard.as_mut() {
                 let assignments = assignments.unwrap_or_else(|| rt.assignments().clone());

@@ -103,6 +103,7 @@ fn inner(target: Target, bytes: &[u8]) -> Vec<u8> {
     match target {
         Target::Port(_) => bytes.to_vec(),
         Target::Underlay(_) => bytes[28 + 8..].to_vec(),
+        Target::Resolver(_) => panic!("a DNS query to forward"),
     }
 }
 
@@ -157,6 +158,7 @@ fn a_handshake_through_the_vip_and_its_answers() {
                 Ipv4Addr::new(192, 0, 2, 12)
             }
         ),
+        Target::Resolver(_) => panic!("a DNS query to forward"),
     }
     // Every later segment of the flow goes to the same backend.
     for i in 0..5 {
