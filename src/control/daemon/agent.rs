@@ -209,7 +209,8 @@ impl Daemon {
         if !managers.is_empty() && managers != identity.managers {
             self.update_identity(|i| i.managers = managers.clone())?;
         }
-        if assignments.is_some() || keys_changed {
+        // Tasks withdrawn a while ago stop at a later turn, with or without news.
+        if assignments.is_some() || keys_changed || self.has_leaving() {
             self.run_assignments(&identity, assignments.map(|a| *a), keys)
                 .await;
         }

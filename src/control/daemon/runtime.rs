@@ -202,6 +202,11 @@ impl TaskRuntime {
         self.pending = statuses;
     }
 
+    /// Whether tasks no longer assigned are still running (they stop `WITHDRAW` after).
+    pub fn has_leaving(&self) -> bool {
+        !self.leaving.is_empty()
+    }
+
     /// Sets the resolv.conf whose nameservers answer names outside the swarm (read when the
     /// data path starts).
     pub fn set_resolv_conf(&mut self, path: Option<PathBuf>) {

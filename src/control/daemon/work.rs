@@ -69,6 +69,12 @@ impl Daemon {
         guard.as_ref().is_some_and(|rt| rt.has_pending())
     }
 
+    /// Whether tasks no longer assigned wait to be stopped (see `runtime::WITHDRAW`).
+    pub(super) fn has_leaving(&self) -> bool {
+        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().is_some_and(|rt| rt.has_leaving())
+    }
+
     /// States whose report failed go again with the next heartbeat.
     pub(super) fn restore_statuses(&self, statuses: Vec<TaskStatus>) {
         if statuses.is_empty() {
