@@ -66,7 +66,7 @@ fn sh(n: &Node, task: &str, script: &str) -> Vec<String> {
 /// (`Hostname: my-web.2.<id>` -> `my-web.2`), or `FAIL`.
 fn requests(n: &Node, url: &str, count: usize) -> Vec<String> {
     let script = format!(
-        "for i in $(seq {count}); do curl -s --max-time 3 {url} | grep '^Hostname:' || echo FAIL; done"
+        "for i in $(seq {count}); do o=$(curl -s --max-time 3 {url}); rc=$?; echo \"$o\" | grep '^Hostname:' || echo FAIL curl exit $rc; done"
     );
     sh(n, "client.1", &script)
         .into_iter()
@@ -113,9 +113,40 @@ fn http_through_a_vip_from_namespaced_tasks() {
         "{}",
         n1.ok(&["service", "ps", "my-web", "client"])
     );
-    let url = format!("http://{}/", vip(&n1, "my-web", "my-network"));
+    let addr = vip(&n1, "my-web", "my-network");
     // The first answer may wait for the path to settle.
-    assert!(wait_until(SETTLE, || requests(&n1, &url, 1) != ["FAIL"]));
+    assert!(wait_until(SETTLE, || requests(
+        &n1,
+        &format!("http://{addr}/"),
+        1
+    )[0]
+    .starts_with("my-web")));
+
+    // The task's resolver is the node: the service's name is its VIP, tasks.NAME every task.
+    let resolv = sh(&n1, "client.1", "cat /etc/resolv.conf");
+    assert!(
+        resolv.iter().any(|l| l.starts_with("nameserver 10.")),
+        "{resolv:?}"
+    );
+    assert!(resolv.iter().any(|l| l.contains("ndots:0")), "{resolv:?}");
+    let hosts = sh(&n1, "client.1", "getent hosts my-web");
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    assert_eq!(
+        hosts[0].split_whitespace().next(),
+        Some(addr.as_str()),
+        "{hosts:?}"
+    );
+    let task_ips = |n: &Node| -> std::collections::BTreeSet<String> {
+        sh(n, "client.1", "getent ahostsv4 tasks.my-web || true")
+            .iter()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    let ips = task_ips(&n1);
+    assert_eq!(ips.len(), 3, "{ips:?}");
+    assert!(!ips.contains(&addr));
+    // By name, through the VIP.
+    let url = "http://my-web/".to_string();
 
     // 300 requests: every task gets its share, within 20% of an even one.
     let answers = requests(&n1, &url, 300);
@@ -123,7 +154,7 @@ fn http_through_a_vip_from_namespaced_tasks() {
     for a in &answers {
         *by.entry(a.as_str()).or_default() += 1;
     }
-    assert!(!by.contains_key("FAIL"), "{by:?}");
+    assert!(!by.keys().any(|k| k.starts_with("FAIL")), "{by:?}");
     assert_eq!(by.len(), 3, "{by:?}");
     for (task, n) in &by {
         assert!((80..=120).contains(n), "{task}: {n} of 300: {by:?}");
@@ -138,7 +169,17 @@ fn http_through_a_vip_from_namespaced_tasks() {
         n1.ok(&["service", "scale", "-d", "my-web=1"]);
         load.join().unwrap()
     });
-    assert!(!during.iter().any(|a| a == "FAIL"), "{during:?}");
+    assert!(!during.iter().any(|a| a.starts_with("FAIL")), "{during:?}");
+    let scaled = Instant::now();
+    assert!(
+        wait_until(SETTLE, || task_ips(&n1).len() == 1),
+        "{:?}",
+        task_ips(&n1)
+    );
+    eprintln!(
+        "tasks.my-web had one address {:?} after the scale command returned",
+        scaled.elapsed()
+    );
     assert!(wait_until(SETTLE, || running(&n1, "my-web").len() == 1));
     let after = requests(&n1, &url, 20);
     let survivor = &after[0];
@@ -163,7 +204,7 @@ fn http_through_a_vip_from_namespaced_tasks() {
     std::thread::sleep(Duration::from_secs(2).saturating_sub(killed.elapsed()));
     let later = requests(&n1, &url, 30);
     assert!(
-        !later.iter().any(|a| a == "FAIL"),
+        !later.iter().any(|a| a.starts_with("FAIL")),
         "2 s after kill -9: {later:?}"
     );
 }
