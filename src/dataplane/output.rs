@@ -115,6 +115,12 @@ impl Output {
             .map(|i| (i.target, &self.buf[i.range.clone()]))
     }
 
+    /// The bytes of the last packet emitted, to patch in place.
+    pub(crate) fn last_mut(&mut self) -> Option<&mut [u8]> {
+        let r = self.items.last()?.range.clone();
+        self.buf.get_mut(r)
+    }
+
     /// Appends one packet whose bytes `write` pushes onto the arena.
     pub(crate) fn emit(&mut self, target: Target, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         let start = self.buf.len();

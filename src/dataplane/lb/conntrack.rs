@@ -595,6 +595,21 @@ impl Conntrack {
         v
     }
 
+    /// Bytes the table holds in memory now (its hash indexes and flow slots, by capacity):
+    /// what `flows` tracked flows cost.
+    pub fn memory_bytes(&self) -> usize {
+        let index_entry = std::mem::size_of::<(Key, u32)>() + 1; // + hashbrown's control byte
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .map(|s| {
+                s.index.capacity() * index_entry
+                    + s.slab.capacity() * std::mem::size_of::<Entry>()
+                    + s.free.capacity() * 4
+            })
+            .sum()
+    }
+
     /// Tracked flows per backend address (for the addresses answers are expected from).
     pub fn backends_with_flows(&self) -> Vec<(u32, Ipv4Addr)> {
         let mut v = Vec::new();

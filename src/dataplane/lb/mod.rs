@@ -223,6 +223,20 @@ impl Forwarder<'_> {
                 }
                 Ok(())
             }
+            Dest::Remote(_) if !self.t.esp.as_ref().is_some_and(|e| e.encrypts(info.vni)) => {
+                // Encapsulated as it is, then rewritten in place at the end of the datagram
+                // (VXLAN's UDP checksum is zero, so nothing outside the inner frame changes):
+                // one copy of the frame, as on the direct path.
+                let before = self.out.len();
+                self.forward(dest, &frame[..len], info.vni)?;
+                if self.out.len() == before + 1 {
+                    if let Some(b) = self.out.last_mut() {
+                        let at = b.len() - len;
+                        rewrite(&mut b[at..]);
+                    }
+                }
+                Ok(())
+            }
             Dest::Remote(_) => {
                 let mut buf = std::mem::take(&mut self.st.scratch);
                 buf.clear();
