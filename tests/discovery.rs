@@ -79,6 +79,7 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
         n1.ok(&["service", "ps", "my-web"])
     );
     let addr = vip(&n1, "my-web", "my-network");
+    // The clients name the service: the node's DNS gives them its VIP.
     n1.ok(&[
         "service",
         "create",
@@ -90,7 +91,7 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
         "--network",
         "my-network",
         "swarmnet/fetch",
-        &format!("http://{addr}/"),
+        "http://my-web/",
     ]);
     // Every whoami task answers through the VIP, from clients on every node.
     let mut last = Vec::new();
@@ -108,6 +109,15 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
     // Through a VIP nothing fails once tasks run.
     let failed: Vec<&String> = last.iter().filter(|l| !l.contains(": 200,")).collect();
     assert!(failed.len() <= 3, "{failed:?}");
+    // The name resolved to the VIP.
+    let vip_fetch = format!("GET http://my-web:80/ ({addr}): 200,");
+    assert!(
+        last.iter()
+            .filter(|l| l.contains(": 200,"))
+            .all(|l| l.contains(&vip_fetch)),
+        "{}",
+        last.join("\n")
+    );
 
     // Scale down: only the remaining task answers new connections.
     n1.ok(&["service", "scale", "-d", "my-web=1"]);
@@ -125,5 +135,86 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
         settled.iter().all(|l| l.contains(": 200,")),
         "{}",
         settled.join("\n")
+    );
+}
+
+#[test]
+fn names_resolve_to_tasks_in_dnsrr_and_a_mode_change_moves_the_vip() {
+    let (n1, _n2, _n3) = three_named_managers("127.97.3");
+    n1.ok(&["network", "create", "-d", "overlay", "my-network"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--replicas",
+        "2",
+        "--name",
+        "db",
+        "--endpoint-mode",
+        "dnsrr",
+        "--network",
+        "my-network",
+        "swarmnet/whoami",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&n1.ok(&["service", "inspect", "db"])).unwrap();
+    assert!(
+        v[0]["Endpoint"]["VirtualIPs"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{v}"
+    );
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "my-network",
+        "swarmnet/fetch",
+        "http://db/",
+    ]);
+    // dnsrr: the name gives a task's own address; both tasks answer over time.
+    let mut last = Vec::new();
+    assert!(
+        wait_until(SETTLE, || {
+            last = fetches(&n1, "client");
+            answered_by(&last).len() == 2
+        }),
+        "{}",
+        last.join("\n")
+    );
+    let resolved: BTreeSet<String> = last
+        .iter()
+        .filter_map(|l| l.split(" (").nth(1)?.split(')').next().map(str::to_string))
+        .collect();
+    assert!(
+        resolved.iter().all(|a| a.starts_with("10.")),
+        "{resolved:?}"
+    );
+
+    // To vip mode: a VIP appears and the name gives it; no answer names a task any more.
+    n1.ok(&["service", "update", "-d", "--endpoint-mode", "vip", "db"]);
+    let addr = vip(&n1, "db", "my-network");
+    let want = format!("GET http://db:80/ ({addr}): 200,");
+    let before = fetches(&n1, "client").len();
+    assert!(
+        wait_until(SETTLE, || fetches(&n1, "client")[before..]
+            .iter()
+            .any(|l| l.contains(&want))),
+        "{}",
+        fetches(&n1, "client").join("\n")
+    );
+    // Once the VIP answers, every later lookup gives it: no stale task address.
+    let from = fetches(&n1, "client")
+        .iter()
+        .rposition(|l| l.contains(&want))
+        .unwrap();
+    assert!(wait_until(SETTLE, || fetches(&n1, "client").len() > from + 5));
+    let after = &fetches(&n1, "client")[from..];
+    assert!(
+        after.iter().all(|l| l.contains(&want)),
+        "{}",
+        after.join("\n")
     );
 }

@@ -200,22 +200,41 @@ pub enum App {
     Whoami,
     /// `"echo"`: TCP and UDP echo on port 7.
     Echo,
-    /// `"fetch http://IP[:PORT]/PATH"`: fetches the URL every second and reports the outcome.
+    /// `"fetch http://HOST[:PORT]/PATH"`: fetches the URL every second and reports the
+    /// outcome; a HOST that is a name is looked up first, at the task's resolver (the
+    /// embedded DNS).
     Fetch(FetchTarget),
 }
 
 /// The URL of a `fetch` app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchTarget {
-    pub addr: Ipv4Addr,
+    pub host: FetchHost,
     pub port: u16,
     /// Starts with '/'.
     pub path: String,
 }
 
+/// The host of a fetch URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchHost {
+    Ip(Ipv4Addr),
+    /// A DNS name (a service, `tasks.<service>`, a task name).
+    Name(String),
+}
+
+impl fmt::Display for FetchHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchHost::Ip(a) => write!(f, "{a}"),
+            FetchHost::Name(n) => f.write_str(n),
+        }
+    }
+}
+
 impl fmt::Display for FetchTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}{}", self.addr, self.port, self.path)
+        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
     }
 }
 
@@ -227,11 +246,13 @@ impl App {
             "echo" => return Ok(App::Echo),
             _ => {}
         }
-        let usage = "app must be \"whoami\", \"echo\" or \"fetch http://IP[:PORT]/PATH\"";
+        let usage = "app must be \"whoami\", \"echo\" or \"fetch http://HOST[:PORT]/PATH\"";
         let Some(url) = s.strip_prefix("fetch ") else {
             return Err(format!("{usage}, not {s:?}"));
         };
-        let bad = || format!("{usage}: {url:?} is not an http://IPv4[:PORT]/PATH URL");
+        let bad = || {
+            format!("{usage}: {url:?} is not an http://HOST[:PORT]/PATH URL (HOST: an IPv4 address or a name)")
+        };
         let rest = url.trim().strip_prefix("http://").ok_or_else(bad)?;
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -241,12 +262,16 @@ impl App {
             Some((a, p)) => (a, p.parse::<u16>().map_err(|_| bad())?),
             None => (host, 80),
         };
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+        let host = match addr.parse::<Ipv4Addr>() {
+            Ok(ip) => FetchHost::Ip(ip),
+            Err(_) if parse::dns_name_problem(addr).is_none() => FetchHost::Name(addr.to_string()),
+            Err(_) => return Err(bad()),
+        };
         if port == 0 || path.chars().any(|c| c.is_control() || c == ' ') {
             return Err(bad());
         }
         Ok(App::Fetch(FetchTarget {
-            addr,
+            host,
             port,
             path: path.to_string(),
         }))

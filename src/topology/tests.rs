@@ -824,7 +824,7 @@ fn virtual_tasks_name_their_app() {
     assert_eq!(
         t.endpoints[1].app,
         Some(App::Fetch(FetchTarget {
-            addr: Ipv4Addr::new(10, 0, 9, 2),
+            host: FetchHost::Ip(Ipv4Addr::new(10, 0, 9, 2)),
             port: 80,
             path: "/data?size=10".into()
         }))
@@ -835,12 +835,12 @@ fn virtual_tasks_name_their_app() {
         (
             two_endpoints!("web", "10.0.9.3", "app = \"nginx\"\n"),
             "t.toml:19: endpoint web: app must be \"whoami\", \"echo\" or \
-             \"fetch http://IP[:PORT]/PATH\", not \"nginx\"",
+             \"fetch http://HOST[:PORT]/PATH\", not \"nginx\"",
         ),
         (
             two_endpoints!("web", "10.0.9.3", "app = \"fetch ftp://x\"\n"),
             "t.toml:19: endpoint web: app must be \"whoami\", \"echo\" or \
-             \"fetch http://IP[:PORT]/PATH\": \"ftp://x\" is not an http://IPv4[:PORT]/PATH URL",
+             \"fetch http://HOST[:PORT]/PATH\": \"ftp://x\" is not an http://HOST[:PORT]/PATH URL (HOST: an IPv4 address or a name)",
         ),
         (
             two_endpoints!("web", "10.0.9.3", "vtep = \"192.0.2.11\"\napp = \"echo\"\n"),

@@ -3,6 +3,7 @@
 //! the outcome, so two virtual tasks can carry traffic with no process in between).
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
@@ -11,7 +12,7 @@ use smoltcp::wire::IpAddress;
 
 use super::Identity;
 use crate::dataplane::Nanos;
-use crate::topology::{App, FetchTarget};
+use crate::topology::{App, FetchHost, FetchTarget};
 
 /// Concurrent HTTP connections a `whoami` task serves (one listening socket each). A socket
 /// listens again only once its last connection is closed, so back-to-back requests need a few
@@ -80,8 +81,14 @@ impl AppState {
             App::Fetch(target) => AppState::Fetch(Fetch {
                 target: target.clone(),
                 socket: sockets.add(tcp_socket(FETCH_RX, FETCH_TX)),
+                dns: sockets.add(udp::Socket::new(
+                    udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+                    udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+                )),
+                resolver: who.gateway,
                 state: FetchState::Idle { next_at: 0 },
                 local_port: 49152 + (seed % 16384) as u16,
+                query_id: seed as u16,
             }),
         }
     }
@@ -106,6 +113,7 @@ impl AppState {
         match self {
             AppState::Fetch(f) => match f.state {
                 FetchState::Idle { next_at } => Some(next_at),
+                FetchState::Resolving { started } => Some(started + RESOLVE_TIMEOUT),
                 FetchState::Busy { started, .. } => Some(started + FETCH_TIMEOUT),
             },
             _ => None,
@@ -334,15 +342,30 @@ impl Echo {
 pub(super) struct Fetch {
     target: FetchTarget,
     socket: SocketHandle,
+    /// For looking the host up when it is a name.
+    dns: SocketHandle,
+    resolver: Ipv4Addr,
     state: FetchState,
     local_port: u16,
+    query_id: u16,
 }
+
+/// Most a lookup may take before the fetch reports it failed.
+const RESOLVE_TIMEOUT: Nanos = 5_000_000_000;
+/// The fetch app's DNS client port.
+const DNS_CLIENT_PORT: u16 = 5353;
 
 enum FetchState {
     Idle {
         next_at: Nanos,
     },
+    /// The host is a name: its A query is out.
+    Resolving {
+        started: Nanos,
+    },
     Busy {
+        /// The address the host name gave, to say in the report.
+        resolved: Option<Ipv4Addr>,
         started: Nanos,
         sent: bool,
         head: Vec<u8>,
@@ -376,32 +399,49 @@ impl Fetch {
                 if now < *next_at || s.is_open() {
                     return false;
                 }
-                // A new port each time: the last connection may linger in TIME-WAIT.
-                self.local_port = if self.local_port == u16::MAX {
-                    49152
-                } else {
-                    self.local_port + 1
-                };
-                let remote = (IpAddress::Ipv4(self.target.addr), self.target.port);
-                if let Err(e) = s.connect(iface.context(), remote, self.local_port) {
-                    events.push(format!("GET {url}: cannot connect: {e}"));
-                    self.state = FetchState::Idle {
-                        next_at: now + FETCH_EVERY,
-                    };
-                    return false;
+                match &self.target.host {
+                    FetchHost::Ip(addr) => {
+                        let addr = *addr;
+                        self.connect(now, addr, None, iface, sockets, events)
+                    }
+                    FetchHost::Name(name) => {
+                        let name = name.clone();
+                        self.query(now, &name, sockets, events)
+                    }
                 }
-                self.state = FetchState::Busy {
-                    started: now,
-                    sent: false,
-                    head: Vec::new(),
-                    status: None,
-                    body: 0,
-                    hash: Sha256::new(),
-                    who: None,
-                };
-                true
+            }
+            FetchState::Resolving { started } => {
+                let started = *started;
+                let dns = sockets.get_mut::<udp::Socket>(self.dns);
+                let mut found = None;
+                while let Ok((data, _)) = dns.recv() {
+                    if let Some(r) = read_a_answer(data, self.query_id) {
+                        found = Some(r);
+                        break;
+                    }
+                }
+                let name = self.target.host.to_string();
+                match found {
+                    Some(Ok(addr)) => self.connect(now, addr, Some(addr), iface, sockets, events),
+                    Some(Err(why)) => {
+                        events.push(format!("GET {url}: cannot resolve {name}: {why}"));
+                        self.state = FetchState::Idle {
+                            next_at: started + FETCH_EVERY,
+                        };
+                        true
+                    }
+                    None if now >= started + RESOLVE_TIMEOUT => {
+                        events.push(format!("GET {url}: cannot resolve {name}: no answer"));
+                        self.state = FetchState::Idle {
+                            next_at: now + FETCH_EVERY,
+                        };
+                        true
+                    }
+                    None => false,
+                }
             }
             FetchState::Busy {
+                resolved,
                 started,
                 sent,
                 head,
@@ -414,7 +454,7 @@ impl Fetch {
                 if !*sent && s.may_send() {
                     let req = format!(
                         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: swarmnet-fetch\r\nConnection: close\r\n\r\n",
-                        self.target.path, self.target.addr
+                        self.target.path, self.target.host
                     );
                     if s.send_slice(req.as_bytes()).is_ok() {
                         *sent = true;
@@ -458,7 +498,8 @@ impl Fetch {
                 if finished || timed_out || !s.is_open() {
                     let outcome = match (&status, finished) {
                         (Some(code), true) => format!(
-                            "GET {url}: {code}, {body} bytes, sha256 {}{}",
+                            "GET {url}{}: {code}, {body} bytes, sha256 {}{}",
+                            resolved.map(|a| format!(" ({a})")).unwrap_or_default(),
                             hex(&std::mem::take(hash).finalize()),
                             who.take()
                                 .map(|w| format!(", from {w}"))
@@ -482,6 +523,107 @@ impl Fetch {
             }
         }
     }
+}
+
+impl Fetch {
+    /// Opens the connection of a fetch to `addr` (`resolved`: the name gave it).
+    fn connect(
+        &mut self,
+        now: Nanos,
+        addr: Ipv4Addr,
+        resolved: Option<Ipv4Addr>,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+        events: &mut Vec<String>,
+    ) -> bool {
+        let url = self.target.to_string();
+        let s = sockets.get_mut::<tcp::Socket>(self.socket);
+        // A new port each time: the last connection may linger in TIME-WAIT.
+        self.local_port = if self.local_port == u16::MAX {
+            49152
+        } else {
+            self.local_port + 1
+        };
+        let remote = (IpAddress::Ipv4(addr), self.target.port);
+        if let Err(e) = s.connect(iface.context(), remote, self.local_port) {
+            events.push(format!("GET {url}: cannot connect: {e}"));
+            self.state = FetchState::Idle {
+                next_at: now + FETCH_EVERY,
+            };
+            return false;
+        }
+        self.state = FetchState::Busy {
+            resolved,
+            started: now,
+            sent: false,
+            head: Vec::new(),
+            status: None,
+            body: 0,
+            hash: Sha256::new(),
+            who: None,
+        };
+        true
+    }
+
+    /// Sends the A query for `name` to the task's resolver.
+    fn query(
+        &mut self,
+        now: Nanos,
+        name: &str,
+        sockets: &mut SocketSet<'static>,
+        events: &mut Vec<String>,
+    ) -> bool {
+        use hickory_proto::op::{Message, Query};
+        use hickory_proto::rr::{Name, RecordType};
+        let url = self.target.to_string();
+        let dns = sockets.get_mut::<udp::Socket>(self.dns);
+        if !dns.is_open() {
+            let _ = dns.bind(DNS_CLIENT_PORT);
+        }
+        self.query_id = self.query_id.wrapping_add(1);
+        let mut m = Message::new();
+        m.set_id(self.query_id).set_recursion_desired(true);
+        let sent = Name::from_ascii(name)
+            .ok()
+            .map(|n| m.add_query(Query::query(n, RecordType::A)))
+            .and_then(|m| m.to_vec().ok())
+            .map(|q| {
+                dns.send_slice(&q, (IpAddress::Ipv4(self.resolver), 53))
+                    .is_ok()
+            });
+        if sent != Some(true) {
+            events.push(format!("GET {url}: cannot send the DNS query for {name}"));
+            self.state = FetchState::Idle {
+                next_at: now + FETCH_EVERY,
+            };
+            return false;
+        }
+        self.state = FetchState::Resolving { started: now };
+        true
+    }
+}
+
+/// The first A record of the answer to query `id`: `None` if `data` is not that answer,
+/// `Err` with the reason when it has none.
+fn read_a_answer(data: &[u8], id: u16) -> Option<Result<Ipv4Addr, String>> {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RData;
+    let m = Message::from_vec(data).ok()?;
+    if m.id() != id {
+        return None;
+    }
+    if m.response_code() != ResponseCode::NoError {
+        return Some(Err(m.response_code().to_string()));
+    }
+    Some(
+        m.answers()
+            .iter()
+            .find_map(|r| match r.data() {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .ok_or_else(|| "no address".to_string()),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {

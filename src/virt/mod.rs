@@ -45,6 +45,8 @@ pub(crate) struct Identity {
     pub name: String,
     pub node: String,
     pub ip: Ipv4Addr,
+    /// The network's gateway: also the task's resolver (the embedded DNS).
+    pub gateway: Ipv4Addr,
 }
 
 /// One virtual task: its stack, its link and its app.
@@ -89,6 +91,7 @@ impl VirtualTask {
             name: spec.name.clone(),
             node: spec.node.clone(),
             ip: spec.ip,
+            gateway: spec.gateway,
         };
         let app = apps::AppState::new(&spec.app, who, &mut sockets, spec.seed);
         VirtualTask {

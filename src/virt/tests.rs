@@ -1,7 +1,7 @@
 //! Two virtual tasks on one simulated wire, on virtual time: a fetch client against whoami.
 
 use super::*;
-use crate::topology::FetchTarget;
+use crate::topology::{FetchHost, FetchTarget};
 use sha2::{Digest, Sha256};
 
 fn spec(name: &str, last: u8, app: App) -> VirtSpec {
@@ -48,7 +48,7 @@ fn run(a: &mut VirtualTask, b: &mut VirtualTask, ms: u64, now: &mut Nanos) {
 fn fetch_gets_whoami_data_intact() {
     let size = 300_000u64;
     let target = FetchTarget {
-        addr: Ipv4Addr::new(10, 0, 9, 2),
+        host: FetchHost::Ip(Ipv4Addr::new(10, 0, 9, 2)),
         port: 80,
         path: format!("/data?size={size}"),
     };
@@ -72,7 +72,7 @@ fn fetch_gets_whoami_data_intact() {
 #[test]
 fn whoami_tells_its_name_node_address_and_the_request() {
     let target = FetchTarget {
-        addr: Ipv4Addr::new(10, 0, 9, 2),
+        host: FetchHost::Ip(Ipv4Addr::new(10, 0, 9, 2)),
         port: 80,
         path: "/".into(),
     };
@@ -91,6 +91,7 @@ fn whoami_tells_its_name_node_address_and_the_request() {
         name: "who".into(),
         node: "node-1".into(),
         ip: Ipv4Addr::new(10, 0, 9, 2),
+        gateway: Ipv4Addr::new(10, 0, 9, 1),
     };
     let head = b"GET / HTTP/1.1\r\nHost: 10.0.9.2\r\nUser-Agent: curl/8";
     let r = apps::respond(&who, "10.0.9.3:40000", head);

@@ -110,6 +110,9 @@ pub struct UpdateArgs {
     /// Remove a published port by its target port (TARGET[/PROTO]).
     #[arg(long = "publish-rm")]
     publish_rm: Vec<String>,
+    /// Endpoint mode (vip or dnsrr).
+    #[arg(long = "endpoint-mode")]
+    endpoint_mode: Option<String>,
     /// Service image tag.
     #[arg(long)]
     image: Option<String>,
@@ -426,6 +429,14 @@ pub fn apply_update(spec: &mut ServiceSpec, a: &UpdateArgs) -> Result<(), String
         mode: "vip".into(),
         ports: vec![],
     });
+    if let Some(mode) = &a.endpoint_mode {
+        if !matches!(mode.as_str(), "vip" | "dnsrr") {
+            return Err(format!(
+                "invalid argument \"{mode}\" for \"--endpoint-mode\" flag: expected vip or dnsrr"
+            ));
+        }
+        ep.mode = mode.clone();
+    }
     for rm in &a.publish_rm {
         let (target, proto) = match rm.split_once('/') {
             Some((t, p)) => (t, Some(p)),

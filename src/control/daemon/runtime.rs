@@ -52,7 +52,7 @@ pub fn builtin_app(image: &str, args: &[String]) -> Option<Result<App, String>> 
         "whoami" | "echo" => App::parse(app),
         "fetch" => match args {
             [url] => App::parse(&format!("fetch {url}")),
-            _ => Err("swarmnet/fetch takes one argument, the URL to fetch (http://IP[:PORT]/PATH)".into()),
+            _ => Err("swarmnet/fetch takes one argument, the URL to fetch (http://HOST[:PORT]/PATH, HOST an address or a name)".into()),
         },
         other => Err(format!(
             "swarmnet/{other} is not a built-in app: swarmnet/whoami, swarmnet/echo and swarmnet/fetch are"
