@@ -51,7 +51,7 @@ fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
 pub(super) enum AppState {
     Whoami(Whoami),
     Echo(Echo),
-    Fetch(Fetch),
+    Fetch(Box<Fetch>),
 }
 
 impl AppState {
@@ -78,7 +78,7 @@ impl AppState {
                     buf: vec![0; 2048],
                 })
             }
-            App::Fetch(target) => AppState::Fetch(Fetch {
+            App::Fetch(target) => AppState::Fetch(Box::new(Fetch {
                 target: target.clone(),
                 socket: sockets.add(tcp_socket(FETCH_RX, FETCH_TX)),
                 dns: sockets.add(udp::Socket::new(
@@ -89,7 +89,7 @@ impl AppState {
                 state: FetchState::Idle { next_at: 0 },
                 local_port: 49152 + (seed % 16384) as u16,
                 query_id: seed as u16,
-            }),
+            })),
         }
     }
 
