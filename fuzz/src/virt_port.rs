@@ -51,7 +51,7 @@ pub fn virt_port(data: &[u8]) -> Report {
         _ => (App::Echo, 7),
     };
     let target = FetchTarget {
-        addr: Ipv4Addr::new(10, 0, 9, 2),
+        host: swarmnet::topology::FetchHost::Ip(Ipv4Addr::new(10, 0, 9, 2)),
         port,
         path: "/data?size=20000".into(),
     };
