@@ -72,7 +72,7 @@ fn bytes_per_task(app: &App, n: u32) -> isize {
 
 fn virt(c: &mut Criterion) {
     let fetch = App::Fetch(FetchTarget {
-        addr: Ipv4Addr::new(10, 0, 0, 2),
+        host: swarmnet::topology::FetchHost::Ip(Ipv4Addr::new(10, 0, 0, 2)),
         port: 80,
         path: "/".into(),
     });
@@ -98,7 +98,7 @@ fn virt(c: &mut Criterion) {
     g.bench_function("fetch_1MiB_from_whoami", |b| {
         b.iter(|| {
             let target = FetchTarget {
-                addr: Ipv4Addr::new(10, 0, 0, 2),
+                host: swarmnet::topology::FetchHost::Ip(Ipv4Addr::new(10, 0, 0, 2)),
                 port: 80,
                 path: format!("/data?size={SIZE}"),
             };
