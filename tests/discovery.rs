@@ -59,7 +59,6 @@ fn running(n: &Node, service: &str) -> usize {
 #[test]
 fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
     let (n1, n2, n3) = three_named_managers("127.97.1");
-    let _ = (&n2, &n3);
     n1.ok(&["network", "create", "-d", "overlay", "my-network"]);
     n1.ok(&[
         "service",
@@ -109,6 +108,23 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
     // Through a VIP nothing fails once tasks run.
     let failed: Vec<&String> = last.iter().filter(|l| !l.contains(": 200,")).collect();
     assert!(failed.len() <= 3, "{failed:?}");
+    // Each node's balancer shows the three backends and the connections its clients made.
+    let mut total = 0u64;
+    for n in [&n1, &n2, &n3] {
+        let table = n.ok(&["service", "backends", "my-web"]);
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows.len(), 3, "{table}");
+        for r in &rows {
+            assert_eq!((r[0], r[1], r[2]), ("my-web", "my-network", addr.as_str()), "{table}");
+            assert!(r[3].starts_with("my-web."), "{table}");
+            total += r[6].parse::<u64>().unwrap();
+        }
+    }
+    assert!(total >= 3, "connections counted: {total}");
     // The name resolved to the VIP.
     let vip_fetch = format!("GET http://my-web:80/ ({addr}): 200,");
     assert!(

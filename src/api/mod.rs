@@ -103,6 +103,9 @@ pub enum Request {
     LocalTaskSandbox {
         key: String,
     },
+    /// This node's VIP load balancer: every backend of every VIP on its networks with the
+    /// connections its tasks made through it, for `service backends`.
+    LocalBalancer,
     /// Creates a local-scope network (only `docker_gwbridge`, before the node is in a swarm).
     LocalNetworkCreate(Box<network::NetworkCreateRequest>),
     /// Removes a local-scope network by ID, name or ID prefix (not while in a swarm).
@@ -161,6 +164,7 @@ pub enum Reply {
     NetworkCreated(network::NetworkCreateResponse),
     Networks(Vec<crate::control::network::NetworkRecord>),
     LocalEndpoints(network::LocalEndpoints),
+    Balancer(Vec<BalancerRow>),
     Network(crate::control::network::NetworkRecord),
     ServiceCreated(service::ServiceCreateResponse),
     Services(Vec<crate::control::service::ServiceRecord>),
@@ -240,3 +244,21 @@ pub const NOT_A_MANAGER: &str = "This node is not a swarm manager. Worker nodes 
 
 /// What the daemon answers to one request.
 pub type Response = Result<Reply, ApiError>;
+
+/// One backend of one VIP as a node's balancer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BalancerRow {
+    pub service: String,
+    pub network: String,
+    #[serde(rename = "VIP")]
+    pub vip: String,
+    /// The task's full name (`my-web.1.<id>`); empty for a departed backend whose flows drain.
+    pub task: String,
+    pub address: String,
+    /// Flows tracked now.
+    pub active: u64,
+    /// Connections given to this backend by this node since it started.
+    pub connections: u64,
+    pub bytes: u64,
+}

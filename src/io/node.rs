@@ -696,6 +696,11 @@ impl Node {
     }
 
     /// The sum of every worker's last published counters.
+    /// The tables the workers use now.
+    pub fn tables(&self) -> Arc<Tables> {
+        self.tables.load_full()
+    }
+
     pub fn counters(&self) -> Counters {
         let mut sum = Counters::new(self.tables.load().port_id_bound());
         for slot in &self.published {

@@ -270,6 +270,10 @@ impl<B: Backend> Router<B> {
                     _ => Err(unexpected()),
                 }
             }
+            [OWN_PREFIX, "balancer"] if get => match self.op(Request::LocalBalancer).await? {
+                Reply::Balancer(rows) => Ok(Answer::ok(&rows)),
+                _ => Err(unexpected()),
+            },
             [OWN_PREFIX, "swarm", "ca"] if get => match self.op(Request::SwarmCa).await? {
                 Reply::Text(pem) => Ok(Answer::ok(&pem)),
                 _ => Err(unexpected()),

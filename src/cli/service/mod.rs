@@ -202,6 +202,12 @@ pub enum ServiceCommand {
         #[arg(required = true)]
         services: Vec<String>,
     },
+    /// Show the backends of services' VIPs as this node's load balancer sees them: each
+    /// running task, and the connections this node's tasks made through the VIP to it.
+    Backends {
+        /// Only these services (all by default).
+        services: Vec<String>,
+    },
     /// Fetch the logs of a service.
     Logs {
         /// Number of lines to show from the end of the logs (default all).
@@ -493,6 +499,46 @@ async fn run_async(client: &Client, cmd: ServiceCommand) -> anyhow::Result<()> {
             if !a.detach {
                 wait_converged(client, &created.id, a.quiet).await?;
             }
+        }
+        ServiceCommand::Backends { services } => {
+            let rows: Vec<crate::api::BalancerRow> = client.get("/swarmnet/balancer").await?;
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .filter(|r| services.is_empty() || services.contains(&r.service))
+                .map(|r| {
+                    let task = if r.task.is_empty() {
+                        "(gone, draining)".to_string()
+                    } else {
+                        r.task
+                    };
+                    vec![
+                        r.service,
+                        r.network,
+                        r.vip,
+                        task,
+                        r.address,
+                        r.active.to_string(),
+                        r.connections.to_string(),
+                        r.bytes.to_string(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                docker_table(
+                    &[
+                        "SERVICE",
+                        "NETWORK",
+                        "VIP",
+                        "TASK",
+                        "ADDRESS",
+                        "ACTIVE",
+                        "CONNECTIONS",
+                        "BYTES"
+                    ],
+                    &rows
+                )
+            );
         }
         ServiceCommand::Ls { quiet, filter } => {
             let route = format!("/services{}", filters_query(&filter));

@@ -257,6 +257,7 @@ impl Daemon {
                 self.local_endpoints(&network_id).await,
             )),
             Request::LocalTaskSandbox { key } => self.task_sandbox(&key).map(Reply::Text),
+            Request::LocalBalancer => Ok(Reply::Balancer(self.balancer())),
             Request::LocalNetworkCreate(body) => self.create_local_network(&body).await,
             Request::LocalNetworkRemove { key } => self.remove_local_network(&key).await,
             Request::NetworkCreate(_) if self.identity().is_none() => {

@@ -202,6 +202,48 @@ impl TaskRuntime {
         self.pending = statuses;
     }
 
+    /// The data path's VIPs, each backend with its connections (none before a first task).
+    pub fn balancer(&self) -> Vec<crate::api::BalancerRow> {
+        let Some(node) = self.node.as_ref() else {
+            return Vec::new();
+        };
+        let t = node.tables();
+        let stats = t.conntrack.stats();
+        let mut rows = Vec::new();
+        for v in &t.lb.vips {
+            let net = t.network(v.net).map(|n| n.name.clone()).unwrap_or_default();
+            let names: std::collections::HashMap<Ipv4Addr, &str> = t
+                .services
+                .network(v.net.0 as usize)
+                .into_iter()
+                .flat_map(|n| n.services.iter().filter(|s| s.name == v.service))
+                .flat_map(|s| s.backends.iter().map(|b| (b.ip, b.task.as_str())))
+                .collect();
+            let mut seen: Vec<Ipv4Addr> = v.backends.clone();
+            for s in stats.iter().filter(|s| s.net == v.net.0 && s.vip == v.ip) {
+                if !seen.contains(&s.backend) {
+                    seen.push(s.backend);
+                }
+            }
+            for b in seen {
+                let st = stats
+                    .iter()
+                    .find(|s| s.net == v.net.0 && s.vip == v.ip && s.backend == b);
+                rows.push(crate::api::BalancerRow {
+                    service: v.service.clone(),
+                    network: net.clone(),
+                    vip: v.ip.to_string(),
+                    task: names.get(&b).map(|n| n.to_string()).unwrap_or_default(),
+                    address: b.to_string(),
+                    active: st.map_or(0, |s| s.active),
+                    connections: st.map_or(0, |s| s.connections),
+                    bytes: st.map_or(0, |s| s.bytes),
+                });
+            }
+        }
+        rows
+    }
+
     /// Whether tasks no longer assigned are still running (they stop `WITHDRAW` after).
     pub fn has_leaving(&self) -> bool {
         !self.leaving.is_empty()

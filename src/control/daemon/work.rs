@@ -69,6 +69,12 @@ impl Daemon {
         guard.as_ref().is_some_and(|rt| rt.has_pending())
     }
 
+    /// This node's balancer: backends of every VIP and their connections.
+    pub(super) fn balancer(&self) -> Vec<crate::api::BalancerRow> {
+        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|rt| rt.balancer()).unwrap_or_default()
+    }
+
     /// Whether tasks no longer assigned wait to be stopped (see `runtime::WITHDRAW`).
     pub(super) fn has_leaving(&self) -> bool {
         let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());

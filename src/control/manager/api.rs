@@ -144,6 +144,7 @@ impl Manager {
             | Request::LocalNetworkList
             | Request::LocalEndpoints { .. }
             | Request::LocalTaskSandbox { .. }
+            | Request::LocalBalancer
             | Request::LocalNetworkCreate(_)
             | Request::LocalNetworkRemove { .. } => {
                 Err(ApiError::internal("not a manager operation"))
