@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Runs the test suite. As root, installs tshark first if it is missing (the tests that compare
-# our output with tshark's decoding need it); otherwise those tests are skipped, and said so.
+# Runs the test suite. As root, installs tshark and dig first if they are missing (the tests
+# that check our packets with them need them); otherwise those tests are skipped, and said so.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v tshark >/dev/null; then
+# The tools tests use as independent peers: tshark (decoding), dig (DNS over UDP and TCP from
+# inside tasks). Installed as root when missing; otherwise the tests that need them skip, saying so.
+missing=()
+command -v tshark >/dev/null || missing+=(tshark)
+command -v dig >/dev/null || missing+=(dnsutils)
+if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ $EUID -eq 0 ]]; then
-        echo "test.sh: installing tshark"
+        echo "test.sh: installing ${missing[*]}"
         echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "test.sh: tshark not found and not root: tshark-based tests will be skipped"
+        echo "test.sh: ${missing[*]} not found and not root: the tests that need them will be skipped"
     fi
 fi
 

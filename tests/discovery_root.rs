@@ -66,7 +66,7 @@ fn sh(n: &Node, task: &str, script: &str) -> Vec<String> {
 /// (`Hostname: my-web.2.<id>` -> `my-web.2`), or `FAIL`.
 fn requests(n: &Node, url: &str, count: usize) -> Vec<String> {
     let script = format!(
-        "for i in $(seq {count}); do o=$(curl -s --max-time 3 {url}); rc=$?; echo \"$o\" | grep '^Hostname:' || echo FAIL curl exit $rc; done"
+        "for i in $(seq {count}); do o=$(curl -sS --max-time 3 {url} 2>&1); rc=$?; echo \"$o\" | grep '^Hostname:' || echo FAIL curl exit $rc: $o; done"
     );
     sh(n, "client.1", &script)
         .into_iter()
@@ -145,6 +145,29 @@ fn http_through_a_vip_from_namespaced_tasks() {
     let ips = task_ips(&n1);
     assert_eq!(ips.len(), 3, "{ips:?}");
     assert!(!ips.contains(&addr));
+    // dig, another resolver library: over UDP, over TCP, and PTR of a task's address.
+    if std::process::Command::new("dig").arg("-v").output().is_ok() {
+        let udp = sh(&n1, "client.1", "dig +short my-web");
+        assert_eq!(udp, [addr.clone()], "dig my-web");
+        let tcp = sh(&n1, "client.1", "dig +tcp +short my-web");
+        assert_eq!(tcp, [addr.clone()], "dig +tcp my-web");
+        let mut tasks = sh(&n1, "client.1", "dig +tcp +short tasks.my-web");
+        tasks.sort();
+        assert_eq!(
+            tasks,
+            ips.iter().cloned().collect::<Vec<_>>(),
+            "dig +tcp tasks.my-web"
+        );
+        let one = ips.iter().next().unwrap();
+        let ptr = sh(&n1, "client.1", &format!("dig +short -x {one}"));
+        assert_eq!(ptr.len(), 1, "{ptr:?}");
+        assert!(
+            ptr[0].starts_with("my-web.") && ptr[0].ends_with(".my-network."),
+            "{ptr:?}"
+        );
+    } else {
+        eprintln!("dig not found (scripts/test.sh installs dnsutils as root): dig checks skipped");
+    }
     // By name, through the VIP.
     let url = "http://my-web/".to_string();
 

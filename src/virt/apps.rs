@@ -14,10 +14,8 @@ use super::Identity;
 use crate::dataplane::Nanos;
 use crate::topology::{App, FetchHost, FetchTarget};
 
-/// Concurrent HTTP connections a `whoami` task serves (one listening socket each). A socket
-/// listens again only once its last connection is closed, so back-to-back requests need a few
-/// spare: with 2, a client making requests one after another through a VIP was refused
-/// about once in 300 (its SYN came while both sockets were still closing).
+/// Concurrent HTTP connections a `whoami` task serves (one listening socket each; a socket
+/// listens again once its last connection is closed).
 const WHOAMI_CONNS: usize = 8;
 /// Bytes of one TCP socket's receive and send buffers, by app. Together they bound a task's
 /// memory: a whoami task holds about 8 x (8 + 64) KiB.

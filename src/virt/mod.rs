@@ -12,7 +12,7 @@ mod device;
 
 use std::net::Ipv4Addr;
 
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
@@ -165,6 +165,22 @@ impl VirtualTask {
         // Input, then the app's reaction, then the stack's output of it; a few rounds cover
         // an app that answers what it just received.
         for _ in 0..4 {
+            // One frame at a time, and the app between frames that may have changed a
+            // socket's state: a whoami socket that a client's FIN just closed listens again
+            // before the client's next SYN (it may reuse the same port at once) is read.
+            loop {
+                match self
+                    .iface
+                    .poll_ingress_single(at, &mut self.link, &mut self.sockets)
+                {
+                    PollIngressSingleResult::None => break,
+                    PollIngressSingleResult::PacketProcessed => {}
+                    PollIngressSingleResult::SocketStateChanged => {
+                        self.app
+                            .step(now, &mut self.iface, &mut self.sockets, &mut self.events);
+                    }
+                }
+            }
             self.iface.poll(at, &mut self.link, &mut self.sockets);
             let acted = self
                 .app
