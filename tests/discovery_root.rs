@@ -148,9 +148,9 @@ fn http_through_a_vip_from_namespaced_tasks() {
     // dig, another resolver library: over UDP, over TCP, and PTR of a task's address.
     if std::process::Command::new("dig").arg("-v").output().is_ok() {
         let udp = sh(&n1, "client.1", "dig +short my-web");
-        assert_eq!(udp, [addr.clone()], "dig my-web");
+        assert_eq!(udp, std::slice::from_ref(&addr), "dig my-web");
         let tcp = sh(&n1, "client.1", "dig +tcp +short my-web");
-        assert_eq!(tcp, [addr.clone()], "dig +tcp my-web");
+        assert_eq!(tcp, std::slice::from_ref(&addr), "dig +tcp my-web");
         let mut tasks = sh(&n1, "client.1", "dig +tcp +short tasks.my-web");
         tasks.sort();
         assert_eq!(
