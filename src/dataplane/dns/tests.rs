@@ -218,13 +218,18 @@ fn task_name_and_ptr() {
     let p = answered(o, &out);
     assert_eq!(p.answers.len(), 1);
     assert_eq!(p.answers[0].ttl, TTL);
+    assert_eq!(p.answers[0].name.to_string(), "4.1.0.10.in-addr.arpa");
     match &p.answers[0].rdata {
         SRData::PTR(ptr) => assert_eq!(ptr.0.to_string(), "my-web.2.bbb.my-net"),
         other => panic!("not a PTR: {other:?}"),
     }
     // A task on the second network: named after that network.
     let (o, out) = ask(&t, "9.2.0.10.IN-ADDR.ARPA.", RecordType::PTR);
-    match &answered(o, &out).answers[0].rdata {
+    let p = answered(o, &out);
+    // The owner keeps the question's spelling (the prebuilt record is lower case).
+    assert_eq!(p.answers[0].name.to_string(), "9.2.0.10.IN-ADDR.ARPA");
+    assert_eq!(p.answers[0].ttl, TTL);
+    match &p.answers[0].rdata {
         SRData::PTR(ptr) => assert_eq!(ptr.0.to_string(), "cache.1.hhh.other"),
         other => panic!("not a PTR: {other:?}"),
     }
