@@ -106,9 +106,9 @@ pub fn from_port(data: &[u8]) {
     dp.from_port(0, port, &frame, &mut out);
     check_outcome(dp.counters(), &out, "from_port");
     check_from_port_emitted(&t, &out);
-    // Only answers (ARP replies, ICMP) go back to the port a frame came from.
+    // Only answers (ARP replies, ICMP, the embedded DNS's) go back to the port a frame came from.
     let c = dp.counters();
-    let answered = c.events.arp_replies + c.events.icmp_frag_needed;
+    let answered = c.events.arp_replies + c.events.icmp_frag_needed + c.events.dns_answered;
     let first = out.iter().next().map(|(target, _)| target);
     if let (Some(Target::Port(q)), 0) = (first, answered) {
         assert_ne!(q, port, "a forwarded frame went back to its own port");

@@ -253,6 +253,8 @@ impl ResolvConfBind {
 
     /// In the forked child, before exec: a mount namespace of its own in which `/` no longer
     /// propagates to the host, then the bind. Only async-signal-safe calls (unshare, mount).
+    /// The calling process must have one thread (a forked child, or a process about to exec):
+    /// unshare(CLONE_NEWNS) implies CLONE_FS and fails with EINVAL otherwise.
     pub fn apply(&self) -> io::Result<()> {
         const ROOT: &[u8] = b"/\0";
         const TARGET: &[u8] = b"/etc/resolv.conf\0";

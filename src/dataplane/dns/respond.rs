@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use hickory_proto::op::message::EmitAndCount;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_proto::{ProtoError, ProtoErrorKind};
@@ -122,7 +122,7 @@ impl DnsTable {
                 Lookup::Unknown => return Outcome::Forward,
             },
             RecordType::PTR => match ptr_ipv4(key).and_then(|ip| self.lookup_ptr(nets, ip)) {
-                Some(target) => Answers::Ptr(q.name(), target),
+                Some(record) => Answers::Ptr(q.name(), record),
                 None if self.lookup(nets, key) != Lookup::Unknown => Answers::None,
                 None => return Outcome::Forward,
             },
@@ -215,8 +215,9 @@ enum Answers<'a> {
     None,
     /// One A record per address, owned by the question's name (its case kept).
     A(&'a Name, &'a [Ipv4Addr]),
-    /// One PTR record: the question's name -> the task's.
-    Ptr(&'a Name, &'a Name),
+    /// One PTR record, prebuilt with a lower-case owner; re-made with the question's name when
+    /// that differs in case.
+    Ptr(&'a Name, &'a Record),
 }
 
 impl Answers<'_> {
@@ -227,6 +228,12 @@ impl Answers<'_> {
             Answers::Ptr(..) => 1,
         }
     }
+}
+
+/// The same labels byte for byte (case included): DNS compares names without regard to case,
+/// but the answer's owner keeps the question's spelling.
+fn same_bytes(a: &Name, b: &Name) -> bool {
+    a.num_labels() == b.num_labels() && a.iter().zip(b.iter()).all(|(x, y)| x == y)
 }
 
 /// Encodes at most `max` of `answers`, stopping (as hickory's own section encoding does)
@@ -258,10 +265,15 @@ impl EmitAndCount for Section<'_, '_> {
         };
         match self.answers {
             Answers::None => {}
-            Answers::Ptr(owner, target) => {
+            Answers::Ptr(owner, record) => {
                 if self.max > 0 {
-                    let rdata = RData::PTR(PTR((*target).clone()));
-                    put(&Record::from_rdata((*owner).clone(), TTL, rdata), encoder)?;
+                    if same_bytes(owner, record.name()) {
+                        put(record, encoder)?;
+                    } else {
+                        let mut own = (*record).clone();
+                        own.set_name((*owner).clone());
+                        put(&own, encoder)?;
+                    }
                 }
             }
             Answers::A(owner, addrs) => {

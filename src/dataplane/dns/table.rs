@@ -7,9 +7,11 @@
 
 use std::net::Ipv4Addr;
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::rdata::PTR;
+use hickory_proto::rr::{Name, RData, Record};
 use rustc_hash::FxHashMap;
 
+use super::TTL;
 use crate::dataplane::services::{NetServices, ServiceView};
 
 /// The longest name in presentation form without the trailing dot (RFC 1035: 255 octets on
@@ -28,8 +30,10 @@ struct NetNames {
     /// on the ingress network, which has no names.
     network: Box<[u8]>,
     names: FxHashMap<Box<[u8]>, Box<[Ipv4Addr]>>,
-    /// Task IP -> `<task>.<network>.` (PTR). VIPs have none, as in Docker.
-    ptr: FxHashMap<Ipv4Addr, Name>,
+    /// Task IP -> its PTR record, `d.c.b.a.in-addr.arpa.` (lower case) -> `<task>.<network>.`.
+    /// VIPs have none, as in Docker. Prebuilt so that the common query (in lower case, as stub
+    /// resolvers send it) is answered without copying a name.
+    ptr: FxHashMap<Ipv4Addr, Record>,
 }
 
 /// What a name is on the querying task's networks.
@@ -88,7 +92,7 @@ impl DnsTable {
     }
 
     /// The name of the task that has `ip` on the first of `nets` that has it.
-    pub(super) fn lookup_ptr(&self, nets: &[usize], ip: Ipv4Addr) -> Option<&Name> {
+    pub(super) fn lookup_ptr(&self, nets: &[usize], ip: Ipv4Addr) -> Option<&Record> {
         nets.iter()
             .filter_map(|&i| self.nets.get(i))
             .find_map(|net| net.ptr.get(&ip))
@@ -126,7 +130,7 @@ impl NetNames {
                 key.push('.');
                 // A task or network name that is not a valid domain name gets no PTR.
                 if let Ok(target) = Name::from_ascii(&key) {
-                    ptr.entry(b.ip).or_insert(target);
+                    ptr.entry(b.ip).or_insert_with(|| ptr_record(b.ip, target));
                 }
             }
         }
@@ -139,6 +143,14 @@ impl NetNames {
             ptr,
         }
     }
+}
+
+/// `d.c.b.a.in-addr.arpa. PTR target`, TTL 600.
+fn ptr_record(ip: Ipv4Addr, target: Name) -> Record {
+    let [a, b, c, d] = ip.octets();
+    let owner = Name::from_ascii(format!("{d}.{c}.{b}.{a}.in-addr.arpa."))
+        .expect("four numbers and two fixed labels form a valid name");
+    Record::from_rdata(owner, TTL, RData::PTR(PTR(target)))
 }
 
 /// Adds `addrs` to `name`'s entry. Names shared by several services (an alias given twice)

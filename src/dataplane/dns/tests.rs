@@ -218,13 +218,18 @@ fn task_name_and_ptr() {
     let p = answered(o, &out);
     assert_eq!(p.answers.len(), 1);
     assert_eq!(p.answers[0].ttl, TTL);
+    assert_eq!(p.answers[0].name.to_string(), "4.1.0.10.in-addr.arpa");
     match &p.answers[0].rdata {
         SRData::PTR(ptr) => assert_eq!(ptr.0.to_string(), "my-web.2.bbb.my-net"),
         other => panic!("not a PTR: {other:?}"),
     }
     // A task on the second network: named after that network.
     let (o, out) = ask(&t, "9.2.0.10.IN-ADDR.ARPA.", RecordType::PTR);
-    match &answered(o, &out).answers[0].rdata {
+    let p = answered(o, &out);
+    // The owner keeps the question's spelling (the prebuilt record is lower case).
+    assert_eq!(p.answers[0].name.to_string(), "9.2.0.10.IN-ADDR.ARPA");
+    assert_eq!(p.answers[0].ttl, TTL);
+    match &p.answers[0].rdata {
         SRData::PTR(ptr) => assert_eq!(ptr.0.to_string(), "cache.1.hhh.other"),
         other => panic!("not a PTR: {other:?}"),
     }
@@ -718,4 +723,32 @@ fn write_udp_pcap(path: &std::path::Path, payloads: &[Vec<u8>]) {
         ))
         .unwrap();
     }
+}
+
+#[test]
+fn fit_cuts_a_large_upstream_answer_to_tc() {
+    // An "upstream" answer: our own TCP answer with 100 records.
+    let t = DnsTable::new(&big_view(100));
+    let mut full = Vec::new();
+    let q = query("tasks.many", RecordType::A);
+    assert_eq!(
+        t.respond(&[0], &q, Transport::Tcp, 1, &mut full),
+        Outcome::Answered
+    );
+    assert!(full.len() > 1000);
+    let mut out = Vec::new();
+    // Fits: copied as it is.
+    assert!(fit(&full, 4096, &mut out));
+    assert_eq!(out, full);
+    // Too large: header and question, TC, no records.
+    assert!(fit(&full, 512, &mut out));
+    assert!(out.len() <= 512);
+    let p = Packet::parse(&out).unwrap();
+    assert_eq!(p.id(), 0x1234);
+    assert!(p.has_flags(PacketFlag::TRUNCATION | PacketFlag::RESPONSE));
+    assert_eq!(p.questions.len(), 1);
+    assert!(p.answers.is_empty());
+    // A query is no upstream answer.
+    assert!(!fit(&q, 512, &mut out));
+    assert!(out.is_empty());
 }
