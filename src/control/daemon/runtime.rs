@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use crate::control::dispatcher::{AssignedTask, Assignments};
 use crate::control::keys;
+use super::mesh;
 use crate::control::logs::LogLine;
 use crate::control::network::NetworkRecord;
 use crate::control::service::{TaskState, TaskStatus};
@@ -107,6 +108,8 @@ pub struct TaskRuntime {
     resolv_conf: Option<PathBuf>,
     /// Output of program tasks read but not yet shipped.
     logs: Vec<LogLine>,
+    /// Where the routing mesh's published ports bind (`None`: all addresses).
+    publish_addr: Option<Ipv4Addr>,
     /// The timestamp of the last line shipped of each program task.
     log_cursor: BTreeMap<String, String>,
 }
@@ -173,7 +176,18 @@ impl TaskRuntime {
             resolv_conf: None,
             logs: Vec::new(),
             log_cursor: BTreeMap::new(),
+            publish_addr: None,
         }
+    }
+
+    /// Binds the routing mesh's published ports on `addr` (`None`: all addresses).
+    pub fn set_publish_addr(&mut self, addr: Option<Ipv4Addr>) {
+        self.publish_addr = addr;
+    }
+
+    /// The routing mesh's counters, once the data plane runs.
+    pub fn mesh_stats(&self) -> Option<crate::io::mesh::MeshStats> {
+        self.node.as_ref().map(Node::mesh_stats)
     }
 
     /// The assignments last taken.
@@ -325,6 +339,7 @@ impl TaskRuntime {
                 task: None,
             });
         }
+        endpoints.extend(mesh::sandbox_endpoint(a));
         let services = view_services(a, &nets, tasks, &mut endpoints);
         let networks = a
             .networks
@@ -534,6 +549,11 @@ impl TaskRuntime {
             );
         }
         let view = self.view(&a, &next, &keys);
+        let mesh_config = mesh::config(&a, self.publish_addr);
+        if let Some(node) = self.node.as_ref() {
+            // Ports published or withdrawn while the view stays the same.
+            node.set_mesh(mesh_config.clone());
+        }
         // A view that does not change (no task added or removed has an endpoint: a task on no
         // network) still starts and reports its new tasks.
         let unchanged = self.applied.as_ref() == Some(&view);
@@ -552,6 +572,7 @@ impl TaskRuntime {
                     resolv_conf: self.resolv_conf.clone(),
                 }) {
                     Ok(node) => {
+                        node.set_mesh(mesh_config.clone());
                         tracing::info!(
                             "data plane started on {}:{}",
                             self.data_path_addr,

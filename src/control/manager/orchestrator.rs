@@ -246,9 +246,9 @@ pub fn pass(
             }
         }
     }
-    // Each node with a task on an overlay network (not the ingress network, whose endpoints
-    // come with the routing mesh) gets a load-balancer endpoint there; a node without one
-    // gives it back.
+    // Each node with a task on an overlay network gets a load-balancer endpoint there; a node
+    // without one gives it back. On the ingress network every node of the swarm has one (its
+    // ingress sandbox) while a service publishes a port in ingress mode: the routing mesh.
     let stopping: std::collections::HashSet<&str> = out.stop.iter().map(String::as_str).collect();
     let mut present: std::collections::BTreeSet<(&str, &str)> = Default::default();
     for t in tasks.iter().chain(&out.put) {
@@ -262,8 +262,16 @@ pub fn pass(
             present.insert((a.network_id.as_str(), t.node_id.as_str()));
         }
     }
+    let meshed = services
+        .iter()
+        .any(|s| s.ports.iter().any(|p| p.publish_mode == "ingress"));
+    for net in networks.iter().filter(|n| n.ingress && n.vni.is_some()) {
+        for n in nodes.iter().filter(|_| meshed) {
+            present.insert((net.id.as_str(), n.id.as_str()));
+        }
+    }
     let mut lb = Vec::new();
-    for net in networks.iter().filter(|n| n.vni.is_some() && !n.ingress) {
+    for net in networks.iter().filter(|n| n.vni.is_some()) {
         for node in net.lb.keys() {
             if !present.contains(&(net.id.as_str(), node.as_str())) {
                 lb.push((net.id.clone(), node.clone(), None));
