@@ -274,9 +274,10 @@ impl Index {
         out.tasks.sort_by(|a, b| a.id.cmp(&b.id));
         // The routing mesh: while a service publishes a port in ingress mode, every node has the
         // ingress network (its sandbox, the services' tasks there) even without a task on it.
-        let meshed = self.services.values().any(|s| {
-            s.ports.iter().any(|p| p.publish_mode == "ingress")
-        });
+        let meshed = self
+            .services
+            .values()
+            .any(|s| s.ports.iter().any(|p| p.publish_mode == "ingress"));
         if meshed {
             if let Some(n) = self.networks.values().find(|n| n.ingress) {
                 wanted.insert(n.id.as_str());
@@ -340,15 +341,13 @@ impl Index {
                 let Some((vtep, hostname)) = self.nodes.get(node) else {
                     continue;
                 };
-                peers
-                    .entry((n.id.as_str(), *addr))
-                    .or_insert_with(|| Peer {
-                        task_id: format!("lb-{node}"),
-                        network_id: n.id.clone(),
-                        addr: *addr,
-                        vtep: *vtep,
-                        node: hostname.clone(),
-                    });
+                peers.entry((n.id.as_str(), *addr)).or_insert_with(|| Peer {
+                    task_id: format!("lb-{node}"),
+                    network_id: n.id.clone(),
+                    addr: *addr,
+                    vtep: *vtep,
+                    node: hostname.clone(),
+                });
             }
         }
         out.peers = peers.into_values().collect();

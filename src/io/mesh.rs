@@ -170,7 +170,9 @@ impl Mesh {
     pub fn attach(&mut self, registry: &Registry, token: Token) {
         match registry.try_clone() {
             Ok(r) => self.registry = Some(r),
-            Err(e) => tracing::warn!(error = %e, "routing mesh: no poller registry; published ports stay closed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "routing mesh: no poller registry; published ports stay closed")
+            }
         }
         self.token = token;
         self.host_ready = true;
@@ -342,9 +344,7 @@ impl Mesh {
                 }
             };
             let header = match (p.proxy_v2, client, stream.local_addr()) {
-                (true, SocketAddr::V4(c), Ok(SocketAddr::V4(d))) => {
-                    proxy::encode_v4(c, d).to_vec()
-                }
+                (true, SocketAddr::V4(c), Ok(SocketAddr::V4(d))) => proxy::encode_v4(c, d).to_vec(),
                 _ => Vec::new(),
             };
             self.conns.push(Conn {
@@ -549,7 +549,6 @@ fn pump_one(sandbox: &mut Sandbox, c: &mut Conn) -> (bool, bool) {
         }
     }
     // Reset by the task, timed out, or both sides closed, once the client has every byte.
-    let done =
-        matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) && !s.can_recv();
+    let done = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) && !s.can_recv();
     (moved, done)
 }

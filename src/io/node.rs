@@ -22,16 +22,16 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use mio::Waker;
 
+use super::mesh::{Mesh, MeshConfig, MeshStats};
 use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::TapQueue;
 use super::task::{make_task, remove_iface};
 use super::underlay::{esp_sockets, underlay_sockets};
-use super::mesh::{Mesh, MeshConfig, MeshStats};
 use super::worker::{self, Command, VirtOwner, VirtualPort, Worker};
-use crate::virt::sandbox::SandboxSpec;
 use crate::dataplane::{Counters, InterfaceStats, PortId, Tables};
 use crate::topology::{Endpoint, EspTransport, Topology};
+use crate::virt::sandbox::SandboxSpec;
 use crate::virt::{VirtSpec, VirtualTask};
 
 /// Name of a task's first interface inside its namespace, as in a Docker container.

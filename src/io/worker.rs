@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::gro::Coalescer;

@@ -106,10 +106,7 @@ mod tests {
     fn tells_absent_incomplete_and_invalid_apart() {
         assert_eq!(parse(b"GET / HTTP/1.1"), Parsed::Absent);
         assert_eq!(parse(b""), Parsed::Incomplete);
-        let h = encode_v4(
-            "1.2.3.4:5".parse().unwrap(),
-            "5.6.7.8:9".parse().unwrap(),
-        );
+        let h = encode_v4("1.2.3.4:5".parse().unwrap(), "5.6.7.8:9".parse().unwrap());
         for cut in [5, 12, 15, 27] {
             assert_eq!(parse(&h[..cut]), Parsed::Incomplete, "cut at {cut}");
         }

@@ -137,7 +137,7 @@ impl Sandbox {
         );
         s.set_nagle_enabled(false);
         s.set_timeout(Some(smoltcp::time::Duration::from_millis(
-            timeout.as_millis() as u64
+            timeout.as_millis() as u64,
         )));
         let remote = IpEndpoint::new(IpAddress::Ipv4(to.0), to.1);
         if let Err(e) = s.connect(self.iface.context(), remote, port) {

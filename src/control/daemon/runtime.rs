@@ -16,9 +16,9 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::mesh;
 use crate::control::dispatcher::{AssignedTask, Assignments};
 use crate::control::keys;
-use super::mesh;
 use crate::control::logs::LogLine;
 use crate::control::network::NetworkRecord;
 use crate::control::service::{TaskState, TaskStatus};

@@ -1,0 +1,202 @@
+//! The ingress routing mesh across three daemons, as a user checks it: `service create -p
+//! 8080:80` and plain HTTP requests to every node's published address (`daemon --publish-addr
+//! 127.95.N.x`), a node without a task answering too, UDP echo through a published port, the
+//! PROXY v2 header whoami shows, and the customisation of the ingress network. Tasks are
+//! virtual, so these run without privilege; each test has its own loopback /24 (127.95.N).
+
+mod cluster;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use cluster::{three_named_managers_with, wait_until, Node};
+
+const SETTLE: Duration = Duration::from_secs(40);
+
+fn publish_on_own_address(ip: &str) -> Vec<String> {
+    vec!["--publish-addr".into(), ip.into()]
+}
+
+/// One HTTP GET of `/` at `addr`: the whoami page, or why not.
+fn get(addr: &str) -> Result<String, String> {
+    let sa: SocketAddr = addr.parse().map_err(|e| format!("{e}"))?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: mesh\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)
+        .map_err(|e| format!("read {addr}: {e}"))?;
+    if !body.starts_with("HTTP/1.1 200 OK") {
+        return Err(format!("not a 200 from {addr}: {body:?}"));
+    }
+    Ok(body)
+}
+
+/// The value of `Key: value` in a whoami page.
+fn field<'a>(page: &'a str, key: &str) -> Option<&'a str> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+}
+
+/// `service ps` rows meant to run: (task name, node) of those running.
+fn running(n: &Node, service: &str) -> Vec<(String, String)> {
+    n.ok(&["service", "ps", "-f", "desired-state=running", service])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            cols.get(5)?
+                .starts_with("Running")
+                .then(|| (cols[1].to_string(), cols[3].to_string()))
+        })
+        .collect()
+}
+
+fn wait_running(n: &Node, service: &str, want: usize) -> Vec<(String, String)> {
+    let mut last = Vec::new();
+    let ok = wait_until(SETTLE, || {
+        last = running(n, service);
+        last.len() == want
+    });
+    assert!(
+        ok,
+        "{service} never had {want} running tasks: {last:?}\n{}",
+        n.log()
+    );
+    last
+}
+
+#[test]
+fn published_port_answers_on_every_node_and_reaches_every_task() {
+    let (n1, n2, n3) = three_named_managers_with("127.95.1", publish_on_own_address);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "my-web",
+        "--replicas",
+        "2",
+        "-p",
+        "8080:80",
+        "swarmnet/whoami",
+    ]);
+    let tasks = wait_running(&n1, "my-web", 2);
+    let task_nodes: BTreeSet<&str> = tasks.iter().map(|t| t.1.as_str()).collect();
+    let nodes = [&n1, &n2, &n3];
+    // With two replicas over three nodes, one node has no task and must answer all the same.
+    assert_eq!(task_nodes.len(), 2, "{tasks:?}");
+    for n in nodes {
+        let addr = format!("{}:8080", n.ip);
+        // The mesh is ready once the node has the ingress network and the service's tasks.
+        assert!(
+            wait_until(SETTLE, || get(&addr).is_ok()),
+            "{addr} never answered: {:?}\n{}",
+            get(&addr),
+            n.log()
+        );
+    }
+    for n in nodes {
+        let addr = format!("{}:8080", n.ip);
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for i in 0..100 {
+            let page = get(&addr).unwrap_or_else(|e| panic!("request {i} to {addr}: {e}"));
+            let host = field(&page, "Hostname")
+                .expect("a Hostname line")
+                .to_string();
+            // Like Docker, the task sees the node's ingress sandbox, not the client.
+            let remote = field(&page, "RemoteAddr").unwrap_or("");
+            assert!(
+                !remote.starts_with("127."),
+                "the task saw the client: {page}"
+            );
+            *seen.entry(host).or_default() += 1;
+        }
+        let names: BTreeSet<String> = seen
+            .keys()
+            .map(|h| h.split('.').take(2).collect::<Vec<_>>().join("."))
+            .collect();
+        let want: BTreeSet<String> = tasks.iter().map(|t| t.0.clone()).collect();
+        assert_eq!(names, want, "requests to {addr} reached {seen:?}");
+    }
+}
+
+#[test]
+fn udp_echo_and_proxy_protocol_through_published_ports() {
+    let (n1, n2, _n3) = three_named_managers_with("127.95.2", publish_on_own_address);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "echo",
+        "--replicas",
+        "1",
+        "-p",
+        "7007:7/udp",
+        "--constraint",
+        "node.hostname==node-1",
+        "swarmnet/echo",
+    ]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "who",
+        "--replicas",
+        "1",
+        "-p",
+        "published=8081,target=80,proxy-protocol=v2",
+        "--constraint",
+        "node.hostname==node-1",
+        "swarmnet/whoami",
+    ]);
+    wait_running(&n1, "echo", 1);
+    wait_running(&n1, "who", 1);
+    // UDP from a node without the task: through node-2's published port to node-1's task.
+    let client = UdpSocket::bind("127.95.2.100:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = format!("{}:7007", n2.ip);
+    let mut buf = [0u8; 64];
+    let echoed = wait_until(SETTLE, || {
+        client.send_to(b"ping through the mesh", &to).is_ok()
+            && matches!(client.recv_from(&mut buf), Ok((21, _)))
+    });
+    assert!(echoed, "no UDP echo through {to}\n{}", n2.log());
+    assert_eq!(&buf[..21], b"ping through the mesh");
+
+    // PROXY v2: whoami sees the client's own address and port.
+    let addr = format!("{}:8081", n2.ip);
+    assert!(
+        wait_until(SETTLE, || get(&addr).is_ok()),
+        "{addr}: {:?}",
+        get(&addr)
+    );
+    let sa: SocketAddr = addr.parse().unwrap();
+    let mut s = TcpStream::connect(sa).unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: mesh\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert_eq!(
+        field(&page, "RemoteAddr"),
+        Some(me.to_string().as_str()),
+        "{page}"
+    );
+    assert!(
+        field(&page, "ProxiedBy").is_some_and(|p| !p.starts_with("127.")),
+        "{page}"
+    );
+}
