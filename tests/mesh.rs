@@ -200,3 +200,187 @@ fn udp_echo_and_proxy_protocol_through_published_ports() {
         "{page}"
     );
 }
+
+/// `network rm NAME` answering the WARNING prompt with `answer`: (stdout, stderr, success).
+fn rm_network(n: &Node, name: &str, answer: &str) -> (String, String, bool) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(cluster::BIN)
+        .args(["-H", &n.host(), "network", "rm", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        cluster::stdout(&out),
+        cluster::stderr(&out),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn ingress_is_removed_and_recreated_with_a_new_subnet_and_mtu() {
+    let (n1, n2, _n3) = three_named_managers_with("127.95.3", publish_on_own_address);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        "8082:80",
+        "swarmnet/whoami",
+    ]);
+    n1.ok(&["network", "create", "-d", "overlay", "backend"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "internal",
+        "--network",
+        "backend",
+        "swarmnet/whoami",
+    ]);
+    wait_running(&n1, "pub", 1);
+    wait_running(&n1, "internal", 1);
+    let id = n1
+        .ok(&["service", "inspect", "-f", "{{.ID}}", "pub"])
+        .trim()
+        .to_string();
+
+    // Refused while a service publishes through it, after the WARNING prompt.
+    let (out, err, ok) = rm_network(&n1, "ingress", "y");
+    assert!(!ok);
+    assert!(
+        out.starts_with("WARNING! Before removing the routing-mesh network"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Are you sure you want to continue? [y/N] "),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!(
+            "ingress network cannot be removed because service {id} depends on it"
+        )),
+        "{err}"
+    );
+    // Answering no removes nothing.
+    let (_, _, ok) = rm_network(&n1, "ingress", "n");
+    assert!(ok);
+    n1.ok(&["network", "inspect", "ingress"]);
+
+    n1.ok(&["service", "rm", "pub"]);
+    let (out, err, ok) = rm_network(&n1, "ingress", "y");
+    assert!(ok, "{out}{err}");
+    assert!(out.trim_end().ends_with("ingress"), "{out}");
+    // Without ingress: no published port, the other service keeps running.
+    let err = n1.fails(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "p2",
+        "-p",
+        "8083:80",
+        "swarmnet/whoami",
+    ]);
+    assert!(
+        err.contains("service needs ingress network, but no ingress network is present"),
+        "{err}"
+    );
+    assert_eq!(running(&n1, "internal").len(), 1);
+
+    n1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--ingress",
+        "--subnet",
+        "10.11.0.0/16",
+        "--gateway",
+        "10.11.0.2",
+        "--opt",
+        "com.docker.network.driver.mtu=1200",
+        "my-ingress",
+    ]);
+    let err = n1.fails(&["network", "create", "-d", "overlay", "--ingress", "another"]);
+    assert!(err.contains("is already present"), "{err}");
+    let ipam = n1.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .IPAM.Config}}",
+        "my-ingress",
+    ]);
+    assert!(
+        ipam.contains("\"Subnet\":\"10.11.0.0/16\"") && ipam.contains("\"Gateway\":\"10.11.0.2\""),
+        "{ipam}"
+    );
+    let opts = n1.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .Options}}",
+        "my-ingress",
+    ]);
+    assert!(
+        opts.contains("\"com.docker.network.driver.mtu\":\"1200\""),
+        "{opts}"
+    );
+
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "p2",
+        "--constraint",
+        "node.hostname==node-1",
+        "-p",
+        "8083:80",
+        "swarmnet/whoami",
+    ]);
+    wait_running(&n1, "p2", 1);
+    // The task is on the new ingress: its address there is in 10.11.0.0/16.
+    let page = {
+        let addr = format!("{}:8083", n2.ip);
+        let mut page = Err(String::new());
+        assert!(
+            wait_until(SETTLE, || {
+                page = get(&addr);
+                page.is_ok()
+            }),
+            "{addr}: {page:?}\n{}",
+            n2.log()
+        );
+        page.unwrap()
+    };
+    let containers = n1.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .Containers}}",
+        "my-ingress",
+    ]);
+    let ip = field(&page, "IP").unwrap_or("");
+    assert!(ip.starts_with("10.11."), "{page}");
+    assert!(
+        containers.contains(&format!("\"{ip}/16\"")),
+        "{ip} not in {containers}"
+    );
+    // The routing mesh reaches the task from its sandbox on the new ingress.
+    assert!(
+        field(&page, "RemoteAddr").is_some_and(|r| r.starts_with("10.11.")),
+        "{page}"
+    );
+}
