@@ -94,12 +94,25 @@ fn published_port_answers_on_every_node_and_reaches_every_task() {
     let nodes = [&n1, &n2, &n3];
     // With two replicas over three nodes, one node has no task and must answer all the same.
     assert_eq!(task_nodes.len(), 2, "{tasks:?}");
+    let want: BTreeSet<String> = tasks.iter().map(|t| t.0.clone()).collect();
+    let task_of = |page: &str| {
+        let host = field(page, "Hostname").unwrap_or("");
+        host.split('.').take(2).collect::<Vec<_>>().join(".")
+    };
     for n in nodes {
         let addr = format!("{}:8080", n.ip);
-        // The mesh is ready once the node has the ingress network and the service's tasks.
+        // The mesh is ready once the node has the ingress network and every node has learnt
+        // the others' sandboxes (a task whose answers went nowhere is passed over for a while
+        // by the load balancer): then every task answers.
+        let mut seen = BTreeSet::new();
         assert!(
-            wait_until(SETTLE, || get(&addr).is_ok()),
-            "{addr} never answered: {:?}\n{}",
+            wait_until(SETTLE, || {
+                if let Ok(page) = get(&addr) {
+                    seen.insert(task_of(&page));
+                }
+                seen == want
+            }),
+            "{addr} never reached every task: {seen:?}, {:?}\n{}",
             get(&addr),
             n.log()
         );
@@ -109,9 +122,7 @@ fn published_port_answers_on_every_node_and_reaches_every_task() {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for i in 0..100 {
             let page = get(&addr).unwrap_or_else(|e| panic!("request {i} to {addr}: {e}"));
-            let host = field(&page, "Hostname")
-                .expect("a Hostname line")
-                .to_string();
+            let host = task_of(&page);
             // Like Docker, the task sees the node's ingress sandbox, not the client.
             let remote = field(&page, "RemoteAddr").unwrap_or("");
             assert!(
@@ -120,11 +131,7 @@ fn published_port_answers_on_every_node_and_reaches_every_task() {
             );
             *seen.entry(host).or_default() += 1;
         }
-        let names: BTreeSet<String> = seen
-            .keys()
-            .map(|h| h.split('.').take(2).collect::<Vec<_>>().join("."))
-            .collect();
-        let want: BTreeSet<String> = tasks.iter().map(|t| t.0.clone()).collect();
+        let names: BTreeSet<String> = seen.keys().cloned().collect();
         assert_eq!(names, want, "requests to {addr} reached {seen:?}");
     }
 }

@@ -53,7 +53,7 @@ pub fn config(a: &Assignments, publish_addr: Option<Ipv4Addr>) -> MeshConfig {
     }
     MeshConfig {
         publish_addr,
-        via_vip: false,
+        via_vip: true,
         ports,
     }
 }
