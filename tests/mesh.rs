@@ -167,8 +167,46 @@ fn udp_echo_and_proxy_protocol_through_published_ports() {
         "node.hostname==node-1",
         "swarmnet/whoami",
     ]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "hostport",
+        "--replicas",
+        "1",
+        "-p",
+        "mode=host,published=8084,target=80",
+        "--constraint",
+        "node.hostname==node-2",
+        "swarmnet/whoami",
+    ]);
     wait_running(&n1, "echo", 1);
     wait_running(&n1, "who", 1);
+    let host_task = wait_running(&n1, "hostport", 1);
+
+    // Host mode: the node running the task publishes, straight to it; the others do not.
+    let on_task = format!("{}:8084", n2.ip);
+    let mut page = Err(String::new());
+    assert!(
+        wait_until(SETTLE, || {
+            page = get(&on_task);
+            page.is_ok()
+        }),
+        "{on_task}: {page:?}\n{}",
+        n2.log()
+    );
+    let page = page.unwrap();
+    assert!(
+        field(&page, "Hostname").is_some_and(|h| h.starts_with(&host_task[0].0)),
+        "{page}"
+    );
+    let elsewhere: SocketAddr = format!("{}:8084", n1.ip).parse().unwrap();
+    let refused = TcpStream::connect_timeout(&elsewhere, Duration::from_secs(2));
+    assert!(
+        refused.is_err(),
+        "node-1 publishes host-mode port 8084 without a task"
+    );
     // UDP from a node without the task: through node-2's published port to node-1's task.
     let client = UdpSocket::bind("127.95.2.100:0").unwrap();
     client

@@ -38,6 +38,28 @@ pub fn config(a: &Assignments, publish_addr: Option<Ipv4Addr>) -> MeshConfig {
             let Some(sn) = s.networks.iter().find(|n| n.network_id == ingress.id) else {
                 continue;
             };
+            // Host mode: only where a task runs, straight to it (the first if several).
+            let local: Vec<Ipv4Addr> = sn
+                .backends
+                .iter()
+                .filter(|b| a.tasks.iter().any(|t| t.id == b.task_id))
+                .map(|b| b.addr)
+                .take(1)
+                .collect();
+            for p in s.ports.iter().filter(|p| p.publish_mode == "host") {
+                if local.is_empty() {
+                    continue;
+                }
+                ports.push(PublishedPort {
+                    service: s.name.clone(),
+                    udp: p.protocol == "udp",
+                    port: p.published_port,
+                    target_port: p.target_port,
+                    vip: None,
+                    backends: local.clone(),
+                    proxy_v2: false,
+                });
+            }
             for p in s.ports.iter().filter(|p| p.publish_mode == "ingress") {
                 ports.push(PublishedPort {
                     service: s.name.clone(),

@@ -252,6 +252,11 @@ pub fn plan(
             }
         }
     }
+    // A port in host mode is served by the node's sandbox too, straight to the local task,
+    // so those tasks are on ingress as well (when there is one).
+    if on_ingress.is_none() && ports.iter().any(|p| p.publish_mode == "host") {
+        on_ingress = networks.iter().find(|n| n.ingress).map(|n| n.id.clone());
+    }
     // The tasks are on ingress too (last: their other networks keep eth0, eth1, ... in the
     // spec's order), where the routing mesh reaches them.
     let mut ids = ids;
