@@ -221,6 +221,42 @@ fn udp_echo_and_proxy_protocol_through_published_ports() {
     assert!(echoed, "no UDP echo through {to}\n{}", n2.log());
     assert_eq!(&buf[..21], b"ping through the mesh");
 
+    // --publish-add / --publish-rm: every node follows, the other services are untouched.
+    let who_tasks = running(&n1, "who");
+    n1.ok(&["service", "update", "-d", "--publish-add", "8086:7", "echo"]);
+    let tcp_echo = |addr: &str| -> bool {
+        let Ok(sa) = addr.parse::<SocketAddr>() else {
+            return false;
+        };
+        let Ok(mut s) = TcpStream::connect_timeout(&sa, Duration::from_secs(2)) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut got = [0u8; 5];
+        s.write_all(b"hello").is_ok() && s.read_exact(&mut got).is_ok() && &got == b"hello"
+    };
+    for n in [&n1, &n2, &_n3] {
+        let addr = format!("{}:8086", n.ip);
+        assert!(
+            wait_until(SETTLE, || tcp_echo(&addr)),
+            "no TCP echo at {addr} after --publish-add\n{}",
+            n.log()
+        );
+    }
+    n1.ok(&["service", "update", "-d", "--publish-rm", "7/tcp", "echo"]);
+    for n in [&n1, &n2, &_n3] {
+        let gone: SocketAddr = format!("{}:8086", n.ip).parse().unwrap();
+        assert!(
+            wait_until(SETTLE, || TcpStream::connect_timeout(
+                &gone,
+                Duration::from_secs(1)
+            )
+            .is_err()),
+            "{gone} still open after --publish-rm"
+        );
+    }
+    assert_eq!(running(&n1, "who"), who_tasks);
+
     // PROXY v2: whoami sees the client's own address and port.
     let addr = format!("{}:8081", n2.ip);
     assert!(
