@@ -42,6 +42,13 @@ fn field<'a>(page: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
 }
 
+/// Writes `msg` on `s` and reads it back.
+fn echo_round(mut s: &TcpStream, msg: &[u8]) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    let mut got = vec![0u8; msg.len()];
+    s.write_all(msg).is_ok() && s.read_exact(&mut got).is_ok() && got == msg
+}
+
 /// `service ps` rows meant to run: (task name, node) of those running.
 fn running(n: &Node, service: &str) -> Vec<(String, String)> {
     n.ok(&["service", "ps", "-f", "desired-state=running", service])
@@ -149,6 +156,8 @@ fn udp_echo_and_proxy_protocol_through_published_ports() {
         "1",
         "-p",
         "7007:7/udp",
+        "-p",
+        "7008:7",
         "--constraint",
         "node.hostname==node-1",
         "swarmnet/echo",
@@ -220,6 +229,27 @@ fn udp_echo_and_proxy_protocol_through_published_ports() {
     });
     assert!(echoed, "no UDP echo through {to}\n{}", n2.log());
     assert_eq!(&buf[..21], b"ping through the mesh");
+
+    // A connection through the mesh keeps working while backends are added.
+    let through: SocketAddr = format!("{}:7008", _n3.ip).parse().unwrap();
+    let mut held = None;
+    assert!(
+        wait_until(SETTLE, || {
+            held = TcpStream::connect_timeout(&through, Duration::from_secs(2))
+                .ok()
+                .filter(|s| echo_round(s, b"before"));
+            held.is_some()
+        }),
+        "no TCP echo through {through}"
+    );
+    let held = held.unwrap();
+    n1.ok(&["service", "scale", "-d", "echo=3"]);
+    wait_running(&n1, "echo", 3);
+    assert!(
+        echo_round(&held, b"after scaling"),
+        "the held connection broke"
+    );
+    drop(held);
 
     // --publish-add / --publish-rm: every node follows, the other services are untouched.
     let who_tasks = running(&n1, "who");
