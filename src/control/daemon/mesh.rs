@@ -79,3 +79,88 @@ pub fn config(a: &Assignments, publish_addr: Option<Ipv4Addr>) -> MeshConfig {
         ports,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::service::PortConfig;
+    use crate::control::dispatcher::{AssignedService, ServiceBackend, ServiceNetwork};
+    use crate::control::network::NetworkRecord;
+
+    fn port(mode: &str, published: u16, proxy: &str) -> PortConfig {
+        PortConfig {
+            protocol: "tcp".into(),
+            target_port: 80,
+            published_port: published,
+            publish_mode: mode.into(),
+            proxy_protocol: proxy.into(),
+            ..Default::default()
+        }
+    }
+
+    fn assignments() -> Assignments {
+        let mut ing = NetworkRecord::default_gwbridge("ing".into(), "t".into());
+        ing.name = "ingress".into();
+        ing.ingress = true;
+        ing.vni = Some(4096);
+        ing.subnet = "10.0.0.0/24".parse().unwrap();
+        ing.lb.insert("me".into(), "10.0.0.7".parse().unwrap());
+        let backend = |id: &str, ip: &str| ServiceBackend {
+            task_id: id.into(),
+            name: format!("web.x.{id}"),
+            addr: ip.parse().unwrap(),
+        };
+        Assignments {
+            node_id: "me".into(),
+            networks: vec![ing],
+            services: vec![AssignedService {
+                id: "s".into(),
+                name: "web".into(),
+                dnsrr: false,
+                networks: vec![ServiceNetwork {
+                    network_id: "ing".into(),
+                    vip: Some("10.0.0.2".parse().unwrap()),
+                    aliases: vec![],
+                    backends: vec![backend("t1", "10.0.0.3"), backend("t2", "10.0.0.4")],
+                }],
+                ports: vec![port("ingress", 8080, "v2"), port("host", 9090, "")],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ingress_ports_go_to_the_vip_host_ports_only_to_a_local_task() {
+        let a = assignments();
+        let sb = sandbox_endpoint(&a).unwrap();
+        assert_eq!(sb.ip, "10.0.0.7".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(sb.app, Some(App::IngressSandbox));
+        let cfg = config(&a, Some("127.0.0.2".parse().unwrap()));
+        // No local task: only the ingress-mode port.
+        assert_eq!(cfg.ports.len(), 1);
+        let p = &cfg.ports[0];
+        assert_eq!(
+            (p.port, p.vip, p.proxy_v2),
+            (8080, Some("10.0.0.2".parse().unwrap()), true)
+        );
+        // With task t2 here, the host-mode port goes to it alone.
+        let mut a = assignments();
+        a.tasks.push(crate::control::dispatcher::AssignedTask {
+            id: "t2".into(),
+            name: "web.2".into(),
+            service_id: "s".into(),
+            service_name: "web".into(),
+            slot: 2,
+            image: "swarmnet/whoami".into(),
+            args: vec![],
+            env: vec![],
+            hostname: String::new(),
+            stop_grace: None,
+            addresses: vec![],
+        });
+        let cfg = config(&a, None);
+        let host = cfg.ports.iter().find(|p| p.port == 9090).unwrap();
+        assert_eq!(host.backends, ["10.0.0.4".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(host.vip, None);
+    }
+}

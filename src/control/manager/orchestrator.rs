@@ -520,6 +520,61 @@ mod tests {
     }
 
     #[test]
+    fn every_node_gets_an_ingress_sandbox_address_while_a_service_publishes_in_ingress_mode() {
+        let mut ingress = net();
+        ingress.id = "ing".into();
+        ingress.ingress = true;
+        ingress.subnet = "10.0.0.0/24".parse().unwrap();
+        ingress.gateway = "10.0.0.1".parse().unwrap();
+        ingress.vni = Some(4096);
+        let nodes = [node("a", true), node("b", true), node("c", false)];
+        // One replica: only node a has a task, yet every node gets a sandbox on ingress.
+        let mut s = service(1, None);
+        s.ports = vec![crate::api::service::PortConfig {
+            protocol: "tcp".into(),
+            target_port: 80,
+            published_port: 8080,
+            publish_mode: "ingress".into(),
+            ..Default::default()
+        }];
+        let networks = [net(), ingress.clone()];
+        let ch = pass(
+            std::slice::from_ref(&s),
+            &networks,
+            &nodes,
+            &[],
+            at("2026-01-01T00:00:00Z"),
+            ids(),
+        );
+        let on_ingress: Vec<&str> = ch
+            .lb
+            .iter()
+            .filter(|(n, _, a)| n == "ing" && a.is_some())
+            .map(|(_, node, _)| node.as_str())
+            .collect();
+        assert_eq!(on_ingress.len(), 3, "{:?}", ch.lb);
+        // Without a published port they are given back.
+        for n in ["a", "b", "c"] {
+            ingress.lb.insert(n.into(), "10.0.0.9".parse().unwrap());
+        }
+        s.ports.clear();
+        let ch = pass(
+            &[s],
+            &[net(), ingress],
+            &nodes,
+            &[],
+            at("2026-01-01T00:00:00Z"),
+            ids(),
+        );
+        let back = ch
+            .lb
+            .iter()
+            .filter(|(n, _, a)| n == "ing" && a.is_none())
+            .count();
+        assert_eq!(back, 3, "{:?}", ch.lb);
+    }
+
+    #[test]
     fn each_node_with_tasks_on_a_network_gets_a_load_balancer_address_and_gives_it_back() {
         let s = service(2, None);
         let nodes = [node("a", true), node("b", true)];
