@@ -202,12 +202,13 @@ impl Whoami {
                         }
                     }
                 }
-                let head_end = match c.proxied {
-                    Some(_) => find(&c.request, b"\r\n\r\n"),
-                    None => None,
+                // The head ends once any PROXY header is taken off (and no error answered).
+                let head_end = match (&c.proxied, &c.response) {
+                    (Some(_), Response::None) => find(&c.request, b"\r\n\r\n"),
+                    _ => None,
                 };
-                if !matches!(c.response, Response::None) {
-                } else if let Some(end) = head_end {
+                let refused = !matches!(c.response, Response::None);
+                if let Some(end) = head_end {
                     let peer = s.remote_endpoint();
                     let mut peer = peer.map_or_else(|| "-".to_string(), |e| e.to_string());
                     if let Some(Some(client)) = c.proxied {
@@ -216,7 +217,7 @@ impl Whoami {
                         peer = format!("{client}\nProxiedBy: {peer}");
                     }
                     c.response = respond(&self.who, &peer, &c.request[..end]);
-                } else if c.request.len() >= MAX_REQUEST {
+                } else if !refused && c.request.len() >= MAX_REQUEST {
                     c.response = Response::Sending {
                         head: b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                         at: 0,

@@ -259,7 +259,6 @@ pub fn plan(
     }
     // The tasks are on ingress too (last: their other networks keep eth0, eth1, ... in the
     // spec's order), where the routing mesh reaches them.
-    let mut ids = ids;
     ids.extend(on_ingress);
     Ok(Plan {
         spec,
