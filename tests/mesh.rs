@@ -489,6 +489,18 @@ fn ingress_is_removed_and_recreated_with_a_new_subnet_and_mtu() {
         containers.contains(&format!("\"{ip}/16\"")),
         "{ip} not in {containers}"
     );
+    // A node without a task has its sandbox on the new ingress (Docker's ingress-sbox).
+    let on_n2 = n2.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .Containers}}",
+        "my-ingress",
+    ]);
+    assert!(
+        on_n2.contains("\"ingress-sbox\"") && on_n2.contains("\"IPv4Address\":\"10.11."),
+        "{on_n2}"
+    );
     // The routing mesh reaches the task from its sandbox on the new ingress.
     assert!(
         field(&page, "RemoteAddr").is_some_and(|r| r.starts_with("10.11.")),

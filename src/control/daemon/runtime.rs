@@ -664,14 +664,20 @@ impl TaskRuntime {
                 );
             }
         }
-        if out.containers.is_empty() {
+        let net = self.last.networks.iter().find(|n| n.id == network_id);
+        // The ingress sandbox is there with or without tasks (Docker's `ingress-sbox`).
+        if out.containers.is_empty() && !net.is_some_and(|n| n.ingress) {
             return out;
         }
-        if let Some(net) = self.last.networks.iter().find(|n| n.id == network_id) {
+        if let Some(net) = net {
             if let Some(ip) = net.lb.get(&self.last.node_id) {
                 let o = ip.octets();
                 out.containers.insert(
-                    format!("lb-{}", net.name),
+                    if net.ingress {
+                        mesh::SANDBOX.to_string()
+                    } else {
+                        format!("lb-{}", net.name)
+                    },
                     EndpointResource {
                         name: format!("{}-endpoint", net.name),
                         endpoint_id: sha256_hex(&format!("lb/{}/{network_id}", self.last.node_id)),
