@@ -136,6 +136,9 @@ impl Sandbox {
             tcp::SocketBuffer::new(vec![0; TCP_BUF]),
         );
         s.set_nagle_enabled(false);
+        // An ACK at once: a delayed one holds the task's last segment or FIN for up to
+        // 10 ms on short request/response connections.
+        s.set_ack_delay(None);
         s.set_timeout(Some(smoltcp::time::Duration::from_millis(
             timeout.as_millis() as u64,
         )));
