@@ -22,7 +22,6 @@ use crate::dataplane::resolver::DnsClient;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
 };
-use super::mesh::Mesh;
 use crate::io::resolver::ForwardClient;
 use crate::virt::VirtualTask;
 use crate::wire::vnet;
