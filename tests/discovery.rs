@@ -119,7 +119,11 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
             .collect();
         assert_eq!(rows.len(), 3, "{table}");
         for r in &rows {
-            assert_eq!((r[0], r[1], r[2]), ("my-web", "my-network", addr.as_str()), "{table}");
+            assert_eq!(
+                (r[0], r[1], r[2]),
+                ("my-web", "my-network", addr.as_str()),
+                "{table}"
+            );
             assert!(r[3].starts_with("my-web."), "{table}");
             total += r[6].parse::<u64>().unwrap();
         }
