@@ -205,6 +205,11 @@ pub struct PortConfig {
     /// ingress or host.
     #[serde(deserialize_with = "nullable")]
     pub publish_mode: String,
+    /// `v2`: the routing mesh sends a PROXY protocol v2 header naming the client ahead of each
+    /// TCP connection's bytes (swarmnet's own field; Docker has none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
+    pub proxy_protocol: String,
 }
 
 /// A service as `GET /services/{id}` shows it.
@@ -310,6 +315,7 @@ mod tests {
                 target_port: 80,
                 published_port: 8080,
                 publish_mode: "ingress".into(),
+                proxy_protocol: String::new(),
             }
         );
         let again: serde_json::Value = serde_json::to_value(&spec).unwrap();

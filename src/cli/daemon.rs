@@ -21,6 +21,10 @@ pub struct DaemonArgs {
     /// outside the swarm; default /etc/resolv.conf.
     #[arg(long, value_name = "FILE")]
     pub resolv_conf: Option<PathBuf>,
+    /// The address the routing mesh's published ports bind on (default: all addresses), so
+    /// that several daemons can share a host (127.0.0.1, 127.0.0.2, ...).
+    #[arg(long, value_name = "ADDR")]
+    pub publish_addr: Option<std::net::Ipv4Addr>,
 }
 
 /// A node name: 1-253 characters, none of them blank or a control character.
@@ -88,6 +92,7 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
         socket,
         hostname: args.hostname,
         resolv_conf: args.resolv_conf,
+        publish_addr: args.publish_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

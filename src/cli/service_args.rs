@@ -32,6 +32,14 @@ pub fn parse_publish(s: &str) -> Result<PortConfig, String> {
                 "published" => p.published_port = port(v).map_err(|e| bad(&e))?,
                 "protocol" => p.protocol = protocol(v).map_err(|e| bad(&e))?,
                 "name" => p.name = v.into(),
+                "proxy-protocol" => match v {
+                    "v2" => p.proxy_protocol = v.into(),
+                    _ => {
+                        return Err(bad(&format!(
+                            "invalid proxy-protocol value ({v}): must be 'v2'"
+                        )))
+                    }
+                },
                 other => return Err(bad(&format!("invalid field key {other}"))),
             }
         }
@@ -63,6 +71,7 @@ pub fn parse_publish(s: &str) -> Result<PortConfig, String> {
         target_port: target,
         published_port: published,
         publish_mode: "ingress".into(),
+        proxy_protocol: String::new(),
     })
 }
 

@@ -272,6 +272,17 @@ impl Index {
             });
         }
         out.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        // The routing mesh: while a service publishes a port in ingress mode, every node has the
+        // ingress network (its sandbox, the services' tasks there) even without a task on it.
+        let meshed = self
+            .services
+            .values()
+            .any(|s| s.ports.iter().any(|p| p.publish_mode == "ingress"));
+        if meshed {
+            if let Some(n) = self.networks.values().find(|n| n.ingress) {
+                wanted.insert(n.id.as_str());
+            }
+        }
         out.networks = wanted
             .iter()
             .filter_map(|id| self.networks.get(*id).cloned())
@@ -316,6 +327,27 @@ impl Index {
                         node: hostname.to_string(),
                     },
                 );
+            }
+        }
+        // The other nodes' load-balancer endpoints (ingress sandboxes): the tasks answer them.
+        for net in &wanted {
+            let Some(n) = self.networks.get(*net) else {
+                continue;
+            };
+            for (node, addr) in &n.lb {
+                if node == node_id || !up(node) {
+                    continue;
+                }
+                let Some((vtep, hostname)) = self.nodes.get(node) else {
+                    continue;
+                };
+                peers.entry((n.id.as_str(), *addr)).or_insert_with(|| Peer {
+                    task_id: format!("lb-{node}"),
+                    network_id: n.id.clone(),
+                    addr: *addr,
+                    vtep: *vtep,
+                    node: hostname.clone(),
+                });
             }
         }
         out.peers = peers.into_values().collect();

@@ -6,6 +6,7 @@
 //! returns. Unsafe code lives here only, each block with its `SAFETY:` reason.
 
 pub mod lock;
+pub mod mesh;
 pub mod netns;
 pub mod node;
 pub mod process;

@@ -22,14 +22,16 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use mio::Waker;
 
+use super::mesh::{Mesh, MeshConfig, MeshStats};
 use super::netns::{self, NetnsError, OwnedNetns};
 use super::seqstore::{SeqStore, SeqStoreError};
 use super::tap::TapQueue;
 use super::task::{make_task, remove_iface};
 use super::underlay::{esp_sockets, underlay_sockets};
-use super::worker::{self, Command, VirtOwner, Worker};
+use super::worker::{self, Command, VirtOwner, VirtualPort, Worker};
 use crate::dataplane::{Counters, InterfaceStats, PortId, Tables};
 use crate::topology::{Endpoint, EspTransport, Topology};
+use crate::virt::sandbox::SandboxSpec;
 use crate::virt::{VirtSpec, VirtualTask};
 
 /// Name of a task's first interface inside its namespace, as in a Docker container.
@@ -205,6 +207,9 @@ pub struct Node {
     tables: Arc<ArcSwap<Tables>>,
     /// What virtual tasks' apps reported, until taken.
     app_events: Arc<Mutex<Vec<String>>>,
+    /// The routing mesh's published ports, read by the ingress sandbox's port.
+    mesh_config: Arc<ArcSwap<MeshConfig>>,
+    mesh_stats: Arc<Mutex<MeshStats>>,
     /// Reservations of outbound ESP sequence numbers (encrypted networks only).
     seq_store: Mutex<Option<SeqStore>>,
     /// Whether the last write of `seq_store` failed (logged once per run of failures).
@@ -278,6 +283,8 @@ impl Node {
             published: Vec::new(),
             tables: Arc::clone(&swap),
             app_events: Arc::new(Mutex::new(Vec::new())),
+            mesh_config: Arc::new(ArcSwap::from_pointee(MeshConfig::default())),
+            mesh_stats: Arc::new(Mutex::new(MeshStats::default())),
             seq_store: Mutex::new(seq_store),
             seq_store_failing: AtomicBool::new(false),
             esp_sequence_file: cfg.esp_sequence_file.clone(),
@@ -489,6 +496,34 @@ impl Node {
         let mut virtual_tasks = Vec::new();
         for cfg in ports {
             let id = PortId(self.next_port);
+            if cfg.endpoint.app == Some(crate::topology::App::IngressSandbox) {
+                let spec = SandboxSpec {
+                    mac: cfg.endpoint.mac,
+                    ip: cfg.endpoint.ip,
+                    prefix: cfg.prefix,
+                    gateway: cfg.gateway,
+                    mtu: cfg.mtu,
+                    seed: random_u64(),
+                };
+                let mesh = Mesh::new(
+                    cfg.endpoint.name.clone(),
+                    &spec,
+                    Arc::clone(&self.mesh_config),
+                    Arc::clone(&self.mesh_stats),
+                    worker::now_nanos(),
+                );
+                virtual_tasks.push((id, VirtualPort::Mesh(Box::new(mesh))));
+                made.push((
+                    LocalPort {
+                        id,
+                        config: cfg.clone(),
+                        task: None,
+                    },
+                    Vec::new(),
+                ));
+                self.next_port += 1;
+                continue;
+            }
             if let Some(app) = &cfg.endpoint.app {
                 let spec = VirtSpec {
                     name: cfg.endpoint.name.clone(),
@@ -502,7 +537,7 @@ impl Node {
                     seed: random_u64(),
                 };
                 let task = VirtualTask::new(&spec, worker::now_nanos());
-                virtual_tasks.push((id, Box::new(task)));
+                virtual_tasks.push((id, VirtualPort::Task(Box::new(task))));
                 made.push((
                     LocalPort {
                         id,
@@ -733,6 +768,26 @@ impl Node {
     /// The interfaces of local tasks in namespaces, by endpoint name.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
         self.ports.values().filter_map(|p| p.task.as_ref())
+    }
+
+    /// Publishes `cfg` to the routing mesh (the ingress sandbox's port, when the view has
+    /// one): ports new in it are bound, ports gone are closed, connections carried stay.
+    pub fn set_mesh(&self, cfg: MeshConfig) {
+        if **self.mesh_config.load() == cfg {
+            return;
+        }
+        self.mesh_config.store(Arc::new(cfg));
+        if let Some(w) = self.wakers.first() {
+            let _ = w.wake();
+        }
+    }
+
+    /// The routing mesh's counters.
+    pub fn mesh_stats(&self) -> MeshStats {
+        self.mesh_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The virtual tasks: (endpoint name, app).

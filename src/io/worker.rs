@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::gro::Coalescer;
@@ -39,6 +40,8 @@ const SEND_BATCH: usize = 128;
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Tokens of underlay sockets start here; TAPs use their port id.
 const SOCKET_TOKEN_BASE: usize = usize::MAX / 2;
+/// Host sockets of a virtual port (the routing mesh's) use this plus the port id.
+const HOST_TOKEN_BASE: usize = usize::MAX / 4;
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
 
 /// What a worker's underlay sockets receive, and how the core takes it.
@@ -71,7 +74,7 @@ pub enum Command {
     /// Run virtual task `task` as port `id` (sent to the worker that owns virtual tasks).
     AddVirtual {
         id: PortId,
-        task: Box<VirtualTask>,
+        task: VirtualPort,
         done: mpsc::Sender<()>,
     },
     /// Port `id` is a virtual task of another worker: hand its frames over.
@@ -83,6 +86,52 @@ pub enum Command {
         sockets: Vec<UnderlaySocket>,
         done: mpsc::Sender<()>,
     },
+}
+
+/// A port served inside the worker: a virtual task, or the node's ingress sandbox with the
+/// routing mesh's host sockets.
+pub enum VirtualPort {
+    Task(Box<VirtualTask>),
+    Mesh(Box<Mesh>),
+}
+
+impl VirtualPort {
+    fn name(&self) -> &str {
+        match self {
+            VirtualPort::Task(t) => t.name(),
+            VirtualPort::Mesh(m) => m.name(),
+        }
+    }
+    fn input(&mut self, frame: &[u8]) -> bool {
+        match self {
+            VirtualPort::Task(t) => t.input(frame),
+            VirtualPort::Mesh(m) => m.input(frame),
+        }
+    }
+    fn has_input(&self) -> bool {
+        match self {
+            VirtualPort::Task(t) => t.has_input(),
+            VirtualPort::Mesh(m) => m.has_input(),
+        }
+    }
+    fn poll_timeout(&mut self, now: u64) -> Option<u64> {
+        match self {
+            VirtualPort::Task(t) => t.poll_timeout(now),
+            VirtualPort::Mesh(m) => m.poll_timeout(now),
+        }
+    }
+    fn handle_timeout(&mut self, now: u64, emit: &mut dyn FnMut(&[u8])) {
+        match self {
+            VirtualPort::Task(t) => t.handle_timeout(now, emit),
+            VirtualPort::Mesh(m) => m.handle_timeout(now, emit),
+        }
+    }
+    fn take_events(&mut self) -> Vec<String> {
+        match self {
+            VirtualPort::Task(t) => t.take_events(),
+            VirtualPort::Mesh(_) => Vec::new(),
+        }
+    }
 }
 
 /// How a worker reaches the worker that runs the virtual tasks.
@@ -149,7 +198,7 @@ struct Io {
     /// This worker's queue of every local port, indexed by `PortId`.
     taps: Vec<Option<TapQueue>>,
     /// Virtual tasks this worker runs, indexed by `PortId`.
-    virt: Vec<Option<Box<VirtualTask>>>,
+    virt: Vec<Option<VirtualPort>>,
     /// Ports that are another worker's virtual tasks, indexed by `PortId`.
     elsewhere: Vec<bool>,
     virt_owner: Option<VirtOwner>,
@@ -413,6 +462,13 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE_TOKEN => {}
+                    Token(t) if (HOST_TOKEN_BASE..SOCKET_TOKEN_BASE).contains(&t) => {
+                        if let Some(Some(VirtualPort::Mesh(m))) =
+                            io.virt.get_mut(t - HOST_TOKEN_BASE)
+                        {
+                            m.host_ready();
+                        }
+                    }
                     Token(t) if t >= SOCKET_TOKEN_BASE => {
                         if let Some(r) = sock_ready.get_mut(t - SOCKET_TOKEN_BASE) {
                             *r = true;
@@ -659,9 +715,12 @@ fn grow<T>(v: &mut Vec<T>, slot: usize, fill: impl FnMut() -> T) {
 fn apply_command(poll: &Poll, io: &mut Io, ready: &mut Vec<bool>, cmd: Command) -> io::Result<()> {
     let taps = &mut io.taps;
     match cmd {
-        Command::AddVirtual { id, task, done } => {
+        Command::AddVirtual { id, mut task, done } => {
             let slot = id.0 as usize;
             grow(&mut io.virt, slot, || None);
+            if let VirtualPort::Mesh(m) = &mut task {
+                m.attach(poll.registry(), Token(HOST_TOKEN_BASE + slot));
+            }
             io.virt[slot] = Some(task);
             let _ = done.send(());
         }

@@ -204,6 +204,9 @@ pub enum App {
     /// outcome; a HOST that is a name is looked up first, at the task's resolver (the
     /// embedded DNS).
     Fetch(FetchTarget),
+    /// `"ingress-sandbox"`: the node's endpoint on the ingress network from which the routing
+    /// mesh carries published ports' connections to the services.
+    IngressSandbox,
 }
 
 /// The URL of a `fetch` app.
@@ -244,6 +247,7 @@ impl App {
         match s {
             "whoami" => return Ok(App::Whoami),
             "echo" => return Ok(App::Echo),
+            "ingress-sandbox" => return Ok(App::IngressSandbox),
             _ => {}
         }
         let usage = "app must be \"whoami\", \"echo\" or \"fetch http://HOST[:PORT]/PATH\"";

@@ -27,6 +27,7 @@ impl App {
             App::Whoami => "whoami".into(),
             App::Echo => "echo".into(),
             App::Fetch(t) => format!("fetch {t}"),
+            App::IngressSandbox => "ingress-sandbox".into(),
         }
     }
 }

@@ -47,6 +47,8 @@ fn tcp_socket(rx: usize, tx: usize) -> tcp::Socket<'static> {
 }
 
 pub(super) enum AppState {
+    /// No app: the stack only answers ARP and pings (an ingress sandbox run without the mesh).
+    Idle,
     Whoami(Whoami),
     Echo(Echo),
     Fetch(Box<Fetch>),
@@ -62,6 +64,7 @@ impl AppState {
                         handle: sockets.add(tcp_socket(HTTP_RX, HTTP_TX)),
                         request: Vec::new(),
                         response: Response::None,
+                        proxied: None,
                     })
                     .collect(),
             }),
@@ -76,6 +79,7 @@ impl AppState {
                     buf: vec![0; 2048],
                 })
             }
+            App::IngressSandbox => AppState::Idle,
             App::Fetch(target) => AppState::Fetch(Box::new(Fetch {
                 target: target.clone(),
                 socket: sockets.add(tcp_socket(FETCH_RX, FETCH_TX)),
@@ -103,6 +107,7 @@ impl AppState {
             AppState::Whoami(w) => w.step(sockets),
             AppState::Echo(e) => e.step(sockets),
             AppState::Fetch(f) => f.step(now, iface, sockets, events),
+            AppState::Idle => false,
         }
     }
 
@@ -128,6 +133,9 @@ struct HttpConn {
     handle: SocketHandle,
     request: Vec<u8>,
     response: Response,
+    /// `None` until the start of the stream told whether a PROXY v2 header comes first; then
+    /// the client it names, if any.
+    proxied: Option<Option<std::net::SocketAddrV4>>,
 }
 
 pub(super) enum Response {
@@ -161,6 +169,7 @@ impl Whoami {
             if !s.is_open() {
                 c.request.clear();
                 c.response = Response::None;
+                c.proxied = None;
                 // Listening on a closed socket cannot fail (port 80 is not 0).
                 let _ = s.listen(80);
                 continue;
@@ -173,11 +182,40 @@ impl Whoami {
                     (n, ())
                 });
                 acted = true;
-                if let Some(end) = find(&c.request, b"\r\n\r\n") {
+                if c.proxied.is_none() {
+                    match super::proxy::parse(&c.request) {
+                        super::proxy::Parsed::Absent => c.proxied = Some(None),
+                        super::proxy::Parsed::Header { len, addrs } => {
+                            c.request.drain(..len);
+                            c.proxied = Some(addrs.map(|(src, _)| src));
+                        }
+                        super::proxy::Parsed::Incomplete => {}
+                        super::proxy::Parsed::Invalid => {
+                            c.response = Response::Sending {
+                                head: b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                                at: 0,
+                                body_sent: 0,
+                                body_left: 0,
+                            };
+                        }
+                    }
+                }
+                // The head ends once any PROXY header is taken off (and no error answered).
+                let head_end = match (&c.proxied, &c.response) {
+                    (Some(_), Response::None) => find(&c.request, b"\r\n\r\n"),
+                    _ => None,
+                };
+                let refused = !matches!(c.response, Response::None);
+                if let Some(end) = head_end {
                     let peer = s.remote_endpoint();
-                    let peer = peer.map_or_else(|| "-".to_string(), |e| e.to_string());
+                    let mut peer = peer.map_or_else(|| "-".to_string(), |e| e.to_string());
+                    if let Some(Some(client)) = c.proxied {
+                        // The connection comes from the routing mesh; the header names who
+                        // connected to it.
+                        peer = format!("{client}\nProxiedBy: {peer}");
+                    }
                     c.response = respond(&self.who, &peer, &c.request[..end]);
-                } else if c.request.len() >= MAX_REQUEST {
+                } else if !refused && c.request.len() >= MAX_REQUEST {
                     c.response = Response::Sending {
                         head: b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
                         at: 0,

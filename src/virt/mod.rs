@@ -9,6 +9,8 @@
 
 mod apps;
 mod device;
+pub mod proxy;
+pub mod sandbox;
 
 use std::net::Ipv4Addr;
 

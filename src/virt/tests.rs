@@ -151,3 +151,64 @@ fn a_first_syn_from_an_unknown_client_is_answered_at_once() {
         .expect("a TCP answer");
     assert_eq!(synack[47] & 0x12, 0x12, "SYN-ACK");
 }
+
+#[test]
+fn whoami_shows_the_client_a_proxy_v2_header_from_the_sandbox_names() {
+    let mut now = 1_000_000_000;
+    let mut server = VirtualTask::new(&spec("who", 2, App::Whoami), now);
+    let ip = Ipv4Addr::new(10, 0, 9, 5);
+    let mut sb = sandbox::Sandbox::new(
+        &sandbox::SandboxSpec {
+            mac: MacAddr::from_ipv4(ip),
+            ip,
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 0, 9, 1),
+            mtu: 1450,
+            seed: 5,
+        },
+        now,
+    );
+    let (h, port) = sb
+        .connect(
+            (Ipv4Addr::new(10, 0, 9, 2), 80),
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+    let mut req = proxy::encode_v4(
+        "192.0.2.7:40000".parse().unwrap(),
+        "127.0.0.1:8080".parse().unwrap(),
+    )
+    .to_vec();
+    req.extend_from_slice(b"GET / HTTP/1.1\r\nHost: mesh\r\n\r\n");
+    let (mut sent, mut got) = (false, Vec::new());
+    let end = now + 3_000_000_000;
+    while now < end {
+        let mut to_server = Vec::new();
+        let mut to_sb = Vec::new();
+        sb.poll(now, &mut |f| to_server.push(f.to_vec()));
+        server.handle_timeout(now, &mut |f| to_sb.push(f.to_vec()));
+        to_server.iter().for_each(|f| assert!(server.input(f)));
+        to_sb.iter().for_each(|f| assert!(sb.input(f)));
+        let s = sb.tcp(h);
+        if !sent && s.may_send() {
+            assert_eq!(s.send_slice(&req), Ok(req.len()));
+            sent = true;
+        }
+        while s.can_recv() {
+            let _ = s.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            });
+        }
+        if sent && !s.may_recv() {
+            break;
+        }
+        now += 1_000_000;
+    }
+    let page = String::from_utf8_lossy(&got);
+    assert!(page.contains("RemoteAddr: 192.0.2.7:40000\n"), "{page}");
+    assert!(
+        page.contains(&format!("ProxiedBy: 10.0.9.5:{port}\n")),
+        "{page}"
+    );
+}

@@ -31,6 +31,8 @@ pub struct Node {
     env: Vec<(String, String)>,
     /// `daemon --hostname`, if given.
     pub hostname: Option<String>,
+    /// Further `daemon` arguments.
+    args: Vec<String>,
 }
 
 impl Node {
@@ -49,10 +51,24 @@ impl Node {
         Self::start_full(ip, env, None)
     }
 
+    /// Starts a daemon named `hostname` with further `daemon` arguments.
+    pub fn start_with_args(ip: &str, hostname: &str, args: &[&str]) -> Node {
+        let mut node = Self::unstarted(ip, &[], Some(hostname));
+        node.args = args.iter().map(|a| a.to_string()).collect();
+        node.spawn();
+        node
+    }
+
     fn start_full(ip: &str, env: &[(&str, &str)], hostname: Option<&str>) -> Node {
+        let mut node = Self::unstarted(ip, env, hostname);
+        node.spawn();
+        node
+    }
+
+    fn unstarted(ip: &str, env: &[(&str, &str)], hostname: Option<&str>) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("api.sock");
-        let mut node = Node {
+        Node {
             ip: ip.to_string(),
             dir,
             socket,
@@ -62,9 +78,8 @@ impl Node {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             hostname: hostname.map(str::to_string),
-        };
-        node.spawn();
-        node
+            args: Vec::new(),
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -90,6 +105,7 @@ impl Node {
                     .iter()
                     .flat_map(|h| ["--hostname", h.as_str()]),
             )
+            .args(&self.args)
             .env("SWARMNET_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -265,6 +281,20 @@ pub fn three_named_managers(net: &str) -> (Node, Node, Node) {
     let n2 = Node::start_as(&format!("{net}.2"), "node-2");
     let n3 = Node::start_as(&format!("{net}.3"), "node-3");
     form_three(n1, n2, n3)
+}
+
+/// Three managers as [`three_named_managers`], each daemon also given `args(its address)`.
+pub fn three_named_managers_with(
+    net: &str,
+    args: impl Fn(&str) -> Vec<String>,
+) -> (Node, Node, Node) {
+    let start = |i: u8| {
+        let ip = format!("{net}.{i}");
+        let a = args(&ip);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        Node::start_with_args(&ip, &format!("node-{i}"), &a)
+    };
+    form_three(start(1), start(2), start(3))
 }
 
 fn form_three(n1: Node, n2: Node, n3: Node) -> (Node, Node, Node) {

@@ -7,6 +7,7 @@ mod agent;
 mod cluster;
 mod local_api;
 mod membership;
+pub mod mesh;
 mod networks;
 pub mod runtime;
 mod work;
@@ -62,6 +63,8 @@ pub struct DaemonConfig {
     pub hostname: Option<String>,
     /// Upstream nameservers for names outside the swarm; `None`: /etc/resolv.conf.
     pub resolv_conf: Option<PathBuf>,
+    /// Where published ports bind; `None`: all addresses.
+    pub publish_addr: Option<std::net::Ipv4Addr>,
 }
 
 /// Background tasks of a node in a swarm.
@@ -94,6 +97,7 @@ pub struct Daemon {
     store: Arc<Store>,
     manager: Manager,
     hostname: String,
+    publish_addr: Option<std::net::Ipv4Addr>,
     identity: RwLock<Option<LocalIdentity>>,
     /// Serialises membership changes (init, join, leave, role change) and owns the tasks.
     tasks: Mutex<Tasks>,
@@ -132,6 +136,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         manager: Manager::new(store.clone()),
         store,
         hostname: config.hostname.clone().unwrap_or_else(hostname),
+        publish_addr: config.publish_addr,
         identity: RwLock::new(identity.clone()),
         tasks: Mutex::new(Tasks::default()),
         next_raft_join: std::sync::Mutex::new(None),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::mesh;
 use crate::control::dispatcher::{AssignedTask, Assignments};
 use crate::control::keys;
 use crate::control::logs::LogLine;
@@ -107,6 +108,8 @@ pub struct TaskRuntime {
     resolv_conf: Option<PathBuf>,
     /// Output of program tasks read but not yet shipped.
     logs: Vec<LogLine>,
+    /// Where the routing mesh's published ports bind (`None`: all addresses).
+    publish_addr: Option<Ipv4Addr>,
     /// The timestamp of the last line shipped of each program task.
     log_cursor: BTreeMap<String, String>,
 }
@@ -173,7 +176,18 @@ impl TaskRuntime {
             resolv_conf: None,
             logs: Vec::new(),
             log_cursor: BTreeMap::new(),
+            publish_addr: None,
         }
+    }
+
+    /// Binds the routing mesh's published ports on `addr` (`None`: all addresses).
+    pub fn set_publish_addr(&mut self, addr: Option<Ipv4Addr>) {
+        self.publish_addr = addr;
+    }
+
+    /// The routing mesh's counters, once the data plane runs.
+    pub fn mesh_stats(&self) -> Option<crate::io::mesh::MeshStats> {
+        self.node.as_ref().map(Node::mesh_stats)
     }
 
     /// The assignments last taken.
@@ -325,6 +339,7 @@ impl TaskRuntime {
                 task: None,
             });
         }
+        endpoints.extend(mesh::sandbox_endpoint(a));
         let services = view_services(a, &nets, tasks, &mut endpoints);
         let networks = a
             .networks
@@ -534,6 +549,11 @@ impl TaskRuntime {
             );
         }
         let view = self.view(&a, &next, &keys);
+        let mesh_config = mesh::config(&a, self.publish_addr);
+        if let Some(node) = self.node.as_ref() {
+            // Ports published or withdrawn while the view stays the same.
+            node.set_mesh(mesh_config.clone());
+        }
         // A view that does not change (no task added or removed has an endpoint: a task on no
         // network) still starts and reports its new tasks.
         let unchanged = self.applied.as_ref() == Some(&view);
@@ -552,6 +572,7 @@ impl TaskRuntime {
                     resolv_conf: self.resolv_conf.clone(),
                 }) {
                     Ok(node) => {
+                        node.set_mesh(mesh_config.clone());
                         tracing::info!(
                             "data plane started on {}:{}",
                             self.data_path_addr,
@@ -643,14 +664,20 @@ impl TaskRuntime {
                 );
             }
         }
-        if out.containers.is_empty() {
+        let net = self.last.networks.iter().find(|n| n.id == network_id);
+        // The ingress sandbox is there with or without tasks (Docker's `ingress-sbox`).
+        if out.containers.is_empty() && !net.is_some_and(|n| n.ingress) {
             return out;
         }
-        if let Some(net) = self.last.networks.iter().find(|n| n.id == network_id) {
+        if let Some(net) = net {
             if let Some(ip) = net.lb.get(&self.last.node_id) {
                 let o = ip.octets();
                 out.containers.insert(
-                    format!("lb-{}", net.name),
+                    if net.ingress {
+                        mesh::SANDBOX.to_string()
+                    } else {
+                        format!("lb-{}", net.name)
+                    },
                     EndpointResource {
                         name: format!("{}-endpoint", net.name),
                         endpoint_id: sha256_hex(&format!("lb/{}/{network_id}", self.last.node_id)),

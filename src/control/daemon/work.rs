@@ -103,12 +103,17 @@ impl Daemon {
         let runtime = self.runtime.clone();
         let hostname = self.hostname.clone();
         let state_dir = self.state_dir.clone();
+        let publish_addr = self.publish_addr;
         let data_path = identity.data_path_addr.parse();
         let resolv_conf = self.resolv_conf.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             if guard.is_none() {
-                if assignments.as_ref().is_none_or(|a| a.tasks.is_empty()) {
+                // A node without tasks still runs the routing mesh when it has ingress.
+                if assignments
+                    .as_ref()
+                    .is_none_or(|a| a.tasks.is_empty() && a.networks.is_empty())
+                {
                     return;
                 }
                 let Ok(addr) = data_path else {
@@ -117,6 +122,7 @@ impl Daemon {
                 };
                 let mut rt = TaskRuntime::new(hostname, addr, state_dir);
                 rt.set_resolv_conf(resolv_conf);
+                rt.set_publish_addr(publish_addr);
                 *guard = Some(rt);
             }
             if let Some(rt) = guard.as_mut() {

@@ -246,9 +246,9 @@ pub fn pass(
             }
         }
     }
-    // Each node with a task on an overlay network (not the ingress network, whose endpoints
-    // come with the routing mesh) gets a load-balancer endpoint there; a node without one
-    // gives it back.
+    // Each node with a task on an overlay network gets a load-balancer endpoint there; a node
+    // without one gives it back. On the ingress network every node of the swarm has one (its
+    // ingress sandbox) while a service publishes a port in ingress mode: the routing mesh.
     let stopping: std::collections::HashSet<&str> = out.stop.iter().map(String::as_str).collect();
     let mut present: std::collections::BTreeSet<(&str, &str)> = Default::default();
     for t in tasks.iter().chain(&out.put) {
@@ -262,8 +262,16 @@ pub fn pass(
             present.insert((a.network_id.as_str(), t.node_id.as_str()));
         }
     }
+    let meshed = services
+        .iter()
+        .any(|s| s.ports.iter().any(|p| p.publish_mode == "ingress"));
+    for net in networks.iter().filter(|n| n.ingress && n.vni.is_some()) {
+        for n in nodes.iter().filter(|_| meshed) {
+            present.insert((net.id.as_str(), n.id.as_str()));
+        }
+    }
     let mut lb = Vec::new();
-    for net in networks.iter().filter(|n| n.vni.is_some() && !n.ingress) {
+    for net in networks.iter().filter(|n| n.vni.is_some()) {
         for node in net.lb.keys() {
             if !present.contains(&(net.id.as_str(), node.as_str())) {
                 lb.push((net.id.clone(), node.clone(), None));
@@ -509,6 +517,61 @@ mod tests {
         assert_eq!(ch.stop, on_b);
         assert_eq!(ch.put.len(), 1);
         assert_eq!(ch.put[0].node_id, "a");
+    }
+
+    #[test]
+    fn every_node_gets_an_ingress_sandbox_address_while_a_service_publishes_in_ingress_mode() {
+        let mut ingress = net();
+        ingress.id = "ing".into();
+        ingress.ingress = true;
+        ingress.subnet = "10.0.0.0/24".parse().unwrap();
+        ingress.gateway = "10.0.0.1".parse().unwrap();
+        ingress.vni = Some(4096);
+        let nodes = [node("a", true), node("b", true), node("c", false)];
+        // One replica: only node a has a task, yet every node gets a sandbox on ingress.
+        let mut s = service(1, None);
+        s.ports = vec![crate::api::service::PortConfig {
+            protocol: "tcp".into(),
+            target_port: 80,
+            published_port: 8080,
+            publish_mode: "ingress".into(),
+            ..Default::default()
+        }];
+        let networks = [net(), ingress.clone()];
+        let ch = pass(
+            std::slice::from_ref(&s),
+            &networks,
+            &nodes,
+            &[],
+            at("2026-01-01T00:00:00Z"),
+            ids(),
+        );
+        let on_ingress: Vec<&str> = ch
+            .lb
+            .iter()
+            .filter(|(n, _, a)| n == "ing" && a.is_some())
+            .map(|(_, node, _)| node.as_str())
+            .collect();
+        assert_eq!(on_ingress.len(), 3, "{:?}", ch.lb);
+        // Without a published port they are given back.
+        for n in ["a", "b", "c"] {
+            ingress.lb.insert(n.into(), "10.0.0.9".parse().unwrap());
+        }
+        s.ports.clear();
+        let ch = pass(
+            &[s],
+            &[net(), ingress],
+            &nodes,
+            &[],
+            at("2026-01-01T00:00:00Z"),
+            ids(),
+        );
+        let back = ch
+            .lb
+            .iter()
+            .filter(|(n, _, a)| n == "ing" && a.is_none())
+            .count();
+        assert_eq!(back, 3, "{:?}", ch.lb);
     }
 
     #[test]

@@ -168,6 +168,14 @@ pub fn plan(
                     p.publish_mode
                 )));
             }
+            if !p.proxy_protocol.is_empty()
+                && (p.proxy_protocol != "v2" || p.protocol != "tcp" || p.publish_mode != "ingress")
+            {
+                return Err(invalid(format!(
+                    "EndpointSpec: proxy-protocol {:?} on port {}/{} ({} mode): the routing mesh sends PROXY protocol v2 (proxy-protocol=v2) on tcp ports in ingress mode only",
+                    p.proxy_protocol, p.published_port, p.protocol, p.publish_mode
+                )));
+            }
             if p.target_port == 0 {
                 return Err(invalid(
                     "EndpointSpec: a published port needs a target port",
@@ -213,6 +221,7 @@ pub fn plan(
 
     // VIPs: one per network in vip mode, and one on ingress when a port goes through it.
     let mut vips = Vec::new();
+    let mut on_ingress = None;
     if endpoint_mode(&spec) == "vip" {
         let others: Vec<&ServiceRecord> = services.iter().collect();
         let mut addresses = Addresses::new(networks, others, tasks);
@@ -224,6 +233,7 @@ pub fn plan(
                 )
             })?;
             wanted.push(ingress);
+            on_ingress = Some(ingress.id.clone());
         }
         for id in &ids {
             if let Some(n) = networks.iter().find(|n| &n.id == id) {
@@ -242,6 +252,14 @@ pub fn plan(
             }
         }
     }
+    // A port in host mode is served by the node's sandbox too, straight to the local task,
+    // so those tasks are on ingress as well (when there is one).
+    if on_ingress.is_none() && ports.iter().any(|p| p.publish_mode == "host") {
+        on_ingress = networks.iter().find(|n| n.ingress).map(|n| n.id.clone());
+    }
+    // The tasks are on ingress too (last: their other networks keep eth0, eth1, ... in the
+    // spec's order), where the routing mesh reaches them.
+    ids.extend(on_ingress);
     Ok(Plan {
         spec,
         networks: ids,
@@ -609,7 +627,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             p.networks,
-            ["kh6spd693thnvgl0v8m39i9f0", "dr8mkoudyb5no2xu53wdfbn6l"]
+            [
+                "kh6spd693thnvgl0v8m39i9f0",
+                "dr8mkoudyb5no2xu53wdfbn6l",
+                "ingressid0000000000000000"
+            ]
         );
         assert_eq!(
             p.spec.task_template.networks[0].target,
