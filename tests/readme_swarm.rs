@@ -112,9 +112,22 @@ fn the_readme_swarm_block_runs_as_pasted() {
         );
     }
     assert!(
-        stdout
+        stdout.lines().any(|l| l.starts_with("probe.")
+            && l.contains("GET http://my-web:80/ (10.0.1.2): 200,")
+            && l.contains(", from my-web.")),
+        "{stdout}"
+    );
+    // The balancer's table: the three backends.
+    let backends = stdout
+        .split("SERVICE   NETWORK")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no service backends table:\n{stdout}"));
+    assert_eq!(
+        backends
             .lines()
-            .any(|l| l.starts_with("probe.") && l.contains("GET http://10.0.1.3:80/: 200,")),
+            .filter(|l| l.starts_with("my-web "))
+            .count(),
+        3,
         "{stdout}"
     );
     assert!(
