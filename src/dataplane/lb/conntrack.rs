@@ -448,6 +448,13 @@ impl Conntrack {
             .ok()?;
         let slot = *shard.index.get(&key)?;
         let e = shard.slab.get_mut(slot as usize)?;
+        // The same addresses and ports may carry a connection straight to the backend once
+        // the VIP flow has ended (the client reuses its port): a closed flow answers nothing,
+        // and a SYN-ACK after the handshake is another connection's.
+        let syn = tcp.is_some_and(|t| t.flags & SYN != 0);
+        if e.closed() || (syn && e.state & ESTABLISHED != 0) {
+            return None;
+        }
         track(e, tcp, false, now, len);
         let (vip, net) = (e.vip, e.net);
         drop(shard);

@@ -404,3 +404,40 @@ fn a_backend_that_leaves_a_syn_unanswered_is_passed_over_at_the_retry() {
     }
     assert!(moved > 50, "{moved}");
 }
+
+#[test]
+fn a_direct_connection_on_the_ports_of_an_ended_vip_flow_is_left_alone() {
+    let mut dp = Dataplane::new(Arc::new(tables(r#""web.1""#)));
+    // A whole VIP flow to web.1 from port 40000: handshake, then FIN both ways.
+    send(&mut dp, S, &to_vip(40000, 1, None, true, b"")).unwrap();
+    let mut out = Output::new();
+    dp.from_port(
+        S,
+        PortId(1),
+        &from_backend([10, 0, 9, 11], 40000, 700, 2, true),
+        &mut out,
+    );
+    send(&mut dp, S, &to_vip(40000, 2, Some(701), false, b"")).unwrap();
+    let mut fin = from_backend([10, 0, 9, 11], 40000, 701, 2, false);
+    fin[47] |= 0x01; // FIN
+    crate::wire::ipv4::fill_checksum(&mut fin[14..34]);
+    out.clear();
+    dp.from_port(S, PortId(1), &fin, &mut out);
+    let mut cfin = to_vip(40000, 2, Some(702), false, b"");
+    cfin[47] |= 0x01;
+    send(&mut dp, S, &cfin).unwrap();
+    // Now the client connects to web.1 directly from the same port: the SYN-ACK is web.1's.
+    out.clear();
+    dp.from_port(
+        2 * S,
+        PortId(1),
+        &from_backend([10, 0, 9, 11], 40000, 9000, 5001, true),
+        &mut out,
+    );
+    let (_, f) = out.iter().next().unwrap();
+    assert_eq!(
+        ip_src(f),
+        Ipv4Addr::new(10, 0, 9, 11),
+        "not rewritten to the VIP"
+    );
+}
