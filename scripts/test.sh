@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Runs the test suite. As root, installs tshark and dig first if they are missing (the tests
-# that check our packets with them need them); otherwise those tests are skipped, and said so.
+# Runs the test suite. As root, installs the tools some tests use first if they are missing;
+# otherwise those tests are skipped, and said so.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The tools tests use as independent peers: tshark (decoding), dig (DNS over UDP and TCP from
-# inside tasks). Installed as root when missing; otherwise the tests that need them skip, saying so.
+# inside tasks), python3 (a kernel-TCP HTTP server task). Installed as root when missing;
+# otherwise the tests that need them skip, saying so.
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v dig >/dev/null || missing+=(dnsutils)
+[[ -x /usr/bin/python3 ]] || missing+=(python3)   # an HTTP server task in tests/mesh_root.rs
 if [[ ${#missing[@]} -gt 0 ]]; then
     if [[ $EUID -eq 0 ]]; then
         echo "test.sh: installing ${missing[*]}"
