@@ -447,14 +447,23 @@ impl Conntrack {
             .lock()
             .ok()?;
         let slot = *shard.index.get(&key)?;
-        let e = shard.slab.get_mut(slot as usize)?;
         // The same addresses and ports may carry a connection straight to the backend once
-        // the VIP flow has ended (the client reuses its port): a closed flow answers nothing,
-        // and a SYN-ACK after the handshake is another connection's.
+        // the VIP flow has ended (the client reuses its port): a SYN-ACK on a flow that is
+        // closed or past its handshake is that other connection's, and the VIP flow is
+        // forgotten so that none of its packets are taken for the VIP's. (The last ACKs of
+        // a closed flow still come from the VIP.)
         let syn = tcp.is_some_and(|t| t.flags & SYN != 0);
-        if e.closed() || (syn && e.state & ESTABLISHED != 0) {
+        let superseded = shard
+            .slab
+            .get(slot as usize)
+            .is_some_and(|e| syn && (e.closed() || e.state & ESTABLISHED != 0));
+        if superseded {
+            if shard.remove(slot).is_some() {
+                self.flows.fetch_sub(1, Ordering::Relaxed);
+            }
             return None;
         }
+        let e = shard.slab.get_mut(slot as usize)?;
         track(e, tcp, false, now, len);
         let (vip, net) = (e.vip, e.net);
         drop(shard);

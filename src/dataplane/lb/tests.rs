@@ -440,4 +440,46 @@ fn a_direct_connection_on_the_ports_of_an_ended_vip_flow_is_left_alone() {
         Ipv4Addr::new(10, 0, 9, 11),
         "not rewritten to the VIP"
     );
+    // ... nor the rest of that connection.
+    out.clear();
+    dp.from_port(
+        2 * S,
+        PortId(1),
+        &from_backend([10, 0, 9, 11], 40000, 9001, 5002, false),
+        &mut out,
+    );
+    let (_, f) = out.iter().next().unwrap();
+    assert_eq!(ip_src(f), Ipv4Addr::new(10, 0, 9, 11));
+}
+
+#[test]
+fn the_last_ack_of_a_closed_vip_flow_still_comes_from_the_vip() {
+    let mut dp = Dataplane::new(Arc::new(tables(r#""web.1""#)));
+    send(&mut dp, S, &to_vip(40000, 1, None, true, b"")).unwrap();
+    let mut out = Output::new();
+    dp.from_port(
+        S,
+        PortId(1),
+        &from_backend([10, 0, 9, 11], 40000, 700, 2, true),
+        &mut out,
+    );
+    send(&mut dp, S, &to_vip(40000, 2, Some(701), false, b"")).unwrap();
+    // The server closes first, then the client.
+    let mut fin = from_backend([10, 0, 9, 11], 40000, 701, 2, false);
+    fin[47] |= 0x01;
+    out.clear();
+    dp.from_port(S, PortId(1), &fin, &mut out);
+    let mut cfin = to_vip(40000, 2, Some(702), false, b"");
+    cfin[47] |= 0x01;
+    send(&mut dp, S, &cfin).unwrap();
+    // The server's ACK of the client's FIN.
+    out.clear();
+    dp.from_port(
+        S,
+        PortId(1),
+        &from_backend([10, 0, 9, 11], 40000, 702, 3, false),
+        &mut out,
+    );
+    let (_, f) = out.iter().next().unwrap();
+    assert_eq!(ip_src(f), Ipv4Addr::from(VIP));
 }
