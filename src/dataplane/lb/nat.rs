@@ -229,7 +229,7 @@ pub fn write_echo_reply(buf: &mut Vec<u8>, request: &[u8]) {
     let l4 = IP + h;
     f[l4] = 0;
     f[l4 + 2..l4 + 4].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&f[l4..end - start]);
+    let c = checksum::checksum(&f[l4..end]);
     f[l4 + 2..l4 + 4].copy_from_slice(&c.to_be_bytes());
 }
 
