@@ -18,7 +18,8 @@ use swarmnet::dataplane::{Counters, Dataplane, DropReason, Output, PortId, Table
 use swarmnet::topology::Topology;
 use swarmnet::wire::{arp, checksum, icmp, ipv4, vxlan, MacAddr};
 
-/// One network (VNI 4097, MTU 1450), two local tasks and one remote task.
+/// One network (VNI 4097, MTU 1450), two local tasks and one remote task; service web's VIP
+/// 10.0.9.100 balances over my-web.2 and the remote task.
 pub const TOPOLOGY: &str = r#"
 [node]
 name = "node-1"
@@ -46,6 +47,12 @@ name = "peer"
 network = "my-network"
 ip = "10.0.9.3"
 vtep = "192.0.2.11"
+
+[[service]]
+name = "web"
+network = "my-network"
+vip = "10.0.9.100"
+tasks = ["my-web.2", "peer"]
 "#;
 
 const VNI: u32 = 4097;
@@ -66,7 +73,7 @@ pub fn tables() -> Arc<Tables> {
         .clone()
 }
 
-/// Destination MACs a fuzzer would hardly guess: the tasks', the gateway's, broadcast.
+/// Destination MACs a fuzzer would hardly guess: the tasks', broadcast.
 fn known_mac(choice: u8) -> MacAddr {
     match choice % 4 {
         0 => MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 9, 3)),
@@ -76,9 +83,17 @@ fn known_mac(choice: u8) -> MacAddr {
     }
 }
 
+/// The node's own addresses on the network: the VIP's MAC (the balancer) or the gateway's
+/// (the resolver).
+fn node_mac(gateway: bool) -> MacAddr {
+    let last = if gateway { 1 } else { 100 };
+    MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 9, last))
+}
+
 /// A frame from a port. The first byte steers: bits 0-1 the port id (2 and 3 are unknown
 /// ports); bit 2 writes the port's own source MAC, to get past the spoofing check; bit 3 with
-/// bit 2 also writes a known destination MAC, chosen by bits 4-5.
+/// bit 2 also writes a known destination MAC, chosen by bits 4-5, or with bit 6 the VIP's
+/// (bit 7 clear) or the gateway's (bit 7 set).
 pub fn from_port(data: &[u8]) {
     let Some((&ctl, rest)) = data.split_first() else {
         return;
@@ -88,7 +103,9 @@ pub fn from_port(data: &[u8]) {
     let mut frame = Vec::with_capacity(rest.len() + 12);
     match t.port(port) {
         Some(p) if ctl & 0x4 != 0 => {
-            let (dst, body) = if ctl & 0x8 != 0 {
+            let (dst, body) = if ctl & 0x48 == 0x48 {
+                (node_mac(ctl & 0x80 != 0).0.to_vec(), rest)
+            } else if ctl & 0x8 != 0 {
                 (known_mac(ctl >> 4).0.to_vec(), rest)
             } else {
                 let n = rest.len().min(6);
@@ -106,9 +123,14 @@ pub fn from_port(data: &[u8]) {
     dp.from_port(0, port, &frame, &mut out);
     check_outcome(dp.counters(), &out, "from_port");
     check_from_port_emitted(&t, &out);
-    // Only answers (ARP replies, ICMP, the embedded DNS's) go back to the port a frame came from.
+    // Only answers (ARP replies, ICMP, the embedded DNS's, a VIP's ping answer or refusal) go
+    // back to the port a frame came from.
     let c = dp.counters();
-    let answered = c.events.arp_replies + c.events.icmp_frag_needed + c.events.dns_answered;
+    let answered = c.events.arp_replies
+        + c.events.icmp_frag_needed
+        + c.events.dns_answered
+        + c.events.vip_echo_replies
+        + c.events.vip_resets;
     let first = out.iter().next().map(|(target, _)| target);
     if let (Some(Target::Port(q)), 0) = (first, answered) {
         assert_ne!(q, port, "a forwarded frame went back to its own port");

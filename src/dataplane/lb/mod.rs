@@ -202,6 +202,11 @@ impl Forwarder<'_> {
             .t
             .lookup_mac(net, mac)
             .ok_or(DropReason::UnknownDestination)?;
+        if dest == Dest::Local(port) {
+            // Its own address (a spoofed source, or a task alone behind its own VIP): the
+            // answer could never come back through the node.
+            return Err(DropReason::Hairpin);
+        }
         let info = self.t.network(net).ok_or(DropReason::UnknownPort)?;
         let len = ETHERNET_HEADER_LEN + flow.len;
         if flow.len > usize::from(info.mtu) {
