@@ -1,4 +1,4 @@
-//! Service discovery from inside namespaced tasks across three daemons (root): 300 HTTP
+//! Service discovery from inside namespaced tasks across three daemons (root): 600 HTTP
 //! requests to a service's VIP reach all three whoami tasks evenly; a scale down while
 //! requests run fails none; a daemon killed with -9 stops getting requests within 2 s.
 //! Skips with a printed reason without CAP_NET_ADMIN.
@@ -171,8 +171,10 @@ fn http_through_a_vip_from_namespaced_tasks() {
     // By name, through the VIP.
     let url = "http://my-web/".to_string();
 
-    // 300 requests: every task gets its share, within 20% of an even one.
-    let answers = requests(&n1, &url, 300);
+    // Every task gets its share, within 20% of an even one. The balancer hashes each
+    // connection's ports (Maglev), so a task's count is binomial: with 300 requests a task
+    // is outside +-20% in about 5% of runs (sd 8.2 of 100); with 600, in about 0.1%.
+    let answers = requests(&n1, &url, 600);
     let mut by: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &answers {
         *by.entry(a.as_str()).or_default() += 1;
@@ -180,7 +182,7 @@ fn http_through_a_vip_from_namespaced_tasks() {
     assert!(!by.keys().any(|k| k.starts_with("FAIL")), "{by:?}");
     assert_eq!(by.len(), 3, "{by:?}");
     for (task, n) in &by {
-        assert!((80..=120).contains(n), "{task}: {n} of 300: {by:?}");
+        assert!((160..=240).contains(n), "{task}: {n} of 600: {by:?}");
     }
 
     // Scale down to one while requests run: none fails, and only one task answers after.
