@@ -12,23 +12,6 @@ use cluster::{three_named_managers, wait_until, Node};
 
 const SETTLE: Duration = Duration::from_secs(40);
 
-/// The VIP of `service` on `network` as `service inspect` shows it.
-fn vip(n: &Node, service: &str, network: &str) -> String {
-    let net: serde_json::Value =
-        serde_json::from_str(&n.ok(&["network", "inspect", network])).unwrap();
-    let net_id = net[0]["Id"].as_str().unwrap().to_string();
-    let v: serde_json::Value =
-        serde_json::from_str(&n.ok(&["service", "inspect", service])).unwrap();
-    v[0]["Endpoint"]["VirtualIPs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["NetworkID"] == net_id.as_str())
-        .and_then(|x| x["Addr"].as_str())
-        .map(|a| a.split('/').next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no VIP on {network}: {v}"))
-}
-
 /// The outcome lines of `service logs` of fetch service `service`.
 fn fetches(n: &Node, service: &str) -> Vec<String> {
     let out = n.run(&["service", "logs", service]);
@@ -77,7 +60,7 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
         "{}",
         n1.ok(&["service", "ps", "my-web"])
     );
-    let addr = vip(&n1, "my-web", "my-network");
+    let addr = n1.service_vip("my-web", "my-network");
     // The clients name the service: the node's DNS gives them its VIP.
     n1.ok(&[
         "service",
@@ -215,7 +198,7 @@ fn names_resolve_to_tasks_in_dnsrr_and_a_mode_change_moves_the_vip() {
 
     // To vip mode: a VIP appears and the name gives it; no answer names a task any more.
     n1.ok(&["service", "update", "-d", "--endpoint-mode", "vip", "db"]);
-    let addr = vip(&n1, "db", "my-network");
+    let addr = n1.service_vip("db", "my-network");
     let want = format!("GET http://db:80/ ({addr}): 200,");
     let before = fetches(&n1, "client").len();
     assert!(

@@ -31,23 +31,6 @@ fn running(n: &Node, service: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The VIP of `service` on `network` as `service inspect` shows it.
-fn vip(n: &Node, service: &str, network: &str) -> String {
-    let net: serde_json::Value =
-        serde_json::from_str(&n.ok(&["network", "inspect", network])).unwrap();
-    let net_id = net[0]["Id"].as_str().unwrap().to_string();
-    let v: serde_json::Value =
-        serde_json::from_str(&n.ok(&["service", "inspect", service])).unwrap();
-    v[0]["Endpoint"]["VirtualIPs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["NetworkID"] == net_id.as_str())
-        .and_then(|x| x["Addr"].as_str())
-        .map(|a| a.split('/').next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no VIP on {network}: {v}"))
-}
-
 /// Runs `script` with `sh -c` in task `task` on node `n`: its stdout lines.
 fn sh(n: &Node, task: &str, script: &str) -> Vec<String> {
     let out = n.run(&["exec", task, "--", "sh", "-c", script]);
@@ -113,7 +96,7 @@ fn http_through_a_vip_from_namespaced_tasks() {
         "{}",
         n1.ok(&["service", "ps", "my-web", "client"])
     );
-    let addr = vip(&n1, "my-web", "my-network");
+    let addr = n1.service_vip("my-web", "my-network");
     // The first answer may wait for the path to settle.
     assert!(wait_until(SETTLE, || requests(
         &n1,

@@ -239,6 +239,23 @@ impl Node {
     pub fn node_line(&self, id: &str) -> Option<String> {
         self.node_lines().into_iter().find(|l| l.starts_with(id))
     }
+
+    /// The VIP of `service` on `network` as `service inspect` shows it.
+    pub fn service_vip(&self, service: &str, network: &str) -> String {
+        let net: serde_json::Value =
+            serde_json::from_str(&self.ok(&["network", "inspect", network])).unwrap();
+        let net_id = net[0]["Id"].as_str().unwrap().to_string();
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["service", "inspect", service])).unwrap();
+        v[0]["Endpoint"]["VirtualIPs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["NetworkID"] == net_id.as_str())
+            .and_then(|x| x["Addr"].as_str())
+            .map(|a| a.split('/').next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no VIP on {network}: {v}"))
+    }
 }
 
 impl Drop for Node {
