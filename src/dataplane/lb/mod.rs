@@ -255,7 +255,7 @@ impl Forwarder<'_> {
     }
 
     /// Delivers a frame to local port `q` on `net`, as the answer of a VIP flow (from the VIP)
-    /// when it is one.
+    /// when it is one. `frame` has passed `inner::check` (both callers check it first).
     pub(crate) fn deliver(&mut self, q: PortId, net: NetId, frame: &[u8]) {
         let vip = self.reply_vip(net, frame);
         let n = self.out.emit(Target::Port(q), |b| {
@@ -276,10 +276,11 @@ impl Forwarder<'_> {
     #[inline]
     fn reply_vip(&mut self, net: NetId, frame: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
         let ct = &self.t.conntrack;
-        if ct.is_empty() || frame.len() < ETHERNET_HEADER_LEN + 20 || frame[12..14] != [8, 0] {
+        // `frame` is checked (see `deliver`): an IPv4 EtherType means a whole IPv4 header.
+        if ct.is_empty() || frame[12..14] != [8, 0] {
             return None;
         }
-        if super::inner::check(frame).is_err() || !self.t.lb.is_reply_source(net, src_ip(frame)) {
+        if !self.t.lb.is_reply_source(net, src_ip(frame)) {
             return None;
         }
         let nat::Kind::Flow(f) = nat::classify(frame) else {
