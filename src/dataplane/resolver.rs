@@ -216,12 +216,13 @@ impl Forwarder<'_> {
         data: &[u8],
     ) {
         let n = self.out.emit(Target::Port(to.port), |b| {
-            write_tcp(
+            nat::write_tcp(
                 b,
                 (to.client_mac, to.server_mac),
                 to.server,
                 to.client,
                 (seq, ack, flags),
+                u16::MAX,
                 opts,
                 data,
             )
@@ -230,42 +231,6 @@ impl Forwarder<'_> {
             c.tx(n);
         }
     }
-}
-
-/// Appends an Ethernet/IPv4/TCP segment (`macs`: destination, source; `opts` a multiple of 4
-/// bytes), with both checksums.
-fn write_tcp(
-    buf: &mut Vec<u8>,
-    macs: (MacAddr, MacAddr),
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    (seq, ack, flags): (u32, u32, u8),
-    opts: &[u8],
-    data: &[u8],
-) {
-    let hlen = 20 + opts.len();
-    let total = (20 + hlen + data.len()) as u16;
-    buf.extend_from_slice(&macs.0 .0);
-    buf.extend_from_slice(&macs.1 .0);
-    buf.extend_from_slice(&[0x08, 0x00]);
-    let ip = buf.len();
-    buf.extend_from_slice(&[0x45, 0]);
-    buf.extend_from_slice(&total.to_be_bytes());
-    buf.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-    buf.extend_from_slice(&src.ip().octets());
-    buf.extend_from_slice(&dst.ip().octets());
-    let c = checksum::checksum(&buf[ip..ip + 20]);
-    buf[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
-    let tcp = buf.len();
-    buf.extend_from_slice(&src.port().to_be_bytes());
-    buf.extend_from_slice(&dst.port().to_be_bytes());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(&ack.to_be_bytes());
-    buf.extend_from_slice(&[((hlen / 4) as u8) << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    buf.extend_from_slice(opts);
-    buf.extend_from_slice(data);
-    let c = checksum::transport_ipv4(&src.ip().octets(), &dst.ip().octets(), 6, &buf[tcp..]);
-    buf[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
 }
 
 impl Dataplane {

@@ -176,12 +176,44 @@ fn write_tcp_reset(
     seq: u32,
     ack: Option<u32>,
 ) {
-    let start = buf.len();
+    let flags = match ack {
+        Some(_) => super::conntrack::RST | super::conntrack::ACK,
+        None => super::conntrack::RST,
+    };
+    write_tcp(
+        buf,
+        macs,
+        src,
+        dst,
+        (seq, ack.unwrap_or(0), flags),
+        0,
+        &[],
+        &[],
+    );
+}
+
+/// Appends an Ethernet/IPv4/TCP segment (`macs`: destination, source; `opts` a multiple of 4
+/// bytes) advertising `window`, with both checksums.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_tcp(
+    buf: &mut Vec<u8>,
+    macs: (MacAddr, MacAddr),
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    (seq, ack, flags): (u32, u32, u8),
+    window: u16,
+    opts: &[u8],
+    data: &[u8],
+) {
+    let hlen = 20 + opts.len();
+    let total = (20 + hlen + data.len()) as u16;
     buf.extend_from_slice(&macs.0 .0);
     buf.extend_from_slice(&macs.1 .0);
     buf.extend_from_slice(&[0x08, 0x00]);
     let ip = buf.len();
-    buf.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, PROTO_TCP, 0, 0]);
+    buf.extend_from_slice(&[0x45, 0]);
+    buf.extend_from_slice(&total.to_be_bytes());
+    buf.extend_from_slice(&[0, 0, 0x40, 0, 64, PROTO_TCP, 0, 0]);
     buf.extend_from_slice(&src.ip().octets());
     buf.extend_from_slice(&dst.ip().octets());
     let c = checksum::checksum(&buf[ip..ip + 20]);
@@ -190,20 +222,19 @@ fn write_tcp_reset(
     buf.extend_from_slice(&src.port().to_be_bytes());
     buf.extend_from_slice(&dst.port().to_be_bytes());
     buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(&ack.unwrap_or(0).to_be_bytes());
-    let flags = match ack {
-        Some(_) => super::conntrack::RST | super::conntrack::ACK,
-        None => super::conntrack::RST,
-    };
-    buf.extend_from_slice(&[0x50, flags, 0, 0, 0, 0, 0, 0]);
+    buf.extend_from_slice(&ack.to_be_bytes());
+    buf.extend_from_slice(&[((hlen / 4) as u8) << 4, flags]);
+    buf.extend_from_slice(&window.to_be_bytes());
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    buf.extend_from_slice(opts);
+    buf.extend_from_slice(data);
     let c = checksum::transport_ipv4(
         &src.ip().octets(),
         &dst.ip().octets(),
         PROTO_TCP,
-        &buf[tcp..tcp + 20],
+        &buf[tcp..],
     );
     buf[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
-    debug_assert_eq!(buf.len() - start, ETHERNET_HEADER_LEN + 40);
 }
 
 /// Appends the echo reply to a checked ICMP echo request frame (as `classify` found it):
