@@ -31,6 +31,17 @@ fn answered_by(lines: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The answers the `lookup` service's task reported for `name`, each a list of addresses, in
+/// the order reported (`lookup NAME: A B C`, a line each time the answer changed).
+fn lookups(n: &Node, name: &str) -> Vec<Vec<String>> {
+    let out = n.ok(&["service", "logs", "lookup"]);
+    let head = format!("lookup {name}: ");
+    out.lines()
+        .filter_map(|l| l.split_once(&head).map(|(_, rest)| rest))
+        .map(|rest| rest.split(' ').map(str::to_string).collect())
+        .collect()
+}
+
 fn running(n: &Node, service: &str) -> usize {
     n.ok(&["service", "ps", "-f", "desired-state=running", service])
         .lines()
@@ -122,9 +133,47 @@ fn a_vip_spreads_connections_over_every_task_and_follows_a_scale_down() {
         last.join("\n")
     );
 
+    // A task asking the names: the VIP for the service, every task for tasks.<service>.
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "lookup",
+        "--network",
+        "my-network",
+        "swarmnet/lookup",
+        "my-web",
+        "tasks.my-web",
+    ]);
+    let mut answers = Vec::new();
+    assert!(
+        wait_until(SETTLE, || {
+            answers = lookups(&n1, "tasks.my-web");
+            !answers.is_empty() && !lookups(&n1, "my-web").is_empty()
+        }),
+        "{}",
+        n1.ok(&["service", "logs", "lookup"])
+    );
+    assert_eq!(lookups(&n1, "my-web"), vec![vec![addr.clone()]]);
+    let tasks = &answers[0];
+    assert_eq!(tasks.len(), 3, "{answers:?}");
+    assert!(!tasks.contains(&addr), "{answers:?}");
+
     // Scale down: only the remaining task answers new connections.
     n1.ok(&["service", "scale", "-d", "my-web=1"]);
     assert!(wait_until(SETTLE, || running(&n1, "my-web") == 1));
+    // The lookup task reports the change: one task left, one of the three.
+    assert!(
+        wait_until(SETTLE, || lookups(&n1, "tasks.my-web").len() == 2),
+        "{}",
+        n1.ok(&["service", "logs", "lookup"])
+    );
+    let left = &lookups(&n1, "tasks.my-web")[1];
+    assert!(
+        left.len() == 1 && tasks.contains(&left[0]),
+        "{left:?} of {tasks:?}"
+    );
     let before = fetches(&n1, "client").len();
     let mut after = Vec::new();
     assert!(wait_until(SETTLE, || {

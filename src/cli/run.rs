@@ -219,6 +219,7 @@ fn app_name(app: &crate::topology::App) -> String {
         crate::topology::App::Whoami => "whoami (HTTP on 80)".into(),
         crate::topology::App::Echo => "echo (TCP and UDP on 7)".into(),
         crate::topology::App::Fetch(t) => format!("fetch {t}"),
+        crate::topology::App::Lookup(names) => format!("lookup {}", names.join(" ")),
         crate::topology::App::IngressSandbox => "ingress sandbox (routing mesh)".into(),
     }
 }

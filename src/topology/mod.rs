@@ -204,6 +204,10 @@ pub enum App {
     /// outcome; a HOST that is a name is looked up first, at the task's resolver (the
     /// embedded DNS).
     Fetch(FetchTarget),
+    /// `"lookup NAME [NAME...]"`: looks each name up at the task's resolver (the embedded DNS)
+    /// every second, A records, and reports each answer when it changes, like a task running
+    /// `nslookup` in a loop.
+    Lookup(Vec<String>),
     /// `"ingress-sandbox"`: the node's endpoint on the ingress network from which the routing
     /// mesh carries published ports' connections to the services.
     IngressSandbox,
@@ -250,7 +254,23 @@ impl App {
             "ingress-sandbox" => return Ok(App::IngressSandbox),
             _ => {}
         }
-        let usage = "app must be \"whoami\", \"echo\" or \"fetch http://HOST[:PORT]/PATH\"";
+        let usage = "app must be \"whoami\", \"echo\", \"fetch http://HOST[:PORT]/PATH\" or \"lookup NAME [NAME...]\"";
+        if let Some(names) = s.strip_prefix("lookup ") {
+            let names: Vec<String> = names.split_whitespace().map(str::to_string).collect();
+            if names.is_empty() || names.len() > MAX_LOOKUP_NAMES {
+                return Err(format!(
+                    "{usage}: lookup takes 1 to {MAX_LOOKUP_NAMES} names, not {}",
+                    names.len()
+                ));
+            }
+            if let Some((n, problem)) = names
+                .iter()
+                .find_map(|n| parse::dns_name_problem(n).map(|p| (n, p)))
+            {
+                return Err(format!("{usage}: lookup name {n:?} {problem}"));
+            }
+            return Ok(App::Lookup(names));
+        }
         let Some(url) = s.strip_prefix("fetch ") else {
             return Err(format!("{usage}, not {s:?}"));
         };
@@ -300,6 +320,9 @@ impl Topology {
         self.endpoints.iter().filter(|e| e.is_local())
     }
 }
+
+/// Most names one `lookup` app asks for.
+pub const MAX_LOOKUP_NAMES: usize = 16;
 
 /// Lowest data-path port accepted: ports below are reserved for system services.
 pub const MIN_DATA_PATH_PORT: u16 = 1024;

@@ -831,16 +831,34 @@ fn virtual_tasks_name_their_app() {
     );
     assert!(t.endpoints.iter().all(Endpoint::is_virtual));
     assert_eq!(t.namespaced_endpoints().count(), 0);
+    let app = App::parse("lookup my-web  tasks.my-web").unwrap();
+    assert_eq!(
+        app,
+        App::Lookup(vec!["my-web".into(), "tasks.my-web".into()])
+    );
+    assert_eq!(App::parse(&app.to_value()), Ok(app));
     let cases = [
         (
             two_endpoints!("web", "10.0.9.3", "app = \"nginx\"\n"),
-            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\" or \
-             \"fetch http://HOST[:PORT]/PATH\", not \"nginx\"",
+            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\", \
+             \"fetch http://HOST[:PORT]/PATH\" or \"lookup NAME [NAME...]\", not \"nginx\"",
         ),
         (
             two_endpoints!("web", "10.0.9.3", "app = \"fetch ftp://x\"\n"),
-            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\" or \
-             \"fetch http://HOST[:PORT]/PATH\": \"ftp://x\" is not an http://HOST[:PORT]/PATH URL (HOST: an IPv4 address or a name)",
+            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\", \
+             \"fetch http://HOST[:PORT]/PATH\" or \"lookup NAME [NAME...]\": \"ftp://x\" is not an http://HOST[:PORT]/PATH URL (HOST: an IPv4 address or a name)",
+        ),
+        (
+            two_endpoints!("web", "10.0.9.3", "app = \"lookup web tasks..web\"\n"),
+            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\", \
+             \"fetch http://HOST[:PORT]/PATH\" or \"lookup NAME [NAME...]\": lookup name \
+             \"tasks..web\" has an empty label or one longer than 63 bytes",
+        ),
+        (
+            two_endpoints!("web", "10.0.9.3", "app = \"lookup  \"\n"),
+            "t.toml:19: endpoint web: app must be \"whoami\", \"echo\", \
+             \"fetch http://HOST[:PORT]/PATH\" or \"lookup NAME [NAME...]\": lookup takes 1 \
+             to 16 names, not 0",
         ),
         (
             two_endpoints!("web", "10.0.9.3", "vtep = \"192.0.2.11\"\napp = \"echo\"\n"),

@@ -27,6 +27,7 @@ impl App {
             App::Whoami => "whoami".into(),
             App::Echo => "echo".into(),
             App::Fetch(t) => format!("fetch {t}"),
+            App::Lookup(names) => format!("lookup {}", names.join(" ")),
             App::IngressSandbox => "ingress-sandbox".into(),
         }
     }

@@ -1,6 +1,7 @@
 //! The built-in apps of virtual tasks: `whoami` (HTTP on 80, like traefik/whoami), `echo`
-//! (TCP and UDP on 7) and `fetch` (an HTTP client that fetches one URL every second and reports
-//! the outcome, so two virtual tasks can carry traffic with no process in between).
+//! (TCP and UDP on 7), `fetch` (an HTTP client that fetches one URL every second and reports
+//! the outcome, so two virtual tasks can carry traffic with no process in between) and `lookup`
+//! (asks the task's resolver for names every second and reports the answers as they change).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -52,6 +53,7 @@ pub(super) enum AppState {
     Whoami(Whoami),
     Echo(Echo),
     Fetch(Box<Fetch>),
+    Lookup(Box<Lookup>),
 }
 
 impl AppState {
@@ -83,14 +85,22 @@ impl AppState {
             App::Fetch(target) => AppState::Fetch(Box::new(Fetch {
                 target: target.clone(),
                 socket: sockets.add(tcp_socket(FETCH_RX, FETCH_TX)),
-                dns: sockets.add(udp::Socket::new(
-                    udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
-                    udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
-                )),
+                dns: sockets.add(dns_socket()),
                 resolver: who.gateway,
                 state: FetchState::Idle { next_at: 0 },
                 local_port: 49152 + (seed % 16384) as u16,
                 query_id: seed as u16,
+            })),
+            App::Lookup(names) => AppState::Lookup(Box::new(Lookup {
+                names: names.clone(),
+                dns: sockets.add(dns_socket()),
+                resolver: who.gateway,
+                at: 0,
+                sent: None,
+                round_at: 0,
+                next_at: 0,
+                query_id: seed as u16,
+                last: vec![None; names.len()],
             })),
         }
     }
@@ -107,6 +117,7 @@ impl AppState {
             AppState::Whoami(w) => w.step(sockets),
             AppState::Echo(e) => e.step(sockets),
             AppState::Fetch(f) => f.step(now, iface, sockets, events),
+            AppState::Lookup(l) => l.step(now, sockets, events),
             AppState::Idle => false,
         }
     }
@@ -119,6 +130,10 @@ impl AppState {
                 FetchState::Resolving { started } => Some(started + RESOLVE_TIMEOUT),
                 FetchState::Busy { started, .. } => Some(started + FETCH_TIMEOUT),
             },
+            AppState::Lookup(l) => Some(match l.sent {
+                Some(at) => at + RESOLVE_TIMEOUT,
+                None => l.next_at,
+            }),
             _ => None,
         }
     }
@@ -451,8 +466,10 @@ impl Fetch {
                 let dns = sockets.get_mut::<udp::Socket>(self.dns);
                 let mut found = None;
                 while let Ok((data, _)) = dns.recv() {
-                    if let Some(r) = read_a_answer(data, self.query_id) {
-                        found = Some(r);
+                    if let Some(r) = read_a_answers(data, self.query_id) {
+                        found = Some(r.and_then(|all| {
+                            all.first().copied().ok_or_else(|| "no address".to_string())
+                        }));
                         break;
                     }
                 }
@@ -609,25 +626,10 @@ impl Fetch {
         sockets: &mut SocketSet<'static>,
         events: &mut Vec<String>,
     ) -> bool {
-        use hickory_proto::op::{Message, Query};
-        use hickory_proto::rr::{Name, RecordType};
         let url = self.target.to_string();
-        let dns = sockets.get_mut::<udp::Socket>(self.dns);
-        if !dns.is_open() {
-            let _ = dns.bind(DNS_CLIENT_PORT);
-        }
         self.query_id = self.query_id.wrapping_add(1);
-        let mut m = Message::new();
-        m.set_id(self.query_id).set_recursion_desired(true);
-        let sent = Name::from_ascii(name)
-            .ok()
-            .map(|n| m.add_query(Query::query(n, RecordType::A)))
-            .and_then(|m| m.to_vec().ok())
-            .map(|q| {
-                dns.send_slice(&q, (IpAddress::Ipv4(self.resolver), 53))
-                    .is_ok()
-            });
-        if sent != Some(true) {
+        let dns = sockets.get_mut::<udp::Socket>(self.dns);
+        if !send_a_query(dns, self.resolver, self.query_id, name) {
             events.push(format!("GET {url}: cannot send the DNS query for {name}"));
             self.state = FetchState::Idle {
                 next_at: now + FETCH_EVERY,
@@ -639,27 +641,140 @@ impl Fetch {
     }
 }
 
-/// The first A record of the answer to query `id`: `None` if `data` is not that answer,
-/// `Err` with the reason when it has none.
-fn read_a_answer(data: &[u8], id: u16) -> Option<Result<Ipv4Addr, String>> {
+/// The UDP socket a fetch or lookup app asks its resolver with.
+fn dns_socket() -> udp::Socket<'static> {
+    udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 1024]),
+    )
+}
+
+/// Sends query `id` for the A records of `name` to `resolver`:53; false if it could not be
+/// built or sent.
+fn send_a_query(dns: &mut udp::Socket, resolver: Ipv4Addr, id: u16, name: &str) -> bool {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    if !dns.is_open() {
+        let _ = dns.bind(DNS_CLIENT_PORT);
+    }
+    let mut m = Message::new();
+    m.set_id(id).set_recursion_desired(true);
+    Name::from_ascii(name)
+        .ok()
+        .map(|n| m.add_query(Query::query(n, RecordType::A)))
+        .and_then(|m| m.to_vec().ok())
+        .is_some_and(|q| dns.send_slice(&q, (IpAddress::Ipv4(resolver), 53)).is_ok())
+}
+
+/// The A records of the answer to query `id`, in answer order: `None` if `data` is not that
+/// answer, `Err` with the response code when it is not NOERROR.
+fn read_a_answers(data: &[u8], id: u16) -> Option<Result<Vec<Ipv4Addr>, String>> {
     use hickory_proto::op::{Message, ResponseCode};
     use hickory_proto::rr::RData;
     let m = Message::from_vec(data).ok()?;
-    if m.id() != id {
+    if m.id() != id
+        || !m
+            .header()
+            .message_type()
+            .eq(&hickory_proto::op::MessageType::Response)
+    {
         return None;
     }
     if m.response_code() != ResponseCode::NoError {
         return Some(Err(m.response_code().to_string()));
     }
-    Some(
-        m.answers()
-            .iter()
-            .find_map(|r| match r.data() {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            })
-            .ok_or_else(|| "no address".to_string()),
-    )
+    Some(Ok(m
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()))
+}
+
+/// The `lookup` app: one name at a time, each name once a second.
+pub(super) struct Lookup {
+    names: Vec<String>,
+    dns: SocketHandle,
+    resolver: Ipv4Addr,
+    /// The name being looked up (index into `names`).
+    at: usize,
+    /// When its query went out; `None` while waiting for `next_at`.
+    sent: Option<Nanos>,
+    /// When the current round (every name once) began.
+    round_at: Nanos,
+    next_at: Nanos,
+    query_id: u16,
+    /// The last answer reported for each name.
+    last: Vec<Option<String>>,
+}
+
+impl Lookup {
+    fn step(
+        &mut self,
+        now: Nanos,
+        sockets: &mut SocketSet<'static>,
+        events: &mut Vec<String>,
+    ) -> bool {
+        let dns = sockets.get_mut::<udp::Socket>(self.dns);
+        let Some(sent) = self.sent else {
+            if now < self.next_at {
+                return false;
+            }
+            if self.at == 0 {
+                self.round_at = now;
+            }
+            self.query_id = self.query_id.wrapping_add(1);
+            if send_a_query(dns, self.resolver, self.query_id, &self.names[self.at]) {
+                self.sent = Some(now);
+            } else {
+                self.report("cannot send the query".into(), now, events);
+            }
+            return true;
+        };
+        let mut found = None;
+        while let Ok((data, _)) = dns.recv() {
+            if let Some(r) = read_a_answers(data, self.query_id) {
+                found = Some(r);
+                break;
+            }
+        }
+        let answer = match found {
+            Some(Ok(mut addrs)) if !addrs.is_empty() => {
+                // Sorted: the resolver shuffles, and only a change of the set is news.
+                addrs.sort();
+                addrs
+                    .iter()
+                    .map(Ipv4Addr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            Some(Ok(_)) => "no address".into(),
+            Some(Err(code)) => code,
+            None if now >= sent + RESOLVE_TIMEOUT => "no answer".into(),
+            None => return false,
+        };
+        self.report(answer, now, events);
+        true
+    }
+
+    /// Reports `answer` for the current name if it differs from the last one, and moves on.
+    fn report(&mut self, answer: String, now: Nanos, events: &mut Vec<String>) {
+        let name = &self.names[self.at];
+        if self.last[self.at].as_deref() != Some(answer.as_str()) {
+            events.push(format!("lookup {name}: {answer}"));
+            self.last[self.at] = Some(answer);
+        }
+        self.sent = None;
+        self.at += 1;
+        if self.at == self.names.len() {
+            self.at = 0;
+            self.next_at = (self.round_at + FETCH_EVERY).max(now);
+        } else {
+            self.next_at = now;
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -76,7 +76,12 @@ pub fn log_frame(line: &LogLine, node_id: &str, service_id: &str, timestamps: bo
 }
 
 /// The apps swarmnet runs as virtual tasks, by image name (any tag).
-pub const BUILTIN_IMAGES: &[&str] = &["swarmnet/whoami", "swarmnet/echo", "swarmnet/fetch"];
+pub const BUILTIN_IMAGES: &[&str] = &[
+    "swarmnet/whoami",
+    "swarmnet/echo",
+    "swarmnet/fetch",
+    "swarmnet/lookup",
+];
 
 /// `GET /distribution/{image}/json`: built-in apps have no registry manifest, so they get a
 /// descriptor of their own (its digest names the app and this swarmnet version), which the

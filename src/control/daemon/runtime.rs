@@ -55,8 +55,12 @@ pub fn builtin_app(image: &str, args: &[String]) -> Option<Result<App, String>> 
             [url] => App::parse(&format!("fetch {url}")),
             _ => Err("swarmnet/fetch takes one argument, the URL to fetch (http://HOST[:PORT]/PATH, HOST an address or a name)".into()),
         },
+        "lookup" if args.is_empty() => {
+            Err("swarmnet/lookup takes the names to look up (a service, tasks.SERVICE, a task name)".into())
+        }
+        "lookup" => App::parse(&format!("lookup {}", args.join(" "))),
         other => Err(format!(
-            "swarmnet/{other} is not a built-in app: swarmnet/whoami, swarmnet/echo and swarmnet/fetch are"
+            "swarmnet/{other} is not a built-in app: swarmnet/whoami, swarmnet/echo, swarmnet/fetch and swarmnet/lookup are"
         )),
     })
 }
@@ -521,7 +525,7 @@ impl TaskRuntime {
                         self.reject(
                             &t.id,
                             &format!(
-                                "task {}: image {} is a program, which runs in a network namespace of its own: this node's daemon has no CAP_NET_ADMIN (run it as root), so it runs only built-in apps (swarmnet/whoami, swarmnet/echo, swarmnet/fetch)",
+                                "task {}: image {} is a program, which runs in a network namespace of its own: this node's daemon has no CAP_NET_ADMIN (run it as root), so it runs only built-in apps (swarmnet/whoami, swarmnet/echo, swarmnet/fetch, swarmnet/lookup)",
                                 t.name, t.image
                             ),
                         );
