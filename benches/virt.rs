@@ -48,6 +48,7 @@ fn spec(i: u32, app: App) -> VirtSpec {
     let ip = Ipv4Addr::from(0x0a00_0000 + 2 + i);
     VirtSpec {
         name: format!("task-{i}"),
+        hostname: format!("task-{i}"),
         node: "node-1".into(),
         app,
         mac: MacAddr::from_ipv4(ip),

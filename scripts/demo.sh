@@ -1,29 +1,11 @@
 #!/usr/bin/env bash
-# The main job on a default that needs no set-up: builds swarmnet and replays a bundled capture
-# (a ping across VXLAN in both directions between node-1's my-web.1 and node-2's my-web.3)
-# through node-1's userspace data path, then prints what came out of each port.
-# Outputs land in ./out/ (PORT.pcap and counters.json). Any `swarmnet replay` arguments given
-# replace the default ones.
+# The main job on a default that needs no set-up and no privilege: builds swarmnet (release) and
+# runs `swarmnet demo`: a three-node swarm on 127.0.0.1-127.0.0.3 (daemons as child processes),
+# an overlay network, a replicated service published on 8080, the routing mesh, DNS, the VIP
+# and a node failure, each step with its command and output; then it stops and removes
+# everything. Arguments go to `swarmnet demo` (--nodes N, --keep, --encrypted, --down).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo build --quiet --release --bin swarmnet
-bin=target/release/swarmnet
-
-if [[ $# -gt 0 ]]; then
-    exec "$bin" replay "$@"
-fi
-
-case=fixtures/ping-vxlan
-echo "\$ swarmnet replay --topology $case/topology.toml --in my-web.1=... --in underlay=... --out-dir out"
-"$bin" replay --topology "$case/topology.toml" \
-    --in "my-web.1=$case/in/my-web.1.pcap" \
-    --in "underlay=$case/in/underlay.pcap" \
-    --out-dir out
-if command -v tshark >/dev/null; then
-    for f in out/*.pcap; do
-        echo
-        echo "== $f"
-        tshark -r "$f" 2>/dev/null
-    done
-fi
+exec target/release/swarmnet demo "$@"

@@ -22,6 +22,7 @@ fn main() {
     if !matches!(
         cli.command,
         swarmnet::cli::Command::Daemon(_)
+            | swarmnet::cli::Command::Demo(_)
             | swarmnet::cli::Command::Run(_)
             | swarmnet::cli::Command::Exec(_)
             | swarmnet::cli::Command::Replay(_)

@@ -1,6 +1,7 @@
 //! Command-line interface: one file per command group.
 
 pub mod daemon;
+mod demo;
 pub mod network;
 pub mod node;
 pub mod output;
@@ -26,6 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a whole swarm on loopback addresses and show what it does (no root needed).
+    Demo(demo::DemoArgs),
     /// Run one swarm node in the foreground.
     Daemon(daemon::DaemonArgs),
     /// Manage the swarm.
@@ -70,6 +73,7 @@ pub(crate) fn number_in(text: &str, min: u64, max: u64) -> Result<u64, String> {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Daemon(args) => daemon::run(cli.host.as_deref(), args),
         Command::Swarm(cmd) => swarm::run(cli.host.as_deref(), cmd),
         Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),

@@ -527,6 +527,11 @@ impl Node {
             if let Some(app) = &cfg.endpoint.app {
                 let spec = VirtSpec {
                     name: cfg.endpoint.name.clone(),
+                    hostname: cfg
+                        .endpoint
+                        .task
+                        .clone()
+                        .unwrap_or_else(|| cfg.endpoint.name.clone()),
                     node: view.node.name.clone(),
                     app: app.clone(),
                     mac: cfg.endpoint.mac,

@@ -783,3 +783,57 @@ fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_a_answers;
+    use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+    use hickory_proto::rr::{rdata::A, Name, RData, Record, RecordType};
+    use std::net::Ipv4Addr;
+
+    fn answer(id: u16, code: ResponseCode, addrs: &[Ipv4Addr]) -> Vec<u8> {
+        let name = Name::from_ascii("tasks.web.").unwrap();
+        let mut m = Message::new();
+        m.set_id(id)
+            .set_message_type(MessageType::Response)
+            .set_response_code(code)
+            .add_query(Query::query(name.clone(), RecordType::A));
+        for a in addrs {
+            m.add_answer(Record::from_rdata(name.clone(), 600, RData::A(A(*a))));
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_lookup_reads_every_address_of_its_own_answer_only() {
+        let addrs = [Ipv4Addr::new(10, 0, 1, 4), Ipv4Addr::new(10, 0, 1, 3)];
+        let data = answer(7, ResponseCode::NoError, &addrs);
+        assert_eq!(read_a_answers(&data, 7), Some(Ok(addrs.to_vec())));
+        // Another query's answer, or a query itself, is not the answer.
+        assert_eq!(read_a_answers(&data, 8), None);
+        let mut query = data.clone();
+        query[2] &= 0x7f;
+        assert_eq!(read_a_answers(&query, 7), None);
+        assert_eq!(
+            read_a_answers(&answer(7, ResponseCode::NXDomain, &[]), 7),
+            Some(Err("Non-Existent Domain".into()))
+        );
+        assert_eq!(read_a_answers(&answer(7, ResponseCode::NoError, &[]), 7), Some(Ok(vec![])));
+        // Anything cut or mangled is read without a panic.
+        for cut in 0..data.len() {
+            let _ = read_a_answers(&data[..cut], 7);
+        }
+        let mut x = 0x9e37_79b9u32;
+        for _ in 0..20_000 {
+            let mut d = data.clone();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let at = x as usize % d.len();
+                d[at] ^= (x >> 24) as u8 | 1;
+            }
+            let _ = read_a_answers(&d, 7);
+        }
+    }
+}

@@ -27,8 +27,11 @@ pub use device::RX_QUEUE;
 /// Everything a virtual task is made from.
 #[derive(Debug, Clone)]
 pub struct VirtSpec {
-    /// The endpoint (task) name, which `whoami` reports as its hostname.
+    /// The endpoint's name: its events (log lines) are reported under it.
     pub name: String,
+    /// The task's name, which `whoami` reports as its hostname (the same on each of the
+    /// task's networks).
+    pub hostname: String,
     /// The node's name.
     pub node: String,
     pub app: App,
@@ -90,7 +93,7 @@ impl VirtualTask {
         let _ = iface.routes_mut().add_default_ipv4_route(spec.gateway);
         let mut sockets = SocketSet::new(Vec::new());
         let who = Identity {
-            name: spec.name.clone(),
+            name: spec.hostname.clone(),
             node: spec.node.clone(),
             ip: spec.ip,
             gateway: spec.gateway,

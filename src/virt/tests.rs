@@ -8,6 +8,7 @@ fn spec(name: &str, last: u8, app: App) -> VirtSpec {
     let ip = Ipv4Addr::new(10, 0, 9, last);
     VirtSpec {
         name: name.into(),
+        hostname: name.into(),
         node: "node-1".into(),
         app,
         mac: MacAddr::from_ipv4(ip),
