@@ -7,19 +7,37 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # The tools tests use as independent peers: tshark (decoding), dig (DNS over UDP and TCP from
-# inside tasks), python3 (a kernel-TCP HTTP server task). Installed as root when missing;
-# otherwise the tests that need them skip, saying so.
+# inside tasks), python3 (a kernel-TCP HTTP server task), docker-py (python3-docker) and the
+# docker CLI (clients of the daemon's Docker API). Installed as root when missing; otherwise
+# the tests that need them skip, saying so.
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v dig >/dev/null || missing+=(dnsutils)
 [[ -x /usr/bin/python3 ]] || missing+=(python3)   # an HTTP server task in tests/mesh_root.rs
-if [[ ${#missing[@]} -gt 0 ]]; then
+python3 -c 'import docker' 2>/dev/null || missing+=(python3-docker)
+need_docker=0
+command -v docker >/dev/null || need_docker=1
+if [[ ${#missing[@]} -gt 0 || $need_docker -eq 1 ]]; then
     if [[ $EUID -eq 0 ]]; then
-        echo "test.sh: installing ${missing[*]}"
-        echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            echo "test.sh: installing ${missing[*]}"
+            echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        fi
+        if [[ $need_docker -eq 1 ]]; then
+            # Only the docker CLI of Debian's docker.io: the package is unpacked aside, not
+            # installed, so no dockerd is ever installed or started.
+            echo "test.sh: installing the docker CLI (from Debian's docker.io) as /usr/local/bin/docker"
+            deb=$(mktemp -d)
+            (cd "$deb" && apt-get download -qq docker.io 2>/dev/null) &&
+                dpkg-deb -x "$deb"/docker.io_*.deb "$deb/x" &&
+                install -m 0755 "$deb/x/usr/bin/docker" /usr/local/bin/docker ||
+                echo "test.sh: could not get the docker CLI: the tests that use it will be skipped"
+            rm -rf "$deb"
+        fi
     else
+        [[ $need_docker -eq 1 ]] && missing+=(docker)
         echo "test.sh: ${missing[*]} not found and not root: the tests that need them will be skipped"
     fi
 fi

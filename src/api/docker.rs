@@ -263,15 +263,24 @@ impl Swarm {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SwarmInitRequest {
+    #[serde(deserialize_with = "super::service::nullable")]
     pub listen_addr: String,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub advertise_addr: String,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub data_path_addr: String,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub data_path_port: u32,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub default_addr_pool: Vec<String>,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub force_new_cluster: bool,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub subnet_size: u32,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub spec: Option<serde_json::Value>,
     /// `active`, `pause`, `drain`, or empty for the default.
+    #[serde(deserialize_with = "super::service::nullable")]
     pub availability: String,
 }
 
@@ -279,12 +288,18 @@ pub struct SwarmInitRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SwarmJoinRequest {
+    #[serde(deserialize_with = "super::service::nullable")]
     pub listen_addr: String,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub advertise_addr: String,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub data_path_addr: String,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub remote_addrs: Vec<String>,
+    #[serde(deserialize_with = "super::service::nullable")]
     pub join_token: String,
     /// `active`, `pause`, `drain`, or empty for the default.
+    #[serde(deserialize_with = "super::service::nullable")]
     pub availability: String,
 }
 

@@ -106,6 +106,8 @@ pub enum Request {
     /// This node's VIP load balancer: every backend of every VIP on its networks with the
     /// connections its tasks made through it, for `service backends`.
     LocalBalancer,
+    /// The tasks running on this node as Docker lists containers (`docker ps`).
+    LocalContainers,
     /// Creates a local-scope network (only `docker_gwbridge`, before the node is in a swarm).
     LocalNetworkCreate(Box<network::NetworkCreateRequest>),
     /// Removes a local-scope network by ID, name or ID prefix (not while in a swarm).
@@ -165,6 +167,8 @@ pub enum Reply {
     Networks(Vec<crate::control::network::NetworkRecord>),
     LocalEndpoints(network::LocalEndpoints),
     Balancer(Vec<BalancerRow>),
+    /// Docker's `GET /containers/json` objects.
+    Containers(Vec<serde_json::Value>),
     Network(crate::control::network::NetworkRecord),
     ServiceCreated(service::ServiceCreateResponse),
     Services(Vec<crate::control::service::ServiceRecord>),

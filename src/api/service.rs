@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Go's JSON decoding, which clients written in other languages lean on: `null` is the zero value
 /// (docker-py sends `"Labels": null`, `"Ports": null`, ...).
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,

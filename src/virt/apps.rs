@@ -818,7 +818,10 @@ mod tests {
             read_a_answers(&answer(7, ResponseCode::NXDomain, &[]), 7),
             Some(Err("Non-Existent Domain".into()))
         );
-        assert_eq!(read_a_answers(&answer(7, ResponseCode::NoError, &[]), 7), Some(Ok(vec![])));
+        assert_eq!(
+            read_a_answers(&answer(7, ResponseCode::NoError, &[]), 7),
+            Some(Ok(vec![]))
+        );
         // Anything cut or mangled is read without a panic.
         for cut in 0..data.len() {
             let _ = read_a_answers(&data[..cut], 7);

@@ -256,6 +256,13 @@ impl<B: Backend> Router<B> {
             ["distribution", image @ .., "json"] if get && !image.is_empty() => {
                 Ok(services::distribution(&image.join("/")))
             }
+            // `docker ps`: the tasks running on this node, as containers.
+            ["containers", "json"] if get => self.containers(q).await,
+            [kind @ ("containers" | "images" | "build" | "volumes" | "plugins" | "exec"
+            | "commit" | "session" | "auth" | "grpc" | "distribution"), ..] => {
+                Err(not_implemented(kind))
+            }
+            ["system", "df"] => Err(not_implemented("system")),
             [OWN_PREFIX, "info"] if get => Ok(Answer::ok(&self.local_info().await?)),
             [OWN_PREFIX, "swarm"] if get => match self.op(Request::SwarmInspect).await? {
                 Reply::Swarm(swarm) => Ok(Answer::ok(&swarm)),
@@ -282,6 +289,43 @@ impl<B: Backend> Router<B> {
         }
     }
 
+    /// `GET /containers/json`: this node's running tasks. `all` changes nothing (ended tasks
+    /// are not kept); `filters` `name`, `id`, `label` and `status` are applied as Docker does.
+    async fn containers(&self, q: &Query) -> Routed {
+        let filters = q.filters()?;
+        let list = match self.op(Request::LocalContainers).await? {
+            Reply::Containers(list) => list,
+            _ => return Err(unexpected()),
+        };
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let kept: Vec<serde_json::Value> = list
+            .into_iter()
+            .filter(|c| {
+                filters.matches("name", |v| {
+                    c["Names"].as_array().is_some_and(|n| {
+                        n.iter()
+                            .any(|n| text(n).trim_start_matches('/').contains(v))
+                    })
+                }) && filters.matches("id", |v| text(&c["Id"]).starts_with(v))
+                    && filters.matches("status", |v| v == "running")
+                    && filters.matches("label", |v| {
+                        let labels: std::collections::BTreeMap<String, String> =
+                            serde_json::from_value(c["Labels"].clone()).unwrap_or_default();
+                        label_matches(&labels, v)
+                    })
+            })
+            .collect();
+        let limit = q
+            .get("limit")
+            .and_then(|l| l.parse::<i64>().ok())
+            .unwrap_or(-1);
+        let kept: Vec<_> = match usize::try_from(limit) {
+            Ok(n) if n > 0 => kept.into_iter().take(n).collect(),
+            _ => kept,
+        };
+        Ok(Answer::ok(&kept))
+    }
+
     async fn op(&self, req: Request) -> Result<Reply, Answer> {
         self.backend.call(req).await.map_err(Answer::from)
     }
@@ -300,6 +344,25 @@ fn availability(text: &str) -> Result<Availability, Answer> {
         return Ok(Availability::Active);
     }
     text.parse().map_err(bad_request)
+}
+
+/// 501 for Docker's routes that have no meaning in swarmnet, saying what to use instead.
+fn not_implemented(kind: &str) -> Answer {
+    let what = match kind {
+        "containers" | "exec" | "commit" => {
+            "swarmnet runs no containers: tasks are services' replicas (`docker service create`), built-in apps inside the data path or programs in a network namespace; `docker ps` lists this node's tasks, `swarmnet exec TASK -- CMD` runs a command beside a program task"
+        }
+        "images" | "build" | "distribution" => {
+            "swarmnet has no images: a service's image is a built-in app (swarmnet/whoami, swarmnet/echo, swarmnet/fetch, swarmnet/lookup) or the path of a program on each node"
+        }
+        "volumes" | "system" => "swarmnet keeps no volumes: it runs services' networking only",
+        "plugins" => "swarmnet has no plugins: its networking is built in",
+        _ => "swarmnet serves Docker's swarm, node, network, service and task routes, not this one",
+    };
+    Answer::error(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("{what} (swarmnet: Docker swarm service networking in userspace)"),
+    )
 }
 
 fn out_of_sequence() -> Answer {

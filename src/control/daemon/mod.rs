@@ -263,6 +263,7 @@ impl Daemon {
             )),
             Request::LocalTaskSandbox { key } => self.task_sandbox(&key).map(Reply::Text),
             Request::LocalBalancer => Ok(Reply::Balancer(self.balancer())),
+            Request::LocalContainers => Ok(Reply::Containers(self.containers())),
             Request::LocalNetworkCreate(body) => self.create_local_network(&body).await,
             Request::LocalNetworkRemove { key } => self.remove_local_network(&key).await,
             Request::NetworkCreate(_) if self.identity().is_none() => {

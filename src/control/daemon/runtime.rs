@@ -70,6 +70,8 @@ pub fn builtin_app(image: &str, args: &[String]) -> Option<Result<App, String>> 
 struct LocalTask {
     task: AssignedTask,
     kind: TaskKind,
+    /// When this node started it.
+    started: std::time::SystemTime,
 }
 
 /// How long a task no longer assigned keeps running before it is stopped: time for every
@@ -221,6 +223,83 @@ impl TaskRuntime {
     }
 
     /// The data path's VIPs, each backend with its connections (none before a first task).
+    /// The tasks running here as Docker's `GET /containers/json` lists containers: the ID is
+    /// the one `network inspect` shows under `Containers`, the name the task's full name.
+    pub fn containers(&self) -> Vec<serde_json::Value> {
+        let nets: BTreeMap<&str, &NetworkRecord> = self
+            .last
+            .networks
+            .iter()
+            .map(|n| (n.id.as_str(), n))
+            .collect();
+        let mut list = Vec::new();
+        // Newest first, as Docker lists containers.
+        let mut tasks: Vec<&LocalTask> = self.tasks.values().collect();
+        tasks.sort_by(|a, b| b.started.cmp(&a.started).then(a.task.id.cmp(&b.task.id)));
+        for t in tasks {
+            if self.leaving.contains_key(&t.task.id) {
+                continue;
+            }
+            let created = t
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let up = t.started.elapsed().map(|d| d.as_secs()).unwrap_or_default();
+            let mut networks = serde_json::Map::new();
+            for a in &t.task.addresses {
+                let Some(net) = nets.get(a.network_id.as_str()) else {
+                    continue;
+                };
+                let mac = a.mac();
+                networks.insert(
+                    net.name.clone(),
+                    serde_json::json!({
+                        "IPAMConfig": {"IPv4Address": a.addr.addr().to_string()},
+                        "Links": null,
+                        "Aliases": null,
+                        "NetworkID": net.id,
+                        "EndpointID": sha256_hex(&format!("{}/{}", t.task.id, net.id)),
+                        "Gateway": "",
+                        "IPAddress": a.addr.addr().to_string(),
+                        "IPPrefixLen": a.addr.prefix_len(),
+                        "IPv6Gateway": "",
+                        "GlobalIPv6Address": "",
+                        "GlobalIPv6PrefixLen": 0,
+                        "MacAddress": mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+                        "DriverOpts": null,
+                    }),
+                );
+            }
+            let full = t.task.full_name();
+            list.push(serde_json::json!({
+                "Id": sha256_hex(&t.task.id),
+                "Names": [format!("/{full}")],
+                "Image": t.task.image,
+                "ImageID": "",
+                "Command": match &t.kind {
+                    TaskKind::Virtual(app) => format!("(built-in) {}", app.to_value()),
+                    TaskKind::Program => t.task.args.join(" "),
+                },
+                "Created": created,
+                "Ports": [],
+                "Labels": {
+                    "com.docker.swarm.service.id": t.task.service_id,
+                    "com.docker.swarm.service.name": t.task.service_name,
+                    "com.docker.swarm.task": "",
+                    "com.docker.swarm.task.id": t.task.id,
+                    "com.docker.swarm.task.name": full,
+                },
+                "State": "running",
+                "Status": format!("Up {}", crate::cli::service_args::human_duration(up)),
+                "HostConfig": {"NetworkMode": "default"},
+                "NetworkSettings": {"Networks": networks},
+                "Mounts": [],
+            }));
+        }
+        list
+    }
+
     pub fn balancer(&self) -> Vec<crate::api::BalancerRow> {
         let Some(node) = self.node.as_ref() else {
             return Vec::new();
@@ -549,6 +628,7 @@ impl TaskRuntime {
                 LocalTask {
                     task: (*t).clone(),
                     kind,
+                    started: std::time::SystemTime::now(),
                 },
             );
         }

@@ -75,6 +75,11 @@ impl Daemon {
         guard.as_ref().map(|rt| rt.balancer()).unwrap_or_default()
     }
 
+    pub(super) fn containers(&self) -> Vec<serde_json::Value> {
+        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|rt| rt.containers()).unwrap_or_default()
+    }
+
     /// Whether tasks no longer assigned wait to be stopped (see `runtime::WITHDRAW`).
     pub(super) fn has_leaving(&self) -> bool {
         let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());

@@ -145,6 +145,7 @@ impl Manager {
             | Request::LocalEndpoints { .. }
             | Request::LocalTaskSandbox { .. }
             | Request::LocalBalancer
+            | Request::LocalContainers
             | Request::LocalNetworkCreate(_)
             | Request::LocalNetworkRemove { .. } => {
                 Err(ApiError::internal("not a manager operation"))
