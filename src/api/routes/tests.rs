@@ -94,9 +94,21 @@ async fn ping_says_the_swarm_state() {
 async fn unknown_routes_and_versions() {
     let r = router();
     assert_eq!(
-        call(&r, Method::GET, "/v1.41/images/json", "").await,
+        call(&r, Method::GET, "/v1.41/nothing/json", "").await,
         (404, serde_json::json!({"message": "page not found"}))
     );
+    // Docker's routes swarmnet has no meaning for: 501, saying what to use instead.
+    for (route, words) in [
+        ("/v1.41/images/json", "swarmnet has no images"),
+        ("/v1.41/containers/create", "swarmnet runs no containers"),
+        ("/v1.41/volumes", "swarmnet keeps no volumes"),
+        ("/v1.41/build", "swarmnet has no images"),
+        ("/v1.41/plugins", "swarmnet has no plugins"),
+    ] {
+        let (code, v) = call(&r, Method::POST, route, "").await;
+        assert_eq!(code, 501, "{route}");
+        assert!(v["message"].as_str().unwrap().contains(words), "{route}: {v}");
+    }
     assert_eq!(call(&r, Method::DELETE, "/info", "").await.0, 404);
     let (code, v) = call(&r, Method::GET, "/v1.99/info", "").await;
     assert_eq!(code, 400);
