@@ -5,6 +5,8 @@
 //! on disk. A second run holds the published port on one node's address first: the demo says
 //! so and uses another.
 
+mod cluster;
+
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -12,77 +14,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_swarmnet");
-const USER: &str = "swarmnet-demo-ci";
-
-/// The user the demo runs as; the user is deleted on drop if the test created it.
-struct RunAs {
-    uid: u32,
-    gid: u32,
-    name: String,
-    created: bool,
-}
-
-impl Drop for RunAs {
-    fn drop(&mut self) {
-        if self.created {
-            let _ = Command::new("userdel").arg(&self.name).output();
-        }
-    }
-}
-
-fn id_of(flag: &str, name: &str) -> Option<u32> {
-    let out = Command::new("id").args([flag, name]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-}
-
-fn euid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
-}
-
-/// As root: a system user made for the test (or `nobody` where useradd is missing).
-/// Otherwise: none, the test already runs unprivileged.
-fn unprivileged_user() -> Option<RunAs> {
-    if euid() != 0 {
-        println!(
-            "running the demo as the current user (uid {}), who has no privilege",
-            euid()
-        );
-        return None;
-    }
-    let created = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            USER,
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let name = if id_of("-u", USER).is_some() {
-        USER
-    } else {
-        println!("useradd is not available: running the demo as nobody");
-        "nobody"
-    };
-    let uid = id_of("-u", name).expect("the demo's user has a uid");
-    let gid = id_of("-g", name).expect("the demo's user has a gid");
-    assert_ne!(uid, 0);
-    println!("running the demo as {name} (uid {uid})");
-    Some(RunAs {
-        uid,
-        gid,
-        name: name.into(),
-        created,
-    })
-}
+use cluster::User;
 
 /// Runs `swarmnet demo ARGS` as `user` (or as the current user), with `tmp` as its TMPDIR.
-fn demo(user: &Option<RunAs>, bin: &Path, tmp: &Path, args: &[&str]) -> Output {
+fn demo(user: &Option<User>, bin: &Path, tmp: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(bin);
     cmd.arg("demo")
         .args(args)
@@ -169,12 +104,19 @@ fn mesh_answers(stdout: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn the_demo_runs_unprivileged_shows_the_mesh_and_leaves_nothing() {
-    let user = unprivileged_user();
+    let user = cluster::unprivileged_user();
+    match &user {
+        Some(u) => println!("running the demo as {} (uid {})", u.name, u.uid),
+        None => println!(
+            "running the demo as the current user (uid {}), who has no privilege",
+            cluster::euid()
+        ),
+    }
     // The binary and the demo's TMPDIR where the user can reach them.
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = tmp.path().join("swarmnet");
-    std::fs::copy(BIN, &bin).expect("copy the binary");
+    std::fs::copy(cluster::BIN, &bin).expect("copy the binary");
     let run_tmp = tmp.path().join("tmp");
     std::fs::create_dir(&run_tmp).unwrap();
     if let Some(u) = &user {
@@ -218,7 +160,7 @@ fn the_demo_runs_unprivileged_shows_the_mesh_and_leaves_nothing() {
     assert!(!dir.exists(), "{} is left", dir.display());
     let left = processes_with(&dir.to_string_lossy());
     assert!(left.is_empty(), "left running: {left:?}");
-    if let Some(u) = user.as_ref().filter(|u| u.created) {
+    if let Some(u) = user.as_ref().filter(|u| u.name == cluster::TEST_USER) {
         let left = processes_of(u.uid);
         assert!(left.is_empty(), "processes of {} left: {left:?}", u.name);
     }

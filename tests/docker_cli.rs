@@ -69,6 +69,7 @@ impl Docker {
 
 #[test]
 fn the_docker_cli_drives_a_swarmnet_swarm() {
+    let _turn = cluster::exclusive("the_docker_cli_drives_a_swarmnet_swarm");
     let Some(bin) = docker_cli() else {
         eprintln!("SKIPPED the_docker_cli_drives_a_swarmnet_swarm: no docker CLI on PATH (Debian's docker.io package provides one)");
         return;
@@ -193,6 +194,7 @@ fn the_docker_cli_drives_a_swarmnet_swarm() {
 
 #[test]
 fn docker_swarm_init_join_leave_and_refused_updates() {
+    let _turn = cluster::exclusive("docker_swarm_init_join_leave_and_refused_updates");
     let Some(bin) = docker_cli() else {
         eprintln!("SKIPPED docker_swarm_init_join_leave_and_refused_updates: no docker CLI on PATH (Debian's docker.io package provides one)");
         return;
@@ -273,6 +275,7 @@ fn docker_swarm_init_join_leave_and_refused_updates() {
 
 #[test]
 fn the_docker_cli_manages_swarmnet_networks() {
+    let _turn = cluster::exclusive("the_docker_cli_manages_swarmnet_networks");
     let Some(bin) = docker_cli() else {
         eprintln!("SKIPPED the_docker_cli_manages_swarmnet_networks: no docker CLI on PATH (Debian's docker.io package provides one)");
         return;
@@ -341,6 +344,9 @@ fn the_docker_cli_manages_swarmnet_networks() {
 
 #[test]
 fn docker_ps_lists_the_nodes_tasks_and_routes_without_meaning_say_what_to_use() {
+    let _turn = cluster::exclusive(
+        "docker_ps_lists_the_nodes_tasks_and_routes_without_meaning_say_what_to_use",
+    );
     let Some(bin) = docker_cli() else {
         eprintln!("SKIPPED docker_ps_lists_the_nodes_tasks_and_routes_without_meaning_say_what_to_use: no docker CLI on PATH (Debian's docker.io package provides one)");
         return;
@@ -416,5 +422,19 @@ fn docker_ps_lists_the_nodes_tasks_and_routes_without_meaning_say_what_to_use() 
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(err.contains(words), "{args:?}: {err}");
+    }
+}
+
+/// The tests above again with the daemon and every client (swarmnet's CLI, the docker CLI) run
+/// by a user without privileges; the tasks are virtual.
+#[test]
+fn the_docker_cli_drives_an_unprivileged_daemon() {
+    for name in [
+        "the_docker_cli_drives_a_swarmnet_swarm",
+        "docker_swarm_init_join_leave_and_refused_updates",
+        "the_docker_cli_manages_swarmnet_networks",
+        "docker_ps_lists_the_nodes_tasks_and_routes_without_meaning_say_what_to_use",
+    ] {
+        cluster::rerun_unprivileged(name);
     }
 }

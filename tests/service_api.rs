@@ -798,6 +798,7 @@ fn without_ages(text: &str) -> String {
 
 #[test]
 fn the_docker_cli_runs_services_on_swarmnet() {
+    let _turn = cluster::exclusive("the_docker_cli_runs_services_on_swarmnet");
     let Some(bin) = docker_cli() else {
         eprintln!("SKIPPED the_docker_cli_runs_services_on_swarmnet: no docker CLI on PATH (Debian's docker.io package provides one)");
         return;
@@ -1075,6 +1076,7 @@ networks:
 
 #[test]
 fn docker_stack_deploy_services_ps_and_rm() {
+    let _turn = cluster::exclusive("docker_stack_deploy_services_ps_and_rm");
     let Some(bin) = docker_cli() else {
         eprintln!("SKIPPED docker_stack_deploy_services_ps_and_rm: no docker CLI on PATH (Debian's docker.io package provides one)");
         return;
@@ -1246,6 +1248,7 @@ print("after", c.services.list())
 
 #[test]
 fn docker_py_creates_lists_scales_updates_and_removes_services() {
+    let _turn = cluster::exclusive("docker_py_creates_lists_scales_updates_and_removes_services");
     let has_docker_py = Command::new("python3")
         .args(["-c", "import docker"])
         .output()
@@ -1266,4 +1269,17 @@ fn docker_py_creates_lists_scales_updates_and_removes_services() {
         stdout(&out),
         "running [1, 2]\nlist ['pyweb']\nreplicas 3\nenv 3 ['A=1']\nafter []\n"
     );
+}
+
+/// The docker CLI's and docker-py's service tests again with the daemon and every client run by
+/// a user without privileges; the tasks are virtual.
+#[test]
+fn the_docker_cli_and_docker_py_drive_services_on_an_unprivileged_daemon() {
+    for name in [
+        "the_docker_cli_runs_services_on_swarmnet",
+        "docker_stack_deploy_services_ps_and_rm",
+        "docker_py_creates_lists_scales_updates_and_removes_services",
+    ] {
+        cluster::rerun_unprivileged(name);
+    }
 }

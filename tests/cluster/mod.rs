@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_swarmnet");
 
+/// The swarmnet binary the harness runs: [`BIN`], or a copy another user can reach when the
+/// test runs again as that user ([`rerun_unprivileged`]).
+pub fn bin() -> String {
+    std::env::var(RERUN_BIN).unwrap_or_else(|_| BIN.to_string())
+}
+
+/// Set in a test's rerun as an unprivileged user: the swarmnet binary's copy.
+const RERUN_BIN: &str = "SWARMNET_TEST_BIN";
+/// The user the tests create to run things unprivileged.
+pub const TEST_USER: &str = "swarmnet-ci";
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes; true if it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -97,7 +108,7 @@ impl Node {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("log file");
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["-H", &self.host(), "daemon", "--state-dir"])
             .arg(self.state_dir())
             .args(
@@ -158,7 +169,7 @@ impl Node {
 
     /// Runs the CLI against this node.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        Command::new(bin())
             .args(["-H", &self.host()])
             .args(args)
             .output()
@@ -331,4 +342,143 @@ fn form_three(n1: Node, n2: Node, n3: Node) -> (Node, Node, Node) {
         );
     }
     (n1, n2, n3)
+}
+
+/// A user without privileges, for running swarmnet as one.
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: String,
+}
+
+fn id_of(flag: &str, name: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, name]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The effective user ID of the test.
+pub fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+/// As root: [`TEST_USER`], created if missing (a system user, no home), or `nobody` where
+/// useradd is missing. `None` when the test does not run as root (it is unprivileged already).
+pub fn unprivileged_user() -> Option<User> {
+    static CREATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if euid() != 0 {
+        return None;
+    }
+    let _one_at_a_time = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    if id_of("-u", TEST_USER).is_none() {
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                TEST_USER,
+            ])
+            .output();
+    }
+    let name = if id_of("-u", TEST_USER).is_some() {
+        TEST_USER
+    } else {
+        println!("useradd is not available: using nobody as the unprivileged user");
+        "nobody"
+    };
+    let uid = id_of("-u", name).expect("the unprivileged user has a uid");
+    let gid = id_of("-g", name).expect("the unprivileged user has a gid");
+    assert_ne!(uid, 0, "{name} is root");
+    Some(User {
+        uid,
+        gid,
+        name: name.to_string(),
+    })
+}
+
+/// A directory `user` owns (mode 0755, so the copies in it can be run), removed on drop.
+pub fn dir_for(user: &User) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
+    dir
+}
+
+/// Whether this process is a test's rerun as an unprivileged user.
+pub fn is_rerun() -> bool {
+    std::env::var_os(RERUN_BIN).is_some()
+}
+
+/// Runs test `name` of this test binary again, as an unprivileged user: the daemons it starts,
+/// the CLIs it runs (swarmnet's, the docker CLI, docker-py) all run as that user. Copies of the
+/// test binary and of swarmnet go to a directory the user owns. Fails if the rerun fails (its
+/// output is printed); skips, saying so, when the test does not run as root (it ran unprivileged
+/// already). The test and its rerun use the same addresses: each takes [`exclusive`] first.
+pub fn rerun_unprivileged(name: &str) {
+    if is_rerun() {
+        return;
+    }
+    let Some(user) = unprivileged_user() else {
+        println!(
+            "SKIPPED the rerun of {name} as an unprivileged user: the tests run as uid {} already",
+            euid()
+        );
+        return;
+    };
+    let dir = dir_for(&user);
+    let test_exe = dir.path().join("tests");
+    std::fs::copy(std::env::current_exe().unwrap(), &test_exe).expect("copy the test binary");
+    let swarmnet = dir.path().join("swarmnet");
+    std::fs::copy(BIN, &swarmnet).expect("copy swarmnet");
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(&test_exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .env("USER", &user.name)
+        .env(RERUN_BIN, &swarmnet)
+        .current_dir(dir.path())
+        .uid(user.uid)
+        .gid(user.gid)
+        .output()
+        .expect("rerun the test");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("--- {name} as {} (uid {}) ---\n{text}", user.name, user.uid);
+    assert!(out.status.success(), "{name} failed as {}", user.name);
+    assert!(
+        text.contains(&format!("test {name} ... ok")) && text.contains("1 passed"),
+        "{name} did not run as {}",
+        user.name
+    );
+}
+
+/// An exclusive lock named `name` (a file in /tmp any user may lock) held until dropped: a test
+/// and its rerun as another user use the same addresses, so they take turns.
+pub fn exclusive(name: &str) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::path::Path::new("/tmp").join(format!("swarmnet-test-{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o666)
+        .open(&path)
+        .or_else(|_| std::fs::File::open(&path))
+        .expect("open the test's lock file");
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
+    // SAFETY: flock on a descriptor this function owns.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(r, 0, "flock {}", path.display());
+    file
 }
