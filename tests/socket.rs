@@ -172,7 +172,7 @@ fn malformed_or_oversized_requests_are_answered_with_an_error() {
     );
     let out = raw_exchange(
         sock,
-        b"GET /v1.41/containers/json HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1.41/nothing/json HTTP/1.1\r\nHost: x\r\n\r\n",
     );
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     assert!(out.ends_with("{\"message\":\"page not found\"}\n"), "{out}");

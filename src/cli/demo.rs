@@ -159,6 +159,14 @@ impl Demo {
     fn new(args: &DemoArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Demo> {
         let exe = std::env::current_exe().context("cannot find the swarmnet binary")?;
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
+        // A Unix socket's path holds at most 107 bytes.
+        let longest = dir.join(format!("node-{}.sock", args.nodes)).as_os_str().len();
+        if longest > 107 {
+            bail!(
+                "the temporary directory {} is too deep for the nodes' sockets ({longest} bytes, at most 107): set TMPDIR to a shorter path",
+                std::env::temp_dir().display()
+            );
+        }
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -225,7 +233,10 @@ impl Demo {
 
         step.title("Ports");
         self.choose_ports()?;
-        step.title(&format!("Starting {n} daemons"));
+        step.title(&format!(
+            "Starting {n} daemon{}",
+            if n == 1 { "" } else { "s" }
+        ));
         self.start_daemons()?;
         step.title("Forming the swarm");
         self.form_swarm()?;
