@@ -8,6 +8,7 @@ mod cluster;
 mod local_api;
 mod membership;
 pub mod mesh;
+pub mod metrics;
 mod networks;
 pub mod runtime;
 mod work;
@@ -52,6 +53,8 @@ pub enum DaemonError {
     Listener(ApiError),
     #[error("waiting for a shutdown signal failed: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Where the daemon keeps its state and its socket.
@@ -65,6 +68,8 @@ pub struct DaemonConfig {
     pub resolv_conf: Option<PathBuf>,
     /// Where published ports bind; `None`: all addresses.
     pub publish_addr: Option<std::net::Ipv4Addr>,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Background tasks of a node in a swarm.
@@ -130,6 +135,11 @@ fn rpc_error(err: RpcError) -> ApiError {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    // A bad metrics address stops the daemon before anything else starts.
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let store = Arc::new(Store::open(&config.state_dir)?);
     let identity = store.local_identity()?;
     let daemon = Arc::new(Daemon {
@@ -156,9 +166,18 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             .await
             .map_err(DaemonError::Listener)?;
     }
+    let metrics_server = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        metrics::serve(daemon.clone(), l)
+    });
     let server = local_api::serve(daemon.clone(), &config.socket).await?;
     let result = wait_for_shutdown().await;
     server.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     daemon.tasks.lock().await.stop().await;
     daemon.stop_runtime().await;
     let _ = std::fs::remove_file(&config.socket);

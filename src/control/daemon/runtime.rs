@@ -258,6 +258,63 @@ impl TaskRuntime {
         rows
     }
 
+    /// The data path's counters with each local port's network, service and task, for a
+    /// metrics scrape (`None` before the data plane runs).
+    pub fn metrics_sample(&self) -> Option<super::metrics::DataplaneSample> {
+        let node = self.node.as_ref()?;
+        let counters = node.counters();
+        let tables = node.tables();
+        // Endpoint names (as `view` makes them) to (service, task).
+        let mut owners: BTreeMap<String, (&str, String)> = BTreeMap::new();
+        for t in self.tasks.values() {
+            let full = t.task.full_name();
+            for i in 0..t.task.addresses.len().max(1) {
+                let name = if i == 0 {
+                    full.clone()
+                } else {
+                    format!("{full}.eth{i}")
+                };
+                owners.insert(name, (t.task.service_name.as_str(), full.clone()));
+            }
+        }
+        let ports = tables
+            .ports
+            .iter()
+            .map(|p| {
+                let (service, task) = owners
+                    .get(&p.name)
+                    .map(|(s, t)| (s.to_string(), t.clone()))
+                    .unwrap_or_default();
+                super::metrics::PortSample {
+                    port: p.name.clone(),
+                    network: tables
+                        .network(p.network)
+                        .map(|n| n.name.clone())
+                        .unwrap_or_default(),
+                    service,
+                    task,
+                    counters: counters
+                        .ports
+                        .get(p.id.0 as usize)
+                        .copied()
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        Some(super::metrics::DataplaneSample {
+            ports,
+            underlay: counters.underlay,
+            drops: crate::dataplane::DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), counters.dropped(*r)))
+                .collect(),
+            events: counters.events,
+            balancer: self.balancer(),
+            mesh: node.mesh_stats(),
+            esp_sas: tables.esp.as_ref().map(|e| e.sa_counts()),
+        })
+    }
+
     /// Whether tasks no longer assigned are still running (they stop `WITHDRAW` after).
     pub fn has_leaving(&self) -> bool {
         !self.leaving.is_empty()
