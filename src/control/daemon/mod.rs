@@ -5,6 +5,7 @@
 
 mod agent;
 mod cluster;
+mod events;
 mod local_api;
 mod membership;
 pub mod mesh;
@@ -112,6 +113,8 @@ pub struct Daemon {
     /// The node's tasks and data plane (created by the agent once in a swarm).
     runtime: Arc<std::sync::Mutex<Option<runtime::TaskRuntime>>>,
     resolv_conf: Option<PathBuf>,
+    /// The swarm's events as this manager sees them (`GET /events`).
+    events: events::EventHub,
 }
 
 fn hostname() -> String {
@@ -153,6 +156,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         state_dir: config.state_dir.clone(),
         runtime: Arc::new(std::sync::Mutex::new(None)),
         resolv_conf: config.resolv_conf.clone(),
+        events: events::EventHub::default(),
     });
     if let Some(identity) = identity {
         tracing::info!(
@@ -172,9 +176,11 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         }
         metrics::serve(daemon.clone(), l)
     });
+    let watcher = tokio::spawn(daemon.clone().watch_events());
     let server = local_api::serve(daemon.clone(), &config.socket).await?;
     let result = wait_for_shutdown().await;
     server.abort();
+    watcher.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
