@@ -307,6 +307,12 @@ fn stream_events(
             v.push(b'\n');
             Bytes::from(v)
         };
+        // Without `since` only what happens from now on, as Docker.
+        let past = if query.since.is_some() {
+            past
+        } else {
+            Vec::new()
+        };
         for e in past.iter().filter(|e| query.wants(e)) {
             if tx.send(line(e)).await.is_err() {
                 return;
