@@ -165,6 +165,20 @@ fn a_service_create_and_a_node_kill_arrive_as_events() {
         json.lines().join("\n")
     );
 
+    // A manager that joined received the swarm's older objects from the leader: no news.
+    let history = n2.ok(&["events", "--since", "10m", "--until", "0s"]);
+    assert!(
+        !history.lines().any(
+            |l| (l.contains(" node create ") && l.contains("name=node-1"))
+                || (l.contains(" network create ") && l.contains("name=ingress"))
+        ),
+        "{history}"
+    );
+    assert!(
+        history.contains(&format!(" service create {service_id} ")),
+        "{history}"
+    );
+
     // The kept events replay with --since, and --until ends the stream.
     let out = n1.ok(&[
         "events",
@@ -201,4 +215,68 @@ fn a_node_outside_a_swarm_refuses_to_stream() {
     let n = Node::start("127.93.2.9");
     let err = n.fails(&["events", "--until", "0s"]);
     assert!(err.contains("This node is not part of a swarm"), "{err}");
+}
+
+/// The docker CLI, if one is installed.
+fn docker_cli() -> Option<String> {
+    ["docker", "/usr/local/bin/docker", "/usr/bin/docker"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn docker_events_reads_the_same_route() {
+    let Some(docker) = docker_cli() else {
+        eprintln!("SKIPPED: no docker CLI installed");
+        return;
+    };
+    let n = Node::start_as("127.93.2.10", "node-1");
+    n.init();
+    let config = tempfile::tempdir().unwrap();
+    let id = n
+        .ok(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "swarmnet/whoami",
+        ])
+        .trim()
+        .to_string();
+    let expected = format!(" service create {id} (name=web)");
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let out = Command::new(&docker)
+                .args([
+                    "events",
+                    "--since",
+                    "10m",
+                    "--until",
+                    "0s",
+                    "--filter",
+                    "type=service",
+                ])
+                .env("DOCKER_HOST", n.host())
+                .env("DOCKER_CONFIG", config.path())
+                .env_remove("DOCKER_CONTEXT")
+                .env_remove("DOCKER_API_VERSION")
+                .output()
+                .expect("run docker");
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.status.success() && last.lines().any(|l| l.ends_with(&expected))
+        }),
+        "docker events printed:\n{last}"
+    );
 }

@@ -23,7 +23,7 @@ use crate::api::events::{Event, EventFeed};
 use crate::api::service::ServiceMode;
 use crate::api::{ApiError, NodeState, Reply, Request, Role};
 
-/// How often the tables are looked at.
+/// How often the tables are looked at (besides each time Raft applies entries).
 const TICK: Duration = Duration::from_millis(200);
 /// How often a follower asks the leader for the nodes' liveness (while a client follows).
 const NODES_EVERY: Duration = Duration::from_secs(1);
@@ -36,6 +36,9 @@ const LIVE: usize = 1024;
 pub struct EventHub {
     recent: Mutex<VecDeque<Event>>,
     live: broadcast::Sender<Event>,
+    /// When this node's Raft node last started (Unix nanoseconds): objects created since are
+    /// news to the first look at the tables, older ones are its baseline.
+    raft_started: Mutex<Option<i64>>,
 }
 
 impl Default for EventHub {
@@ -43,6 +46,7 @@ impl Default for EventHub {
         EventHub {
             recent: Mutex::new(VecDeque::new()),
             live: broadcast::channel(LIVE).0,
+            raft_started: Mutex::new(None),
         }
     }
 }
@@ -71,6 +75,15 @@ impl EventHub {
             // No subscriber is no error.
             let _ = self.live.send(e);
         }
+    }
+
+    /// Notes that this node's Raft node starts now.
+    pub fn raft_starts(&self) {
+        *self.raft_started.lock().unwrap_or_else(|e| e.into_inner()) = Some(now_nanos());
+    }
+
+    fn raft_started(&self) -> Option<i64> {
+        *self.raft_started.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn followed(&self) -> bool {
@@ -118,6 +131,40 @@ pub struct Snapshot {
     services: BTreeMap<String, ServiceView>,
     tasks: BTreeMap<String, TaskView>,
     nodes: BTreeMap<String, NodeView>,
+    /// Creation times (Unix nanoseconds) by object ID, where the tables have one.
+    created: BTreeMap<String, i64>,
+}
+
+impl Snapshot {
+    /// These objects and those of `next` they lack that were created before `since` (or at
+    /// an unknown time): such objects are no news but tables catching up, as a manager that
+    /// joins receives the swarm's objects from the leader, or its first look after a start.
+    fn known_with(&self, next: &Snapshot, since: i64) -> Snapshot {
+        let old = |id: &String| next.created.get(id).is_none_or(|t| *t < since);
+        let mut out = self.clone();
+        fn add<V: Clone>(
+            into: &mut BTreeMap<String, V>,
+            from: &BTreeMap<String, V>,
+            old: impl Fn(&String) -> bool,
+        ) {
+            for (id, v) in from {
+                if !into.contains_key(id) && old(id) {
+                    into.insert(id.clone(), v.clone());
+                }
+            }
+        }
+        add(&mut out.networks, &next.networks, old);
+        add(&mut out.services, &next.services, old);
+        add(&mut out.tasks, &next.tasks, old);
+        add(&mut out.nodes, &next.nodes, old);
+        out
+    }
+}
+
+/// An RFC 3339 time of the tables as Unix nanoseconds.
+fn parse_time(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
 fn attrs<const N: usize>(pairs: [(&str, &str); N]) -> Vec<(String, String)> {
@@ -307,6 +354,8 @@ impl Daemon {
     fn tables_snapshot(&self) -> Result<Snapshot, ApiError> {
         let mut s = Snapshot::default();
         for n in self.store.networks()? {
+            s.created
+                .extend(parse_time(&n.created_at).map(|t| (n.id.clone(), t)));
             s.networks.insert(
                 n.id.clone(),
                 NetworkView {
@@ -316,6 +365,8 @@ impl Daemon {
             );
         }
         for svc in self.store.services()? {
+            s.created
+                .extend(parse_time(&svc.created_at).map(|t| (svc.id.clone(), t)));
             let replicas = match svc.spec.mode {
                 ServiceMode::Replicated { replicas } => Some(replicas),
                 ServiceMode::Global {} => None,
@@ -330,6 +381,8 @@ impl Daemon {
             );
         }
         for t in self.store.tasks()? {
+            s.created
+                .extend(parse_time(&t.created_at).map(|c| (t.id.clone(), c)));
             let svc = s
                 .services
                 .get(&t.service_id)
@@ -352,6 +405,8 @@ impl Daemon {
             );
         }
         for n in self.store.nodes()? {
+            s.created
+                .extend(parse_time(&n.created_at).map(|t| (n.id.clone(), t)));
             s.nodes.insert(
                 n.id.clone(),
                 NodeView {
@@ -395,7 +450,23 @@ impl Daemon {
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            // A look per tick, and at once when Raft applied something (so the states of a
+            // task between two ticks are seen more often than not).
+            let raft = self.manager.raft();
+            let applied_moved = async {
+                match &raft {
+                    Some(h) => {
+                        let mut metrics = h.raft.metrics();
+                        let seen = metrics.borrow_and_update().last_applied;
+                        let _ = metrics.wait_for(|m| m.last_applied != seen).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = applied_moved => {}
+            }
             let manager = self.identity().is_some_and(|i| i.role == Role::Manager)
                 && self.manager.raft().is_some();
             if !manager {
@@ -442,13 +513,11 @@ impl Daemon {
                 n.state = live.get(id).copied();
             }
             last_applied = applied;
-            match &last {
-                // The first look is the baseline: what exists already is no event.
-                None => {}
-                Some(prev) => {
-                    let events = diff(prev, &next, now_nanos());
-                    self.events.publish(events);
-                }
+            // What existed when Raft started is no event, whenever this manager's tables
+            // receive it (the first look, or a joining manager's catching up).
+            if let Some(since) = self.events.raft_started() {
+                let prev = last.take().unwrap_or_default().known_with(&next, since);
+                self.events.publish(diff(&prev, &next, now_nanos()));
             }
             last = Some(next);
         }
@@ -542,6 +611,35 @@ mod tests {
             ]
         );
         assert!(diff(&c, &c, 0).is_empty());
+    }
+
+    #[test]
+    fn what_was_created_before_raft_started_is_no_news() {
+        let mut s = Snapshot::default();
+        s.services.insert(
+            "old".into(),
+            ServiceView {
+                name: "a".into(),
+                version: 1,
+                replicas: Some(1),
+            },
+        );
+        s.services.insert(
+            "new".into(),
+            ServiceView {
+                name: "b".into(),
+                version: 1,
+                replicas: Some(1),
+            },
+        );
+        s.created.insert("old".into(), 5);
+        s.created.insert("new".into(), 10);
+        let events = diff(&Snapshot::default().known_with(&s, 10), &s, 0);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].line(),
+            "1970-01-01T00:00:00.000000000Z service create new (name=b)"
+        );
     }
 
     #[test]

@@ -240,6 +240,7 @@ impl Daemon {
         if let Some(handle) = self.manager.raft() {
             return Ok(handle);
         }
+        self.events.raft_starts();
         let config = raft_mod::config(&identity.swarm_id).map_err(internal)?;
         let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
             .map_err(internal)?;
