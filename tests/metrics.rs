@@ -217,6 +217,47 @@ fn the_endpoint_parses_and_its_counters_move_with_traffic_between_virtual_tasks(
         }),
         "counters did not move from {before:?}"
     );
+    // A removed task's port leaves its series; its network's counters keep what it counted:
+    // at least the ports still there and the last bytes seen of the one gone.
+    let port_bytes = |s: &Scrape, prefix: &str| -> f64 {
+        s.samples
+            .iter()
+            .filter(|x| x.metric == "swarmnet_port_bytes_total")
+            .filter(|x| x.labels.get("network") == Some("my-net"))
+            .filter(|x| x.labels.get("port").is_some_and(|p| p.starts_with(prefix)))
+            .map(value)
+            .sum()
+    };
+    let mut client_last = port_bytes(&last, "client.");
+    assert!(client_last > 0.0);
+    n.ok(&["service", "rm", "client"]);
+    assert!(
+        wait_until(SETTLE, || {
+            last = scrape(addr).1;
+            let gone = !last.samples.iter().any(|x| {
+                x.metric == "swarmnet_port_bytes_total"
+                    && x.labels
+                        .get("port")
+                        .is_some_and(|p| p.starts_with("client."))
+            });
+            if !gone {
+                client_last = port_bytes(&last, "client.");
+            }
+            gone
+        }),
+        "the client's port stayed"
+    );
+    let net = sum(
+        &last,
+        "swarmnet_network_bytes_total",
+        &[("network", "my-net")],
+    );
+    let others = port_bytes(&last, "");
+    assert!(
+        net >= others + client_last,
+        "network {net} < ports {others} + removed port {client_last}"
+    );
+
     // Not found elsewhere than /metrics.
     let mut s = TcpStream::connect(addr).unwrap();
     write!(s, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();

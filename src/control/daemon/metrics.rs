@@ -80,6 +80,8 @@ pub struct PortSample {
 #[derive(Debug, Clone, Default)]
 pub struct DataplaneSample {
     pub ports: Vec<PortSample>,
+    /// By network: its ports' counters, removed ports' included.
+    pub networks: BTreeMap<String, PortCounters>,
     pub underlay: PortCounters,
     /// Every drop reason, zero or not (stable series).
     pub drops: Vec<(&'static str, u64)>,
@@ -149,7 +151,6 @@ impl Scrape {
             "Frames through a local task's port, rx from the task, tx to it",
         );
         let bytes = self.counter("port_bytes", "Bytes of those frames");
-        let mut by_net: BTreeMap<&str, PortCounters> = BTreeMap::new();
         for p in &d.ports {
             let base = [
                 ("network", p.network.as_str()),
@@ -166,18 +167,13 @@ impl Scrape {
                 packets.get_or_create(&l).inc_by(n);
                 bytes.get_or_create(&l).inc_by(b);
             }
-            let net = by_net.entry(p.network.as_str()).or_default();
-            net.rx_packets += p.counters.rx_packets;
-            net.rx_bytes += p.counters.rx_bytes;
-            net.tx_packets += p.counters.tx_packets;
-            net.tx_bytes += p.counters.tx_bytes;
         }
         let net_packets = self.counter(
             "network_packets",
-            "Frames through the local ports of a network (the sum of its ports that still exist)",
+            "Frames through the local ports of a network, ports since removed included",
         );
         let net_bytes = self.counter("network_bytes", "Bytes of those frames");
-        for (net, c) in &by_net {
+        for (net, c) in &d.networks {
             for (dir, n, b) in [
                 ("rx", c.rx_packets, c.rx_bytes),
                 ("tx", c.tx_packets, c.tx_bytes),
@@ -449,8 +445,8 @@ impl Daemon {
     async fn scrape(self: &Arc<Self>) -> String {
         let runtime = self.runtime.clone();
         let data = tokio::task::spawn_blocking(move || {
-            let guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
-            guard.as_ref().and_then(|rt| rt.metrics_sample())
+            let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
+            guard.as_mut().and_then(|rt| rt.metrics_sample())
         })
         .await
         .ok()
@@ -576,6 +572,17 @@ mod tests {
                     tx_bytes: 200,
                 },
             }],
+            networks: [(
+                "my-net".to_string(),
+                PortCounters {
+                    rx_packets: 30,
+                    rx_bytes: 3000,
+                    tx_packets: 20,
+                    tx_bytes: 2000,
+                },
+            )]
+            .into_iter()
+            .collect(),
             drops: vec![("esp_replay", 7), ("malformed", 0)],
             esp_sas: Some((2, 2)),
             ..DataplaneSample::default()
@@ -598,7 +605,7 @@ mod tests {
         for line in [
             r#"swarmnet_port_packets_total{node="node-1",network="my-net",service="web",task="web.1.abc",port="web.1.abc",direction="rx"} 3"#,
             r#"swarmnet_port_bytes_total{node="node-1",network="my-net",service="web",task="web.1.abc",port="web.1.abc",direction="tx"} 200"#,
-            r#"swarmnet_network_packets_total{node="node-1",network="my-net",direction="tx"} 2"#,
+            r#"swarmnet_network_packets_total{node="node-1",network="my-net",direction="tx"} 20"#,
             r#"swarmnet_drops_total{node="node-1",reason="esp_replay"} 7"#,
             r#"swarmnet_drops_total{node="node-1",reason="malformed"} 0"#,
             r#"swarmnet_esp_security_associations{node="node-1",direction="inbound"} 2"#,

@@ -112,6 +112,10 @@ pub struct TaskRuntime {
     publish_addr: Option<Ipv4Addr>,
     /// The timestamp of the last line shipped of each program task.
     log_cursor: BTreeMap<String, String>,
+    /// The network of every port a metrics scrape has seen, by port ID: a removed port's
+    /// counters stay in its network's sums (IDs are never reused in a run), which so never
+    /// go down.
+    port_networks: BTreeMap<u32, String>,
 }
 
 fn now() -> String {
@@ -177,6 +181,7 @@ impl TaskRuntime {
             logs: Vec::new(),
             log_cursor: BTreeMap::new(),
             publish_addr: None,
+            port_networks: BTreeMap::new(),
         }
     }
 
@@ -260,7 +265,7 @@ impl TaskRuntime {
 
     /// The data path's counters with each local port's network, service and task, for a
     /// metrics scrape (`None` before the data plane runs).
-    pub fn metrics_sample(&self) -> Option<super::metrics::DataplaneSample> {
+    pub fn metrics_sample(&mut self) -> Option<super::metrics::DataplaneSample> {
         let node = self.node.as_ref()?;
         let counters = node.counters();
         let tables = node.tables();
@@ -275,6 +280,21 @@ impl TaskRuntime {
                     format!("{full}.eth{i}")
                 };
                 owners.insert(name, (t.task.service_name.as_str(), full.clone()));
+            }
+        }
+        for p in &tables.ports {
+            if let Some(n) = tables.network(p.network) {
+                self.port_networks.insert(p.id.0, n.name.clone());
+            }
+        }
+        let mut networks: BTreeMap<String, crate::dataplane::PortCounters> = BTreeMap::new();
+        for (id, net) in &self.port_networks {
+            if let Some(c) = counters.ports.get(*id as usize) {
+                let sum = networks.entry(net.clone()).or_default();
+                sum.rx_packets += c.rx_packets;
+                sum.rx_bytes += c.rx_bytes;
+                sum.tx_packets += c.tx_packets;
+                sum.tx_bytes += c.tx_bytes;
             }
         }
         let ports = tables
@@ -303,6 +323,7 @@ impl TaskRuntime {
             .collect();
         Some(super::metrics::DataplaneSample {
             ports,
+            networks,
             underlay: counters.underlay,
             drops: crate::dataplane::DropReason::ALL
                 .iter()
