@@ -75,6 +75,14 @@ struct LocalTask {
 /// request in a run failed, with 5 s none.
 pub const WITHDRAW: Duration = Duration::from_secs(5);
 
+/// What a port belongs to, for its metrics' labels.
+#[derive(Debug, Clone, Default)]
+struct PortOwner {
+    network: String,
+    service: String,
+    task: String,
+}
+
 /// The node's runtime state.
 pub struct TaskRuntime {
     hostname: String,
@@ -112,10 +120,10 @@ pub struct TaskRuntime {
     publish_addr: Option<Ipv4Addr>,
     /// The timestamp of the last line shipped of each program task.
     log_cursor: BTreeMap<String, String>,
-    /// The network of every port a metrics scrape has seen, by port ID: a removed port's
-    /// counters stay in its network's sums (IDs are never reused in a run), which so never
-    /// go down.
-    port_networks: BTreeMap<u32, String>,
+    /// The network, service and task of every port a metrics scrape has seen, by port ID: a
+    /// removed port's counters stay in its network's sums (IDs are never reused in a run),
+    /// which so never go down.
+    port_owners: BTreeMap<u32, PortOwner>,
 }
 
 fn now() -> String {
@@ -181,7 +189,7 @@ impl TaskRuntime {
             logs: Vec::new(),
             log_cursor: BTreeMap::new(),
             publish_addr: None,
-            port_networks: BTreeMap::new(),
+            port_owners: BTreeMap::new(),
         }
     }
 
@@ -282,15 +290,23 @@ impl TaskRuntime {
                 owners.insert(name, (t.task.service_name.as_str(), full.clone()));
             }
         }
+        // A port keeps the owner it was first seen with: a task leaving (its port lives on
+        // for the withdrawal) does not turn its series into another.
         for p in &tables.ports {
-            if let Some(n) = tables.network(p.network) {
-                self.port_networks.insert(p.id.0, n.name.clone());
+            let Some(net) = tables.network(p.network) else {
+                continue;
+            };
+            let seen = self.port_owners.entry(p.id.0).or_default();
+            seen.network.clone_from(&net.name);
+            if let Some((service, task)) = owners.get(&p.name) {
+                seen.service = service.to_string();
+                seen.task.clone_from(task);
             }
         }
         let mut networks: BTreeMap<String, crate::dataplane::PortCounters> = BTreeMap::new();
-        for (id, net) in &self.port_networks {
+        for (id, owner) in &self.port_owners {
             if let Some(c) = counters.ports.get(*id as usize) {
-                let sum = networks.entry(net.clone()).or_default();
+                let sum = networks.entry(owner.network.clone()).or_default();
                 sum.rx_packets += c.rx_packets;
                 sum.rx_bytes += c.rx_bytes;
                 sum.tx_packets += c.tx_packets;
@@ -300,25 +316,19 @@ impl TaskRuntime {
         let ports = tables
             .ports
             .iter()
-            .map(|p| {
-                let (service, task) = owners
-                    .get(&p.name)
-                    .map(|(s, t)| (s.to_string(), t.clone()))
-                    .unwrap_or_default();
-                super::metrics::PortSample {
+            .filter_map(|p| {
+                let owner = self.port_owners.get(&p.id.0)?;
+                Some(super::metrics::PortSample {
                     port: p.name.clone(),
-                    network: tables
-                        .network(p.network)
-                        .map(|n| n.name.clone())
-                        .unwrap_or_default(),
-                    service,
-                    task,
+                    network: owner.network.clone(),
+                    service: owner.service.clone(),
+                    task: owner.task.clone(),
                     counters: counters
                         .ports
                         .get(p.id.0 as usize)
                         .copied()
                         .unwrap_or_default(),
-                }
+                })
             })
             .collect();
         Some(super::metrics::DataplaneSample {
