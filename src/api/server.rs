@@ -318,10 +318,11 @@ fn stream_events(
                 return;
             }
         }
-        let until = query.until.map(|u| {
+        // An `until` too far ahead to be an instant of this clock never ends the stream.
+        let until = query.until.and_then(|u| {
             let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
             let left = u64::try_from(i128::from(u) - now).unwrap_or(0);
-            tokio::time::Instant::now() + Duration::from_nanos(left)
+            tokio::time::Instant::now().checked_add(Duration::from_nanos(left))
         });
         let ended = async {
             match until {
