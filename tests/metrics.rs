@@ -217,6 +217,34 @@ fn the_endpoint_parses_and_its_counters_move_with_traffic_between_virtual_tasks(
         }),
         "counters did not move from {before:?}"
     );
+    // The Grafana dashboard asks only for families the endpoint has (ESP's need keys).
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/grafana-swarmnet.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut asked = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("swarmnet_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                asked.push(name);
+            }
+        }
+    }
+    assert!(asked.len() > 10, "{asked:?}");
+    for name in &asked {
+        assert!(
+            last.docs.contains_key(name) || name == "swarmnet_esp_security_associations",
+            "the dashboard asks for {name}, which the endpoint does not have"
+        );
+    }
+
     // A removed task's port leaves its series; its network's counters keep what it counted:
     // at least the ports still there and the last bytes seen of the one gone.
     let port_bytes = |s: &Scrape, prefix: &str| -> f64 {
