@@ -1,6 +1,7 @@
 //! `daemon --metrics-addr`: the endpoint parses as Prometheus text, its data-path counters
 //! move while virtual tasks talk through a VIP, its control-plane gauges say what the node is;
-//! a taken port stops the daemon with a message that names it. Loopback 127.93.1.x only.
+//! an encrypted network between two nodes shows its SAs and underlay traffic; a taken port
+//! stops the daemon with a message that names it. Loopback 127.93.1.x only.
 
 mod cluster;
 
@@ -344,4 +345,111 @@ fn a_taken_port_or_a_bad_address_stops_the_daemon_naming_it() {
     let (ok, err) = daemon_exit(dir.path(), &["--metrics-addr", "127.93.1.2"]);
     assert!(!ok);
     assert!(err.contains("is not an IP address and port"), "{err}");
+}
+
+#[test]
+fn an_encrypted_network_between_two_nodes_shows_its_sas_and_underlay_traffic() {
+    let m1 = "127.93.1.11:9323";
+    let m2 = "127.93.1.12:9323";
+    let n1 = Node::start_with_args("127.93.1.11", "node-1", &["--metrics-addr", m1]);
+    let n2 = Node::start_with_args("127.93.1.12", "node-2", &["--metrics-addr", m2]);
+    n1.init();
+    let out = n2.join(&n1.token("worker"), &n1);
+    assert!(out.status.success(), "{}", cluster::stderr(&out));
+    n1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "encrypted",
+        "secret-net",
+    ]);
+    // A whoami and a client on each node: the VIP sends some requests across.
+    for (name, image, arg) in [
+        ("web", "swarmnet/whoami", None),
+        ("client", "swarmnet/fetch", Some("http://web/")),
+    ] {
+        let mut args = vec![
+            "service",
+            "create",
+            "-d",
+            "--mode",
+            "global",
+            "--name",
+            name,
+            "--network",
+            "secret-net",
+            image,
+        ];
+        args.extend(arg);
+        n1.ok(&args);
+    }
+    let mut last = (scrape(m1).1, scrape(m2).1);
+    assert!(
+        wait_until(SETTLE, || {
+            last = (scrape(m1).1, scrape(m2).1);
+            [&last.0, &last.1].iter().all(|s| {
+                sum(
+                    s,
+                    "swarmnet_esp_security_associations",
+                    &[("direction", "outbound")],
+                ) >= 1.0
+                    && sum(
+                        s,
+                        "swarmnet_esp_security_associations",
+                        &[("direction", "inbound")],
+                    ) >= 1.0
+                    && sum(s, "swarmnet_underlay_bytes_total", &[("direction", "tx")]) > 0.0
+                    && sum(s, "swarmnet_underlay_bytes_total", &[("direction", "rx")]) > 0.0
+                    && sum(
+                        s,
+                        "swarmnet_port_packets_total",
+                        &[
+                            ("network", "secret-net"),
+                            ("service", "web"),
+                            ("direction", "rx"),
+                        ],
+                    ) > 0.0
+            })
+        }),
+        "node-1: {:?}\nnode-2: {:?}\n{}",
+        last.0
+            .samples
+            .iter()
+            .filter(|x| x.metric.contains("esp") || x.metric.contains("underlay"))
+            .collect::<Vec<_>>(),
+        last.1
+            .samples
+            .iter()
+            .filter(|x| x.metric.contains("esp") || x.metric.contains("underlay"))
+            .collect::<Vec<_>>(),
+        n1.ok(&["service", "ps", "web"])
+    );
+    // Each node names itself; the worker has no Raft.
+    assert_eq!(
+        sum(
+            &last.1,
+            "swarmnet_node_role",
+            &[("node", "node-2"), ("role", "worker")]
+        ),
+        1.0
+    );
+    assert!(!last.1.docs.contains_key("swarmnet_raft_term"));
+    // Nothing was refused as a replay or for a bad ICV on the way.
+    for s in [&last.0, &last.1] {
+        assert!(s
+            .samples
+            .iter()
+            .any(|x| x.metric == "swarmnet_drops_total"
+                && x.labels.get("reason") == Some("esp_replay")));
+        assert_eq!(
+            sum(s, "swarmnet_drops_total", &[("reason", "esp_replay")]),
+            0.0
+        );
+        assert_eq!(
+            sum(s, "swarmnet_drops_total", &[("reason", "esp_auth")]),
+            0.0
+        );
+    }
 }
