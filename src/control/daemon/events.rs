@@ -25,6 +25,8 @@ use crate::api::{ApiError, NodeState, Reply, Request, Role};
 
 /// How often the tables are looked at (besides each time Raft applies entries).
 const TICK: Duration = Duration::from_millis(200);
+/// The least time between two looks woken by Raft.
+const MIN_GAP: Duration = Duration::from_millis(20);
 /// How often a follower asks the leader for the nodes' liveness (while a client follows).
 const NODES_EVERY: Duration = Duration::from_secs(1);
 /// Past events kept for `--since` (Docker keeps 256 too).
@@ -465,7 +467,10 @@ impl Daemon {
             };
             tokio::select! {
                 _ = ticks.tick() => {}
-                _ = applied_moved => {}
+                _ = applied_moved => {
+                    // A burst of writes costs one look per MIN_GAP, not one each.
+                    tokio::time::sleep(MIN_GAP).await;
+                }
             }
             let manager = self.identity().is_some_and(|i| i.role == Role::Manager)
                 && self.manager.raft().is_some();
@@ -488,8 +493,13 @@ impl Daemon {
                     None => continue,
                 }
             } else {
-                match self.tables_snapshot() {
-                    Ok(s) => s,
+                let daemon = self.clone();
+                match tokio::task::spawn_blocking(move || daemon.tables_snapshot()).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(err)) => {
+                        tracing::debug!("events: cannot read the tables: {err}");
+                        continue;
+                    }
                     Err(err) => {
                         tracing::debug!("events: cannot read the tables: {err}");
                         continue;
