@@ -457,28 +457,40 @@ impl Daemon {
             ..ControlSample::default()
         };
         if identity.as_ref().is_some_and(|i| i.role == Role::Manager) {
-            control.raft = self.manager.raft_sample();
-            if let Ok(tasks) = self.store.tasks() {
-                let mut by_state = BTreeMap::new();
-                for t in tasks {
-                    *by_state.entry(t.state).or_insert(0) += 1;
-                }
-                control.tasks = Some(by_state);
-            }
-            if self.holds_state() {
-                if let Ok(nodes) = self.manager.nodes() {
+            let daemon = self.clone();
+            // The store and the Raft metrics are read off the async threads.
+            let (raft, tasks, nodes) = tokio::task::spawn_blocking(move || {
+                let tasks = daemon.store.tasks().ok().map(|tasks| {
                     let mut by_state = BTreeMap::new();
-                    for n in nodes {
-                        let state = match n.status.state {
-                            NodeState::Ready => "ready",
-                            NodeState::Down => "down",
-                            NodeState::Unknown => "unknown",
-                        };
-                        *by_state.entry(state).or_insert(0) += 1;
+                    for t in tasks {
+                        *by_state.entry(t.state).or_insert(0) += 1;
                     }
-                    control.nodes = Some(by_state);
-                }
-            }
+                    by_state
+                });
+                // Liveness is the leader's: other managers would report every node unknown.
+                let nodes = daemon
+                    .holds_state()
+                    .then(|| daemon.manager.nodes().ok())
+                    .flatten()
+                    .map(|nodes| {
+                        let mut by_state = BTreeMap::new();
+                        for n in nodes {
+                            let state = match n.status.state {
+                                NodeState::Ready => "ready",
+                                NodeState::Down => "down",
+                                NodeState::Unknown => "unknown",
+                            };
+                            *by_state.entry(state).or_insert(0) += 1;
+                        }
+                        by_state
+                    });
+                (daemon.manager.raft_sample(), tasks, nodes)
+            })
+            .await
+            .unwrap_or_default();
+            control.raft = raft;
+            control.tasks = tasks;
+            control.nodes = nodes;
         }
         render(&self.hostname, data.as_ref(), &control)
     }
