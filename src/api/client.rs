@@ -67,13 +67,20 @@ impl Client {
         &self.path
     }
 
-    /// One request on a fresh connection; returns the status and the body.
-    pub async fn send(
+    /// Sends one request on a fresh connection; returns the answer's head and body, and the
+    /// task driving the connection (to abort once the body is read).
+    async fn request(
         &self,
         method: Method,
         route: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<
+        (
+            hyper::Response<hyper::body::Incoming>,
+            tokio::task::JoinHandle<()>,
+        ),
+        ClientError,
+    > {
         let me = owner::euid();
         owner::check_client_socket(&self.path, me)?;
         let stream = UnixStream::connect(&self.path)
@@ -108,6 +115,17 @@ impl Client {
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let response = sender.send_request(request).await.map_err(http)?;
+        Ok((response, driver))
+    }
+
+    /// One request on a fresh connection; returns the status and the body.
+    pub async fn send(
+        &self,
+        method: Method,
+        route: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let (response, driver) = self.request(method, route, body).await?;
         let status = response.status();
         let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
@@ -129,6 +147,45 @@ impl Client {
             return Err(ClientError::Api { status, message });
         }
         Ok((status, bytes))
+    }
+
+    /// `GET` a streamed route: `each` gets every piece of the body as it arrives, until the
+    /// daemon ends the answer or `each` returns false. An error answer is read whole.
+    pub async fn stream(
+        &self,
+        route: &str,
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), ClientError> {
+        let (response, driver) = self.request(Method::GET, route, None).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?
+                .to_bytes();
+            driver.abort();
+            let message = serde_json::from_slice::<docker::ErrorMessage>(&bytes)
+                .map(|m| m.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(ClientError::Api { status, message });
+        }
+        let mut body = response.into_body();
+        let result = loop {
+            match body.frame().await {
+                None => break Ok(()),
+                Some(Err(e)) => break Err(ClientError::Http(e.to_string())),
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        if !each(data) {
+                            break Ok(());
+                        }
+                    }
+                }
+            }
+        };
+        driver.abort();
+        result
     }
 
     async fn json<T: DeserializeOwned>(

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod docker;
+pub mod events;
 pub mod frame;
 pub mod network;
 pub mod owner;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Body, Bytes};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{StatusCode, Version};
@@ -28,6 +28,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::docker::API_VERSION;
+use super::events::{Event, EventFeed, EventQuery};
 use super::owner::{self, OwnerError};
 use super::routes::{Answer, Backend, Router};
 use super::stream::{ExplainErrors, WriteTimeout};
@@ -271,6 +272,94 @@ where
     response
 }
 
+/// The body of `GET /events`: the lines a task following the feed sends, for as long as it does.
+pub struct EventBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for EventBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Events still to be sent to one client at most; a client further behind misses some (and
+/// the log says how many).
+const EVENT_BACKLOG: usize = 64;
+
+/// Streams `feed` as Docker does: one JSON object and a newline per event, the past ones the
+/// query wants first; the answer ends at `until`, or when the client goes.
+fn stream_events(
+    feed: EventFeed,
+    query: EventQuery,
+) -> hyper::Response<Either<Full<Bytes>, EventBody>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EVENT_BACKLOG);
+    tokio::spawn(async move {
+        let EventFeed { past, mut live } = feed;
+        let line = |e: &Event| {
+            let mut v = serde_json::to_vec(e).unwrap_or_default();
+            v.push(b'\n');
+            Bytes::from(v)
+        };
+        // Without `since` only what happens from now on, as Docker.
+        let past = if query.since.is_some() {
+            past
+        } else {
+            Vec::new()
+        };
+        for e in past.iter().filter(|e| query.wants(e)) {
+            if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        // An `until` too far ahead to be an instant of this clock never ends the stream.
+        let until = query.until.and_then(|u| {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+            let left = u64::try_from(i128::from(u) - now).unwrap_or(0);
+            tokio::time::Instant::now().checked_add(Duration::from_nanos(left))
+        });
+        let ended = async {
+            match until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(ended);
+        loop {
+            tokio::select! {
+                _ = &mut ended => return,
+                _ = tx.closed() => return,
+                got = live.recv() => match got {
+                    Ok(e) if query.wants(&e) => {
+                        if tx.send(line(&e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("an events client fell behind: {n} events not sent to it");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    });
+    let head = to_http(Answer {
+        status: StatusCode::OK,
+        content_type: "application/json",
+        body: Bytes::new(),
+        headers: Vec::new(),
+    });
+    let (parts, _) = head.into_parts();
+    hyper::Response::from_parts(parts, Either::Right(EventBody(rx)))
+}
+
 /// hyper's HTTP/1.1 server settings for the local API.
 pub fn http1() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -305,9 +394,18 @@ async fn serve_connection<B: Backend>(stream: UnixStream, owner_uid: u32, router
                 return Ok::<_, Infallible>(to_http(Answer::error(
                     StatusCode::FORBIDDEN,
                     format!("permission denied: this swarmnet daemon's socket belongs to uid {owner_uid}, you are uid {peer_uid}"),
-                )));
+                )).map(Either::Left));
             }
-            Ok(answer(&router, req).await)
+            if let Some(events) = router.events(
+                req.method(),
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            ) {
+                return Ok(match events {
+                    Ok((feed, query)) => stream_events(feed, query),
+                    Err(refused) => to_http(refused).map(Either::Left),
+                });
+            }
+            Ok(answer(&router, req).await.map(Either::Left))
         }
     });
     let conn = http1().serve_connection(

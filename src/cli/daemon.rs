@@ -25,6 +25,18 @@ pub struct DaemonArgs {
     /// that several daemons can share a host (127.0.0.1, 127.0.0.2, ...).
     #[arg(long, value_name = "ADDR")]
     pub publish_addr: Option<std::net::Ipv4Addr>,
+    /// Serve Prometheus metrics (text format) on http://ADDR:PORT/metrics; off by default.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// `--metrics-addr`: an IP address and a port, e.g. `127.0.0.1:9323` or `[::1]:9323`.
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an IP address and port (ADDR:PORT, e.g. 127.0.0.1:9323 or [::1]:9323)"
+        )
+    })
 }
 
 /// A node name: 1-253 characters, none of them blank or a control character.
@@ -93,6 +105,7 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
         hostname: args.hostname,
         resolv_conf: args.resolv_conf,
         publish_addr: args.publish_addr,
+        metrics_addr: args.metrics_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -2,6 +2,7 @@
 
 pub mod daemon;
 mod demo;
+pub mod events;
 pub mod network;
 pub mod node;
 pub mod output;
@@ -43,6 +44,8 @@ pub enum Command {
     /// Manage swarm services.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Stream the swarm's events (networks, services, nodes, tasks) as a manager sees them.
+    Events(events::EventsArgs),
     /// Wait until the daemon answers on its socket (for scripts that start it in the background).
     Wait(daemon::WaitArgs),
     /// Replay pcap captures through one node's data path, deterministically.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),
         Command::Network(cmd) => network::run(cli.host.as_deref(), cmd),
         Command::Service(cmd) => service::run(cli.host.as_deref(), cmd),
+        Command::Events(args) => events::run(cli.host.as_deref(), args),
         Command::Wait(args) => daemon::wait(cli.host.as_deref(), args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),

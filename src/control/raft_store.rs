@@ -206,6 +206,16 @@ pub fn applied_voter_count(store: &Store) -> usize {
         .map_or(0, |old| old.len())
 }
 
+/// The index of the last log entry this manager knows committed (as the Raft node last saved
+/// it), if any.
+pub fn committed_index(store: &Store) -> Option<u64> {
+    read_meta::<Option<LogId<u64>>>(store, "committed")
+        .ok()
+        .flatten()
+        .flatten()
+        .map(|l| l.index)
+}
+
 /// `swarm init --force-new-cluster`, with the Raft node stopped: appends to this manager's log
 /// a configuration whose only voter (and member) is `id` at `addr`, under a term above any it
 /// has seen, and votes for itself in it. On start the node is the sole voter, elects itself at

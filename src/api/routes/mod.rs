@@ -37,6 +37,11 @@ pub const OWN_PREFIX: &str = "swarmnet";
 /// What serves the operations behind the routes: the daemon, or a stand-in in tests.
 pub trait Backend: Send + Sync + 'static {
     fn call(&self, req: Request) -> impl Future<Output = Response> + Send;
+
+    /// A subscription to the node's events (`GET /events`); a backend that keeps none says so.
+    fn events(&self) -> Result<super::events::EventFeed, ApiError> {
+        Err(ApiError::unavailable("this node reports no events"))
+    }
 }
 
 /// One answer: status, JSON body (or none), and whether it is `/_ping`'s plain text.
@@ -210,6 +215,34 @@ pub struct Router<B> {
 impl<B: Backend> Router<B> {
     pub fn new(backend: B, host: Host) -> Self {
         Router { backend, host }
+    }
+
+    /// `Some` when the request is `GET /events` (versioned or not): the backend's feed and the
+    /// client's query, or the answer refusing them. Streamed by the server, not answered here.
+    pub fn events(
+        &self,
+        method: &Method,
+        target: &str,
+    ) -> Option<Result<(super::events::EventFeed, super::events::EventQuery), Answer>> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (version, path) = split_version(path);
+        if method != Method::GET || path.trim_end_matches('/') != "/events" {
+            return None;
+        }
+        Some((|| {
+            if let Some(v) = version {
+                check_version(v)?;
+            }
+            let q = Query::parse(query);
+            let query = super::events::EventQuery::parse(
+                q.get("since"),
+                q.get("until"),
+                q.get("filters").unwrap_or(""),
+            )
+            .map_err(bad_request)?;
+            let feed = self.backend.events().map_err(Answer::from)?;
+            Ok((feed, query))
+        })())
     }
 
     /// Answers one request. `target` is the request's path and query.

@@ -38,4 +38,8 @@ impl Backend for LocalApi {
         let daemon = self.0.clone();
         async move { daemon.handle(req).await }
     }
+
+    fn events(&self) -> Result<crate::api::events::EventFeed, crate::api::ApiError> {
+        self.0.event_feed()
+    }
 }

@@ -5,9 +5,11 @@
 
 mod agent;
 mod cluster;
+mod events;
 mod local_api;
 mod membership;
 pub mod mesh;
+pub mod metrics;
 mod networks;
 pub mod runtime;
 mod work;
@@ -52,6 +54,8 @@ pub enum DaemonError {
     Listener(ApiError),
     #[error("waiting for a shutdown signal failed: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Where the daemon keeps its state and its socket.
@@ -65,6 +69,8 @@ pub struct DaemonConfig {
     pub resolv_conf: Option<PathBuf>,
     /// Where published ports bind; `None`: all addresses.
     pub publish_addr: Option<std::net::Ipv4Addr>,
+    /// Where `GET /metrics` is served; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Background tasks of a node in a swarm.
@@ -107,6 +113,8 @@ pub struct Daemon {
     /// The node's tasks and data plane (created by the agent once in a swarm).
     runtime: Arc<std::sync::Mutex<Option<runtime::TaskRuntime>>>,
     resolv_conf: Option<PathBuf>,
+    /// The swarm's events as this manager sees them (`GET /events`).
+    events: events::EventHub,
 }
 
 fn hostname() -> String {
@@ -130,6 +138,11 @@ fn rpc_error(err: RpcError) -> ApiError {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    // A bad metrics address stops the daemon before anything else starts.
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     let store = Arc::new(Store::open(&config.state_dir)?);
     let identity = store.local_identity()?;
     let daemon = Arc::new(Daemon {
@@ -143,6 +156,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         state_dir: config.state_dir.clone(),
         runtime: Arc::new(std::sync::Mutex::new(None)),
         resolv_conf: config.resolv_conf.clone(),
+        events: events::EventHub::default(),
     });
     if let Some(identity) = identity {
         tracing::info!(
@@ -156,9 +170,20 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             .await
             .map_err(DaemonError::Listener)?;
     }
+    let metrics_server = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        metrics::serve(daemon.clone(), l)
+    });
+    let watcher = tokio::spawn(daemon.clone().watch_events());
     let server = local_api::serve(daemon.clone(), &config.socket).await?;
     let result = wait_for_shutdown().await;
     server.abort();
+    watcher.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     daemon.tasks.lock().await.stop().await;
     daemon.stop_runtime().await;
     let _ = std::fs::remove_file(&config.socket);
@@ -215,6 +240,7 @@ impl Daemon {
         if let Some(handle) = self.manager.raft() {
             return Ok(handle);
         }
+        self.events.raft_starts();
         let config = raft_mod::config(&identity.swarm_id).map_err(internal)?;
         let tls = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
             .map_err(internal)?;

@@ -81,6 +81,14 @@ struct LocalTask {
 /// request in a run failed, with 5 s none.
 pub const WITHDRAW: Duration = Duration::from_secs(5);
 
+/// What a port belongs to, for its metrics' labels.
+#[derive(Debug, Clone, Default)]
+struct PortOwner {
+    network: String,
+    service: String,
+    task: String,
+}
+
 /// The node's runtime state.
 pub struct TaskRuntime {
     hostname: String,
@@ -118,6 +126,10 @@ pub struct TaskRuntime {
     publish_addr: Option<Ipv4Addr>,
     /// The timestamp of the last line shipped of each program task.
     log_cursor: BTreeMap<String, String>,
+    /// The network, service and task of every port a metrics scrape has seen, by port ID: a
+    /// removed port's counters stay in its network's sums (IDs are never reused in a run),
+    /// which so never go down.
+    port_owners: BTreeMap<u32, PortOwner>,
 }
 
 fn now() -> String {
@@ -183,6 +195,7 @@ impl TaskRuntime {
             logs: Vec::new(),
             log_cursor: BTreeMap::new(),
             publish_addr: None,
+            port_owners: BTreeMap::new(),
         }
     }
 
@@ -339,6 +352,81 @@ impl TaskRuntime {
             }
         }
         rows
+    }
+
+    /// The data path's counters with each local port's network, service and task, for a
+    /// metrics scrape (`None` before the data plane runs).
+    pub fn metrics_sample(&mut self) -> Option<super::metrics::DataplaneSample> {
+        let node = self.node.as_ref()?;
+        let counters = node.counters();
+        let tables = node.tables();
+        // Endpoint names (as `view` makes them) to (service, task).
+        let mut owners: BTreeMap<String, (&str, String)> = BTreeMap::new();
+        for t in self.tasks.values() {
+            let full = t.task.full_name();
+            for i in 0..t.task.addresses.len().max(1) {
+                let name = if i == 0 {
+                    full.clone()
+                } else {
+                    format!("{full}.eth{i}")
+                };
+                owners.insert(name, (t.task.service_name.as_str(), full.clone()));
+            }
+        }
+        // A port keeps the owner it was first seen with: a task leaving (its port lives on
+        // for the withdrawal) does not turn its series into another.
+        for p in &tables.ports {
+            let Some(net) = tables.network(p.network) else {
+                continue;
+            };
+            let seen = self.port_owners.entry(p.id.0).or_default();
+            seen.network.clone_from(&net.name);
+            if let Some((service, task)) = owners.get(&p.name) {
+                seen.service = service.to_string();
+                seen.task.clone_from(task);
+            }
+        }
+        let mut networks: BTreeMap<String, crate::dataplane::PortCounters> = BTreeMap::new();
+        for (id, owner) in &self.port_owners {
+            if let Some(c) = counters.ports.get(*id as usize) {
+                let sum = networks.entry(owner.network.clone()).or_default();
+                sum.rx_packets += c.rx_packets;
+                sum.rx_bytes += c.rx_bytes;
+                sum.tx_packets += c.tx_packets;
+                sum.tx_bytes += c.tx_bytes;
+            }
+        }
+        let ports = tables
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let owner = self.port_owners.get(&p.id.0)?;
+                Some(super::metrics::PortSample {
+                    port: p.name.clone(),
+                    network: owner.network.clone(),
+                    service: owner.service.clone(),
+                    task: owner.task.clone(),
+                    counters: counters
+                        .ports
+                        .get(p.id.0 as usize)
+                        .copied()
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        Some(super::metrics::DataplaneSample {
+            ports,
+            networks,
+            underlay: counters.underlay,
+            drops: crate::dataplane::DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), counters.dropped(*r)))
+                .collect(),
+            events: counters.events,
+            balancer: self.balancer(),
+            mesh: node.mesh_stats(),
+            esp_sas: tables.esp.as_ref().map(|e| e.sa_counts()),
+        })
     }
 
     /// Whether tasks no longer assigned are still running (they stop `WITHDRAW` after).

@@ -75,6 +75,19 @@ pub struct RaftHandle {
     pub acks: crate::control::raft_net::Acks,
 }
 
+/// A manager's Raft state at one moment (see [`Manager::raft_sample`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftSample {
+    pub term: u64,
+    pub leader: bool,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub voters: usize,
+    /// On the leader: the nodes whose heartbeats arrive (itself included).
+    pub sessions: Option<usize>,
+}
+
 /// What `swarm init` creates: this node's identity and the first writes to the cluster tables.
 pub struct Bootstrap {
     pub identity: LocalIdentity,
@@ -184,6 +197,36 @@ impl Manager {
             }
             None => (None, None),
         }
+    }
+
+    /// This manager's Raft numbers and live node sessions, for a metrics scrape (`None`
+    /// without a Raft node).
+    pub fn raft_sample(&self) -> Option<RaftSample> {
+        let handle = self.raft()?;
+        let own = raft_id(&handle.node_id);
+        let m = handle.raft.metrics().borrow().clone();
+        let leader = m.current_leader == Some(own);
+        let sessions = if leader {
+            let seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            // The leader's own agent reports in-process and is live with it.
+            Some(
+                seen.iter()
+                    .filter(|(id, t)| **id != handle.node_id && t.elapsed() < DOWN_AFTER)
+                    .count()
+                    + 1,
+            )
+        } else {
+            None
+        };
+        Some(RaftSample {
+            term: m.current_term,
+            leader,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            committed_index: crate::control::raft_store::committed_index(&self.store),
+            voters: self.voter_count(),
+            sessions,
+        })
     }
 
     /// Writes one command through Raft (leader only).

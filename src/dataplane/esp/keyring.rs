@@ -131,6 +131,11 @@ pub struct EspTable {
 }
 
 impl EspTable {
+    /// How many SAs the table holds: (outbound, inbound).
+    pub fn sa_counts(&self) -> (usize, usize) {
+        (self.outbound.len(), self.inbound.len())
+    }
+
     /// SAs between `local` and each of `peers` for every key of `keyring`.
     pub fn new(
         transport: Transport,
