@@ -1283,3 +1283,96 @@ fn the_docker_cli_and_docker_py_drive_services_on_an_unprivileged_daemon() {
         cluster::rerun_unprivileged(name);
     }
 }
+
+/// `docker service logs -f`: the lines kept, then new ones as the task writes them, on one
+/// answer that stays open until the client goes; swarmnet's route without a CLI in between too.
+#[test]
+fn the_docker_cli_follows_service_logs() {
+    let Some(bin) = docker_cli() else {
+        eprintln!("SKIPPED the_docker_cli_follows_service_logs: no docker CLI on PATH (Debian's docker.io package provides one)");
+        return;
+    };
+    let n1 = Node::start("127.92.10.1");
+    n1.init();
+    n1.ok(&["network", "create", "my-network"]);
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "my-network",
+        "swarmnet/whoami",
+    ]);
+    // A client that logs a line every second.
+    n1.ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "my-network",
+        "swarmnet/fetch",
+        "http://web/",
+    ]);
+    assert!(wait_until(SETTLE, || n1
+        .ok(&["service", "logs", "client"])
+        .contains(": 200,")));
+    let config = tempfile::tempdir().unwrap();
+    let mut child = Command::new(&bin)
+        .args(["service", "logs", "-f", "client"])
+        .env("DOCKER_HOST", n1.host())
+        .env("DOCKER_CONFIG", config.path())
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker service logs -f");
+    let kept = n1.ok(&["service", "logs", "client"]).lines().count();
+    // Read lines until three more than were kept arrived: they were written after the start.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lines.len() < kept + 3 && std::time::Instant::now() < deadline {
+        if let Ok(Ok(line)) = rx.recv_timeout(Duration::from_millis(500)) {
+            lines.push(line);
+        }
+    }
+    // Still following: the CLI has not exited.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "docker service logs -f ended: {lines:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.len() >= kept + 3, "{kept} kept, then {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("client.1.") && l.contains(" | GET http://web:80/")),
+        "{lines:?}"
+    );
+    // Each line once: the new ones follow the kept ones without repeating them.
+    let unique: std::collections::BTreeSet<&String> = lines.iter().collect();
+    assert_eq!(unique.len(), lines.len(), "{lines:?}");
+    // A followed request for a service that does not exist is refused at once.
+    let (code, body) = api(
+        &n1,
+        Method::GET,
+        "/services/nope/logs?follow=1&stdout=1",
+        None,
+    );
+    assert_eq!(code, 404, "{body}");
+}

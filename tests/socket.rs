@@ -170,10 +170,7 @@ fn malformed_or_oversized_requests_are_answered_with_an_error() {
         out.contains("{\"message\":\"request headers larger than the 65536-byte limit\"}"),
         "{out}"
     );
-    let out = raw_exchange(
-        sock,
-        b"GET /v1.41/nothing/json HTTP/1.1\r\nHost: x\r\n\r\n",
-    );
+    let out = raw_exchange(sock, b"GET /v1.41/nothing/json HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     assert!(out.ends_with("{\"message\":\"page not found\"}\n"), "{out}");
     // Still serving.

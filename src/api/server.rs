@@ -272,7 +272,8 @@ where
     response
 }
 
-/// The body of `GET /events`: the lines a task following the feed sends, for as long as it does.
+/// A streamed body (`GET /events`, followed logs): what a task following the source sends, for
+/// as long as it does.
 pub struct EventBody(tokio::sync::mpsc::Receiver<Bytes>);
 
 impl Body for EventBody {
@@ -350,9 +351,18 @@ fn stream_events(
             }
         }
     });
+    streamed("application/json", rx)
+}
+
+/// A 200 whose body is what `rx` yields, until its sender goes (a followed `GET /events` or
+/// logs answer).
+fn streamed(
+    content_type: &'static str,
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> hyper::Response<Either<Full<Bytes>, EventBody>> {
     let head = to_http(Answer {
         status: StatusCode::OK,
-        content_type: "application/json",
+        content_type,
         body: Bytes::new(),
         headers: Vec::new(),
     });
@@ -395,6 +405,19 @@ async fn serve_connection<B: Backend>(stream: UnixStream, owner_uid: u32, router
                     StatusCode::FORBIDDEN,
                     format!("permission denied: this swarmnet daemon's socket belongs to uid {owner_uid}, you are uid {peer_uid}"),
                 )).map(Either::Left));
+            }
+            if let Some(follow) = router
+                .clone()
+                .follow_logs(
+                    req.method(),
+                    req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                )
+                .await
+            {
+                return Ok(match follow {
+                    Ok(rx) => streamed(super::routes::services::LOGS_CONTENT_TYPE, rx),
+                    Err(refused) => to_http(refused).map(Either::Left),
+                });
             }
             if let Some(events) = router.events(
                 req.method(),

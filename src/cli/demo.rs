@@ -160,7 +160,10 @@ impl Demo {
         let exe = std::env::current_exe().context("cannot find the swarmnet binary")?;
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
         // A Unix socket's path holds at most 107 bytes.
-        let longest = dir.join(format!("node-{}.sock", args.nodes)).as_os_str().len();
+        let longest = dir
+            .join(format!("node-{}.sock", args.nodes))
+            .as_os_str()
+            .len();
         if longest > 107 {
             bail!(
                 "the temporary directory {} is too deep for the nodes' sockets ({longest} bytes, at most 107): set TMPDIR to a shorter path",

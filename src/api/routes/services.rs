@@ -4,11 +4,14 @@
 //! their operations, and a network that is this node's own (docker_gwbridge) is refused with
 //! dockerd's words before the managers see it.
 
+use std::collections::BTreeMap;
+
+use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 
 use super::{
-    bad_request, body_json, capitalise_filter, label_matches, unexpected, Answer, Query, Routed,
-    Router,
+    bad_request, body_json, capitalise_filter, check_version, label_matches, split_version,
+    unexpected, Answer, Query, Routed, Router,
 };
 use super::{Backend, Reply, Request};
 use crate::api::docker::Filters;
@@ -263,25 +266,29 @@ impl<B: Backend> Router<B> {
         }
     }
 
-    /// `GET /services/{key}/logs`, and with `task` `GET /tasks/{key}/logs`.
+    /// `GET /services/{key}/logs`, and with `task` `GET /tasks/{key}/logs`. With `follow`, the
+    /// server streams instead (see [`Router::follow_logs`]); here it answers what is kept now.
     pub(super) async fn service_logs(&self, key: &str, q: &Query, task: bool) -> Routed {
-        if q.flag("follow") {
-            return Err(bad_request(
-                "swarmnet keeps the last lines of each task and does not stream them: ask again without follow for newer lines (`swarmnet service logs -f` does so every second)",
-            ));
-        }
-        let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
-        if !stdout && !stderr {
-            return Err(bad_request(
-                "Bad parameters: you must choose at least one stream",
-            ));
-        }
-        let tail: Option<usize> = match q.get("tail") {
-            None | Some("") | Some("all") => None,
-            Some(n) => Some(n.parse().map_err(|_| {
-                bad_request(format!("invalid tail {n:?}: expected a number or \"all\""))
-            })?),
-        };
+        let ask = LogsAsk::parse(q)?;
+        let (body, _) = self.logs_batch(key, task, &ask, None).await?;
+        Ok(Answer {
+            status: StatusCode::OK,
+            content_type: LOGS_CONTENT_TYPE,
+            body: body.into(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// The frames of the lines kept for a service (or, with `task`, one task) that `ask` wants,
+    /// in time order. With `after` (the last line sent of each task), only newer lines, and
+    /// `tail` is not applied again; the map is updated with what this batch holds.
+    async fn logs_batch(
+        &self,
+        key: &str,
+        task: bool,
+        ask: &LogsAsk,
+        after: Option<&mut BTreeMap<String, i128>>,
+    ) -> Result<(Vec<u8>, usize), Answer> {
         // A service by ID, name or prefix; with `task`, one task by ID or unique prefix.
         let all = self.task_records().await?;
         let (service_key, only): (String, Option<String>) = if task {
@@ -318,35 +325,160 @@ impl<B: Backend> Router<B> {
         let Reply::Logs(lines) = self.op(Request::TaskLogs { task_ids: ids }).await? else {
             return Err(unexpected());
         };
-        let mut kept: Vec<&LogLine> = Vec::new();
+        let following = after.is_some();
+        let mut after = after;
+        let mut kept: Vec<(&LogLine, i128)> = Vec::new();
         for t in &tasks {
-            let mut own: Vec<&LogLine> = lines
+            // One task's lines come from one node's clock: its last line sent is its cursor.
+            let since = after.as_ref().and_then(|m| m.get(&t.id).copied());
+            let mut own: Vec<(&LogLine, i128)> = lines
                 .iter()
                 .filter(|l| l.task_id == t.id)
-                .filter(|l| if l.stream == "stderr" { stderr } else { stdout })
+                .filter(|l| {
+                    if l.stream == "stderr" {
+                        ask.stderr
+                    } else {
+                        ask.stdout
+                    }
+                })
+                .map(|l| (l, line_nanos(l)))
+                .filter(|(_, at)| since.is_none_or(|s| *at > s))
                 .collect();
-            if let Some(n) = tail {
+            if let (Some(n), false) = (ask.tail, following && since.is_some()) {
                 own.drain(..own.len().saturating_sub(n));
+            }
+            if let (Some(m), Some((_, last))) = (after.as_mut(), own.last()) {
+                m.insert(t.id.clone(), *last);
+            } else if let Some(m) = after.as_mut() {
+                // Nothing (new) yet: everything of this task from now on is new.
+                m.entry(t.id.clone()).or_insert(i128::MIN);
             }
             kept.extend(own);
         }
-        kept.sort_by(|a, b| a.at.cmp(&b.at));
-        let timestamps = q.flag("timestamps");
+        kept.sort_by_key(|(_, at)| *at);
         let mut body = Vec::new();
-        for l in kept {
+        for (l, _) in &kept {
             let node = tasks
                 .iter()
                 .find(|t| t.id == l.task_id)
                 .map(|t| t.node_id.as_str())
                 .unwrap_or("");
-            body.extend(log_frame(l, node, &service.id, timestamps));
+            body.extend(log_frame(l, node, &service.id, ask.timestamps));
         }
-        Ok(Answer {
-            status: StatusCode::OK,
-            content_type: "application/vnd.docker.raw-stream",
-            body: body.into(),
-            headers: Vec::new(),
+        Ok((body, kept.len()))
+    }
+}
+
+/// The content type of a logs answer without a TTY (Docker's multiplexed frames).
+pub const LOGS_CONTENT_TYPE: &str = "application/vnd.docker.raw-stream";
+
+/// How often a followed logs answer asks for new lines.
+pub const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A logs request's options.
+struct LogsAsk {
+    stdout: bool,
+    stderr: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+}
+
+impl LogsAsk {
+    fn parse(q: &Query) -> Result<LogsAsk, Answer> {
+        let (stdout, stderr) = (q.flag("stdout"), q.flag("stderr"));
+        if !stdout && !stderr {
+            return Err(bad_request(
+                "Bad parameters: you must choose at least one stream",
+            ));
+        }
+        let tail: Option<usize> = match q.get("tail") {
+            None | Some("") | Some("all") => None,
+            Some(n) => Some(n.parse().map_err(|_| {
+                bad_request(format!("invalid tail {n:?}: expected a number or \"all\""))
+            })?),
+        };
+        Ok(LogsAsk {
+            stdout,
+            stderr,
+            tail,
+            timestamps: q.flag("timestamps"),
         })
+    }
+}
+
+/// A line's time in nanoseconds since the epoch (lines whose time does not read come first).
+fn line_nanos(l: &LogLine) -> i128 {
+    time::OffsetDateTime::parse(&l.at, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp_nanos())
+        .unwrap_or(i128::MIN + 1)
+}
+
+impl<B: Backend> Router<B> {
+    /// `Some` when the request is `GET /services/{key}/logs` or `GET /tasks/{key}/logs` with
+    /// `follow`: the lines kept now and then, every [`FOLLOW_EVERY`], the newer ones, for as
+    /// long as the client reads (the receiver), or the answer refusing the request.
+    pub async fn follow_logs(
+        self: std::sync::Arc<Self>,
+        method: &Method,
+        target: &str,
+    ) -> Option<Result<tokio::sync::mpsc::Receiver<Bytes>, Answer>> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (version, path) = split_version(path);
+        let q = Query::parse(query);
+        if method != Method::GET || !q.flag("follow") {
+            return None;
+        }
+        let segs: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let (key, task) = match segs.as_slice() {
+            [kind, key, logs] if logs == "logs" && (kind == "services" || kind == "tasks") => {
+                (key.clone(), kind == "tasks")
+            }
+            _ => return None,
+        };
+        Some(
+            async {
+                if let Some(v) = version {
+                    check_version(v)?;
+                }
+                let ask = LogsAsk::parse(&q)?;
+                let mut cursor = BTreeMap::new();
+                let (first, _) = self.logs_batch(&key, task, &ask, Some(&mut cursor)).await?;
+                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+                tokio::spawn(async move {
+                    if tx.send(Bytes::from(first)).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        tokio::select! {
+                            _ = tx.closed() => return,
+                            _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                        }
+                        match self.logs_batch(&key, task, &ask, Some(&mut cursor)).await {
+                            Ok((body, n)) if n > 0 => {
+                                if tx.send(Bytes::from(body)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            // The service was removed: the answer ends, as Docker's does.
+                            Err(a) if a.status == StatusCode::NOT_FOUND => return,
+                            // A manager between leaders: ask again at the next turn.
+                            Err(_) => {}
+                        }
+                    }
+                });
+                Ok(rx)
+            }
+            .await,
+        )
     }
 }
 
