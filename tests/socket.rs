@@ -70,6 +70,58 @@ fn socket_refuses_other_users() {
 }
 
 #[test]
+fn a_group_given_with_dash_g_may_use_the_socket_and_nobody_else() {
+    if !is_root() {
+        eprintln!("SKIPPED a_group_given_with_dash_g_may_use_the_socket_and_nobody_else: switching to another uid needs root");
+        return;
+    }
+    let user = cluster::unprivileged_user().expect("root makes a user");
+    let node = Node::start_with_args("127.77.39.1", "grouped", &["-G", &user.gid.to_string()]);
+    let meta = std::fs::metadata(&node.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), user.gid);
+    // Let other users reach the socket file, so only its own mode and group stand in the way.
+    std::fs::set_permissions(node.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_user = |uid: u32, gid: u32| {
+        Command::new(BIN)
+            .args(["-H", &node.host(), "node", "ls"])
+            .uid(uid)
+            .gid(gid)
+            .env_remove("HOME")
+            .output()
+            .expect("run swarmnet as another user")
+    };
+    // A member of the group is served: the daemon answers (it is not in a swarm yet).
+    let out = as_user(user.uid, user.gid);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("This node is not part of a swarm"), "{err}");
+    // Anyone else is refused by the kernel ...
+    let out = as_user(NOBODY, NOBODY);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+    // ... and by the daemon, with the mode loosened by hand.
+    std::fs::set_permissions(&node.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = as_user(NOBODY, NOBODY);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied: this swarmnet daemon's socket belongs to uid 0"),
+        "{err}"
+    );
+    // An unknown group is refused before anything starts.
+    let out = Command::new(BIN)
+        .args(["daemon", "-G", "no-such-group-here"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no group \"no-such-group-here\" in /etc/group"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn the_cli_finds_the_daemon_through_swarmnet_host() {
     let node = Node::start("127.77.32.1");
     let out = Command::new(BIN)

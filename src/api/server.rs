@@ -64,28 +64,36 @@ pub enum ServerError {
     Bind { path: PathBuf, err: std::io::Error },
 }
 
-/// The bound API socket and the uid allowed to use it.
+/// The bound API socket and who may use it.
 pub struct ApiListener {
     listener: UnixListener,
     owner_uid: u32,
+    /// With `daemon --group`: the group whose members may use it too (mode 0660).
+    group: Option<u32>,
     path: PathBuf,
 }
 
 impl ApiListener {
-    /// Binds `path` with mode 0600, replacing a stale socket left by a dead daemon. A missing
-    /// directory is created owner-only; an existing one must be the daemon's (or root's).
-    pub async fn bind(path: &Path) -> Result<Self, ServerError> {
+    /// Binds `path` with mode 0600 (0660 and group `group` when one is given, as dockerd's
+    /// `-G`), replacing a stale socket left by a dead daemon. A missing directory is created
+    /// owner-only (0750 and the group's, with a group); an existing one must be the daemon's
+    /// (or root's).
+    pub async fn bind(path: &Path, group: Option<u32>) -> Result<Self, ServerError> {
         let me = owner::euid();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
+                let dir_err = |err| ServerError::Dir {
+                    path: dir.to_path_buf(),
+                    err,
+                };
                 std::fs::DirBuilder::new()
                     .recursive(true)
-                    .mode(0o700)
+                    .mode(if group.is_some() { 0o750 } else { 0o700 })
                     .create(dir)
-                    .map_err(|err| ServerError::Dir {
-                        path: dir.to_path_buf(),
-                        err,
-                    })?;
+                    .map_err(dir_err)?;
+                if let Some(gid) = group {
+                    std::os::unix::fs::chown(dir, None, Some(gid)).map_err(dir_err)?;
+                }
             }
             owner::check_dir(dir, me)?;
         }
@@ -108,11 +116,19 @@ impl ApiListener {
             err,
         };
         let listener = UnixListener::bind(path).map_err(bind_err)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+        let mode = match group {
+            Some(gid) => {
+                std::os::unix::fs::chown(path, None, Some(gid)).map_err(bind_err)?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
         let owner_uid = std::fs::metadata(path).map_err(bind_err)?.uid();
         Ok(ApiListener {
             listener,
             owner_uid,
+            group,
             path: path.to_path_buf(),
         })
     }
@@ -143,8 +159,9 @@ impl ApiListener {
             };
             let router = router.clone();
             let owner = self.owner_uid;
+            let group = self.group;
             tokio::spawn(async move {
-                serve_connection(stream, owner, router).await;
+                serve_connection(stream, owner, group, router).await;
                 drop(slot);
             });
         }
@@ -370,6 +387,20 @@ fn streamed(
     hyper::Response::from_parts(parts, Either::Right(EventBody(rx)))
 }
 
+/// Whether process `pid` has `gid` among its supplementary groups (`Groups:` of its status).
+/// The kernel already let it connect (mode 0660); this keeps a loosened mode from letting
+/// anyone else in.
+fn in_group(pid: i32, gid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        })
+        .unwrap_or(false)
+}
+
 /// hyper's HTTP/1.1 server settings for the local API.
 pub fn http1() -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -385,15 +416,22 @@ pub fn http1() -> hyper::server::conn::http1::Builder {
     builder
 }
 
-async fn serve_connection<B: Backend>(stream: UnixStream, owner_uid: u32, router: Arc<Router<B>>) {
-    let peer_uid = match stream.peer_cred() {
-        Ok(cred) => cred.uid(),
+async fn serve_connection<B: Backend>(
+    stream: UnixStream,
+    owner_uid: u32,
+    group: Option<u32>,
+    router: Arc<Router<B>>,
+) {
+    let (peer_uid, peer_gid, peer_pid) = match stream.peer_cred() {
+        Ok(cred) => (cred.uid(), cred.gid(), cred.pid()),
         Err(err) => {
             tracing::debug!("API connection without peer credentials: {err}");
             return;
         }
     };
-    let allowed = peer_uid == owner_uid || peer_uid == 0;
+    let allowed = peer_uid == owner_uid
+        || peer_uid == 0
+        || group.is_some_and(|g| peer_gid == g || peer_pid.is_some_and(|p| in_group(p, g)));
     if !allowed {
         tracing::warn!("refused API connection from uid {peer_uid}");
     }

@@ -28,6 +28,26 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics (text format) on http://ADDR:PORT/metrics; off by default.
     #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// A group whose members may use the API socket too (mode 0660, as dockerd's -G); a name
+    /// from /etc/group or a number. Default: the daemon's user only (mode 0600).
+    #[arg(short = 'G', long, value_name = "GROUP", value_parser = parse_group)]
+    pub group: Option<u32>,
+}
+
+/// `--group`: a group name from /etc/group, or a numeric group ID.
+fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group to find group {s:?}: {e}"))?;
+    groups
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == s).then(|| f.nth(1)?.parse().ok())?
+        })
+        .ok_or_else(|| format!("no group {s:?} in /etc/group"))
 }
 
 /// `--metrics-addr`: an IP address and a port, e.g. `127.0.0.1:9323` or `[::1]:9323`.
@@ -106,6 +126,7 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
         resolv_conf: args.resolv_conf,
         publish_addr: args.publish_addr,
         metrics_addr: args.metrics_addr,
+        socket_group: args.group,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -14,8 +14,12 @@ use crate::api::server::{ApiListener, ServerError};
 use crate::api::{Request, Response};
 
 /// Binds the API socket and serves it in a task; says on stdout when the socket answers.
-pub async fn serve(daemon: Arc<Daemon>, socket: &Path) -> Result<JoinHandle<()>, ServerError> {
-    let api = ApiListener::bind(socket).await?;
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    socket: &Path,
+    group: Option<u32>,
+) -> Result<JoinHandle<()>, ServerError> {
+    let api = ApiListener::bind(socket, group).await?;
     let router = Arc::new(Router::new(LocalApi(daemon), Host::read()));
     let path = api.path().display().to_string();
     let server = tokio::spawn(api.serve(router));

@@ -71,6 +71,8 @@ pub struct DaemonConfig {
     pub publish_addr: Option<std::net::Ipv4Addr>,
     /// Where `GET /metrics` is served; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// The group whose members may use the API socket too (`daemon --group`); `None`: owner only.
+    pub socket_group: Option<u32>,
 }
 
 /// Background tasks of a node in a swarm.
@@ -177,7 +179,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         metrics::serve(daemon.clone(), l)
     });
     let watcher = tokio::spawn(daemon.clone().watch_events());
-    let server = local_api::serve(daemon.clone(), &config.socket).await?;
+    let server = local_api::serve(daemon.clone(), &config.socket, config.socket_group).await?;
     let result = wait_for_shutdown().await;
     server.abort();
     watcher.abort();
