@@ -7,6 +7,7 @@
 //! turn HTTP into them, and a manager that is not the Raft leader forwards them over the
 //! cluster protocol on 2377, length-prefixed JSON ([`frame`]).
 
+pub mod capture;
 pub mod client;
 pub mod docker;
 pub mod events;

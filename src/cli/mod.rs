@@ -1,5 +1,6 @@
 //! Command-line interface: one file per command group.
 
+pub mod capture;
 pub mod daemon;
 mod demo;
 pub mod events;
@@ -32,6 +33,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run one swarm node in the foreground.
     Daemon(daemon::DaemonArgs),
+    /// Capture what the node's data path carries for a network, task or service, as pcap.
+    Capture(capture::CaptureArgs),
     /// Manage the swarm.
     #[command(subcommand)]
     Swarm(swarm::SwarmCommand),
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Daemon(args) => daemon::run(cli.host.as_deref(), args),
+        Command::Capture(args) => capture::run(cli.host.as_deref(), args),
         Command::Swarm(cmd) => swarm::run(cli.host.as_deref(), cmd),
         Command::Node(cmd) => node::run(cli.host.as_deref(), cmd),
         Command::Network(cmd) => network::run(cli.host.as_deref(), cmd),

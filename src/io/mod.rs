@@ -5,6 +5,7 @@
 //! It is thin by design: read a batch, hand it to the `dataplane` core, write what the core
 //! returns. Unsafe code lives here only, each block with its `SAFETY:` reason.
 
+pub mod capture;
 pub mod child;
 pub mod lock;
 pub mod mesh;

@@ -207,6 +207,8 @@ pub struct Node {
     tables: Arc<ArcSwap<Tables>>,
     /// What virtual tasks' apps reported, until taken.
     app_events: Arc<Mutex<Vec<String>>>,
+    /// Live captures the workers offer frames to.
+    capture: Arc<super::capture::CaptureHub>,
     /// The routing mesh's published ports, read by the ingress sandbox's port.
     mesh_config: Arc<ArcSwap<MeshConfig>>,
     mesh_stats: Arc<Mutex<MeshStats>>,
@@ -283,6 +285,7 @@ impl Node {
             published: Vec::new(),
             tables: Arc::clone(&swap),
             app_events: Arc::new(Mutex::new(Vec::new())),
+            capture: Arc::default(),
             mesh_config: Arc::new(ArcSwap::from_pointee(MeshConfig::default())),
             mesh_stats: Arc::new(Mutex::new(MeshStats::default())),
             seq_store: Mutex::new(seq_store),
@@ -318,6 +321,7 @@ impl Node {
                 virt_owner: if id == 0 { None } else { owner.clone() },
                 handed_over: handover_rx.take(),
                 app_events: Arc::clone(&node.app_events),
+                capture: Arc::clone(&node.capture),
                 sockets,
                 poll,
                 stop: Arc::clone(&stop),
@@ -737,6 +741,11 @@ impl Node {
 
     /// The sum of every worker's last published counters.
     /// The tables the workers use now.
+    /// The node's live captures.
+    pub fn capture(&self) -> Arc<super::capture::CaptureHub> {
+        Arc::clone(&self.capture)
+    }
+
     pub fn tables(&self) -> Arc<Tables> {
         self.tables.load_full()
     }

@@ -319,12 +319,15 @@ impl RecvBatch {
     /// The datagrams of the last receive: source address and payload. A slot that UDP GRO
     /// filled with several datagrams yields each of them. A datagram longer than a slot is
     /// reported with its truncated bytes and `truncated = true`.
-    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, &[u8], bool)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (SocketAddrV4, &[u8], bool)> + '_ {
         (0..self.len).flat_map(move |i| {
             let h = &self.headers[i];
             let len = (h.msg_len as usize).min(self.slot_len);
             let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            let src = Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr));
+            let src = SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(self.addrs[i].sin_addr.s_addr)),
+                u16::from_be(self.addrs[i].sin_port),
+            );
             let start = i * self.slot_len;
             let seg = match gro_segment_size(h) {
                 Some(seg) if seg > 0 && !truncated => seg,
@@ -565,7 +568,7 @@ mod tests {
         }
         assert_eq!(got.len(), 5);
         for ((src, p, truncated), want) in got.iter().zip(&payloads) {
-            assert_eq!(*src, Ipv4Addr::LOCALHOST);
+            assert_eq!(*src.ip(), Ipv4Addr::LOCALHOST);
             assert_eq!(p, want);
             assert!(!truncated);
         }

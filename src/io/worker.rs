@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::capture::CaptureHub;
 use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
@@ -172,6 +173,8 @@ pub struct Worker {
     pub max_packet: usize,
     /// Where DNS queries for names outside the swarm go (the node's forwarder).
     pub resolver: Option<ForwardClient>,
+    /// Live captures (`swarmnet capture`): each frame is offered when one is open.
+    pub capture: Arc<CaptureHub>,
 }
 
 /// The data path's clock: monotonic nanoseconds since the first worker asked, so intervals
@@ -210,6 +213,7 @@ struct Io {
     dns: Option<DnsForwarding>,
     /// Queries the forwarder could not take: answered SERVFAIL at the next turn.
     dns_refused: Vec<(DnsClient, Vec<u8>)>,
+    capture: Arc<CaptureHub>,
 }
 
 /// The sender for a datagram of `kind` whose flow hashed to `src_port`.
@@ -248,6 +252,7 @@ impl Io {
             coalescer,
             dns,
             dns_refused,
+            capture,
         } = self;
         let mut port_failures = 0u64;
         let mut handed_over = false;
@@ -259,6 +264,11 @@ impl Io {
             }
         };
         for (target, bytes) in out.iter() {
+            match target {
+                Target::Port(q) => capture.port_frame(q, bytes),
+                Target::Underlay(_) => capture.underlay_packet(bytes),
+                Target::Resolver(_) => {}
+            }
             match target {
                 Target::Port(q) if elsewhere.get(q.0 as usize) == Some(&true) => {
                     let sent = virt_owner
@@ -391,6 +401,7 @@ impl Worker {
             published,
             max_packet,
             resolver,
+            capture,
         } = self;
         let mut receivers = Vec::new();
         let mut senders = Vec::new();
@@ -426,7 +437,16 @@ impl Worker {
                 next: 0,
             }),
             dns_refused: Vec::new(),
+            capture,
         };
+        // Each receiving socket's own address, for the headers a capture writes back.
+        let local: Vec<SocketAddrV4> = receivers
+            .iter()
+            .map(|(_, s)| match s.local_addr() {
+                Ok(std::net::SocketAddr::V4(a)) => a,
+                _ => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+            })
+            .collect();
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
 
         while !stop.load(Ordering::Relaxed) {
@@ -524,8 +544,10 @@ impl Worker {
                             if tap.has_vnet_header() {
                                 let (hdr, body) =
                                     frame[..n].split_at(n.min(crate::wire::vnet::HEADER_LEN));
+                                io.capture.port_frame(port, body);
                                 dp.from_port_vnet(now, port, hdr, body, &mut out);
                             } else {
+                                io.capture.port_frame(port, &frame[..n]);
                                 dp.from_port(now, port, &frame[..n], &mut out);
                             }
                             if out.len() >= 2 * BATCH {
@@ -544,7 +566,7 @@ impl Worker {
                 io.flush(&mut dp, now, &mut out);
             }
 
-            for (r, ready) in receivers.iter().zip(sock_ready.iter_mut()) {
+            for ((r, ready), local) in receivers.iter().zip(sock_ready.iter_mut()).zip(&local) {
                 if !*ready {
                     continue;
                 }
@@ -561,10 +583,16 @@ impl Worker {
                             break;
                         }
                         Ok(_) => {
-                            for (src, payload, truncated) in recv.iter() {
+                            for (from, payload, truncated) in recv.iter() {
                                 if truncated {
                                     dp.drop_underlay(now, payload.len(), DropReason::Malformed);
                                     continue;
+                                }
+                                let src = *from.ip();
+                                if *channel == Channel::EspIp {
+                                    io.capture.underlay_packet(payload);
+                                } else {
+                                    io.capture.underlay_udp(from, *local, payload);
                                 }
                                 match channel {
                                     Channel::Vxlan => {
@@ -694,7 +722,11 @@ fn run_virtual_tasks(
             continue;
         };
         let port = PortId(i as u32);
-        task.handle_timeout(now, &mut |frame| dp.from_port(now, port, frame, out));
+        let capture = &io.capture;
+        task.handle_timeout(now, &mut |frame| {
+            capture.port_frame(port, frame);
+            dp.from_port(now, port, frame, out)
+        });
         let lines = task.take_events();
         if !lines.is_empty() {
             let mut ev = events.lock().unwrap_or_else(|e| e.into_inner());

@@ -42,6 +42,16 @@ pub trait Backend: Send + Sync + 'static {
     fn events(&self) -> Result<super::events::EventFeed, ApiError> {
         Err(ApiError::unavailable("this node reports no events"))
     }
+
+    /// Opens a live capture (`GET /swarmnet/capture`); a backend without a data path says so.
+    fn capture(
+        &self,
+        _ask: &super::capture::CaptureAsk,
+    ) -> Result<super::capture::CaptureOpen, ApiError> {
+        Err(ApiError::unavailable(
+            "this node has no data path to capture",
+        ))
+    }
 }
 
 /// One answer: status, JSON body (or none), and whether it is `/_ping`'s plain text.
@@ -242,6 +252,61 @@ impl<B: Backend> Router<B> {
             .map_err(bad_request)?;
             let feed = self.backend.events().map_err(Answer::from)?;
             Ok((feed, query))
+        })())
+    }
+
+    /// `Some` when the request is `GET /swarmnet/capture`: the capture the backend opened and
+    /// what was asked, or the answer refusing it. Streamed by the server, not answered here.
+    pub fn capture(
+        &self,
+        method: &Method,
+        target: &str,
+    ) -> Option<Result<(super::capture::CaptureOpen, super::capture::CaptureAsk), Answer>> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (version, path) = split_version(path);
+        if method != Method::GET || path.trim_end_matches('/') != format!("/{OWN_PREFIX}/capture") {
+            return None;
+        }
+        Some((|| {
+            if let Some(v) = version {
+                check_version(v)?;
+            }
+            let q = Query::parse(query);
+            let number = |key: &str| -> Result<Option<u64>, Answer> {
+                q.get(key)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| {
+                        v.parse::<u64>().map_err(|_| {
+                            bad_request(format!("{key} {v:?}: a whole number is expected"))
+                        })
+                    })
+                    .transpose()
+            };
+            let target = q.get("target").unwrap_or("").to_string();
+            if target.is_empty() {
+                return Err(bad_request(
+                    "capture what? give target=NETWORK|TASK|SERVICE",
+                ));
+            }
+            let filter = q.get("filter").unwrap_or("").to_string();
+            crate::io::capture::Filter::parse(std::slice::from_ref(&filter)).map_err(bad_request)?;
+            let snaplen = number("snaplen")?.unwrap_or(u64::from(crate::io::capture::MAX_SNAPLEN));
+            if snaplen == 0 || snaplen > u64::from(crate::io::capture::MAX_SNAPLEN) {
+                return Err(bad_request(format!(
+                    "snaplen {snaplen}: from 1 to {} bytes",
+                    crate::io::capture::MAX_SNAPLEN
+                )));
+            }
+            let ask = super::capture::CaptureAsk {
+                target,
+                underlay: q.flag("underlay"),
+                count: number("count")?,
+                duration: number("duration")?.map(std::time::Duration::from_secs),
+                snaplen: snaplen as u32,
+                filter,
+            };
+            let open = self.backend.capture(&ask).map_err(Answer::from)?;
+            Ok((open, ask))
         })())
     }
 

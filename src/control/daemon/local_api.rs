@@ -46,4 +46,11 @@ impl Backend for LocalApi {
     fn events(&self) -> Result<crate::api::events::EventFeed, crate::api::ApiError> {
         self.0.event_feed()
     }
+
+    fn capture(
+        &self,
+        ask: &crate::api::capture::CaptureAsk,
+    ) -> Result<crate::api::capture::CaptureOpen, crate::api::ApiError> {
+        self.0.capture_open(ask)
+    }
 }

@@ -236,6 +236,93 @@ impl TaskRuntime {
     }
 
     /// The data path's VIPs, each backend with its connections (none before a first task).
+    /// Opens a live capture of `ask.target` on this node: a network (its local ports, or its
+    /// underlay), a task or a service (their ports here). The decrypted frames of an encrypted
+    /// network are shown on managers only (`manager`).
+    pub fn capture(
+        &self,
+        ask: &crate::api::capture::CaptureAsk,
+        manager: bool,
+        hostname: &str,
+    ) -> Result<crate::api::capture::CaptureOpen, crate::api::ApiError> {
+        use crate::api::capture::{CaptureOpen, LINKTYPE_ETHERNET, LINKTYPE_RAW};
+        use crate::api::ApiError;
+        use crate::io::capture::{Filter, Layer};
+        let Some(node) = self.node.as_ref() else {
+            return Err(ApiError::precondition(format!(
+                "this node ({hostname}) runs no data path yet: it captures once it runs tasks"
+            )));
+        };
+        let t = node.tables();
+        let key = ask.target.as_str();
+        let ports: Vec<crate::dataplane::PortId> = match t.network_id(key) {
+            Some(net) => t
+                .port_names()
+                .iter()
+                .filter_map(|n| t.port_id(n))
+                .filter(|id| t.port(*id).is_some_and(|p| p.network == net))
+                .collect(),
+            None => t
+                .port_names()
+                .iter()
+                .filter(|n| {
+                    n.as_str() == key
+                        || n.strip_prefix(key)
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+                .filter_map(|n| t.port_id(n))
+                .collect(),
+        };
+        if ports.is_empty() && t.network_id(key).is_none() {
+            return Err(ApiError::not_found(format!(
+                "no network, task or service {key} on this node ({hostname}): a task is captured on the node that runs it, through that node's daemon (-H)"
+            )));
+        }
+        let nets: BTreeSet<crate::dataplane::NetId> = match t.network_id(key) {
+            Some(net) => [net].into_iter().collect(),
+            None => ports
+                .iter()
+                .filter_map(|p| t.port(*p).map(|p| p.network))
+                .collect(),
+        };
+        let filter = Filter::parse(std::slice::from_ref(&ask.filter)).map_err(ApiError::invalid)?;
+        let hub = node.capture();
+        if ask.underlay {
+            let network = match nets.iter().next().and_then(|n| t.network(*n)) {
+                Some(n) if nets.len() == 1 => Some((n.vni, n.encrypted)),
+                _ => None,
+            };
+            let session = hub.start(Layer::Underlay { network }, filter, ask.snaplen);
+            return Ok(CaptureOpen {
+                hub,
+                session,
+                linktype: LINKTYPE_RAW,
+            });
+        }
+        if let Some(enc) = nets
+            .iter()
+            .filter_map(|n| t.network(*n))
+            .find(|n| n.encrypted)
+        {
+            if !manager {
+                return Err(ApiError::precondition(format!(
+                    "network {} is encrypted: its decrypted frames are shown on managers only (this node, {hostname}, is a worker); capture --underlay shows its ESP here",
+                    enc.name
+                )));
+            }
+        }
+        let session = hub.start(
+            Layer::Inner(ports.into_iter().collect()),
+            filter,
+            ask.snaplen,
+        );
+        Ok(CaptureOpen {
+            hub,
+            session,
+            linktype: LINKTYPE_ETHERNET,
+        })
+    }
+
     /// The tasks running here as Docker's `GET /containers/json` lists containers: the ID is
     /// the one `network inspect` shows under `Containers`, the name the task's full name.
     pub fn containers(&self) -> Vec<serde_json::Value> {

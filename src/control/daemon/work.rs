@@ -75,6 +75,24 @@ impl Daemon {
         guard.as_ref().map(|rt| rt.balancer()).unwrap_or_default()
     }
 
+    /// Opens a live capture of this node's data path (`swarmnet capture`).
+    pub(super) fn capture_open(
+        &self,
+        ask: &crate::api::capture::CaptureAsk,
+    ) -> Result<crate::api::capture::CaptureOpen, crate::api::ApiError> {
+        let manager = self
+            .identity()
+            .is_some_and(|i| i.role == crate::api::Role::Manager);
+        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(rt) => rt.capture(ask, manager, &self.hostname),
+            None => Err(crate::api::ApiError::precondition(format!(
+                "this node ({}) runs no data path yet: it captures once it is in a swarm with tasks",
+                self.hostname
+            ))),
+        }
+    }
+
     pub(super) fn containers(&self) -> Vec<serde_json::Value> {
         let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().map(|rt| rt.containers()).unwrap_or_default()

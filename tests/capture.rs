@@ -1,0 +1,206 @@
+//! `swarmnet capture` on a live swarm without privileges (virtual tasks): the inner frames of
+//! a network and of a task as tshark reads them, a filter, an encrypted network's frames
+//! decrypted on a manager and refused on a worker, and its underlay carrying only ESP while an
+//! unencrypted network's underlay is VXLAN. Skipped, saying so, without tshark.
+
+mod cluster;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cluster::{wait_until, Node};
+
+const SETTLE: Duration = Duration::from_secs(40);
+
+fn tshark() -> bool {
+    Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `tshark -r FILE -T fields -e FIELDS...`: a line per frame.
+fn fields(file: &Path, fields: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(file)
+        .args(["-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Captures on `node` into a file and returns its path; `args` after `capture`.
+fn capture(node: &Node, args: &[&str]) -> std::path::PathBuf {
+    let file = node.dir.path().join(format!("c{}.pcap", rand_suffix()));
+    // Flags before the filter, as tcpdump reads them.
+    let f = file.to_string_lossy().into_owned();
+    let mut all = vec!["capture", "--duration", "20", "-w", &f];
+    all.extend_from_slice(args);
+    let err = node.ok(&all);
+    assert!(err.is_empty(), "{err}");
+    file
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encrypted() {
+    if !tshark() {
+        eprintln!("SKIPPED a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encrypted: no tshark (scripts/test.sh installs it as root)");
+        return;
+    }
+    let n1 = Node::start_as("127.89.1.1", "node-1");
+    let n2 = Node::start_as("127.89.1.2", "node-2");
+    n1.init();
+    let out = n2.join(&n1.token("worker"), &n1);
+    assert!(out.status.success(), "{}", cluster::stderr(&out));
+    n1.ok(&["network", "create", "-d", "overlay", "plain"]);
+    n1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "encrypted",
+        "secret",
+    ]);
+    for net in ["plain", "secret"] {
+        let web = format!("web-{net}");
+        n1.ok(&[
+            "service",
+            "create",
+            "-d",
+            "--replicas",
+            "2",
+            "--name",
+            &web,
+            "--network",
+            net,
+            "swarmnet/whoami",
+        ]);
+        n1.ok(&[
+            "service",
+            "create",
+            "-d",
+            "--mode",
+            "global",
+            "--name",
+            &format!("get-{net}"),
+            "--network",
+            net,
+            "swarmnet/fetch",
+            &format!("http://{web}/"),
+        ]);
+    }
+    for net in ["plain", "secret"] {
+        assert!(
+            wait_until(SETTLE, || n1
+                .ok(&["service", "logs", &format!("get-{net}")])
+                .matches(": 200,")
+                .count()
+                >= 4),
+            "{}",
+            n1.ok(&["service", "logs", &format!("get-{net}")])
+        );
+    }
+
+    // A network's inner frames: the clients' HTTP as tshark reads it.
+    let file = capture(&n1, &["plain", "-c", "60"]);
+    let frames = fields(&file, &["frame.protocols", "http.request.method"]);
+    assert_eq!(frames.len(), 60, "{frames:?}");
+    assert!(frames.iter().any(|f| f.ends_with("|GET")), "{frames:?}");
+    assert!(
+        frames.iter().all(|f| f.starts_with("eth:ethertype:")),
+        "{frames:?}"
+    );
+
+    // A filter: only what it takes.
+    let file = capture(&n1, &["plain", "-c", "20", "tcp", "and", "port", "80"]);
+    let ports = fields(&file, &["tcp.srcport", "tcp.dstport"]);
+    assert_eq!(ports.len(), 20);
+    assert!(
+        ports.iter().all(|p| p.split('|').any(|x| x == "80")),
+        "{ports:?}"
+    );
+
+    // A task: only its own address.
+    let task_ip = {
+        let v: serde_json::Value =
+            serde_json::from_str(&n1.ok(&["network", "inspect", "plain"])).unwrap();
+        v[0]["Containers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|c| c["Name"].as_str().unwrap().starts_with("get-plain."))
+            .map(|c| {
+                c["IPv4Address"]
+                    .as_str()
+                    .unwrap()
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .expect("the client task on node-1")
+    };
+    let file = capture(&n1, &["get-plain", "-c", "20", "ip"]);
+    let addrs = fields(&file, &["ip.src", "ip.dst"]);
+    assert_eq!(addrs.len(), 20);
+    assert!(
+        addrs.iter().all(|a| a.contains(&task_ip)),
+        "{task_ip}: {addrs:?}"
+    );
+
+    // The encrypted network: decrypted on the manager ...
+    let file = capture(&n1, &["secret", "-c", "40"]);
+    let frames = fields(&file, &["http.request.method"]);
+    assert!(frames.iter().any(|f| f == "GET"), "{frames:?}");
+    // ... refused on the worker, saying why ...
+    let err = n2.fails(&["capture", "secret", "-c", "1", "-w", "/dev/null"]);
+    assert!(err.contains("shown on managers only"), "{err}");
+    // ... and on the underlay, only ESP: no VXLAN, no HTTP, no plaintext.
+    let file = capture(&n1, &["secret", "--underlay", "-c", "20"]);
+    let frames = fields(&file, &["frame.protocols"]);
+    assert_eq!(frames.len(), 20);
+    assert!(
+        frames
+            .iter()
+            .all(|f| !f.contains("vxlan") && !f.contains("http")),
+        "{frames:?}"
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(
+        !bytes.windows(9).any(|w| w == b"Hostname:"),
+        "plaintext on the underlay"
+    );
+    // The unencrypted network's underlay is VXLAN, with the HTTP inside.
+    let file = capture(&n1, &["plain", "--underlay", "-c", "40"]);
+    let frames = fields(&file, &["frame.protocols"]);
+    assert!(frames.iter().all(|f| f.contains("vxlan")), "{frames:?}");
+    assert!(frames.iter().any(|f| f.contains("http")), "{frames:?}");
+
+    // Bad asks are refused before anything is captured.
+    let err = n1.fails(&["capture", "nothing-here", "-c", "1", "-w", "/dev/null"]);
+    assert!(
+        err.contains("no network, task or service nothing-here on this node"),
+        "{err}"
+    );
+    let err = n1.fails(&["capture", "plain", "-w", "/dev/null", "port", "http"]);
+    assert!(err.contains("port \"http\""), "{err}");
+}
