@@ -107,7 +107,10 @@ async fn unknown_routes_and_versions() {
     ] {
         let (code, v) = call(&r, Method::POST, route, "").await;
         assert_eq!(code, 501, "{route}");
-        assert!(v["message"].as_str().unwrap().contains(words), "{route}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(words),
+            "{route}: {v}"
+        );
     }
     assert_eq!(call(&r, Method::DELETE, "/info", "").await.0, 404);
     let (code, v) = call(&r, Method::GET, "/v1.99/info", "").await;
