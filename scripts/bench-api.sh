@@ -3,7 +3,8 @@
 # the clients on CPU 1. One daemon at 127.91.77.1 in a temporary state dir, swarm initialised.
 # Measured RUNS times each, printed as min/median/max over the runs:
 #   1. GET /v1.41/networks with 20 overlay networks, over 1 and over CONNS keep-alive connections
-#      (examples/apiload.rs), SECS seconds a run: requests/s, latency p50, p99, max;
+#      (examples/apiload.rs), SECS seconds a run: requests/s, latency p50, p99, max; and GET
+#      /_ping over CONNS connections, the HTTP stack alone;
 #   2. POST /v1.41/services/create (swarmnet/whoami, one replica), COUNT services into a fresh
 #      swarm each run, without a network and on one overlay network, over CONNS connections;
 #   3. with a docker CLI on PATH: `docker network ls` (20 networks), and `docker stack deploy -c`
@@ -119,6 +120,8 @@ for i in $(seq -w 1 20); do sw network create -d overlay "net-$i" >/dev/null; do
 before_each_run=(true)
 # A short warm-up, not counted.
 "${client_cpu[@]}" "$load" "$sock" -c "$conns" -d 1 get /v1.41/networks >/dev/null
+# The HTTP stack's floor: Docker's ping, which reads no state.
+load_runs "GET /_ping, $conns connections, $secs s a run" -c "$conns" -d "$secs" get /_ping
 load_runs "GET /v1.41/networks (20 networks), 1 connection, $secs s a run" \
     -c 1 -d "$secs" get /v1.41/networks
 load_runs "GET /v1.41/networks (20 networks), $conns connections, $secs s a run" \
@@ -129,7 +132,8 @@ run_no=0
 fresh_swarm() {
     run_no=$((run_no + 1))
     start_daemon "create.$run_no"
-    sw network create -d overlay bench >/dev/null
+    # A /16: each service takes a VIP and its task an address.
+    sw network create -d overlay --subnet 10.91.0.0/16 bench >/dev/null
 }
 before_each_run=(fresh_swarm)
 load_runs "POST /v1.41/services/create, no network, $count services a run, 1 connection" \
