@@ -216,7 +216,7 @@ for ((r = 1; r <= runs; r++)); do
     ready+=($((t2 - t0)))
     rm+=($((t3 - t2)))
 done
-grep -c '^Creating service' "$dir/deploy.txt" | sed 's/^/docker stack deploy: services created per run: /'
+echo "docker stack deploy: $(grep -c '^Creating service' "$dir/deploy.txt" || true) services created in the last run"
 echo "docker stack deploy -c (20 services, 2 networks), whole command: $(printf '%s\n' "${deploy[@]}" | stats ' ms')"
 echo "  deploy -> every service N/N in docker service ls:             $(printf '%s\n' "${ready[@]}" | stats ' ms')"
 echo "docker stack rm, whole command:                                 $(printf '%s\n' "${rm[@]}" | stats ' ms')"
