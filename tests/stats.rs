@@ -412,4 +412,49 @@ fn names_keep_their_rows_an_unknown_one_fails_and_a_pipe_gets_a_table_per_refres
             .all(|l| !l.contains("/s")),
         "rates in the first table: {text}"
     );
+
+    // On a terminal each refresh clears the screen and draws the table again from the top.
+    redrawn_on_a_terminal(&n, &client_task);
+}
+
+/// `swarmnet stats` run on a pseudo-terminal (util-linux `script` makes one): its output
+/// holds a clear-screen-and-home before each table.
+fn redrawn_on_a_terminal(n: &Node, client_task: &str) {
+    const CLEAR: &str = "\x1b[2J\x1b[H";
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no `script` (util-linux) to give `swarmnet stats` a terminal");
+        return;
+    }
+    let cmd = format!("{} -H {} stats client", bin(), n.host());
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn script");
+    let mut out = child.stdout.take().unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    // Two whole tables: the second clear, then the node's last line after it (or enough
+    // text to say they never came).
+    while text.len() < 1 << 16
+        && !text
+            .rsplit(CLEAR)
+            .next()
+            .is_some_and(|t| text.matches(CLEAR).count() >= 2 && t.contains("replays refused"))
+    {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => text.push_str(&String::from_utf8_lossy(&buf[..k])),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let tables: Vec<&str> = text.split(CLEAR).skip(1).collect();
+    assert!(tables.len() >= 2, "{text:?}");
+    for t in &tables[..2] {
+        assert!(t.starts_with("TASK "), "{t:?}");
+        assert!(t.contains(client_task), "{t:?}");
+    }
 }
