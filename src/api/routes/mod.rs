@@ -403,7 +403,7 @@ fn availability(text: &str) -> Result<Availability, Answer> {
 fn not_implemented(kind: &str) -> Answer {
     let what = match kind {
         "containers" | "exec" | "commit" => {
-            "swarmnet runs no containers: tasks are services' replicas (`docker service create`), built-in apps inside the data path or programs in a network namespace; `docker ps` lists this node's tasks, `swarmnet exec TASK -- CMD` runs a command beside a program task"
+            "swarmnet runs no containers: tasks are services' replicas (`docker service create`), built-in apps inside the data path or programs in a network namespace; `docker ps` lists this node's tasks, `swarmnet exec TASK -- CMD` runs a command beside a program task, `swarmnet stats` shows their traffic"
         }
         "images" | "build" | "distribution" => {
             "swarmnet has no images: a service's image is a built-in app (swarmnet/whoami, swarmnet/echo, swarmnet/fetch, swarmnet/lookup) or the path of a program on each node"

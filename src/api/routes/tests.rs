@@ -250,6 +250,13 @@ async fn stats_keeps_the_named_rows_and_refuses_an_unknown_name() {
     assert_eq!(code, 200, "{v}");
     assert!(v["tasks"].as_array().unwrap().is_empty());
     assert_eq!(v["networks"][0]["network"], "my-net");
+    // `docker stats` asks for a container's stats: the answer names swarmnet's command.
+    let (code, v) = call(&r, Method::GET, "/v1.41/containers/abc/stats", "").await;
+    assert_eq!(code, 501);
+    assert!(
+        v["message"].as_str().unwrap().contains("`swarmnet stats`"),
+        "{v}"
+    );
     let (code, v) = call(&r, Method::GET, "/swarmnet/stats?name=web&name=x%20y", "").await;
     assert_eq!(code, 404);
     assert_eq!(
