@@ -415,6 +415,36 @@ fn names_keep_their_rows_an_unknown_one_fails_and_a_pipe_gets_a_table_per_refres
 
     // On a terminal each refresh clears the screen and draws the table again from the top.
     redrawn_on_a_terminal(&n, &client_task);
+
+    // A named task leaving the node empties its rows; the stream goes on.
+    let mut child = Command::new(bin())
+        .args(["-H", &n.host(), "stats", &client_task])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn swarmnet stats");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || match lines.next() {
+        Some(Ok(l)) => l,
+        other => panic!("the stream ended: {other:?}"),
+    };
+    while !next().starts_with(&client_task) {}
+    n.ok(&["service", "rm", "client"]);
+    // A table whose header is followed by no row (the task stops a few seconds after its
+    // removal; each second prints about fifteen lines).
+    let mut header = false;
+    let mut emptied = false;
+    for _ in 0..2000 {
+        let l = next();
+        if header && l.is_empty() {
+            emptied = true;
+            break;
+        }
+        header = l.starts_with("TASK ");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(emptied, "the client's rows never left\n{}", n.log());
 }
 
 /// `swarmnet stats` run on a pseudo-terminal (util-linux `script` makes one): its output

@@ -135,6 +135,16 @@ impl Stats {
                 return Err(UnknownName(name.clone()));
             }
         }
+        self.keep(names);
+        Ok(())
+    }
+
+    /// Keeps the rows `names` ask for, as [`Stats::select`], with no complaint about a name
+    /// that has none (a stream goes on when a named task leaves the node).
+    pub fn keep(&mut self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
         let asked: BTreeSet<&str> = names.iter().map(String::as_str).collect();
         self.networks.retain(|n| asked.contains(n.network.as_str()));
         self.services.retain(|s| asked.contains(s.service.as_str()));
@@ -142,7 +152,6 @@ impl Stats {
             (!t.service.is_empty() && asked.contains(t.service.as_str()))
                 || names.iter().any(|n| names_task(&t.task, n))
         });
-        Ok(())
     }
 }
 
@@ -303,6 +312,11 @@ mod tests {
         let mut all = sample();
         all.select(&[]).unwrap();
         assert_eq!(all, sample());
+        // Keeping rows refuses nothing: an unknown name keeps no row.
+        let mut s = sample();
+        s.keep(&["nope".into(), "client".into()]);
+        assert_eq!(s.tasks.len(), 1);
+        assert!(s.networks.is_empty() && s.services.is_empty());
     }
 
     #[test]

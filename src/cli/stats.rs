@@ -212,7 +212,17 @@ async fn show(
     let mut out = std::io::stdout();
     loop {
         tick.tick().await;
-        let stats = client.stats(&args.names).await?;
+        // The first answer checks the names (an unknown one is an error naming it); later
+        // ones keep what they name, so a task leaving the node empties its rows rather than
+        // ending the stream.
+        let stats = match prev {
+            None => client.stats(&args.names).await?,
+            Some(_) => {
+                let mut all = client.stats(&[]).await?;
+                all.keep(&args.names);
+                all
+            }
+        };
         let at = Instant::now();
         let text = if json {
             format!("{}\n", serde_json::to_string(&stats)?)
