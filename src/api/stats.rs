@@ -74,6 +74,7 @@ pub struct NodeStats {
     pub esp_replays_refused: u64,
 }
 
+/// ESP security associations the node holds, by direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EspSas {
     pub outbound: u64,
