@@ -234,6 +234,18 @@ impl Client {
     pub async fn local_info(&self) -> Result<LocalInfo, ClientError> {
         self.json(Method::GET, "/swarmnet/info", None).await
     }
+
+    /// This node's data-path rows (`GET /swarmnet/stats`), only those `names` ask for.
+    pub async fn stats(&self, names: &[String]) -> Result<super::stats::Stats, ClientError> {
+        let mut route = "/swarmnet/stats".to_string();
+        for (i, n) in names.iter().enumerate() {
+            route.push(if i == 0 { '?' } else { '&' });
+            route.push_str(super::stats::NAME_PARAM);
+            route.push('=');
+            route.push_str(&query_value(n));
+        }
+        self.json(Method::GET, &route, None).await
+    }
 }
 
 /// `/nodes` -> `/v1.41/nodes`.

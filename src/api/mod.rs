@@ -17,6 +17,7 @@ pub mod owner;
 pub mod routes;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod stream;
 pub mod task;
 pub mod types;
@@ -110,6 +111,8 @@ pub enum Request {
     LocalBalancer,
     /// The tasks running on this node as Docker lists containers (`docker ps`).
     LocalContainers,
+    /// This node's data-path counters as rows per task, network and VIP (`swarmnet stats`).
+    LocalStats,
     /// Creates a local-scope network (only `docker_gwbridge`, before the node is in a swarm).
     LocalNetworkCreate(Box<network::NetworkCreateRequest>),
     /// Removes a local-scope network by ID, name or ID prefix (not while in a swarm).
@@ -169,6 +172,7 @@ pub enum Reply {
     Networks(Vec<crate::control::network::NetworkRecord>),
     LocalEndpoints(network::LocalEndpoints),
     Balancer(Vec<BalancerRow>),
+    Stats(Box<stats::Stats>),
     /// Docker's `GET /containers/json` objects.
     Containers(Vec<serde_json::Value>),
     Network(crate::control::network::NetworkRecord),

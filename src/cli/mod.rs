@@ -11,6 +11,7 @@ mod replay;
 mod run;
 pub mod service;
 pub mod service_args;
+pub mod stats;
 pub mod swarm;
 pub mod template;
 
@@ -49,6 +50,8 @@ pub enum Command {
     Service(service::ServiceCommand),
     /// Stream the swarm's events (networks, services, nodes, tasks) as a manager sees them.
     Events(events::EventsArgs),
+    /// Show this node's traffic by task, network and service VIP, refreshed every second.
+    Stats(stats::StatsArgs),
     /// Wait until the daemon answers on its socket (for scripts that start it in the background).
     Wait(daemon::WaitArgs),
     /// Replay pcap captures through one node's data path, deterministically.
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network(cmd) => network::run(cli.host.as_deref(), cmd),
         Command::Service(cmd) => service::run(cli.host.as_deref(), cmd),
         Command::Events(args) => events::run(cli.host.as_deref(), args),
+        Command::Stats(args) => stats::run(cli.host.as_deref(), args),
         Command::Wait(args) => daemon::wait(cli.host.as_deref(), args),
         Command::Replay(args) => replay::run(args),
         Command::Run(args) => run::run(args),

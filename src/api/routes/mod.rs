@@ -5,7 +5,8 @@
 //!
 //! swarmnet's own routes: `GET /swarmnet/info` (this node's view: role, managers, key tags,
 //! Raft progress), `GET /swarmnet/swarm` (the swarm record with what Docker's has no field
-//! for: the key rotation interval, the CA digest), `GET /swarmnet/swarm/ca` (the root CA, PEM).
+//! for: the key rotation interval, the CA digest), `GET /swarmnet/swarm/ca` (the root CA, PEM),
+//! `GET /swarmnet/stats` (this node's data-path counters by task, network and VIP).
 //!
 //! Sans-IO apart from the backend: [`Router::handle`] takes a method, a target and a body
 //! already read (and bounded) by the server, so tests and the fuzz target drive it directly.
@@ -379,6 +380,7 @@ impl<B: Backend> Router<B> {
                 Reply::Balancer(rows) => Ok(Answer::ok(&rows)),
                 _ => Err(unexpected()),
             },
+            [OWN_PREFIX, "stats"] if get => self.stats(q).await,
             [OWN_PREFIX, "swarm", "ca"] if get => match self.op(Request::SwarmCa).await? {
                 Reply::Text(pem) => Ok(Answer::ok(&pem)),
                 _ => Err(unexpected()),
@@ -424,6 +426,24 @@ impl<B: Backend> Router<B> {
         Ok(Answer::ok(&kept))
     }
 
+    /// `GET /swarmnet/stats[?name=N...]`: this node's rows, only those the names ask for; an
+    /// unknown name is a 404 naming it.
+    async fn stats(&self, q: &Query) -> Routed {
+        let mut stats = match self.op(Request::LocalStats).await? {
+            Reply::Stats(stats) => stats,
+            _ => return Err(unexpected()),
+        };
+        let names: Vec<String> =
+            q.0.iter()
+                .filter(|(k, _)| k == super::stats::NAME_PARAM)
+                .map(|(_, v)| v.clone())
+                .collect();
+        stats
+            .select(&names)
+            .map_err(|e| Answer::error(StatusCode::NOT_FOUND, e.to_string()))?;
+        Ok(Answer::ok(&stats))
+    }
+
     async fn op(&self, req: Request) -> Result<Reply, Answer> {
         self.backend.call(req).await.map_err(Answer::from)
     }
@@ -448,7 +468,7 @@ fn availability(text: &str) -> Result<Availability, Answer> {
 fn not_implemented(kind: &str) -> Answer {
     let what = match kind {
         "containers" | "exec" | "commit" => {
-            "swarmnet runs no containers: tasks are services' replicas (`docker service create`), built-in apps inside the data path or programs in a network namespace; `docker ps` lists this node's tasks, `swarmnet exec TASK -- CMD` runs a command beside a program task"
+            "swarmnet runs no containers: tasks are services' replicas (`docker service create`), built-in apps inside the data path or programs in a network namespace; `docker ps` lists this node's tasks, `swarmnet exec TASK -- CMD` runs a command beside a program task, `swarmnet stats` shows their traffic"
         }
         "images" | "build" | "distribution" => {
             "swarmnet has no images: a service's image is a built-in app (swarmnet/whoami, swarmnet/echo, swarmnet/fetch, swarmnet/lookup) or the path of a program on each node"

@@ -33,6 +33,25 @@ fn node() -> crate::api::Node {
     }
 }
 
+fn stats() -> crate::api::stats::Stats {
+    use crate::api::stats::{NetworkStats, Stats, TaskStats};
+    Stats {
+        node_name: "vm".into(),
+        data_path: true,
+        tasks: vec![TaskStats {
+            task: "web.1.abc".into(),
+            service: "web".into(),
+            network: "my-net".into(),
+            ..TaskStats::default()
+        }],
+        networks: vec![NetworkStats {
+            network: "my-net".into(),
+            ..NetworkStats::default()
+        }],
+        ..Stats::default()
+    }
+}
+
 impl Backend for Fake {
     fn call(&self, req: Request) -> impl Future<Output = Response> + Send {
         self.ops.lock().unwrap().push(format!("{req:?}"));
@@ -53,6 +72,7 @@ impl Backend for Fake {
             Request::NodeInspect { id } if node().id.starts_with(&id) => Ok(Reply::Node(node())),
             Request::NodeInspect { id } => Err(ApiError::not_found(format!("node {id} not found"))),
             Request::SwarmCa => Ok(Reply::Text("not a pem".into())),
+            Request::LocalStats => Ok(Reply::Stats(Box::new(stats()))),
             _ => Ok(Reply::Done),
         };
         async move { reply }
@@ -217,4 +237,30 @@ async fn swarm_routes_map_to_operations() {
     );
     let ops = r.backend.ops.lock().unwrap().join(";");
     assert!(ops.contains("SwarmLeave { force: true }"), "{ops}");
+}
+
+#[tokio::test]
+async fn stats_keeps_the_named_rows_and_refuses_an_unknown_name() {
+    let r = router();
+    let (code, v) = call(&r, Method::GET, "/swarmnet/stats", "").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(v["networks"].as_array().unwrap().len(), 1);
+    let (code, v) = call(&r, Method::GET, "/swarmnet/stats?name=my-net", "").await;
+    assert_eq!(code, 200, "{v}");
+    assert!(v["tasks"].as_array().unwrap().is_empty());
+    assert_eq!(v["networks"][0]["network"], "my-net");
+    // `docker stats` asks for a container's stats: the answer names swarmnet's command.
+    let (code, v) = call(&r, Method::GET, "/v1.41/containers/abc/stats", "").await;
+    assert_eq!(code, 501);
+    assert!(
+        v["message"].as_str().unwrap().contains("`swarmnet stats`"),
+        "{v}"
+    );
+    let (code, v) = call(&r, Method::GET, "/swarmnet/stats?name=web&name=x%20y", "").await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        v["message"],
+        "no such network, service or task on this node: x y"
+    );
 }

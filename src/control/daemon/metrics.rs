@@ -441,16 +441,22 @@ pub fn render(node: &str, data: Option<&DataplaneSample>, control: &ControlSampl
 }
 
 impl Daemon {
-    /// The numbers of one scrape.
-    async fn scrape(self: &Arc<Self>) -> String {
+    /// The data path's numbers now (`None` before it runs), read off the async threads: what
+    /// a scrape and `GET /swarmnet/stats` both show.
+    pub(super) async fn dataplane_sample(&self) -> Option<DataplaneSample> {
         let runtime = self.runtime.clone();
-        let data = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             guard.as_mut().and_then(|rt| rt.metrics_sample())
         })
         .await
         .ok()
-        .flatten();
+        .flatten()
+    }
+
+    /// The numbers of one scrape.
+    async fn scrape(self: &Arc<Self>) -> String {
+        let data = self.dataplane_sample().await;
         let identity = self.identity();
         let mut control = ControlSample {
             role: identity.as_ref().map(|i| i.role),

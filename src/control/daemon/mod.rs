@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod metrics;
 mod networks;
 pub mod runtime;
+mod stats;
 mod work;
 
 use std::net::SocketAddr;
@@ -291,6 +292,7 @@ impl Daemon {
             )),
             Request::LocalTaskSandbox { key } => self.task_sandbox(&key).map(Reply::Text),
             Request::LocalBalancer => Ok(Reply::Balancer(self.balancer())),
+            Request::LocalStats => Ok(Reply::Stats(Box::new(self.stats().await))),
             Request::LocalContainers => Ok(Reply::Containers(self.containers())),
             Request::LocalNetworkCreate(body) => self.create_local_network(&body).await,
             Request::LocalNetworkRemove { key } => self.remove_local_network(&key).await,

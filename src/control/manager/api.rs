@@ -145,6 +145,7 @@ impl Manager {
             | Request::LocalEndpoints { .. }
             | Request::LocalTaskSandbox { .. }
             | Request::LocalBalancer
+            | Request::LocalStats
             | Request::LocalContainers
             | Request::LocalNetworkCreate(_)
             | Request::LocalNetworkRemove { .. } => {
