@@ -439,14 +439,6 @@ impl Worker {
             dns_refused: Vec::new(),
             capture,
         };
-        // Each receiving socket's own address, for the headers a capture writes back.
-        let local: Vec<SocketAddrV4> = receivers
-            .iter()
-            .map(|(_, s)| match s.local_addr() {
-                Ok(std::net::SocketAddr::V4(a)) => a,
-                _ => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
-            })
-            .collect();
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
 
         while !stop.load(Ordering::Relaxed) {
@@ -566,11 +558,11 @@ impl Worker {
                 io.flush(&mut dp, now, &mut out);
             }
 
-            for ((r, ready), local) in receivers.iter().zip(sock_ready.iter_mut()).zip(&local) {
+            for (r, ready) in receivers.iter().zip(sock_ready.iter_mut()) {
                 if !*ready {
                     continue;
                 }
-                let (channel, sock) = r;
+                let (channel, sock, local) = r;
                 for _ in 0..SOCKET_BUDGET {
                     let recv = if *channel == Channel::EspIp {
                         &mut recv_raw
@@ -651,7 +643,7 @@ impl Worker {
 /// channel (the ESP-in-UDP socket both receives and sends).
 fn add_socket(
     poll: &Poll,
-    receivers: &mut Vec<(Channel, DatagramSocket)>,
+    receivers: &mut Vec<(Channel, DatagramSocket, SocketAddrV4)>,
     senders: &mut Vec<Sender>,
     vxlan_senders: &mut Vec<usize>,
     s: UnderlaySocket,
@@ -697,7 +689,12 @@ fn add_socket(
         token,
         Interest::READABLE,
     )?;
-    receivers.push((s.channel, reader));
+    // The socket's own address, for the headers a capture writes back.
+    let local = match reader.local_addr() {
+        Ok(std::net::SocketAddr::V4(a)) => a,
+        _ => SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+    };
+    receivers.push((s.channel, reader, local));
     Ok(())
 }
 
