@@ -107,7 +107,9 @@ fn wall_nanos() -> u64 {
 pub struct CaptureHub {
     /// Sessions open: the workers' hooks look at nothing else while it is 0.
     open: AtomicUsize,
-    sessions: Mutex<Vec<Arc<Session>>>,
+    /// The open sessions, read by the workers without a lock; changed under `change`.
+    sessions: arc_swap::ArcSwap<Vec<Arc<Session>>>,
+    change: Mutex<()>,
 }
 
 impl CaptureHub {
@@ -121,17 +123,21 @@ impl CaptureHub {
             dropped: AtomicU64::new(0),
             taken: AtomicU64::new(0),
         });
-        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.change.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = Vec::clone(&self.sessions.load());
         all.push(s.clone());
         self.open.store(all.len(), Ordering::Release);
+        self.sessions.store(Arc::new(all));
         s
     }
 
     /// Closes a session.
     pub fn stop(&self, session: &Arc<Session>) {
-        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.change.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = Vec::clone(&self.sessions.load());
         all.retain(|s| !Arc::ptr_eq(s, session));
         self.open.store(all.len(), Ordering::Release);
+        self.sessions.store(Arc::new(all));
     }
 
     /// A frame a port sent or was given (inner Ethernet).
@@ -145,12 +151,7 @@ impl CaptureHub {
 
     #[cold]
     fn port_frame_slow(&self, port: PortId, frame: &[u8]) {
-        let all = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for s in all {
+        for s in self.sessions.load().iter() {
             if matches!(&s.layer, Layer::Inner(ports) if ports.contains(&port)) {
                 s.offer(frame, true);
             }
@@ -168,12 +169,7 @@ impl CaptureHub {
 
     #[cold]
     fn underlay_slow(&self, packet: &[u8]) {
-        let all = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for s in all {
+        for s in self.sessions.load().iter() {
             if let Layer::Underlay { network } = &s.layer {
                 if network.is_none_or(|(vni, esp)| underlay_of(packet, vni, esp)) {
                     s.offer(packet, false);
