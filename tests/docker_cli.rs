@@ -21,22 +21,6 @@ fn docker_cli() -> Option<String> {
     None
 }
 
-/// Major version of the docker CLI `bin` (20 for Debian 12's docker.io, 28 for Docker's own
-/// packages today): some of what the CLI itself prints differs between them.
-fn cli_major(bin: &str) -> u32 {
-    let out = Command::new(bin)
-        .args(["version", "--format", "{{.Client.Version}}"])
-        .env_remove("DOCKER_HOST")
-        .output()
-        .expect("docker version");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0)
-}
-
 struct Docker {
     bin: String,
     host: String,
@@ -184,7 +168,7 @@ fn the_docker_cli_drives_a_swarmnet_swarm() {
     let out = docker.run(&["node", "inspect", "nosuchnode"]);
     assert!(!out.status.success());
     // The daemon's 404 and words; the docker CLI before 23 prints its own for a 404.
-    let want = if cli_major(&docker.bin) < 23 {
+    let want = if cluster::cli_major(&docker.bin) < 23 {
         "Status: Error: No such node: nosuchnode, Code: 1"
     } else {
         "Error response from daemon: node nosuchnode not found"

@@ -765,22 +765,6 @@ fn docker_cli() -> Option<String> {
         .map(str::to_string)
 }
 
-/// Major version of the docker CLI `bin` (20 for Debian 12's docker.io, 28 for Docker's own
-/// packages today): some of what the CLI itself prints differs between them.
-fn cli_major(bin: &str) -> u32 {
-    let out = Command::new(bin)
-        .args(["version", "--format", "{{.Client.Version}}"])
-        .env_remove("DOCKER_HOST")
-        .output()
-        .expect("docker version");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The CURRENT STATE ages (`Running 3 seconds ago`) differ between two runs a second apart.
 fn without_ages(text: &str) -> String {
     text.lines()
@@ -840,7 +824,7 @@ fn the_docker_cli_runs_services_on_swarmnet() {
     ]);
     let id = out.lines().next().unwrap().to_string();
     assert_eq!(id.len(), 25, "{out}");
-    let old_cli = cli_major(&bin) < 23;
+    let old_cli = cluster::cli_major(&bin) < 23;
     assert_progress(&out, 3, if old_cli { "" } else { &id });
 
     // ls, ps and inspect: what swarmnet's CLI prints, byte for byte.
@@ -1144,7 +1128,7 @@ fn docker_stack_deploy_services_ps_and_rm() {
         .collect();
     assert_eq!(names, ["shop_db.1", "shop_web.1", "shop_web.2"], "{ps}");
     // The docker CLI before 23 has an ORCHESTRATOR column.
-    let want = if cli_major(&bin) < 23 {
+    let want = if cluster::cli_major(&bin) < 23 {
         "NAME      SERVICES   ORCHESTRATOR\nshop      2          Swarm\n"
     } else {
         "NAME      SERVICES\nshop      2\n"
@@ -1170,7 +1154,7 @@ fn docker_stack_deploy_services_ps_and_rm() {
         "{out}"
     );
     assert_eq!(n1.ok(&["service", "ls", "-q"]), "");
-    let want = if cli_major(&bin) < 23 {
+    let want = if cluster::cli_major(&bin) < 23 {
         "NAME      SERVICES   ORCHESTRATOR\n"
     } else {
         "NAME      SERVICES\n"

@@ -482,3 +482,19 @@ pub fn exclusive(name: &str) -> std::fs::File {
     assert_eq!(r, 0, "flock {}", path.display());
     file
 }
+
+/// Major version of the docker CLI `bin` (20 for Debian 12's docker.io, 28 for Docker's own
+/// packages today): some of what the CLI itself prints differs between them.
+pub fn cli_major(bin: &str) -> u32 {
+    let out = Command::new(bin)
+        .args(["version", "--format", "{{.Client.Version}}"])
+        .env_remove("DOCKER_HOST")
+        .output()
+        .expect("docker version");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
