@@ -1,7 +1,10 @@
 //! Parsing a large topology: 100k endpoints (and 25k for the slope). Parsing must stay linear
-//! in the file's size: the two figures should differ by about 4x.
+//! in the file's size: the two figures should differ by about 4x. And building a node's tables
+//! from one (every change a node applies does): 5k and 20k endpoints, half of them local ports,
+//! which must stay linear too.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use swarmnet::dataplane::Tables;
 use swarmnet::topology::Topology;
 
 /// A node with one /8 network and `n` endpoints, every other one remote.
@@ -42,5 +45,23 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse);
+fn tables(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tables_build");
+    g.sample_size(10);
+    let sizes: &[usize] = if std::env::args().any(|a| a == "--bench") {
+        &[5_000, 20_000]
+    } else {
+        &[1_000]
+    };
+    for &n in sizes {
+        let topo = Topology::parse(&topology(n), "big.toml").expect("valid");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &topo, |b, topo| {
+            b.iter(|| Tables::from_topology(topo))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, tables);
 criterion_main!(benches);

@@ -200,18 +200,21 @@ impl Tables {
                 format!("n:{}", e.netns_name())
             }
         };
-        let local: Vec<&topology::Endpoint> = topo.local_endpoints().collect();
+        // Grouped once (a search per port made a table of N tasks cost N^2 keys).
+        let mut by_name: FxHashMap<&str, &topology::Endpoint> = FxHashMap::default();
+        let mut by_task: FxHashMap<String, Vec<&topology::Endpoint>> = FxHashMap::default();
+        for e in topo.local_endpoints() {
+            by_name.entry(e.name.as_str()).or_insert(e);
+            by_task.entry(task_of(e)).or_default().push(e);
+        }
         t.task_nets = t
             .ports
             .iter()
             .map(|p| {
                 let mut nets = vec![p.network.0 as usize];
-                if let Some(e) = local.iter().find(|e| e.name == p.name) {
-                    let me = task_of(e);
-                    for o in local
-                        .iter()
-                        .filter(|o| o.name != e.name && task_of(o) == me)
-                    {
+                if let Some(e) = by_name.get(p.name.as_str()) {
+                    let others = by_task.get(&task_of(e)).into_iter().flatten();
+                    for o in others.filter(|o| o.name != e.name) {
                         if let Some(n) = t.network_id(&o.network) {
                             nets.push(n.0 as usize);
                         }
