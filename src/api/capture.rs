@@ -27,8 +27,8 @@ pub struct CaptureAsk {
     /// Stop after this long.
     pub duration: Option<Duration>,
     pub snaplen: u32,
-    /// A filter in the subset of tcpdump's language `io::capture::Filter` reads.
-    pub filter: String,
+    /// The filter (a subset of tcpdump's language), read by the route.
+    pub filter: crate::io::capture::Filter,
 }
 
 /// The header of a capture stream.

@@ -134,17 +134,7 @@ impl Client {
             .to_bytes();
         driver.abort();
         if !status.is_success() {
-            let message = serde_json::from_slice::<docker::ErrorMessage>(&bytes)
-                .map(|m| m.message)
-                .unwrap_or_else(|_| {
-                    let text = String::from_utf8_lossy(&bytes).trim().to_string();
-                    if text.is_empty() {
-                        status.to_string()
-                    } else {
-                        text
-                    }
-                });
-            return Err(ClientError::Api { status, message });
+            return Err(api_error(status, &bytes));
         }
         Ok((status, bytes))
     }
@@ -165,10 +155,7 @@ impl Client {
                 .map_err(|e| ClientError::Http(e.to_string()))?
                 .to_bytes();
             driver.abort();
-            let message = serde_json::from_slice::<docker::ErrorMessage>(&bytes)
-                .map(|m| m.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(ClientError::Api { status, message });
+            return Err(api_error(status, &bytes));
         }
         let mut body = response.into_body();
         let result = loop {
@@ -246,6 +233,21 @@ impl Client {
         }
         self.json(Method::GET, &route, None).await
     }
+}
+
+/// The daemon's error answer: Docker's `{"message": ...}`, else its text, else the status.
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<docker::ErrorMessage>(bytes)
+        .map(|m| m.message)
+        .unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(bytes).trim().to_string();
+            if text.is_empty() {
+                status.to_string()
+            } else {
+                text
+            }
+        });
+    ClientError::Api { status, message }
 }
 
 /// `/nodes` -> `/v1.41/nodes`.

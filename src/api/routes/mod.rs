@@ -290,7 +290,7 @@ impl<B: Backend> Router<B> {
                 ));
             }
             let filter = q.get("filter").unwrap_or("").to_string();
-            crate::io::capture::Filter::parse(std::slice::from_ref(&filter))
+            let filter = crate::io::capture::Filter::parse(std::slice::from_ref(&filter))
                 .map_err(bad_request)?;
             let snaplen = number("snaplen")?.unwrap_or(u64::from(crate::io::capture::MAX_SNAPLEN));
             if snaplen == 0 || snaplen > u64::from(crate::io::capture::MAX_SNAPLEN) {

@@ -247,7 +247,7 @@ impl TaskRuntime {
     ) -> Result<crate::api::capture::CaptureOpen, crate::api::ApiError> {
         use crate::api::capture::{CaptureOpen, LINKTYPE_ETHERNET, LINKTYPE_RAW};
         use crate::api::ApiError;
-        use crate::io::capture::{Filter, Layer};
+        use crate::io::capture::Layer;
         let Some(node) = self.node.as_ref() else {
             return Err(ApiError::precondition(format!(
                 "this node ({hostname}) runs no data path yet: it captures once it runs tasks"
@@ -285,7 +285,7 @@ impl TaskRuntime {
                 .filter_map(|p| t.port(*p).map(|p| p.network))
                 .collect(),
         };
-        let filter = Filter::parse(std::slice::from_ref(&ask.filter)).map_err(ApiError::invalid)?;
+        let filter = ask.filter.clone();
         let hub = node.capture();
         if ask.underlay {
             let network = match nets.iter().next().and_then(|n| t.network(*n)) {
