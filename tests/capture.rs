@@ -204,3 +204,198 @@ fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encr
     let err = n1.fails(&["capture", "plain", "-w", "/dev/null", "port", "http"]);
     assert!(err.contains("port \"http\""), "{err}");
 }
+
+/// The client task's address on `net` as `node` itself sees it: the IPv4 addresses of a few of
+/// its frames (every one involves it).
+fn own_task_ip(node: &Node, task: &str) -> String {
+    let file = capture(node, &[task, "-c", "6", "ip"]);
+    let addrs = fields(&file, &["ip.src", "ip.dst"]);
+    let first: Vec<&str> = addrs[0].split('|').collect();
+    first
+        .iter()
+        .find(|a| addrs.iter().all(|l| l.split('|').any(|x| x == **a)))
+        .unwrap_or_else(|| panic!("no address in every frame: {addrs:?}"))
+        .to_string()
+}
+
+#[test]
+fn capture_node_reaches_any_node_through_the_managers() {
+    if !tshark() {
+        eprintln!("SKIPPED capture_node_reaches_any_node_through_the_managers: no tshark (scripts/test.sh installs it as root)");
+        return;
+    }
+    let n1 = Node::start_as("127.89.2.1", "node-1");
+    let n2 = Node::start_as("127.89.2.2", "node-2");
+    let mut n3 = Node::start_as("127.89.2.3", "node-3");
+    n1.init();
+    let out = n2.join(&n1.token("manager"), &n1);
+    assert!(out.status.success(), "{}", cluster::stderr(&out));
+    let out = n3.join(&n1.token("worker"), &n1);
+    assert!(out.status.success(), "{}", cluster::stderr(&out));
+    n1.ok(&["network", "create", "-d", "overlay", "plain"]);
+    n1.ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "encrypted",
+        "secret",
+    ]);
+    for net in ["plain", "secret"] {
+        let web = format!("web-{net}");
+        n1.ok(&[
+            "service",
+            "create",
+            "-d",
+            "--replicas",
+            "3",
+            "--name",
+            &web,
+            "--network",
+            net,
+            "swarmnet/whoami",
+        ]);
+        n1.ok(&[
+            "service",
+            "create",
+            "-d",
+            "--mode",
+            "global",
+            "--name",
+            &format!("get-{net}"),
+            "--network",
+            net,
+            "swarmnet/fetch",
+            &format!("http://{web}/"),
+        ]);
+    }
+    for net in ["plain", "secret"] {
+        assert!(
+            wait_until(SETTLE, || n1
+                .ok(&["service", "logs", &format!("get-{net}")])
+                .matches(": 200,")
+                .count()
+                >= 6),
+            "{}",
+            n1.ok(&["service", "logs", &format!("get-{net}")])
+        );
+    }
+
+    // The worker's client, captured there directly, and through the leader: the same task.
+    let worker_client = own_task_ip(&n3, "get-plain");
+    let file = capture(&n1, &["--node", "node-3", "get-plain", "-c", "20", "ip"]);
+    let addrs = fields(&file, &["ip.src", "ip.dst"]);
+    assert_eq!(addrs.len(), 20);
+    assert!(
+        addrs.iter().all(|a| a.contains(&worker_client)),
+        "{worker_client}: {addrs:?}"
+    );
+    // Through the other manager (its request goes to the leader), by node ID prefix.
+    let n3_id = n3.id();
+    let file = capture(&n2, &["--node", &n3_id[..8], "get-plain", "-c", "10", "ip"]);
+    let addrs = fields(&file, &["ip.src", "ip.dst"]);
+    assert_eq!(addrs.len(), 10);
+    assert!(
+        addrs.iter().all(|a| a.contains(&worker_client)),
+        "{worker_client}: {addrs:?}"
+    );
+    // The leader's own node, asked from the other manager.
+    let leader_client = own_task_ip(&n1, "get-plain");
+    assert_ne!(leader_client, worker_client);
+    let file = capture(&n2, &["--node", "node-1", "get-plain", "-c", "10", "ip"]);
+    let addrs = fields(&file, &["ip.src", "ip.dst"]);
+    assert!(
+        addrs.len() == 10 && addrs.iter().all(|a| a.contains(&leader_client)),
+        "{leader_client}: {addrs:?}"
+    );
+
+    // The worker's encrypted network: refused on the worker itself, decrypted through a
+    // manager.
+    let err = n3.fails(&["capture", "secret", "-c", "1", "-w", "/dev/null"]);
+    assert!(err.contains("shown on managers only"), "{err}");
+    let file = capture(&n1, &["--node", "node-3", "secret", "-c", "40"]);
+    let frames = fields(&file, &["http.request.method"]);
+    assert!(frames.iter().any(|f| f == "GET"), "{frames:?}");
+
+    // Refusals, each saying why.
+    let err = n3.fails(&["capture", "--node", "node-1", "plain", "-w", "/dev/null"]);
+    assert!(err.contains("served by managers"), "{err}");
+    let err = n1.fails(&["capture", "--node", "node-9", "plain", "-w", "/dev/null"]);
+    assert!(err.contains("node node-9 not found"), "{err}");
+    let err = n1.fails(&[
+        "capture",
+        "--node",
+        "node-3",
+        "nothing-here",
+        "-w",
+        "/dev/null",
+    ]);
+    assert!(
+        err.contains("node-3: no network, task or service nothing-here on this node (node-3)"),
+        "{err}"
+    );
+
+    // The user goes: the worker stops its capture.
+    let file = n1.dir.path().join("gone.pcap");
+    let mut cli = Command::new(cluster::bin())
+        .args([
+            "-H",
+            &n1.host(),
+            "capture",
+            "--node",
+            "node-3",
+            "plain",
+            "-w",
+        ])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || std::fs::metadata(
+        &file
+    )
+    .is_ok_and(|m| m.len() > 24)));
+    let _ = cli.kill();
+    let _ = cli.wait();
+    assert!(
+        wait_until(Duration::from_secs(5), || n3.log().contains(
+            "capture of plain for the manager at 127.89.2.1:2377: ended"
+        )),
+        "{}",
+        n3.log()
+    );
+
+    // The node dies mid-capture: the user is told, the frames so far are kept.
+    let file = n1.dir.path().join("cut.pcap");
+    let cli = Command::new(cluster::bin())
+        .args([
+            "-H",
+            &n1.host(),
+            "capture",
+            "--node",
+            "node-3",
+            "plain",
+            "-w",
+        ])
+        .arg(&file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || std::fs::metadata(
+        &file
+    )
+    .is_ok_and(|m| m.len() > 24)));
+    n3.kill();
+    let out = cli.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the capture stopped early"), "{err}");
+    assert!(!fields(&file, &["frame.number"]).is_empty());
+    // And a node that is down is named as such (once the leader has seen it go).
+    assert!(wait_until(Duration::from_secs(30), || {
+        let out = n1.run(&["capture", "--node", "node-3", "plain", "-w", "/dev/null"]);
+        String::from_utf8_lossy(&out.stderr).contains("node node-3 (")
+            && String::from_utf8_lossy(&out.stderr).contains("is down")
+    }));
+}

@@ -371,54 +371,6 @@ fn stream_events(
     streamed("application/json", rx)
 }
 
-/// How often a capture's ring is drained into its answer.
-const CAPTURE_DRAIN: Duration = Duration::from_millis(50);
-
-/// Streams a capture (see [`super::capture`]) until its count or duration is reached, or the
-/// client goes; the session is closed either way.
-fn stream_capture(
-    open: super::capture::CaptureOpen,
-    ask: super::capture::CaptureAsk,
-) -> hyper::Response<Either<Full<Bytes>, EventBody>> {
-    use super::capture::{end, header, record};
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let super::capture::CaptureOpen {
-            hub,
-            session,
-            linktype,
-        } = open;
-        let deadline = ask.duration.map(|d| tokio::time::Instant::now() + d);
-        let mut sent = 0u64;
-        let mut open_ = tx.send(Bytes::from(header(linktype))).await.is_ok();
-        while open_ {
-            tokio::select! {
-                _ = tx.closed() => break,
-                _ = tokio::time::sleep(CAPTURE_DRAIN) => {}
-            }
-            let mut chunk = Vec::new();
-            for r in session.drain() {
-                if ask.count.is_some_and(|c| sent >= c) {
-                    break;
-                }
-                chunk.extend(record(r.at, r.len, &r.data));
-                sent += 1;
-            }
-            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
-                break;
-            }
-            let done = ask.count.is_some_and(|c| sent >= c)
-                || deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-            if done {
-                let _ = tx.send(Bytes::from(end(session.dropped()))).await;
-                open_ = false;
-            }
-        }
-        hub.stop(&session);
-    });
-    streamed("application/octet-stream", rx)
-}
-
 /// A 200 whose body is what `rx` yields, until its sender goes (a followed `GET /events` or
 /// logs answer).
 fn streamed(
@@ -505,12 +457,15 @@ async fn serve_connection<B: Backend>(
                     Err(refused) => to_http(refused).map(Either::Left),
                 });
             }
-            if let Some(capture) = router.capture(
-                req.method(),
-                req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            ) {
+            if let Some(capture) = router
+                .capture(
+                    req.method(),
+                    req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                )
+                .await
+            {
                 return Ok(match capture {
-                    Ok((open, ask)) => stream_capture(open, ask),
+                    Ok(rx) => streamed("application/octet-stream", rx),
                     Err(refused) => to_http(refused).map(Either::Left),
                 });
             }

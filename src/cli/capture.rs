@@ -18,6 +18,10 @@ pub struct CaptureArgs {
     /// A network (its tasks' ports on this node, or with --underlay its VXLAN and ESP), a task
     /// (`web.1`, its full name) or a service (its tasks on this node).
     pub target: String,
+    /// Capture on NODE (ID, ID prefix or hostname) instead of the daemon's own node; served by
+    /// managers, through the swarm's connections (a worker's daemon cannot be reached).
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
     /// Write the pcap to FILE, `-` for standard output (the default when it is not a terminal).
     #[arg(short = 'w', value_name = "FILE|-")]
     pub write: Option<PathBuf>,
@@ -71,6 +75,9 @@ pub fn run(host: Option<&str>, args: CaptureArgs) -> anyhow::Result<()> {
     if args.underlay {
         route.push_str("&underlay=1");
     }
+    if let Some(node) = &args.node {
+        route.push_str(&format!("&node={}", query_value(node)));
+    }
     if let Some(c) = args.count {
         route.push_str(&format!("&count={c}"));
     }
@@ -82,6 +89,13 @@ pub fn run(host: Option<&str>, args: CaptureArgs) -> anyhow::Result<()> {
     let result = super::daemon::block_on(client.stream(&route, |data| reader.feed(data)))?;
     reader.finish()?;
     result?;
+    if reader.writer.is_some() && reader.dropped.is_none() {
+        // Without its closing record the stream did not end by its count or duration.
+        bail!(
+            "the capture stopped early after {} frames: the daemon, or the node that ran it, stopped or was cut off",
+            reader.frames
+        );
+    }
     match (reader.frames, reader.dropped) {
         (1, Some(0) | None) => eprintln!("1 frame captured"),
         (n, Some(0) | None) => eprintln!("{n} frames captured"),

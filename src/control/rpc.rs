@@ -26,6 +26,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a manager to become a Raft voter: the leader adds it as a learner, waits
 /// for it to catch up with the log (or a snapshot) and commits the configuration change.
 pub const RAFT_JOIN_TIMEOUT: Duration = Duration::from_secs(45);
+/// Longest wait of the leader for a node to start a capture asked of it (`capture --node`):
+/// the order goes out in the node's next heartbeat answer.
+pub const CAPTURE_FEED_WAIT: Duration = Duration::from_secs(10);
 /// Largest frame accepted from a caller without a client certificate: a join request (token,
 /// CSR, names and addresses) takes about 1 KiB.
 pub const PREAUTH_MAX_FRAME: usize = 16 * 1024;
@@ -68,6 +71,19 @@ pub enum ClusterRequest {
     Api(Request),
     /// Raft between managers; needs a manager certificate.
     Raft(RaftMessage),
+    /// A manager asks the leader for a capture on `node` (a node ID), for its own user; the
+    /// answer is followed by the capture's stream on the same connection (see
+    /// [`open_stream`]). Needs a manager certificate.
+    Capture {
+        node: String,
+        order: crate::api::capture::CaptureOrder,
+    },
+    /// A node answers capture order `id` (handed out in its heartbeat answer): whether it
+    /// opened the capture; when it did, the capture's stream follows the leader's answer.
+    CaptureFeed {
+        id: u64,
+        opened: Result<(), ApiError>,
+    },
 }
 
 /// Successful replies.
@@ -92,6 +108,9 @@ pub enum ClusterReply {
         /// What the caller is to run; `None` when it runs that already (the digest it sent).
         #[serde(default)]
         assignments: Option<Box<crate::control::dispatcher::Assignments>>,
+        /// Captures a manager asks of the caller (`swarmnet capture --node`).
+        #[serde(default)]
+        captures: Vec<crate::api::capture::CaptureOrder>,
     },
     Cert {
         cert_pem: String,
@@ -118,6 +137,8 @@ impl ClusterRequest {
             ClusterRequest::Api(Request::NodeSetRole { .. }) => RAFT_JOIN_TIMEOUT * 2,
             // A forwarded write waits for its commit up to the leader's write timeout, and
             // then says why it failed (lost quorum): the call outlasts it.
+            // The leader waits for the node's stream before it answers.
+            ClusterRequest::Capture { .. } => CAPTURE_FEED_WAIT + CALL_TIMEOUT,
             ClusterRequest::Api(_) => {
                 crate::control::manager::WRITE_TIMEOUT + std::time::Duration::from_secs(2)
             }
@@ -258,6 +279,82 @@ pub async fn call_managers(
                 };
             }
             Ok(reply) => return Ok(reply),
+            Err(err @ RpcError::Remote(_)) => return Err(err),
+            Err(err) => {
+                tracing::debug!("manager {addr} unreachable: {err}");
+                last = Some(err);
+            }
+        }
+    }
+    match last {
+        Some(err) if managers.len() == 1 => Err(err),
+        _ => Err(RpcError::NoManager(managers.join(", "))),
+    }
+}
+
+/// A connection on which a stream follows the manager's answer (a capture).
+pub type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Sends `request` to `addr` and reads the answer; on `Done` the connection is returned for
+/// the stream that follows it. The connection, handshake and answer are bounded by
+/// [`CALL_TIMEOUT`], the stream is not.
+async fn open_one(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    request: &ClusterRequest,
+) -> Result<Result<ClientStream, String>, RpcError> {
+    let exchange = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|err| RpcError::Connect {
+                addr: addr.to_string(),
+                err,
+            })?;
+        let mut stream = TlsConnector::from(config)
+            .connect(tls::manager_server_name(), tcp)
+            .await
+            .map_err(|err| RpcError::Handshake {
+                addr: addr.to_string(),
+                err,
+            })?;
+        let frame_err = |err| RpcError::Frame {
+            addr: addr.to_string(),
+            err,
+        };
+        write_frame(&mut stream, request).await.map_err(frame_err)?;
+        let response: ClusterResponse = read_frame_bounded(&mut stream, PREAUTH_MAX_FRAME)
+            .await
+            .map_err(frame_err)?;
+        match response.map_err(RpcError::Remote)? {
+            ClusterReply::Done => Ok(Ok(stream)),
+            ClusterReply::Redirect { leader } => Ok(Err(leader)),
+            _ => Err(RpcError::Unexpected {
+                addr: addr.to_string(),
+            }),
+        }
+    };
+    tokio::time::timeout(request.timeout(), exchange)
+        .await
+        .map_err(|_| RpcError::Timeout(addr.to_string(), request.timeout()))?
+}
+
+/// Like [`call_managers`], for a request answered by a stream: the connection after the
+/// manager's `Done`, following one redirect to the leader.
+pub async fn open_stream(
+    managers: &[String],
+    config: Arc<ClientConfig>,
+    request: &ClusterRequest,
+) -> Result<ClientStream, RpcError> {
+    let mut last = None;
+    for addr in managers {
+        match open_one(addr, config.clone(), request).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(leader)) => {
+                return match open_one(&leader, config.clone(), request).await? {
+                    Ok(stream) => Ok(stream),
+                    Err(_) => Err(RpcError::Unexpected { addr: leader }),
+                }
+            }
             Err(err @ RpcError::Remote(_)) => return Err(err),
             Err(err) => {
                 tracing::debug!("manager {addr} unreachable: {err}");

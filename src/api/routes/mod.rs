@@ -44,14 +44,17 @@ pub trait Backend: Send + Sync + 'static {
         Err(ApiError::unavailable("this node reports no events"))
     }
 
-    /// Opens a live capture (`GET /swarmnet/capture`); a backend without a data path says so.
+    /// Opens a live capture (`GET /swarmnet/capture`) on this node or on `ask.node`, and
+    /// streams it (see [`super::capture`]); a backend without a data path says so.
     fn capture(
         &self,
-        _ask: &super::capture::CaptureAsk,
-    ) -> Result<super::capture::CaptureOpen, ApiError> {
-        Err(ApiError::unavailable(
-            "this node has no data path to capture",
-        ))
+        _ask: super::capture::CaptureAsk,
+    ) -> impl Future<Output = Result<tokio::sync::mpsc::Receiver<Bytes>, ApiError>> + Send {
+        async {
+            Err(ApiError::unavailable(
+                "this node has no data path to capture",
+            ))
+        }
     }
 }
 
@@ -256,19 +259,19 @@ impl<B: Backend> Router<B> {
         })())
     }
 
-    /// `Some` when the request is `GET /swarmnet/capture`: the capture the backend opened and
-    /// what was asked, or the answer refusing it. Streamed by the server, not answered here.
-    pub fn capture(
+    /// `Some` when the request is `GET /swarmnet/capture`: the stream of the capture the
+    /// backend opened, or the answer refusing it. Streamed by the server, not answered here.
+    pub async fn capture(
         &self,
         method: &Method,
         target: &str,
-    ) -> Option<Result<(super::capture::CaptureOpen, super::capture::CaptureAsk), Answer>> {
+    ) -> Option<Result<tokio::sync::mpsc::Receiver<Bytes>, Answer>> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let (version, path) = split_version(path);
         if method != Method::GET || path.trim_end_matches('/') != format!("/{OWN_PREFIX}/capture") {
             return None;
         }
-        Some((|| {
+        let ask = (|| {
             if let Some(v) = version {
                 check_version(v)?;
             }
@@ -289,8 +292,8 @@ impl<B: Backend> Router<B> {
                     "capture what? give target=NETWORK|TASK|SERVICE",
                 ));
             }
-            let filter = q.get("filter").unwrap_or("").to_string();
-            let filter = crate::io::capture::Filter::parse(std::slice::from_ref(&filter))
+            let filter_text = q.get("filter").unwrap_or("").to_string();
+            let filter = crate::io::capture::Filter::parse(std::slice::from_ref(&filter_text))
                 .map_err(bad_request)?;
             let snaplen = number("snaplen")?.unwrap_or(u64::from(crate::io::capture::MAX_SNAPLEN));
             if snaplen == 0 || snaplen > u64::from(crate::io::capture::MAX_SNAPLEN) {
@@ -299,17 +302,21 @@ impl<B: Backend> Router<B> {
                     crate::io::capture::MAX_SNAPLEN
                 )));
             }
-            let ask = super::capture::CaptureAsk {
+            Ok(super::capture::CaptureAsk {
                 target,
+                node: q.get("node").filter(|n| !n.is_empty()).map(str::to_string),
                 underlay: q.flag("underlay"),
                 count: number("count")?,
                 duration: number("duration")?.map(std::time::Duration::from_secs),
                 snaplen: snaplen as u32,
                 filter,
-            };
-            let open = self.backend.capture(&ask).map_err(Answer::from)?;
-            Ok((open, ask))
-        })())
+                filter_text,
+            })
+        })();
+        Some(match ask {
+            Ok(ask) => self.backend.capture(ask).await.map_err(Answer::from),
+            Err(refused) => Err(refused),
+        })
     }
 
     /// Answers one request. `target` is the request's path and query.

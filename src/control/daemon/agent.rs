@@ -182,7 +182,13 @@ impl Daemon {
                 keys,
                 voter,
                 assignments,
-            }) => (role, managers, keys, voter, assignments),
+                captures,
+            }) => {
+                for order in captures {
+                    tokio::spawn(self.clone().serve_order(order, config.clone()));
+                }
+                (role, managers, keys, voter, assignments)
+            }
             Ok(_) => return Err(internal("unexpected heartbeat reply")),
             Err(RpcError::Remote(err)) if err.kind == ErrorKind::NotFound => {
                 tracing::warn!("this node was removed from the swarm: {}", err.message);

@@ -114,6 +114,14 @@ impl Daemon {
         };
         let (mut stream, caller, request) =
             tokio::time::timeout(rpc::CALL_TIMEOUT, received).await??;
+        if matches!(
+            request,
+            ClusterRequest::Capture { .. } | ClusterRequest::CaptureFeed { .. }
+        ) {
+            // The connection carries a capture's stream after the answer.
+            drop(slot);
+            return self.serve_capture_conn(caller, request, stream).await;
+        }
         let timeout = request.timeout();
         let response =
             match tokio::time::timeout(timeout, self.handle_cluster(caller, request)).await {

@@ -49,8 +49,10 @@ impl Backend for LocalApi {
 
     fn capture(
         &self,
-        ask: &crate::api::capture::CaptureAsk,
-    ) -> Result<crate::api::capture::CaptureOpen, crate::api::ApiError> {
-        self.0.capture_open(ask)
+        ask: crate::api::capture::CaptureAsk,
+    ) -> impl Future<
+        Output = Result<tokio::sync::mpsc::Receiver<hyper::body::Bytes>, crate::api::ApiError>,
+    > + Send {
+        self.0.clone().capture(ask)
     }
 }

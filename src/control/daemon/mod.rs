@@ -4,6 +4,7 @@
 //! cluster listener in [`cluster`], init/join/leave in [`membership`].
 
 mod agent;
+mod capture;
 mod cluster;
 mod events;
 mod local_api;

@@ -275,7 +275,7 @@ impl TaskRuntime {
         };
         if ports.is_empty() && t.network_id(key).is_none() {
             return Err(ApiError::not_found(format!(
-                "no network, task or service {key} on this node ({hostname}): a task is captured on the node that runs it, through that node's daemon (-H)"
+                "no network, task or service {key} on this node ({hostname}): a task is captured on the node that runs it (--node NODE, through a manager)"
             )));
         }
         let nets: BTreeSet<crate::dataplane::NetId> = match t.network_id(key) {

@@ -75,14 +75,13 @@ impl Daemon {
         guard.as_ref().map(|rt| rt.balancer()).unwrap_or_default()
     }
 
-    /// Opens a live capture of this node's data path (`swarmnet capture`).
+    /// Opens a live capture of this node's data path (`swarmnet capture`); `manager`: asked
+    /// through a manager, which may see an encrypted network's frames decrypted.
     pub(super) fn capture_open(
         &self,
         ask: &crate::api::capture::CaptureAsk,
+        manager: bool,
     ) -> Result<crate::api::capture::CaptureOpen, crate::api::ApiError> {
-        let manager = self
-            .identity()
-            .is_some_and(|i| i.role == crate::api::Role::Manager);
         let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             Some(rt) => rt.capture(ask, manager, &self.hostname),

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Manager {
-    pub(super) fn find_node(&self, query: &str) -> Result<Node, ApiError> {
+    pub(crate) fn find_node(&self, query: &str) -> Result<Node, ApiError> {
         let nodes = self.nodes()?;
         if let Some(n) = nodes.iter().find(|n| n.id == query) {
             return Ok(n.clone());

@@ -36,6 +36,9 @@ impl Manager {
             ClusterRequest::Raft(_) => Err(ApiError::internal(
                 "Raft messages are served by the daemon, not the manager",
             )),
+            ClusterRequest::Capture { .. } | ClusterRequest::CaptureFeed { .. } => Err(
+                ApiError::internal("capture requests are served by the daemon, not the manager"),
+            ),
             ClusterRequest::Api(req) => {
                 let caller = caller.ok_or_else(unauthenticated)?;
                 // The certificate says manager; the node table must agree too, so a demoted
@@ -53,14 +56,19 @@ impl Manager {
                 self.touch(&node.id);
                 let (running, wait) = (report.running, report.wait);
                 let mut changes = self.changes.subscribe();
+                let mut captures = self.captures.subscribe();
                 self.take_report(&node.id, *report).await?;
                 let mut built = self.assignments(&node.id)?;
-                // Held until something is committed that changes them (or a period passes).
+                // Held until something is committed that changes them, or a capture is asked
+                // of this node (or a period passes).
                 let until = tokio::time::Instant::now() + super::HEARTBEAT_PERIOD;
-                while wait && Some(built.1) == running {
-                    match tokio::time::timeout_at(until, changes.changed()).await {
-                        Ok(Ok(())) => built = self.assignments(&node.id)?,
-                        _ => break,
+                while wait && Some(built.1) == running && !self.captures.has_orders(&node.id) {
+                    tokio::select! {
+                        changed = tokio::time::timeout_at(until, changes.changed()) => match changed {
+                            Ok(Ok(())) => built = self.assignments(&node.id)?,
+                            _ => break,
+                        },
+                        Ok(()) = captures.changed() => {}
                     }
                 }
                 let assignments = (Some(built.1) != running).then(|| Box::new(built.0.clone()));
@@ -70,6 +78,7 @@ impl Manager {
                     keys: self.store.encryption_keys()?,
                     voter: self.is_voter(&node.id),
                     assignments,
+                    captures: self.captures.take_orders(&node.id),
                 })
             }
             ClusterRequest::RenewCert { csr_pem } => {
@@ -117,7 +126,7 @@ impl Manager {
         }
     }
 
-    pub(super) fn known_node(&self, id: &str) -> Result<Node, ApiError> {
+    pub(crate) fn known_node(&self, id: &str) -> Result<Node, ApiError> {
         self.store.node(id)?.ok_or_else(|| {
             ApiError::new(
                 ErrorKind::NotFound,

@@ -8,6 +8,7 @@
 //! nodes whose role is manager ([`Manager::reconcile_membership`]).
 
 mod api;
+pub mod captures;
 mod cluster;
 mod dispatch;
 mod membership;
@@ -116,6 +117,8 @@ pub struct Manager {
     /// The dispatcher's index of the store and the Raft index it was built at.
     #[allow(clippy::type_complexity)]
     dispatch_cache: Mutex<Option<(Option<u64>, Arc<crate::control::dispatcher::Index>, u16)>>,
+    /// Captures asked of other nodes, waiting for their streams (leader only).
+    pub captures: captures::CaptureBook,
 }
 
 impl Manager {
@@ -131,6 +134,7 @@ impl Manager {
             wake: tokio::sync::Notify::new(),
             changes: tokio::sync::watch::Sender::new(0),
             dispatch_cache: Mutex::new(None),
+            captures: captures::CaptureBook::default(),
         }
     }
 
@@ -417,7 +421,7 @@ impl Manager {
     /// Liveness of `node_id` as this leader knows it: `Ready` while its heartbeats arrive,
     /// `Down` once they stop, and `Unknown` for a node not heard from since this manager became
     /// leader less than [`DOWN_AFTER`] ago (its heartbeats went to the previous leader).
-    fn liveness(&self, node_id: &str, self_id: Option<&str>) -> NodeState {
+    pub(crate) fn liveness(&self, node_id: &str, self_id: Option<&str>) -> NodeState {
         if Some(node_id) == self_id {
             return NodeState::Ready;
         }
