@@ -1,8 +1,8 @@
 //! `GET /swarmnet/capture`: a live capture streamed to the client (`swarmnet capture`), in a
 //! framing of swarmnet's own that the CLI turns into pcap: a header (`SWCP`, the link type as
-//! a little-endian u32), then per frame its time (u64 ns since the epoch), its length on the
-//! wire and the bytes kept (u32 each) and those bytes; at the end a record whose length is
-//! `u32::MAX` and whose 8 bytes are the frames the ring dropped.
+//! a little-endian u32), then per frame a record as pcap writes it (nanosecond timestamps,
+//! little-endian; see [`crate::io::capture::RECORD_HEADER`]), at the end a record whose
+//! length on the wire is `u32::MAX` and whose 8 bytes are the frames the ring dropped.
 
 use std::time::Duration;
 
@@ -100,19 +100,11 @@ pub fn header(linktype: u32) -> Vec<u8> {
     h
 }
 
-/// One frame's record.
-pub fn record(at: u64, len: u32, data: &[u8]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(16 + data.len());
-    r.extend_from_slice(&at.to_le_bytes());
-    r.extend_from_slice(&len.to_le_bytes());
-    r.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    r.extend_from_slice(data);
-    r
-}
-
 /// The closing record: the frames dropped.
 pub fn end(dropped: u64) -> Vec<u8> {
-    record(0, END, &dropped.to_le_bytes())
+    let mut r = Vec::with_capacity(24);
+    crate::io::capture::put_record(&mut r, 0, END, &dropped.to_le_bytes());
+    r
 }
 
 /// A capture the daemon opened: where to drain it, and what its frames are.
@@ -149,15 +141,18 @@ pub fn pump(
                 _ = tx.closed() => break,
                 _ = tokio::time::sleep(DRAIN_EVERY) => {}
             }
-            let mut chunk = Vec::new();
-            for r in session.drain() {
-                if count.is_some_and(|c| sent >= c) {
-                    break;
+            // The ring's records go out as they are; only a count cuts them.
+            let mut drained = session.drain();
+            if let Some(left) = count.map(|c| c.saturating_sub(sent)) {
+                if drained.frames as u64 > left {
+                    let mut cut = crate::io::capture::records(&drained.bytes);
+                    cut.by_ref().take(left as usize).for_each(drop);
+                    drained.bytes.truncate(cut.at);
+                    drained.frames = left as usize;
                 }
-                chunk.extend(record(r.at, r.len, &r.data));
-                sent += 1;
             }
-            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+            sent += drained.frames as u64;
+            if !drained.bytes.is_empty() && tx.send(Bytes::from(drained.bytes)).await.is_err() {
                 break;
             }
             let done = count.is_some_and(|c| sent >= c)

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcap::{PcapHeader, PcapWriter, RawPcapPacket};
 use pcap_file::{DataLink, TsResolution};
 
 use crate::api::capture::{END, LINKTYPE_ETHERNET, MAGIC};
@@ -146,8 +146,22 @@ impl StreamReader {
 
     /// Takes a piece of the stream; false to stop reading (an error, or the end record).
     fn feed(&mut self, data: &[u8]) -> bool {
-        self.pending.extend_from_slice(data);
-        match self.drain() {
+        let result = if self.pending.is_empty() {
+            // Whole records straight from the piece; only a record cut short is kept.
+            self.drain(data).map(|(go_on, used)| {
+                self.pending.extend_from_slice(&data[used..]);
+                go_on
+            })
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(data);
+            self.drain(&pending).map(|(go_on, used)| {
+                pending.drain(..used);
+                self.pending = pending;
+                go_on
+            })
+        };
+        match result {
             Ok(go_on) => go_on,
             Err(e) => {
                 self.error = Some(e);
@@ -156,16 +170,17 @@ impl StreamReader {
         }
     }
 
-    fn drain(&mut self) -> anyhow::Result<bool> {
+    /// Writes the whole records of `data`: whether to read on, and the bytes used.
+    fn drain(&mut self, data: &[u8]) -> anyhow::Result<(bool, usize)> {
         let mut at = 0;
         if self.writer.is_none() {
-            if self.pending.len() < 8 {
-                return Ok(true);
-            }
-            if &self.pending[..4] != MAGIC {
+            let Some(head) = data.get(..8) else {
+                return Ok((true, 0));
+            };
+            if &head[..4] != MAGIC {
                 bail!("the daemon's answer is not a capture stream");
             }
-            let link = u32::from_le_bytes(self.pending[4..8].try_into().unwrap_or_default());
+            let link = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
             let header = PcapHeader {
                 datalink: if link == LINKTYPE_ETHERNET {
                     DataLink::ETHERNET
@@ -174,6 +189,7 @@ impl StreamReader {
                 },
                 ts_resolution: TsResolution::NanoSecond,
                 snaplen: self.snaplen,
+                endianness: pcap_file::Endianness::Little,
                 ..PcapHeader::default()
             };
             self.writer = Some(
@@ -183,31 +199,30 @@ impl StreamReader {
             at = 8;
         }
         let mut go_on = true;
-        while self.pending.len() >= at + 16 {
-            let word = |i: usize| {
-                u32::from_le_bytes(self.pending[i..i + 4].try_into().unwrap_or_default())
-            };
-            let ts = u64::from_le_bytes(self.pending[at..at + 8].try_into().unwrap_or_default());
-            let (len, cap) = (word(at + 8), word(at + 12) as usize);
-            if self.pending.len() < at + 16 + cap {
+        let mut records = crate::io::capture::records(&data[at..]);
+        for r in records.by_ref() {
+            if r.len == END {
+                self.dropped = Some(u64::from_le_bytes(r.data.try_into().unwrap_or_default()));
+                go_on = false;
                 break;
             }
-            let data = &self.pending[at + 16..at + 16 + cap];
-            if len == END {
-                self.dropped = Some(u64::from_le_bytes(data.try_into().unwrap_or_default()));
-                go_on = false;
-            } else if let Some(w) = self.writer.as_mut() {
-                let packet = PcapPacket::new(std::time::Duration::from_nanos(ts), len, data);
-                w.write_packet(&packet)
+            if let Some(w) = self.writer.as_mut() {
+                let packet = RawPcapPacket {
+                    ts_sec: u32::try_from(r.at / 1_000_000_000).unwrap_or(u32::MAX),
+                    ts_frac: (r.at % 1_000_000_000) as u32,
+                    incl_len: r.data.len() as u32,
+                    orig_len: r.len,
+                    data: std::borrow::Cow::Borrowed(r.data),
+                };
+                w.write_raw_packet(&packet)
                     .context("cannot write the capture")?;
                 self.frames += 1;
             }
-            at += 16 + cap;
         }
-        self.pending.drain(..at);
+        let used = at + records.at;
         // Each piece reaches the file or the pipe at once (a Ctrl-C loses nothing written).
         self.out.flush().context("cannot write the capture")?;
-        Ok(go_on)
+        Ok((go_on, used))
     }
 
     fn finish(&mut self) -> anyhow::Result<()> {
@@ -216,5 +231,76 @@ impl StreamReader {
         }
         self.out.flush().context("cannot write the capture")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Sink(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Reads `pieces` as the daemon's stream: the pcap written, frames and dropped.
+    fn read(pieces: &[&[u8]]) -> (Vec<u8>, u64, Option<u64>) {
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let mut r = StreamReader::new(Box::new(Sink(out.clone())), 65_535);
+        for p in pieces {
+            if !r.feed(p) {
+                break;
+            }
+        }
+        r.finish().unwrap();
+        let bytes = out.borrow().clone();
+        (bytes, r.frames, r.dropped)
+    }
+
+    #[test]
+    fn a_stream_cut_anywhere_gives_the_same_pcap() {
+        let mut stream = crate::api::capture::header(LINKTYPE_ETHERNET);
+        for (i, n) in [60usize, 1514, 0].into_iter().enumerate() {
+            crate::io::capture::put_record(
+                &mut stream,
+                1_700_000_000_000_000_000 + i as u64,
+                n as u32,
+                &vec![i as u8; n],
+            );
+        }
+        stream.extend(crate::api::capture::end(5));
+        stream.extend_from_slice(b"after the end");
+        let (whole, frames, dropped) = read(&[&stream]);
+        assert_eq!((frames, dropped), (3, Some(5)));
+        let packets: Vec<_> = {
+            let mut reader = pcap_file::pcap::PcapReader::new(&whole[..]).unwrap();
+            let mut v = Vec::new();
+            while let Some(p) = reader.next_packet() {
+                let p = p.unwrap();
+                v.push((p.timestamp.subsec_nanos(), p.orig_len, p.data.len()));
+            }
+            v
+        };
+        assert_eq!(packets, vec![(0, 60, 60), (1, 1514, 1514), (2, 0, 0)]);
+        for cut in 0..stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(read(&[a, b]), (whole.clone(), 3, Some(5)), "cut at {cut}");
+        }
+        let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(read(&bytewise), (whole, 3, Some(5)));
+        // Not a capture stream: said so.
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let mut r = StreamReader::new(Box::new(Sink(out)), 1500);
+        assert!(!r.feed(b"{\"message\":\"no\"}"));
+        assert!(r.finish().is_err());
     }
 }

@@ -7,7 +7,7 @@
 //! session's ring; a full ring drops the frame and counts it, it never slows the data path.
 //! The reader (the API's stream) drains the ring.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,15 +33,75 @@ pub enum Layer {
     Underlay { network: Option<(u32, bool)> },
 }
 
-/// One captured frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Wall-clock nanoseconds since the epoch.
+/// Bytes before each frame in a ring (and in the capture stream, see
+/// [`crate::api::capture`]): pcap's record header with nanosecond timestamps, little-endian
+/// (seconds, nanoseconds, bytes kept, length on the wire), so the frames reach a pcap file
+/// without being taken apart again.
+pub const RECORD_HEADER: usize = 16;
+
+/// The frames a session's ring held: records back to back, each a [`RECORD_HEADER`] and the
+/// bytes kept.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub bytes: Vec<u8>,
+    pub frames: usize,
+}
+
+/// One record read back: wall-clock nanoseconds since the epoch, the length on the wire, and
+/// the bytes kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
     pub at: u64,
-    /// The frame's length on the wire.
     pub len: u32,
-    /// Its first `snaplen` bytes.
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
+}
+
+/// Appends a record to `buf`.
+pub fn put_record(buf: &mut Vec<u8>, at: u64, len: u32, data: &[u8]) {
+    let secs = u32::try_from(at / 1_000_000_000).unwrap_or(u32::MAX);
+    let nanos = (at % 1_000_000_000) as u32;
+    buf.extend_from_slice(&secs.to_le_bytes());
+    buf.extend_from_slice(&nanos.to_le_bytes());
+    buf.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(data);
+}
+
+/// The records in `buf`, in order, up to the first one cut short (whose offset the iterator's
+/// `at` field gives after it ends).
+pub fn records(buf: &[u8]) -> Records<'_> {
+    Records { buf, at: 0 }
+}
+
+/// See [`records`].
+pub struct Records<'a> {
+    buf: &'a [u8],
+    /// Offset of the next record.
+    pub at: usize,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        let head = self.buf.get(self.at..self.at + RECORD_HEADER)?;
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let (secs, nanos, kept, len) = (word(0), word(4), word(8) as usize, word(12));
+        let start = self.at + RECORD_HEADER;
+        let data = self.buf.get(start..start.checked_add(kept)?)?;
+        self.at = start + kept;
+        Some(Record {
+            at: u64::from(secs) * 1_000_000_000 + u64::from(nanos),
+            len,
+            data,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    buf: Vec<u8>,
+    frames: usize,
 }
 
 /// One capture: what it takes, and its ring.
@@ -50,17 +110,20 @@ pub struct Session {
     layer: Layer,
     filter: Filter,
     snaplen: u32,
-    ring: Mutex<(VecDeque<Record>, usize)>,
+    ring: Mutex<Ring>,
     dropped: AtomicU64,
     taken: AtomicU64,
 }
 
 impl Session {
     /// Takes the frames waiting in the ring.
-    pub fn drain(&self) -> Vec<Record> {
+    pub fn drain(&self) -> Drained {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        ring.1 = 0;
-        ring.0.drain(..).collect()
+        let frames = std::mem::take(&mut ring.frames);
+        Drained {
+            bytes: std::mem::take(&mut ring.buf),
+            frames,
+        }
     }
 
     /// Frames the ring had no room for.
@@ -78,18 +141,16 @@ impl Session {
             return;
         }
         let keep = frame.len().min(self.snaplen as usize);
+        let at = wall_nanos();
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.0.len() >= RING_FRAMES || ring.1 + keep > RING_BYTES {
+        if ring.frames >= RING_FRAMES || ring.buf.len() + RECORD_HEADER + keep > RING_BYTES {
             drop(ring);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        ring.1 += keep;
-        ring.0.push_back(Record {
-            at: wall_nanos(),
-            len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
-            data: frame[..keep].to_vec(),
-        });
+        ring.frames += 1;
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        put_record(&mut ring.buf, at, len, &frame[..keep]);
         drop(ring);
         self.taken.fetch_add(1, Ordering::Relaxed);
     }
@@ -119,7 +180,7 @@ impl CaptureHub {
             layer,
             filter,
             snaplen: snaplen.clamp(1, MAX_SNAPLEN),
-            ring: Mutex::new((VecDeque::new(), 0)),
+            ring: Mutex::new(Ring::default()),
             dropped: AtomicU64::new(0),
             taken: AtomicU64::new(0),
         });
@@ -565,6 +626,25 @@ mod tests {
     }
 
     #[test]
+    fn records_read_back_as_written_and_stop_at_a_cut() {
+        let mut buf = Vec::new();
+        put_record(&mut buf, 1_700_000_000_123_456_789, 1500, &[7; 40]);
+        put_record(&mut buf, 5, 60, &[]);
+        let read: Vec<Record> = records(&buf).collect();
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            (read[0].at, read[0].len, read[0].data.len()),
+            (1_700_000_000_123_456_789, 1500, 40)
+        );
+        assert_eq!((read[1].at, read[1].len, read[1].data), (5, 60, &[][..]));
+        for cut in 0..buf.len() {
+            let mut it = records(&buf[..cut]);
+            let n = it.by_ref().count();
+            assert!(n < 2 && it.at <= cut, "{cut}");
+        }
+    }
+
+    #[test]
     fn a_full_ring_drops_and_counts() {
         let hub = CaptureHub::default();
         let port = PortId(3);
@@ -576,12 +656,16 @@ mod tests {
         hub.port_frame(PortId(4), &[0; 60]);
         assert_eq!(s.taken(), RING_FRAMES as u64);
         assert_eq!(s.dropped(), 10);
-        assert_eq!(s.drain().len(), RING_FRAMES);
+        let all = s.drain();
+        assert_eq!(all.frames, RING_FRAMES);
+        assert_eq!(records(&all.bytes).count(), RING_FRAMES);
         hub.port_frame(port, &[1; 100]);
         let r = s.drain();
-        assert_eq!((r.len(), r[0].len, r[0].data.len()), (1, 100, 64));
+        let read: Vec<Record> = records(&r.bytes).collect();
+        assert_eq!((r.frames, read.len(), read[0].len), (1, 1, 100));
+        assert_eq!(read[0].data, &[1; 64][..]);
         hub.stop(&s);
         hub.port_frame(port, &[0; 60]);
-        assert!(s.drain().is_empty());
+        assert_eq!(s.drain().frames, 0);
     }
 }
