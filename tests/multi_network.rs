@@ -31,6 +31,7 @@ fn network(name: &str, vni: u32, third: u8) -> Network {
         mtu: 1450,
         encrypted: false,
         ingress: false,
+        bridge: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn view(port: u16, tasks: &[(&str, u8)]) -> Topology {
         mtu: 1450,
         encrypted: false,
         ingress: false,
+        bridge: None,
     });
     for (name, last) in tasks {
         let ip = Ipv4Addr::new(10, 0, 9, *last);
@@ -117,6 +118,7 @@ fn a_running_node_takes_views_built_in_code() {
         mtu: 1450,
         encrypted: false,
         ingress: false,
+        bridge: None,
     });
     let ip = Ipv4Addr::new(10, 0, 10, 2);
     two.endpoints.push(Endpoint {

@@ -59,6 +59,8 @@ drop_reasons! {
     ConntrackFull => "conntrack_full": "A new connection to a VIP while the node tracks its maximum of flows.",
     VipUnsupported => "vip_unsupported": "A packet to a VIP that is neither TCP, UDP nor ICMP echo (or a later fragment).",
     DnsMalformed => "dns_malformed": "A datagram to the resolver address that is no DNS query (shorter than a header, or a response).",
+    IccDisabled => "icc_disabled": "A frame between two tasks on a bridge network made without inter-container traffic (docker_gwbridge: enable_icc=false).",
+    EgressRefused => "egress_refused": "A packet for the host's side (docker_gwbridge) that the node's egress could not take: none running, its queue full, or no flow for it.",
 }
 
 impl DropReason {
@@ -126,6 +128,9 @@ pub struct Events {
     /// DNS queries for names the swarm does not own, handed to the host's resolvers.
     #[serde(skip_serializing_if = "is_zero")]
     pub dns_forwarded: u64,
+    /// Packets tasks sent to the host's side through a bridge network (docker_gwbridge).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub egress_packets: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -184,6 +189,7 @@ impl Counters {
         e.vip_resets += o.vip_resets;
         e.dns_answered += o.dns_answered;
         e.dns_forwarded += o.dns_forwarded;
+        e.egress_packets += o.egress_packets;
     }
 
     /// Non-zero drops by name, in name order.

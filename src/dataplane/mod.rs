@@ -8,6 +8,7 @@
 mod arp;
 pub mod counters;
 pub mod dns;
+mod egress;
 mod encap;
 pub mod esp;
 pub mod gro;

@@ -24,6 +24,10 @@ pub enum Target {
     /// A DNS query (the bare message) for the host's resolvers; the answer goes back to the
     /// client through `Dataplane::resolver_answer`.
     Resolver(super::resolver::DnsClient),
+    /// An IPv4 packet (no Ethernet) that the task at this port, on a bridge network, sent to
+    /// the host's side: it leaves the node through the runtime's egress; answers come back
+    /// through `Dataplane::egress_answer`.
+    Egress(PortId),
 }
 
 /// The outer addressing of an underlay datagram, also written in its headers.

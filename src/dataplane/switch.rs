@@ -283,7 +283,14 @@ impl Forwarder<'_> {
                 .t
                 .network(p.network)
                 .is_some_and(|n| n.gateway_mac == dst);
-            if ipv4 && to_gateway {
+            if let (Inner::Ipv4 { total }, true) = (kind, to_gateway) {
+                if self
+                    .t
+                    .network(p.network)
+                    .is_some_and(|n| n.bridge.is_some())
+                {
+                    return self.send_to_egress(port, p.network, frame, total);
+                }
                 return self.at_gateway(port, p.network, frame);
             }
             return Err(DropReason::UnknownDestination);
@@ -292,6 +299,9 @@ impl Forwarder<'_> {
             return Err(DropReason::Hairpin);
         }
         let net = self.t.network(p.network).ok_or(DropReason::UnknownPort)?;
+        if net.bridge.is_some_and(|b| !b.icc) {
+            return Err(DropReason::IccDisabled);
+        }
         let mtu = usize::from(net.mtu);
         if let Inner::Ipv4 { total } = kind {
             if total > mtu {

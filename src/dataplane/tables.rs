@@ -49,6 +49,9 @@ pub struct NetInfo {
     pub mtu: u16,
     /// VXLAN of this network travels only inside ESP.
     pub encrypted: bool,
+    /// A bridge to the host (docker_gwbridge): what its ports send to the gateway leaves the
+    /// node (`Target::Egress`); nothing of it is encapsulated.
+    pub bridge: Option<crate::topology::Bridge>,
     /// The VTEPs of this network's remote endpoints, sorted: the only underlay sources whose
     /// VXLAN for this VNI is accepted.
     pub vteps: Vec<Ipv4Addr>,
@@ -137,7 +140,9 @@ impl Tables {
         };
         for n in &topo.networks {
             let id = NetId(t.networks.len() as u32);
-            t.by_vni.insert(n.vni, id);
+            if n.bridge.is_none() {
+                t.by_vni.insert(n.vni, id);
+            }
             t.networks.push(NetInfo {
                 name: n.name.clone(),
                 vni: n.vni,
@@ -146,6 +151,7 @@ impl Tables {
                 gateway_mac: MacAddr::from_ipv4(n.gateway),
                 mtu: n.mtu,
                 encrypted: n.encrypted,
+                bridge: n.bridge,
                 vteps: Vec::new(),
             });
         }

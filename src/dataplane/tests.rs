@@ -436,3 +436,129 @@ fn esp_only_from_known_vteps() {
     assert_eq!(dp.counters().total_drops(), 2);
     assert!(out.is_empty());
 }
+
+/// A node with two tasks on an overlay and on docker_gwbridge (no ICC unless `icc`).
+fn gwbridge_topology(icc: bool) -> String {
+    format!(
+        r#"
+[node]
+name = "node-1"
+data_path_addr = "192.0.2.10"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+
+[[network]]
+name = "docker_gwbridge"
+driver = "bridge"
+icc = {icc}
+subnet = "172.18.0.0/16"
+gateway = "172.18.0.1"
+
+[[endpoint]]
+name = "a"
+network = "my-network"
+ip = "10.0.9.2"
+
+[[endpoint]]
+name = "a.gw"
+network = "docker_gwbridge"
+ip = "172.18.0.2"
+netns = "a"
+iface = "eth1"
+
+[[endpoint]]
+name = "b.gw"
+network = "docker_gwbridge"
+ip = "172.18.0.3"
+"#
+    )
+}
+
+/// An Ethernet/IPv4/UDP frame between the given MACs and addresses.
+fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut h = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    let sum = checksum::checksum(&h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&h);
+    f.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4]);
+    f
+}
+
+const A_GW: [u8; 6] = [2, 0x42, 172, 18, 0, 2];
+const B_GW: [u8; 6] = [2, 0x42, 172, 18, 0, 3];
+const GW_MAC: [u8; 6] = [2, 0x42, 172, 18, 0, 1];
+
+#[test]
+fn a_bridge_hands_what_goes_to_its_gateway_to_the_egress_and_frames_the_answers() {
+    let mut dp = dataplane(&gwbridge_topology(false));
+    let t = dp.tables().clone();
+    let a_gw = t.port_id("a.gw").unwrap();
+    let mut out = Output::new();
+    // To anywhere through the gateway: the bare IPv4 packet goes to the egress.
+    let frame = udp_frame(GW_MAC, A_GW, [172, 18, 0, 2], [198, 51, 100, 7]);
+    dp.from_port(0, a_gw, &frame, &mut out);
+    assert_eq!(
+        emitted(&out),
+        vec![(Target::Egress(a_gw), frame[14..].to_vec())]
+    );
+    assert_eq!(dp.counters().events.egress_packets, 1);
+    out.clear();
+    // The answer comes back framed from the gateway to the task.
+    let answer = &udp_frame(A_GW, GW_MAC, [198, 51, 100, 7], [172, 18, 0, 2])[14..];
+    dp.egress_answer(1, a_gw, answer, &mut out);
+    let got = emitted(&out);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, Target::Port(a_gw));
+    assert_eq!(&got[0].1[..6], &A_GW);
+    assert_eq!(&got[0].1[6..12], &GW_MAC);
+    assert_eq!(&got[0].1[14..], answer);
+    out.clear();
+    // An answer for another address, a port not on a bridge, or bytes that are no packet:
+    // dropped and counted, nothing sent.
+    let other = &udp_frame(B_GW, GW_MAC, [198, 51, 100, 7], [172, 18, 0, 3])[14..];
+    dp.egress_answer(2, a_gw, other, &mut out);
+    dp.egress_answer(2, t.port_id("a").unwrap(), answer, &mut out);
+    dp.egress_answer(2, a_gw, &answer[..10], &mut out);
+    dp.egress_answer(2, PortId(99), answer, &mut out);
+    assert!(emitted(&out).is_empty());
+    let c = dp.counters();
+    assert_eq!(c.dropped(DropReason::UnknownDestination), 1);
+    assert_eq!(c.dropped(DropReason::UnknownPort), 2);
+    assert_eq!(c.dropped(DropReason::MalformedInner), 1);
+    // The overlay's gateway is no way out: only its DNS answers there.
+    let to_overlay_gw = udp_frame(
+        [2, 0x42, 10, 0, 9, 1],
+        [2, 0x42, 10, 0, 9, 2],
+        [10, 0, 9, 2],
+        [198, 51, 100, 7],
+    );
+    dp.from_port(3, t.port_id("a").unwrap(), &to_overlay_gw, &mut out);
+    assert!(emitted(&out).is_empty());
+}
+
+#[test]
+fn tasks_on_a_bridge_reach_each_other_only_with_icc() {
+    let frame = udp_frame(B_GW, A_GW, [172, 18, 0, 2], [172, 18, 0, 3]);
+    let mut dp = dataplane(&gwbridge_topology(false));
+    let (a_gw, b_gw) = (
+        dp.tables().port_id("a.gw").unwrap(),
+        dp.tables().port_id("b.gw").unwrap(),
+    );
+    let mut out = Output::new();
+    dp.from_port(0, a_gw, &frame, &mut out);
+    assert!(emitted(&out).is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::IccDisabled), 1);
+    let mut dp = dataplane(&gwbridge_topology(true));
+    dp.from_port(0, a_gw, &frame, &mut out);
+    assert_eq!(emitted(&out), vec![(Target::Port(b_gw), frame.clone())]);
+}

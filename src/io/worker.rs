@@ -267,7 +267,7 @@ impl Io {
             match target {
                 Target::Port(q) => capture.port_frame(q, bytes),
                 Target::Underlay(_) => capture.underlay_packet(bytes),
-                Target::Resolver(_) => {}
+                Target::Resolver(_) | Target::Egress(_) => {}
             }
             match target {
                 Target::Port(q) if elsewhere.get(q.0 as usize) == Some(&true) => {
@@ -290,6 +290,8 @@ impl Io {
                     Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
                     _ => write(q, &vnet::Repr::default(), bytes),
                 },
+                // No egress runs in this node yet.
+                Target::Egress(_) => dp.count_drop(now, DropReason::EgressRefused),
                 Target::Resolver(client) => {
                     let submitted = dns.as_mut().is_some_and(|d| d.submit(client, bytes));
                     if !submitted {

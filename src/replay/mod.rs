@@ -28,6 +28,8 @@ pub use link::{underlay_payload, Underlay};
 
 /// The port name of the underlay.
 pub const UNDERLAY: &str = "underlay";
+/// Output name of what tasks on a bridge network send to the host's side (raw IPv4).
+pub const EGRESS: &str = "egress";
 
 /// One `--in PORT=FILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +164,7 @@ fn capture(
         let name = match target {
             Target::Port(p) => tables.port(p).map_or_else(String::new, |p| p.name.clone()),
             Target::Underlay(_) => UNDERLAY.to_string(),
+            Target::Egress(_) => EGRESS.to_string(),
             Target::Resolver(_) => continue,
         };
         captured.entry(name).or_default().push((at, bytes.to_vec()));
@@ -333,7 +336,7 @@ fn write_outputs(
         .ports
         .iter()
         .map(|p| p.name.as_str())
-        .chain([UNDERLAY])
+        .chain([UNDERLAY, EGRESS])
     {
         let path = out_dir.join(format!("{name}.pcap"));
         if path.exists() {
@@ -342,7 +345,7 @@ fn write_outputs(
     }
     for (name, packets) in &captured {
         let path = out_dir.join(format!("{name}.pcap"));
-        let datalink = if name == UNDERLAY {
+        let datalink = if name == UNDERLAY || name == EGRESS {
             DataLink::RAW
         } else {
             DataLink::ETHERNET

@@ -86,6 +86,17 @@ pub struct Network {
     pub encrypted: bool,
     /// `ingress = true`: the routing mesh's network; its services have no DNS names.
     pub ingress: bool,
+    /// `driver = "bridge"`: the node's own network to the host (docker_gwbridge), no VXLAN
+    /// (`vni` 0), local endpoints only; what its tasks send to the gateway leaves the node.
+    pub bridge: Option<Bridge>,
+}
+
+/// A bridge network's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bridge {
+    /// `icc = true`: its tasks may reach each other through it (Docker's
+    /// `com.docker.network.bridge.enable_icc`); docker_gwbridge is made without.
+    pub icc: bool,
 }
 
 /// `[encryption]`: the keys of encrypted networks and how ESP travels.
@@ -336,8 +347,9 @@ pub const MIN_MTU: u16 = 576;
 /// Largest overlay MTU: the outer IPv4 packet (inner + 50 bytes) must fit its 16-bit length.
 pub const MAX_MTU: u16 = u16::MAX - 50;
 
-/// Endpoint name refused because the replay writes the underlay capture under it.
-const RESERVED_ENDPOINT_NAME: &str = "underlay";
+/// Endpoint names refused because the replay writes the underlay's and the egress's captures
+/// under them.
+const RESERVED_ENDPOINT_NAMES: [&str; 2] = ["underlay", "egress"];
 
 /// What a [`TopologyError`] is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -123,6 +123,10 @@ struct RawNetwork {
     encrypted: RawField,
     #[serde(default)]
     ingress: RawField,
+    #[serde(default)]
+    driver: RawField,
+    #[serde(default)]
+    icc: RawField,
 }
 
 #[derive(Deserialize)]
@@ -479,12 +483,40 @@ impl Parser<'_> {
             }
             name_lines.insert(name, self.line(name_v.span().start));
 
-            let vni_v = f.required("vni", &r.vni)?;
-            let vni = f.ranged("vni", vni_v, 1, MAX_VNI)?;
-            if let Some(other) = out.iter().find(|n| n.vni == vni) {
-                let msg = format!("vni {vni} is already used by network {}", other.name);
-                return Err(f.err(vni_v, msg));
-            }
+            let bridge = match &r.driver {
+                None => false,
+                Some(v) => match f.string("driver", v)? {
+                    "overlay" => false,
+                    "bridge" => true,
+                    other => {
+                        let msg = format!("driver {other:?} must be \"overlay\" or \"bridge\"");
+                        return Err(f.err(v, msg));
+                    }
+                },
+            };
+            let vni = if bridge {
+                if let Some(v) = &r.vni {
+                    let msg = "a bridge network has no vni (it never leaves the node)".to_string();
+                    return Err(f.err(v, msg));
+                }
+                0
+            } else {
+                let vni_v = f.required("vni", &r.vni)?;
+                let vni = f.ranged("vni", vni_v, 1, MAX_VNI)?;
+                if let Some(other) = out.iter().find(|n| n.vni == vni) {
+                    let msg = format!("vni {vni} is already used by network {}", other.name);
+                    return Err(f.err(vni_v, msg));
+                }
+                vni
+            };
+            let icc = match &r.icc {
+                None => false,
+                Some(v) if bridge => f.boolean("icc", v)?,
+                Some(v) => {
+                    let msg = "icc is a bridge network's setting (driver = \"bridge\")".to_string();
+                    return Err(f.err(v, msg));
+                }
+            };
 
             let subnet_v = f.required("subnet", &r.subnet)?;
             let subnet = f.subnet(subnet_v)?;
@@ -532,6 +564,10 @@ impl Parser<'_> {
                 None => false,
                 Some(v) => f.boolean("ingress", v)?,
             };
+            if bridge && (encrypted || ingress) {
+                let msg = "a bridge network cannot be encrypted or the ingress network".to_string();
+                return Err(f.err(r.driver.as_ref().unwrap_or(name_v), msg));
+            }
             if ingress {
                 if let Some(other) = out.iter().find(|n| n.ingress) {
                     let msg = format!("network {} is already the ingress network", other.name);
@@ -552,6 +588,7 @@ impl Parser<'_> {
                 mtu,
                 encrypted,
                 ingress,
+                bridge: bridge.then_some(super::Bridge { icc }),
             });
         }
         Ok(out)
@@ -580,8 +617,8 @@ impl Parser<'_> {
             let name_v = f.required("name", &r.name)?;
             let name = f.string("name", name_v)?;
             f.file_name("name", name_v, name)?;
-            if name == RESERVED_ENDPOINT_NAME {
-                let msg = format!("name {name:?} is reserved for the underlay capture");
+            if RESERVED_ENDPOINT_NAMES.contains(&name) {
+                let msg = format!("name {name:?} is reserved for the {name} capture of replay");
                 return Err(f.err(name_v, msg));
             }
             if let Some(first) = name_lines.get(name) {
@@ -648,6 +685,13 @@ impl Parser<'_> {
                         let msg = format!(
                             "vtep {vtep} is this node's data_path_addr; \
                              an endpoint on this node must omit vtep"
+                        );
+                        return Err(f.err(v, msg));
+                    }
+                    if network.bridge.is_some() {
+                        let msg = format!(
+                            "network {net} is a bridge, the node's own: its endpoints are local \
+                             (no vtep)"
                         );
                         return Err(f.err(v, msg));
                     }

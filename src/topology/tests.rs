@@ -107,6 +107,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mtu: 1450,
                 encrypted: false,
                 ingress: false,
+                bridge: None,
             },
             Network {
                 name: "my-net2".into(),
@@ -116,6 +117,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
                 mtu: 9000,
                 encrypted: false,
                 ingress: false,
+                bridge: None,
             },
         ]
     );
@@ -373,7 +375,39 @@ fn network_refusals() {
         (
             concat!(head!(), "\n[[network]]\nname = \"my-net2\"\nvnii = 4098\n"),
             "t.toml:13: network my-net2: unknown field `vnii`, expected one of `name`, \
-             `vni`, `subnet`, `gateway`, `mtu`, `encrypted`, `ingress`",
+             `vni`, `subnet`, `gateway`, `mtu`, `encrypted`, `ingress`, `driver`, `icc`",
+        ),
+        (
+            concat!(
+                head!(),
+                "\n[[network]]\nname = \"gw\"\ndriver = \"bridge\"\nvni = 4098\n",
+                "subnet = \"172.18.0.0/16\"\ngateway = \"172.18.0.1\"\n"
+            ),
+            "t.toml:14: network gw: a bridge network has no vni (it never leaves the node)",
+        ),
+        (
+            concat!(
+                head!(),
+                "\n[[network]]\nname = \"gw\"\ndriver = \"macvlan\"\n",
+                "subnet = \"172.18.0.0/16\"\ngateway = \"172.18.0.1\"\n"
+            ),
+            "t.toml:13: network gw: driver \"macvlan\" must be \"overlay\" or \"bridge\"",
+        ),
+        (
+            concat!(
+                head!(),
+                "\n[[network]]\nname = \"my-net2\"\nvni = 4098\nsubnet = \"10.0.10.0/24\"\n",
+                "gateway = \"10.0.10.1\"\nicc = true\n"
+            ),
+            "t.toml:16: network my-net2: icc is a bridge network's setting (driver = \"bridge\")",
+        ),
+        (
+            concat!(
+                head!(),
+                "\n[[network]]\nname = \"gw\"\ndriver = \"bridge\"\ningress = true\n",
+                "subnet = \"172.18.0.0/16\"\ngateway = \"172.18.0.1\"\n"
+            ),
+            "t.toml:13: network gw: a bridge network cannot be encrypted or the ingress network",
         ),
         (
             concat!(head!(), "\n[[network]]\nname = 7\n"),
@@ -557,7 +591,12 @@ fn endpoint_refusals() {
         (
             two_endpoints!("underlay", "10.0.9.3", ""),
             "t.toml:16: endpoint underlay: name \"underlay\" is reserved for the underlay \
-             capture",
+             capture of replay",
+        ),
+        (
+            two_endpoints!("egress", "10.0.9.3", ""),
+            "t.toml:16: endpoint egress: name \"egress\" is reserved for the egress \
+             capture of replay",
         ),
     ];
     for (text, want) in cases {

@@ -86,14 +86,21 @@ impl Topology {
         for net in &self.networks {
             let _ = writeln!(
                 t,
-                "\n[[network]]\nname = {}\nvni = {}\nsubnet = \"{}\"\ngateway = \"{}\"\nmtu = {}\nencrypted = {}",
+                "\n[[network]]\nname = {}\nsubnet = \"{}\"\ngateway = \"{}\"\nmtu = {}\nencrypted = {}",
                 s(&net.name),
-                net.vni,
                 net.subnet,
                 net.gateway,
                 net.mtu,
                 net.encrypted
             );
+            match net.bridge {
+                Some(b) => {
+                    let _ = writeln!(t, "driver = \"bridge\"\nicc = {}", b.icc);
+                }
+                None => {
+                    let _ = writeln!(t, "vni = {}", net.vni);
+                }
+            }
             if net.ingress {
                 let _ = writeln!(t, "ingress = true");
             }
@@ -203,6 +210,42 @@ vtep = "192.0.2.11"
     }
 
     #[test]
+    fn a_bridge_reads_back_as_itself_and_keeps_its_endpoints_local() {
+        let mut t = Topology::parse(TEXT, "t.toml").unwrap();
+        t.networks.push(Network {
+            name: "docker_gwbridge".into(),
+            vni: 0,
+            subnet: "172.18.0.0/16".parse().unwrap(),
+            gateway: "172.18.0.1".parse().unwrap(),
+            mtu: 1500,
+            encrypted: false,
+            ingress: false,
+            bridge: Some(crate::topology::Bridge { icc: true }),
+        });
+        let mut e = t.endpoints[0].clone();
+        e.name = "gw-local".into();
+        e.network = "docker_gwbridge".into();
+        e.ip = "172.18.0.2".parse().unwrap();
+        e.mac = MacAddr([2, 0x42, 172, 18, 0, 2]);
+        e.vtep = None;
+        e.netns = Some("gw-local".into());
+        t.endpoints.push(e.clone());
+        assert_eq!(t.validate(), Ok(()));
+        assert_eq!(Topology::parse(&t.to_toml(), "again").unwrap(), t);
+        e.name = "gw-remote".into();
+        e.ip = "172.18.0.3".parse().unwrap();
+        e.mac = MacAddr([2, 0x42, 172, 18, 0, 3]);
+        e.netns = None;
+        e.vtep = Some("192.0.2.99".parse().unwrap());
+        t.endpoints.push(e);
+        let err = t.validate().unwrap_err();
+        assert!(
+            err.message.contains("is a bridge, the node's own"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_view_built_in_code_is_refused_by_the_file_rules() {
         let good = Topology::parse(TEXT, "t.toml").unwrap();
         let mut t = good.clone();
@@ -243,6 +286,7 @@ vtep = "192.0.2.11"
             mtu: 1450,
             encrypted: false,
             ingress: false,
+            bridge: None,
         });
         t.endpoints[0].netns = Some("t1".into());
         let mut second = t.endpoints[0].clone();

@@ -611,6 +611,7 @@ impl TaskRuntime {
                     mtu: network_mtu(n),
                     encrypted: n.encrypted(),
                     ingress: n.ingress,
+                    bridge: None,
                 })
             })
             .collect();

@@ -104,6 +104,7 @@ fn inner(target: Target, bytes: &[u8]) -> Vec<u8> {
         Target::Port(_) => bytes.to_vec(),
         Target::Underlay(_) => bytes[28 + 8..].to_vec(),
         Target::Resolver(_) => panic!("a DNS query to forward"),
+        Target::Egress(_) => panic!("a packet for the egress"),
     }
 }
 
@@ -159,6 +160,7 @@ fn a_handshake_through_the_vip_and_its_answers() {
             }
         ),
         Target::Resolver(_) => panic!("a DNS query to forward"),
+        Target::Egress(_) => panic!("a packet for the egress"),
     }
     // Every later segment of the flow goes to the same backend.
     for i in 0..5 {
