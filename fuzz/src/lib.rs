@@ -263,6 +263,16 @@ fn check_from_port_emitted(t: &Tables, out: &Output) {
                 assert!(t.port(c.port).is_some(), "a query from no port");
                 assert!(bytes.len() <= 1500, "a {}-byte DNS query", bytes.len());
             }
+            // A packet for the host's side from a port on a bridge network: a whole IPv4
+            // packet within the bridge's MTU.
+            Target::Egress(p) => {
+                let port = t.port(p).expect("egress from no port");
+                let net = t.network(port.network).expect("its network");
+                assert!(net.bridge.is_some(), "egress from a port on no bridge");
+                assert!(bytes.len() <= usize::from(net.mtu));
+                let ip = etherparse::Ipv4Slice::from_slice(bytes).expect("a whole IPv4 packet");
+                assert_eq!(usize::from(ip.header().total_len()), bytes.len());
+            }
         }
     }
 }
@@ -512,6 +522,7 @@ fn check_decapsulated(t: &Tables, out: &Output) {
             Target::Port(q) => check_port_frame(t, q, bytes, false),
             Target::Underlay(_) => panic!("a datagram from the underlay went back to it"),
             Target::Resolver(_) => panic!("a datagram from the underlay became a DNS query"),
+            Target::Egress(_) => panic!("a datagram from the underlay went to the egress"),
         }
     }
 }
