@@ -159,6 +159,8 @@ pub(super) struct PortConfig {
     pub prefix: u8,
     pub mtu: u16,
     pub gateway: Ipv4Addr,
+    /// On a bridge network (docker_gwbridge): the task's default route goes through it.
+    pub bridge: bool,
 }
 
 impl PortConfig {
@@ -169,6 +171,7 @@ impl PortConfig {
             prefix: net.subnet.prefix_len(),
             mtu: net.mtu,
             gateway: net.gateway,
+            bridge: net.bridge.is_some(),
         })
     }
 

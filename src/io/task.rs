@@ -31,15 +31,7 @@ pub(super) fn make_task(
         source,
     })?;
     // On error `queues` drops here, and with its last queue the TAP.
-    configure_task(
-        &ns_name,
-        &iface,
-        ep.mac.to_string(),
-        ep.ip,
-        cfg.prefix,
-        cfg.mtu,
-        cfg.gateway,
-    )?;
+    configure_task(&ns_name, &iface, cfg)?;
     tracing::info!(endpoint = %ep.name, netns = %ns_name, iface = %iface, ip = %ep.ip, mac = %ep.mac, "task interface ready");
     Ok((
         Task {
@@ -53,16 +45,12 @@ pub(super) fn make_task(
 
 /// Gives the task's interface its MAC, address and MTU, and eth0 the default route, as Docker
 /// configures a container's interfaces on overlay networks: further networks get the route to
-/// their subnet only (the kernel adds it with the address).
-fn configure_task(
-    ns: &str,
-    iface: &str,
-    mac: String,
-    ip: std::net::Ipv4Addr,
-    prefix: u8,
-    mtu: u16,
-    gateway: std::net::Ipv4Addr,
-) -> Result<(), NetnsError> {
+/// their subnet only (the kernel adds it with the address). The interface on docker_gwbridge
+/// (`bridge`, made after the overlay ones) takes the default route over, as on Docker, where
+/// a task's way out is its gateway bridge.
+fn configure_task(ns: &str, iface: &str, cfg: &PortConfig) -> Result<(), NetnsError> {
+    let (mac, ip, prefix) = (cfg.endpoint.mac.to_string(), cfg.endpoint.ip, cfg.prefix);
+    let (mtu, gateway, bridge) = (cfg.mtu, cfg.gateway, cfg.bridge);
     // No IPv6 on the task interface: the overlay carries IPv4 (as Docker's does by default),
     // and router/neighbour solicitations would only be counted as drops.
     let path = format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6");
@@ -74,7 +62,11 @@ fn configure_task(
     netns::ip(&["-n", ns, "addr", "add", &cidr, "dev", iface])?;
     netns::ip(&["-n", ns, "link", "set", "lo", "up"])?;
     netns::ip(&["-n", ns, "link", "set", iface, "up"])?;
-    if iface == DEFAULT_IFACE {
+    if bridge {
+        netns::ip(&[
+            "-n", ns, "route", "replace", "default", "via", &gw, "dev", iface,
+        ])?;
+    } else if iface == DEFAULT_IFACE {
         netns::ip(&[
             "-n", ns, "route", "add", "default", "via", &gw, "dev", iface,
         ])?;

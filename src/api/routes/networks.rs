@@ -138,15 +138,16 @@ impl<B: Backend> Router<B> {
                     ));
                 }
                 let mut shown = inspected(&net);
-                if net.scope == Scope::Swarm {
-                    let op = Request::LocalEndpoints {
-                        network_id: net.id.clone(),
-                    };
-                    let Reply::LocalEndpoints(local) = self.op(op).await? else {
-                        return Err(unexpected());
-                    };
-                    if !local.containers.is_empty() {
-                        shown.containers = Some(local.containers);
+                let op = Request::LocalEndpoints {
+                    network_id: net.id.clone(),
+                };
+                let Reply::LocalEndpoints(local) = self.op(op).await? else {
+                    return Err(unexpected());
+                };
+                if !local.containers.is_empty() {
+                    shown.containers = Some(local.containers);
+                    // A local network has no peers: it never leaves the node.
+                    if net.scope == Scope::Swarm {
                         shown.peers = Some(local.peers);
                     }
                 }

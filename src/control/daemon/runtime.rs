@@ -20,7 +20,7 @@ use super::mesh;
 use crate::control::dispatcher::{AssignedTask, Assignments};
 use crate::control::keys;
 use crate::control::logs::LogLine;
-use crate::control::network::NetworkRecord;
+use crate::control::network::{NetworkRecord, GWBRIDGE};
 use crate::control::service::{TaskState, TaskStatus};
 use crate::control::store::NetworkKey;
 use crate::io::node::{Node, NodeConfig};
@@ -130,6 +130,10 @@ pub struct TaskRuntime {
     /// removed port's counters stay in its network's sums (IDs are never reused in a run),
     /// which so never go down.
     port_owners: BTreeMap<u32, PortOwner>,
+    /// The node's docker_gwbridge (its local store's), when it has one.
+    gwbridge: Option<NetworkRecord>,
+    /// Each local task's address on docker_gwbridge, by task ID, for as long as it runs.
+    gw_addrs: BTreeMap<String, Ipv4Addr>,
 }
 
 fn now() -> String {
@@ -196,6 +200,60 @@ impl TaskRuntime {
             log_cursor: BTreeMap::new(),
             publish_addr: None,
             port_owners: BTreeMap::new(),
+            gwbridge: None,
+            gw_addrs: BTreeMap::new(),
+        }
+    }
+
+    /// The node's docker_gwbridge: tasks get their way out through it.
+    pub fn set_gwbridge(&mut self, gwbridge: Option<NetworkRecord>) {
+        self.gwbridge = gwbridge;
+    }
+
+    /// Whether `t` gets an interface on docker_gwbridge: a program task on at least one
+    /// network that is not `--internal`, as Docker gives one to every such container.
+    /// (Virtual tasks run inside the node and have no namespace to give it to.)
+    fn wants_gwbridge(&self, t: &LocalTask, nets: &BTreeMap<&str, &NetworkRecord>) -> bool {
+        self.gwbridge.is_some()
+            && t.kind == TaskKind::Program
+            && t.task
+                .addresses
+                .iter()
+                .any(|a| nets.get(a.network_id.as_str()).is_some_and(|n| !n.internal))
+    }
+
+    /// Gives every task that wants one an address on docker_gwbridge (kept while it runs: the
+    /// lowest free one after the gateway), and frees those of tasks gone.
+    fn assign_gw_addrs(&mut self, a: &Assignments, tasks: &BTreeMap<String, LocalTask>) {
+        let nets: BTreeMap<&str, &NetworkRecord> =
+            a.networks.iter().map(|n| (n.id.as_str(), n)).collect();
+        let wanting: BTreeSet<&str> = tasks
+            .values()
+            .filter(|t| self.wants_gwbridge(t, &nets))
+            .map(|t| t.task.id.as_str())
+            .collect();
+        self.gw_addrs.retain(|id, _| wanting.contains(id.as_str()));
+        let Some(gw) = self.gwbridge.as_ref() else {
+            return;
+        };
+        let (subnet, gateway) = (gw.subnet, gw.gateway);
+        let mut used: BTreeSet<Ipv4Addr> = self.gw_addrs.values().copied().collect();
+        for id in wanting {
+            if self.gw_addrs.contains_key(id) {
+                continue;
+            }
+            let free = subnet
+                .hosts()
+                .find(|h| *h != gateway && !used.contains(h));
+            match free {
+                Some(addr) => {
+                    used.insert(addr);
+                    self.gw_addrs.insert(id.to_string(), addr);
+                }
+                None => tracing::warn!(
+                    "docker_gwbridge ({subnet}) has no free address for task {id}: it runs without a way out"
+                ),
+            }
         }
     }
 
@@ -579,6 +637,21 @@ impl TaskRuntime {
                     task: Some(t.task.full_name()),
                 });
             }
+            // Its way out, the last interface: docker_gwbridge.
+            if let Some(ip) = self.gw_addrs.get(&t.task.id) {
+                let n = t.task.addresses.len();
+                endpoints.push(Endpoint {
+                    name: format!("{}.eth{n}", t.task.full_name()),
+                    network: GWBRIDGE.into(),
+                    ip: *ip,
+                    mac: MacAddr::from_ipv4(*ip),
+                    vtep: None,
+                    netns: Some(t.task.full_name()),
+                    iface: Some(format!("eth{n}")),
+                    app: None,
+                    task: Some(t.task.full_name()),
+                });
+            }
         }
         for p in &a.peers {
             let Some(net) = nets.get(p.network_id.as_str()) else {
@@ -599,7 +672,7 @@ impl TaskRuntime {
         }
         endpoints.extend(mesh::sandbox_endpoint(a));
         let services = view_services(a, &nets, tasks, &mut endpoints);
-        let networks = a
+        let mut networks: Vec<topology::Network> = a
             .networks
             .iter()
             .filter_map(|n| {
@@ -615,6 +688,27 @@ impl TaskRuntime {
                 })
             })
             .collect();
+        if let Some(gw) = self.gwbridge.as_ref().filter(|_| !self.gw_addrs.is_empty()) {
+            networks.push(topology::Network {
+                name: GWBRIDGE.into(),
+                vni: 0,
+                subnet: gw.subnet,
+                gateway: gw.gateway,
+                mtu: gw
+                    .options
+                    .get("com.docker.network.driver.mtu")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(1500),
+                encrypted: false,
+                ingress: false,
+                bridge: Some(topology::Bridge {
+                    icc: gw
+                        .options
+                        .get("com.docker.network.bridge.enable_icc")
+                        .is_some_and(|v| v == "true"),
+                }),
+            });
+        }
         let encryption = keys::primary(keys).map(|primary| topology::Encryption {
             keys: keys
                 .iter()
@@ -808,6 +902,7 @@ impl TaskRuntime {
                 },
             );
         }
+        self.assign_gw_addrs(&a, &next);
         let view = self.view(&a, &next, &keys);
         let mesh_config = mesh::config(&a, self.publish_addr);
         if let Some(node) = self.node.as_ref() {
@@ -901,6 +996,24 @@ impl TaskRuntime {
     pub fn local_endpoints(&self, network_id: &str) -> crate::api::network::LocalEndpoints {
         use crate::api::network::{EndpointResource, LocalEndpoints, PeerInfo};
         let mut out = LocalEndpoints::default();
+        if let Some(gw) = self.gwbridge.as_ref().filter(|g| g.id == network_id) {
+            // Docker names a container's endpoint here `gateway_` and 12 digits of its ID.
+            for (id, ip) in &self.gw_addrs {
+                let container = sha256_hex(id);
+                let m = MacAddr::from_ipv4(*ip);
+                out.containers.insert(
+                    container.clone(),
+                    EndpointResource {
+                        name: format!("gateway_{}", &container[..12]),
+                        endpoint_id: sha256_hex(&format!("{id}/{network_id}")),
+                        mac_address: m.to_string(),
+                        ipv4_address: format!("{ip}/{}", gw.subnet.prefix_len()),
+                        ipv6_address: String::new(),
+                    },
+                );
+            }
+            return out;
+        }
         for t in self.tasks.values() {
             for a in t
                 .task

@@ -128,6 +128,15 @@ impl Daemon {
         let publish_addr = self.publish_addr;
         let data_path = identity.data_path_addr.parse();
         let resolv_conf = self.resolv_conf.clone();
+        let gwbridge = match self.store.local_networks() {
+            Ok(nets) => nets
+                .into_iter()
+                .find(|n| n.name == crate::control::network::GWBRIDGE),
+            Err(err) => {
+                tracing::warn!("cannot read this node's docker_gwbridge: {err}");
+                None
+            }
+        };
         let _ = tokio::task::spawn_blocking(move || {
             let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             if guard.is_none() {
@@ -145,6 +154,7 @@ impl Daemon {
                 let mut rt = TaskRuntime::new(hostname, addr, state_dir);
                 rt.set_resolv_conf(resolv_conf);
                 rt.set_publish_addr(publish_addr);
+                rt.set_gwbridge(gwbridge);
                 *guard = Some(rt);
             }
             if let Some(rt) = guard.as_mut() {
