@@ -336,6 +336,16 @@ fn capture_node_reaches_any_node_through_the_managers() {
         "{err}"
     );
 
+    // A task of another node asked of a manager without --node: it says where it runs.
+    let on_worker = format!("get-plain.{n3_id}");
+    let err = n1.fails(&["capture", &on_worker, "-w", "/dev/null"]);
+    assert!(
+        err.contains(&format!(
+            "{on_worker} runs on node-3: capture --node node-3 {on_worker}"
+        )),
+        "{err}"
+    );
+
     // The user goes: the worker stops its capture.
     let file = n1.dir.path().join("gone.pcap");
     let mut cli = Command::new(cluster::bin())

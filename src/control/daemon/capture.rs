@@ -31,7 +31,16 @@ impl Daemon {
         let identity = self.identity();
         let manager = identity.as_ref().is_some_and(|i| i.role == Role::Manager);
         let Some(query) = ask.node.as_deref() else {
-            return Ok(pump(self.capture_open(&ask, manager)?, &ask));
+            return match self.capture_open(&ask, manager) {
+                Ok(open) => Ok(pump(open, &ask)),
+                Err(err) if err.kind == ErrorKind::NotFound && manager => {
+                    Err(match self.where_it_runs(&ask.target) {
+                        Some(hint) => ApiError::not_found(format!("{}; {hint}", err.message)),
+                        None => err,
+                    })
+                }
+                Err(err) => Err(err),
+            };
         };
         let Some(identity) = identity else {
             return Err(ApiError::precondition(
@@ -62,6 +71,47 @@ impl Daemon {
             .await
             .map_err(rpc_error)?;
         Ok(relay(stream))
+    }
+
+    /// On a manager, for a target not on this node: the nodes its tasks run on, as a hint
+    /// (`task web.2 runs on node-3: capture --node node-3 web.2`).
+    fn where_it_runs(&self, target: &str) -> Option<String> {
+        let services = self.store.services().ok()?;
+        let tasks = self.store.tasks().ok()?;
+        let nodes = self.store.nodes().ok()?;
+        let hostname = |id: &str| {
+            nodes
+                .iter()
+                .find(|n| n.id == id)
+                .map_or_else(|| id.to_string(), |n| n.hostname.clone())
+        };
+        let mut on: Vec<String> = Vec::new();
+        for t in tasks
+            .iter()
+            .filter(|t| t.state == crate::control::service::TaskState::Running)
+        {
+            let Some(s) = services.iter().find(|s| s.id == t.service_id) else {
+                continue;
+            };
+            let name = crate::control::dispatcher::task_name(&s.spec.name, t);
+            let full = format!("{name}.{}", t.id);
+            if s.spec.name == target || name == target || full == target {
+                let host = hostname(&t.node_id);
+                if !on.contains(&host) {
+                    on.push(host);
+                }
+            }
+        }
+        match on.as_slice() {
+            [] => None,
+            [one] => Some(format!(
+                "{target} runs on {one}: capture --node {one} {target}"
+            )),
+            many => Some(format!(
+                "{target} runs on {}: capture one of them with --node",
+                many.join(", ")
+            )),
+        }
     }
 
     /// On the leader: hands `node` the order and waits for its stream.

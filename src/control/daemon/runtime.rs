@@ -242,9 +242,7 @@ impl TaskRuntime {
             if self.gw_addrs.contains_key(id) {
                 continue;
             }
-            let free = subnet
-                .hosts()
-                .find(|h| *h != gateway && !used.contains(h));
+            let free = subnet.hosts().find(|h| *h != gateway && !used.contains(h));
             match free {
                 Some(addr) => {
                     used.insert(addr);
