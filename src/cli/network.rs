@@ -21,9 +21,10 @@ pub const PRUNE_WARNING: &str = "WARNING! This will remove all custom networks n
 pub enum NetworkCommand {
     /// Create a network.
     Create {
-        /// Driver: overlay (swarm scope, the default) or bridge (only docker_gwbridge).
-        #[arg(short, long, default_value = "overlay")]
-        driver: String,
+        /// Driver: overlay (swarm scope) or bridge (only docker_gwbridge). Default: overlay,
+        /// and bridge for docker_gwbridge (Docker's command to customise it gives no -d).
+        #[arg(short, long)]
+        driver: Option<String>,
         /// Subnet in CIDR format (default: the next free one of the swarm's address pools).
         #[arg(long)]
         subnet: Vec<String>,
@@ -205,6 +206,13 @@ async fn run_async(client: &Client, cmd: NetworkCommand) -> anyhow::Result<()> {
             label,
             name,
         } => {
+            let driver = driver.unwrap_or_else(|| {
+                if name == crate::control::network::GWBRIDGE {
+                    "bridge".into()
+                } else {
+                    "overlay".into()
+                }
+            });
             let body = create_body(
                 name, driver, subnet, gateway, ip_range, opt, ingress, attachable, internal, label,
             )
