@@ -38,6 +38,8 @@ pub use icmp::IcmpMode;
 /// Why the engine dropped a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
+    /// Not IPv4 (IPv6 from the task's link-local chatter, or garbage).
+    NotIpv4,
     /// Not a readable IPv4 packet, or a transport header that does not fit.
     Malformed,
     /// An IPv4 fragment (the engine carries whole datagrams only).
@@ -71,7 +73,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
+        DropReason::NotIpv4,
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::Protocol,
@@ -92,6 +95,7 @@ impl DropReason {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            DropReason::NotIpv4 => "not IPv4",
             DropReason::Malformed => "malformed packet",
             DropReason::Fragment => "IPv4 fragment",
             DropReason::Protocol => "protocol not carried",

@@ -52,6 +52,9 @@ impl Parsed<'_> {
 
 /// Reads one IPv4 packet (no link header) a task sent.
 pub(crate) fn parse(packet: &[u8]) -> Result<Parsed<'_>, DropReason> {
+    if packet.first().is_some_and(|b| b >> 4 != 4) {
+        return Err(DropReason::NotIpv4);
+    }
     let ip = Ipv4Slice::from_slice(packet).map_err(|_| DropReason::Malformed)?;
     let h = ip.header();
     if ip.is_payload_fragmented() {

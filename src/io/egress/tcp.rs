@@ -28,6 +28,8 @@ use crate::dataplane::Nanos;
 
 /// Packets queued towards the stack before more are dropped.
 const RX_QUEUE: usize = 512;
+/// Stack polls per run: segments sent to the tasks per socket before other work gets a turn.
+const BURST: usize = 64;
 /// Unacknowledged data (either way) for this long resets the task's connection.
 const UNACKED_TIMEOUT_MS: u64 = 60_000;
 
@@ -427,10 +429,20 @@ impl Tcp {
         emit: &mut dyn FnMut(&[u8]),
     ) -> bool {
         let mut acted = self.settle_connects(cfg, now, stats);
-        acted |= self.pump(cfg, now, stats);
-        self.iface
-            .poll(instant(now), &mut self.link, &mut self.sockets);
-        acted |= self.drain(emit);
+        // The stack sends one segment per socket and poll: poll until it sends nothing more
+        // (bounded), refilling its buffers from the host between polls.
+        for _ in 0..BURST {
+            let moved = self.pump(cfg, now, stats);
+            let before = self.link.tx.len();
+            self.iface
+                .poll(instant(now), &mut self.link, &mut self.sockets);
+            let sent = self.link.tx.len() > before;
+            acted |= moved || sent;
+            if !moved && !sent {
+                break;
+            }
+        }
+        self.drain(emit);
         acted
     }
 

@@ -180,9 +180,11 @@ fn packets_the_engine_does_not_carry_are_counted_by_reason() {
         ),
     );
     e.input(0, &[0x45, 0, 0]);
+    e.input(0, &[0x60, 0, 0, 0]);
     assert_eq!(e.stats().drops(DropReason::Destination), 4);
     assert_eq!(e.stats().drops(DropReason::NotFromTask), 1);
     assert_eq!(e.stats().drops(DropReason::Malformed), 1);
+    assert_eq!(e.stats().drops(DropReason::NotIpv4), 1);
     assert_eq!(e.flow_counts(), (0, 0, 0));
 }
 
