@@ -12,6 +12,7 @@ use crate::wire::vnet;
 /// Linux `IFNAMSIZ`.
 pub const IFNAMSIZ: usize = 16;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TUN: libc::c_short = 0x0001;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
@@ -44,12 +45,7 @@ pub struct TapQueue {
 /// super-frames (TSO) and frames with an unfinished checksum; the data path segments and
 /// finishes them (`Dataplane::from_port_vnet`).
 pub fn open_multiqueue(name: &str, queues: usize, offload: bool) -> io::Result<Vec<TapQueue>> {
-    if name.is_empty() || name.len() >= IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("interface name {name:?} must be 1-15 bytes"),
-        ));
-    }
+    check_name(name)?;
     let mut out = Vec::with_capacity(queues);
     for _ in 0..queues.max(1) {
         out.push(open_queue(name, offload)?);
@@ -72,7 +68,30 @@ pub fn open_multiqueue(name: &str, queues: usize, offload: bool) -> io::Result<V
     Ok(out)
 }
 
+/// Opens (creating) the TUN device `name` in the calling thread's network namespace, one
+/// queue, no offloads: `recv` and `send` then carry bare IP packets, no link header. The
+/// egress engine's tests and benchmark give a namespace one as its default route.
+pub fn open_tun(name: &str) -> io::Result<TapQueue> {
+    check_name(name)?;
+    open_device(name, IFF_TUN | IFF_NO_PI, false)
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} must be 1-15 bytes"),
+        ));
+    }
+    Ok(())
+}
+
 fn open_queue(name: &str, vnet: bool) -> io::Result<TapQueue> {
+    let flags = IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | if vnet { IFF_VNET_HDR } else { 0 };
+    open_device(name, flags, vnet)
+}
+
+fn open_device(name: &str, flags: libc::c_short, vnet: bool) -> io::Result<TapQueue> {
     const PATH: &CStr = c"/dev/net/tun";
     // SAFETY: PATH is a valid NUL-terminated string; open has no other preconditions.
     let raw = unsafe {
@@ -88,7 +107,7 @@ fn open_queue(name: &str, vnet: bool) -> io::Result<TapQueue> {
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut req = IfReq {
         name: [0; IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | if vnet { IFF_VNET_HDR } else { 0 },
+        flags,
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
