@@ -7,7 +7,7 @@
 use super::counters::DropReason;
 use super::output::{Output, Target};
 use super::switch::{Dataplane, Forwarder};
-use super::tables::{NetId, PortId};
+use super::tables::{Dest, NetId, PortId};
 use super::Nanos;
 use crate::wire::ETHERNET_HEADER_LEN;
 
@@ -36,25 +36,32 @@ impl Forwarder<'_> {
 }
 
 impl Dataplane {
-    /// An IPv4 packet from the host's side for the task at `port` (on a bridge network): sent
-    /// to the port from the bridge's gateway. A port that is gone, or not on a bridge, or a
-    /// packet that is no whole IPv4 packet for the port's address, is dropped and counted.
-    pub fn egress_answer(&mut self, now: Nanos, port: PortId, packet: &[u8], out: &mut Output) {
+    /// An IPv4 packet from the host's side for a task on the node's bridge network (the one
+    /// its destination address is on): sent to the task's port from the bridge's gateway. A
+    /// packet that is no whole IPv4 packet, or for no task on a bridge, is dropped and counted.
+    pub fn egress_answer(&mut self, now: Nanos, packet: &[u8], out: &mut Output) {
         self.handle(now, "egress", out, |f| {
-            let p = f.t.port(port).ok_or(DropReason::UnknownPort)?;
-            let net = f.t.network(p.network).ok_or(DropReason::UnknownPort)?;
-            if net.bridge.is_none() {
-                return Err(DropReason::UnknownPort);
-            }
             let ip = etherparse::Ipv4Slice::from_slice(packet)
                 .map_err(|_| DropReason::MalformedInner)?;
-            if ip.header().destination_addr() != p.ip {
+            let dst = ip.header().destination_addr();
+            let (net_id, net) =
+                f.t.networks
+                    .iter()
+                    .enumerate()
+                    .find(|(_, n)| n.bridge.is_some() && n.subnet.contains(&dst))
+                    .ok_or(DropReason::UnknownDestination)?;
+            let net_id = NetId(net_id as u32);
+            let to =
+                f.t.resolve_ip(net_id, dst)
+                    .filter(|m| *m != net.gateway_mac)
+                    .ok_or(DropReason::UnknownDestination)?;
+            let Some(Dest::Local(port)) = f.t.lookup_mac(net_id, to) else {
                 return Err(DropReason::UnknownDestination);
-            }
+            };
             if packet.len() > usize::from(net.mtu) {
                 return Err(DropReason::MtuExceeded);
             }
-            let (to, from) = (p.mac, net.gateway_mac);
+            let from = net.gateway_mac;
             let n = f.out.emit(Target::Port(port), |b| {
                 b.extend_from_slice(&to.0);
                 b.extend_from_slice(&from.0);

@@ -515,7 +515,7 @@ fn a_bridge_hands_what_goes_to_its_gateway_to_the_egress_and_frames_the_answers(
     out.clear();
     // The answer comes back framed from the gateway to the task.
     let answer = &udp_frame(A_GW, GW_MAC, [198, 51, 100, 7], [172, 18, 0, 2])[14..];
-    dp.egress_answer(1, a_gw, answer, &mut out);
+    dp.egress_answer(1, answer, &mut out);
     let got = emitted(&out);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, Target::Port(a_gw));
@@ -523,18 +523,22 @@ fn a_bridge_hands_what_goes_to_its_gateway_to_the_egress_and_frames_the_answers(
     assert_eq!(&got[0].1[6..12], &GW_MAC);
     assert_eq!(&got[0].1[14..], answer);
     out.clear();
-    // An answer for another address, a port not on a bridge, or bytes that are no packet:
-    // dropped and counted, nothing sent.
-    let other = &udp_frame(B_GW, GW_MAC, [198, 51, 100, 7], [172, 18, 0, 3])[14..];
-    dp.egress_answer(2, a_gw, other, &mut out);
-    dp.egress_answer(2, t.port_id("a").unwrap(), answer, &mut out);
-    dp.egress_answer(2, a_gw, &answer[..10], &mut out);
-    dp.egress_answer(2, PortId(99), answer, &mut out);
+    // An answer for an address no task has on the bridge, for the gateway itself, for an
+    // overlay task, or bytes that are no packet: dropped and counted, nothing sent.
+    for dst in [[172, 18, 0, 9], [172, 18, 0, 1], [10, 0, 9, 2]] {
+        let stray = &udp_frame(B_GW, GW_MAC, [198, 51, 100, 7], dst)[14..];
+        dp.egress_answer(2, stray, &mut out);
+    }
+    dp.egress_answer(2, &answer[..10], &mut out);
     assert!(emitted(&out).is_empty());
     let c = dp.counters();
-    assert_eq!(c.dropped(DropReason::UnknownDestination), 1);
-    assert_eq!(c.dropped(DropReason::UnknownPort), 2);
+    assert_eq!(c.dropped(DropReason::UnknownDestination), 3);
     assert_eq!(c.dropped(DropReason::MalformedInner), 1);
+    // The other task on the bridge gets its own answers.
+    let for_b = &udp_frame(B_GW, GW_MAC, [198, 51, 100, 7], [172, 18, 0, 3])[14..];
+    dp.egress_answer(2, for_b, &mut out);
+    assert_eq!(emitted(&out)[0].0, Target::Port(t.port_id("b.gw").unwrap()));
+    out.clear();
     // The overlay's gateway is no way out: only its DNS answers there.
     let to_overlay_gw = udp_frame(
         [2, 0x42, 10, 0, 9, 1],

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -15,6 +15,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::capture::CaptureHub;
+use super::egress::{Egress, EgressConfig, Limits};
 use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
@@ -135,12 +136,69 @@ impl VirtualPort {
     }
 }
 
-/// How a worker reaches the worker that runs the virtual tasks.
+/// What a worker hands to the worker that runs the virtual tasks and the egress.
+pub enum Handover {
+    /// A frame for a virtual task's port.
+    Frame(PortId, Vec<u8>),
+    /// A packet a task sent to the host's side (docker_gwbridge).
+    Egress(Vec<u8>),
+}
+
+/// How a worker reaches the worker that runs the virtual tasks and the egress.
 #[derive(Clone)]
 pub struct VirtOwner {
     /// Bounded (`HANDOVER_QUEUE`): when the owner lags, frames are dropped and counted.
-    pub frames: mpsc::SyncSender<(PortId, Vec<u8>)>,
+    pub frames: mpsc::SyncSender<Handover>,
     pub waker: Arc<Waker>,
+}
+
+/// The token of the egress engine's host sockets (on the worker that runs it).
+const EGRESS_TOKEN: Token = Token(usize::MAX - 1);
+
+/// The node's egress (docker_gwbridge's way out), on the worker that runs virtual tasks: made
+/// when a bridge network first sends it a packet, made again when the bridge changes.
+struct EgressLink {
+    registry: mio::Registry,
+    /// The engine and the bridge it was made for (gateway, prefix, MTU).
+    engine: Option<(Egress, (Ipv4Addr, u8, u16))>,
+    /// Packets went in since the engine last ran.
+    due: bool,
+}
+
+impl EgressLink {
+    fn has_work(&self) -> bool {
+        self.due || self.engine.as_ref().is_some_and(|(e, _)| e.has_work())
+    }
+
+    /// Hands a task's packet to the engine (made for the tables' bridge if need be); false
+    /// when there is no bridge to carry it for.
+    fn input(&mut self, tables: &Tables, now: u64, packet: &[u8]) -> bool {
+        let Some(bridge) = tables.networks.iter().find(|n| n.bridge.is_some()) else {
+            return false;
+        };
+        let key = (bridge.gateway, bridge.subnet.prefix_len(), bridge.mtu);
+        if self.engine.as_ref().is_none_or(|(_, k)| *k != key) {
+            let cfg = EgressConfig {
+                gateway: key.0,
+                prefix: key.1,
+                host_loopback: Ipv4Addr::LOCALHOST,
+                mtu: key.2,
+                seed: super::node::random_u64(),
+                limits: Limits::default(),
+            };
+            let mut e = Egress::new(cfg, now);
+            if let Err(err) = e.attach(&self.registry, EGRESS_TOKEN) {
+                tracing::warn!(error = %err, "the egress cannot register its sockets");
+                return false;
+            }
+            self.engine = Some((e, key));
+        }
+        if let Some((e, _)) = self.engine.as_mut() {
+            e.input(now, packet);
+            self.due = true;
+        }
+        true
+    }
 }
 
 /// Frames for virtual tasks handed over by other workers that may wait (more: dropped).
@@ -161,7 +219,7 @@ pub struct Worker {
     /// Where frames for another worker's virtual tasks go (`None` on that worker).
     pub virt_owner: Option<VirtOwner>,
     /// On the worker that runs virtual tasks: frames other workers handed over.
-    pub handed_over: Option<mpsc::Receiver<(PortId, Vec<u8>)>>,
+    pub handed_over: Option<mpsc::Receiver<Handover>>,
     /// Where virtual tasks' apps report (lines, prefixed with the task's name).
     pub app_events: Arc<Mutex<Vec<String>>>,
     pub sockets: Vec<UnderlaySocket>,
@@ -214,6 +272,9 @@ struct Io {
     /// Queries the forwarder could not take: answered SERVFAIL at the next turn.
     dns_refused: Vec<(DnsClient, Vec<u8>)>,
     capture: Arc<CaptureHub>,
+    /// The egress, on the worker that runs virtual tasks (`None` elsewhere: their packets for
+    /// it are handed over).
+    egress: Option<EgressLink>,
 }
 
 /// The sender for a datagram of `kind` whose flow hashed to `src_port`.
@@ -253,6 +314,7 @@ impl Io {
             dns,
             dns_refused,
             capture,
+            egress,
         } = self;
         let mut port_failures = 0u64;
         let mut handed_over = false;
@@ -271,9 +333,11 @@ impl Io {
             }
             match target {
                 Target::Port(q) if elsewhere.get(q.0 as usize) == Some(&true) => {
-                    let sent = virt_owner
-                        .as_ref()
-                        .is_some_and(|o| o.frames.try_send((q, bytes.to_vec())).is_ok());
+                    let sent = virt_owner.as_ref().is_some_and(|o| {
+                        o.frames
+                            .try_send(Handover::Frame(q, bytes.to_vec()))
+                            .is_ok()
+                    });
                     if sent {
                         handed_over = true;
                     } else {
@@ -290,8 +354,20 @@ impl Io {
                     Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
                     _ => write(q, &vnet::Repr::default(), bytes),
                 },
-                // No egress runs in this node yet.
-                Target::Egress(_) => dp.count_drop(now, DropReason::EgressRefused),
+                Target::Egress(_) => {
+                    let taken = match (egress.as_mut(), virt_owner.as_ref()) {
+                        (Some(e), _) => e.input(dp.tables(), now, bytes),
+                        (None, Some(o)) => {
+                            let sent = o.frames.try_send(Handover::Egress(bytes.to_vec())).is_ok();
+                            handed_over |= sent;
+                            sent
+                        }
+                        (None, None) => false,
+                    };
+                    if !taken {
+                        dp.count_drop(now, DropReason::EgressRefused);
+                    }
+                }
                 Target::Resolver(client) => {
                     let submitted = dns.as_mut().is_some_and(|d| d.submit(client, bytes));
                     if !submitted {
@@ -440,6 +516,14 @@ impl Worker {
             }),
             dns_refused: Vec::new(),
             capture,
+            egress: match &handed_over {
+                Some(_) => Some(EgressLink {
+                    registry: poll.registry().try_clone()?,
+                    engine: None,
+                    due: false,
+                }),
+                None => None,
+            },
         };
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
 
@@ -449,7 +533,8 @@ impl Worker {
             // a packet for exactly that answer.
             let busy = sock_ready.iter().chain(tap_ready.iter()).any(|r| *r)
                 || io.virt.iter().flatten().any(|t| t.has_input())
-                || !io.dns_refused.is_empty();
+                || !io.dns_refused.is_empty()
+                || io.egress.as_ref().is_some_and(EgressLink::has_work);
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -461,6 +546,12 @@ impl Worker {
                     .flatten()
                     .filter_map(|t| t.poll_timeout(now))
                     .chain(dp.poll_timeout())
+                    .chain(
+                        io.egress
+                            .as_mut()
+                            .and_then(|e| e.engine.as_mut())
+                            .and_then(|(e, _)| e.poll_timeout(now)),
+                    )
                     .min();
                 let idle = Duration::from_millis(500);
                 next.map_or(idle, |at| {
@@ -476,6 +567,11 @@ impl Worker {
             for ev in events.iter() {
                 match ev.token() {
                     WAKE_TOKEN => {}
+                    EGRESS_TOKEN => {
+                        if let Some((e, _)) = io.egress.as_mut().and_then(|e| e.engine.as_mut()) {
+                            e.host_ready();
+                        }
+                    }
                     Token(t) if (HOST_TOKEN_BASE..SOCKET_TOKEN_BASE).contains(&t) => {
                         if let Some(Some(VirtualPort::Mesh(m))) =
                             io.virt.get_mut(t - HOST_TOKEN_BASE)
@@ -616,13 +712,27 @@ impl Worker {
             }
 
             if let Some(rx) = &handed_over {
-                for (port, frame) in rx.try_iter().take(HANDOVER_QUEUE) {
-                    let task = io.virt.get_mut(port.0 as usize).and_then(Option::as_mut);
-                    if !task.is_some_and(|t| t.input(&frame)) {
-                        dp.count_drop(now, DropReason::PortTxFailed);
+                for h in rx.try_iter().take(HANDOVER_QUEUE) {
+                    match h {
+                        Handover::Frame(port, frame) => {
+                            let task = io.virt.get_mut(port.0 as usize).and_then(Option::as_mut);
+                            if !task.is_some_and(|t| t.input(&frame)) {
+                                dp.count_drop(now, DropReason::PortTxFailed);
+                            }
+                        }
+                        Handover::Egress(packet) => {
+                            let taken = io
+                                .egress
+                                .as_mut()
+                                .is_some_and(|e| e.input(dp.tables(), now, &packet));
+                            if !taken {
+                                dp.count_drop(now, DropReason::EgressRefused);
+                            }
+                        }
                     }
                 }
             }
+            run_egress(&mut io, &mut dp, now, &mut out);
             io.dns_answers(&mut dp, now, &mut out);
             if !out.is_empty() {
                 io.flush(&mut dp, now, &mut out);
@@ -701,6 +811,27 @@ fn add_socket(
 }
 
 /// Runs the virtual tasks that have frames waiting or a timer due, switching what they send.
+/// Runs the egress when it has work or a timer due: its answers for the tasks go through the
+/// data path to their ports.
+fn run_egress(io: &mut Io, dp: &mut Dataplane, now: u64, out: &mut Output) {
+    let Some(link) = io.egress.as_mut() else {
+        return;
+    };
+    let due = std::mem::take(&mut link.due);
+    let Some((engine, _)) = link.engine.as_mut() else {
+        return;
+    };
+    if !due && engine.poll_timeout(now).is_none_or(|at| at > now) {
+        return;
+    }
+    engine.handle_timeout(now, &mut |packet| {
+        dp.egress_answer(now, packet, out);
+    });
+    if !out.is_empty() {
+        io.flush(dp, now, out);
+    }
+}
+
 fn run_virtual_tasks(
     io: &mut Io,
     dp: &mut Dataplane,
