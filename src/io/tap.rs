@@ -69,11 +69,14 @@ pub fn open_multiqueue(name: &str, queues: usize, offload: bool) -> io::Result<V
 }
 
 /// Opens (creating) the TUN device `name` in the calling thread's network namespace, one
-/// queue, no offloads: `recv` and `send` then carry bare IP packets, no link header. The
-/// egress engine's tests and benchmark give a namespace one as its default route.
-pub fn open_tun(name: &str) -> io::Result<TapQueue> {
+/// queue: `recv` and `send` carry IP packets, no link header. With `vnet`, behind a
+/// virtio-net header: the kernel still hands over plain packets (no offloads are turned on),
+/// and `send_with` may write TCP super-packets with a GSO size, which the namespace takes
+/// whole. The egress engine's tests and benchmark give a namespace one as its default route.
+pub fn open_tun(name: &str, vnet: bool) -> io::Result<TapQueue> {
     check_name(name)?;
-    open_device(name, IFF_TUN | IFF_NO_PI, false)
+    let flags = IFF_TUN | IFF_NO_PI | if vnet { IFF_VNET_HDR } else { 0 };
+    open_device(name, flags, vnet)
 }
 
 fn check_name(name: &str) -> io::Result<()> {

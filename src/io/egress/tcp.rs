@@ -28,6 +28,11 @@ use crate::dataplane::Nanos;
 
 /// Packets queued towards the stack before more are dropped.
 const RX_QUEUE: usize = 512;
+/// The stack's MTU with GSO: its segments are then bounded by the task's window only.
+const GSO_MTU: usize = 65535;
+/// The MSS the stack is told a task offered, with GSO (the largest a 64 KiB packet holds).
+const GSO_MSS: u16 = (GSO_MTU - 40) as u16;
+
 /// Stack polls per run: segments sent to the tasks per socket before other work gets a turn.
 const BURST: usize = 64;
 /// Unacknowledged data (either way) for this long resets the task's connection.
@@ -127,6 +132,8 @@ enum State {
         host_eof: bool,
         /// The task's side reached the established state once.
         established: bool,
+        /// With GSO, the MSS the task offered: the segment size of super-packets to it.
+        gso_mss: Option<u16>,
     },
 }
 
@@ -158,7 +165,11 @@ impl Tcp {
             rx: VecDeque::new(),
             tx: Vec::new(),
             free: Vec::new(),
-            mtu: usize::from(cfg.mtu),
+            mtu: if cfg.gso {
+                GSO_MTU
+            } else {
+                usize::from(cfg.mtu)
+            },
         };
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = cfg.seed;
@@ -300,7 +311,14 @@ impl Tcp {
                 Ok(false) => {}
                 Ok(true) => {
                     acted = true;
-                    let syn = std::mem::take(syn);
+                    let mut syn = std::mem::take(syn);
+                    // With GSO the stack is told the task takes 64 KiB segments; the link
+                    // cuts them at the task's real MSS.
+                    let gso_mss = if cfg.gso {
+                        super::packet::rewrite_mss(&mut syn, GSO_MSS)
+                    } else {
+                        None
+                    };
                     let mut s = tcp::Socket::new(
                         tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
                         tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
@@ -326,6 +344,7 @@ impl Tcp {
                         host_shut: false,
                         host_eof: false,
                         established: false,
+                        gso_mss,
                     };
                     stats.tcp_opened += 1;
                     self.ingest(now, &syn, stats);
@@ -364,6 +383,7 @@ impl Tcp {
                 host_shut,
                 host_eof,
                 established,
+                ..
             } = &mut f.state
             else {
                 continue;
@@ -426,7 +446,7 @@ impl Tcp {
         cfg: &EgressConfig,
         now: Nanos,
         stats: &mut EgressStats,
-        emit: &mut dyn FnMut(&[u8]),
+        emit: &mut dyn FnMut(&[u8], Option<u16>),
     ) -> bool {
         let mut acted = self.settle_connects(cfg, now, stats);
         // The stack sends one segment per socket and poll: poll until it sends nothing more
@@ -442,19 +462,38 @@ impl Tcp {
                 break;
             }
         }
-        self.drain(emit);
+        self.drain(cfg, emit);
         acted
     }
 
-    fn drain(&mut self, emit: &mut dyn FnMut(&[u8])) -> bool {
-        let any = !self.link.tx.is_empty();
-        for b in self.link.tx.drain(..) {
-            emit(&b);
+    fn drain(&mut self, cfg: &EgressConfig, emit: &mut dyn FnMut(&[u8], Option<u16>)) {
+        let mut tx = std::mem::take(&mut self.link.tx);
+        for mut b in tx.drain(..) {
+            let gso = if cfg.gso { self.gso_size(&mut b) } else { None };
+            emit(&b, gso);
             if self.link.free.len() < RX_QUEUE {
                 self.link.free.push(b);
             }
         }
-        any
+        self.link.tx = tx;
+    }
+
+    /// The segment size of a packet to a task larger than the task's MSS, its checksum made
+    /// partial for the link's segmentation; None for a packet the task takes as it is.
+    fn gso_size(&self, packet: &mut [u8]) -> Option<u16> {
+        let (task, dest, payload) = super::packet::tcp_endpoints(packet)?;
+        let f = self.flows.get(&(task, dest))?;
+        let State::Open {
+            gso_mss: Some(mss), ..
+        } = f.state
+        else {
+            return None;
+        };
+        if payload <= usize::from(mss) {
+            return None;
+        }
+        super::packet::make_tcp_checksum_partial(packet)?;
+        Some(mss)
     }
 
     /// The next deadline: the stack's timers, a connect's timeout, an idle flow's end.
