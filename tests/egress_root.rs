@@ -591,6 +591,34 @@ fn a_task_reaches_the_outside_through_the_egress_engine() {
         );
         assert_eq!(answer.1, SocketAddr::V4(server), "the answer's source");
 
+        // Half-close: the task sends, shuts its write side, and still reads the server's
+        // answer, which the server sends only after it saw the task's FIN.
+        let half = SocketAddrV4::new(s.server_ip, HTTP_PORT + 3);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lab::spawn_in_ns(&s.outside.0, move || {
+            let l = TcpListener::bind(half).expect("bind");
+            tx.send(()).unwrap();
+            let (mut c, _) = l.accept().unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            c.write_all(format!("got {} bytes", got.len()).as_bytes())
+                .unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let answer = lab::in_ns(&s.task.0, move || {
+            let mut c = TcpStream::connect_timeout(&half.into(), Duration::from_secs(5)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(&[7u8; 100_000]).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut a = String::new();
+            c.read_to_string(&mut a).map(|_| a)
+        });
+        assert_eq!(
+            answer.expect("the answer after the task's FIN"),
+            "got 100000 bytes"
+        );
+        sink.join().unwrap();
+
         // Ping, to the outside and to the gateway (the host's loopback).
         let rtt = lab::ping(&s.task.0, s.server_ip, 5).expect("ping the outside");
         eprintln!("ping through the engine: {rtt:?}");
@@ -628,7 +656,7 @@ fn a_task_reaches_the_outside_through_the_egress_engine() {
             eprintln!("  flow {f:?}");
         }
         assert_eq!(report.tun_write_errors, 0);
-        assert!(report.stats.tcp_opened >= 2);
+        assert!(report.stats.tcp_opened >= 3);
         assert!(report.stats.tcp_refused >= 1);
         assert_ne!(report.icmp, IcmpMode::None);
     }
