@@ -7,8 +7,8 @@
 #   2. connections per second, one after another (connect, GET, 11-byte answer, close), from
 #      the host's namespace and from the task.
 # For each variant given: the task TUN device's MTU, with ":gso" for TCP super-packets to the
-# task behind a virtio-net header (EgressConfig::gso). Default: 1500 1500:gso 65520. The harness is the ignored test `egress_throughput`
-# of tests/egress_root.rs; its namespaces and links are removed when it ends.
+# task behind a virtio-net header (Egress::with_gso). Default: 1500 1500:gso 65520. The
+# harness is the ignored test `egress_throughput` of tests/egress_root.rs; its namespaces and links are removed when it ends.
 #
 #   scripts/bench-egress.sh [BYTES] [MTU[:gso]...]
 set -euo pipefail

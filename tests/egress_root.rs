@@ -58,12 +58,12 @@ const HOST: Token = Token(1);
 const WAKE: Token = Token(2);
 
 impl Engine {
-    fn start(dev: tap::TapQueue, cfg: EgressConfig) -> Engine {
+    fn start(dev: tap::TapQueue, cfg: EgressConfig, gso: bool) -> Engine {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || run_engine(poll, dev, cfg, &stop2));
+        let thread = std::thread::spawn(move || run_engine(poll, dev, cfg, gso, &stop2));
         Engine {
             stop,
             waker,
@@ -88,11 +88,16 @@ fn run_engine(
     mut poll: Poll,
     dev: tap::TapQueue,
     cfg: EgressConfig,
+    gso: bool,
     stop: &AtomicBool,
 ) -> EngineReport {
     let start = Instant::now();
     let now = || start.elapsed().as_nanos() as u64;
-    let mut e = Egress::new(cfg, now());
+    let mut e = if gso {
+        Egress::with_gso(cfg, now())
+    } else {
+        Egress::new(cfg, now())
+    };
     e.attach(poll.registry(), HOST).unwrap();
     poll.registry()
         .register(
@@ -128,7 +133,7 @@ fn run_engine(
                 tun_more = true;
             }
         }
-        e.handle_timeout(now(), &mut |p, gso| {
+        e.handle_timeout_gso(now(), &mut |p, gso| {
             let hdr = match gso {
                 // A TCP super-packet: the kernel takes it whole, its checksum partial.
                 Some(size) => {
@@ -245,7 +250,12 @@ fn setup(tag: u32, tun_mtu: u16, gso: bool) -> Setup {
     ]);
     lab::ip(&["-n", &out_ns, "link", "set", &out_if, "up"]);
     // The TUN device is made here and moved into the task's namespace; its descriptor stays.
-    let dev = tap::open_tun(&tun_if, gso).expect("open TUN");
+    let dev = if gso {
+        tap::open_tun_offload(&tun_if)
+    } else {
+        tap::open_tun(&tun_if)
+    }
+    .expect("open TUN");
     lab::ip(&["link", "set", &tun_if, "netns", &task_ns]);
     lab::ip(&[
         "-n",
@@ -283,7 +293,6 @@ fn setup(tag: u32, tun_mtu: u16, gso: bool) -> Setup {
             host_loopback: HOST_LOOPBACK,
             mtu: tun_mtu,
             seed: 0x5eed,
-            gso,
             limits: Limits {
                 tcp_buffer: std::env::var("EGRESS_TCP_BUFFER")
                     .ok()
@@ -292,6 +301,7 @@ fn setup(tag: u32, tun_mtu: u16, gso: bool) -> Setup {
                 ..Limits::default()
             },
         },
+        gso,
     );
     Setup {
         engine,

@@ -150,6 +150,8 @@ pub(super) struct Tcp {
     link: IpLink,
     sockets: SocketSet<'static>,
     flows: HashMap<Key, Flow>,
+    /// Segments to the tasks go out as super-packets (see `Egress::with_gso`).
+    gso: bool,
 }
 
 /// How a flow ended, for the counters.
@@ -160,16 +162,12 @@ enum End {
 }
 
 impl Tcp {
-    pub(super) fn new(cfg: &EgressConfig, now: Nanos) -> Tcp {
+    pub(super) fn new(cfg: &EgressConfig, gso: bool, now: Nanos) -> Tcp {
         let mut link = IpLink {
             rx: VecDeque::new(),
             tx: Vec::new(),
             free: Vec::new(),
-            mtu: if cfg.gso {
-                GSO_MTU
-            } else {
-                usize::from(cfg.mtu)
-            },
+            mtu: if gso { GSO_MTU } else { usize::from(cfg.mtu) },
         };
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = cfg.seed;
@@ -187,6 +185,7 @@ impl Tcp {
             link,
             sockets: SocketSet::new(Vec::new()),
             flows: HashMap::new(),
+            gso,
         }
     }
 
@@ -314,7 +313,7 @@ impl Tcp {
                     let mut syn = std::mem::take(syn);
                     // With GSO the stack is told the task takes 64 KiB segments; the link
                     // cuts them at the task's real MSS.
-                    let gso_mss = if cfg.gso {
+                    let gso_mss = if self.gso {
                         super::packet::rewrite_mss(&mut syn, GSO_MSS)
                     } else {
                         None
@@ -462,14 +461,18 @@ impl Tcp {
                 break;
             }
         }
-        self.drain(cfg, emit);
+        self.drain(emit);
         acted
     }
 
-    fn drain(&mut self, cfg: &EgressConfig, emit: &mut dyn FnMut(&[u8], Option<u16>)) {
+    fn drain(&mut self, emit: &mut dyn FnMut(&[u8], Option<u16>)) {
         let mut tx = std::mem::take(&mut self.link.tx);
         for mut b in tx.drain(..) {
-            let gso = if cfg.gso { self.gso_size(&mut b) } else { None };
+            let gso = if self.gso {
+                self.gso_size(&mut b)
+            } else {
+                None
+            };
             emit(&b, gso);
             if self.link.free.len() < RX_QUEUE {
                 self.link.free.push(b);

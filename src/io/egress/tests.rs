@@ -20,7 +20,6 @@ fn engine(poll: &Poll) -> Egress {
             host_loopback: HOST,
             mtu: 1500,
             seed: 7,
-            gso: false,
             limits: Limits::default(),
         },
         0,
@@ -44,7 +43,7 @@ fn run_until(
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let mut found = None;
-        e.handle_timeout(now(start), &mut |p, _| {
+        e.handle_timeout(now(start), &mut |p| {
             if found.is_none() && done(p) {
                 found = Some(p.to_vec());
             }
@@ -204,7 +203,7 @@ fn udp_flows_are_bounded_and_expire() {
     assert_eq!(e.stats().drops(DropReason::UdpFlowLimit), 1);
     let idle = e.config().limits.udp_idle;
     assert_eq!(e.poll_timeout(1), Some(idle));
-    e.handle_timeout(idle, &mut |_, _| {});
+    e.handle_timeout(idle, &mut |_| {});
     assert_eq!(e.flow_counts().1, 0);
 }
 
@@ -237,5 +236,5 @@ fn hostile_packets_never_panic() {
             e.input(i as Nanos, &m);
         }
     }
-    e.handle_timeout(1, &mut |_, _| {});
+    e.handle_timeout(1, &mut |_| {});
 }
