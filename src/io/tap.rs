@@ -69,11 +69,31 @@ pub fn open_multiqueue(name: &str, queues: usize, offload: bool) -> io::Result<V
 }
 
 /// Opens (creating) the TUN device `name` in the calling thread's network namespace, one
-/// queue, no offloads: `recv` and `send` then carry bare IP packets, no link header. The
-/// egress engine's tests and benchmark give a namespace one as its default route.
+/// queue, no offloads: `recv` and `send` carry bare IP packets, no link header. The egress
+/// engine's tests and benchmark give a namespace one as its default route.
 pub fn open_tun(name: &str) -> io::Result<TapQueue> {
     check_name(name)?;
     open_device(name, IFF_TUN | IFF_NO_PI, false)
+}
+
+/// `open_tun` with offloads, as a TAP's: packets behind a virtio-net header, the namespace may
+/// hand over TCP super-packets (TSO) with partial checksums, and `send_with` may write them
+/// with a GSO size, which the namespace takes whole.
+pub fn open_tun_offload(name: &str) -> io::Result<TapQueue> {
+    check_name(name)?;
+    let q = open_device(name, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, true)?;
+    // SAFETY: TUNSETOFFLOAD takes the offload flags by value.
+    let rc = unsafe {
+        libc::ioctl(
+            q.fd.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            TUN_F_CSUM | TUN_F_TSO4,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(q)
 }
 
 fn check_name(name: &str) -> io::Result<()> {

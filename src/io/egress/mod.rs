@@ -312,9 +312,23 @@ pub struct Egress {
 }
 
 impl Egress {
+    /// An engine whose packets to the tasks are plain, at most `cfg.mtu` bytes; run it with
+    /// `handle_timeout`.
     pub fn new(cfg: EgressConfig, now: Nanos) -> Egress {
+        Egress::make(cfg, false, now)
+    }
+
+    /// An engine for a link that takes TCP super-packets with a GSO size (a TAP or TUN with a
+    /// virtio-net header): its stack sends segments of up to 64 KiB, which the task's kernel
+    /// takes whole, instead of one packet per MSS; it also takes the task's TSO super-packets
+    /// whole (their checksums finished). Run it with `handle_timeout_gso`.
+    pub fn with_gso(cfg: EgressConfig, now: Nanos) -> Egress {
+        Egress::make(cfg, true, now)
+    }
+
+    fn make(cfg: EgressConfig, gso: bool, now: Nanos) -> Egress {
         Egress {
-            tcp: tcp::Tcp::new(&cfg, now),
+            tcp: tcp::Tcp::new(&cfg, gso, now),
             cfg,
             host: Host {
                 registry: None,
@@ -451,23 +465,32 @@ impl Egress {
     }
 
     /// Runs host I/O, the stack and the timers at `now`; every packet for the tasks goes to
-    /// `emit`.
+    /// `emit` (an engine made with `new`: plain packets only).
     pub fn handle_timeout(&mut self, now: Nanos, emit: &mut dyn FnMut(&[u8])) {
+        self.handle_timeout_gso(now, &mut |p, _| emit(p))
+    }
+
+    /// `handle_timeout` for an engine made `with_gso`: a TCP super-packet comes with its
+    /// segment size, and the link writes it behind a virtio-net header (GSO_TCPV4, that size,
+    /// NEEDS_CSUM from the TCP header, checksum offset 16); its checksum field holds the
+    /// pseudo-header's sum, as a partial checksum must. `None`: a plain packet.
+    pub fn handle_timeout_gso(&mut self, now: Nanos, emit: &mut dyn FnMut(&[u8], Option<u16>)) {
         let mut count = 0u64;
-        let mut emit = |p: &[u8]| {
+        let mut emit = |p: &[u8], gso: Option<u16>| {
             count += 1;
-            emit(p)
+            emit(p, gso)
         };
         let mut acted = false;
         for _ in 0..ROUNDS {
             acted = self.tcp.run(&self.cfg, now, &mut self.stats, &mut emit);
+            let mut plain = |p: &[u8]| emit(p, None);
             acted |= self.udp.run(
                 &self.cfg,
                 now,
                 &mut self.buf,
                 &mut self.out,
                 &mut self.stats,
-                &mut emit,
+                &mut plain,
             );
             acted |= self.icmp.run(
                 &self.cfg,
@@ -475,7 +498,7 @@ impl Egress {
                 &mut self.buf,
                 &mut self.out,
                 &mut self.stats,
-                &mut emit,
+                &mut plain,
             );
             if !acted {
                 break;

@@ -167,6 +167,96 @@ pub(crate) fn write_echo_reply(
     b.write(out, payload).is_ok()
 }
 
+/// The IPv4 header length and TCP header range of a TCP packet, checked.
+fn tcp_offsets(packet: &[u8]) -> Option<(usize, usize)> {
+    let ip = Ipv4Slice::from_slice(packet).ok()?;
+    if ip.payload_ip_number() != IpNumber::TCP || ip.is_payload_fragmented() {
+        return None;
+    }
+    let ihl = usize::from(ip.header().ihl()) * 4;
+    let t = TcpHeaderSlice::from_slice(packet.get(ihl..)?).ok()?;
+    Some((ihl, t.slice().len()))
+}
+
+/// Folded 16-bit one's complement sum (not inverted) of the TCP pseudo-header.
+fn pseudo_header_sum(packet: &[u8], tcp_len: usize) -> Option<u16> {
+    let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+    let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+    let sum = etherparse::checksum::Sum16BitWords::new()
+        .add_4bytes(src)
+        .add_4bytes(dst)
+        .add_2bytes([0, 6])
+        .add_2bytes((tcp_len as u16).to_be_bytes());
+    Some(!sum.ones_complement())
+}
+
+/// Sets the MSS option of a TCP SYN to `mss` (the checksum made anew); returns the MSS the
+/// sender offered, None (nothing changed) without the option.
+pub(crate) fn rewrite_mss(packet: &mut [u8], mss: u16) -> Option<u16> {
+    let (ihl, hdr) = tcp_offsets(packet)?;
+    let ip_len = usize::from(u16::from_be_bytes(packet.get(2..4)?.try_into().ok()?));
+    let opts = ihl + 20..ihl + hdr;
+    let mut i = opts.start;
+    let mut offered = None;
+    while i < opts.end {
+        match packet[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*packet.get(i + 1)?);
+                if len < 2 || i + len > opts.end {
+                    return None;
+                }
+                if kind == 2 && len == 4 {
+                    offered = Some(u16::from_be_bytes([packet[i + 2], packet[i + 3]]));
+                    packet[i + 2..i + 4].copy_from_slice(&mss.to_be_bytes());
+                    break;
+                }
+                i += len;
+            }
+        }
+    }
+    let offered = offered?;
+    let seg = packet.get_mut(ihl..ip_len)?;
+    seg[16] = 0;
+    seg[17] = 0;
+    let tcp_len = seg.len();
+    let pseudo = pseudo_header_sum(packet, tcp_len)?;
+    let seg = packet.get_mut(ihl..ip_len)?;
+    let sum = etherparse::checksum::Sum16BitWords::new()
+        .add_2bytes(pseudo.to_ne_bytes())
+        .add_slice(seg)
+        .ones_complement();
+    seg[16..18].copy_from_slice(&sum.to_ne_bytes());
+    Some(offered)
+}
+
+/// The task's end, the far end and the payload length of a TCP packet to a task.
+pub(crate) fn tcp_endpoints(packet: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, usize)> {
+    let (ihl, hdr) = tcp_offsets(packet)?;
+    let ip_len = usize::from(u16::from_be_bytes(packet.get(2..4)?.try_into().ok()?));
+    let t = TcpHeaderSlice::from_slice(packet.get(ihl..)?).ok()?;
+    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+    Some((
+        SocketAddrV4::new(dst, t.destination_port()),
+        SocketAddrV4::new(src, t.source_port()),
+        ip_len.checked_sub(ihl + hdr)?,
+    ))
+}
+
+/// Replaces a TCP packet's checksum with the pseudo-header's sum: a partial checksum, for a
+/// link that finishes it per segment (CHECKSUM_PARTIAL, csum_start at the TCP header).
+pub(crate) fn make_tcp_checksum_partial(packet: &mut [u8]) -> Option<()> {
+    let (ihl, _) = tcp_offsets(packet)?;
+    let ip_len = usize::from(u16::from_be_bytes(packet.get(2..4)?.try_into().ok()?));
+    let pseudo = pseudo_header_sum(packet, ip_len.checked_sub(ihl)?)?;
+    packet
+        .get_mut(ihl + 16..ihl + 18)?
+        .copy_from_slice(&pseudo.to_ne_bytes());
+    Some(())
+}
+
 /// The ICMP echo request (header and data, checksummed) a raw socket sends for a task.
 pub(crate) fn write_echo_request(out: &mut Vec<u8>, id: u16, seq: u16, payload: &[u8]) {
     out.clear();
@@ -273,6 +363,70 @@ mod tests {
         assert_eq!(v.len(), 1500);
     }
 
+    fn syn_with_mss(mss: u16) -> Vec<u8> {
+        use etherparse::TcpOptionElement::*;
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([10, 199, 0, 2], [10, 199, 1, 2], 64)
+            .tcp(40000, 80, 1, 64240)
+            .syn()
+            .options(&[Noop, MaximumSegmentSize(mss), WindowScale(7)])
+            .unwrap()
+            .write(&mut v, b"")
+            .unwrap();
+        v
+    }
+
+    fn tcp_checksum_ok(p: &[u8]) -> bool {
+        let ip = Ipv4Slice::from_slice(p).unwrap();
+        let t = etherparse::TcpSlice::from_slice(ip.payload().payload).unwrap();
+        t.calc_checksum_ipv4(
+            ip.header().source_addr().octets(),
+            ip.header().destination_addr().octets(),
+        )
+        .unwrap()
+            == t.checksum()
+    }
+
+    #[test]
+    fn the_mss_is_rewritten_with_a_valid_checksum() {
+        let mut p = syn_with_mss(1460);
+        assert!(tcp_checksum_ok(&p));
+        assert_eq!(rewrite_mss(&mut p, 65495), Some(1460));
+        assert!(tcp_checksum_ok(&p), "checksum after the rewrite");
+        let ip = Ipv4Slice::from_slice(&p).unwrap();
+        let t = etherparse::TcpSlice::from_slice(ip.payload().payload).unwrap();
+        assert!(t
+            .options_iterator()
+            .any(|o| o == Ok(etherparse::TcpOptionElement::MaximumSegmentSize(65495))));
+        let mut plain = Vec::new();
+        PacketBuilder::ipv4([10, 199, 0, 2], [10, 199, 1, 2], 64)
+            .tcp(40000, 80, 1, 64240)
+            .syn()
+            .write(&mut plain, b"")
+            .unwrap();
+        let before = plain.clone();
+        assert_eq!(rewrite_mss(&mut plain, 65495), None);
+        assert_eq!(plain, before, "no MSS option: untouched");
+    }
+
+    #[test]
+    fn a_partial_checksum_is_the_pseudo_header_sum() {
+        let mut p = syn_with_mss(1460);
+        make_tcp_checksum_partial(&mut p).unwrap();
+        // Finishing it as a NIC does (the sum over the TCP segment, from the partial value)
+        // gives the full checksum.
+        let ihl = 20;
+        let sum = etherparse::checksum::Sum16BitWords::new()
+            .add_slice(&p[ihl..])
+            .ones_complement();
+        p[ihl + 16..ihl + 18].copy_from_slice(&sum.to_ne_bytes());
+        assert!(tcp_checksum_ok(&p));
+        let (task, dest, payload) = tcp_endpoints(&p).unwrap();
+        assert_eq!(task, "10.199.1.2:80".parse().unwrap());
+        assert_eq!(dest, "10.199.0.2:40000".parse().unwrap());
+        assert_eq!(payload, 0);
+    }
+
     /// Every truncation and every single-byte corruption of valid packets is read without a
     /// panic (the fuzz body, run on stable).
     #[test]
@@ -290,8 +444,13 @@ mod tests {
             .write(&mut v, b"")
             .unwrap();
         seeds.push(v);
+        seeds.push(syn_with_mss(1460));
         for seed in &seeds {
             for cut in 0..=seed.len() {
+                let mut c = seed[..cut].to_vec();
+                let _ = rewrite_mss(&mut c, 1000);
+                let _ = tcp_endpoints(&c);
+                let _ = make_tcp_checksum_partial(&mut c);
                 let _ = parse(&seed[..cut]);
                 let _ = echo_reply_in_ip(&seed[..cut]);
                 let _ = echo_reply(&seed[..cut]);
@@ -302,6 +461,8 @@ mod tests {
                     m[i] = b;
                     let _ = parse(&m);
                     let _ = echo_reply_in_ip(&m);
+                    let _ = rewrite_mss(&mut m.clone(), 1000);
+                    let _ = make_tcp_checksum_partial(&mut m.clone());
                 }
             }
         }

@@ -28,6 +28,11 @@ use crate::dataplane::Nanos;
 
 /// Packets queued towards the stack before more are dropped.
 const RX_QUEUE: usize = 512;
+/// The stack's MTU with GSO: its segments are then bounded by the task's window only.
+const GSO_MTU: usize = 65535;
+/// The MSS the stack is told a task offered, with GSO (the largest a 64 KiB packet holds).
+const GSO_MSS: u16 = (GSO_MTU - 40) as u16;
+
 /// Stack polls per run: segments sent to the tasks per socket before other work gets a turn.
 const BURST: usize = 64;
 /// Unacknowledged data (either way) for this long resets the task's connection.
@@ -127,6 +132,8 @@ enum State {
         host_eof: bool,
         /// The task's side reached the established state once.
         established: bool,
+        /// With GSO, the MSS the task offered: the segment size of super-packets to it.
+        gso_mss: Option<u16>,
     },
 }
 
@@ -143,6 +150,8 @@ pub(super) struct Tcp {
     link: IpLink,
     sockets: SocketSet<'static>,
     flows: HashMap<Key, Flow>,
+    /// Segments to the tasks go out as super-packets (see `Egress::with_gso`).
+    gso: bool,
 }
 
 /// How a flow ended, for the counters.
@@ -153,12 +162,12 @@ enum End {
 }
 
 impl Tcp {
-    pub(super) fn new(cfg: &EgressConfig, now: Nanos) -> Tcp {
+    pub(super) fn new(cfg: &EgressConfig, gso: bool, now: Nanos) -> Tcp {
         let mut link = IpLink {
             rx: VecDeque::new(),
             tx: Vec::new(),
             free: Vec::new(),
-            mtu: usize::from(cfg.mtu),
+            mtu: if gso { GSO_MTU } else { usize::from(cfg.mtu) },
         };
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = cfg.seed;
@@ -176,6 +185,7 @@ impl Tcp {
             link,
             sockets: SocketSet::new(Vec::new()),
             flows: HashMap::new(),
+            gso,
         }
     }
 
@@ -300,7 +310,14 @@ impl Tcp {
                 Ok(false) => {}
                 Ok(true) => {
                     acted = true;
-                    let syn = std::mem::take(syn);
+                    let mut syn = std::mem::take(syn);
+                    // With GSO the stack is told the task takes 64 KiB segments; the link
+                    // cuts them at the task's real MSS.
+                    let gso_mss = if self.gso {
+                        super::packet::rewrite_mss(&mut syn, GSO_MSS)
+                    } else {
+                        None
+                    };
                     let mut s = tcp::Socket::new(
                         tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
                         tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
@@ -326,6 +343,7 @@ impl Tcp {
                         host_shut: false,
                         host_eof: false,
                         established: false,
+                        gso_mss,
                     };
                     stats.tcp_opened += 1;
                     self.ingest(now, &syn, stats);
@@ -364,6 +382,7 @@ impl Tcp {
                 host_shut,
                 host_eof,
                 established,
+                ..
             } = &mut f.state
             else {
                 continue;
@@ -426,7 +445,7 @@ impl Tcp {
         cfg: &EgressConfig,
         now: Nanos,
         stats: &mut EgressStats,
-        emit: &mut dyn FnMut(&[u8]),
+        emit: &mut dyn FnMut(&[u8], Option<u16>),
     ) -> bool {
         let mut acted = self.settle_connects(cfg, now, stats);
         // The stack sends one segment per socket and poll: poll until it sends nothing more
@@ -446,15 +465,38 @@ impl Tcp {
         acted
     }
 
-    fn drain(&mut self, emit: &mut dyn FnMut(&[u8])) -> bool {
-        let any = !self.link.tx.is_empty();
-        for b in self.link.tx.drain(..) {
-            emit(&b);
+    fn drain(&mut self, emit: &mut dyn FnMut(&[u8], Option<u16>)) {
+        let mut tx = std::mem::take(&mut self.link.tx);
+        for mut b in tx.drain(..) {
+            let gso = if self.gso {
+                self.gso_size(&mut b)
+            } else {
+                None
+            };
+            emit(&b, gso);
             if self.link.free.len() < RX_QUEUE {
                 self.link.free.push(b);
             }
         }
-        any
+        self.link.tx = tx;
+    }
+
+    /// The segment size of a packet to a task larger than the task's MSS, its checksum made
+    /// partial for the link's segmentation; None for a packet the task takes as it is.
+    fn gso_size(&self, packet: &mut [u8]) -> Option<u16> {
+        let (task, dest, payload) = super::packet::tcp_endpoints(packet)?;
+        let f = self.flows.get(&(task, dest))?;
+        let State::Open {
+            gso_mss: Some(mss), ..
+        } = f.state
+        else {
+            return None;
+        };
+        if payload <= usize::from(mss) {
+            return None;
+        }
+        super::packet::make_tcp_checksum_partial(packet)?;
+        Some(mss)
     }
 
     /// The next deadline: the stack's timers, a connect's timeout, an idle flow's end.
