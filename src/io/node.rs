@@ -574,7 +574,11 @@ impl Node {
                     tracing::warn!(task = %cfg.endpoint.name, error = %e, "cannot give the task its resolv.conf");
                 }
             }
-            let (task, queues) = make_task(cfg, ns, workers, self.offload).map_err(port_error)?;
+            // A task's way out (docker_gwbridge) always takes its kernel's TCP super-frames and
+            // gets coalesced ones: the egress carries one host stream per connection, and a
+            // TAP read or write per 1500-byte segment would be most of its cost.
+            let offload = self.offload || cfg.bridge;
+            let (task, queues) = make_task(cfg, ns, workers, offload).map_err(port_error)?;
             self.next_port += 1;
             made.push((
                 LocalPort {
