@@ -57,6 +57,7 @@ fn spec(i: u32, app: App) -> VirtSpec {
         gateway: Ipv4Addr::new(10, 0, 0, 1),
         mtu: 1450,
         seed: u64::from(i),
+        reach: Default::default(),
     }
 }
 

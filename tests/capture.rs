@@ -159,7 +159,19 @@ fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encr
             })
             .expect("the client task on node-1")
     };
-    let file = capture(&n1, &["get-plain", "-c", "20", "ip"]);
+    let file = capture(
+        &n1,
+        &[
+            "get-plain",
+            "-c",
+            "20",
+            "ip",
+            "and",
+            "not",
+            "net",
+            "172.18.0.0/16",
+        ],
+    );
     let addrs = fields(&file, &["ip.src", "ip.dst"]);
     assert_eq!(addrs.len(), 20);
     assert!(
@@ -208,7 +220,10 @@ fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encr
 /// The client task's address on `net` as `node` itself sees it: the IPv4 addresses of a few of
 /// its frames (every one involves it).
 fn own_task_ip(node: &Node, task: &str) -> String {
-    let file = capture(node, &[task, "-c", "6", "ip"]);
+    let file = capture(
+        node,
+        &[task, "-c", "6", "ip", "and", "not", "net", "172.18.0.0/16"],
+    );
     let addrs = fields(&file, &["ip.src", "ip.dst"]);
     let first: Vec<&str> = addrs[0].split('|').collect();
     first
@@ -284,7 +299,21 @@ fn capture_node_reaches_any_node_through_the_managers() {
 
     // The worker's client, captured there directly, and through the leader: the same task.
     let worker_client = own_task_ip(&n3, "get-plain");
-    let file = capture(&n1, &["--node", "node-3", "get-plain", "-c", "20", "ip"]);
+    let file = capture(
+        &n1,
+        &[
+            "--node",
+            "node-3",
+            "get-plain",
+            "-c",
+            "20",
+            "ip",
+            "and",
+            "not",
+            "net",
+            "172.18.0.0/16",
+        ],
+    );
     let addrs = fields(&file, &["ip.src", "ip.dst"]);
     assert_eq!(addrs.len(), 20);
     assert!(
@@ -293,7 +322,21 @@ fn capture_node_reaches_any_node_through_the_managers() {
     );
     // Through the other manager (its request goes to the leader), by node ID prefix.
     let n3_id = n3.id();
-    let file = capture(&n2, &["--node", &n3_id[..8], "get-plain", "-c", "10", "ip"]);
+    let file = capture(
+        &n2,
+        &[
+            "--node",
+            &n3_id[..8],
+            "get-plain",
+            "-c",
+            "10",
+            "ip",
+            "and",
+            "not",
+            "net",
+            "172.18.0.0/16",
+        ],
+    );
     let addrs = fields(&file, &["ip.src", "ip.dst"]);
     assert_eq!(addrs.len(), 10);
     assert!(
@@ -303,7 +346,21 @@ fn capture_node_reaches_any_node_through_the_managers() {
     // The leader's own node, asked from the other manager.
     let leader_client = own_task_ip(&n1, "get-plain");
     assert_ne!(leader_client, worker_client);
-    let file = capture(&n2, &["--node", "node-1", "get-plain", "-c", "10", "ip"]);
+    let file = capture(
+        &n2,
+        &[
+            "--node",
+            "node-1",
+            "get-plain",
+            "-c",
+            "10",
+            "ip",
+            "and",
+            "not",
+            "net",
+            "172.18.0.0/16",
+        ],
+    );
     let addrs = fields(&file, &["ip.src", "ip.dst"]);
     assert!(
         addrs.len() == 10 && addrs.iter().all(|a| a.contains(&leader_client)),

@@ -280,7 +280,7 @@ fn names_keep_their_rows_an_unknown_one_fails_and_a_pipe_gets_a_table_per_refres
                     .iter()
                     .filter(|r| r["service"] == "client")
                     .count()
-                    == 2
+                    == 3
         }),
         "{s}\n{}",
         n.log()
@@ -317,8 +317,10 @@ fn names_keep_their_rows_an_unknown_one_fails_and_a_pipe_gets_a_table_per_refres
             .map(|r| r[field].as_str().unwrap().to_string())
             .collect()
     };
-    // A task, by full name, `service.slot` or ID: its rows, one per network, nothing else.
+    // A task, by full name, `service.slot` or ID: its rows, one per network (its way out,
+    // docker_gwbridge, too: a fetch goes out), nothing else.
     let both = vec![
+        (client_task.clone(), "docker_gwbridge".to_string()),
         (client_task.clone(), "my-net".to_string()),
         (client_task.clone(), "other-net".to_string()),
     ];

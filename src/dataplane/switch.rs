@@ -284,11 +284,13 @@ impl Forwarder<'_> {
                 .network(p.network)
                 .is_some_and(|n| n.gateway_mac == dst);
             if let (Inner::Ipv4 { total }, true) = (kind, to_gateway) {
-                if self
+                // On a bridge, the embedded DNS still answers at the gateway (port 53, as on
+                // every network of the task); the rest goes out.
+                let bridge = self
                     .t
                     .network(p.network)
-                    .is_some_and(|n| n.bridge.is_some())
-                {
+                    .is_some_and(|n| n.bridge.is_some());
+                if bridge && !self.to_gateway_dns(p.network, frame) {
                     return self.send_to_egress(port, p.network, frame, total);
                 }
                 return self.at_gateway(port, p.network, frame);

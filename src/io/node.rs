@@ -547,6 +547,7 @@ impl Node {
                     gateway: cfg.gateway,
                     mtu: cfg.mtu,
                     seed: random_u64(),
+                    reach: virtual_reach(view, &cfg.endpoint),
                 };
                 let task = VirtualTask::new(&spec, worker::now_nanos());
                 virtual_tasks.push((id, VirtualPort::Task(Box::new(task))));
@@ -866,6 +867,35 @@ impl Drop for Node {
 }
 
 /// 64 random bits from the kernel (the core itself draws no randomness).
+/// Which addresses a virtual task's interface on `ep` connects to (see [`crate::virt::Reach`]):
+/// a task with a way out (an endpoint on a bridge network) reaches its networks' subnets
+/// through their interfaces and everything else through the way out.
+fn virtual_reach(view: &Topology, ep: &Endpoint) -> crate::virt::Reach {
+    use crate::virt::Reach;
+    let subnet = |e: &Endpoint| {
+        view.network(&e.network)
+            .map(|n| (n.subnet, n.bridge.is_some()))
+    };
+    let mine: Vec<(ipnet::Ipv4Net, bool)> = view
+        .local_endpoints()
+        .filter(|e| e.is_virtual() && e.task_name() == ep.task_name())
+        .filter_map(subnet)
+        .collect();
+    if !mine.iter().any(|(_, bridge)| *bridge) {
+        return Reach::All;
+    }
+    match subnet(ep) {
+        Some((_, true)) => Reach::Outside(
+            mine.iter()
+                .filter(|(_, bridge)| !bridge)
+                .map(|(net, _)| *net)
+                .collect(),
+        ),
+        Some((net, false)) => Reach::Subnet(net),
+        None => Reach::All,
+    }
+}
+
 pub(super) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: getrandom writes at most b.len() bytes into b.

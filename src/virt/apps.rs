@@ -58,6 +58,10 @@ pub(super) enum AppState {
 
 impl AppState {
     pub fn new(app: &App, who: Identity, sockets: &mut SocketSet<'static>, seed: u64) -> AppState {
+        if matches!(who.reach, super::Reach::Outside(_)) && !matches!(app, App::Fetch(_)) {
+            // A way out serves nothing: only a fetch goes out through it.
+            return AppState::Idle;
+        }
         match app {
             App::Whoami => AppState::Whoami(Whoami {
                 who,
@@ -87,6 +91,7 @@ impl AppState {
                 socket: sockets.add(tcp_socket(FETCH_RX, FETCH_TX)),
                 dns: sockets.add(dns_socket()),
                 resolver: who.gateway,
+                reach: who.reach.clone(),
                 state: FetchState::Idle { next_at: 0 },
                 local_port: 49152 + (seed % 16384) as u16,
                 query_id: seed as u16,
@@ -396,6 +401,9 @@ pub(super) struct Fetch {
     /// For looking the host up when it is a name.
     dns: SocketHandle,
     resolver: Ipv4Addr,
+    /// The addresses this interface fetches from (a task with a way out fetches each address
+    /// through one interface).
+    reach: super::Reach,
     state: FetchState,
     local_port: u16,
     query_id: u16,
@@ -474,8 +482,22 @@ impl Fetch {
                     }
                 }
                 let name = self.target.host.to_string();
+                // The way out leaves a failed lookup to the task's other interfaces to report.
+                let quiet = matches!(self.reach, super::Reach::Outside(_));
                 match found {
                     Some(Ok(addr)) => self.connect(now, addr, Some(addr), iface, sockets, events),
+                    Some(Err(_)) if quiet => {
+                        self.state = FetchState::Idle {
+                            next_at: started + FETCH_EVERY,
+                        };
+                        true
+                    }
+                    None if quiet && now >= started + RESOLVE_TIMEOUT => {
+                        self.state = FetchState::Idle {
+                            next_at: now + FETCH_EVERY,
+                        };
+                        true
+                    }
                     Some(Err(why)) => {
                         events.push(format!("GET {url}: cannot resolve {name}: {why}"));
                         self.state = FetchState::Idle {
@@ -589,6 +611,13 @@ impl Fetch {
         sockets: &mut SocketSet<'static>,
         events: &mut Vec<String>,
     ) -> bool {
+        if !self.reach.takes(addr) {
+            // Another of the task's interfaces fetches from there.
+            self.state = FetchState::Idle {
+                next_at: now + FETCH_EVERY,
+            };
+            return false;
+        }
         let url = self.target.to_string();
         let s = sockets.get_mut::<tcp::Socket>(self.socket);
         // A new port each time: the last connection may linger in TIME-WAIT.

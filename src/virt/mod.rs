@@ -42,6 +42,35 @@ pub struct VirtSpec {
     pub mtu: u16,
     /// Seed of the stack's TCP initial sequence numbers and ephemeral ports.
     pub seed: u64,
+    /// Which addresses this interface's app reaches out to, when the task has several.
+    pub reach: Reach,
+}
+
+/// Which addresses a virtual task's interface connects to. A virtual task runs its app on each
+/// of its interfaces; when it also has a way out (docker_gwbridge), each address is reached
+/// through one of them only, as a routing table would pick: its own network's subnet through
+/// an overlay interface, everything outside the task's networks through the way out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// Whatever the app is given (a task without a way out).
+    #[default]
+    All,
+    /// Only addresses of this subnet: an overlay interface of a task with a way out.
+    Subnet(ipnet::Ipv4Net),
+    /// Only addresses outside these subnets (the task's networks): its way out. Only
+    /// `fetch` runs there; other apps are served on the task's networks.
+    Outside(Vec<ipnet::Ipv4Net>),
+}
+
+impl Reach {
+    /// Whether this interface connects to `addr`.
+    pub fn takes(&self, addr: Ipv4Addr) -> bool {
+        match self {
+            Reach::All => true,
+            Reach::Subnet(net) => net.contains(&addr),
+            Reach::Outside(nets) => !nets.iter().any(|n| n.contains(&addr)),
+        }
+    }
 }
 
 /// What a task tells about itself, for the `whoami` page.
@@ -52,6 +81,7 @@ pub(crate) struct Identity {
     pub ip: Ipv4Addr,
     /// The network's gateway: also the task's resolver (the embedded DNS).
     pub gateway: Ipv4Addr,
+    pub reach: Reach,
 }
 
 /// One virtual task: its stack, its link and its app.
@@ -97,6 +127,7 @@ impl VirtualTask {
             node: spec.node.clone(),
             ip: spec.ip,
             gateway: spec.gateway,
+            reach: spec.reach.clone(),
         };
         let app = apps::AppState::new(&spec.app, who, &mut sockets, spec.seed);
         VirtualTask {

@@ -17,6 +17,7 @@ fn spec(name: &str, last: u8, app: App) -> VirtSpec {
         gateway: Ipv4Addr::new(10, 0, 9, 1),
         mtu: 1450,
         seed: u64::from(last),
+        reach: Default::default(),
     }
 }
 

@@ -210,12 +210,17 @@ impl TaskRuntime {
         self.gwbridge = gwbridge;
     }
 
-    /// Whether `t` gets an interface on docker_gwbridge: a program task on at least one
-    /// network that is not `--internal`, as Docker gives one to every such container.
-    /// (Virtual tasks run inside the node and have no namespace to give it to.)
+    /// Whether `t` gets an interface on docker_gwbridge: a task on at least one network that
+    /// is not `--internal`, as Docker gives one to every such container; of the virtual
+    /// tasks, those whose app goes out (`fetch`): the others only serve, and an interface
+    /// that would carry nothing costs a stack's buffers per task.
     fn wants_gwbridge(&self, t: &LocalTask, nets: &BTreeMap<&str, &NetworkRecord>) -> bool {
+        let goes_out = match &t.kind {
+            TaskKind::Program => true,
+            TaskKind::Virtual(app) => matches!(app, App::Fetch(_)),
+        };
         self.gwbridge.is_some()
-            && t.kind == TaskKind::Program
+            && goes_out
             && t.task
                 .addresses
                 .iter()
@@ -507,7 +512,8 @@ impl TaskRuntime {
         let mut owners: BTreeMap<String, (&str, String)> = BTreeMap::new();
         for t in self.tasks.values() {
             let full = t.task.full_name();
-            for i in 0..t.task.addresses.len().max(1) {
+            // Its interfaces on its networks, and its way out (docker_gwbridge) after them.
+            for i in 0..=t.task.addresses.len() {
                 let name = if i == 0 {
                     full.clone()
                 } else {
@@ -638,15 +644,19 @@ impl TaskRuntime {
             // Its way out, the last interface: docker_gwbridge.
             if let Some(ip) = self.gw_addrs.get(&t.task.id) {
                 let n = t.task.addresses.len();
+                let (netns, iface, app) = match &t.kind {
+                    TaskKind::Program => (Some(t.task.full_name()), Some(format!("eth{n}")), None),
+                    TaskKind::Virtual(app) => (None, None, Some(app.clone())),
+                };
                 endpoints.push(Endpoint {
                     name: format!("{}.eth{n}", t.task.full_name()),
                     network: GWBRIDGE.into(),
                     ip: *ip,
                     mac: MacAddr::from_ipv4(*ip),
                     vtep: None,
-                    netns: Some(t.task.full_name()),
-                    iface: Some(format!("eth{n}")),
-                    app: None,
+                    netns,
+                    iface,
+                    app,
                     task: Some(t.task.full_name()),
                 });
             }
