@@ -94,6 +94,7 @@ fn whoami_tells_its_name_node_address_and_the_request() {
         node: "node-1".into(),
         ip: Ipv4Addr::new(10, 0, 9, 2),
         gateway: Ipv4Addr::new(10, 0, 9, 1),
+        reach: Reach::All,
     };
     let head = b"GET / HTTP/1.1\r\nHost: 10.0.9.2\r\nUser-Agent: curl/8";
     let r = apps::respond(&who, "10.0.9.3:40000", head);
@@ -213,4 +214,14 @@ fn whoami_shows_the_client_a_proxy_v2_header_from_the_sandbox_names() {
         page.contains(&format!("ProxiedBy: 10.0.9.5:{port}\n")),
         "{page}"
     );
+}
+
+#[test]
+fn each_address_is_reached_through_one_interface() {
+    let net: ipnet::Ipv4Net = "10.0.9.0/24".parse().unwrap();
+    let (inside, outside) = (Ipv4Addr::new(10, 0, 9, 5), Ipv4Addr::new(198, 51, 100, 1));
+    assert!(Reach::All.takes(inside) && Reach::All.takes(outside));
+    assert!(Reach::Subnet(net).takes(inside) && !Reach::Subnet(net).takes(outside));
+    let way_out = Reach::Outside(vec![net]);
+    assert!(!way_out.takes(inside) && way_out.takes(outside));
 }
