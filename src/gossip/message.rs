@@ -1,0 +1,34 @@
+//! What travels inside a sealed gossip message (postcard-encoded).
+
+use serde::{Deserialize, Serialize};
+
+use super::identity::NodeIdentity;
+use super::table::{AttachRecord, Record};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub sender: NodeIdentity,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Body {
+    /// foca's SWIM message (probes, acks, membership updates, attachment broadcasts).
+    Swim(Vec<u8>),
+    /// Changed rows of network tables, spread epidemically among the network's nodes (UDP).
+    Table(Vec<Record>),
+    /// Full state of one network (rows, tombstones, and the attachments of its nodes); the
+    /// receiver answers a non-reply with its own (TCP).
+    PushPull {
+        network: String,
+        records: Vec<Record>,
+        attachments: Vec<AttachRecord>,
+        reply: bool,
+    },
+    /// The whole attachment table, exchanged with a join peer so that a new node learns which
+    /// nodes are on which network (TCP).
+    ClusterSync {
+        attachments: Vec<AttachRecord>,
+        reply: bool,
+    },
+}
