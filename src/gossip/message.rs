@@ -25,10 +25,13 @@ pub enum Body {
         attachments: Vec<AttachRecord>,
         reply: bool,
     },
-    /// The whole attachment table, exchanged with a join peer so that a new node learns which
+    /// The whole attachment table and member list, exchanged with a join peer so that a new node learns which
     /// nodes are on which network (TCP).
     ClusterSync {
         attachments: Vec<AttachRecord>,
+        /// The sender's live members (itself included), so the joiner knows everyone at once
+        /// instead of meeting them one probe at a time (memberlist's join push/pull).
+        members: Vec<NodeIdentity>,
         reply: bool,
     },
 }

@@ -518,18 +518,24 @@ impl Gossip {
                     }
                 }
             }
-            Body::ClusterSync { attachments, reply } => {
+            Body::ClusterSync {
+                attachments,
+                members,
+                reply,
+            } => {
                 self.apply_attachments(&attachments, now);
+                let mut out = Out::default();
+                let _ = self.foca.apply_many(
+                    members
+                        .into_iter()
+                        .filter(|m| m.node_id != self.me.node_id)
+                        .map(foca::Member::alive),
+                    false,
+                    &mut out,
+                );
+                self.absorb(out, now);
                 if !reply {
-                    let all = self.lock_attach().by_node.values().cloned().collect();
-                    self.send(
-                        sender.addr,
-                        Transport::Tcp,
-                        Body::ClusterSync {
-                            attachments: all,
-                            reply: true,
-                        },
-                    );
+                    self.send_cluster_sync(sender.addr, true);
                 }
                 self.pull_new_networks();
             }
@@ -661,15 +667,7 @@ impl Gossip {
             return;
         }
         if self.join_pending.remove(&id.addr) {
-            let all = self.lock_attach().by_node.values().cloned().collect();
-            self.send(
-                id.addr,
-                Transport::Tcp,
-                Body::ClusterSync {
-                    attachments: all,
-                    reply: false,
-                },
-            );
+            self.send_cluster_sync(id.addr, false);
         }
         if was_down {
             // Its rows were withdrawn here: pull them back on every network we share.
@@ -727,6 +725,21 @@ impl Gossip {
             transport,
             payload,
         });
+    }
+
+    fn send_cluster_sync(&mut self, to: SocketAddr, reply: bool) {
+        let attachments = self.lock_attach().by_node.values().cloned().collect();
+        let mut members: Vec<NodeIdentity> = self.active.values().cloned().collect();
+        members.push(self.me.clone());
+        self.send(
+            to,
+            Transport::Tcp,
+            Body::ClusterSync {
+                attachments,
+                members,
+                reply,
+            },
+        );
     }
 
     fn send_push_pull(&mut self, network: &str, to: SocketAddr, reply: bool) {
