@@ -151,10 +151,13 @@ pub struct Gossip {
     join_pending: BTreeSet<SocketAddr>,
     /// Networks we joined but have not pulled yet.
     needs_pull: BTreeSet<String>,
+    /// Networks pulled once at join, and when to pull them again.
+    repull: BTreeMap<String, Instant>,
     swarm_nodes: Option<BTreeSet<String>>,
     next_gossip: Option<Instant>,
     next_sync: Option<Instant>,
     next_gc: Option<Instant>,
+    next_member_sync: Option<Instant>,
     sync_turn: usize,
     applied_suspicion: Duration,
     applied_max_tx: std::num::NonZeroU8,
@@ -201,10 +204,12 @@ impl Gossip {
             down: BTreeMap::new(),
             join_pending: BTreeSet::new(),
             needs_pull: BTreeSet::new(),
+            repull: BTreeMap::new(),
             swarm_nodes: None,
             next_gossip: None,
             next_sync: None,
             next_gc: None,
+            next_member_sync: None,
             sync_turn: 0,
             applied_suspicion: suspicion,
             applied_max_tx,
@@ -312,6 +317,7 @@ impl Gossip {
             }
             self.queue.remove(&net);
             self.needs_pull.remove(&net);
+            self.repull.remove(&net);
         }
         for net in networks {
             if !self.tables.contains_key(&net) {
@@ -319,7 +325,7 @@ impl Gossip {
                 self.needs_pull.insert(net);
             }
         }
-        self.pull_new_networks();
+        self.pull_new_networks(now);
         Ok(())
     }
 
@@ -395,10 +401,17 @@ impl Gossip {
     /// When [`Gossip::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let foca = self.timers.keys().next().map(|(t, _)| *t);
-        [foca, self.next_gossip, self.next_sync, self.next_gc]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            foca,
+            self.next_gossip,
+            self.next_sync,
+            self.next_gc,
+            self.next_member_sync,
+            self.repull.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run whatever is due at `now`.
@@ -418,7 +431,28 @@ impl Gossip {
         }
         if self.next_sync.is_some_and(|t| t <= now) {
             self.next_sync = Some(now + self.cfg.sync_interval);
-            self.anti_entropy();
+            self.anti_entropy(now);
+        }
+        let due: Vec<String> = self
+            .repull
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for net in due {
+            self.repull.remove(&net);
+            let peers = self.peers_on(&net);
+            if let Some(p) = self.pick(peers, 1).pop() {
+                self.send_push_pull(&net, p.addr, false);
+            }
+        }
+        if self.next_member_sync.is_some_and(|t| t <= now) {
+            let live = self.active.len() + 1;
+            self.next_member_sync = Some(now + self.cfg.member_sync_period(live));
+            let peers: Vec<NodeIdentity> = self.active.values().cloned().collect();
+            if let Some(p) = self.pick(peers, 1).pop() {
+                self.send_cluster_sync(p.addr, false, false);
+            }
         }
         if self.next_gc.is_some_and(|t| t <= now) {
             self.next_gc = Some(now + self.cfg.tombstone_ttl / 4);
@@ -512,7 +546,7 @@ impl Gossip {
                     for rec in records.iter().filter(|r| r.network == network) {
                         self.apply_remote(rec, now, false);
                     }
-                    self.needs_pull.remove(&network);
+                    // A peer's push does not count as our pull: it may have joined as early as us.
                     if !reply {
                         self.send_push_pull(&network, sender.addr, true);
                     }
@@ -535,9 +569,11 @@ impl Gossip {
                 );
                 self.absorb(out, now);
                 if !reply {
-                    self.send_cluster_sync(sender.addr, true);
+                    // A periodic exchange carries members only; answer in kind.
+                    let with_attachments = !attachments.is_empty();
+                    self.send_cluster_sync(sender.addr, true, with_attachments);
                 }
-                self.pull_new_networks();
+                self.pull_new_networks(now);
             }
         }
         Ok(())
@@ -623,7 +659,7 @@ impl Gossip {
         let fresh = std::mem::take(&mut self.lock_attach().fresh);
         if !fresh.is_empty() {
             self.on_fresh_attachments(fresh, now);
-            self.pull_new_networks();
+            self.pull_new_networks(now);
         }
     }
 
@@ -667,7 +703,7 @@ impl Gossip {
             return;
         }
         if self.join_pending.remove(&id.addr) {
-            self.send_cluster_sync(id.addr, false);
+            self.send_cluster_sync(id.addr, false, true);
         }
         if was_down {
             // Its rows were withdrawn here: pull them back on every network we share.
@@ -727,8 +763,12 @@ impl Gossip {
         });
     }
 
-    fn send_cluster_sync(&mut self, to: SocketAddr, reply: bool) {
-        let attachments = self.lock_attach().by_node.values().cloned().collect();
+    fn send_cluster_sync(&mut self, to: SocketAddr, reply: bool, with_attachments: bool) {
+        let attachments = if with_attachments {
+            self.lock_attach().by_node.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let mut members: Vec<NodeIdentity> = self.active.values().cloned().collect();
         members.push(self.me.clone());
         self.send(
@@ -848,8 +888,8 @@ impl Gossip {
 
     /// One anti-entropy round: the next of our networks exchanges its full state with a random
     /// peer on it; networks never pulled go first.
-    fn anti_entropy(&mut self) {
-        self.pull_new_networks();
+    fn anti_entropy(&mut self, now: Instant) {
+        self.pull_new_networks(now);
         let nets: Vec<String> = self.tables.keys().cloned().collect();
         if nets.is_empty() {
             return;
@@ -863,13 +903,16 @@ impl Gossip {
     }
 
     /// Networks we have not pulled yet: ask a live peer on each, if we know one.
-    fn pull_new_networks(&mut self) {
+    /// Each is pulled a second time `repull_after` later, from another random peer: nodes that
+    /// joined at the same moment spread their rows before they knew of each other.
+    fn pull_new_networks(&mut self, now: Instant) {
         let nets: Vec<String> = self.needs_pull.iter().cloned().collect();
         for net in nets {
             let peers = self.peers_on(&net);
             if let Some(p) = self.pick(peers, 1).pop() {
                 self.send_push_pull(&net, p.addr, false);
                 self.needs_pull.remove(&net);
+                self.repull.insert(net, now + self.cfg.repull_after);
             }
         }
     }
@@ -881,6 +924,8 @@ impl Gossip {
             let jitter = self.rng.next_u64() % (self.cfg.sync_interval.as_millis() as u64 + 1);
             self.next_sync = Some(now + Duration::from_millis(jitter));
             self.next_gc = Some(now + self.cfg.tombstone_ttl / 4);
+            let jitter = self.rng.next_u64() % (self.cfg.member_sync.as_millis() as u64 + 1);
+            self.next_member_sync = Some(now + Duration::from_millis(jitter));
         }
     }
 
