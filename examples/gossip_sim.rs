@@ -263,10 +263,28 @@ fn main() {
                 .map(|i| sim.nodes[*i].gossip.members().count())
                 .min()
                 .unwrap_or(0);
+            let mut per_net = std::collections::BTreeMap::<String, usize>::new();
+            for &i in &live {
+                for (net, _, _) in node_endpoints(i, &a) {
+                    *per_net.entry(net).or_default() += 1;
+                }
+            }
+            let (mut held, mut want) = (0usize, 0usize);
+            for &i in &live {
+                for net in node_nets(i, &a) {
+                    held += sim.nodes[i]
+                        .gossip
+                        .table(&net)
+                        .map(|t| t.len())
+                        .unwrap_or(0);
+                    want += per_net.get(&net).copied().unwrap_or(0);
+                }
+            }
             println!(
-                "formation: NOT converged after {:.0} s: {full_members} of {} nodes know every member (the least knows {min_members})",
+                "formation: NOT converged after {:.0} s: {full_members} of {} nodes know every member (the least knows {min_members} of {}); {held} of {want} table rows held",
                 sim.secs(),
-                a.nodes
+                a.nodes,
+                a.nodes - 1
             );
         }
     }

@@ -25,6 +25,9 @@ pub enum Body {
         attachments: Vec<AttachRecord>,
         reply: bool,
     },
+    /// Asks a node that came back (after being declared down) for its own rows on these
+    /// networks: the asker withdrew them; everything else it still holds (TCP).
+    RowsRequest { networks: Vec<String> },
     /// The whole attachment table and member list, exchanged with a join peer so that a new node learns which
     /// nodes are on which network (TCP).
     ClusterSync {

@@ -552,6 +552,29 @@ impl Gossip {
                     }
                 }
             }
+            Body::RowsRequest { networks } => {
+                let own = self.lock_attach().by_node.get(&self.me.node_id).cloned();
+                for net in networks {
+                    let Some(t) = self.tables.get(&net) else {
+                        continue;
+                    };
+                    let records: Vec<Record> = t
+                        .records(&net)
+                        .into_iter()
+                        .filter(|r| r.origin == self.me.node_id)
+                        .collect();
+                    self.send(
+                        sender.addr,
+                        Transport::Tcp,
+                        Body::PushPull {
+                            network: net,
+                            records,
+                            attachments: own.iter().cloned().collect(),
+                            reply: true,
+                        },
+                    );
+                }
+            }
             Body::ClusterSync {
                 attachments,
                 members,
@@ -706,7 +729,8 @@ impl Gossip {
             self.send_cluster_sync(id.addr, false, true);
         }
         if was_down {
-            // Its rows were withdrawn here: pull them back on every network we share.
+            // Its rows were withdrawn here: ask it for them (only its own, not its whole tables:
+            // every peer asks at once).
             let shared: Vec<String> = {
                 let t = self.lock_attach();
                 t.by_node
@@ -720,8 +744,12 @@ impl Gossip {
                     })
                     .unwrap_or_default()
             };
-            for net in shared {
-                self.send_push_pull(&net, id.addr, false);
+            if !shared.is_empty() {
+                self.send(
+                    id.addr,
+                    Transport::Tcp,
+                    Body::RowsRequest { networks: shared },
+                );
             }
         }
         self.events.push_back(Event::MemberUp(id));
