@@ -360,6 +360,26 @@ fn main() {
         on_jnets.len(),
         fmt(worst(&eps_done, &on_jnets))
     );
+    let reached = on_jnets.iter().filter(|i| eps_done[**i].is_some()).count();
+    if reached < on_jnets.len() {
+        let held = on_jnets
+            .iter()
+            .filter(|i| {
+                let mine: BTreeSet<String> = node_nets(**i, &a).into_iter().collect();
+                jeps.iter().all(|(n, id, _)| {
+                    !mine.contains(n)
+                        || sim.nodes[**i]
+                            .gossip
+                            .table(n)
+                            .is_some_and(|t| t.iter().any(|(k, _)| k == id))
+                })
+            })
+            .count();
+        println!(
+            "join: {reached} of {} nodes on its networks saw all its endpoints added; {held} hold them all at the end",
+            on_jnets.len()
+        );
+    }
     let g = &sim.nodes[j].gossip;
     let mut joiner_rows = (0usize, 0usize);
     for net in node_nets(j, &a) {
