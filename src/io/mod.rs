@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod child;
+pub mod gossip;
 pub mod lock;
 pub mod mesh;
 pub mod netns;
