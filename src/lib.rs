@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod control;
 pub mod dataplane;
+pub mod gossip;
 #[allow(unsafe_code)]
 pub mod io;
 pub mod replay;

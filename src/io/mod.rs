@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod child;
 pub mod egress;
+pub mod gossip;
 pub mod lock;
 pub mod mesh;
 pub mod netns;

@@ -1,0 +1,987 @@
+//! Gossip: node membership, failure detection, and network-scoped endpoint tables spread between
+//! nodes, every message sealed under the swarm's keys (Docker's NetworkDB over memberlist, here
+//! foca's SWIM plus our own tables).
+//!
+//! Sans-IO like `wire/` and `dataplane/`: time, the seed and received bytes come in as arguments,
+//! what to send comes out of [`Gossip::poll_transmit`], what changed out of [`Gossip::poll_event`].
+//! Invariants:
+//! - a table row is written only by its origin node; others apply it if its version is newer;
+//! - rows of a node declared down are withdrawn locally by every peer, and ignored until the node
+//!   is up again (then it is asked for its state);
+//! - nothing that arrives is acted on before it is opened (key tag, GCM tag), decoded, checked
+//!   against the membership and against the sender's replay window; every refusal is counted.
+
+mod config;
+mod identity;
+mod message;
+mod seal;
+pub mod sim;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use foca::{Foca, Notification, OwnedNotification, PostcardCodec, Runtime, Timer};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use config::GossipConfig;
+pub use identity::NodeIdentity;
+pub use message::{Body, Envelope};
+pub use seal::{DropReason, KeyError, Keyring, ReplayWindow};
+pub use table::{AttachRecord, EndpointEntry, EndpointState, NetworkTable, Record, Version};
+
+use seal::ReplayGuard;
+use table::{Applied, AttachHandler, AttachTable};
+
+/// Bytes a sealed datagram spends besides the body: seal header and tag, the envelope's sender
+/// and the body's framing. Generous, so that the sealed result stays under `max_datagram`.
+const OVERHEAD: usize = 17 + 16 + 128;
+
+/// How a transmit must travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// One datagram.
+    Udp,
+    /// One length-delimited message on a TCP stream (large full-state exchanges).
+    Tcp,
+}
+
+/// Something to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub transport: Transport,
+    pub payload: Vec<u8>,
+}
+
+/// What the gossip learnt, for the data plane and the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    MemberUp(NodeIdentity),
+    MemberDown(NodeIdentity),
+    /// A remote endpoint appeared or changed.
+    EndpointAdded {
+        network: String,
+        endpoint_id: String,
+        entry: EndpointEntry,
+    },
+    /// A remote endpoint went (deleted by its node, its node down, or it left the network).
+    EndpointRemoved {
+        network: String,
+        endpoint_id: String,
+        entry: EndpointEntry,
+    },
+}
+
+/// A local change the core refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GossipError {
+    #[error("this node is not attached to network {0}; set_local_networks first")]
+    NotAttached(String),
+    #[error("the attachment record ({0} bytes) does not fit a gossip datagram; too many networks on one node")]
+    TooManyNetworks(usize),
+}
+
+/// Counters of traffic and refusals.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub sent_msgs: u64,
+    pub sent_bytes: u64,
+    pub recv_msgs: u64,
+    pub recv_bytes: u64,
+    dropped: [u64; 5],
+}
+
+impl Stats {
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize]
+    }
+}
+
+/// foca's outputs, collected during one call.
+#[derive(Default)]
+struct Out {
+    sends: Vec<(NodeIdentity, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<NodeIdentity>)>,
+    notes: Vec<OwnedNotification<NodeIdentity>>,
+}
+
+impl Runtime<NodeIdentity> for Out {
+    fn notify(&mut self, n: Notification<'_, NodeIdentity>) {
+        self.notes.push(n.to_owned());
+    }
+    fn send_to(&mut self, to: NodeIdentity, data: &[u8]) {
+        self.sends.push((to, data.to_vec()));
+    }
+    fn submit_after(&mut self, t: Timer<NodeIdentity>, after: Duration) {
+        self.timers.push((after, t));
+    }
+}
+
+type Swim = Foca<NodeIdentity, PostcardCodec, ChaCha8Rng, AttachHandler>;
+
+/// The gossip state machine of one node.
+pub struct Gossip {
+    me: NodeIdentity,
+    cfg: GossipConfig,
+    foca: Swim,
+    timers: BTreeMap<(Instant, u64), Timer<NodeIdentity>>,
+    timer_seq: u64,
+    rng: ChaCha8Rng,
+    keyring: Keyring,
+    salt: u32,
+    seq: u64,
+    replay: ReplayGuard,
+    attach: Arc<Mutex<AttachTable>>,
+    /// Our Lamport counter for our rows and attachment records.
+    clock: u64,
+    tables: BTreeMap<String, NetworkTable>,
+    /// network -> (endpoint ID -> transmits left), rows we still have to spread.
+    queue: BTreeMap<String, BTreeMap<String, u32>>,
+    /// Live members by node ID.
+    active: BTreeMap<String, NodeIdentity>,
+    /// Node IDs declared down, with the bump that was declared down.
+    down: BTreeMap<String, u32>,
+    /// Join peers we still owe a full attachment exchange.
+    join_pending: BTreeSet<SocketAddr>,
+    /// Networks we joined but have not pulled yet.
+    needs_pull: BTreeSet<String>,
+    /// Networks pulled once at join, and when to pull them again.
+    repull: BTreeMap<String, Instant>,
+    swarm_nodes: Option<BTreeSet<String>>,
+    next_gossip: Option<Instant>,
+    next_sync: Option<Instant>,
+    next_gc: Option<Instant>,
+    next_member_sync: Option<Instant>,
+    sync_turn: usize,
+    applied_suspicion: Duration,
+    applied_max_tx: std::num::NonZeroU8,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Gossip {
+    /// A node that knows nobody yet. `seed` feeds every random choice (probe order, peers,
+    /// nonce salt), so a run is reproducible.
+    pub fn new(me: NodeIdentity, keyring: Keyring, cfg: GossipConfig, seed: u64) -> Self {
+        let attach = Arc::new(Mutex::new(AttachTable::default()));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let foca_rng = ChaCha8Rng::seed_from_u64(rng.next_u64());
+        let salt = rng.next_u32();
+        let suspicion = cfg.suspicion(1);
+        let fc = foca_config(&cfg, 1, suspicion);
+        let applied_max_tx = fc.max_transmissions;
+        let foca = Foca::with_custom_broadcast(
+            me.clone(),
+            fc,
+            foca_rng,
+            PostcardCodec,
+            AttachHandler(attach.clone()),
+        );
+        let seq = cfg.seq_base;
+        Self {
+            me,
+            cfg,
+            foca,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            rng,
+            keyring,
+            salt,
+            seq,
+            replay: ReplayGuard::default(),
+            attach,
+            clock: 0,
+            tables: BTreeMap::new(),
+            queue: BTreeMap::new(),
+            active: BTreeMap::new(),
+            down: BTreeMap::new(),
+            join_pending: BTreeSet::new(),
+            needs_pull: BTreeSet::new(),
+            repull: BTreeMap::new(),
+            swarm_nodes: None,
+            next_gossip: None,
+            next_sync: None,
+            next_gc: None,
+            next_member_sync: None,
+            sync_turn: 0,
+            applied_suspicion: suspicion,
+            applied_max_tx,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.me
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Live members other than us.
+    pub fn members(&self) -> impl Iterator<Item = &NodeIdentity> {
+        self.active.values()
+    }
+
+    pub fn is_member_up(&self, node_id: &str) -> bool {
+        self.active.contains_key(node_id)
+    }
+
+    /// The suspicion timeout in force (it follows the cluster's size).
+    pub fn suspicion_timeout(&self) -> Duration {
+        self.applied_suspicion
+    }
+
+    /// The endpoints of `network` (ours and remote), if we are on it.
+    pub fn table(&self, network: &str) -> Option<&NetworkTable> {
+        self.tables.get(network)
+    }
+
+    /// The manager-provided list of the swarm's node IDs: messages from any other node are
+    /// dropped as `NotMember`. `None` accepts any holder of the keys.
+    pub fn set_swarm_nodes(&mut self, nodes: Option<BTreeSet<String>>) {
+        self.swarm_nodes = nodes;
+    }
+
+    /// Replace the keyring (after a rotation by the managers).
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.keyring = keyring;
+    }
+
+    /// Join the cluster through these peers (node ID, gossip address).
+    pub fn join(&mut self, peers: &[(String, SocketAddr)], now: Instant) {
+        self.start_clocks(now);
+        let mut out = Out::default();
+        for (id, addr) in peers {
+            if *addr == self.me.addr {
+                continue;
+            }
+            self.join_pending.insert(*addr);
+            // The bump is unknown until the peer answers; foca matches members by address.
+            let _ = self
+                .foca
+                .announce(NodeIdentity::new(id.clone(), *addr, 0), &mut out);
+        }
+        self.absorb(out, now);
+    }
+
+    /// The networks this node has tasks on. Joining a network pulls its table from a peer;
+    /// leaving one drops its table and tells the cluster.
+    pub fn set_local_networks(
+        &mut self,
+        networks: BTreeSet<String>,
+        now: Instant,
+    ) -> Result<(), GossipError> {
+        self.start_clocks(now);
+        self.clock += 1;
+        let rec = AttachRecord {
+            node: self.me.clone(),
+            version: Version {
+                bump: self.me.bump,
+                clock: self.clock,
+            },
+            networks: networks.clone(),
+        };
+        let bytes = postcard::to_allocvec(&rec).unwrap_or_default();
+        if bytes.len() + OVERHEAD > self.cfg.max_datagram {
+            return Err(GossipError::TooManyNetworks(bytes.len()));
+        }
+        // add_broadcast hands the record to our own handler, which stores it, then queues it for
+        // dissemination; what it leaves in `fresh` is ours and needs no action.
+        let _ = self.foca.add_broadcast(&bytes);
+        self.lock_attach().fresh.clear();
+        let leaving: Vec<String> = self
+            .tables
+            .keys()
+            .filter(|n| !networks.contains(*n))
+            .cloned()
+            .collect();
+        for net in leaving {
+            if let Some(t) = self.tables.remove(&net) {
+                for (id, entry) in t.iter() {
+                    self.events.push_back(Event::EndpointRemoved {
+                        network: net.clone(),
+                        endpoint_id: id.to_string(),
+                        entry: entry.clone(),
+                    });
+                }
+            }
+            self.queue.remove(&net);
+            self.needs_pull.remove(&net);
+            self.repull.remove(&net);
+        }
+        for net in networks {
+            if !self.tables.contains_key(&net) {
+                self.tables.insert(net.clone(), NetworkTable::default());
+                self.needs_pull.insert(net);
+            }
+        }
+        self.pull_new_networks(now);
+        Ok(())
+    }
+
+    /// Add or change one of our endpoints; it spreads to the network's nodes.
+    pub fn upsert_local_endpoint(
+        &mut self,
+        network: &str,
+        endpoint_id: &str,
+        entry: EndpointEntry,
+        now: Instant,
+    ) -> Result<(), GossipError> {
+        self.write_local(network, endpoint_id, Some(entry), now)
+    }
+
+    /// Delete one of our endpoints (a tombstone spreads).
+    pub fn remove_local_endpoint(
+        &mut self,
+        network: &str,
+        endpoint_id: &str,
+        now: Instant,
+    ) -> Result<(), GossipError> {
+        self.write_local(network, endpoint_id, None, now)
+    }
+
+    fn write_local(
+        &mut self,
+        network: &str,
+        endpoint_id: &str,
+        value: Option<EndpointEntry>,
+        now: Instant,
+    ) -> Result<(), GossipError> {
+        self.start_clocks(now);
+        let Some(table) = self.tables.get_mut(network) else {
+            return Err(GossipError::NotAttached(network.to_string()));
+        };
+        self.clock += 1;
+        let rec = Record {
+            network: network.to_string(),
+            endpoint_id: endpoint_id.to_string(),
+            origin: self.me.node_id.clone(),
+            version: Version {
+                bump: self.me.bump,
+                clock: self.clock,
+            },
+            value,
+        };
+        if table.apply(&rec, now) != Applied::Stale {
+            self.enqueue(network, endpoint_id);
+        }
+        Ok(())
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        self.receive(from, bytes, now, Transport::Udp)
+    }
+
+    /// A whole message arrived on a TCP stream from `from`.
+    pub fn handle_stream_message(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        self.receive(from, bytes, now, Transport::Tcp)
+    }
+
+    /// When [`Gossip::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let foca = self.timers.keys().next().map(|(t, _)| *t);
+        [
+            foca,
+            self.next_gossip,
+            self.next_sync,
+            self.next_gc,
+            self.next_member_sync,
+            self.repull.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Run whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            let mut out = Out::default();
+            let _ = self.foca.handle_timer(timer, &mut out);
+            self.absorb(out, now);
+        }
+        if self.next_gossip.is_some_and(|t| t <= now) {
+            self.next_gossip = Some(now + self.cfg.gossip_interval);
+            self.gossip_tables();
+        }
+        if self.next_sync.is_some_and(|t| t <= now) {
+            self.next_sync = Some(now + self.cfg.sync_interval);
+            self.anti_entropy(now);
+        }
+        let due: Vec<String> = self
+            .repull
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for net in due {
+            self.repull.remove(&net);
+            let peers = self.peers_on(&net);
+            if let Some(p) = self.pick(peers, 1).pop() {
+                self.send_push_pull(&net, p.addr, false);
+            }
+        }
+        if self.next_member_sync.is_some_and(|t| t <= now) {
+            let live = self.active.len() + 1;
+            self.next_member_sync = Some(now + self.cfg.member_sync_period(live));
+            let peers: Vec<NodeIdentity> = self.active.values().cloned().collect();
+            if let Some(p) = self.pick(peers, 1).pop() {
+                self.send_cluster_sync(p.addr, false, false);
+            }
+        }
+        if self.next_gc.is_some_and(|t| t <= now) {
+            self.next_gc = Some(now + self.cfg.tombstone_ttl / 4);
+            for t in self.tables.values_mut() {
+                t.collect_garbage(now, self.cfg.tombstone_ttl);
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- receiving ----
+
+    fn receive(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+        transport: Transport,
+    ) -> Result<(), DropReason> {
+        self.stats.recv_msgs += 1;
+        self.stats.recv_bytes += bytes.len() as u64;
+        let r = self.receive_inner(from, bytes, now, transport);
+        if let Err(reason) = r {
+            self.stats.dropped[reason as usize] += 1;
+            tracing::trace!(node = %self.me.node_id, %from, reason = reason.as_str(), "gossip message dropped");
+        }
+        r
+    }
+
+    fn receive_inner(
+        &mut self,
+        _from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+        transport: Transport,
+    ) -> Result<(), DropReason> {
+        self.start_clocks(now);
+        let (seq, plain) = self.keyring.open(bytes)?;
+        let env: Envelope = postcard::from_bytes(&plain).map_err(|_| DropReason::Malformed)?;
+        let sender = env.sender;
+        if sender.node_id == self.me.node_id {
+            return Err(DropReason::Malformed);
+        }
+        if let Some(list) = &self.swarm_nodes {
+            if !list.contains(&sender.node_id) {
+                return Err(DropReason::NotMember);
+            }
+        }
+        // A node the cluster declared down may still talk SWIM (foca tells it to renew), but its
+        // table traffic would bring back what was withdrawn.
+        let declared_down = self
+            .down
+            .get(&sender.node_id)
+            .is_some_and(|b| (sender.bump.wrapping_sub(*b) as i32) <= 0);
+        if declared_down && !matches!(env.body, Body::Swim(_)) {
+            return Err(DropReason::NotMember);
+        }
+        if !self.replay.check_and_set(&sender.node_id, seq) {
+            return Err(DropReason::Replay);
+        }
+        match env.body {
+            Body::Swim(data) => {
+                let mut out = Out::default();
+                let r = self.foca.handle_data(&data, &mut out);
+                self.absorb(out, now);
+                r.map_err(|_| DropReason::Malformed)?;
+            }
+            Body::Table(records) => {
+                if transport != Transport::Udp {
+                    return Err(DropReason::Malformed);
+                }
+                for rec in &records {
+                    self.apply_remote(rec, now, true);
+                }
+            }
+            Body::PushPull {
+                network,
+                records,
+                attachments,
+                reply,
+            } => {
+                self.apply_attachments(&attachments, now);
+                if self.tables.contains_key(&network) {
+                    for rec in records.iter().filter(|r| r.network == network) {
+                        self.apply_remote(rec, now, false);
+                    }
+                    // A peer's push does not count as our pull: it may have joined as early as us.
+                    if !reply {
+                        self.send_push_pull(&network, sender.addr, true);
+                    }
+                }
+            }
+            Body::RowsRequest { networks } => {
+                let own = self.lock_attach().by_node.get(&self.me.node_id).cloned();
+                for net in networks {
+                    let Some(t) = self.tables.get(&net) else {
+                        continue;
+                    };
+                    let records: Vec<Record> = t
+                        .records(&net)
+                        .into_iter()
+                        .filter(|r| r.origin == self.me.node_id)
+                        .collect();
+                    self.send(
+                        sender.addr,
+                        Transport::Tcp,
+                        Body::PushPull {
+                            network: net,
+                            records,
+                            attachments: own.iter().cloned().collect(),
+                            reply: true,
+                        },
+                    );
+                }
+            }
+            Body::ClusterSync {
+                attachments,
+                members,
+                reply,
+            } => {
+                self.apply_attachments(&attachments, now);
+                let mut out = Out::default();
+                let _ = self.foca.apply_many(
+                    members
+                        .into_iter()
+                        .filter(|m| m.node_id != self.me.node_id)
+                        .map(foca::Member::alive),
+                    false,
+                    &mut out,
+                );
+                self.absorb(out, now);
+                if !reply {
+                    // A periodic exchange carries members only; answer in kind.
+                    let with_attachments = !attachments.is_empty();
+                    self.send_cluster_sync(sender.addr, true, with_attachments);
+                }
+                self.pull_new_networks(now);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_remote(&mut self, rec: &Record, now: Instant, spread: bool) {
+        if rec.origin == self.me.node_id || self.down.contains_key(&rec.origin) {
+            return;
+        }
+        let Some(table) = self.tables.get_mut(&rec.network) else {
+            return;
+        };
+        let applied = table.apply(rec, now);
+        match applied {
+            Applied::Stale => return,
+            Applied::Quiet => {}
+            Applied::Upserted(entry) => self.events.push_back(Event::EndpointAdded {
+                network: rec.network.clone(),
+                endpoint_id: rec.endpoint_id.clone(),
+                entry,
+            }),
+            Applied::Removed(entry) => self.events.push_back(Event::EndpointRemoved {
+                network: rec.network.clone(),
+                endpoint_id: rec.endpoint_id.clone(),
+                entry,
+            }),
+        }
+        if spread {
+            self.enqueue(&rec.network, &rec.endpoint_id);
+        }
+    }
+
+    fn apply_attachments(&mut self, recs: &[AttachRecord], now: Instant) {
+        let mut fresh = Vec::new();
+        {
+            let mut t = self.lock_attach();
+            for r in recs {
+                if r.node.node_id == self.me.node_id {
+                    continue;
+                }
+                if let Some(old) = t.apply(r) {
+                    fresh.push((r.clone(), old));
+                }
+            }
+        }
+        self.on_fresh_attachments(fresh, now);
+    }
+
+    /// A node left networks: its rows there go.
+    fn on_fresh_attachments(
+        &mut self,
+        fresh: Vec<(AttachRecord, BTreeSet<String>)>,
+        _now: Instant,
+    ) {
+        for (rec, old) in fresh {
+            for net in old.difference(&rec.networks) {
+                if let Some(t) = self.tables.get_mut(net) {
+                    for (id, entry) in t.withdraw_origin(&rec.node.node_id) {
+                        self.events.push_back(Event::EndpointRemoved {
+                            network: net.clone(),
+                            endpoint_id: id,
+                            entry,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- foca's outputs ----
+
+    fn absorb(&mut self, out: Out, now: Instant) {
+        for (to, data) in out.sends {
+            self.send(to.addr, Transport::Udp, Body::Swim(data));
+        }
+        for (after, timer) in out.timers {
+            self.timer_seq += 1;
+            self.timers.insert((now + after, self.timer_seq), timer);
+        }
+        for note in out.notes {
+            self.on_notification(note, now);
+        }
+        let fresh = std::mem::take(&mut self.lock_attach().fresh);
+        if !fresh.is_empty() {
+            self.on_fresh_attachments(fresh, now);
+            self.pull_new_networks(now);
+        }
+    }
+
+    fn on_notification(&mut self, note: OwnedNotification<NodeIdentity>, now: Instant) {
+        match note {
+            OwnedNotification::MemberUp(id) => self.member_up(id, now),
+            OwnedNotification::Rename(_, new) => self.member_up(new, now),
+            OwnedNotification::MemberDown(id) => {
+                if self.active.get(&id.node_id) != Some(&id) {
+                    return; // an older instance of a node that is back already
+                }
+                self.active.remove(&id.node_id);
+                self.down.insert(id.node_id.clone(), id.bump);
+                self.replay.forget(&id.node_id);
+                for (net, t) in self.tables.iter_mut() {
+                    for (eid, entry) in t.withdraw_origin(&id.node_id) {
+                        self.events.push_back(Event::EndpointRemoved {
+                            network: net.clone(),
+                            endpoint_id: eid,
+                            entry,
+                        });
+                    }
+                }
+                tracing::debug!(node = %self.me.node_id, down = %id.node_id, "gossip member down, its endpoints withdrawn");
+                self.events.push_back(Event::MemberDown(id));
+                self.resize();
+            }
+            OwnedNotification::Rejoin(new_me) => {
+                // The cluster declared us down and foca renewed us: peers withdrew our rows and
+                // will pull them again when they see us up.
+                self.me = new_me;
+            }
+            _ => {}
+        }
+    }
+
+    fn member_up(&mut self, id: NodeIdentity, _now: Instant) {
+        let was_down = self.down.remove(&id.node_id).is_some();
+        let known = self.active.insert(id.node_id.clone(), id.clone());
+        if known.as_ref() == Some(&id) {
+            return;
+        }
+        if self.join_pending.remove(&id.addr) {
+            self.send_cluster_sync(id.addr, false, true);
+        }
+        if was_down {
+            // Its rows were withdrawn here: ask it for them (only its own, not its whole tables:
+            // every peer asks at once).
+            let shared: Vec<String> = {
+                let t = self.lock_attach();
+                t.by_node
+                    .get(&id.node_id)
+                    .map(|r| {
+                        r.networks
+                            .iter()
+                            .filter(|n| self.tables.contains_key(*n))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if !shared.is_empty() {
+                self.send(
+                    id.addr,
+                    Transport::Tcp,
+                    Body::RowsRequest { networks: shared },
+                );
+            }
+        }
+        self.events.push_back(Event::MemberUp(id));
+        self.resize();
+    }
+
+    /// Follow the cluster's size: suspicion timeout and foca's retransmits.
+    fn resize(&mut self) {
+        let live = self.active.len() + 1;
+        let suspicion = self.cfg.suspicion(live);
+        let c = foca_config(&self.cfg, live, suspicion);
+        if (suspicion, c.max_transmissions) != (self.applied_suspicion, self.applied_max_tx)
+            && self.foca.set_config(c.clone()).is_ok()
+        {
+            self.applied_suspicion = suspicion;
+            self.applied_max_tx = c.max_transmissions;
+        }
+    }
+
+    // ---- sending ----
+
+    fn send(&mut self, to: SocketAddr, transport: Transport, body: Body) {
+        let env = Envelope {
+            sender: self.me.clone(),
+            body,
+        };
+        let Ok(plain) = postcard::to_allocvec(&env) else {
+            return;
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        let payload = self.keyring.seal(self.salt, seq, &plain);
+        self.stats.sent_msgs += 1;
+        self.stats.sent_bytes += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            to,
+            transport,
+            payload,
+        });
+    }
+
+    fn send_cluster_sync(&mut self, to: SocketAddr, reply: bool, with_attachments: bool) {
+        let attachments = if with_attachments {
+            self.lock_attach().by_node.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let mut members: Vec<NodeIdentity> = self.active.values().cloned().collect();
+        members.push(self.me.clone());
+        self.send(
+            to,
+            Transport::Tcp,
+            Body::ClusterSync {
+                attachments,
+                members,
+                reply,
+            },
+        );
+    }
+
+    fn send_push_pull(&mut self, network: &str, to: SocketAddr, reply: bool) {
+        let Some(table) = self.tables.get(network) else {
+            return;
+        };
+        let records = table.records(network);
+        let attachments: Vec<AttachRecord> = {
+            let t = self.lock_attach();
+            t.nodes_on(network)
+                .filter_map(|n| t.by_node.get(n).cloned())
+                .collect()
+        };
+        self.send(
+            to,
+            Transport::Tcp,
+            Body::PushPull {
+                network: network.to_string(),
+                records,
+                attachments,
+                reply,
+            },
+        );
+    }
+
+    /// Live peers on `network`, in node ID order.
+    fn peers_on(&self, network: &str) -> Vec<NodeIdentity> {
+        let t = self.lock_attach();
+        t.nodes_on(network)
+            .filter_map(|n| self.active.get(n).cloned())
+            .collect()
+    }
+
+    fn pick<T>(&mut self, mut v: Vec<T>, k: usize) -> Vec<T> {
+        // Partial Fisher-Yates from our seeded RNG.
+        let k = k.min(v.len());
+        for i in 0..k {
+            let j = i + (self.rng.next_u64() % (v.len() - i) as u64) as usize;
+            v.swap(i, j);
+        }
+        v.truncate(k);
+        v
+    }
+
+    fn enqueue(&mut self, network: &str, endpoint_id: &str) {
+        let n = self.lock_attach().nodes_on(network).count();
+        let tx = self.cfg.retransmits(n.max(1));
+        self.queue
+            .entry(network.to_string())
+            .or_default()
+            .insert(endpoint_id.to_string(), tx);
+    }
+
+    /// One round of table gossip: each network with pending rows sends them to a few peers.
+    fn gossip_tables(&mut self) {
+        let nets: Vec<String> = self.queue.keys().cloned().collect();
+        let budget = self.cfg.max_datagram.saturating_sub(OVERHEAD);
+        for net in nets {
+            let peers = self.peers_on(&net);
+            if peers.is_empty() {
+                // Nobody to tell yet: the rows wait for the first peer on the network.
+                continue;
+            }
+            let peers = self.pick(peers, self.cfg.gossip_fanout);
+            let Some(q) = self.queue.get(&net) else {
+                continue;
+            };
+            let Some(table) = self.tables.get(&net) else {
+                self.queue.remove(&net);
+                continue;
+            };
+            // Fullest-first would starve nothing here: rows wait at most a few rounds.
+            let mut batch = Vec::new();
+            let mut size = 0;
+            for id in q.keys() {
+                let Some(rec) = table.record(&net, id) else {
+                    continue;
+                };
+                let len = postcard::to_allocvec(&rec).map(|v| v.len()).unwrap_or(0);
+                if size + len > budget && !batch.is_empty() {
+                    break;
+                }
+                size += len;
+                batch.push(rec);
+            }
+            let ids: Vec<String> = batch.iter().map(|r| r.endpoint_id.clone()).collect();
+            for p in &peers {
+                self.send(p.addr, Transport::Udp, Body::Table(batch.clone()));
+            }
+            if let Some(q) = self.queue.get_mut(&net) {
+                for id in ids {
+                    let left = q.get(&id).copied().unwrap_or(0);
+                    let left = left.saturating_sub(peers.len() as u32);
+                    if left == 0 {
+                        q.remove(&id);
+                    } else {
+                        q.insert(id, left);
+                    }
+                }
+                if q.is_empty() {
+                    self.queue.remove(&net);
+                }
+            }
+        }
+    }
+
+    /// One anti-entropy round: the next of our networks exchanges its full state with a random
+    /// peer on it; networks never pulled go first.
+    fn anti_entropy(&mut self, now: Instant) {
+        self.pull_new_networks(now);
+        let nets: Vec<String> = self.tables.keys().cloned().collect();
+        if nets.is_empty() {
+            return;
+        }
+        self.sync_turn = (self.sync_turn + 1) % nets.len();
+        let net = nets[self.sync_turn].clone();
+        let peers = self.peers_on(&net);
+        if let Some(p) = self.pick(peers, 1).pop() {
+            self.send_push_pull(&net, p.addr, false);
+        }
+    }
+
+    /// Networks we have not pulled yet: ask a live peer on each, if we know one.
+    /// Each is pulled a second time `repull_after` later, from another random peer: nodes that
+    /// joined at the same moment spread their rows before they knew of each other.
+    fn pull_new_networks(&mut self, now: Instant) {
+        let nets: Vec<String> = self.needs_pull.iter().cloned().collect();
+        for net in nets {
+            let peers = self.peers_on(&net);
+            if let Some(p) = self.pick(peers, 1).pop() {
+                self.send_push_pull(&net, p.addr, false);
+                self.needs_pull.remove(&net);
+                self.repull.insert(net, now + self.cfg.repull_after);
+            }
+        }
+    }
+
+    fn start_clocks(&mut self, now: Instant) {
+        if self.next_gossip.is_none() {
+            self.next_gossip = Some(now + self.cfg.gossip_interval);
+            // Spread first anti-entropy rounds over the interval so nodes do not sync in step.
+            let jitter = self.rng.next_u64() % (self.cfg.sync_interval.as_millis() as u64 + 1);
+            self.next_sync = Some(now + Duration::from_millis(jitter));
+            self.next_gc = Some(now + self.cfg.tombstone_ttl / 4);
+            let jitter = self.rng.next_u64() % (self.cfg.member_sync.as_millis() as u64 + 1);
+            self.next_member_sync = Some(now + Duration::from_millis(jitter));
+        }
+    }
+
+    fn lock_attach(&self) -> MutexGuard<'_, AttachTable> {
+        // Only this core and its foca handler touch the table, on one thread, and neither
+        // panics while holding it; a poisoned lock still holds a consistent table.
+        self.attach.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn foca_config(cfg: &GossipConfig, live: usize, suspicion: Duration) -> foca::Config {
+    let size = std::num::NonZeroU32::new(live.max(1) as u32).unwrap_or(std::num::NonZeroU32::MIN);
+    let mut c = foca::Config::new_lan(size);
+    c.probe_period = cfg.probe_period;
+    c.probe_rtt = cfg.probe_rtt;
+    c.suspect_to_down_after = suspicion;
+    c.max_packet_size =
+        std::num::NonZeroUsize::new(cfg.max_datagram.saturating_sub(OVERHEAD).max(256))
+            .unwrap_or(std::num::NonZeroUsize::MIN);
+    // Members declared down are forgotten after a while so a long-lived cluster does not keep
+    // every departed node; far above any suspicion timeout.
+    c.remove_down_after = Duration::from_secs(3600);
+    // A partition heals when one side announces itself to the other, which it only knows as
+    // down members: memberlist leaves that to the application (NetworkDB retries every 60 s);
+    // every 10 s to two down members costs two small datagrams.
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(10),
+        num_members: std::num::NonZeroUsize::MIN.saturating_add(1),
+    });
+    c
+}
