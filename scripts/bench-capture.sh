@@ -5,11 +5,14 @@
 # node-1's ingress sandbox -> VXLAN over loopback -> the task), RUNS times with no capture and
 # RUNS times while `swarmnet capture ingress` on node-1 takes every frame of the flow (written
 # to a file), in turns (farm-bench pairs them). Prints the figures and the ratio.
-# Usage: scripts/bench-capture.sh [RUNS [SIZE_MIB]]
+# With CAPTURE_FILTER (tcpdump words, e.g. "port 1"), the capture takes only what it matches:
+# the cost of a capture that is open but takes nothing of the flow.
+# Usage: [CAPTURE_FILTER=...] scripts/bench-capture.sh [RUNS [SIZE_MIB]]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-5}
 mib=${2:-256}
+filter=${CAPTURE_FILTER:-}
 cargo build --quiet --release --bin swarmnet
 bin=$PWD/target/release/swarmnet
 dir=$(mktemp -d)
@@ -43,7 +46,7 @@ cat >"$dir/with-capture.sh" <<EOS
 #!/usr/bin/env bash
 set -e
 rm -f "$dir/cap.pcap"
-"$bin" -H "$s1" capture ingress -w "$dir/cap.pcap" 2>/dev/null &
+"$bin" -H "$s1" capture ingress -w "$dir/cap.pcap" ${filter} 2>/dev/null &
 c=\$!
 until [ -s "$dir/cap.pcap" ]; do kill -0 \$c; sleep 0.01; done
 curl -sf -o /dev/null "$url"
