@@ -226,12 +226,14 @@ fn frame_text(addr: &str, err: &FrameError) -> String {
     }
 }
 
-/// One request over one TLS connection to `addr`.
-pub async fn call(
+/// Connects to `addr`, sends `request` and reads the answer (a frame of at most `max` bytes),
+/// within the request's time; the connection is returned for what may follow the answer.
+async fn exchange(
     addr: &str,
     config: Arc<ClientConfig>,
     request: &ClusterRequest,
-) -> Result<ClusterReply, RpcError> {
+    max: usize,
+) -> Result<(ClientStream, ClusterResponse), RpcError> {
     let exchange = async {
         let tcp = TcpStream::connect(addr)
             .await
@@ -251,15 +253,25 @@ pub async fn call(
             err,
         };
         write_frame(&mut stream, request).await.map_err(frame_err)?;
-        let response: ClusterResponse = read_frame_bounded(&mut stream, MAX_FRAME)
+        let response: ClusterResponse = read_frame_bounded(&mut stream, max)
             .await
             .map_err(frame_err)?;
-        response.map_err(RpcError::Remote)
+        Ok((stream, response))
     };
     let timeout = request.timeout();
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| RpcError::Timeout(addr.to_string(), timeout))?
+}
+
+/// One request over one TLS connection to `addr`.
+pub async fn call(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    request: &ClusterRequest,
+) -> Result<ClusterReply, RpcError> {
+    let (_, response) = exchange(addr, config, request, MAX_FRAME).await?;
+    response.map_err(RpcError::Remote)
 }
 
 /// Calls the managers in order, following one redirect to the leader, until one answers.
@@ -296,46 +308,21 @@ pub async fn call_managers(
 pub type ClientStream = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Sends `request` to `addr` and reads the answer; on `Done` the connection is returned for
-/// the stream that follows it. The connection, handshake and answer are bounded by
-/// [`CALL_TIMEOUT`], the stream is not.
+/// the stream that follows it, on a redirect the leader's address. The connection, handshake
+/// and answer are bounded by the request's time, the stream is not.
 async fn open_one(
     addr: &str,
     config: Arc<ClientConfig>,
     request: &ClusterRequest,
 ) -> Result<Result<ClientStream, String>, RpcError> {
-    let exchange = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|err| RpcError::Connect {
-                addr: addr.to_string(),
-                err,
-            })?;
-        let mut stream = TlsConnector::from(config)
-            .connect(tls::manager_server_name(), tcp)
-            .await
-            .map_err(|err| RpcError::Handshake {
-                addr: addr.to_string(),
-                err,
-            })?;
-        let frame_err = |err| RpcError::Frame {
+    let (stream, response) = exchange(addr, config, request, PREAUTH_MAX_FRAME).await?;
+    match response.map_err(RpcError::Remote)? {
+        ClusterReply::Done => Ok(Ok(stream)),
+        ClusterReply::Redirect { leader } => Ok(Err(leader)),
+        _ => Err(RpcError::Unexpected {
             addr: addr.to_string(),
-            err,
-        };
-        write_frame(&mut stream, request).await.map_err(frame_err)?;
-        let response: ClusterResponse = read_frame_bounded(&mut stream, PREAUTH_MAX_FRAME)
-            .await
-            .map_err(frame_err)?;
-        match response.map_err(RpcError::Remote)? {
-            ClusterReply::Done => Ok(Ok(stream)),
-            ClusterReply::Redirect { leader } => Ok(Err(leader)),
-            _ => Err(RpcError::Unexpected {
-                addr: addr.to_string(),
-            }),
-        }
-    };
-    tokio::time::timeout(request.timeout(), exchange)
-        .await
-        .map_err(|_| RpcError::Timeout(addr.to_string(), request.timeout()))?
+        }),
+    }
 }
 
 /// Like [`call_managers`], for a request answered by a stream: the connection after the
