@@ -12,17 +12,6 @@ use super::Nanos;
 use crate::wire::ETHERNET_HEADER_LEN;
 
 impl Forwarder<'_> {
-    /// Whether `frame` (IPv4, checked) is DNS to its network's gateway address.
-    pub(crate) fn to_gateway_dns(&self, net: NetId, frame: &[u8]) -> bool {
-        let Some(info) = self.t.network(net) else {
-            return false;
-        };
-        matches!(
-            super::lb::nat::classify(frame),
-            super::lb::nat::Kind::Flow(f) if *f.dst.ip() == info.gateway && f.dst.port() == 53
-        )
-    }
-
     /// An IPv4 frame from `port` to its bridge's gateway: the packet goes to the egress.
     /// `total` is its IPv4 total length, checked against the frame by `inner::check`.
     pub(crate) fn send_to_egress(

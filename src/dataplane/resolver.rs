@@ -15,7 +15,7 @@ use super::lb::nat;
 use super::output::Output;
 use super::output::Target;
 use super::switch::{Dataplane, Forwarder};
-use super::tables::{NetId, PortId};
+use super::tables::{NetId, NetInfo, PortId};
 use super::Nanos;
 use crate::wire::{checksum, MacAddr, ETHERNET_HEADER_LEN};
 
@@ -35,6 +35,20 @@ pub struct DnsClient {
     pub server_mac: MacAddr,
 }
 
+/// The flow of `frame` (IPv4, checked by `inner::check`) when it is DNS to `info`'s gateway.
+/// The destination address is looked at first: most frames to a bridge's gateway are not for
+/// it, and need not be read further.
+pub(crate) fn gateway_dns(info: &NetInfo, frame: &[u8]) -> Option<nat::Flow> {
+    let at = ETHERNET_HEADER_LEN + 16;
+    if frame.get(at..at + 4)? != info.gateway.octets() {
+        return None;
+    }
+    match nat::classify(frame) {
+        nat::Kind::Flow(f) if f.dst.port() == DNS_PORT => Some(f),
+        _ => None,
+    }
+}
+
 impl Forwarder<'_> {
     /// A frame from `port` to its network's gateway MAC: a DNS query is answered, anything
     /// else has no destination.
@@ -45,10 +59,7 @@ impl Forwarder<'_> {
         frame: &[u8],
     ) -> Result<(), DropReason> {
         let info = self.t.network(net).ok_or(DropReason::UnknownPort)?;
-        let flow = match nat::classify(frame) {
-            nat::Kind::Flow(f) if *f.dst.ip() == info.gateway && f.dst.port() == DNS_PORT => f,
-            _ => return Err(DropReason::UnknownDestination),
-        };
+        let flow = gateway_dns(info, frame).ok_or(DropReason::UnknownDestination)?;
         if flow.proto == 6 {
             return self.dns_tcp(port, net, frame, &flow);
         }

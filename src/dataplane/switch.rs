@@ -286,11 +286,10 @@ impl Forwarder<'_> {
             if let (Inner::Ipv4 { total }, true) = (kind, to_gateway) {
                 // On a bridge, the embedded DNS still answers at the gateway (port 53, as on
                 // every network of the task); the rest goes out.
-                let bridge = self
-                    .t
-                    .network(p.network)
-                    .is_some_and(|n| n.bridge.is_some());
-                if bridge && !self.to_gateway_dns(p.network, frame) {
+                let out = self.t.network(p.network).is_some_and(|n| {
+                    n.bridge.is_some() && super::resolver::gateway_dns(n, frame).is_none()
+                });
+                if out {
                     return self.send_to_egress(port, p.network, frame, total);
                 }
                 return self.at_gateway(port, p.network, frame);
