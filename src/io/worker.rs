@@ -161,6 +161,9 @@ struct EgressLink {
     registry: mio::Registry,
     /// The engine and the bridge it was made for (gateway, prefix, MTU).
     engine: Option<(Egress, (Ipv4Addr, u8, u16))>,
+    /// The tables the engine was last checked against: the bridge is looked up again only
+    /// when they change, not for every packet.
+    checked: Option<Arc<Tables>>,
     /// Packets went in since the engine last ran.
     due: bool,
 }
@@ -172,9 +175,30 @@ impl EgressLink {
 
     /// Hands a task's packet to the engine (made for the tables' bridge if need be); false
     /// when there is no bridge to carry it for.
-    fn input(&mut self, tables: &Tables, now: u64, packet: &[u8]) -> bool {
+    fn input(&mut self, tables: &Arc<Tables>, now: u64, packet: &[u8]) -> bool {
+        if !self
+            .checked
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, tables))
+        {
+            self.check(tables, now);
+        }
+        match self.engine.as_mut() {
+            Some((e, _)) => {
+                e.input(now, packet);
+                self.due = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes the engine for the tables' bridge, anew when the bridge changed; none without one.
+    fn check(&mut self, tables: &Arc<Tables>, now: u64) {
+        self.checked = Some(Arc::clone(tables));
         let Some(bridge) = tables.networks.iter().find(|n| n.bridge.is_some()) else {
-            return false;
+            self.engine = None;
+            return;
         };
         let key = (bridge.gateway, bridge.subnet.prefix_len(), bridge.mtu);
         if self.engine.as_ref().is_none_or(|(_, k)| *k != key) {
@@ -187,17 +211,14 @@ impl EgressLink {
                 limits: Limits::default(),
             };
             let mut e = Egress::new(cfg, now);
-            if let Err(err) = e.attach(&self.registry, EGRESS_TOKEN) {
-                tracing::warn!(error = %err, "the egress cannot register its sockets");
-                return false;
-            }
-            self.engine = Some((e, key));
+            self.engine = match e.attach(&self.registry, EGRESS_TOKEN) {
+                Ok(()) => Some((e, key)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the egress cannot register its sockets");
+                    None
+                }
+            };
         }
-        if let Some((e, _)) = self.engine.as_mut() {
-            e.input(now, packet);
-            self.due = true;
-        }
-        true
     }
 }
 
@@ -520,6 +541,7 @@ impl Worker {
                 Some(_) => Some(EgressLink {
                     registry: poll.registry().try_clone()?,
                     engine: None,
+                    checked: None,
                     due: false,
                 }),
                 None => None,
@@ -810,7 +832,6 @@ fn add_socket(
     Ok(())
 }
 
-/// Runs the virtual tasks that have frames waiting or a timer due, switching what they send.
 /// Runs the egress when it has work or a timer due: its answers for the tasks go through the
 /// data path to their ports.
 fn run_egress(io: &mut Io, dp: &mut Dataplane, now: u64, out: &mut Output) {
@@ -832,6 +853,7 @@ fn run_egress(io: &mut Io, dp: &mut Dataplane, now: u64, out: &mut Output) {
     }
 }
 
+/// Runs the virtual tasks that have frames waiting or a timer due, switching what they send.
 fn run_virtual_tasks(
     io: &mut Io,
     dp: &mut Dataplane,
