@@ -274,23 +274,24 @@ pub async fn call(
     response.map_err(RpcError::Remote)
 }
 
-/// Calls the managers in order, following one redirect to the leader, until one answers.
-/// Errors answered by a manager are final; connection errors move on to the next manager.
-pub async fn call_managers(
-    managers: &[String],
-    config: Arc<ClientConfig>,
-    request: &ClusterRequest,
-) -> Result<ClusterReply, RpcError> {
+/// Tries the managers in order with `one` (its `Err(leader)`: a redirect), following one
+/// redirect to the leader, until one answers. Errors answered by a manager are final;
+/// connection errors move on to the next manager.
+async fn over_managers<T, F, Fut>(managers: &[String], mut one: F) -> Result<T, RpcError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, String>, RpcError>>,
+{
     let mut last = None;
     for addr in managers {
-        match call(addr, config.clone(), request).await {
-            Ok(ClusterReply::Redirect { leader }) => {
-                return match call(&leader, config.clone(), request).await? {
-                    ClusterReply::Redirect { .. } => Err(RpcError::Unexpected { addr: leader }),
-                    reply => Ok(reply),
-                };
+        match one(addr.clone()).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(leader)) => {
+                return match one(leader.clone()).await? {
+                    Ok(answer) => Ok(answer),
+                    Err(_) => Err(RpcError::Unexpected { addr: leader }),
+                }
             }
-            Ok(reply) => return Ok(reply),
             Err(err @ RpcError::Remote(_)) => return Err(err),
             Err(err) => {
                 tracing::debug!("manager {addr} unreachable: {err}");
@@ -302,6 +303,25 @@ pub async fn call_managers(
         Some(err) if managers.len() == 1 => Err(err),
         _ => Err(RpcError::NoManager(managers.join(", "))),
     }
+}
+
+/// Calls the managers in order, following one redirect to the leader, until one answers.
+/// Errors answered by a manager are final; connection errors move on to the next manager.
+pub async fn call_managers(
+    managers: &[String],
+    config: Arc<ClientConfig>,
+    request: &ClusterRequest,
+) -> Result<ClusterReply, RpcError> {
+    over_managers(managers, |addr| {
+        let config = config.clone();
+        async move {
+            Ok(match call(&addr, config, request).await? {
+                ClusterReply::Redirect { leader } => Err(leader),
+                reply => Ok(reply),
+            })
+        }
+    })
+    .await
 }
 
 /// A connection on which a stream follows the manager's answer (a capture).
@@ -332,27 +352,11 @@ pub async fn open_stream(
     config: Arc<ClientConfig>,
     request: &ClusterRequest,
 ) -> Result<ClientStream, RpcError> {
-    let mut last = None;
-    for addr in managers {
-        match open_one(addr, config.clone(), request).await {
-            Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(leader)) => {
-                return match open_one(&leader, config.clone(), request).await? {
-                    Ok(stream) => Ok(stream),
-                    Err(_) => Err(RpcError::Unexpected { addr: leader }),
-                }
-            }
-            Err(err @ RpcError::Remote(_)) => return Err(err),
-            Err(err) => {
-                tracing::debug!("manager {addr} unreachable: {err}");
-                last = Some(err);
-            }
-        }
-    }
-    match last {
-        Some(err) if managers.len() == 1 => Err(err),
-        _ => Err(RpcError::NoManager(managers.join(", "))),
-    }
+    over_managers(managers, |addr| {
+        let config = config.clone();
+        async move { open_one(&addr, config, request).await }
+    })
+    .await
 }
 
 /// Fetches the root CA from `addr` over an unverified connection and checks it against the
