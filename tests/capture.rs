@@ -59,17 +59,10 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-#[test]
-fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encrypted() {
-    if !tshark() {
-        eprintln!("SKIPPED a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encrypted: no tshark (scripts/test.sh installs it as root)");
-        return;
-    }
-    let n1 = Node::start_as("127.89.1.1", "node-1");
-    let n2 = Node::start_as("127.89.1.2", "node-2");
-    n1.init();
-    let out = n2.join(&n1.token("worker"), &n1);
-    assert!(out.status.success(), "{}", cluster::stderr(&out));
+/// On `n1`'s swarm: networks `plain` and `secret` (encrypted), on each `web-NET` (whoami,
+/// `replicas`) and a global `get-NET` fetching from it; waits until `need` fetches of each
+/// were answered.
+fn plain_and_secret_with_clients(n1: &Node, replicas: &str, need: usize) {
     n1.ok(&["network", "create", "-d", "overlay", "plain"]);
     n1.ok(&[
         "network",
@@ -87,7 +80,7 @@ fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encr
             "create",
             "-d",
             "--replicas",
-            "2",
+            replicas,
             "--name",
             &web,
             "--network",
@@ -114,11 +107,25 @@ fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encr
                 .ok(&["service", "logs", &format!("get-{net}")])
                 .matches(": 200,")
                 .count()
-                >= 4),
+                >= need),
             "{}",
             n1.ok(&["service", "logs", &format!("get-{net}")])
         );
     }
+}
+
+#[test]
+fn a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encrypted() {
+    if !tshark() {
+        eprintln!("SKIPPED a_capture_shows_a_networks_and_a_tasks_frames_decrypted_and_the_underlay_encrypted: no tshark (scripts/test.sh installs it as root)");
+        return;
+    }
+    let n1 = Node::start_as("127.89.1.1", "node-1");
+    let n2 = Node::start_as("127.89.1.2", "node-2");
+    n1.init();
+    let out = n2.join(&n1.token("worker"), &n1);
+    assert!(out.status.success(), "{}", cluster::stderr(&out));
+    plain_and_secret_with_clients(&n1, "2", 4);
 
     // A network's inner frames: the clients' HTTP as tshark reads it.
     let file = capture(&n1, &["plain", "-c", "60"]);
@@ -247,55 +254,7 @@ fn capture_node_reaches_any_node_through_the_managers() {
     assert!(out.status.success(), "{}", cluster::stderr(&out));
     let out = n3.join(&n1.token("worker"), &n1);
     assert!(out.status.success(), "{}", cluster::stderr(&out));
-    n1.ok(&["network", "create", "-d", "overlay", "plain"]);
-    n1.ok(&[
-        "network",
-        "create",
-        "-d",
-        "overlay",
-        "--opt",
-        "encrypted",
-        "secret",
-    ]);
-    for net in ["plain", "secret"] {
-        let web = format!("web-{net}");
-        n1.ok(&[
-            "service",
-            "create",
-            "-d",
-            "--replicas",
-            "3",
-            "--name",
-            &web,
-            "--network",
-            net,
-            "swarmnet/whoami",
-        ]);
-        n1.ok(&[
-            "service",
-            "create",
-            "-d",
-            "--mode",
-            "global",
-            "--name",
-            &format!("get-{net}"),
-            "--network",
-            net,
-            "swarmnet/fetch",
-            &format!("http://{web}/"),
-        ]);
-    }
-    for net in ["plain", "secret"] {
-        assert!(
-            wait_until(SETTLE, || n1
-                .ok(&["service", "logs", &format!("get-{net}")])
-                .matches(": 200,")
-                .count()
-                >= 6),
-            "{}",
-            n1.ok(&["service", "logs", &format!("get-{net}")])
-        );
-    }
+    plain_and_secret_with_clients(&n1, "3", 6);
 
     // The worker's client, captured there directly, and through the leader: the same task.
     let worker_client = own_task_ip(&n3, "get-plain");
