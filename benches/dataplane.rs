@@ -62,5 +62,19 @@ fn dataplane(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, dataplane);
+/// The Internet checksum, which every segment cut from a super-frame and every TCP segment
+/// the egress sends or coalescing joins pays once per byte.
+fn internet_checksum(c: &mut Criterion) {
+    let mut g = c.benchmark_group("checksum");
+    for len in [1500usize, 65_535] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("sum_{len}"), |b| {
+            b.iter(|| black_box(swarmnet::wire::checksum::sum(black_box(&data))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, dataplane, internet_checksum);
 criterion_main!(benches);

@@ -3,24 +3,27 @@
 /// One's complement sum of `data` as big-endian 16-bit words, folded to 16 bits.
 /// An odd trailing byte is padded with zero, as RFC 1071 says.
 pub fn sum(data: &[u8]) -> u16 {
-    // One's complement addition is associative over any word size: add big-endian 32-bit words
-    // into a 64-bit accumulator (no overflow below 2^32 words) and fold once at the end.
+    // One's complement addition is associative over any word size and independent of byte
+    // order (RFC 1071, 2.(B)): add native-endian 32-bit words into a 64-bit accumulator (no
+    // overflow below 2^32 words; the compiler vectorises it), fold once, and swap the bytes of
+    // the result on a little-endian machine.
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(16);
+    let mut chunks = data.chunks_exact(32);
     for c in &mut chunks {
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            + u64::from(u32::from_be_bytes([c[4], c[5], c[6], c[7]]))
-            + u64::from(u32::from_be_bytes([c[8], c[9], c[10], c[11]]))
-            + u64::from(u32::from_be_bytes([c[12], c[13], c[14], c[15]]));
+        let mut part: u64 = 0;
+        for w in c.chunks_exact(4) {
+            part += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        acc += part;
     }
     let mut rest = chunks.remainder().chunks_exact(2);
     for c in &mut rest {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+        acc += u64::from(u16::from_ne_bytes([c[0], c[1]]));
     }
     if let [last] = rest.remainder() {
-        acc += u64::from(u16::from_be_bytes([*last, 0]));
+        acc += u64::from(u16::from_ne_bytes([*last, 0]));
     }
-    fold(acc)
+    u16::from_be(fold(acc))
 }
 
 /// Folds a wide one's complement accumulator to 16 bits.
@@ -118,7 +121,13 @@ mod tests {
         for n in [1399, 1400, 1401, 2999, 3000] {
             assert_eq!(sum(&data[..n]), reference(&data[..n]), "length {n}");
         }
-        let ones = vec![0xffu8; 4096];
+        for start in 1..8 {
+            for n in [0, 1, 31, 33, 63, 1401] {
+                let d = &data[start..start + n];
+                assert_eq!(sum(d), reference(d), "start {start}, length {n}");
+            }
+        }
+        let ones = vec![0xffu8; 65_535];
         assert_eq!(sum(&ones), reference(&ones));
     }
 }
