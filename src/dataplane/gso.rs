@@ -49,9 +49,19 @@ impl Dataplane {
                     Err(r) => Err(r),
                 }
             }
-            vnet::GSO_TCPV4 => segment_tcp4(frame, hdr.gso_size.into(), &mut buf, |seg| {
-                self.from_port(now, port, seg, out)
-            }),
+            vnet::GSO_TCPV4 => {
+                // To the host's side it goes whole: the egress's stack takes 64 KiB at once,
+                // and trusts its local link's TCP checksums (it reads none).
+                let whole = self.to_bridge_gateway(port, frame)
+                    && self.super_frame_to_egress(now, port, frame, out);
+                if whole {
+                    Ok(())
+                } else {
+                    segment_tcp4(frame, hdr.gso_size.into(), &mut buf, |seg| {
+                        self.from_port(now, port, seg, out)
+                    })
+                }
+            }
             _ => Err(DropReason::Malformed),
         };
         *self.gso_buffer() = buf;
@@ -74,6 +84,18 @@ fn finish_checksum(buf: &mut [u8], start: usize, offset: usize) -> Result<(), Dr
     }
     buf[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     Ok(())
+}
+
+/// Cuts a TCP super-frame that the core emitted with a segment size (`Output::iter_gso`) into
+/// frames for a port that cannot take it whole (no virtio-net header, or a virtual task); false
+/// when it cannot be cut.
+pub fn segment_super_frame(
+    frame: &[u8],
+    gso_size: u16,
+    buf: &mut Vec<u8>,
+    emit: impl FnMut(&[u8]),
+) -> bool {
+    segment_tcp4(frame, gso_size.into(), buf, emit).is_ok()
 }
 
 /// Cuts an Ethernet/IPv4/TCP super-frame into segments of at most `mss` payload bytes, each with

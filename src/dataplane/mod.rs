@@ -12,7 +12,7 @@ mod egress;
 mod encap;
 pub mod esp;
 pub mod gro;
-mod gso;
+pub mod gso;
 mod inner;
 pub mod lb;
 mod mtu;

@@ -76,6 +76,8 @@ impl UnderlayKind {
 struct Item {
     target: Target,
     range: Range<usize>,
+    /// A TCP super-frame for a port: the segment size it is to be cut at (0: a plain frame).
+    gso: u16,
 }
 
 /// Packets emitted by the core, in order.
@@ -119,6 +121,32 @@ impl Output {
             .map(|i| (i.target, &self.buf[i.range.clone()]))
     }
 
+    /// The emitted packets, in order, each with its segment size when it is a TCP super-frame
+    /// (`Dataplane::egress_answer` with a GSO size): such a frame's TCP checksum holds the
+    /// pseudo-header sum only, and a port takes it behind a virtio-net GSO header or cut into
+    /// segments ([`super::gso::segment_super_frame`]).
+    pub fn iter_gso(&self) -> impl ExactSizeIterator<Item = (Target, Option<u16>, &[u8])> + '_ {
+        self.items.iter().map(|i| {
+            let gso = (i.gso != 0).then_some(i.gso);
+            (i.target, gso, &self.buf[i.range.clone()])
+        })
+    }
+
+    /// Marks the last packet emitted as a TCP super-frame of segments of `gso` bytes.
+    pub(crate) fn set_last_gso(&mut self, gso: u16) {
+        if let Some(i) = self.items.last_mut() {
+            i.gso = gso;
+        }
+    }
+
+    /// Takes the last packet emitted back out of the arena.
+    pub(crate) fn pop(&mut self) -> Option<Vec<u8>> {
+        let item = self.items.pop()?;
+        let bytes = self.buf.get(item.range.clone())?.to_vec();
+        self.buf.truncate(item.range.start);
+        Some(bytes)
+    }
+
     /// The bytes of the last packet emitted, to patch in place.
     pub(crate) fn last_mut(&mut self) -> Option<&mut [u8]> {
         let r = self.items.last()?.range.clone();
@@ -133,6 +161,7 @@ impl Output {
         self.items.push(Item {
             target,
             range: start..end,
+            gso: 0,
         });
         end - start
     }
@@ -152,6 +181,7 @@ impl Output {
         self.items.push(Item {
             target,
             range: start..end,
+            gso: 0,
         });
         Ok(end - start)
     }

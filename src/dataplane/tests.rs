@@ -550,6 +550,71 @@ fn a_bridge_hands_what_goes_to_its_gateway_to_the_egress_and_frames_the_answers(
     assert!(emitted(&out).is_empty());
 }
 
+/// An Ethernet/IPv4/TCP frame of `len` payload bytes between the given MACs and addresses.
+fn tcp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    len: usize,
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .tcp(40000, 80, 1_000, 64240)
+        .ack(1)
+        .write(&mut f, &vec![0x5a; len])
+        .unwrap();
+    f
+}
+
+#[test]
+fn tcp_super_frames_pass_whole_between_a_task_and_the_egress() {
+    let mut dp = dataplane(&gwbridge_topology(true));
+    let t = dp.tables().clone();
+    let (a_gw, b_gw) = (t.port_id("a.gw").unwrap(), t.port_id("b.gw").unwrap());
+    let mut out = Output::new();
+    let mut vnet_hdr = [0u8; crate::wire::vnet::HEADER_LEN];
+    crate::wire::vnet::Repr {
+        flags: crate::wire::vnet::FLAG_NEEDS_CSUM,
+        gso_type: crate::wire::vnet::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1398,
+        csum_start: 34,
+        csum_offset: 16,
+    }
+    .emit(&mut vnet_hdr);
+    // A task's TSO super-frame to the outside: one packet to the egress, not 15 segments.
+    let up = tcp_frame(GW_MAC, A_GW, [172, 18, 0, 2], [198, 51, 100, 7], 20_000);
+    dp.from_port_vnet(0, a_gw, &vnet_hdr, &up, &mut out);
+    assert_eq!(
+        emitted(&out),
+        vec![(Target::Egress(a_gw), up[14..].to_vec())]
+    );
+    out.clear();
+    // To another task on the bridge (icc on), it is cut into segments as before.
+    let across = tcp_frame(B_GW, A_GW, [172, 18, 0, 2], [172, 18, 0, 3], 20_000);
+    dp.from_port_vnet(0, a_gw, &vnet_hdr, &across, &mut out);
+    let got = emitted(&out);
+    assert_eq!(got.len(), 15);
+    assert!(got
+        .iter()
+        .all(|(t, f)| *t == Target::Port(b_gw) && f.len() <= 14 + 1450));
+    out.clear();
+    // An answer with a segment size comes back whole, marked with it for the port's link.
+    let down = &tcp_frame(A_GW, GW_MAC, [198, 51, 100, 7], [172, 18, 0, 2], 20_000)[14..];
+    dp.egress_answer_gso(1, down, Some(1398), &mut out);
+    let got: Vec<_> = out.iter_gso().map(|(t, g, f)| (t, g, f.len())).collect();
+    assert_eq!(got, vec![(Target::Port(a_gw), Some(1398), 14 + down.len())]);
+    out.clear();
+    // Without one, or with segments the bridge's MTU cannot carry: refused and counted.
+    dp.egress_answer_gso(2, down, None, &mut out);
+    dp.egress_answer_gso(2, down, Some(1411), &mut out);
+    dp.egress_answer_gso(2, down, Some(8), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::MtuExceeded), 3);
+}
+
 #[test]
 fn tasks_on_a_bridge_reach_each_other_only_with_icc() {
     let frame = udp_frame(B_GW, A_GW, [172, 18, 0, 2], [172, 18, 0, 3]);

@@ -20,13 +20,14 @@ use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::gro::Coalescer;
+use crate::dataplane::gso::segment_super_frame;
 use crate::dataplane::resolver::DnsClient;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
 };
 use crate::io::resolver::ForwardClient;
 use crate::virt::VirtualTask;
-use crate::wire::vnet;
+use crate::wire::{vnet, ETHERNET_HEADER_LEN};
 
 /// Frames read from one TAP queue per wake-up before the others get a turn.
 const TAP_BUDGET: usize = 64;
@@ -140,8 +141,9 @@ impl VirtualPort {
 pub enum Handover {
     /// A frame for a virtual task's port.
     Frame(PortId, Vec<u8>),
-    /// A packet a task sent to the host's side (docker_gwbridge).
-    Egress(Vec<u8>),
+    /// A packet a task sent to the host's side (docker_gwbridge), and whether the task's link
+    /// takes TCP super-frames (a TAP with a virtio-net header).
+    Egress(Vec<u8>, bool),
 }
 
 /// How a worker reaches the worker that runs the virtual tasks and the egress.
@@ -175,7 +177,7 @@ impl EgressLink {
 
     /// Hands a task's packet to the engine (made for the tables' bridge if need be); false
     /// when there is no bridge to carry it for.
-    fn input(&mut self, tables: &Arc<Tables>, now: u64, packet: &[u8]) -> bool {
+    fn input(&mut self, tables: &Arc<Tables>, now: u64, packet: &[u8], gso_link: bool) -> bool {
         if !self
             .checked
             .as_ref()
@@ -185,7 +187,7 @@ impl EgressLink {
         }
         match self.engine.as_mut() {
             Some((e, _)) => {
-                e.input(now, packet);
+                e.input_from(now, packet, gso_link);
                 self.due = true;
                 true
             }
@@ -210,7 +212,8 @@ impl EgressLink {
                 seed: super::node::random_u64(),
                 limits: Limits::default(),
             };
-            let mut e = Egress::new(cfg, now);
+            // Super-packets both ways for the tasks behind TAPs; plain ones for virtual tasks.
+            let mut e = Egress::with_gso(cfg, now);
             self.engine = match e.attach(&self.registry, EGRESS_TOKEN) {
                 Ok(()) => Some((e, key)),
                 Err(err) => {
@@ -340,13 +343,14 @@ impl Io {
         let mut port_failures = 0u64;
         let mut handed_over = false;
         let mut virt_failures = 0u64;
+        let mut unframed = 0u64;
         let mut write = |p: PortId, h: &vnet::Repr, f: &[u8]| {
             let tap = taps.get(p.0 as usize).and_then(Option::as_ref);
             if !matches!(tap.map(|t| t.send_with(h, f)), Some(Ok(_))) {
                 port_failures += 1;
             }
         };
-        for (target, bytes) in out.iter() {
+        for (target, gso, bytes) in out.iter_gso() {
             match target {
                 Target::Port(q) => capture.port_frame(q, bytes),
                 Target::Underlay(_) => capture.underlay_packet(bytes),
@@ -372,14 +376,27 @@ impl Io {
                     }
                 }
                 Target::Port(q) => match taps.get(q.0 as usize).and_then(Option::as_ref) {
+                    // A super-frame from the egress (`run_egress` cut it for any other port).
+                    Some(t) if t.has_vnet_header() && gso.is_some() => {
+                        coalescer.flush(&mut write);
+                        match super_frame_header(bytes, gso.unwrap_or_default()) {
+                            Some(h) => write(q, &h, bytes),
+                            None => unframed += 1,
+                        }
+                    }
                     Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
                     _ => write(q, &vnet::Repr::default(), bytes),
                 },
-                Target::Egress(_) => {
+                Target::Egress(p) => {
+                    let gso_link = taps
+                        .get(p.0 as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(TapQueue::has_vnet_header);
                     let taken = match (egress.as_mut(), virt_owner.as_ref()) {
-                        (Some(e), _) => e.input(dp.tables(), now, bytes),
+                        (Some(e), _) => e.input(dp.tables(), now, bytes, gso_link),
                         (None, Some(o)) => {
-                            let sent = o.frames.try_send(Handover::Egress(bytes.to_vec())).is_ok();
+                            let h = Handover::Egress(bytes.to_vec(), gso_link);
+                            let sent = o.frames.try_send(h).is_ok();
                             handed_over |= sent;
                             sent
                         }
@@ -426,7 +443,7 @@ impl Io {
                 let _ = o.waker.wake();
             }
         }
-        for _ in 0..port_failures + virt_failures {
+        for _ in 0..port_failures + virt_failures + unframed {
             dp.count_drop(now, DropReason::PortTxFailed);
         }
         for s in senders.iter_mut() {
@@ -742,11 +759,11 @@ impl Worker {
                                 dp.count_drop(now, DropReason::PortTxFailed);
                             }
                         }
-                        Handover::Egress(packet) => {
+                        Handover::Egress(packet, gso_link) => {
                             let taken = io
                                 .egress
                                 .as_mut()
-                                .is_some_and(|e| e.input(dp.tables(), now, &packet));
+                                .is_some_and(|e| e.input(dp.tables(), now, &packet, gso_link));
                             if !taken {
                                 dp.count_drop(now, DropReason::EgressRefused);
                             }
@@ -832,6 +849,22 @@ fn add_socket(
     Ok(())
 }
 
+/// The virtio-net header of a TCP super-frame from the egress (Ethernet, IPv4, TCP; its TCP
+/// checksum the pseudo-header sum) to be cut into segments of `gso_size` bytes by the TAP.
+fn super_frame_header(frame: &[u8], gso_size: u16) -> Option<vnet::Repr> {
+    let ihl = usize::from(frame.get(ETHERNET_HEADER_LEN)? & 0x0f) * 4;
+    let tcp_at = ETHERNET_HEADER_LEN + ihl;
+    let doff = usize::from(frame.get(tcp_at + 12)? >> 4) * 4;
+    Some(vnet::Repr {
+        flags: vnet::FLAG_NEEDS_CSUM,
+        gso_type: vnet::GSO_TCPV4,
+        hdr_len: (tcp_at + doff) as u16,
+        gso_size,
+        csum_start: tcp_at as u16,
+        csum_offset: 16,
+    })
+}
+
 /// Runs the egress when it has work or a timer due: its answers for the tasks go through the
 /// data path to their ports.
 fn run_egress(io: &mut Io, dp: &mut Dataplane, now: u64, out: &mut Output) {
@@ -845,8 +878,27 @@ fn run_egress(io: &mut Io, dp: &mut Dataplane, now: u64, out: &mut Output) {
     if !due && engine.poll_timeout(now).is_none_or(|at| at > now) {
         return;
     }
-    engine.handle_timeout(now, &mut |packet| {
-        dp.egress_answer(now, packet, out);
+    let taps = &io.taps;
+    let mut cut = Vec::new();
+    engine.handle_timeout_gso(now, &mut |packet, gso| {
+        dp.egress_answer_gso(now, packet, gso, out);
+        // A super-frame for a port that cannot take one whole (a virtual task's) is cut here.
+        if let Some((Target::Port(q), Some(size), _)) = out.iter_gso().last() {
+            let whole = taps
+                .get(q.0 as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(TapQueue::has_vnet_header);
+            if !whole {
+                if let Some(frame) = out.pop() {
+                    cut.clear();
+                    if !segment_super_frame(&frame, size, &mut cut, |seg| {
+                        out.emit(Target::Port(q), |b| b.extend_from_slice(seg));
+                    }) {
+                        dp.count_drop(now, DropReason::MtuExceeded);
+                    }
+                }
+            }
+        }
     });
     if !out.is_empty() {
         io.flush(dp, now, out);

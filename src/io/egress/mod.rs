@@ -392,6 +392,13 @@ impl Egress {
     /// One IPv4 packet (no link header) a task sent to the gateway. Carried, or dropped and
     /// counted; what it causes to go back to tasks comes out of the next `handle_timeout`.
     pub fn input(&mut self, now: Nanos, packet: &[u8]) {
+        self.input_from(now, packet, true)
+    }
+
+    /// `input` from a task whose link may not take super-packets (`gso_link` false: a
+    /// virtual task's stack): the TCP connections it opens get plain segments from an engine
+    /// made `with_gso` too.
+    pub fn input_from(&mut self, now: Nanos, packet: &[u8], gso_link: bool) {
         self.stats.packets_in += 1;
         let parsed = match packet::parse(packet) {
             Ok(p) => p,
@@ -427,6 +434,7 @@ impl Egress {
                     packet,
                     (src, dst, host_dest),
                     (syn, ack, rst),
+                    gso_link,
                     &mut self.stats,
                 );
             }

@@ -13,6 +13,7 @@ use etherparse::{
 };
 
 use super::DropReason;
+use crate::wire::{checksum, ipv4};
 
 /// TTL of the replies the engine writes (the host's hop is not counted, as with NAT).
 const TTL: u8 = 64;
@@ -254,6 +255,18 @@ pub(crate) fn make_tcp_checksum_partial(packet: &mut [u8]) -> Option<()> {
     packet
         .get_mut(ihl + 16..ihl + 18)?
         .copy_from_slice(&pseudo.to_ne_bytes());
+    Some(())
+}
+
+/// Writes the TCP checksum of an IPv4/TCP packet (the stack left it out); anything else is
+/// left as it is.
+pub(crate) fn fill_tcp_checksum(packet: &mut [u8]) -> Option<()> {
+    let (ihl, _) = tcp_offsets(packet)?;
+    let ip_len = usize::from(u16::from_be_bytes(packet.get(2..4)?.try_into().ok()?));
+    let (ip, tcp) = packet.get_mut(..ip_len)?.split_at_mut(ihl);
+    tcp.get_mut(16..18)?.fill(0);
+    let sum = checksum::transport_ipv4(&ip[12..16], &ip[16..20], ipv4::PROTO_TCP, tcp);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
     Some(())
 }
 

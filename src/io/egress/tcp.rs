@@ -18,7 +18,7 @@ use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream};
 
 use mio::Interest;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -48,6 +48,11 @@ struct IpLink {
     tx: Vec<Vec<u8>>,
     free: Vec<Vec<u8>>,
     mtu: usize,
+    /// With GSO the stack neither verifies nor writes TCP checksums: what comes in was
+    /// summed by the task's kernel or finished by the data path (a local link, as the kernel
+    /// trusts a veth), and `Tcp::drain` writes what goes out, only the pseudo-header's sum
+    /// for a super-packet. One pass over every byte saved each way.
+    tcp_checksum: Checksum,
 }
 
 impl IpLink {
@@ -77,8 +82,9 @@ impl phy::RxToken for RxToken {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        // A reused buffer keeps its old bytes (the stack writes every byte of a packet): no
+        // 64 KiB memset per super-packet.
         let mut b = self.free.pop().unwrap_or_default();
-        b.clear();
         b.resize(len, 0);
         let r = f(&mut b);
         self.tx.push(b);
@@ -113,6 +119,7 @@ impl Device for IpLink {
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = self.mtu;
         caps.max_burst_size = None;
+        caps.checksum.tcp = self.tcp_checksum;
         caps
     }
 }
@@ -122,7 +129,12 @@ type Key = (SocketAddrV4, SocketAddrV4);
 
 enum State {
     /// The host connect is under way; the task's SYN waits.
-    Connecting { syn: Vec<u8>, deadline: Nanos },
+    Connecting {
+        syn: Vec<u8>,
+        deadline: Nanos,
+        /// The task's link takes super-packets (with GSO on, its segments are sent as such).
+        gso_link: bool,
+    },
     /// Spliced: the stack's socket and the host stream.
     Open {
         sock: SocketHandle,
@@ -168,6 +180,7 @@ impl Tcp {
             tx: Vec::new(),
             free: Vec::new(),
             mtu: if gso { GSO_MTU } else { usize::from(cfg.mtu) },
+            tcp_checksum: if gso { Checksum::None } else { Checksum::Both },
         };
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = cfg.seed;
@@ -226,6 +239,7 @@ impl Tcp {
         packet: &[u8],
         (task, dest, host_dest): (SocketAddrV4, SocketAddrV4, SocketAddrV4),
         (syn, ack, rst): (bool, bool, bool),
+        gso_link: bool,
         stats: &mut EgressStats,
     ) {
         let key = (task, dest);
@@ -262,6 +276,7 @@ impl Tcp {
                         state: State::Connecting {
                             syn: packet.to_vec(),
                             deadline,
+                            gso_link,
                         },
                         last: now,
                         stats: FlowStats::new(Proto::Tcp, task, dest),
@@ -289,7 +304,12 @@ impl Tcp {
             let Some(f) = self.flows.get_mut(&key) else {
                 continue;
             };
-            let State::Connecting { syn, deadline } = &mut f.state else {
+            let State::Connecting {
+                syn,
+                deadline,
+                gso_link,
+            } = &mut f.state
+            else {
                 continue;
             };
             let outcome = match f.host.take_error() {
@@ -313,7 +333,7 @@ impl Tcp {
                     let mut syn = std::mem::take(syn);
                     // With GSO the stack is told the task takes 64 KiB segments; the link
                     // cuts them at the task's real MSS.
-                    let gso_mss = if self.gso {
+                    let gso_mss = if self.gso && *gso_link {
                         super::packet::rewrite_mss(&mut syn, GSO_MSS)
                     } else {
                         None
@@ -469,7 +489,11 @@ impl Tcp {
         let mut tx = std::mem::take(&mut self.link.tx);
         for mut b in tx.drain(..) {
             let gso = if self.gso {
-                self.gso_size(&mut b)
+                let gso = self.gso_size(&mut b);
+                if gso.is_none() {
+                    super::packet::fill_tcp_checksum(&mut b);
+                }
+                gso
             } else {
                 None
             };

@@ -39,12 +39,22 @@ fn run_until(
     start: Instant,
     mut done: impl FnMut(&[u8]) -> bool,
 ) -> Option<Vec<u8>> {
+    run_until_gso(e, poll, start, |p, _| done(p))
+}
+
+/// `run_until` that also sees each packet's segment size (an engine made `with_gso`).
+fn run_until_gso(
+    e: &mut Egress,
+    poll: &mut Poll,
+    start: Instant,
+    mut done: impl FnMut(&[u8], Option<u16>) -> bool,
+) -> Option<Vec<u8>> {
     let mut events = Events::with_capacity(8);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let mut found = None;
-        e.handle_timeout(now(start), &mut |p| {
-            if found.is_none() && done(p) {
+        e.handle_timeout_gso(now(start), &mut |p, gso| {
+            if found.is_none() && done(p, gso) {
                 found = Some(p.to_vec());
             }
         });
@@ -237,4 +247,84 @@ fn hostile_packets_never_panic() {
         }
     }
     e.handle_timeout(1, &mut |_| {});
+}
+
+/// An engine made `with_gso` sends 64 KiB super-packets only on connections from a link that
+/// takes them; a virtual task's connection (`input_from(.., false)`) gets segments of its MSS,
+/// every TCP checksum whole.
+#[test]
+fn super_packets_go_only_to_links_that_take_them() {
+    for gso_link in [true, false] {
+        let listener = TcpListener::bind((HOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            std::io::Write::write_all(&mut c, &[7u8; 40_000]).unwrap();
+            // Held open until the test has looked.
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut c, &mut b);
+        });
+        let mut poll = Poll::new().unwrap();
+        let mut e = Egress::with_gso(engine(&poll).cfg, 0);
+        e.attach(poll.registry(), Token(1)).unwrap();
+        let start = Instant::now();
+        let tcp = |seq: u32, ack: Option<u32>| {
+            let b =
+                PacketBuilder::ipv4(TASK.octets(), GW.octets(), 64).tcp(40002, port, seq, 64240);
+            let b = match ack {
+                Some(a) => b.ack(a),
+                None => b
+                    .syn()
+                    .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1400)])
+                    .unwrap(),
+            };
+            let mut v = Vec::new();
+            b.write(&mut v, b"").unwrap();
+            v
+        };
+        e.input_from(now(start), &tcp(1000, None), gso_link);
+        let syn_ack = run_until(&mut e, &mut poll, start, |p| {
+            let p = SlicedPacket::from_ip(p).unwrap();
+            matches!(&p.transport, Some(TransportSlice::Tcp(t)) if t.syn() && t.ack())
+        })
+        .expect("a SYN-ACK");
+        let their_seq = match SlicedPacket::from_ip(&syn_ack).unwrap().transport {
+            Some(TransportSlice::Tcp(t)) => t.sequence_number(),
+            _ => unreachable!(),
+        };
+        e.input_from(now(start), &tcp(1001, Some(their_seq + 1)), gso_link);
+        let mut largest = (0usize, None);
+        run_until_gso(&mut e, &mut poll, start, |p, gso| {
+            let sliced = SlicedPacket::from_ip(p).unwrap();
+            let Some(TransportSlice::Tcp(t)) = &sliced.transport else {
+                return false;
+            };
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &sliced.net else {
+                return false;
+            };
+            let n = t.payload().len();
+            if n > largest.0 {
+                largest = (n, gso);
+            }
+            if gso.is_none() && n > 0 {
+                let (src, dst) = (ip.header().source(), ip.header().destination());
+                let whole = t.calc_checksum_ipv4(src, dst).unwrap();
+                assert_eq!(whole, t.checksum(), "a plain segment's checksum is whole");
+            }
+            largest.0 > 1400 || (!gso_link && n > 0)
+        })
+        .expect("data from the host");
+        if gso_link {
+            assert!(
+                largest.0 > 1400,
+                "one super-packet, not {} bytes",
+                largest.0
+            );
+            assert_eq!(largest.1, Some(1400), "cut at the task's MSS by its link");
+        } else {
+            assert_eq!(largest, (1400, None), "segments of the task's MSS");
+        }
+        drop(e);
+        server.join().unwrap();
+    }
 }
