@@ -125,7 +125,11 @@ impl DropReason {
 pub struct Limits {
     /// TCP connections at once (more: the task's SYN gets a RST).
     pub tcp_flows: usize,
-    /// Bytes of each direction's stack buffer of one TCP connection (its window to the task).
+    /// Bytes of each direction's stack buffer of one TCP connection (its window to the task,
+    /// and what may be in flight to it). 1 MiB: one flow then runs at the host's own rate
+    /// (256 KiB held the way in to 0.4-0.5x of it); pages are touched only as a flow moves
+    /// data, so a bulk flow holds 2 MiB and `tcp_flows` of them at most 2 GiB, where the
+    /// kernel's sockets would take up to 4-6 MiB each.
     pub tcp_buffer: usize,
     pub udp_flows: usize,
     pub icmp_flows: usize,
@@ -143,7 +147,7 @@ impl Default for Limits {
         const S: Nanos = 1_000_000_000;
         Limits {
             tcp_flows: 1024,
-            tcp_buffer: 256 * 1024,
+            tcp_buffer: 1024 * 1024,
             udp_flows: 1024,
             icmp_flows: 64,
             connect_timeout: 10 * S,

@@ -33,6 +33,11 @@ const GSO_MTU: usize = 65535;
 /// The MSS the stack is told a task offered, with GSO (the largest a 64 KiB packet holds).
 const GSO_MSS: u16 = (GSO_MTU - 40) as u16;
 
+/// Closed sockets kept for the next connections: each holds its two buffers (`tcp_buffer`
+/// bytes each), which a new socket would allocate and zero again (2 MiB of memset per
+/// connection with 1 MiB buffers).
+const SPARE_SOCKETS: usize = 8;
+
 /// Stack polls per run: segments sent to the tasks per socket before other work gets a turn.
 const BURST: usize = 64;
 /// Unacknowledged data (either way) for this long resets the task's connection.
@@ -164,6 +169,9 @@ pub(super) struct Tcp {
     flows: HashMap<Key, Flow>,
     /// Segments to the tasks go out as super-packets (see `Egress::with_gso`).
     gso: bool,
+    /// Closed sockets to listen again (smoltcp resets a socket's state, not its buffers'
+    /// bytes, when it listens anew).
+    spare: Vec<tcp::Socket<'static>>,
 }
 
 /// How a flow ended, for the counters.
@@ -199,11 +207,18 @@ impl Tcp {
             sockets: SocketSet::new(Vec::new()),
             flows: HashMap::new(),
             gso,
+            spare: Vec::new(),
         }
     }
 
     pub(super) fn len(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Closed sockets kept for later connections.
+    #[cfg(test)]
+    pub(super) fn spare(&self) -> usize {
+        self.spare.len()
     }
 
     pub(super) fn has_output(&self) -> bool {
@@ -338,10 +353,12 @@ impl Tcp {
                     } else {
                         None
                     };
-                    let mut s = tcp::Socket::new(
-                        tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
-                        tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
-                    );
+                    let mut s = self.spare.pop().unwrap_or_else(|| {
+                        tcp::Socket::new(
+                            tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
+                            tcp::SocketBuffer::new(vec![0; cfg.limits.tcp_buffer]),
+                        )
+                    });
                     s.set_nagle_enabled(false);
                     // An ACK per segment: a delayed one slows the task's window growth.
                     s.set_ack_delay(None);
@@ -370,7 +387,7 @@ impl Tcp {
                     // The SYN must have been taken by this socket; a listener left waiting
                     // could take another task's SYN to the same destination.
                     if self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
-                        self.sockets.remove(h);
+                        self.put_back(h);
                         self.flows.remove(&key);
                         stats.drop(DropReason::Malformed);
                     }
@@ -454,9 +471,20 @@ impl Tcp {
             // The RST the abort queued is sent by the next poll; the socket goes after it.
             self.iface
                 .poll(instant(now), &mut self.link, &mut self.sockets);
-            self.sockets.remove(sock);
+            self.put_back(sock);
         }
         acted
+    }
+
+    /// Takes a socket out of the stack, closed (nothing more is sent for it), and keeps it
+    /// for a later connection while there are fewer than `SPARE_SOCKETS`.
+    fn put_back(&mut self, h: SocketHandle) {
+        if let smoltcp::socket::Socket::Tcp(mut s) = self.sockets.remove(h) {
+            s.abort();
+            if self.spare.len() < SPARE_SOCKETS {
+                self.spare.push(s);
+            }
+        }
     }
 
     /// Runs connects, splices and the stack at `now`; packets for the tasks go to `emit`.

@@ -328,3 +328,64 @@ fn super_packets_go_only_to_links_that_take_them() {
         server.join().unwrap();
     }
 }
+
+/// Connections one after another reuse the stack's closed sockets (no buffers allocated and
+/// zeroed again), and each carries its own bytes from a clean state.
+#[test]
+fn closed_sockets_carry_the_next_connections() {
+    let listener = TcpListener::bind((HOST, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for i in 0..3u8 {
+            let (mut c, _) = listener.accept().unwrap();
+            std::io::Write::write_all(&mut c, &[b'a' + i; 3]).unwrap();
+            let mut b = [0u8; 1];
+            let _ = std::io::Read::read(&mut c, &mut b);
+        }
+    });
+    let mut poll = Poll::new().unwrap();
+    let mut e = engine(&poll);
+    let start = Instant::now();
+    let tcp = |sport: u16, seq: u32, ack: Option<u32>, rst: bool| {
+        let b = PacketBuilder::ipv4(TASK.octets(), GW.octets(), 64).tcp(sport, port, seq, 64240);
+        let b = match (ack, rst) {
+            (_, true) => b.rst(),
+            (Some(a), false) => b.ack(a),
+            (None, false) => b.syn(),
+        };
+        let mut v = Vec::new();
+        b.write(&mut v, b"").unwrap();
+        v
+    };
+    let tcp_of = |p: &[u8]| match SlicedPacket::from_ip(p).ok()?.transport {
+        Some(TransportSlice::Tcp(t)) => Some((t.syn(), t.sequence_number(), t.payload().to_vec())),
+        _ => None,
+    };
+    for i in 0..3u16 {
+        let sport = 41000 + i;
+        e.input(now(start), &tcp(sport, 1000, None, false));
+        let syn_ack = run_until(&mut e, &mut poll, start, |p| tcp_of(p).is_some_and(|t| t.0))
+            .expect("a SYN-ACK");
+        let their = tcp_of(&syn_ack).unwrap().1.wrapping_add(1);
+        e.input(now(start), &tcp(sport, 1001, Some(their), false));
+        let data = run_until(&mut e, &mut poll, start, |p| {
+            tcp_of(p).is_some_and(|t| !t.2.is_empty())
+        })
+        .expect("the server's bytes");
+        assert_eq!(
+            tcp_of(&data).unwrap().2,
+            vec![b'a' + i as u8; 3],
+            "connection {i}"
+        );
+        e.input(now(start), &tcp(sport, 1001, None, true));
+        e.handle_timeout(now(start), &mut |_| {});
+        assert_eq!(
+            e.flow_counts().0,
+            0,
+            "connection {i} ended with the task's RST"
+        );
+        assert_eq!(e.tcp.spare(), 1, "its socket kept for the next");
+    }
+    drop(e);
+    server.join().unwrap();
+}
