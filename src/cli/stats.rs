@@ -164,6 +164,30 @@ pub fn render(s: &Stats, rates: Option<&Rates>) -> String {
         None => format!("no keys, {} replays refused", n.esp_replays_refused),
     };
     let u = &n.underlay;
+    let gossip = match &s.gossip {
+        Some(g) => {
+            let refused: Vec<String> = g
+                .dropped
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{} on {}: members {}; suspicion {} ms; {} remote endpoints; rx {} msgs {}, tx {} msgs {}; refused {}",
+                if g.members.is_empty() { "alone" } else { "up" },
+                g.addr,
+                if g.members.is_empty() { "none".to_string() } else { g.members.join(",") },
+                g.suspicion_ms,
+                g.remote_endpoints,
+                g.recv_msgs,
+                human_bytes(g.recv_bytes as f64),
+                g.sent_msgs,
+                human_bytes(g.sent_bytes as f64),
+                if refused.is_empty() { "none".to_string() } else { refused.join(" ") }
+            )
+        }
+        None => "not running (outside a swarm, or no keys yet)".to_string(),
+    };
     out.push_str(&table(
         &[&format!("NODE {}", s.node_name), ""],
         &[
@@ -183,6 +207,7 @@ pub fn render(s: &Stats, rates: Option<&Rates>) -> String {
             ],
             vec!["drops".into(), drops],
             vec!["esp".into(), esp],
+            vec!["gossip".into(), gossip],
         ],
     ));
     out
@@ -273,6 +298,7 @@ mod tests {
         let s = Stats {
             node_name: "node-1".into(),
             data_path: true,
+            gossip: None,
             tasks: vec![TaskStats {
                 task: "web.1.abc".into(),
                 service: "web".into(),

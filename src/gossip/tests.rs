@@ -17,6 +17,7 @@ fn keys() -> Vec<(u32, Vec<u8>)> {
 fn entry(node: usize, k: usize) -> EndpointEntry {
     EndpointEntry {
         task_id: format!("task-{node}-{k}"),
+        task_name: format!("websvc-secret.{k}.task-{node}-{k}"),
         service_id: "svc-id-1".into(),
         service_name: "websvc-secret".into(),
         ip: Ipv4Addr::new(10, 0, 9, (node * 10 + k) as u8),

@@ -3,7 +3,7 @@
 //!
 //! TCP carries one sealed message per connection, framed by a 4-byte big-endian length (at most
 //! [`MAX_STREAM_MESSAGE`]); a reply is a new connection to the sender's gossip address, so the
-//! runner never waits on a peer. Not wired into the daemon here.
+//! runner never waits on a peer. The daemon runs one per node in a swarm (`control::daemon::gossip`).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::gossip::{EndpointEntry, Event, Gossip, GossipError, Transmit, Transport};
+use crate::gossip::{
+    EndpointEntry, Event, Gossip, GossipError, Keyring, NodeIdentity, Stats, Transmit, Transport,
+};
 
 /// Default gossip port (Docker's 7946).
 pub const GOSSIP_PORT: u16 = 7946;
@@ -34,6 +36,21 @@ enum Command {
     ),
     Remove(String, String, oneshot::Sender<Result<(), GossipError>>),
     Table(String, oneshot::Sender<Vec<(String, EndpointEntry)>>),
+    SwarmNodes(Option<BTreeSet<String>>),
+    Keyring(Keyring),
+    Status(oneshot::Sender<GossipStatus>),
+}
+
+/// What the runner's core says about itself, for the daemon's stats.
+#[derive(Debug, Clone, Default)]
+pub struct GossipStatus {
+    /// This node's identity as gossiped (its bump rises when it was declared down and rejoined).
+    pub me: Option<NodeIdentity>,
+    /// Live members other than this node.
+    pub members: Vec<NodeIdentity>,
+    /// The suspicion timeout in force.
+    pub suspicion: std::time::Duration,
+    pub stats: Stats,
 }
 
 /// The handle the daemon keeps: commands in, events out.
@@ -93,6 +110,32 @@ impl GossipHandle {
         self.cmds
             .send(Command::Remove(network.into(), endpoint_id.into(), tx))
             .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Takes the event stream (for a task of its own); the handle keeps an empty one.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<Event> {
+        std::mem::replace(&mut self.events, mpsc::unbounded_channel().1)
+    }
+
+    /// Only these node IDs may talk to this node (`None`: any holder of the keys).
+    pub fn set_swarm_nodes(&self, nodes: Option<BTreeSet<String>>) -> Result<(), Stopped> {
+        self.cmds
+            .send(Command::SwarmNodes(nodes))
+            .map_err(|_| Stopped)
+    }
+
+    /// Replace the keyring (the managers rotated the swarm's keys).
+    pub fn set_keyring(&self, keyring: Keyring) -> Result<(), Stopped> {
+        self.cmds
+            .send(Command::Keyring(keyring))
+            .map_err(|_| Stopped)
+    }
+
+    /// Members, suspicion timeout and counters.
+    pub async fn status(&self) -> Result<GossipStatus, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Command::Status(tx)).map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
     }
 
@@ -184,6 +227,16 @@ async fn run(
                     Command::Table(n, tx) => {
                         let rows = g.table(&n).map(|t| t.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap_or_default();
                         let _ = tx.send(rows);
+                    }
+                    Command::SwarmNodes(n) => g.set_swarm_nodes(n),
+                    Command::Keyring(k) => g.set_keyring(k),
+                    Command::Status(tx) => {
+                        let _ = tx.send(GossipStatus {
+                            me: Some(g.identity().clone()),
+                            members: g.members().cloned().collect(),
+                            suspicion: g.suspicion_timeout(),
+                            stats: g.stats().clone(),
+                        });
                     }
                 }
             }
@@ -281,6 +334,7 @@ mod tests {
         handles[2].join(vec![seed]).unwrap();
         let entry = EndpointEntry {
             task_id: "task-1".into(),
+            task_name: "web.1.task-1".into(),
             service_id: "svc-1".into(),
             service_name: "web".into(),
             ip: Ipv4Addr::new(10, 0, 9, 5),

@@ -1,0 +1,169 @@
+//! The other nodes' endpoints as gossip brings them, and this node's own as it gossips them.
+//!
+//! The managers say which tasks this node runs, which services exist on its networks (names,
+//! VIPs, aliases, ports) and which of this node's tasks are their backends; where the other
+//! nodes' tasks are (the overlay's peer table, the DNS names and VIP backends of remote tasks)
+//! is what the gossip tables say. An endpoint of a node that gossip declares down is withdrawn
+//! by the gossip core itself, so [`merge`] only ever sees endpoints of live nodes.
+//! Pure: no I/O, no clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use crate::control::dispatcher::{AssignedTask, Assignments, Peer, ServiceBackend};
+use crate::gossip::{EndpointEntry, EndpointState};
+use crate::wire::MacAddr;
+
+/// Another node's endpoint on one network, as the gossip table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEndpoint {
+    /// The network's ID (gossip tables are keyed by network ID, the same on every node).
+    pub network_id: String,
+    pub endpoint_id: String,
+    pub entry: EndpointEntry,
+}
+
+/// The gossip endpoint ID of a node's load-balancer address on a network (its ingress
+/// sandbox on ingress), as the managers named its peer entry before gossip.
+pub fn lb_endpoint_id(node_id: &str) -> String {
+    format!("lb-{node_id}")
+}
+
+/// The assignments as the node applies them, and its peer table: the managers' `a` with the
+/// remote endpoints of its networks as peers, and the remote running tasks of each service as
+/// its backends beside this node's own.
+pub fn merge(a: &Assignments, remote: &[RemoteEndpoint]) -> (Assignments, Vec<Peer>) {
+    let nets: BTreeSet<&str> = a.networks.iter().map(|n| n.id.as_str()).collect();
+    let hostnames: BTreeMap<Ipv4Addr, &str> = a
+        .nodes
+        .iter()
+        .map(|n| (n.data_path_addr, n.hostname.as_str()))
+        .collect();
+    // One address, one owner: a running endpoint wins over a draining one that held it (a
+    // task stopping while its address was given again).
+    let mut peers: BTreeMap<(&str, Ipv4Addr), (&EndpointEntry, Peer)> = BTreeMap::new();
+    for r in remote
+        .iter()
+        .filter(|r| nets.contains(r.network_id.as_str()))
+    {
+        let key = (r.network_id.as_str(), r.entry.ip);
+        if let Some((held, _)) = peers.get(&key) {
+            if held.state == EndpointState::Running || r.entry.state != EndpointState::Running {
+                continue;
+            }
+        }
+        let peer = Peer {
+            task_id: if r.entry.task_id.is_empty() {
+                r.endpoint_id.clone()
+            } else {
+                r.entry.task_id.clone()
+            },
+            network_id: r.network_id.clone(),
+            addr: r.entry.ip,
+            vtep: r.entry.vtep,
+            node: hostnames
+                .get(&r.entry.vtep)
+                .map_or_else(|| r.entry.vtep.to_string(), |h| h.to_string()),
+        };
+        peers.insert(key, (&r.entry, peer));
+    }
+    let mut out = a.clone();
+    for s in &mut out.services {
+        for sn in &mut s.networks {
+            for r in remote.iter().filter(|r| {
+                r.network_id == sn.network_id
+                    && r.entry.service_id == s.id
+                    && r.entry.state == EndpointState::Running
+                    && !r.entry.task_id.is_empty()
+            }) {
+                if sn.backends.iter().any(|b| b.task_id == r.entry.task_id) {
+                    continue;
+                }
+                sn.backends.push(ServiceBackend {
+                    task_id: r.entry.task_id.clone(),
+                    name: r.entry.task_name.clone(),
+                    addr: r.entry.ip,
+                });
+            }
+            sn.backends.sort_by(|x, y| x.name.cmp(&y.name));
+        }
+    }
+    (out, peers.into_values().map(|(_, p)| p).collect())
+}
+
+/// What this node gossips: the overlay networks it is on (those of its assigned tasks, and
+/// ingress while the routing mesh needs it; never docker_gwbridge, which is node-local) and,
+/// by (network ID, endpoint ID), its running tasks' endpoints there (`draining`: tasks no
+/// longer assigned that still serve what was sent their way) and its load-balancer address.
+#[allow(clippy::type_complexity)]
+pub fn local_entries<'a>(
+    a: &Assignments,
+    tasks: impl Iterator<Item = (&'a AssignedTask, bool)>,
+    vtep: Ipv4Addr,
+) -> (BTreeSet<String>, BTreeMap<(String, String), EndpointEntry>) {
+    let overlay: BTreeSet<&str> = a
+        .networks
+        .iter()
+        .filter(|n| n.vni.is_some())
+        .map(|n| n.id.as_str())
+        .collect();
+    let mut out = BTreeMap::new();
+    for (t, draining) in tasks {
+        for addr in t
+            .addresses
+            .iter()
+            .filter(|x| overlay.contains(x.network_id.as_str()))
+        {
+            let aliases = a
+                .services
+                .iter()
+                .filter(|s| s.id == t.service_id)
+                .flat_map(|s| s.networks.iter())
+                .filter(|sn| sn.network_id == addr.network_id)
+                .flat_map(|sn| sn.aliases.iter().cloned())
+                .collect();
+            out.insert(
+                (addr.network_id.clone(), t.id.clone()),
+                EndpointEntry {
+                    task_id: t.id.clone(),
+                    task_name: t.full_name(),
+                    service_id: t.service_id.clone(),
+                    service_name: t.service_name.clone(),
+                    ip: addr.addr.addr(),
+                    mac: addr.mac(),
+                    vtep,
+                    aliases,
+                    state: if draining {
+                        EndpointState::Draining
+                    } else {
+                        EndpointState::Running
+                    },
+                },
+            );
+        }
+    }
+    for n in a
+        .networks
+        .iter()
+        .filter(|n| overlay.contains(n.id.as_str()))
+    {
+        let Some(ip) = n.lb.get(&a.node_id) else {
+            continue;
+        };
+        out.insert(
+            (n.id.clone(), lb_endpoint_id(&a.node_id)),
+            EndpointEntry {
+                task_id: String::new(),
+                task_name: String::new(),
+                service_id: String::new(),
+                service_name: String::new(),
+                ip: *ip,
+                mac: MacAddr::from_ipv4(*ip).0,
+                vtep,
+                aliases: Vec::new(),
+                state: EndpointState::Running,
+            },
+        );
+    }
+    (overlay.into_iter().map(str::to_string).collect(), out)
+}
