@@ -196,6 +196,9 @@ async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(64);
+    // Streams leave from the gossip address too (not whatever source the route picks), so that
+    // a firewall rule for the node's gossip address covers both directions.
+    let local_ip = udp.local_addr().ok().map(|a| a.ip());
     let mut buf = vec![0u8; 65536];
     loop {
         let deadline = g
@@ -243,7 +246,7 @@ async fn run(
             _ = tokio::time::sleep_until(deadline) => g.handle_timeout(now()),
         }
         while let Some(t) = g.poll_transmit() {
-            send(&udp, t).await;
+            send(&udp, local_ip, t).await;
         }
         while let Some(e) = g.poll_event() {
             if events.send(e).is_err() {
@@ -257,7 +260,7 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn send(udp: &UdpSocket, t: Transmit) {
+async fn send(udp: &UdpSocket, local_ip: Option<std::net::IpAddr>, t: Transmit) {
     match t.transport {
         Transport::Udp => {
             // A lost datagram is what gossip expects; errors are not fatal.
@@ -266,7 +269,7 @@ async fn send(udp: &UdpSocket, t: Transmit) {
         Transport::Tcp => {
             tokio::spawn(async move {
                 let attempt = async {
-                    let mut s = TcpStream::connect(t.to).await?;
+                    let mut s = connect_from(local_ip, t.to).await?;
                     s.write_all(&(t.payload.len() as u32).to_be_bytes()).await?;
                     s.write_all(&t.payload).await?;
                     s.shutdown().await
@@ -278,6 +281,20 @@ async fn send(udp: &UdpSocket, t: Transmit) {
             });
         }
     }
+}
+
+async fn connect_from(local_ip: Option<std::net::IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = local_ip.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == to.is_ipv4())
+    else {
+        return TcpStream::connect(to).await;
+    };
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(to).await
 }
 
 async fn read_one(mut s: TcpStream, from: SocketAddr, out: mpsc::Sender<(SocketAddr, Vec<u8>)>) {

@@ -167,3 +167,230 @@ pub fn local_entries<'a>(
     }
     (overlay.into_iter().map(str::to_string).collect(), out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::dispatcher::{AssignedService, ServiceNetwork, SwarmNode};
+    use crate::control::network::NetworkRecord;
+    use crate::control::service::TaskAddress;
+
+    fn net(id: &str, vni: Option<u32>) -> NetworkRecord {
+        let mut n = NetworkRecord::default_gwbridge(id.into(), String::new());
+        n.name = format!("{id}-name");
+        n.driver = "overlay".into();
+        n.subnet = "10.0.9.0/24".parse().unwrap();
+        n.gateway = "10.0.9.1".parse().unwrap();
+        n.vni = vni;
+        n.options.clear();
+        n
+    }
+
+    fn entry(
+        task: &str,
+        service: &str,
+        ip: [u8; 4],
+        vtep: [u8; 4],
+        state: EndpointState,
+    ) -> EndpointEntry {
+        EndpointEntry {
+            task_id: task.into(),
+            task_name: format!("web.1.{task}"),
+            service_id: service.into(),
+            service_name: "web".into(),
+            ip: ip.into(),
+            mac: MacAddr::from_ipv4(ip.into()).0,
+            vtep: vtep.into(),
+            aliases: vec![],
+            state,
+        }
+    }
+
+    fn remote(net: &str, id: &str, e: EndpointEntry) -> RemoteEndpoint {
+        RemoteEndpoint {
+            network_id: net.into(),
+            endpoint_id: id.into(),
+            entry: e,
+        }
+    }
+
+    fn assignments() -> Assignments {
+        Assignments {
+            node_id: "me".into(),
+            networks: vec![net("n1", Some(4097))],
+            services: vec![AssignedService {
+                id: "s1".into(),
+                name: "web".into(),
+                dnsrr: false,
+                networks: vec![ServiceNetwork {
+                    network_id: "n1".into(),
+                    vip: Some([10, 0, 9, 2].into()),
+                    aliases: vec!["www".into()],
+                    backends: vec![ServiceBackend {
+                        task_id: "local".into(),
+                        name: "web.2.local".into(),
+                        addr: [10, 0, 9, 3].into(),
+                    }],
+                }],
+                ports: vec![],
+            }],
+            nodes: vec![SwarmNode {
+                id: "other".into(),
+                hostname: "node-b".into(),
+                data_path_addr: [127, 0, 0, 2].into(),
+                gossip_addr: None,
+            }],
+            ..Assignments::default()
+        }
+    }
+
+    #[test]
+    fn remote_endpoints_become_peers_and_running_ones_backends() {
+        let a = assignments();
+        let remote = vec![
+            remote(
+                "n1",
+                "t1",
+                entry(
+                    "t1",
+                    "s1",
+                    [10, 0, 9, 4],
+                    [127, 0, 0, 2],
+                    EndpointState::Running,
+                ),
+            ),
+            remote(
+                "n1",
+                "t2",
+                entry(
+                    "t2",
+                    "s1",
+                    [10, 0, 9, 5],
+                    [127, 0, 0, 2],
+                    EndpointState::Draining,
+                ),
+            ),
+            // A network this node is not on: nothing.
+            remote(
+                "n2",
+                "t3",
+                entry(
+                    "t3",
+                    "s1",
+                    [10, 0, 8, 4],
+                    [127, 0, 0, 2],
+                    EndpointState::Running,
+                ),
+            ),
+        ];
+        let (out, peers) = merge(&a, &remote);
+        let p: Vec<(&str, Ipv4Addr, &str)> = peers
+            .iter()
+            .map(|p| (p.task_id.as_str(), p.addr, p.node.as_str()))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                ("t1", Ipv4Addr::new(10, 0, 9, 4), "node-b"),
+                ("t2", Ipv4Addr::new(10, 0, 9, 5), "node-b")
+            ]
+        );
+        let b: Vec<(&str, &str)> = out.services[0].networks[0]
+            .backends
+            .iter()
+            .map(|b| (b.task_id.as_str(), b.name.as_str()))
+            .collect();
+        // The draining task stays reachable but takes no new connection.
+        assert_eq!(b, [("t1", "web.1.t1"), ("local", "web.2.local")]);
+        // The managers' own assignments are untouched.
+        assert_eq!(a.services[0].networks[0].backends.len(), 1);
+    }
+
+    #[test]
+    fn a_running_endpoint_wins_an_address_over_a_draining_one() {
+        let a = assignments();
+        let remote = vec![
+            remote(
+                "n1",
+                "old",
+                entry(
+                    "old",
+                    "s1",
+                    [10, 0, 9, 4],
+                    [127, 0, 0, 3],
+                    EndpointState::Draining,
+                ),
+            ),
+            remote(
+                "n1",
+                "new",
+                entry(
+                    "new",
+                    "s1",
+                    [10, 0, 9, 4],
+                    [127, 0, 0, 2],
+                    EndpointState::Running,
+                ),
+            ),
+        ];
+        let (_, peers) = merge(&a, &remote);
+        assert_eq!(peers.len(), 1);
+        assert_eq!(
+            (peers[0].task_id.as_str(), peers[0].vtep),
+            ("new", Ipv4Addr::new(127, 0, 0, 2))
+        );
+    }
+
+    #[test]
+    fn local_entries_cover_overlay_networks_tasks_and_the_lb_address() {
+        let mut a = assignments();
+        a.networks.push(net("local-only", None));
+        a.networks[0].lb.insert("me".into(), [10, 0, 9, 250].into());
+        let task = AssignedTask {
+            id: "t9".into(),
+            name: "web.2".into(),
+            service_id: "s1".into(),
+            service_name: "web".into(),
+            slot: 2,
+            image: "swarmnet/whoami".into(),
+            args: vec![],
+            env: vec![],
+            hostname: String::new(),
+            stop_grace: None,
+            addresses: vec![TaskAddress {
+                network_id: "n1".into(),
+                addr: "10.0.9.3/24".parse().unwrap(),
+            }],
+        };
+        let vtep = Ipv4Addr::new(127, 0, 0, 1);
+        let (nets, entries) = local_entries(&a, [(&task, false)].into_iter(), vtep);
+        assert_eq!(nets.into_iter().collect::<Vec<_>>(), ["n1"]);
+        let e = &entries[&("n1".to_string(), "t9".to_string())];
+        assert_eq!(
+            (
+                e.task_name.as_str(),
+                e.ip,
+                e.vtep,
+                e.aliases.as_slice(),
+                e.state
+            ),
+            (
+                "web.2.t9",
+                Ipv4Addr::new(10, 0, 9, 3),
+                vtep,
+                &["www".to_string()][..],
+                EndpointState::Running
+            )
+        );
+        let lb = &entries[&("n1".to_string(), "lb-me".to_string())];
+        assert_eq!(
+            (lb.ip, lb.task_id.as_str()),
+            (Ipv4Addr::new(10, 0, 9, 250), "")
+        );
+        let (_, draining) = local_entries(&a, [(&task, true)].into_iter(), vtep);
+        assert_eq!(
+            draining[&("n1".to_string(), "t9".to_string())].state,
+            EndpointState::Draining
+        );
+    }
+}
