@@ -258,12 +258,18 @@ impl Daemon {
     /// This node's networks and endpoints as its runtime has them now, into the gossip.
     async fn publish(&self, r: &mut Running) {
         let runtime = self.runtime.clone();
-        let (nets, entries) = {
+        // The runtime's lock may be held by a view being applied: wait for it off the
+        // async workers.
+        let Ok((nets, entries)) = tokio::task::spawn_blocking(move || {
             let guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             match guard.as_ref() {
                 Some(rt) => rt.gossip_entries(),
                 None => Default::default(),
             }
+        })
+        .await
+        else {
+            return;
         };
         if r.networks.as_ref() != Some(&nets) {
             match r.handle.set_local_networks(nets.clone()).await {
