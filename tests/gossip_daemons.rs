@@ -7,10 +7,10 @@
 //! that are garbage, under an unknown key or forged under the swarm's key tag are refused and
 //! counted in `swarmnet stats`.
 //!
-//! The daemons gossip with the defaults: a SWIM probe every 500 ms and a suspicion timeout of
-//! 4 x max(1, log10(N + 1)) x 500 ms = 2 s for three nodes (memberlist's formula and
-//! multiplier, on half its probe period); a dead node is declared down about a probe period
-//! or two plus that after it stops answering.
+//! The daemons gossip with a SWIM probe every 300 ms and a suspicion timeout of
+//! 4 x max(1, log10(N + 1)) x 300 ms = 1.2 s for three nodes (memberlist's formula and
+//! multiplier); a dead node is declared down about a probe period or two plus that after it
+//! stops answering, before the managers' 4 s without heartbeats.
 
 mod cluster;
 
@@ -26,10 +26,11 @@ use swarmnet::api::BalancerRow;
 
 const SETTLE: Duration = Duration::from_secs(40);
 /// The suspicion timeout the daemons run with for three nodes (see the module's doc).
-const SUSPICION: Duration = Duration::from_secs(2);
+const SUSPICION: Duration = Duration::from_millis(1200);
 /// Failure detection on top of the suspicion timeout: the wait for the dead node's turn to be
-/// probed, the probe period in which it does not answer, and the gossip of "down".
-const DETECTION: Duration = Duration::from_millis(1500);
+/// probed (up to two periods with two members), the period in which it does not answer, and
+/// slack for a loaded machine.
+const DETECTION: Duration = Duration::from_millis(1300);
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
