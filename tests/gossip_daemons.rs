@@ -3,7 +3,8 @@
 //! the other nodes' DNS and load balancers by gossip within a second of running; a node killed
 //! (SIGKILL) or stopped (SIGSTOP) has its endpoints withdrawn by the others within the
 //! suspicion time while the managers still list it up, and a stopped node that continues
-//! rejoins and its endpoints come back; nothing on the gossip port reads in clear; datagrams
+//! rejoins and its endpoints come back; a node that leaves is withdrawn at once; nothing on
+//! the gossip port reads in clear; datagrams
 //! that are garbage, under an unknown key or forged under the swarm's key tag are refused and
 //! counted in `swarmnet stats`.
 //!
@@ -485,6 +486,41 @@ fn a_stopped_node_is_declared_down_and_rejoins_when_it_continues() {
     for n in [&a, &b, &c] {
         assert!(wait_until(SETTLE, || members(n) == 2), "{:?}", gossip(n));
     }
+}
+
+#[test]
+fn a_node_that_leaves_is_withdrawn_at_once() {
+    let (a, b, c) = swarm("127.98.6");
+    web_everywhere(&a);
+    let c_id = c.id();
+    let mut c_addr = None;
+    assert!(wait_until(SETTLE, || {
+        c_addr = task_addr_on(&a, "web", &c_id);
+        c_addr.is_some()
+    }));
+    let c_addr = c_addr.unwrap_or_default();
+    for n in [&a, &b] {
+        assert!(wait_until(SETTLE, || backend_addrs(n, "web").len() == 3));
+    }
+    c.ok(&["swarm", "leave"]);
+    let left = Instant::now();
+    // Told, not suspected: well within the suspicion timeout of the command's end.
+    let withdrawn = wait_until(SUSPICION / 2, || {
+        [&a, &b]
+            .iter()
+            .all(|n| !backend_addrs(n, "web").contains(&c_addr))
+    });
+    println!(
+        "node-c left: withdrawn {:?} after `swarm leave` returned",
+        left.elapsed()
+    );
+    assert!(
+        withdrawn,
+        "{c_addr}: {:?} {:?}",
+        backends(&a, "web"),
+        backends(&b, "web")
+    );
+    assert!(wait_until(SUSPICION, || members(&a) == 1 && members(&b) == 1));
 }
 
 /// A raw socket on loopback that sees every frame (root or CAP_NET_RAW); `None` and why not.

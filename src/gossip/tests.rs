@@ -188,6 +188,30 @@ fn a_killed_node_is_withdrawn_everywhere_within_the_suspicion_time() {
 }
 
 #[test]
+fn a_node_that_leaves_is_withdrawn_at_once_not_after_the_suspicion_time() {
+    let mut sim = cluster(5, 0.0);
+    sim.run_for(Duration::from_secs(5));
+    let suspicion = sim.nodes[0].gossip.suspicion_timeout();
+    sim.events.clear();
+    let left = sim.now;
+    sim.with_node(2, |g, now| g.leave(now));
+    sim.nodes[2].alive = false;
+    sim.run_for(Duration::from_secs(5));
+    for i in [0, 1, 3, 4] {
+        assert_eq!(table_ids(&sim, i, "net-a"), all_ids(5, &[2]), "node {i}");
+        let at = sim
+            .events
+            .iter()
+            .find(|(n, _, e)| {
+                *n == i && matches!(e, Event::MemberDown(m) if m.node_id == sim_node_id(2))
+            })
+            .map(|(_, t, _)| *t - left)
+            .expect("node 2 seen down");
+        assert!(at < suspicion, "node {i} took {at:?}");
+    }
+}
+
+#[test]
 fn a_partition_heals_and_converges() {
     let mut sim = cluster(5, 0.0);
     sim.run_for(Duration::from_secs(5));

@@ -39,6 +39,7 @@ enum Command {
     SwarmNodes(Option<BTreeSet<String>>),
     Keyring(Keyring),
     Status(oneshot::Sender<GossipStatus>),
+    Leave(oneshot::Sender<()>),
 }
 
 /// What the runner's core says about itself, for the daemon's stats.
@@ -132,6 +133,14 @@ impl GossipHandle {
             .map_err(|_| Stopped)
     }
 
+    /// Tells a few members that this node leaves (they withdraw its endpoints at once), then
+    /// stops the runner.
+    pub async fn leave(&self) -> Result<(), Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Command::Leave(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
     /// Members, suspicion timeout and counters.
     pub async fn status(&self) -> Result<GossipStatus, Stopped> {
         let (tx, rx) = oneshot::channel();
@@ -200,6 +209,7 @@ async fn run(
     // a firewall rule for the node's gossip address covers both directions.
     let local_ip = udp.local_addr().ok().map(|a| a.ip());
     let mut buf = vec![0u8; 65536];
+    let mut leaving: Option<oneshot::Sender<()>> = None;
     loop {
         let deadline = g
             .poll_timeout()
@@ -233,6 +243,10 @@ async fn run(
                     }
                     Command::SwarmNodes(n) => g.set_swarm_nodes(n),
                     Command::Keyring(k) => g.set_keyring(k),
+                    Command::Leave(tx) => {
+                        g.leave(t);
+                        leaving = Some(tx);
+                    }
                     Command::Status(tx) => {
                         let _ = tx.send(GossipStatus {
                             me: Some(g.identity().clone()),
@@ -247,6 +261,10 @@ async fn run(
         }
         while let Some(t) = g.poll_transmit() {
             send(&udp, local_ip, t).await;
+        }
+        if let Some(tx) = leaving.take() {
+            let _ = tx.send(());
+            return;
         }
         while let Some(e) = g.poll_event() {
             if events.send(e).is_err() {

@@ -38,6 +38,9 @@ const REJOIN_EVERY: Duration = Duration::from_secs(5);
 /// sealed, so a node sends and receives about 2 KB/s for probing whatever the swarm's size.
 const PROBE_PERIOD: Duration = Duration::from_millis(300);
 
+/// Longest wait for the runner to send its leave before it is stopped.
+const LEAVE_WAIT: Duration = Duration::from_millis(500);
+
 /// Remote endpoints by (network ID, endpoint ID).
 type Tables = BTreeMap<(String, String), EndpointEntry>;
 
@@ -228,9 +231,11 @@ impl Daemon {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        // A restarted daemon is a newer instance (its bump) whose message counter starts above
-        // its previous life's (the peers' replay windows).
-        let bump = since_epoch.as_secs() as u32;
+        // A restarted daemon is a newer instance (its bump, in tenths of a second: a restart
+        // within the same second still wins) whose message counter starts above its previous
+        // life's (the peers' replay windows). The bump wraps after 13 years; identities compare
+        // it as a serial number.
+        let bump = (since_epoch.as_millis() / 100) as u32;
         let cfg = GossipConfig {
             seq_base: since_epoch.as_micros() as u64,
             probe_period: PROBE_PERIOD,
@@ -390,6 +395,9 @@ impl Daemon {
     /// it learnt.
     pub(super) async fn stop_gossip(&self) {
         if let Some(r) = self.gossip.running.lock().await.take() {
+            // The others withdraw this node's endpoints now rather than after the suspicion
+            // timeout; a runner that does not answer at once is stopped anyway.
+            let _ = tokio::time::timeout(LEAVE_WAIT, r.handle.leave()).await;
             r.pump.abort();
             r.runner.abort();
             let _ = r.runner.await;
