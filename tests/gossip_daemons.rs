@@ -70,10 +70,17 @@ fn members(n: &Node) -> usize {
 /// A manager and two workers, named node-a, node-b, node-c, every one gossiping with the two
 /// others.
 fn swarm(net: &str) -> (Node, Node, Node) {
+    swarm_with(net, &[])
+}
+
+/// [`swarm`] with further `swarm init` arguments.
+fn swarm_with(net: &str, init: &[&str]) -> (Node, Node, Node) {
     let a = Node::start_as(&format!("{net}.1"), "node-a");
     let b = Node::start_as(&format!("{net}.2"), "node-b");
     let c = Node::start_as(&format!("{net}.3"), "node-c");
-    a.init();
+    let mut args = vec!["swarm", "init", "--advertise-addr", a.ip.as_str()];
+    args.extend_from_slice(init);
+    a.ok(&args);
     let token = a.token("worker");
     for n in [&b, &c] {
         let out = n.join(&token, &a);
@@ -521,6 +528,44 @@ fn a_node_that_leaves_is_withdrawn_at_once() {
         backends(&b, "web")
     );
     assert!(wait_until(SUSPICION, || members(&a) == 1 && members(&b) == 1));
+}
+
+#[test]
+fn gossip_follows_the_key_rotation() {
+    // A rotation every 2 s: within a few seconds every key the swarm started with is retired.
+    let (a, b, c) = swarm_with("127.98.7", &["--key-rotation-interval", "2s"]);
+    let first = a.info().encryption_key_tags;
+    let newest = first.iter().max().copied().unwrap_or_default();
+    assert!(
+        wait_until(SETTLE, || [&a, &b, &c].iter().all(|n| n
+            .info()
+            .encryption_key_tags
+            .iter()
+            .min()
+            .is_some_and(|t| *t > newest))),
+        "keys never rotated past {first:?}: {:?}",
+        a.info().encryption_key_tags
+    );
+    // Still one cluster, and a new task still reaches the others at once.
+    for n in [&a, &b, &c] {
+        assert_eq!(members(n), 2, "{}: {:?}", n.ip, gossip(n));
+    }
+    web_everywhere(&a);
+    for n in [&a, &b, &c] {
+        assert!(
+            wait_until(SETTLE, || backend_addrs(n, "web").len() == 3),
+            "{}: {:?}",
+            n.ip,
+            backends(n, "web")
+        );
+    }
+    let g = gossip(&a).expect("gossip");
+    println!(
+        "after rotations to {:?}: refused on node-a {:?}",
+        a.info().encryption_key_tags,
+        g.dropped
+    );
+    assert_eq!(g.dropped.get("auth_failed"), Some(&0), "{g:?}");
 }
 
 /// A raw socket on loopback that sees every frame (root or CAP_NET_RAW); `None` and why not.
