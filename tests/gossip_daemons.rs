@@ -568,6 +568,45 @@ fn gossip_follows_the_key_rotation() {
     assert_eq!(g.dropped.get("auth_failed"), Some(&0), "{g:?}");
 }
 
+#[test]
+fn a_node_removed_from_the_swarm_is_refused() {
+    let (a, b, c) = swarm("127.98.8");
+    web_everywhere(&a);
+    for n in [&a, &b] {
+        assert!(wait_until(SETTLE, || backend_addrs(n, "web").len() == 3));
+    }
+    let c_id = c.id();
+    let c_addr = task_addr_on(&a, "web", &c_id).unwrap_or_default();
+    // Stopped first, so that it cannot leave politely: what it sends when it continues comes
+    // from a node the managers no longer list.
+    signal(&c, libc::SIGSTOP);
+    a.ok(&["node", "rm", "--force", &c_id]);
+    assert!(
+        wait_until(SETTLE, || [&a, &b]
+            .iter()
+            .all(|n| !backend_addrs(n, "web").contains(&c_addr))),
+        "{:?}",
+        backends(&a, "web")
+    );
+    signal(&c, libc::SIGCONT);
+    let refused = |n: &Node| {
+        gossip(n)
+            .and_then(|g| g.dropped.get("not_member").copied())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || refused(&a) + refused(&b) > 0),
+        "{:?} {:?}\n{}",
+        gossip(&a),
+        gossip(&b),
+        c.log()
+    );
+    // It never comes back into their tables.
+    assert!(!backend_addrs(&a, "web").contains(&c_addr));
+    assert!(!backend_addrs(&b, "web").contains(&c_addr));
+    assert_eq!((members(&a), members(&b)), (1, 1));
+}
+
 /// A raw socket on loopback that sees every frame (root or CAP_NET_RAW); `None` and why not.
 fn sniffer() -> Result<libc::c_int, String> {
     // SAFETY: socket(2) with constant arguments; the descriptor is checked.
