@@ -66,8 +66,7 @@ pub struct Assignments {
     /// The networks of those tasks.
     pub networks: Vec<NetworkRecord>,
     /// The services on those networks: their names, VIPs, aliases and ports (discovery, VIPs,
-    /// the routing mesh), with this node's own running tasks as backends; the other nodes'
-    /// come from gossip.
+    /// the routing mesh); their backends come from the node's own tasks and from gossip.
     #[serde(default)]
     pub services: Vec<AssignedService>,
     /// Every node of the swarm, by ID: whom the node gossips with (and no one else).
@@ -108,8 +107,8 @@ pub struct ServiceNetwork {
     /// `None` in dnsrr mode.
     pub vip: Option<Ipv4Addr>,
     pub aliases: Vec<String>,
-    /// This node's tasks of the service running now (reported running, to keep running), by
-    /// task name; the other nodes' are learnt by gossip.
+    /// The running tasks, by task name: empty from the managers; the node fills it with its
+    /// own tasks as it runs them and the other nodes' as gossip has them.
     pub backends: Vec<ServiceBackend>,
 }
 
@@ -159,9 +158,9 @@ pub fn task_name(service: &str, task: &TaskRecord) -> String {
     }
 }
 
-/// The store's services, networks and tasks indexed for the dispatcher: each node's tasks and
-/// each network's task addresses, so one node's assignments cost its own tasks and their
-/// networks' peers, not the whole store. Built once per change of the store.
+/// The store's services, networks and tasks indexed for the dispatcher: each node's tasks, so
+/// one node's assignments cost its own tasks and their networks' services, not the whole
+/// store. Built once per change of the store.
 #[derive(Debug, Default)]
 pub struct Index {
     services: HashMap<String, ServiceRecord>,
@@ -169,8 +168,6 @@ pub struct Index {
     tasks: Vec<TaskRecord>,
     /// Task positions by node.
     by_node: HashMap<String, Vec<usize>>,
-    /// (task position, address position) of live tasks by network.
-    by_network: HashMap<String, Vec<(usize, usize)>>,
     /// Every node with a valid data-path address, in ID order.
     swarm: Vec<SwarmNode>,
     /// Assignments already built, by node.
@@ -186,25 +183,17 @@ impl Index {
         tasks: Vec<TaskRecord>,
     ) -> Index {
         let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut by_network: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, t) in tasks.iter().enumerate() {
             if t.state.is_terminal() {
                 continue;
             }
             by_node.entry(t.node_id.clone()).or_default().push(i);
-            for (j, a) in t.addresses.iter().enumerate() {
-                by_network
-                    .entry(a.network_id.clone())
-                    .or_default()
-                    .push((i, j));
-            }
         }
         Index {
             services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
             networks: networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
             tasks,
             by_node,
-            by_network,
             swarm: {
                 let mut v: Vec<SwarmNode> = nodes
                     .iter()
@@ -308,13 +297,13 @@ impl Index {
         if wanted.is_empty() {
             return out;
         }
-        out.services = self.services_on(&wanted, node_id);
+        out.services = self.services_on(&wanted);
         out
     }
 
-    /// The services with a VIP or a task on the networks `wanted`, with `node_id`'s running
-    /// tasks as backends.
-    fn services_on(&self, wanted: &BTreeSet<&str>, node_id: &str) -> Vec<AssignedService> {
+    /// The services on the networks `wanted` (with a VIP there, or attached to it). Their
+    /// backends are left to the node: its own tasks as it runs them, the others' by gossip.
+    fn services_on(&self, wanted: &BTreeSet<&str>) -> Vec<AssignedService> {
         let mut out: BTreeMap<&str, AssignedService> = BTreeMap::new();
         let mut nets: BTreeMap<(&str, &str), ServiceNetwork> = BTreeMap::new();
         let network_of = |s: &ServiceRecord, net: &str| -> ServiceNetwork {
@@ -353,33 +342,6 @@ impl Index {
                     nets.entry((s.id.as_str(), net.as_str()))
                         .or_insert_with(|| network_of(s, net));
                 }
-            }
-        }
-        for net in wanted {
-            let live = self
-                .by_network
-                .get(*net)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for &(i, j) in live {
-                let t = &self.tasks[i];
-                if t.state != TaskState::Running
-                    || t.desired > TaskState::Running
-                    || t.node_id != node_id
-                {
-                    continue;
-                }
-                let Some(s) = self.services.get(&t.service_id) else {
-                    continue;
-                };
-                let sn = nets
-                    .entry((s.id.as_str(), net))
-                    .or_insert_with(|| network_of(s, net));
-                sn.backends.push(ServiceBackend {
-                    task_id: t.id.clone(),
-                    name: format!("{}.{}", task_name(&s.spec.name, t), t.id),
-                    addr: t.addresses[j].addr.addr(),
-                });
             }
         }
         for ((sid, _), mut sn) in nets {

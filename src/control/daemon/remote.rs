@@ -1,9 +1,8 @@
 //! The other nodes' endpoints as gossip brings them, and this node's own as it gossips them.
 //!
-//! The managers say which tasks this node runs, which services exist on its networks (names,
-//! VIPs, aliases, ports) and which of this node's tasks are their backends; where the other
-//! nodes' tasks are (the overlay's peer table, the DNS names and VIP backends of remote tasks)
-//! is what the gossip tables say. An endpoint of a node that gossip declares down is withdrawn
+//! The managers say which tasks this node runs and which services exist on its networks (names,
+//! VIPs, aliases, ports); a service's backends are this node's tasks of it as the node runs them
+//! and the other nodes' as the gossip tables say, and so is the overlay's peer table. An endpoint of a node that gossip declares down is withdrawn
 //! by the gossip core itself, so [`merge`] only ever sees endpoints of live nodes.
 //! Pure: no I/O, no clock.
 
@@ -30,9 +29,13 @@ pub fn lb_endpoint_id(node_id: &str) -> String {
 }
 
 /// The assignments as the node applies them, and its peer table: the managers' `a` with the
-/// remote endpoints of its networks as peers, and the remote running tasks of each service as
-/// its backends beside this node's own.
-pub fn merge(a: &Assignments, remote: &[RemoteEndpoint]) -> (Assignments, Vec<Peer>) {
+/// remote endpoints of its networks as peers, and as each service's backends its running
+/// tasks, this node's (`local`, from [`local_entries`]) and the others'.
+pub fn merge(
+    a: &Assignments,
+    remote: &[RemoteEndpoint],
+    local: &BTreeMap<(String, String), EndpointEntry>,
+) -> (Assignments, Vec<Peer>) {
     let nets: BTreeSet<&str> = a.networks.iter().map(|n| n.id.as_str()).collect();
     let hostnames: BTreeMap<Ipv4Addr, &str> = a
         .nodes
@@ -68,24 +71,32 @@ pub fn merge(a: &Assignments, remote: &[RemoteEndpoint]) -> (Assignments, Vec<Pe
         peers.insert(key, (&r.entry, peer));
     }
     let mut out = a.clone();
+    let all = local
+        .iter()
+        .map(|((net, _), e)| (net.as_str(), e))
+        .chain(remote.iter().map(|r| (r.network_id.as_str(), &r.entry)));
+    let mut backends: BTreeMap<(&str, &str), Vec<ServiceBackend>> = BTreeMap::new();
+    for (net, e) in all {
+        if e.state != EndpointState::Running || e.task_id.is_empty() {
+            continue;
+        }
+        let list = backends.entry((e.service_id.as_str(), net)).or_default();
+        if list.iter().any(|b| b.task_id == e.task_id) {
+            continue;
+        }
+        list.push(ServiceBackend {
+            task_id: e.task_id.clone(),
+            name: e.task_name.clone(),
+            addr: e.ip,
+        });
+    }
     for s in &mut out.services {
         for sn in &mut s.networks {
-            for r in remote.iter().filter(|r| {
-                r.network_id == sn.network_id
-                    && r.entry.service_id == s.id
-                    && r.entry.state == EndpointState::Running
-                    && !r.entry.task_id.is_empty()
-            }) {
-                if sn.backends.iter().any(|b| b.task_id == r.entry.task_id) {
-                    continue;
-                }
-                sn.backends.push(ServiceBackend {
-                    task_id: r.entry.task_id.clone(),
-                    name: r.entry.task_name.clone(),
-                    addr: r.entry.ip,
-                });
-            }
-            sn.backends.sort_by(|x, y| x.name.cmp(&y.name));
+            let mut list = backends
+                .remove(&(s.id.as_str(), sn.network_id.as_str()))
+                .unwrap_or_default();
+            list.sort_by(|x, y| x.name.cmp(&y.name));
+            sn.backends = list;
         }
     }
     (out, peers.into_values().map(|(_, p)| p).collect())
@@ -283,7 +294,22 @@ mod tests {
                 ),
             ),
         ];
-        let (out, peers) = merge(&a, &remote);
+        let local: BTreeMap<(String, String), EndpointEntry> = [(
+            ("n1".to_string(), "local".to_string()),
+            EndpointEntry {
+                task_name: "web.2.local".into(),
+                ..entry(
+                    "local",
+                    "s1",
+                    [10, 0, 9, 3],
+                    [127, 0, 0, 1],
+                    EndpointState::Running,
+                )
+            },
+        )]
+        .into_iter()
+        .collect();
+        let (out, peers) = merge(&a, &remote, &local);
         let p: Vec<(&str, Ipv4Addr, &str)> = peers
             .iter()
             .map(|p| (p.task_id.as_str(), p.addr, p.node.as_str()))
@@ -302,8 +328,11 @@ mod tests {
             .collect();
         // The draining task stays reachable but takes no new connection.
         assert_eq!(b, [("t1", "web.1.t1"), ("local", "web.2.local")]);
-        // The managers' own assignments are untouched.
-        assert_eq!(a.services[0].networks[0].backends.len(), 1);
+        // What the managers may still say about backends is not taken.
+        let mut stale = a.clone();
+        stale.services[0].networks[0].backends[0].task_id = "gone".into();
+        let (out, _) = merge(&stale, &remote, &BTreeMap::new());
+        assert_eq!(out.services[0].networks[0].backends.len(), 1);
     }
 
     #[test]
@@ -333,7 +362,7 @@ mod tests {
                 ),
             ),
         ];
-        let (_, peers) = merge(&a, &remote);
+        let (_, peers) = merge(&a, &remote, &BTreeMap::new());
         assert_eq!(peers.len(), 1);
         assert_eq!(
             (peers[0].task_id.as_str(), peers[0].vtep),

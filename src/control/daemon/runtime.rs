@@ -863,10 +863,10 @@ impl TaskRuntime {
     }
 
     fn reconcile(&mut self) {
-        let (a, peers) = remote::merge(&self.last, &self.remote);
+        let assigned = self.last.clone();
         let keys = self.keys.clone();
         let wanted: BTreeMap<&str, &AssignedTask> =
-            a.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+            assigned.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         // Tasks no longer assigned stop: virtual ones at once, programs once their process
         // has ended (asked on a thread of its own: the grace may take seconds).
         let gone: Vec<String> = self
@@ -951,6 +951,15 @@ impl TaskRuntime {
                 },
             );
         }
+        // The services' backends: this node's tasks as it runs them (those leaving excluded)
+        // and the other nodes' as gossip has them.
+        let (_, local) = remote::local_entries(
+            &assigned,
+            next.values()
+                .map(|t| (&t.task, self.leaving.contains_key(&t.task.id))),
+            self.data_path_addr,
+        );
+        let (a, peers) = remote::merge(&assigned, &self.remote, &local);
         self.assign_gw_addrs(&a, &next);
         let view = self.view(&a, &peers, &next, &keys);
         self.peers = peers;
