@@ -61,12 +61,25 @@ pub(super) struct GossipState {
 struct Running {
     handle: GossipHandle,
     runner: JoinHandle<()>,
+    /// The runner's own thread and runtime: probes are answered on time even while the
+    /// daemon's async workers wait on a view being applied or on the store.
+    thread: Option<tokio::runtime::Runtime>,
     pump: JoinHandle<()>,
     keys: Vec<NetworkKey>,
     nodes: Vec<SwarmNode>,
     networks: Option<BTreeSet<String>>,
     published: Tables,
     last_join: Instant,
+}
+
+impl Drop for Running {
+    /// A runtime dropped the ordinary way blocks until its tasks end, which an async worker
+    /// must not do.
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            t.shutdown_background();
+        }
+    }
 }
 
 /// Why the gossip could not start.
@@ -78,6 +91,8 @@ enum StartError {
     Keys(#[from] crate::gossip::KeyError),
     #[error("cannot bind the gossip port {0} (UDP and TCP): {1}; another node on this address needs its own `daemon --gossip-port`")]
     Bind(SocketAddr, std::io::Error),
+    #[error("cannot start the gossip's thread: {0}")]
+    Thread(std::io::Error),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -244,11 +259,28 @@ impl Daemon {
         };
         let node_id = identity.node_id.clone();
         let seed = rand::random::<u64>();
-        let (mut handle, task) = runner::spawn(bind, move |addr| {
-            Gossip::new(NodeIdentity::new(node_id, addr, bump), ring, cfg, seed)
-        })
-        .await
-        .map_err(|e| StartError::Bind(bind, e))?;
+        let thread = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gossip")
+            .enable_all()
+            .build()
+            .map_err(StartError::Thread)?;
+        let spawned = thread
+            .spawn(runner::spawn(bind, move |addr| {
+                Gossip::new(NodeIdentity::new(node_id, addr, bump), ring, cfg, seed)
+            }))
+            .await;
+        let (mut handle, task) = match spawned {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => {
+                thread.shutdown_background();
+                return Err(StartError::Bind(bind, e));
+            }
+            Err(e) => {
+                thread.shutdown_background();
+                return Err(StartError::Bind(bind, std::io::Error::other(e.to_string())));
+            }
+        };
         let events = handle.take_events();
         let pump = tokio::spawn(self.clone().gossip_pump(events));
         *lock(&self.gossip.addr) = Some(handle.local_addr);
@@ -261,6 +293,7 @@ impl Daemon {
         Ok(Running {
             handle,
             runner: task,
+            thread: Some(thread),
             pump,
             keys: keys.to_vec(),
             nodes: Vec::new(),
@@ -394,13 +427,16 @@ impl Daemon {
     /// Stops the gossip (leaving the swarm, removed from it, shutting down) and forgets what
     /// it learnt.
     pub(super) async fn stop_gossip(&self) {
-        if let Some(r) = self.gossip.running.lock().await.take() {
+        if let Some(mut r) = self.gossip.running.lock().await.take() {
             // The others withdraw this node's endpoints now rather than after the suspicion
             // timeout; a runner that does not answer at once is stopped anyway.
             let _ = tokio::time::timeout(LEAVE_WAIT, r.handle.leave()).await;
             r.pump.abort();
             r.runner.abort();
-            let _ = r.runner.await;
+            let _ = (&mut r.runner).await;
+            if let Some(t) = r.thread.take() {
+                t.shutdown_background();
+            }
             tracing::info!("gossip stopped");
         }
         lock(&self.gossip.remote).clear();
