@@ -76,6 +76,7 @@ fn node_endpoints(i: usize, a: &Args) -> Vec<(String, String, EndpointEntry)> {
                 id,
                 EndpointEntry {
                     task_id: format!("task{i:05}x{k:03}{:015}", 0),
+                    task_name: format!("service-{}.{k}.task{i:05}x{k:03}{:015}", n % 500, 0),
                     service_id: format!("svc{:022}", n % 500),
                     service_name: format!("service-{}", n % 500),
                     ip: Ipv4Addr::from(0x0a00_0000 + n),

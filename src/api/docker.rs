@@ -609,6 +609,7 @@ mod tests {
             }),
             data_path_addr: "127.0.0.1".into(),
             cluster_addr: "127.0.0.1:2377".into(),
+            gossip_addr: String::new(),
             created_at: "2026-12-03T16:43:30.402696648Z".into(),
             updated_at: "2026-12-03T16:44:04.027353341Z".into(),
         };

@@ -81,6 +81,26 @@ pub struct EspSas {
     pub inbound: u64,
 }
 
+/// The node's gossip (port 7946): its live members and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipStats {
+    /// Where it gossips (`IP:PORT`).
+    pub addr: String,
+    /// The other nodes gossip sees up, by hostname.
+    pub members: Vec<String>,
+    /// The suspicion timeout in force (a node unanswering that long after a failed probe is
+    /// declared down and its endpoints withdrawn).
+    pub suspicion_ms: u64,
+    pub sent_msgs: u64,
+    pub sent_bytes: u64,
+    pub recv_msgs: u64,
+    pub recv_bytes: u64,
+    /// Messages refused, by reason (malformed, unknown_key, auth_failed, replay, not_member).
+    pub dropped: BTreeMap<String, u64>,
+    /// The other nodes' endpoints held, over all of this node's networks.
+    pub remote_endpoints: u64,
+}
+
 /// The answer of `GET /swarmnet/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -92,6 +112,9 @@ pub struct Stats {
     pub networks: Vec<NetworkStats>,
     pub services: Vec<VipStats>,
     pub node: NodeStats,
+    /// Absent while the node does not gossip (outside a swarm, no keys yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip: Option<GossipStats>,
 }
 
 /// The query parameter naming a row to keep (repeated).
@@ -241,6 +264,7 @@ mod tests {
         Stats {
             node_name: "n".into(),
             data_path: true,
+            gossip: None,
             tasks: vec![
                 task("web.1.aaa", "web", "my-net", 100),
                 task("web.1.aaa", "web", "ingress", 10),

@@ -118,6 +118,9 @@ pub struct Node {
     /// Cluster management address (`IP:PORT`) the node listens on when it is a manager.
     #[serde(default)]
     pub cluster_addr: String,
+    /// Where the node gossips (`IP:PORT`, UDP and TCP), as it last reported; empty: not yet.
+    #[serde(default)]
+    pub gossip_addr: String,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -32,6 +32,20 @@ pub struct DaemonArgs {
     /// from /etc/group or a number. Default: the daemon's user only (mode 0600).
     #[arg(short = 'G', long, value_name = "GROUP", value_parser = parse_group)]
     pub group: Option<u32>,
+    /// The port the node gossips on (UDP and TCP, on its data-path address): membership,
+    /// failure detection and the overlay's endpoint tables, sealed under the swarm's keys.
+    /// Docker's 7946 by default; another one for several nodes on one address.
+    #[arg(long, value_name = "PORT", default_value_t = crate::io::gossip::GOSSIP_PORT, value_parser = parse_gossip_port)]
+    pub gossip_port: u16,
+}
+
+/// `--gossip-port`: 1-65535 (a node's peers must know the port in advance: not 0).
+fn parse_gossip_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) => Err("the gossip port must be 1-65535: the other nodes join through it, so it cannot be picked at random".into()),
+        Ok(p) => Ok(p),
+        Err(_) => Err(format!("{s:?} is not a port number (1-65535)")),
+    }
 }
 
 /// `--group`: a group name from /etc/group, or a numeric group ID.
@@ -127,6 +141,7 @@ pub fn run(host: Option<&str>, args: DaemonArgs) -> anyhow::Result<()> {
         publish_addr: args.publish_addr,
         metrics_addr: args.metrics_addr,
         socket_group: args.group,
+        gossip_port: args.gossip_port,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

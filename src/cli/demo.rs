@@ -61,6 +61,7 @@ const NETWORK: &str = "demo-net";
 /// Ports the demo asks for first; a taken one is replaced by the next free one.
 const CLUSTER_PORT: u16 = 2377;
 const DATA_PORT: u16 = 4789;
+const GOSSIP_PORT: u16 = crate::io::gossip::GOSSIP_PORT;
 const PUBLISHED_PORT: u16 = 8080;
 /// How far the demo looks past a taken port.
 const PORT_TRIES: u16 = 50;
@@ -127,6 +128,7 @@ struct Ports {
     cluster: u16,
     data: u16,
     published: u16,
+    gossip: u16,
 }
 
 struct Demo {
@@ -195,6 +197,7 @@ impl Demo {
                 cluster: CLUSTER_PORT,
                 data: DATA_PORT,
                 published: PUBLISHED_PORT,
+                gossip: GOSSIP_PORT,
             },
             encrypted: args.encrypted,
             keep: args.keep,
@@ -309,6 +312,13 @@ impl Demo {
             &tcp_free,
             &[self.ports.cluster],
         )?;
+        let both_free = |ip: Ipv4Addr, port: u16| tcp_free(ip, port) && udp_free(ip, port);
+        self.ports.gossip = pick(
+            GOSSIP_PORT,
+            "gossip (UDP and TCP, sealed)",
+            &both_free,
+            &[self.ports.cluster, self.ports.published],
+        )?;
         Ok(())
     }
 
@@ -321,15 +331,22 @@ impl Demo {
                 .context("cannot create a daemon's log file")?;
             let host = node.host();
             let publish = node.ip.to_string();
+            let gossip: Vec<String> = if self.ports.gossip != GOSSIP_PORT {
+                vec!["--gossip-port".into(), self.ports.gossip.to_string()]
+            } else {
+                Vec::new()
+            };
             println!(
-                "$ swarmnet -H {host} daemon --state-dir {} --hostname {} --publish-addr {publish} &",
+                "$ swarmnet -H {host} daemon --state-dir {} --hostname {} --publish-addr {publish}{} &",
                 state.display(),
-                node.name
+                node.name,
+                gossip.iter().map(|a| format!(" {a}")).collect::<String>()
             );
             let mut cmd = Command::new(&self.exe);
             cmd.args(["-H", &host, "daemon", "--state-dir"])
                 .arg(&state)
                 .args(["--hostname", &node.name, "--publish-addr", &publish])
+                .args(&gossip)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)

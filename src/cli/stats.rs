@@ -54,13 +54,42 @@ fn per_second(rate: Option<f64>) -> String {
     rate.map_or_else(|| "-".to_string(), |r| format!("{}/s", human_bytes(r)))
 }
 
+/// The node's gossip in one line: where, its members, its counters and refusals.
+fn gossip_line(s: &Stats) -> String {
+    match &s.gossip {
+        Some(g) => {
+            let refused: Vec<String> = g
+                .dropped
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{} on {}: members {}; suspicion {} ms; {} remote endpoints; rx {} msgs {}, tx {} msgs {}; refused {}",
+                if g.members.is_empty() { "alone" } else { "up" },
+                g.addr,
+                if g.members.is_empty() { "none".to_string() } else { g.members.join(",") },
+                g.suspicion_ms,
+                g.remote_endpoints,
+                g.recv_msgs,
+                human_bytes(g.recv_bytes as f64),
+                g.sent_msgs,
+                human_bytes(g.sent_bytes as f64),
+                if refused.is_empty() { "none".to_string() } else { refused.join(" ") }
+            )
+        }
+        None => "not running (outside a swarm, or no keys yet)".to_string(),
+    }
+}
+
 /// The tables of one refresh; `rates` against the previous one, if any.
 pub fn render(s: &Stats, rates: Option<&Rates>) -> String {
     use super::output::table;
     if !s.data_path {
         return format!(
-            "node {}: no data path runs yet (the node is not in a swarm): nothing to count\n",
-            s.node_name
+            "node {}: no data path runs yet (outside a swarm, or no task on this node yet): nothing to count\ngossip  {}\n",
+            s.node_name,
+            gossip_line(s)
         );
     }
     let rows: Vec<Vec<String>> = s
@@ -164,6 +193,7 @@ pub fn render(s: &Stats, rates: Option<&Rates>) -> String {
         None => format!("no keys, {} replays refused", n.esp_replays_refused),
     };
     let u = &n.underlay;
+    let gossip = gossip_line(s);
     out.push_str(&table(
         &[&format!("NODE {}", s.node_name), ""],
         &[
@@ -183,6 +213,7 @@ pub fn render(s: &Stats, rates: Option<&Rates>) -> String {
             ],
             vec!["drops".into(), drops],
             vec!["esp".into(), esp],
+            vec!["gossip".into(), gossip],
         ],
     ));
     out
@@ -273,6 +304,7 @@ mod tests {
         let s = Stats {
             node_name: "node-1".into(),
             data_path: true,
+            gossip: None,
             tasks: vec![TaskStats {
                 task: "web.1.abc".into(),
                 service: "web".into(),

@@ -1,7 +1,10 @@
 //! What the managers hand each node (swarmkit's dispatcher): the tasks it is to run, the
-//! networks they need, and where every other task on those networks lives (its address, MAC
-//! and node). Nodes fetch it with each heartbeat and report their tasks' states in the same
-//! call; the leader computes it from the store ([`assignments`], pure).
+//! networks they need, the services on those networks (names, VIPs, aliases, ports) and the
+//! swarm's nodes with their gossip addresses. Where the other nodes' tasks live (peer tables,
+//! DNS and load-balancer backends) is not in it: the nodes gossip that among themselves
+//! (`control::daemon::gossip`), so a dead node's tasks go without waiting for the managers.
+//! Nodes fetch it with each heartbeat and report their tasks' states in the same call; the
+//! leader computes it from the store ([`assignments`], pure).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -11,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::logs::LogLine;
 use super::network::NetworkRecord;
 use super::service::{ServiceRecord, TaskAddress, TaskRecord, TaskState, TaskStatus};
-use crate::api::{Node, NodeState};
+use crate::api::Node;
 
 /// A task as its node needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,7 +43,7 @@ impl AssignedTask {
     }
 }
 
-/// Another node's task on one of the node's networks.
+/// Another node's task on one of the node's networks, as the node's gossip learnt it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Peer {
     pub task_id: String,
@@ -62,13 +65,26 @@ pub struct Assignments {
     pub tasks: Vec<AssignedTask>,
     /// The networks of those tasks.
     pub networks: Vec<NetworkRecord>,
-    pub peers: Vec<Peer>,
-    /// The services on those networks: their names, VIPs and running tasks (discovery, VIPs,
-    /// the routing mesh).
+    /// The services on those networks: their names, VIPs, aliases and ports (discovery, VIPs,
+    /// the routing mesh); their backends come from the node's own tasks and from gossip.
     #[serde(default)]
     pub services: Vec<AssignedService>,
+    /// Every node of the swarm, by ID: whom the node gossips with (and no one else).
+    #[serde(default)]
+    pub nodes: Vec<SwarmNode>,
     /// The swarm's VXLAN port.
     pub data_path_port: u16,
+}
+
+/// A node of the swarm as the others need it for gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SwarmNode {
+    pub id: String,
+    pub hostname: String,
+    /// Its VXLAN endpoint.
+    pub data_path_addr: Ipv4Addr,
+    /// Where it gossips; `None` until it has reported it.
+    pub gossip_addr: Option<std::net::SocketAddr>,
 }
 
 /// A service with a VIP or tasks on one of the node's networks.
@@ -91,8 +107,8 @@ pub struct ServiceNetwork {
     /// `None` in dnsrr mode.
     pub vip: Option<Ipv4Addr>,
     pub aliases: Vec<String>,
-    /// The tasks running now (reported running, to keep running, on a node that is up), by
-    /// task name.
+    /// The running tasks, by task name: empty from the managers; the node fills it with its
+    /// own tasks as it runs them and the other nodes' as gossip has them.
     pub backends: Vec<ServiceBackend>,
 }
 
@@ -128,6 +144,9 @@ pub struct Report {
     /// `running`, so changes reach the node at once instead of at its next heartbeat.
     #[serde(default)]
     pub wait: bool,
+    /// Where the node gossips (`IP:PORT`), once its gossip runs.
+    #[serde(default)]
+    pub gossip_addr: Option<std::net::SocketAddr>,
 }
 
 /// Docker's task name: `service.slot`, or `service.node` in global mode.
@@ -139,9 +158,9 @@ pub fn task_name(service: &str, task: &TaskRecord) -> String {
     }
 }
 
-/// The store's services, networks and tasks indexed for the dispatcher: each node's tasks and
-/// each network's task addresses, so one node's assignments cost its own tasks and their
-/// networks' peers, not the whole store. Built once per change of the store.
+/// The store's services, networks and tasks indexed for the dispatcher: each node's tasks, so
+/// one node's assignments cost its own tasks and their networks' services, not the whole
+/// store. Built once per change of the store.
 #[derive(Debug, Default)]
 pub struct Index {
     services: HashMap<String, ServiceRecord>,
@@ -149,13 +168,11 @@ pub struct Index {
     tasks: Vec<TaskRecord>,
     /// Task positions by node.
     by_node: HashMap<String, Vec<usize>>,
-    /// (task position, address position) of live tasks by network.
-    by_network: HashMap<String, Vec<(usize, usize)>>,
-    /// Each node's VXLAN endpoint and hostname.
-    nodes: HashMap<String, (Ipv4Addr, String)>,
-    /// Assignments already built, by node: (the set of nodes up they were built for, them).
+    /// Every node with a valid data-path address, in ID order.
+    swarm: Vec<SwarmNode>,
+    /// Assignments already built, by node.
     #[allow(clippy::type_complexity)]
-    memo: std::sync::Mutex<HashMap<String, (u64, std::sync::Arc<(Assignments, u64)>)>>,
+    memo: std::sync::Mutex<HashMap<String, std::sync::Arc<(Assignments, u64)>>>,
 }
 
 impl Index {
@@ -166,78 +183,68 @@ impl Index {
         tasks: Vec<TaskRecord>,
     ) -> Index {
         let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut by_network: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, t) in tasks.iter().enumerate() {
             if t.state.is_terminal() {
                 continue;
             }
             by_node.entry(t.node_id.clone()).or_default().push(i);
-            for (j, a) in t.addresses.iter().enumerate() {
-                by_network
-                    .entry(a.network_id.clone())
-                    .or_default()
-                    .push((i, j));
-            }
         }
         Index {
             services: services.into_iter().map(|s| (s.id.clone(), s)).collect(),
             networks: networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
             tasks,
             by_node,
-            by_network,
-            nodes: nodes
-                .iter()
-                .filter_map(|n| {
-                    Some((
-                        n.id.clone(),
-                        (n.data_path_addr.parse().ok()?, n.hostname.clone()),
-                    ))
-                })
-                .collect(),
+            swarm: {
+                let mut v: Vec<SwarmNode> = nodes
+                    .iter()
+                    .filter_map(|n| {
+                        Some(SwarmNode {
+                            id: n.id.clone(),
+                            hostname: n.hostname.clone(),
+                            data_path_addr: n.data_path_addr.parse().ok()?,
+                            gossip_addr: n.gossip_addr.parse().ok(),
+                        })
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.id.cmp(&b.id));
+                v
+            },
             memo: Default::default(),
         }
     }
 
-    /// The nodes of the index, for a fingerprint of which are up.
+    /// The nodes of the index.
     pub fn node_ids(&self) -> impl Iterator<Item = &str> {
-        self.nodes.keys().map(String::as_str)
+        self.swarm.iter().map(|n| n.id.as_str())
     }
 
-    /// The assignments of `node_id` and their digest, built once per `up_set` (a fingerprint
-    /// of which nodes are up, which `up` answers).
+    /// The assignments of `node_id` and their digest, built once per index (which nodes are
+    /// up does not change them: the nodes learn that by gossip).
     pub fn assignments_memo(
         &self,
         node_id: &str,
-        up_set: u64,
-        up: impl Fn(&str) -> bool,
         data_path_port: u16,
     ) -> std::sync::Arc<(Assignments, u64)> {
         if let Ok(memo) = self.memo.lock() {
-            if let Some((set, a)) = memo.get(node_id) {
-                if *set == up_set {
-                    return a.clone();
-                }
+            if let Some(a) = memo.get(node_id) {
+                return a.clone();
             }
         }
-        let a = self.assignments(node_id, up, data_path_port);
+        let a = self.assignments(node_id, data_path_port);
         let digest = a.digest();
         let a = std::sync::Arc::new((a, digest));
         if let Ok(mut memo) = self.memo.lock() {
-            memo.insert(node_id.to_string(), (up_set, a.clone()));
+            memo.insert(node_id.to_string(), a.clone());
         }
         a
     }
 
-    /// The assignments of node `node_id`; only tasks on nodes that are `up` are its peers.
-    pub fn assignments(
-        &self,
-        node_id: &str,
-        up: impl Fn(&str) -> bool,
-        data_path_port: u16,
-    ) -> Assignments {
+    /// The assignments of node `node_id`.
+    pub fn assignments(&self, node_id: &str, data_path_port: u16) -> Assignments {
         let mut out = Assignments {
             node_id: node_id.to_string(),
             data_path_port,
+            nodes: self.swarm.clone(),
             ..Assignments::default()
         };
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
@@ -290,78 +297,13 @@ impl Index {
         if wanted.is_empty() {
             return out;
         }
-        let mut seen: HashMap<&str, Option<(Ipv4Addr, &str)>> = HashMap::new();
-        let mut peers: BTreeMap<(&str, Ipv4Addr), Peer> = BTreeMap::new();
-        for net in &wanted {
-            let live = self
-                .by_network
-                .get(*net)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for &(i, j) in live {
-                let t = &self.tasks[i];
-                if t.node_id == node_id {
-                    continue;
-                }
-                let vtep = *seen.entry(t.node_id.as_str()).or_insert_with(|| {
-                    let (ip, host) = self.nodes.get(&t.node_id)?;
-                    up(&t.node_id).then_some((*ip, host.as_str()))
-                });
-                let Some((vtep, hostname)) = vtep else {
-                    continue;
-                };
-                let a = &t.addresses[j];
-                // One address, one owner: a running task wins over a stopping one that
-                // held it.
-                let key = (a.network_id.as_str(), a.addr.addr());
-                if peers.contains_key(&key) && t.desired > TaskState::Running {
-                    continue;
-                }
-                peers.insert(
-                    key,
-                    Peer {
-                        task_id: t.id.clone(),
-                        network_id: a.network_id.clone(),
-                        addr: a.addr.addr(),
-                        vtep,
-                        node: hostname.to_string(),
-                    },
-                );
-            }
-        }
-        // The other nodes' load-balancer endpoints (ingress sandboxes): the tasks answer them.
-        for net in &wanted {
-            let Some(n) = self.networks.get(*net) else {
-                continue;
-            };
-            for (node, addr) in &n.lb {
-                if node == node_id || !up(node) {
-                    continue;
-                }
-                let Some((vtep, hostname)) = self.nodes.get(node) else {
-                    continue;
-                };
-                peers.entry((n.id.as_str(), *addr)).or_insert_with(|| Peer {
-                    task_id: format!("lb-{node}"),
-                    network_id: n.id.clone(),
-                    addr: *addr,
-                    vtep: *vtep,
-                    node: hostname.clone(),
-                });
-            }
-        }
-        out.peers = peers.into_values().collect();
-        out.services = self.services_on(&wanted, node_id, &up);
+        out.services = self.services_on(&wanted);
         out
     }
 
-    /// The services with a VIP or a running task on the networks `wanted`.
-    fn services_on(
-        &self,
-        wanted: &BTreeSet<&str>,
-        node_id: &str,
-        up: &impl Fn(&str) -> bool,
-    ) -> Vec<AssignedService> {
+    /// The services on the networks `wanted` (with a VIP there, or attached to it). Their
+    /// backends are left to the node: its own tasks as it runs them, the others' by gossip.
+    fn services_on(&self, wanted: &BTreeSet<&str>) -> Vec<AssignedService> {
         let mut out: BTreeMap<&str, AssignedService> = BTreeMap::new();
         let mut nets: BTreeMap<(&str, &str), ServiceNetwork> = BTreeMap::new();
         let network_of = |s: &ServiceRecord, net: &str| -> ServiceNetwork {
@@ -392,32 +334,14 @@ impl Index {
                         .or_insert_with(|| network_of(s, &v.network_id));
                 }
             }
-        }
-        for net in wanted {
-            let live = self
-                .by_network
-                .get(*net)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            for &(i, j) in live {
-                let t = &self.tasks[i];
-                if t.state != TaskState::Running || t.desired > TaskState::Running {
-                    continue;
+            // A service without a VIP there (dnsrr) is known as soon as one of its tasks is
+            // placed: its names answer once gossip brings the task, not once the managers hear
+            // it runs.
+            for net in &s.networks {
+                if wanted.contains(net.as_str()) {
+                    nets.entry((s.id.as_str(), net.as_str()))
+                        .or_insert_with(|| network_of(s, net));
                 }
-                if t.node_id != node_id && !up(&t.node_id) {
-                    continue;
-                }
-                let Some(s) = self.services.get(&t.service_id) else {
-                    continue;
-                };
-                let sn = nets
-                    .entry((s.id.as_str(), net))
-                    .or_insert_with(|| network_of(s, net));
-                sn.backends.push(ServiceBackend {
-                    task_id: t.id.clone(),
-                    name: format!("{}.{}", task_name(&s.spec.name, t), t.id),
-                    addr: t.addresses[j].addr.addr(),
-                });
             }
         }
         for ((sid, _), mut sn) in nets {
@@ -453,13 +377,6 @@ pub fn assignments(
     tasks: &[TaskRecord],
     data_path_port: u16,
 ) -> Assignments {
-    Index::new(nodes, services.to_vec(), networks.to_vec(), tasks.to_vec()).assignments(
-        node_id,
-        |id| {
-            nodes
-                .iter()
-                .any(|n| n.id == id && n.status.state == NodeState::Ready)
-        },
-        data_path_port,
-    )
+    Index::new(nodes, services.to_vec(), networks.to_vec(), tasks.to_vec())
+        .assignments(node_id, data_path_port)
 }

@@ -572,6 +572,7 @@ mod tests {
             manager_status: None,
             data_path_addr: "127.0.0.1".into(),
             cluster_addr: "127.0.0.1:2377".into(),
+            gossip_addr: String::new(),
             created_at: "t".into(),
             updated_at: "t".into(),
         }

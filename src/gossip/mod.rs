@@ -274,6 +274,15 @@ impl Gossip {
         self.absorb(out, now);
     }
 
+    /// Leave the cluster: a few members are told that this node is down, so every peer
+    /// withdraws its rows at once instead of after the suspicion timeout. The core answers
+    /// nothing afterwards; a node that comes back is a new instance (a higher bump).
+    pub fn leave(&mut self, now: Instant) {
+        let mut out = Out::default();
+        let _ = self.foca.leave_cluster(&mut out);
+        self.absorb(out, now);
+    }
+
     /// The networks this node has tasks on. Joining a network pulls its table from a peer;
     /// leaving one drops its table and tells the cluster.
     pub fn set_local_networks(

@@ -87,6 +87,22 @@ impl Keyring {
         Ok(Self { keys: out })
     }
 
+    /// Send under `tag` instead of the newest key, if the ring holds it: the swarm installs a
+    /// new key on every node one rotation before anyone sends with it (as ESP does), so a node
+    /// that has the new set already does not send what the others cannot open yet.
+    pub fn sending_with(mut self, tag: u32) -> Self {
+        if let Some(i) = self.keys.iter().position(|(t, _)| *t == tag) {
+            let k = self.keys.remove(i);
+            self.keys.insert(0, k);
+        }
+        self
+    }
+
+    /// The tag messages are sealed under.
+    pub fn sending_tag(&self) -> u32 {
+        self.primary().0
+    }
+
     fn primary(&self) -> &(u32, LessSafeKey) {
         // Invariant: `new` refuses an empty list.
         &self.keys[0]
@@ -241,6 +257,22 @@ mod tests {
         assert_eq!(&from_new[1..5], &2u32.to_be_bytes());
         assert_eq!(old.open(&from_new), Err(DropReason::UnknownKey));
         assert_eq!(both.open(&old.seal(0, 1, b"y")), Ok((1, b"y".to_vec())));
+    }
+
+    #[test]
+    fn the_primary_key_sends_when_asked_and_the_newest_still_opens() {
+        let keys = [(1, vec![1; 16]), (2, vec![2; 16]), (3, vec![3; 16])];
+        let ring = Keyring::new(&keys).unwrap().sending_with(2);
+        assert_eq!(ring.sending_tag(), 2);
+        let sealed = ring.seal(0, 1, b"x");
+        assert_eq!(&sealed[1..5], &2u32.to_be_bytes());
+        let newest = Keyring::new(&[(3, vec![3; 16])]).unwrap();
+        assert_eq!(ring.open(&newest.seal(0, 1, b"y")), Ok((1, b"y".to_vec())));
+        // A tag it does not hold changes nothing.
+        assert_eq!(
+            Keyring::new(&keys).unwrap().sending_with(9).sending_tag(),
+            3
+        );
     }
 
     #[test]

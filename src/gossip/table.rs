@@ -36,6 +36,8 @@ pub enum EndpointState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointEntry {
     pub task_id: String,
+    /// Docker's full task name, `my-web.1.<task id>` (what DNS answers for the task).
+    pub task_name: String,
     pub service_id: String,
     pub service_name: String,
     pub ip: Ipv4Addr,
@@ -273,6 +275,7 @@ mod tests {
     fn entry(ip: u8) -> EndpointEntry {
         EndpointEntry {
             task_id: "t".into(),
+            task_name: "web.1.t".into(),
             service_id: "s".into(),
             service_name: "web".into(),
             ip: Ipv4Addr::new(10, 0, 0, ip),

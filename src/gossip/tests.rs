@@ -17,6 +17,7 @@ fn keys() -> Vec<(u32, Vec<u8>)> {
 fn entry(node: usize, k: usize) -> EndpointEntry {
     EndpointEntry {
         task_id: format!("task-{node}-{k}"),
+        task_name: format!("websvc-secret.{k}.task-{node}-{k}"),
         service_id: "svc-id-1".into(),
         service_name: "websvc-secret".into(),
         ip: Ipv4Addr::new(10, 0, 9, (node * 10 + k) as u8),
@@ -183,6 +184,30 @@ fn a_killed_node_is_withdrawn_everywhere_within_the_suspicion_time() {
             at <= suspicion + Duration::from_secs(2),
             "node {i} took {at:?}"
         );
+    }
+}
+
+#[test]
+fn a_node_that_leaves_is_withdrawn_at_once_not_after_the_suspicion_time() {
+    let mut sim = cluster(5, 0.0);
+    sim.run_for(Duration::from_secs(5));
+    let suspicion = sim.nodes[0].gossip.suspicion_timeout();
+    sim.events.clear();
+    let left = sim.now;
+    sim.with_node(2, |g, now| g.leave(now));
+    sim.nodes[2].alive = false;
+    sim.run_for(Duration::from_secs(5));
+    for i in [0, 1, 3, 4] {
+        assert_eq!(table_ids(&sim, i, "net-a"), all_ids(5, &[2]), "node {i}");
+        let at = sim
+            .events
+            .iter()
+            .find(|(n, _, e)| {
+                *n == i && matches!(e, Event::MemberDown(m) if m.node_id == sim_node_id(2))
+            })
+            .map(|(_, t, _)| *t - left)
+            .expect("node 2 seen down");
+        assert!(at < suspicion, "node {i} took {at:?}");
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! TCP carries one sealed message per connection, framed by a 4-byte big-endian length (at most
 //! [`MAX_STREAM_MESSAGE`]); a reply is a new connection to the sender's gossip address, so the
-//! runner never waits on a peer. Not wired into the daemon here.
+//! runner never waits on a peer. The daemon runs one per node in a swarm (`control::daemon::gossip`).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::gossip::{EndpointEntry, Event, Gossip, GossipError, Transmit, Transport};
+use crate::gossip::{
+    EndpointEntry, Event, Gossip, GossipError, Keyring, NodeIdentity, Stats, Transmit, Transport,
+};
 
 /// Default gossip port (Docker's 7946).
 pub const GOSSIP_PORT: u16 = 7946;
@@ -34,6 +36,22 @@ enum Command {
     ),
     Remove(String, String, oneshot::Sender<Result<(), GossipError>>),
     Table(String, oneshot::Sender<Vec<(String, EndpointEntry)>>),
+    SwarmNodes(Option<BTreeSet<String>>),
+    Keyring(Keyring),
+    Status(oneshot::Sender<GossipStatus>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// What the runner's core says about itself, for the daemon's stats.
+#[derive(Debug, Clone, Default)]
+pub struct GossipStatus {
+    /// This node's identity as gossiped (its bump rises when it was declared down and rejoined).
+    pub me: Option<NodeIdentity>,
+    /// Live members other than this node.
+    pub members: Vec<NodeIdentity>,
+    /// The suspicion timeout in force.
+    pub suspicion: std::time::Duration,
+    pub stats: Stats,
 }
 
 /// The handle the daemon keeps: commands in, events out.
@@ -96,6 +114,40 @@ impl GossipHandle {
         rx.await.map_err(|_| Stopped)
     }
 
+    /// Takes the event stream (for a task of its own); the handle keeps an empty one.
+    pub fn take_events(&mut self) -> mpsc::UnboundedReceiver<Event> {
+        std::mem::replace(&mut self.events, mpsc::unbounded_channel().1)
+    }
+
+    /// Only these node IDs may talk to this node (`None`: any holder of the keys).
+    pub fn set_swarm_nodes(&self, nodes: Option<BTreeSet<String>>) -> Result<(), Stopped> {
+        self.cmds
+            .send(Command::SwarmNodes(nodes))
+            .map_err(|_| Stopped)
+    }
+
+    /// Replace the keyring (the managers rotated the swarm's keys).
+    pub fn set_keyring(&self, keyring: Keyring) -> Result<(), Stopped> {
+        self.cmds
+            .send(Command::Keyring(keyring))
+            .map_err(|_| Stopped)
+    }
+
+    /// Tells a few members that this node leaves (they withdraw its endpoints at once), then
+    /// stops the runner.
+    pub async fn leave(&self) -> Result<(), Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Command::Leave(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Members, suspicion timeout and counters.
+    pub async fn status(&self) -> Result<GossipStatus, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Command::Status(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
     /// The live endpoints of `network` as the core holds them now.
     pub async fn table(&self, network: &str) -> Result<Vec<(String, EndpointEntry)>, Stopped> {
         let (tx, rx) = oneshot::channel();
@@ -153,7 +205,11 @@ async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Vec<u8>)>(64);
+    // Streams leave from the gossip address too (not whatever source the route picks), so that
+    // a firewall rule for the node's gossip address covers both directions.
+    let local_ip = udp.local_addr().ok().map(|a| a.ip());
     let mut buf = vec![0u8; 65536];
+    let mut leaving: Option<oneshot::Sender<()>> = None;
     loop {
         let deadline = g
             .poll_timeout()
@@ -185,12 +241,30 @@ async fn run(
                         let rows = g.table(&n).map(|t| t.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()).unwrap_or_default();
                         let _ = tx.send(rows);
                     }
+                    Command::SwarmNodes(n) => g.set_swarm_nodes(n),
+                    Command::Keyring(k) => g.set_keyring(k),
+                    Command::Leave(tx) => {
+                        g.leave(t);
+                        leaving = Some(tx);
+                    }
+                    Command::Status(tx) => {
+                        let _ = tx.send(GossipStatus {
+                            me: Some(g.identity().clone()),
+                            members: g.members().cloned().collect(),
+                            suspicion: g.suspicion_timeout(),
+                            stats: g.stats().clone(),
+                        });
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => g.handle_timeout(now()),
         }
         while let Some(t) = g.poll_transmit() {
-            send(&udp, t).await;
+            send(&udp, local_ip, t).await;
+        }
+        if let Some(tx) = leaving.take() {
+            let _ = tx.send(());
+            return;
         }
         while let Some(e) = g.poll_event() {
             if events.send(e).is_err() {
@@ -204,7 +278,7 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn send(udp: &UdpSocket, t: Transmit) {
+async fn send(udp: &UdpSocket, local_ip: Option<std::net::IpAddr>, t: Transmit) {
     match t.transport {
         Transport::Udp => {
             // A lost datagram is what gossip expects; errors are not fatal.
@@ -213,7 +287,7 @@ async fn send(udp: &UdpSocket, t: Transmit) {
         Transport::Tcp => {
             tokio::spawn(async move {
                 let attempt = async {
-                    let mut s = TcpStream::connect(t.to).await?;
+                    let mut s = connect_from(local_ip, t.to).await?;
                     s.write_all(&(t.payload.len() as u32).to_be_bytes()).await?;
                     s.write_all(&t.payload).await?;
                     s.shutdown().await
@@ -225,6 +299,20 @@ async fn send(udp: &UdpSocket, t: Transmit) {
             });
         }
     }
+}
+
+async fn connect_from(local_ip: Option<std::net::IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = local_ip.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == to.is_ipv4())
+    else {
+        return TcpStream::connect(to).await;
+    };
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(to).await
 }
 
 async fn read_one(mut s: TcpStream, from: SocketAddr, out: mpsc::Sender<(SocketAddr, Vec<u8>)>) {
@@ -281,6 +369,7 @@ mod tests {
         handles[2].join(vec![seed]).unwrap();
         let entry = EndpointEntry {
             task_id: "task-1".into(),
+            task_name: "web.1.task-1".into(),
             service_id: "svc-1".into(),
             service_name: "web".into(),
             ip: Ipv4Addr::new(10, 0, 9, 5),

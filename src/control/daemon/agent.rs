@@ -149,8 +149,10 @@ impl Daemon {
                 return Err(err);
             }
             let assignments = self.manager.assignments(&identity.node_id)?.0.clone();
-            self.run_assignments(&identity, Some(assignments), keys)
+            self.gossip.set_nodes(&assignments.nodes);
+            self.run_assignments(&identity, Some(assignments), keys.clone())
                 .await;
+            self.sync_gossip(&identity, &keys).await;
             return Ok(());
         }
         let config = tls::client_config(&identity.ca_cert_pem, Some(&identity.credentials))
@@ -215,11 +217,15 @@ impl Daemon {
         if !managers.is_empty() && managers != identity.managers {
             self.update_identity(|i| i.managers = managers.clone())?;
         }
+        if let Some(a) = &assignments {
+            self.gossip.set_nodes(&a.nodes);
+        }
         // Tasks withdrawn a while ago stop at a later turn, with or without news.
         if assignments.is_some() || keys_changed || self.has_leaving() {
-            self.run_assignments(&identity, assignments.map(|a| *a), keys)
+            self.run_assignments(&identity, assignments.map(|a| *a), keys.clone())
                 .await;
         }
+        self.sync_gossip(&identity, &keys).await;
         if role != identity.role || cert_needs_renewal(&identity) {
             self.renew_certificate(&identity, config).await?;
         } else if role == Role::Manager && !voter && self.manager.raft().is_some() {

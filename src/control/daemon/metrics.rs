@@ -101,6 +101,8 @@ pub struct ControlSample {
     pub tasks: Option<BTreeMap<TaskState, u64>>,
     /// Nodes by state (the leader only: liveness lives in its memory).
     pub nodes: Option<BTreeMap<&'static str, u64>>,
+    /// The node's gossip, while it runs.
+    pub gossip: Option<crate::api::stats::GossipStats>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -381,6 +383,41 @@ impl Scrape {
                 f.get_or_create(&labels(&[("state", state)])).set(gauge(n));
             }
         }
+        if let Some(g) = &c.gossip {
+            self.gossip(g);
+        }
+    }
+
+    fn gossip(&mut self, g: &crate::api::stats::GossipStats) {
+        self.gauge("gossip_members", "Other nodes this node's gossip sees up")
+            .get_or_create(&Vec::new())
+            .set(gauge(g.members.len() as u64));
+        self.gauge(
+            "gossip_remote_endpoints",
+            "Other nodes' endpoints on this node's networks, as gossip holds them",
+        )
+        .get_or_create(&Vec::new())
+        .set(gauge(g.remote_endpoints));
+        let msgs = self.counter("gossip_messages", "Gossip messages, by direction");
+        let bytes = self.counter("gossip_bytes", "Bytes of those messages (sealed)");
+        for (dir, m, b) in [
+            ("rx", g.recv_msgs, g.recv_bytes),
+            ("tx", g.sent_msgs, g.sent_bytes),
+        ] {
+            msgs.get_or_create(&labels(&[("direction", dir)])).inc_by(m);
+            bytes
+                .get_or_create(&labels(&[("direction", dir)]))
+                .inc_by(b);
+        }
+        let dropped = self.counter(
+            "gossip_dropped",
+            "Gossip messages refused, by reason (malformed, unknown_key, auth_failed, replay, not_member)",
+        );
+        for (reason, n) in &g.dropped {
+            dropped
+                .get_or_create(&labels(&[("reason", reason)]))
+                .inc_by(*n);
+        }
     }
 }
 
@@ -460,6 +497,7 @@ impl Daemon {
         let identity = self.identity();
         let mut control = ControlSample {
             role: identity.as_ref().map(|i| i.role),
+            gossip: self.gossip_stats().await,
             ..ControlSample::default()
         };
         if identity.as_ref().is_some_and(|i| i.role == Role::Manager) {
@@ -618,6 +656,12 @@ mod tests {
             }),
             tasks: Some([(TaskState::Running, 5)].into_iter().collect()),
             nodes: None,
+            gossip: Some(crate::api::stats::GossipStats {
+                members: vec!["node-2".into()],
+                sent_msgs: 9,
+                dropped: [("auth_failed".to_string(), 2)].into_iter().collect(),
+                ..Default::default()
+            }),
         };
         let text = render("node-1", Some(&d), &c);
         for line in [
@@ -633,6 +677,9 @@ mod tests {
             r#"swarmnet_tasks{node="node-1",state="running"} 5"#,
             r#"swarmnet_tasks{node="node-1",state="failed"} 0"#,
             r#"swarmnet_node_role{node="node-1",role="manager"} 1"#,
+            r#"swarmnet_gossip_members{node="node-1"} 1"#,
+            r#"swarmnet_gossip_messages_total{node="node-1",direction="tx"} 9"#,
+            r#"swarmnet_gossip_dropped_total{node="node-1",reason="auth_failed"} 2"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
         }

@@ -7,11 +7,13 @@ mod agent;
 mod capture;
 mod cluster;
 mod events;
+mod gossip;
 mod local_api;
 mod membership;
 pub mod mesh;
 pub mod metrics;
 mod networks;
+pub mod remote;
 pub mod runtime;
 mod stats;
 mod work;
@@ -75,6 +77,8 @@ pub struct DaemonConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// The group whose members may use the API socket too (`daemon --group`); `None`: owner only.
     pub socket_group: Option<u32>,
+    /// The port the node gossips on, on its data-path address (`daemon --gossip-port`).
+    pub gossip_port: u16,
 }
 
 /// Background tasks of a node in a swarm.
@@ -119,6 +123,8 @@ pub struct Daemon {
     resolv_conf: Option<PathBuf>,
     /// The swarm's events as this manager sees them (`GET /events`).
     events: events::EventHub,
+    /// The node's gossip (started once in a swarm with keys) and what it learnt.
+    gossip: gossip::GossipState,
 }
 
 fn hostname() -> String {
@@ -161,6 +167,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         runtime: Arc::new(std::sync::Mutex::new(None)),
         resolv_conf: config.resolv_conf.clone(),
         events: events::EventHub::default(),
+        gossip: gossip::GossipState::new(config.gossip_port),
     });
     if let Some(identity) = identity {
         tracing::info!(

@@ -1,7 +1,9 @@
 //! The node side of services: the daemon's live runtime ([`io::Node`]) driven by the node's
-//! assignments. Each heartbeat's assignments become a node view (networks of the local tasks,
-//! the local tasks' endpoints, every remote task on those networks, the swarm's keys) that
-//! the runtime applies while traffic flows; the tasks' states go back with the next heartbeat.
+//! assignments and by gossip. The assignments and the remote endpoints gossip holds (see
+//! [`super::remote`]) become a node view (networks of the local tasks, the local tasks'
+//! endpoints, every remote task on those networks, the swarm's keys) that the runtime applies
+//! while traffic flows, again whenever either changes; the tasks' states go back with the
+//! next heartbeat.
 //!
 //! A task whose image is a built-in app (`swarmnet/whoami`, `swarmnet/echo`, `swarmnet/fetch
 //! URL`) is a virtual task: served inside the data path on smoltcp, no privilege needed. Any
@@ -17,7 +19,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::mesh;
-use crate::control::dispatcher::{AssignedTask, Assignments};
+use super::remote::{self, RemoteEndpoint};
+use crate::control::dispatcher::{AssignedTask, Assignments, Peer};
 use crate::control::keys;
 use crate::control::logs::LogLine;
 use crate::control::network::{NetworkRecord, GWBRIDGE};
@@ -134,6 +137,10 @@ pub struct TaskRuntime {
     gwbridge: Option<NetworkRecord>,
     /// Each local task's address on docker_gwbridge, by task ID, for as long as it runs.
     gw_addrs: BTreeMap<String, Ipv4Addr>,
+    /// The other nodes' endpoints on this node's networks, as gossip holds them.
+    remote: Vec<RemoteEndpoint>,
+    /// The peer table of the last view (remote endpoints), for `network inspect`.
+    peers: Vec<Peer>,
 }
 
 fn now() -> String {
@@ -202,7 +209,40 @@ impl TaskRuntime {
             port_owners: BTreeMap::new(),
             gwbridge: None,
             gw_addrs: BTreeMap::new(),
+            remote: Vec::new(),
+            peers: Vec::new(),
         }
+    }
+
+    /// The other nodes' endpoints, as gossip holds them now; true when they changed (the
+    /// caller then [`refresh`](Self::refresh)es, or applies new assignments).
+    pub fn set_remote(&mut self, remote: Vec<RemoteEndpoint>) -> bool {
+        if self.remote == remote {
+            return false;
+        }
+        self.remote = remote;
+        true
+    }
+
+    /// Applies the view again (remote endpoints changed).
+    pub fn refresh(&mut self) {
+        self.reconcile();
+    }
+
+    /// What this node gossips: its overlay networks, and its endpoints on them by (network ID,
+    /// endpoint ID).
+    #[allow(clippy::type_complexity)]
+    pub fn gossip_entries(
+        &self,
+    ) -> (
+        BTreeSet<String>,
+        BTreeMap<(String, String), crate::gossip::EndpointEntry>,
+    ) {
+        let tasks = self
+            .tasks
+            .values()
+            .map(|t| (&t.task, self.leaving.contains_key(&t.task.id)));
+        remote::local_entries(&self.last, tasks, self.data_path_addr)
     }
 
     /// The node's docker_gwbridge: tasks get their way out through it.
@@ -603,6 +643,7 @@ impl TaskRuntime {
     fn view(
         &self,
         a: &Assignments,
+        peers: &[Peer],
         tasks: &BTreeMap<String, LocalTask>,
         keys: &[NetworkKey],
     ) -> Topology {
@@ -661,7 +702,7 @@ impl TaskRuntime {
                 });
             }
         }
-        for p in &a.peers {
+        for p in peers {
             let Some(net) = nets.get(p.network_id.as_str()) else {
                 continue;
             };
@@ -822,10 +863,10 @@ impl TaskRuntime {
     }
 
     fn reconcile(&mut self) {
-        let a = self.last.clone();
+        let assigned = self.last.clone();
         let keys = self.keys.clone();
         let wanted: BTreeMap<&str, &AssignedTask> =
-            a.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+            assigned.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         // Tasks no longer assigned stop: virtual ones at once, programs once their process
         // has ended (asked on a thread of its own: the grace may take seconds).
         let gone: Vec<String> = self
@@ -910,8 +951,18 @@ impl TaskRuntime {
                 },
             );
         }
+        // The services' backends: this node's tasks as it runs them (those leaving excluded)
+        // and the other nodes' as gossip has them.
+        let (_, local) = remote::local_entries(
+            &assigned,
+            next.values()
+                .map(|t| (&t.task, self.leaving.contains_key(&t.task.id))),
+            self.data_path_addr,
+        );
+        let (a, peers) = remote::merge(&assigned, &self.remote, &local);
         self.assign_gw_addrs(&a, &next);
-        let view = self.view(&a, &next, &keys);
+        let view = self.view(&a, &peers, &next, &keys);
+        self.peers = peers;
         let mesh_config = mesh::config(&a, self.publish_addr);
         if let Some(node) = self.node.as_ref() {
             // Ports published or withdrawn while the view stays the same.
@@ -1074,12 +1125,7 @@ impl TaskRuntime {
         }
         let mut peers: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
         peers.insert(self.data_path_addr, self.hostname.clone());
-        for p in self
-            .last
-            .peers
-            .iter()
-            .filter(|p| p.network_id == network_id)
-        {
+        for p in self.peers.iter().filter(|p| p.network_id == network_id) {
             peers.entry(p.vtep).or_insert_with(|| p.node.clone());
         }
         out.peers = peers
@@ -1249,8 +1295,37 @@ fn view_services(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::dispatcher::Peer;
+    use crate::control::dispatcher::SwarmNode;
     use crate::control::service::TaskAddress;
+
+    fn node(id: &str, hostname: &str, addr: Ipv4Addr) -> SwarmNode {
+        SwarmNode {
+            id: id.into(),
+            hostname: hostname.into(),
+            data_path_addr: addr,
+            gossip_addr: None,
+        }
+    }
+
+    /// Task `t`'s first endpoint as another node's gossip would hold it.
+    fn remote_ep(t: &AssignedTask, vtep: Ipv4Addr) -> RemoteEndpoint {
+        let a = &t.addresses[0];
+        RemoteEndpoint {
+            network_id: a.network_id.clone(),
+            endpoint_id: t.id.clone(),
+            entry: crate::gossip::EndpointEntry {
+                task_id: t.id.clone(),
+                task_name: t.full_name(),
+                service_id: t.service_id.clone(),
+                service_name: t.service_name.clone(),
+                ip: a.addr.addr(),
+                mac: a.mac(),
+                vtep,
+                aliases: vec![],
+                state: crate::gossip::EndpointState::Running,
+            },
+        }
+    }
 
     fn network() -> NetworkRecord {
         let mut n = NetworkRecord::default_gwbridge("net1".into(), String::new());
@@ -1304,30 +1379,21 @@ mod tests {
             node_id: "node-a-id".into(),
             tasks: vec![whoami.clone()],
             networks: vec![net_a],
-            peers: vec![Peer {
-                task_id: "t2".into(),
-                network_id: "net1".into(),
-                addr: "10.0.9.3".parse().unwrap(),
-                vtep: b_addr,
-                node: "node-b".into(),
-            }],
             services: Vec::new(),
+            nodes: vec![node("node-b-id", "node-b", b_addr)],
             data_path_port: 47891,
         };
         let on_b = Assignments {
             node_id: "node-b-id".into(),
             tasks: vec![fetch.clone()],
             networks: vec![network()],
-            peers: vec![Peer {
-                task_id: "t1".into(),
-                network_id: "net1".into(),
-                addr: "10.0.9.2".parse().unwrap(),
-                vtep: a_addr,
-                node: "node-a".into(),
-            }],
             services: Vec::new(),
+            nodes: vec![node("node-a-id", "node-a", a_addr)],
             data_path_port: 47891,
         };
+        // What gossip brings each of them: the other's task.
+        a.set_remote(vec![remote_ep(&fetch, b_addr)]);
+        b.set_remote(vec![remote_ep(&whoami, a_addr)]);
         a.apply(&on_a, &keys);
         b.apply(&on_b, &keys);
         let running: Vec<(String, TaskState)> = a
@@ -1414,8 +1480,8 @@ mod tests {
             node_id: "n".into(),
             tasks: vec![t.clone()],
             networks: vec![],
-            peers: vec![],
             services: Vec::new(),
+            nodes: Vec::new(),
             data_path_port: 47893,
         };
         rt.apply(&a, &[]);
@@ -1453,8 +1519,8 @@ mod tests {
             node_id: "n".into(),
             tasks: vec![task("t9", 1, "swarmnet/nginx", &[], "10.0.9.9")],
             networks: vec![network()],
-            peers: vec![],
             services: Vec::new(),
+            nodes: Vec::new(),
             data_path_port: 47892,
         };
         rt.apply(&a, &[]);

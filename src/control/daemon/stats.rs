@@ -93,6 +93,7 @@ pub fn stats(node_name: &str, sample: Option<&DataplaneSample>) -> Stats {
         tasks,
         networks: networks.into_values().collect(),
         services: services.into_values().collect(),
+        gossip: None,
         node: NodeStats {
             underlay: Traffic {
                 rx_packets: d.underlay.rx_packets,
@@ -116,7 +117,9 @@ impl Daemon {
     /// This node's rows now.
     pub(super) async fn stats(&self) -> Stats {
         let sample = self.dataplane_sample().await;
-        stats(&self.hostname, sample.as_ref())
+        let mut s = stats(&self.hostname, sample.as_ref());
+        s.gossip = self.gossip_stats().await;
+        s
     }
 }
 

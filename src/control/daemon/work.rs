@@ -43,7 +43,7 @@ impl Daemon {
     /// What to report with the next heartbeat: task states and new output.
     pub(super) async fn take_report(&self) -> Report {
         let runtime = self.runtime.clone();
-        tokio::task::spawn_blocking(move || {
+        let report = tokio::task::spawn_blocking(move || {
             let mut guard = runtime.lock().unwrap_or_else(|e| e.into_inner());
             let Some(rt) = guard.as_mut() else {
                 return Report::default();
@@ -57,10 +57,15 @@ impl Daemon {
                 logs,
                 running: Some(rt.digest()),
                 wait: false,
+                gossip_addr: None,
             }
         })
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+        Report {
+            gossip_addr: self.gossip.addr(),
+            ..report
+        }
     }
 
     /// Whether task states wait to be reported.
@@ -128,6 +133,7 @@ impl Daemon {
         let publish_addr = self.publish_addr;
         let data_path = identity.data_path_addr.parse();
         let resolv_conf = self.resolv_conf.clone();
+        let remote = self.gossip.remote();
         let gwbridge = match self.store.local_networks() {
             Ok(nets) => nets
                 .into_iter()
@@ -159,6 +165,7 @@ impl Daemon {
             }
             if let Some(rt) = guard.as_mut() {
                 let assignments = assignments.unwrap_or_else(|| rt.assignments().clone());
+                rt.set_remote(remote);
                 rt.apply(&assignments, &keys);
             }
         })
@@ -229,8 +236,9 @@ impl Daemon {
         }
     }
 
-    /// Stops every task and the data plane.
+    /// Stops the gossip, every task and the data plane.
     pub(super) async fn stop_runtime(&self) {
+        self.stop_gossip().await;
         let runtime = self.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let taken = runtime.lock().unwrap_or_else(|e| e.into_inner()).take();

@@ -187,6 +187,7 @@ impl Manager {
             }),
             data_path_addr,
             cluster_addr: advertise.to_string(),
+            gossip_addr: String::new(),
             created_at: now.clone(),
             updated_at: now,
         };

@@ -2,8 +2,7 @@
 //! [`crate::control::dispatcher`]).
 
 use super::Manager;
-use crate::api::{ApiError, NodeState};
-use std::hash::{Hash, Hasher};
+use crate::api::ApiError;
 use std::sync::Arc;
 
 use crate::control::dispatcher::{Assignments, Index, Report};
@@ -11,8 +10,12 @@ use crate::control::raft::Command;
 
 impl Manager {
     /// Takes a node's report: its task states through Raft (only when there are some), its
-    /// tasks' output into the log book.
+    /// tasks' output into the log book, its gossip address into its node record (when it
+    /// changed: the other nodes join the gossip through it).
     pub async fn take_report(&self, node_id: &str, report: Report) -> Result<(), ApiError> {
+        if let Some(addr) = report.gossip_addr {
+            self.note_gossip_addr(node_id, addr).await?;
+        }
         if !report.logs.is_empty() {
             if let Ok(mut logs) = self.logs.lock() {
                 logs.add(report.logs);
@@ -33,26 +36,33 @@ impl Manager {
         Ok(())
     }
 
+    async fn note_gossip_addr(
+        &self,
+        node_id: &str,
+        addr: std::net::SocketAddr,
+    ) -> Result<(), ApiError> {
+        let addr = addr.to_string();
+        let unchanged = |n: &crate::api::Node| n.gossip_addr == addr;
+        if self.store.node(node_id)?.is_none_or(|n| unchanged(&n)) {
+            return Ok(());
+        }
+        let _guard = self.serial.lock().await;
+        let Some(mut node) = self.store.node(node_id)? else {
+            return Ok(());
+        };
+        if unchanged(&node) {
+            return Ok(());
+        }
+        tracing::info!("node {} ({}) gossips on {addr}", node.id, node.hostname);
+        node.gossip_addr = addr;
+        node.updated_at = super::now_rfc3339();
+        self.write(Command::PutNode(Box::new(node))).await
+    }
+
     /// What node `node_id` is to run (leader only), and its digest.
     pub fn assignments(&self, node_id: &str) -> Result<Arc<(Assignments, u64)>, ApiError> {
         let (index, data_path_port) = self.dispatch_index()?;
-        let own = self.raft().map(|h| h.node_id);
-        let own = own.as_deref();
-        // Which nodes are up, as one number: assignments are built again when it changes.
-        let mut up_set = std::collections::hash_map::DefaultHasher::new();
-        let mut ids: Vec<&str> = index.node_ids().collect();
-        ids.sort_unstable();
-        for id in ids {
-            if self.liveness(id, own) == NodeState::Ready {
-                id.hash(&mut up_set);
-            }
-        }
-        Ok(index.assignments_memo(
-            node_id,
-            up_set.finish(),
-            |id| self.liveness(id, own) == NodeState::Ready,
-            data_path_port,
-        ))
+        Ok(index.assignments_memo(node_id, data_path_port))
     }
 
     /// The dispatcher's index of the store, rebuilt when Raft has applied something since.

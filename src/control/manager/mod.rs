@@ -355,6 +355,7 @@ impl Manager {
             }),
             data_path_addr: addrs.data_path_ip.to_string(),
             cluster_addr: addrs.advertise(),
+            gossip_addr: String::new(),
             created_at: now.clone(),
             updated_at: now.clone(),
         };
