@@ -125,6 +125,8 @@ fn http_through_a_vip_from_namespaced_tasks() {
             .filter_map(|l| l.split_whitespace().next().map(str::to_string))
             .collect()
     };
+    // Each node publishes its own tasks by gossip: the other node's arrive within a round.
+    wait_until(SETTLE, || task_ips(&n1).len() == 3);
     let ips = task_ips(&n1);
     assert_eq!(ips.len(), 3, "{ips:?}");
     assert!(!ips.contains(&addr));
