@@ -172,6 +172,27 @@ fn task_addr_on(a: &Node, service: &str, node_id: &str) -> Option<String> {
         .map(|(_, _, addr, _)| addr)
 }
 
+/// `web` on every node, and `web`'s address on node `c` once `a` lists it and every node of
+/// `nodes` has the three tasks as backends.
+fn web_everywhere_with(a: &Node, c: &Node, nodes: &[&Node]) -> String {
+    web_everywhere(a);
+    let c_id = c.id();
+    let mut c_addr = None;
+    assert!(wait_until(SETTLE, || {
+        c_addr = task_addr_on(a, "web", &c_id);
+        c_addr.is_some()
+    }));
+    for n in nodes {
+        assert!(
+            wait_until(SETTLE, || backend_addrs(n, "web").len() == 3),
+            "{}: {:?}",
+            n.ip,
+            backends(n, "web")
+        );
+    }
+    c_addr.unwrap_or_default()
+}
+
 /// Unix time of an RFC 3339 UTC timestamp (`2026-12-04T15:20:01.123456789Z`).
 fn unix_time(ts: &str) -> Option<f64> {
     let ts = ts.strip_suffix('Z')?;
@@ -376,22 +397,8 @@ fn a_task_on_one_node_is_answered_by_another_within_a_second_of_running() {
 #[test]
 fn a_killed_node_is_withdrawn_by_gossip_before_the_managers_notice() {
     let (a, b, mut c) = swarm("127.98.2");
-    web_everywhere(&a);
     let c_id = c.id();
-    let mut c_addr = None;
-    assert!(wait_until(SETTLE, || {
-        c_addr = task_addr_on(&a, "web", &c_id);
-        c_addr.is_some()
-    }));
-    let c_addr = c_addr.unwrap_or_default();
-    for n in [&a, &b] {
-        assert!(
-            wait_until(SETTLE, || backend_addrs(n, "web").len() == 3),
-            "{}: {:?}",
-            n.ip,
-            backends(n, "web")
-        );
-    }
+    let c_addr = web_everywhere_with(&a, &c, &[&a, &b]);
     assert!(wait_until(SETTLE, || dns_answers(&a, "probe.")
         .first()
         .is_some_and(|s| s.contains(&c_addr))));
@@ -442,17 +449,7 @@ fn a_killed_node_is_withdrawn_by_gossip_before_the_managers_notice() {
 #[test]
 fn a_stopped_node_is_declared_down_and_rejoins_when_it_continues() {
     let (a, b, c) = swarm("127.98.3");
-    web_everywhere(&a);
-    let c_id = c.id();
-    let mut c_addr = None;
-    assert!(wait_until(SETTLE, || {
-        c_addr = task_addr_on(&a, "web", &c_id);
-        c_addr.is_some()
-    }));
-    let c_addr = c_addr.unwrap_or_default();
-    for n in [&a, &b, &c] {
-        assert!(wait_until(SETTLE, || backend_addrs(n, "web").len() == 3));
-    }
+    let c_addr = web_everywhere_with(&a, &c, &[&a, &b, &c]);
     let stopped = Instant::now();
     signal(&c, libc::SIGSTOP);
     let bound = SUSPICION + DETECTION;
@@ -498,17 +495,7 @@ fn a_stopped_node_is_declared_down_and_rejoins_when_it_continues() {
 #[test]
 fn a_node_that_leaves_is_withdrawn_at_once() {
     let (a, b, c) = swarm("127.98.6");
-    web_everywhere(&a);
-    let c_id = c.id();
-    let mut c_addr = None;
-    assert!(wait_until(SETTLE, || {
-        c_addr = task_addr_on(&a, "web", &c_id);
-        c_addr.is_some()
-    }));
-    let c_addr = c_addr.unwrap_or_default();
-    for n in [&a, &b] {
-        assert!(wait_until(SETTLE, || backend_addrs(n, "web").len() == 3));
-    }
+    let c_addr = web_everywhere_with(&a, &c, &[&a, &b]);
     c.ok(&["swarm", "leave"]);
     let left = Instant::now();
     // Told, not suspected: well within the suspicion timeout of the command's end.

@@ -35,6 +35,11 @@ impl Forwarder<'_> {
         if total > usize::from(info.mtu) {
             return Err(DropReason::MtuExceeded);
         }
+        self.emit_egress(port, frame, total)
+    }
+
+    /// The IPv4 packet of `frame` (`total` bytes after the Ethernet header) to the egress.
+    fn emit_egress(&mut self, port: PortId, frame: &[u8], total: usize) -> Result<(), DropReason> {
         let packet = frame
             .get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + total)
             .ok_or(DropReason::MalformedInner)?;
@@ -43,9 +48,7 @@ impl Forwarder<'_> {
         self.c.events.egress_packets += 1;
         Ok(())
     }
-}
 
-impl Forwarder<'_> {
     /// A TCP super-frame from `port`: sent whole to the egress when it is for its bridge's
     /// gateway; `Ok(false)` when it is not (the caller cuts it).
     fn super_to_egress(&mut self, port: PortId, frame: &[u8]) -> Result<bool, DropReason> {
@@ -66,13 +69,7 @@ impl Forwarder<'_> {
         let Inner::Ipv4 { total } = inner::check(frame)? else {
             return Ok(false);
         };
-        let packet = frame
-            .get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + total)
-            .ok_or(DropReason::MalformedInner)?;
-        self.out
-            .emit(Target::Egress(port), |b| b.extend_from_slice(packet));
-        self.c.events.egress_packets += 1;
-        Ok(true)
+        self.emit_egress(port, frame, total).map(|()| true)
     }
 }
 
