@@ -21,7 +21,7 @@ use crate::control::dispatcher::SwarmNode;
 use crate::control::keys;
 use crate::control::store::{LocalIdentity, NetworkKey};
 use crate::gossip::{
-    DropReason, EndpointEntry, Event, Gossip, GossipConfig, Keyring, NodeIdentity,
+    DropReason, EndpointEntry, Event, Gossip, GossipConfig, GossipError, Keyring, NodeIdentity,
 };
 use crate::io::gossip::{self as runner, GossipHandle};
 
@@ -67,7 +67,10 @@ struct Running {
     pump: JoinHandle<()>,
     keys: Vec<NetworkKey>,
     nodes: Vec<SwarmNode>,
+    /// The networks in the gossip: those of `wanted` that fit its record.
     networks: Option<BTreeSet<String>>,
+    /// The networks the runtime last asked for.
+    wanted: Option<BTreeSet<String>>,
     published: Tables,
     last_join: Instant,
 }
@@ -298,6 +301,7 @@ impl Daemon {
             keys: keys.to_vec(),
             nodes: Vec::new(),
             networks: None,
+            wanted: None,
             published: Tables::new(),
             last_join: Instant::now(),
         })
@@ -319,15 +323,38 @@ impl Daemon {
         else {
             return;
         };
-        if r.networks.as_ref() != Some(&nets) {
-            match r.handle.set_local_networks(nets.clone()).await {
-                Ok(Ok(())) => r.networks = Some(nets),
-                Ok(Err(err)) => {
-                    tracing::warn!("gossip: {err}");
-                    return;
+        if r.wanted.as_ref() != Some(&nets) {
+            // A list too long for one gossip datagram is cut (the highest IDs left out), so
+            // that the node's other networks keep working rather than all of them stopping.
+            let mut fit = nets.clone();
+            loop {
+                match r.handle.set_local_networks(fit.clone()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(GossipError::TooManyNetworks(_))) if fit.len() > 1 => {
+                        fit.pop_last();
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!("gossip: {err}");
+                        return;
+                    }
+                    Err(_) => return,
                 }
-                Err(_) => return,
             }
+            if fit.len() < nets.len() {
+                let left: Vec<&String> = nets.difference(&fit).collect();
+                tracing::warn!(
+                    "gossip: {} of this node's {} overlay networks fit its gossip record; the \
+                     tasks here on the other {} are not published and their remote endpoints \
+                     not seen: {left:?}",
+                    fit.len(),
+                    nets.len(),
+                    left.len()
+                );
+            }
+            // Rows of a network left (or cut) went with it: published again if it comes back.
+            r.published.retain(|k, _| fit.contains(&k.0));
+            r.networks = Some(fit);
+            r.wanted = Some(nets);
         }
         let gone: Vec<(String, String)> = r
             .published
@@ -343,7 +370,8 @@ impl Daemon {
             r.published.remove(&key);
         }
         for (key, entry) in entries {
-            if r.published.get(&key) == Some(&entry) {
+            let in_gossip = r.networks.as_ref().is_some_and(|n| n.contains(&key.0));
+            if !in_gossip || r.published.get(&key) == Some(&entry) {
                 continue;
             }
             match r
