@@ -802,3 +802,46 @@ fn garbage_foreign_keys_and_forgeries_are_refused_and_counted() {
     // The cluster is none the worse.
     assert_eq!(members(&a), 2);
 }
+
+/// More overlay networks on a node than its gossip record holds (40): the highest IDs
+/// are left out with a warning, and the others still carry every node's tasks.
+#[test]
+fn a_node_on_too_many_networks_keeps_gossiping_the_ones_that_fit() {
+    const NETS: usize = 50;
+    let (a, b, c) = swarm("127.98.9");
+    let names: Vec<String> = (0..NETS).map(|i| format!("w{i:02}")).collect();
+    let mut args = vec![
+        "service", "create", "-d", "--mode", "global", "--name", "wide",
+    ];
+    for n in &names {
+        a.ok(&["network", "create", "-d", "overlay", n]);
+        args.extend(["--network", n.as_str()]);
+    }
+    args.push("swarmnet/whoami");
+    a.ok(&args);
+    // Backends of `wide` on node-a, by network.
+    let by_network = || {
+        let rows: Vec<BalancerRow> =
+            block_on(Client::new(&a.socket).get("/swarmnet/balancer")).unwrap_or_default();
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for r in rows.into_iter().filter(|r| r.service == "wide") {
+            *count.entry(r.network).or_default() += 1;
+        }
+        count
+    };
+    let settled = wait_until(SETTLE, || {
+        let c = by_network();
+        c.len() == NETS
+            && c.values().all(|&n| n == 1 || n == 3)
+            && c.values().filter(|&&n| n == 3).count() >= 35
+            && a.log().contains("fit its gossip record")
+    });
+    let count = by_network();
+    assert!(settled, "{count:?}\n{}", a.log());
+    let kept = count.values().filter(|&&n| n == 3).count();
+    assert!(kept < NETS, "every network gossiped: {count:?}");
+    println!("{kept} of {NETS} networks gossiped; the others carry node-a's own task only");
+    for n in [&b, &c] {
+        assert!(n.log().contains("fit its gossip record"), "{}", n.log());
+    }
+}
