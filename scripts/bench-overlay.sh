@@ -251,8 +251,10 @@ write_topology "$WORK/node-a.toml" node-a "$ADDR_A" web1 "$IP_A" "$STA" web2 "$I
 write_topology "$WORK/node-b.toml" node-b "$ADDR_B" web2 "$IP_B" "$STB" web1 "$IP_A" "$ADDR_A"
 
 start_node() { # start_node HOSTNS TOPOLOGY NAME -> sets NODE_PID
-    local args=(run --netns "$1" --topology "$2" --counters "$WORK/$3.counters.json"
-                --esp-sequence-file "$WORK/$3.esp-sequence.json")
+    # A directory per node: a run holds a lock beside its counters file.
+    mkdir -p "$WORK/$3"
+    local args=(run --netns "$1" --topology "$2" --counters "$WORK/$3/counters.json"
+                --esp-sequence-file "$WORK/$3/esp-sequence.json")
     [[ -n "$WORKERS" ]] && args+=(--workers "$WORKERS")
     [[ $NO_OFFLOAD -eq 1 ]] && args+=(--no-offload)
     "$BIN" "${args[@]}" >"$WORK/$3.out" 2>"$WORK/$3.err" &
@@ -395,11 +397,11 @@ echo "swarmnet counters after the run:"
 for n in node-a node-b esp-a esp-b; do
     echo "  $(grep 'stopped' "$WORK/$n.out" || echo "$n: no summary line")"
 done
-python3 - "$WORK"/{node-a,node-b,esp-a,esp-b}.counters.json <<'EOF'
+python3 - "$WORK"/{node-a,node-b,esp-a,esp-b}/counters.json <<'EOF'
 import json, sys
 for path in sys.argv[1:]:
     c = json.load(open(path))
-    name = path.rsplit("/", 1)[-1].split(".")[0]
+    name = path.rsplit("/", 2)[-2]
     ports = " ".join(
         f"{p}: rx {v.get('rx_packets')} tx {v.get('tx_packets')}" for p, v in c.get("ports", {}).items()
     )
