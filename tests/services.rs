@@ -169,9 +169,17 @@ fn three_replicas_spread_over_three_daemons_answer_each_other() {
         nodes,
         BTreeSet::from(["node-1".into(), "node-2".into(), "node-3".into()])
     );
-    // network inspect on a node: its own task and the three nodes as peers.
-    let v: serde_json::Value =
-        serde_json::from_str(&n3.ok(&["network", "inspect", "my-network"])).unwrap();
+    // network inspect on a node: its own task and the three nodes as peers (the other
+    // nodes come by gossip, within a round of their tasks running).
+    let inspect = || -> serde_json::Value {
+        serde_json::from_str(&n3.ok(&["network", "inspect", "my-network"])).unwrap()
+    };
+    wait_until(SETTLE, || {
+        inspect()[0]["Peers"]
+            .as_array()
+            .is_some_and(|p| p.len() == 3)
+    });
+    let v = inspect();
     let containers = v[0]["Containers"].as_object().unwrap();
     assert_eq!(
         containers.len(),
