@@ -364,24 +364,7 @@ fn capture_node_reaches_any_node_through_the_managers() {
 
     // The user goes: the worker stops its capture.
     let file = n1.dir.path().join("gone.pcap");
-    let mut cli = Command::new(cluster::bin())
-        .args([
-            "-H",
-            &n1.host(),
-            "capture",
-            "--node",
-            "node-3",
-            "plain",
-            "-w",
-        ])
-        .arg(&file)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || std::fs::metadata(
-        &file
-    )
-    .is_ok_and(|m| m.len() > 24)));
+    let mut cli = capture_from_node_3(&n1, &file, std::process::Stdio::null());
     let _ = cli.kill();
     let _ = cli.wait();
     assert!(
@@ -394,24 +377,7 @@ fn capture_node_reaches_any_node_through_the_managers() {
 
     // The node dies mid-capture: the user is told, the frames so far are kept.
     let file = n1.dir.path().join("cut.pcap");
-    let cli = Command::new(cluster::bin())
-        .args([
-            "-H",
-            &n1.host(),
-            "capture",
-            "--node",
-            "node-3",
-            "plain",
-            "-w",
-        ])
-        .arg(&file)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || std::fs::metadata(
-        &file
-    )
-    .is_ok_and(|m| m.len() > 24)));
+    let cli = capture_from_node_3(&n1, &file, std::process::Stdio::piped());
     n3.kill();
     let out = cli.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -424,4 +390,31 @@ fn capture_node_reaches_any_node_through_the_managers() {
         String::from_utf8_lossy(&out.stderr).contains("node node-3 (")
             && String::from_utf8_lossy(&out.stderr).contains("is down")
     }));
+}
+
+/// `capture --node node-3 plain -w FILE` through `n1`, once frames follow the pcap header.
+fn capture_from_node_3(
+    n1: &Node,
+    file: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    let cli = Command::new(cluster::bin())
+        .args([
+            "-H",
+            &n1.host(),
+            "capture",
+            "--node",
+            "node-3",
+            "plain",
+            "-w",
+        ])
+        .arg(file)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || std::fs::metadata(
+        file
+    )
+    .is_ok_and(|m| m.len() > 24)));
+    cli
 }

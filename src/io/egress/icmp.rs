@@ -167,19 +167,10 @@ impl Icmp {
         // sends it as written.
         let ident = if mode == IcmpMode::Raw { f.ident } else { id };
         packet::write_echo_request(&mut self.scratch, ident, seq, payload);
-        match f
+        let result = f
             .sock
-            .send_to(&self.scratch, SocketAddrV4::new(host_dest, 0))
-        {
-            Ok(_) => {
-                f.stats.packets_out += 1;
-                f.stats.bytes_out += payload.len() as u64;
-            }
-            Err(e) => {
-                tracing::debug!(%task, %dest, error = %e, "egress: echo request not sent");
-                stats.drop(DropReason::HostSend);
-            }
-        }
+            .send_to(&self.scratch, SocketAddrV4::new(host_dest, 0));
+        f.stats.sent(result, payload.len(), stats, "echo request");
     }
 
     /// Reads the replies and hands them to the tasks through `emit`.

@@ -246,6 +246,27 @@ impl FlowStats {
             packets_in: 0,
         }
     }
+
+    /// Counts a datagram of `len` payload bytes the host socket sent for the task, or the
+    /// send's failure (`what` names it in the debug log).
+    fn sent(
+        &mut self,
+        result: std::io::Result<usize>,
+        len: usize,
+        stats: &mut EgressStats,
+        what: &str,
+    ) {
+        match result {
+            Ok(_) => {
+                self.packets_out += 1;
+                self.bytes_out += len as u64;
+            }
+            Err(e) => {
+                tracing::debug!(task = %self.task, dest = %self.dest, error = %e, "egress: {what} not sent");
+                stats.drop(DropReason::HostSend);
+            }
+        }
+    }
 }
 
 /// The engine's counters.

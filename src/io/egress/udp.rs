@@ -93,16 +93,8 @@ impl Udp {
             }
             f.peers.push_back(host_dest);
         }
-        match f.sock.send_to(payload, host_dest) {
-            Ok(_) => {
-                f.stats.packets_out += 1;
-                f.stats.bytes_out += payload.len() as u64;
-            }
-            Err(e) => {
-                tracing::debug!(%task, %dest, error = %e, "egress: UDP send failed");
-                stats.drop(DropReason::HostSend);
-            }
-        }
+        let result = f.sock.send_to(payload, host_dest);
+        f.stats.sent(result, payload.len(), stats, "UDP datagram");
     }
 
     /// Reads what came back to the flows and hands the tasks their datagrams through `emit`.
