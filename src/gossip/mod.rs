@@ -296,12 +296,32 @@ impl Gossip {
         now: Instant,
     ) -> Result<(), GossipError> {
         self.start_clocks(now);
-        self.clock += 1;
+        let leaving: Vec<String> = self
+            .tables
+            .keys()
+            .filter(|n| !networks.contains(*n))
+            .cloned()
+            .collect();
+        // Our live rows on the networks we leave each get a tombstone, written before the
+        // attachment record so that its version is above theirs.
+        let ours: Vec<(String, String)> = leaving
+            .iter()
+            .filter_map(|net| self.tables.get(net).map(|t| (net, t)))
+            .flat_map(|(net, t)| {
+                t.iter()
+                    .filter(|(id, _)| {
+                        t.record(net, id)
+                            .is_some_and(|r| r.origin == self.me.node_id)
+                    })
+                    .map(|(id, _)| (net.clone(), id.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let rec = AttachRecord {
             node: self.me.clone(),
             version: Version {
                 bump: self.me.bump,
-                clock: self.clock,
+                clock: self.clock + ours.len() as u64 + 1,
             },
             networks: networks.clone(),
         };
@@ -310,16 +330,32 @@ impl Gossip {
         if bytes.len() + OVERHEAD + SWIM_HEADER > self.cfg.max_datagram {
             return Err(GossipError::TooManyNetworks(bytes.len()));
         }
+        // The tombstones go at once to every live node on their network, besides the record's
+        // broadcast: either tells a peer that the rows went, and a peer that misses both
+        // learns it from the member exchange's attachments.
+        let mut farewell: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        for (net, id) in ours {
+            self.clock += 1;
+            farewell.entry(net.clone()).or_default().push(Record {
+                network: net,
+                endpoint_id: id,
+                origin: self.me.node_id.clone(),
+                version: Version {
+                    bump: self.me.bump,
+                    clock: self.clock,
+                },
+                value: None,
+            });
+        }
+        for (net, records) in farewell {
+            let peers = self.peers_on(&net);
+            self.send_rows(&peers, records);
+        }
+        self.clock = rec.version.clock;
         // add_broadcast hands the record to our own handler, which stores it, then queues it for
         // dissemination; what it leaves in `fresh` is ours and needs no action.
         let _ = self.foca.add_broadcast(&bytes);
         self.lock_attach().fresh.clear();
-        let leaving: Vec<String> = self
-            .tables
-            .keys()
-            .filter(|n| !networks.contains(*n))
-            .cloned()
-            .collect();
         for net in leaving {
             if let Some(t) = self.tables.remove(&net) {
                 for (id, entry) in t.iter() {
@@ -466,7 +502,8 @@ impl Gossip {
             self.next_member_sync = Some(now + self.cfg.member_sync_period(live));
             let peers: Vec<NodeIdentity> = self.active.values().cloned().collect();
             if let Some(p) = self.pick(peers, 1).pop() {
-                self.send_cluster_sync(p.addr, false, false);
+                let digest = self.attach_digest();
+                self.send_cluster_sync(p.addr, false, Vec::new(), Some(digest));
             }
         }
         if self.next_gc.is_some_and(|t| t <= now) {
@@ -594,6 +631,7 @@ impl Gossip {
                 attachments,
                 members,
                 reply,
+                digest,
             } => {
                 self.apply_attachments(&attachments, now);
                 let mut out = Out::default();
@@ -606,10 +644,32 @@ impl Gossip {
                     &mut out,
                 );
                 self.absorb(out, now);
+                // A join's exchange carries the whole attachment table; a periodic one a digest
+                // of it, answered with the records newer than the digest, and with our own
+                // digest if the sender holds records newer than ours, which it then sends.
+                let newer = digest.as_deref().map(|d| self.attachments_newer_than(d));
+                let behind = digest
+                    .as_deref()
+                    .is_some_and(|d| self.attachments_behind(d));
                 if !reply {
-                    // A periodic exchange carries members only; answer in kind.
-                    let with_attachments = !attachments.is_empty();
-                    self.send_cluster_sync(sender.addr, true, with_attachments);
+                    let attachments = match newer {
+                        Some(newer) => newer,
+                        None if attachments.is_empty() => Vec::new(),
+                        None => self.lock_attach().by_node.values().cloned().collect(),
+                    };
+                    let ours = behind.then(|| self.attach_digest());
+                    self.send_cluster_sync(sender.addr, true, attachments, ours);
+                } else if let Some(newer) = newer.filter(|n| !n.is_empty()) {
+                    self.send(
+                        sender.addr,
+                        Transport::Tcp,
+                        Body::ClusterSync {
+                            attachments: newer,
+                            members: Vec::new(),
+                            reply: true,
+                            digest: None,
+                        },
+                    );
                 }
                 self.pull_new_networks(now);
             }
@@ -619,6 +679,9 @@ impl Gossip {
 
     fn apply_remote(&mut self, rec: &Record, now: Instant, spread: bool) {
         if rec.origin == self.me.node_id || self.down.contains_key(&rec.origin) {
+            return;
+        }
+        if self.left_before(rec) {
             return;
         }
         let Some(table) = self.tables.get_mut(&rec.network) else {
@@ -642,6 +705,17 @@ impl Gossip {
         if spread {
             self.enqueue(&rec.network, &rec.endpoint_id);
         }
+    }
+
+    /// Whether `rec` was written before its origin's latest attachment we hold, which leaves
+    /// its network out: the origin's rows there were withdrawn, and a peer that missed the
+    /// leave must not bring them back. Rows and attachments share the origin's clock, so a row
+    /// written after the origin joined the network again is newer and stays.
+    fn left_before(&self, rec: &Record) -> bool {
+        self.lock_attach()
+            .by_node
+            .get(&rec.origin)
+            .is_some_and(|a| a.version >= rec.version && !a.networks.contains(&rec.network))
     }
 
     fn apply_attachments(&mut self, recs: &[AttachRecord], now: Instant) {
@@ -741,7 +815,8 @@ impl Gossip {
             return;
         }
         if self.join_pending.remove(&id.addr) {
-            self.send_cluster_sync(id.addr, false, true);
+            let all = self.lock_attach().by_node.values().cloned().collect();
+            self.send_cluster_sync(id.addr, false, all, None);
         }
         if was_down {
             // Its rows were withdrawn here: ask it for them (only its own, not its whole tables:
@@ -806,12 +881,48 @@ impl Gossip {
         });
     }
 
-    fn send_cluster_sync(&mut self, to: SocketAddr, reply: bool, with_attachments: bool) {
-        let attachments = if with_attachments {
-            self.lock_attach().by_node.values().cloned().collect()
-        } else {
-            Vec::new()
-        };
+    /// Every node's attachment version we hold.
+    fn attach_digest(&self) -> Vec<(String, Version)> {
+        self.lock_attach()
+            .by_node
+            .iter()
+            .map(|(id, r)| (id.clone(), r.version))
+            .collect()
+    }
+
+    /// Our attachment records that `digest` lacks or holds older.
+    fn attachments_newer_than(&self, digest: &[(String, Version)]) -> Vec<AttachRecord> {
+        let theirs: BTreeMap<&str, Version> =
+            digest.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        self.lock_attach()
+            .by_node
+            .values()
+            .filter(|r| {
+                theirs
+                    .get(r.node.node_id.as_str())
+                    .is_none_or(|v| *v < r.version)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `digest` names an attachment we lack or hold older (ours excepted: nobody
+    /// holds ours newer than we do).
+    fn attachments_behind(&self, digest: &[(String, Version)]) -> bool {
+        let t = self.lock_attach();
+        digest
+            .iter()
+            .any(|(n, v)| *n != self.me.node_id && t.by_node.get(n).is_none_or(|r| r.version < *v))
+    }
+
+    /// Our members, and the attachments given, with a digest of ours if given.
+    fn send_cluster_sync(
+        &mut self,
+        to: SocketAddr,
+        reply: bool,
+        attachments: Vec<AttachRecord>,
+        digest: Option<Vec<(String, Version)>>,
+    ) {
         let mut members: Vec<NodeIdentity> = self.active.values().cloned().collect();
         members.push(self.me.clone());
         self.send(
@@ -821,6 +932,7 @@ impl Gossip {
                 attachments,
                 members,
                 reply,
+                digest,
             },
         );
     }
@@ -874,6 +986,29 @@ impl Gossip {
             .entry(network.to_string())
             .or_default()
             .insert(endpoint_id.to_string(), tx);
+    }
+
+    /// Rows to each of `peers`, in as many datagrams as they need.
+    fn send_rows(&mut self, peers: &[NodeIdentity], records: Vec<Record>) {
+        let budget = self.cfg.max_datagram.saturating_sub(OVERHEAD);
+        let mut batches: Vec<Vec<Record>> = vec![Vec::new()];
+        let mut size = 0;
+        for rec in records {
+            let len = postcard::to_allocvec(&rec).map(|v| v.len()).unwrap_or(0);
+            if size + len > budget && batches.last().is_some_and(|b| !b.is_empty()) {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            size += len;
+            if let Some(b) = batches.last_mut() {
+                b.push(rec);
+            }
+        }
+        for batch in batches.into_iter().filter(|b| !b.is_empty()) {
+            for p in peers {
+                self.send(p.addr, Transport::Udp, Body::Table(batch.clone()));
+            }
+        }
     }
 
     /// One round of table gossip: each network with pending rows sends them to a few peers.

@@ -79,6 +79,9 @@ pub struct Sim {
     /// Copies of every transmit as (sender, transmit), when `capture` is set.
     pub captured: Vec<(usize, Transmit)>,
     pub capture: bool,
+    /// Nodes that lose every datagram sent to them (TCP still arrives): a node that misses
+    /// broadcasts and table gossip for a while.
+    pub deaf: std::collections::BTreeSet<usize>,
     pub dropped_by_net: u64,
 }
 
@@ -101,6 +104,7 @@ impl Sim {
             record_events: true,
             captured: Vec::new(),
             capture: false,
+            deaf: Default::default(),
             dropped_by_net: 0,
         }
     }
@@ -186,7 +190,8 @@ impl Sim {
             return;
         };
         let lost = t.transport == Transport::Udp
-            && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss;
+            && ((self.rng.next_u64() as f64 / u64::MAX as f64) < self.net.loss
+                || self.deaf.contains(&to));
         if !self.nodes[from].alive || self.nodes[from].group != self.nodes[to].group || lost {
             self.dropped_by_net += 1;
             return;

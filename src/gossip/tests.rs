@@ -34,12 +34,17 @@ fn nets(names: &[&str]) -> BTreeSet<String> {
 
 /// `n` nodes on network "net-a", each with one endpoint, all joined through node 0.
 fn cluster(n: usize, loss: f64) -> Sim {
+    cluster_with(n, loss, |_| GossipConfig::default())
+}
+
+/// [`cluster`], with node `i`'s configuration from `cfg(i)`.
+fn cluster_with(n: usize, loss: f64, cfg: impl Fn(usize) -> GossipConfig) -> Sim {
     let mut sim = Sim::new(NetConfig {
         loss,
         ..NetConfig::default()
     });
-    for _ in 0..n {
-        sim.add_node(&keys(), GossipConfig::default(), 0);
+    for i in 0..n {
+        sim.add_node(&keys(), cfg(i), 0);
     }
     for i in 0..n {
         sim.with_node(i, |g, now| {
@@ -208,6 +213,95 @@ fn a_node_that_leaves_is_withdrawn_at_once_not_after_the_suspicion_time() {
             .map(|(_, t, _)| *t - left)
             .expect("node 2 seen down");
         assert!(at < suspicion, "node {i} took {at:?}");
+    }
+}
+
+/// Node 0 misses everything node 2's leaving of net-a sends by datagram (the attachment
+/// broadcast and any table gossip): the periodic member exchange still brings it node 2's new
+/// attachment, and no node takes node 2's old row back from one that still holds it.
+#[test]
+fn a_missed_network_leave_converges_and_its_rows_never_come_back() {
+    let mut sim = cluster(5, 0.0);
+    sim.run_for(Duration::from_secs(5));
+    assert!(table_ids(&sim, 0, "net-a").contains("ep-2"));
+    sim.events.clear();
+    sim.deaf.insert(0);
+    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
+    // Shorter than the suspicion time: node 0 stays a member.
+    sim.run_for(Duration::from_millis(1500));
+    sim.deaf.clear();
+    assert!(
+        table_ids(&sim, 0, "net-a").contains("ep-2"),
+        "node 0 should have missed the leave"
+    );
+    for i in [1, 3, 4] {
+        assert!(!table_ids(&sim, i, "net-a").contains("ep-2"), "node {i}");
+    }
+    // Two member-exchange periods and two anti-entropy rounds (with their jitter).
+    sim.run_for(Duration::from_secs(65));
+    for i in [0, 1, 3, 4] {
+        assert_eq!(table_ids(&sim, i, "net-a"), all_ids(5, &[2]), "node {i}");
+    }
+    let came_back: Vec<usize> = sim
+        .events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::EndpointAdded { endpoint_id, .. } if endpoint_id == "ep-2"))
+        .map(|(i, _, _)| *i)
+        .collect();
+    assert!(
+        came_back.is_empty(),
+        "ep-2 came back on nodes {came_back:?}"
+    );
+    assert_eq!(sim.nodes[0].gossip.members().count(), 4);
+}
+
+/// A node that missed another's leaving of a network keeps its rows there for a while and
+/// offers them in its full-state exchanges (every second here, and no member exchange to
+/// correct it): the nodes that saw the leave refuse them, as written before it.
+#[test]
+fn rows_from_before_a_network_leave_are_refused_from_a_node_that_missed_it() {
+    let mut sim = cluster_with(5, 0.0, |i| GossipConfig {
+        sync_interval: Duration::from_secs(if i == 0 { 1 } else { 30 }),
+        member_sync: Duration::from_secs(600),
+        ..GossipConfig::default()
+    });
+    sim.run_for(Duration::from_secs(5));
+    sim.events.clear();
+    sim.deaf.insert(0);
+    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
+    sim.run_for(Duration::from_millis(1500));
+    sim.deaf.clear();
+    sim.run_for(Duration::from_secs(10));
+    assert!(table_ids(&sim, 0, "net-a").contains("ep-2"));
+    for i in [1, 3, 4] {
+        assert_eq!(
+            table_ids(&sim, i, "net-a"),
+            all_ids(5, &[0, 2])
+                .into_iter()
+                .chain(["ep-0".to_string()])
+                .collect(),
+            "node {i}"
+        );
+    }
+    let came_back: Vec<usize> = sim
+        .events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, Event::EndpointAdded { endpoint_id, .. } if endpoint_id == "ep-2"))
+        .map(|(i, _, _)| *i)
+        .collect();
+    assert!(
+        came_back.is_empty(),
+        "ep-2 came back on nodes {came_back:?}"
+    );
+    // A row node 2 writes after joining the network again is newer than its leave, and spreads.
+    sim.with_node(2, |g, now| {
+        g.set_local_networks(nets(&["net-a"]), now).unwrap();
+        g.upsert_local_endpoint("net-a", "ep-2", entry(2, 0), now)
+            .unwrap();
+    });
+    sim.run_for(Duration::from_secs(2));
+    for i in [1, 3, 4] {
+        assert_eq!(table_ids(&sim, i, "net-a"), all_ids(5, &[]), "node {i}");
     }
 }
 
