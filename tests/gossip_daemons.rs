@@ -392,6 +392,26 @@ fn a_task_on_one_node_is_answered_by_another_within_a_second_of_running() {
         .filter_map(|p| p["IP"].as_str().map(str::to_string))
         .collect();
     assert!(peers.contains(&b.ip), "{inspect}");
+
+    // Scaled to none, node-b leaves the network: node-a drops its endpoints (as they go,
+    // each is first withdrawn from the balancer, then removed), well before the periodic
+    // exchanges (30 s) would repair a missed message.
+    a.ok(&["service", "scale", "-d", "web=0"]);
+    let scaled = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(15), || gossip(&a)
+            .is_some_and(|g| g.remote_endpoints == 0)
+            && backends(&a, "web").is_empty()),
+        "{:?} {:?}\n{}\n{}",
+        gossip(&a),
+        backends(&a, "web"),
+        a.log(),
+        b.log()
+    );
+    println!(
+        "web scaled to 0: node-b's endpoints gone from node-a {:.1} s after the command",
+        scaled.elapsed().as_secs_f64()
+    );
 }
 
 #[test]

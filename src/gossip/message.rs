@@ -37,8 +37,18 @@ pub enum Body {
         /// instead of meeting them one probe at a time (memberlist's join push/pull).
         members: Vec<NodeIdentity>,
         reply: bool,
-        /// Node ID and attachment version of every record the sender holds: the receiver
-        /// answers with its newer records, and with its own digest if the sender's is ahead.
-        digest: Option<Vec<(String, Version)>>,
+        /// What the sender holds of the attachment table, in a periodic exchange.
+        digest: Option<Digest>,
     },
+}
+
+/// A node's attachment table in brief, for the periodic member exchange.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Digest {
+    /// A hash of every node ID and version held: equal tables, equal hashes, nothing more to
+    /// send. A receiver whose hash differs answers with its full digest.
+    Hash(u64),
+    /// Every node ID with the version held: the receiver answers with its newer records, and
+    /// with its own digest if the sender holds records newer than its own.
+    Full(Vec<(String, Version)>),
 }

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub use config::GossipConfig;
 pub use identity::NodeIdentity;
-pub use message::{Body, Envelope};
+pub use message::{Body, Digest, Envelope};
 pub use seal::{DropReason, KeyError, Keyring, ReplayWindow};
 pub use table::{AttachRecord, EndpointEntry, EndpointState, NetworkTable, Record, Version};
 
@@ -502,7 +502,7 @@ impl Gossip {
             self.next_member_sync = Some(now + self.cfg.member_sync_period(live));
             let peers: Vec<NodeIdentity> = self.active.values().cloned().collect();
             if let Some(p) = self.pick(peers, 1).pop() {
-                let digest = self.attach_digest();
+                let digest = Digest::Hash(self.attach_hash());
                 self.send_cluster_sync(p.addr, false, Vec::new(), Some(digest));
             }
         }
@@ -644,32 +644,44 @@ impl Gossip {
                     &mut out,
                 );
                 self.absorb(out, now);
-                // A join's exchange carries the whole attachment table; a periodic one a digest
-                // of it, answered with the records newer than the digest, and with our own
-                // digest if the sender holds records newer than ours, which it then sends.
-                let newer = digest.as_deref().map(|d| self.attachments_newer_than(d));
-                let behind = digest
-                    .as_deref()
-                    .is_some_and(|d| self.attachments_behind(d));
-                if !reply {
-                    let attachments = match newer {
-                        Some(newer) => newer,
-                        None if attachments.is_empty() => Vec::new(),
-                        None => self.lock_attach().by_node.values().cloned().collect(),
-                    };
-                    let ours = behind.then(|| self.attach_digest());
-                    self.send_cluster_sync(sender.addr, true, attachments, ours);
-                } else if let Some(newer) = newer.filter(|n| !n.is_empty()) {
-                    self.send(
-                        sender.addr,
-                        Transport::Tcp,
-                        Body::ClusterSync {
-                            attachments: newer,
-                            members: Vec::new(),
-                            reply: true,
-                            digest: None,
-                        },
-                    );
+                // A join's exchange carries the whole attachment table. A periodic one carries
+                // a hash of it; where the tables differ, digests follow, each answered with the
+                // records newer than it, until neither side is behind.
+                match (reply, digest) {
+                    (false, None) => {
+                        let all = if attachments.is_empty() {
+                            Vec::new()
+                        } else {
+                            self.lock_attach().by_node.values().cloned().collect()
+                        };
+                        self.send_cluster_sync(sender.addr, true, all, None);
+                    }
+                    (false, Some(Digest::Hash(h))) => {
+                        let ours =
+                            (h != self.attach_hash()).then(|| Digest::Full(self.attach_digest()));
+                        self.send_cluster_sync(sender.addr, true, Vec::new(), ours);
+                    }
+                    (_, Some(Digest::Full(d))) => {
+                        let newer = self.attachments_newer_than(&d);
+                        let ours = self
+                            .attachments_behind(&d)
+                            .then(|| Digest::Full(self.attach_digest()));
+                        if !reply {
+                            self.send_cluster_sync(sender.addr, true, newer, ours);
+                        } else if !newer.is_empty() || ours.is_some() {
+                            self.send(
+                                sender.addr,
+                                Transport::Tcp,
+                                Body::ClusterSync {
+                                    attachments: newer,
+                                    members: Vec::new(),
+                                    reply: true,
+                                    digest: ours,
+                                },
+                            );
+                        }
+                    }
+                    (true, _) => {}
                 }
                 self.pull_new_networks(now);
             }
@@ -881,6 +893,21 @@ impl Gossip {
         });
     }
 
+    /// A hash of [`Gossip::attach_digest`]: equal on two nodes that hold the same versions.
+    fn attach_hash(&self) -> u64 {
+        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+        for (id, r) in &self.lock_attach().by_node {
+            h.update(&(id.len() as u32).to_le_bytes());
+            h.update(id.as_bytes());
+            h.update(&r.version.bump.to_le_bytes());
+            h.update(&r.version.clock.to_le_bytes());
+        }
+        let d = h.finish();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d.as_ref()[..8]);
+        u64::from_le_bytes(first)
+    }
+
     /// Every node's attachment version we hold.
     fn attach_digest(&self) -> Vec<(String, Version)> {
         self.lock_attach()
@@ -921,7 +948,7 @@ impl Gossip {
         to: SocketAddr,
         reply: bool,
         attachments: Vec<AttachRecord>,
-        digest: Option<Vec<(String, Version)>>,
+        digest: Option<Digest>,
     ) {
         let mut members: Vec<NodeIdentity> = self.active.values().cloned().collect();
         members.push(self.me.clone());
