@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::identity::NodeIdentity;
-use super::table::{AttachRecord, Record, Version};
+use super::table::{AttachRecord, Record};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope {
@@ -42,13 +42,18 @@ pub enum Body {
     },
 }
 
-/// A node's attachment table in brief, for the periodic member exchange.
+/// A node's attachment table in brief, for the periodic member exchange (A asks B):
+/// 1. A sends `Hash` with the member list; B answers with its members, and with `Buckets` if
+///    its hash differs;
+/// 2. A sends its records of the buckets whose hashes differ, with `Last` (its bucket hashes);
+/// 3. B takes what is newer, and sends its records of the buckets that still differ from A's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Digest {
-    /// A hash of every node ID and version held: equal tables, equal hashes, nothing more to
-    /// send. A receiver whose hash differs answers with its full digest.
+    /// A hash of the whole table: equal tables, equal hashes, nothing more to send.
     Hash(u64),
-    /// Every node ID with the version held: the receiver answers with its newer records, and
-    /// with its own digest if the sender holds records newer than its own.
-    Full(Vec<(String, Version)>),
+    /// A hash per bucket of node IDs: answered with the records of the buckets that differ,
+    /// and with `Last`.
+    Buckets(Vec<u32>),
+    /// As `Buckets`, answered with records only.
+    Last(Vec<u32>),
 }
