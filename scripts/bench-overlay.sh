@@ -140,6 +140,54 @@ ping_avg() { # ping_avg TASKNS IP -> average RTT in ms
         | sed -n 's|^rtt [^=]*= [0-9.]*/\([0-9.]*\)/.*|\1|p'
 }
 
+# rr_avg CLIENTNS SERVERNS SERVERIP -> mean round trip in ms of a 1-byte TCP request and its
+# 1-byte answer (netperf TCP_RR's pattern: one connection, 2,000 transactions, Nagle off), as
+# seen by the client; python3 on both ends, the same for every data path.
+rr_avg() {
+    ip netns exec "$2" python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5202)); s.listen(1); print("up", flush=True)
+c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while (b := c.recv(1)):
+    c.sendall(b)
+' "$3" >"$WORK/rr-server.log" 2>&1 &
+    local server=$! i
+    PIDS+=("$server")
+    for i in $(seq 50); do grep -q up "$WORK/rr-server.log" && break; sleep 0.1; done
+    timeout 60 ip netns exec "$1" python3 -c '
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 5202)); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(200):  # warm-up
+    c.sendall(b"x"); c.recv(1)
+n = 2000; t = time.perf_counter()
+for _ in range(n):
+    c.sendall(b"x"); c.recv(1)
+print("%.3f" % ((time.perf_counter() - t) / n * 1000))
+' "$3"
+    wait "$server" 2>/dev/null || true
+}
+
+# CPU time (user + system) of processes, in seconds: cpu_secs PID...
+cpu_secs() {
+    local hz p total=0
+    hz=$(getconf CLK_TCK)
+    for p in "$@"; do
+        total=$((total + $(awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+    done
+    python3 -c 'import sys; print("%.3f" % (int(sys.argv[1]) / int(sys.argv[2])))' "$total" "$hz"
+}
+# cpu_per_gib CPU_BEFORE CPU_AFTER IPERF_JSON -> CPU seconds per GiB received
+cpu_per_gib() {
+    python3 -c '
+import json, sys
+b, a = float(sys.argv[1]), float(sys.argv[2])
+r = json.load(open(sys.argv[3]))
+gib = r["end"]["sum_received"]["bytes"] / 2**30
+print("%.2f" % ((a - b) / gib if gib else 0))
+' "$1" "$2" "$3"
+}
+
 start_server() { # start_server TASKNS IP
     ip netns exec "$1" iperf3 -s -B "$2" -1 >"$WORK/iperf3-server.log" 2>&1 &
     SERVER_PID=$!
@@ -204,6 +252,7 @@ kernel_host "$HA" "$KTA" "$ADDR_A" "$IP_A" "$MAC_A" "$ADDR_B" "$IP_B" "$MAC_B"
 kernel_host "$HB" "$KTB" "$ADDR_B" "$IP_B" "$MAC_B" "$ADDR_A" "$IP_A" "$MAC_A"
 wait_connect "$KTA" "$IP_B"
 K_RTT=$(ping_avg "$KTA" "$IP_B")
+K_RR=$(rr_avg "$KTA" "$KTB" "$IP_B")
 log "kernel VXLAN: iperf3 ${DURATION}s"
 iperf_run "$KTA" "$KTB" "$IP_B" "$DURATION" "$WORK/kernel.json"
 K_GBPS=$GBPS
@@ -286,8 +335,15 @@ sleep 1
 RSS_IDLE=$(rss "$PID_A")
 wait_connect "$STA" "$IP_B"
 S_RTT=$(ping_avg "$STA" "$IP_B")
+S_RR=$(rr_avg "$STA" "$STB" "$IP_B")
+# Idle: both nodes' CPU over 3 s with no traffic.
+CPU0=$(cpu_secs "$PID_A" "$PID_B")
+sleep 3
+S_IDLE=$(python3 -c 'import sys; print("%.1f" % ((float(sys.argv[2]) - float(sys.argv[1])) / 3 * 100))' "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")")
 log "swarmnet: iperf3 ${DURATION}s"
+CPU0=$(cpu_secs "$PID_A" "$PID_B")
 iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/swarmnet.json"
+S_CPU=$(cpu_per_gib "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")" "$WORK/swarmnet.json")
 S_GBPS=$GBPS
 RSS_AFTER=$(rss "$PID_A")
 # Losses outside swarmnet's own counters: the TAP's queue (frames the node did not read in time
@@ -368,8 +424,11 @@ start_node "$HB" "$WORK/esp-b.toml" esp-b
 PID_B=$NODE_PID
 wait_connect "$STA" "$IP_B"
 E_RTT=$(ping_avg "$STA" "$IP_B")
+E_RR=$(rr_avg "$STA" "$STB" "$IP_B")
 log "swarmnet encrypted: iperf3 ${DURATION}s"
+CPU0=$(cpu_secs "$PID_A" "$PID_B")
 iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/esp.json"
+E_CPU=$(cpu_per_gib "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")" "$WORK/esp.json")
 E_GBPS=$GBPS
 E_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/esp.json")
 stop_node "$PID_A" esp-a
@@ -384,13 +443,15 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/c
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "flows:   $FLOWS TCP flow(s), iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on)"
 echo
-printf '| %-14s | %8s | %9s | %8s |\n' "data path" "Gbit/s" "RTT (ms)" "retrans"
-printf '|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "----------"
-printf '| %-14s | %8s | %9s | %8s |\n' "kernel VXLAN" "$K_GBPS" "$K_RTT" "$K_RETR"
-printf '| %-14s | %8s | %9s | %8s |\n' "swarmnet" "$S_GBPS" "$S_RTT" "$S_RETR"
-printf '| %-14s | %8s | %9s | %8s |\n' "swarmnet ESP" "$E_GBPS" "$E_RTT" "$E_RETR"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "data path" "Gbit/s" "RTT (ms)" "TCP_RR ms" "retrans" "node CPU s/GiB"
+printf '|%s|%s|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "-----------" "----------" "------------"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "kernel VXLAN" "$K_GBPS" "$K_RTT" "$K_RR" "$K_RETR" "(softirq)"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "swarmnet" "$S_GBPS" "$S_RTT" "$S_RR" "$S_RETR" "$S_CPU"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "swarmnet ESP" "$E_GBPS" "$E_RTT" "$E_RR" "$E_RETR" "$E_CPU"
 echo
 echo "ratio swarmnet/kernel: $RATIO; encrypted swarmnet/kernel (unencrypted): $E_RATIO"
+echo "RTT swarmnet/kernel: ping $(ratio "$K_RTT" "$S_RTT"), TCP_RR $(ratio "$K_RR" "$S_RR")"
+echo "both nodes' CPU while idle: ${S_IDLE}% of one core (busy poll ${SWARMNET_BUSY_POLL_US:-50} us)"
 echo "node-a resident memory (VmRSS): idle after set-up $RSS_IDLE, after the run $RSS_AFTER"
 echo
 echo "swarmnet counters after the run:"

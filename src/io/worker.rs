@@ -41,6 +41,19 @@ const GRO_SLOTS: usize = 8;
 const SEND_BATCH: usize = 128;
 /// How often a worker publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a worker keeps polling without sleeping after its last packet: a packet that comes
+/// within it (the answer to the one just sent, the next of a burst) is taken without a wake-up
+/// (tens of microseconds on a VM, twice per hop). An idle worker sleeps, so an idle node burns
+/// nothing. `SWARMNET_BUSY_POLL_US` sets it (0: never spin).
+const BUSY_POLL: Duration = Duration::from_micros(50);
+
+fn busy_poll() -> u64 {
+    std::env::var("SWARMNET_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(BUSY_POLL.as_nanos() as u64, |us| us.saturating_mul(1000))
+}
 /// Tokens of underlay sockets start here; TAPs use their port id.
 const SOCKET_TOKEN_BASE: usize = usize::MAX / 2;
 /// Host sockets of a virtual port (the routing mesh's) use this plus the port id.
@@ -565,6 +578,8 @@ impl Worker {
             },
         };
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
+        let spin = busy_poll();
+        let mut last_active = 0u64;
 
         while !stop.load(Ordering::Relaxed) {
             // A virtual task with frames waiting (an ARP answer the data path gave it, a frame
@@ -574,11 +589,14 @@ impl Worker {
                 || io.virt.iter().flatten().any(|t| t.has_input())
                 || !io.dns_refused.is_empty()
                 || io.egress.as_ref().is_some_and(EgressLink::has_work);
-            let timeout = if busy {
+            let now = now_nanos();
+            if busy {
+                last_active = now;
+            }
+            let timeout = if busy || now.saturating_sub(last_active) < spin {
                 Duration::ZERO
             } else {
                 // The next timer of a virtual task, if sooner.
-                let now = now_nanos();
                 let next = io
                     .virt
                     .iter_mut()
@@ -602,6 +620,9 @@ impl Worker {
                     continue;
                 }
                 return Err(e);
+            }
+            if !events.is_empty() {
+                last_active = now_nanos();
             }
             for ev in events.iter() {
                 match ev.token() {
