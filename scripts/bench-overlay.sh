@@ -15,7 +15,10 @@
 # the time by call path and syscall counts per datagram (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile] [--no-offload] [--esp-transport ip|udp]
+# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile] [--no-offload] [--esp-transport ip|udp] [--check]
+# (--check: compare this run's ratios to the kernel with the last "figures:" line of the same
+#  flows, ESP transport and offloads in BENCHMARKS.md; says which got worse by more than 15%,
+#  and exits 3 if any did)
 # (--flows N: N parallel TCP flows, iperf3 -P N; default 1)
 # (--no-offload: swarmnet without the TAP offloads, TSO and checksums; UDP GSO/GRO stay on)
 set -euo pipefail
@@ -28,6 +31,7 @@ WORKERS=""
 PROFILE=0
 NO_OFFLOAD=0
 ESP_TRANSPORT=ip
+CHECK=0
 PROFILE_SECS=5
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -37,7 +41,8 @@ while [[ $# -gt 0 ]]; do
         --profile) PROFILE=1; shift ;;
         --no-offload) NO_OFFLOAD=1; shift ;;
         --esp-transport) ESP_TRANSPORT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --check) CHECK=1; shift ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -452,6 +457,9 @@ echo
 echo "ratio swarmnet/kernel: $RATIO; encrypted swarmnet/kernel (unencrypted): $E_RATIO"
 echo "RTT swarmnet/kernel: ping $(ratio "$K_RTT" "$S_RTT"), TCP_RR $(ratio "$K_RR" "$S_RR")"
 echo "both nodes' CPU while idle: ${S_IDLE}% of one core (busy poll ${SWARMNET_BUSY_POLL_US:-50} us)"
+# One line a later run's --check compares with (kept in BENCHMARKS.md).
+FIGURES="figures: flows=$FLOWS esp=$ESP_TRANSPORT offload=$([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on) ratio=$RATIO esp_ratio=$E_RATIO ping_ratio=$(ratio "$K_RTT" "$S_RTT") rr_ratio=$(ratio "$K_RR" "$S_RR") cpu_s_per_gib=$S_CPU esp_cpu_s_per_gib=$E_CPU"
+echo "$FIGURES"
 echo "node-a resident memory (VmRSS): idle after set-up $RSS_IDLE, after the run $RSS_AFTER"
 echo
 echo "swarmnet counters after the run:"
@@ -550,4 +558,49 @@ EOF
         cp "$WORK/perf.data" "$BENCH_PERF_KEEP"
         echo "perf data kept in $BENCH_PERF_KEEP"
     fi
+fi
+
+if [[ $CHECK -eq 1 ]]; then
+    echo
+    python3 - "$FIGURES" BENCHMARKS.md <<'EOF' || exit $?
+import sys
+now_line, path = sys.argv[1], sys.argv[2]
+def parse(line):
+    return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+now = parse(now_line)
+key = ("flows", "esp", "offload")
+last = None
+for line in open(path, encoding="utf-8"):
+    line = line.strip()
+    if line.startswith("figures: "):
+        f = parse(line)
+        if all(f.get(k) == now.get(k) for k in key):
+            last = f
+if last is None:
+    print("--check: BENCHMARKS.md has no figures line for "
+          + " ".join(f"{k}={now.get(k)}" for k in key) + "; add this run's line to start one")
+    sys.exit(0)
+TOL = 0.15  # the run-to-run spread of these ratios on this machine
+# (name, higher is better)
+metrics = [("ratio", True), ("esp_ratio", True), ("ping_ratio", False), ("rr_ratio", False),
+           ("cpu_s_per_gib", False), ("esp_cpu_s_per_gib", False)]
+worse = []
+print("--check against the last figures in BENCHMARKS.md (%s):" % " ".join(f"{k}={last[k]}" for k in key))
+for name, higher in metrics:
+    try:
+        was, cur = float(last[name]), float(now[name])
+    except (KeyError, ValueError):
+        print(f"  {name}: not in both lines, not compared")
+        continue
+    bad = cur < was * (1 - TOL) if higher else cur > was * (1 + TOL)
+    better = cur > was * (1 + TOL) if higher else cur < was * (1 - TOL)
+    verdict = "WORSE" if bad else ("better" if better else "same (within 15%)")
+    print(f"  {name}: was {was}, now {cur}: {verdict}")
+    if bad:
+        worse.append(name)
+if worse:
+    print("--check: worse than BENCHMARKS.md: " + ", ".join(worse))
+    sys.exit(3)
+print("--check: nothing worse than BENCHMARKS.md by more than 15%")
+EOF
 fi
