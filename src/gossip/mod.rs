@@ -156,6 +156,10 @@ pub struct Gossip {
     join_pending: BTreeSet<SocketAddr>,
     /// Networks we joined but have not pulled yet.
     needs_pull: BTreeSet<String>,
+    /// The tombstones of our rows on networks we left, kept for the tombstone TTL: if we join
+    /// one again they go back into its table, so that a peer that missed the leave (and so
+    /// still holds the rows, with an attachment that lists the network again) is corrected.
+    farewells: BTreeMap<String, (Instant, Vec<Record>)>,
     /// Networks pulled once at join, and when to pull them again.
     repull: BTreeMap<String, Instant>,
     swarm_nodes: Option<BTreeSet<String>>,
@@ -209,6 +213,7 @@ impl Gossip {
             down: BTreeMap::new(),
             join_pending: BTreeSet::new(),
             needs_pull: BTreeSet::new(),
+            farewells: BTreeMap::new(),
             repull: BTreeMap::new(),
             swarm_nodes: None,
             next_gossip: None,
@@ -349,7 +354,15 @@ impl Gossip {
         }
         for (net, records) in farewell {
             let peers = self.peers_on(&net);
-            self.send_rows(&peers, records);
+            self.send_rows(&peers, records.clone());
+            let kept = self
+                .farewells
+                .entry(net)
+                .or_insert_with(|| (now, Vec::new()));
+            kept.0 = now;
+            kept.1
+                .retain(|old| !records.iter().any(|r| r.endpoint_id == old.endpoint_id));
+            kept.1.extend(records);
         }
         self.clock = rec.version.clock;
         // add_broadcast hands the record to our own handler, which stores it, then queues it for
@@ -372,7 +385,15 @@ impl Gossip {
         }
         for net in networks {
             if !self.tables.contains_key(&net) {
-                self.tables.insert(net.clone(), NetworkTable::default());
+                let mut table = NetworkTable::default();
+                let farewell = self.farewells.remove(&net).map(|(_, r)| r);
+                for rec in farewell.iter().flatten() {
+                    table.apply(rec, now);
+                }
+                self.tables.insert(net.clone(), table);
+                for rec in farewell.iter().flatten() {
+                    self.enqueue(&net, &rec.endpoint_id);
+                }
                 self.needs_pull.insert(net);
             }
         }
@@ -511,6 +532,9 @@ impl Gossip {
             for t in self.tables.values_mut() {
                 t.collect_garbage(now, self.cfg.tombstone_ttl);
             }
+            let ttl = self.cfg.tombstone_ttl;
+            self.farewells
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < ttl);
         }
     }
 
@@ -662,10 +686,12 @@ impl Gossip {
                         self.send_cluster_sync(sender.addr, true, Vec::new(), ours);
                     }
                     (true, Some(Digest::Buckets(theirs))) => {
-                        let differing = self.attachments_differing(&theirs);
-                        if !differing.is_empty() {
-                            let ours = Digest::Last(self.attach_buckets());
-                            self.send_attachments(sender.addr, differing, Some(ours));
+                        // Answered even with no records of ours in the buckets that differ: the
+                        // other side may hold records we lack there.
+                        let ours = self.attach_buckets();
+                        if ours != theirs {
+                            let differing = self.attachments_differing(&theirs);
+                            self.send_attachments(sender.addr, differing, Some(Digest::Last(ours)));
                         }
                     }
                     (true, Some(Digest::Last(theirs))) => {

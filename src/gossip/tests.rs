@@ -297,6 +297,40 @@ fn rows_from_before_a_network_leave_are_refused_from_a_node_that_missed_it() {
     }
 }
 
+/// As above, but node 2 joins net-a again (a task replaced stop-first) before any member
+/// exchange: the attachment node 0 then learns lists net-a, so only the tombstones node 2 kept
+/// of its old rows, back in its table, tell node 0 that ep-2 went.
+#[test]
+fn a_node_back_on_a_network_withdraws_its_old_rows_from_a_peer_that_missed_its_leave() {
+    let mut sim = cluster_with(5, 0.0, |_| GossipConfig {
+        member_sync: Duration::from_secs(600),
+        ..GossipConfig::default()
+    });
+    sim.run_for(Duration::from_secs(5));
+    sim.events.clear();
+    sim.deaf.insert(0);
+    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
+    sim.run_for(Duration::from_millis(1500));
+    sim.deaf.clear();
+    assert!(table_ids(&sim, 0, "net-a").contains("ep-2"));
+    sim.with_node(2, |g, now| {
+        g.set_local_networks(nets(&["net-a"]), now).unwrap();
+        g.upsert_local_endpoint("net-a", "ep-2-new", entry(2, 1), now)
+            .unwrap();
+    });
+    sim.run_for(Duration::from_secs(3));
+    let mut want = all_ids(5, &[2]);
+    want.insert("ep-2-new".into());
+    for i in [0, 1, 3, 4] {
+        assert_eq!(table_ids(&sim, i, "net-a"), want, "node {i}");
+    }
+    let came_back = added_on(&sim, "ep-2");
+    assert!(
+        came_back.is_empty(),
+        "ep-2 came back on nodes {came_back:?}"
+    );
+}
+
 #[test]
 fn a_partition_heals_and_converges() {
     let mut sim = cluster(5, 0.0);
