@@ -313,13 +313,8 @@ impl Gossip {
             .iter()
             .filter_map(|net| self.tables.get(net).map(|t| (net, t)))
             .flat_map(|(net, t)| {
-                t.iter()
-                    .filter(|(id, _)| {
-                        t.record(net, id)
-                            .is_some_and(|r| r.origin == self.me.node_id)
-                    })
-                    .map(|(id, _)| (net.clone(), id.to_string()))
-                    .collect::<Vec<_>>()
+                t.live_of(&self.me.node_id)
+                    .map(move |id| (net.clone(), id.to_string()))
             })
             .collect();
         let rec = AttachRecord {
@@ -690,12 +685,13 @@ impl Gossip {
                         // other side may hold records we lack there.
                         let ours = self.attach_buckets();
                         if ours != theirs {
-                            let differing = self.attachments_differing(&theirs);
+                            let differing = self.attachments_differing(&ours, &theirs);
                             self.send_attachments(sender.addr, differing, Some(Digest::Last(ours)));
                         }
                     }
                     (true, Some(Digest::Last(theirs))) => {
-                        let differing = self.attachments_differing(&theirs);
+                        let ours = self.attach_buckets();
+                        let differing = self.attachments_differing(&ours, &theirs);
                         if !differing.is_empty() {
                             self.send_attachments(sender.addr, differing, None);
                         }
@@ -940,9 +936,9 @@ impl Gossip {
         first_u64(h.finish().as_ref())
     }
 
-    /// Our attachment records in the buckets whose hash differs from `theirs`.
-    fn attachments_differing(&self, theirs: &[u32]) -> Vec<AttachRecord> {
-        let ours = self.attach_buckets();
+    /// Our attachment records in the buckets whose hash (`ours`, from
+    /// [`Gossip::attach_buckets`]) differs from `theirs`.
+    fn attachments_differing(&self, ours: &[u32], theirs: &[u32]) -> Vec<AttachRecord> {
         let differ: Vec<bool> = (0..DIGEST_BUCKETS)
             .map(|i| theirs.get(i) != ours.get(i))
             .collect();

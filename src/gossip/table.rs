@@ -140,6 +140,14 @@ impl NetworkTable {
             .collect()
     }
 
+    /// IDs of the live endpoints `origin` wrote.
+    pub fn live_of<'a>(&'a self, origin: &'a str) -> impl Iterator<Item = &'a str> {
+        self.rows
+            .iter()
+            .filter(move |(_, s)| s.origin == origin && s.value.is_some())
+            .map(|(k, _)| k.as_str())
+    }
+
     pub fn record(&self, network: &str, endpoint_id: &str) -> Option<Record> {
         self.rows.get(endpoint_id).map(|s| Record {
             network: network.to_string(),

@@ -76,6 +76,17 @@ fn added_on(sim: &Sim, endpoint_id: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Node 2 leaves net-a while node 0 loses every datagram (the attachment broadcast and the
+/// tombstones), for 1.5 s: shorter than the suspicion time, so node 0 stays a member. Events
+/// are cleared first.
+fn node_0_misses_node_2_leaving_net_a(sim: &mut Sim) {
+    sim.events.clear();
+    sim.deaf.insert(0);
+    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
+    sim.run_for(Duration::from_millis(1500));
+    sim.deaf.clear();
+}
+
 fn all_ids(n: usize, except: &[usize]) -> BTreeSet<String> {
     (0..n)
         .filter(|i| !except.contains(i))
@@ -233,12 +244,7 @@ fn a_missed_network_leave_converges_and_its_rows_never_come_back() {
     let mut sim = cluster(5, 0.0);
     sim.run_for(Duration::from_secs(5));
     assert!(table_ids(&sim, 0, "net-a").contains("ep-2"));
-    sim.events.clear();
-    sim.deaf.insert(0);
-    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
-    // Shorter than the suspicion time: node 0 stays a member.
-    sim.run_for(Duration::from_millis(1500));
-    sim.deaf.clear();
+    node_0_misses_node_2_leaving_net_a(&mut sim);
     assert!(
         table_ids(&sim, 0, "net-a").contains("ep-2"),
         "node 0 should have missed the leave"
@@ -270,11 +276,7 @@ fn rows_from_before_a_network_leave_are_refused_from_a_node_that_missed_it() {
         ..GossipConfig::default()
     });
     sim.run_for(Duration::from_secs(5));
-    sim.events.clear();
-    sim.deaf.insert(0);
-    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
-    sim.run_for(Duration::from_millis(1500));
-    sim.deaf.clear();
+    node_0_misses_node_2_leaving_net_a(&mut sim);
     sim.run_for(Duration::from_secs(10));
     assert!(table_ids(&sim, 0, "net-a").contains("ep-2"));
     for i in [1, 3, 4] {
@@ -307,11 +309,7 @@ fn a_node_back_on_a_network_withdraws_its_old_rows_from_a_peer_that_missed_its_l
         ..GossipConfig::default()
     });
     sim.run_for(Duration::from_secs(5));
-    sim.events.clear();
-    sim.deaf.insert(0);
-    sim.with_node(2, |g, now| g.set_local_networks(nets(&[]), now).unwrap());
-    sim.run_for(Duration::from_millis(1500));
-    sim.deaf.clear();
+    node_0_misses_node_2_leaving_net_a(&mut sim);
     assert!(table_ids(&sim, 0, "net-a").contains("ep-2"));
     sim.with_node(2, |g, now| {
         g.set_local_networks(nets(&["net-a"]), now).unwrap();

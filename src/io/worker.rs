@@ -621,9 +621,7 @@ impl Worker {
                 }
                 return Err(e);
             }
-            if !events.is_empty() {
-                last_active = now_nanos();
-            }
+            let woke = !events.is_empty();
             for ev in events.iter() {
                 match ev.token() {
                     WAKE_TOKEN => {}
@@ -676,6 +674,9 @@ impl Worker {
                 dp.set_tables(Arc::clone(&current));
             }
             let now = now_nanos();
+            if woke {
+                last_active = now;
+            }
             // VIP flows that idled out or drained: their RSTs (any worker; once per second).
             dp.handle_timeout(now, &mut out);
 
