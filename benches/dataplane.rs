@@ -62,6 +62,78 @@ fn dataplane(c: &mut Criterion) {
     );
 }
 
+/// A TCP super-frame of 64,000 bytes from web1 to the peer's task, as a TAP with TSO hands it
+/// over, into 46 segments of 1,398 bytes for the underlay: cut and encapsulated segment by
+/// segment by the core (`per_segment`: one copy of each segment into a buffer and one into the
+/// output), or encapsulated whole and cut by the sender into headers and slices of the frame
+/// (`tunnelled`: one copy of the frame into the output). Both compute every segment's TCP
+/// checksum. The kernel's copy of the datagrams (sendmmsg) is not part of either.
+fn super_frame(c: &mut Criterion) {
+    use swarmnet::dataplane::gso::cut_tunnelled;
+    use swarmnet::dataplane::Target;
+    use swarmnet::wire::{ipv4, vnet};
+    const SUPER: usize = 64_000;
+    const MSS: u16 = 1398;
+    let mut f = frame(WEB1, PEER, SUPER);
+    f[23] = ipv4::PROTO_TCP;
+    f[24..26].fill(0);
+    ipv4::fill_checksum(&mut f[14..34]);
+    f[34..54].fill(0);
+    f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    f[46] = 5 << 4; // data offset: 20 bytes
+    f[47] = 0x18; // ACK, PSH
+    let mut hdr = [0u8; vnet::HEADER_LEN];
+    vnet::Repr {
+        flags: vnet::FLAG_NEEDS_CSUM,
+        gso_type: vnet::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: MSS,
+        csum_start: 34,
+        csum_offset: 16,
+    }
+    .emit(&mut hdr);
+
+    let mut g = c.benchmark_group("super_frame");
+    g.throughput(Throughput::Bytes(SUPER as u64));
+    let mut out = Output::with_capacity(64, 128 * 1024);
+    for (name, tunnel) in [("per_segment_64000", false), ("tunnelled_64000", true)] {
+        let mut dp = Dataplane::new(tables());
+        dp.set_tunnel_gso(tunnel);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                dp.from_port_vnet(0, PORT_WEB1, &hdr, black_box(&f), &mut out);
+                // What a sender hands the kernel: datagrams, or headers and slices.
+                let mut datagrams = 0usize;
+                for (t, gso, bytes) in out.iter_gso() {
+                    let Target::Underlay(dst) = t else { continue };
+                    let payload = &bytes[dst.payload_offset()..];
+                    match gso {
+                        Some(mss) => {
+                            cut_tunnelled(payload, mss, |h, c| {
+                                black_box((h, c));
+                                datagrams += 1;
+                            });
+                        }
+                        None => {
+                            black_box(payload);
+                            datagrams += 1;
+                        }
+                    }
+                }
+                assert_eq!(datagrams, 46);
+            })
+        });
+        assert_eq!(
+            dp.counters().total_drops(),
+            0,
+            "{name}: a packet was dropped"
+        );
+    }
+    g.finish();
+}
+
 /// The Internet checksum, which every segment cut from a super-frame and every TCP segment
 /// the egress sends or coalescing joins pays once per byte.
 fn internet_checksum(c: &mut Criterion) {
@@ -76,5 +148,5 @@ fn internet_checksum(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dataplane, internet_checksum);
+criterion_group!(benches, dataplane, super_frame, internet_checksum);
 criterion_main!(benches);

@@ -11,11 +11,13 @@
 # For each it measures one iperf3 TCP flow (client in host A's task, server in host B's) and the
 # ping RTT, then prints a table, the swarmnet counters (drops), the kernel's drops on the TAPs and
 # UDP sockets (losses the node cannot count), and host A's node resident memory (VmRSS).
-# With --profile it records host A's node with perf during a 5 s flow and prints the top symbols,
-# the time by call path and syscall counts per datagram (BENCH_PERF_KEEP=FILE keeps perf.data).
+# With --profile it records host A's node (--profile-node b: host B's, the receiver) with perf
+# during a 5 s flow of the unencrypted network (--profile-path esp: the encrypted one), and
+# prints the top symbols, the time by call path and syscall counts per datagram
+# (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile] [--no-offload] [--esp-transport ip|udp] [--check]
+# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile [--profile-node a|b] [--profile-path plain|esp]] [--no-offload] [--esp-transport ip|udp] [--check]
 # (--check: compare this run's ratios to the kernel with the last "figures:" line of the same
 #  flows, ESP transport and offloads in BENCHMARKS.md; says which got worse by more than 15%,
 #  and exits 3 if any did)
@@ -33,22 +35,28 @@ NO_OFFLOAD=0
 ESP_TRANSPORT=ip
 CHECK=0
 PROFILE_SECS=5
+PROFILE_NODE=a
+PROFILE_PATH=plain
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION="$2"; shift 2 ;;
         --flows) FLOWS="$2"; shift 2 ;;
         --workers) WORKERS="$2"; shift 2 ;;
         --profile) PROFILE=1; shift ;;
+        --profile-node) PROFILE_NODE="$2"; shift 2 ;;
+        --profile-path) PROFILE_PATH="$2"; shift 2 ;;
         --no-offload) NO_OFFLOAD=1; shift ;;
         --esp-transport) ESP_TRANSPORT="$2"; shift 2 ;;
         --check) CHECK=1; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "--duration: seconds >= 1" >&2; exit 2; }
 [[ "$FLOWS" =~ ^[0-9]+$ && "$FLOWS" -ge 1 && "$FLOWS" -le 32 ]] || { echo "--flows: 1 to 32" >&2; exit 2; }
 [[ -z "$WORKERS" || "$WORKERS" =~ ^[0-9]+$ ]] || { echo "--workers: a number" >&2; exit 2; }
+[[ "$PROFILE_NODE" == a || "$PROFILE_NODE" == b ]] || { echo "--profile-node: a or b" >&2; exit 2; }
+[[ "$PROFILE_PATH" == plain || "$PROFILE_PATH" == esp ]] || { echo "--profile-path: plain or esp" >&2; exit 2; }
 [[ "$ESP_TRANSPORT" == ip || "$ESP_TRANSPORT" == udp ]] || { echo "--esp-transport: ip or udp" >&2; exit 2; }
 if [[ $EUID -ne 0 ]]; then
     echo "needs root (creates network namespaces, veths, bridges and vxlan devices)" >&2
@@ -375,9 +383,11 @@ S_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"][
 K_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/kernel.json")
 
 PERF_OK=0
-if [[ $PROFILE -eq 1 ]]; then
+# Records the running pair of nodes (see --profile) during a flow of its own.
+run_profile() {
     if command -v perf >/dev/null; then
-        log "profile: perf on node-a (pid $PID_A) during a ${PROFILE_SECS}s flow"
+        if [[ $PROFILE_NODE == a ]]; then PERF_PID=$PID_A PERF_HOST=$HA; else PERF_PID=$PID_B PERF_HOST=$HB; fi
+        log "profile: perf on node-$PROFILE_NODE (pid $PERF_PID) during a ${PROFILE_SECS}s flow"
         start_server "$STB" "$IP_B"
         ip netns exec "$STA" iperf3 -c "$IP_B" -t $((PROFILE_SECS + 5)) -J >"$WORK/profile-iperf.json" &
         CLIENT_PID=$!
@@ -385,7 +395,7 @@ if [[ $PROFILE -eq 1 ]]; then
         sleep 1
         for ev in "" "-e cpu-clock"; do
             # shellcheck disable=SC2086
-            if perf record $ev -g -F 999 -p "$PID_A" -o "$WORK/perf.data" -- sleep "$PROFILE_SECS" \
+            if perf record $ev -g -F 999 -p "$PERF_PID" -o "$WORK/perf.data" -- sleep "$PROFILE_SECS" \
                 >"$WORK/perf.log" 2>&1; then
                 PERF_OK=1
                 PERF_EVENT=$(perf evlist -i "$WORK/perf.data" 2>/dev/null | head -n1)
@@ -398,11 +408,11 @@ if [[ $PROFILE -eq 1 ]]; then
         # The interface counters are read by the command perf stat runs, so both cover the same
         # window (perf enables the counters before it starts the command).
         ul="/sys/class/net/ul0/statistics"
-        if perf stat -x, -o "$WORK/perf-stat.csv" -p "$PID_A" \
-            -e syscalls:sys_enter_read,syscalls:sys_enter_write \
+        if perf stat -x, -o "$WORK/perf-stat.csv" -p "$PERF_PID" \
+            -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_writev \
             -e syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvmmsg \
             -e syscalls:sys_enter_epoll_wait -- \
-            ip netns exec "$HA" sh -c "cat $ul/tx_packets $ul/rx_packets; sleep 2; cat $ul/tx_packets $ul/rx_packets" \
+            ip netns exec "$PERF_HOST" sh -c "cat $ul/tx_packets $ul/rx_packets; sleep 2; cat $ul/tx_packets $ul/rx_packets" \
             >"$WORK/ul-stat.txt" 2>/dev/null; then
             mapfile -t ulc <"$WORK/ul-stat.txt"
             STAT_TX=$((ulc[2] - ulc[0])) STAT_RX=$((ulc[3] - ulc[1]))
@@ -414,6 +424,9 @@ if [[ $PROFILE -eq 1 ]]; then
     else
         log "perf is not available; no profile"
     fi
+}
+if [[ $PROFILE -eq 1 && $PROFILE_PATH == plain ]]; then
+    run_profile
 fi
 
 stop_node "$PID_A" node-a
@@ -436,6 +449,9 @@ iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/esp.json"
 E_CPU=$(cpu_per_gib "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")" "$WORK/esp.json")
 E_GBPS=$GBPS
 E_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/esp.json")
+if [[ $PROFILE -eq 1 && $PROFILE_PATH == esp ]]; then
+    run_profile
+fi
 stop_node "$PID_A" esp-a
 stop_node "$PID_B" esp-b
 
@@ -487,7 +503,7 @@ done
 
 if [[ $PERF_OK -eq 1 ]]; then
     echo
-    echo "profile of node-a (perf, event $PERF_EVENT, ${PROFILE_SECS}s, flat, self time):"
+    echo "profile of node-$PROFILE_NODE (perf, event $PERF_EVENT, ${PROFILE_SECS}s, flat, self time):"
     perf report -i "$WORK/perf.data" --no-children -g none --percent-limit 0.7 \
         --sort dso,sym --stdio 2>/dev/null | grep '%' | grep -v '^#' | head -n 40
     echo
@@ -534,13 +550,14 @@ row("outside syscalls (swarmnet, libc)", without="do_syscall_64")
         | grep '%' | grep -v '^#' | head -n 6
     if [[ -n "${STAT_TX:-}" ]]; then
         echo
-        echo "syscalls of node-a in 2 s of the flow; underlay datagrams of host A in that window:" \
+        echo "syscalls of node-$PROFILE_NODE in 2 s of the flow; underlay datagrams of its host in that window:" \
             "sent $STAT_TX, received $STAT_RX"
         python3 - "$WORK/perf-stat.csv" "$STAT_TX" "$STAT_RX" <<'EOF'
 import sys
 tx, rx = int(sys.argv[2]), int(sys.argv[3])
 per = {"read": (tx, "frames sent on per read"), "sendmmsg": (tx, "datagrams per sendmmsg"),
-       "recvmmsg": (rx, "datagrams per recvmmsg"), "write": (rx, "frames written per write")}
+       "recvmmsg": (rx, "datagrams per recvmmsg"), "write": (rx, "datagrams per TAP write"),
+       "writev": (rx, "datagrams per TAP write")}
 for line in open(sys.argv[1]):
     f = line.strip().split(",")
     if len(f) < 3 or not f[0].strip().isdigit():

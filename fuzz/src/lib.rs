@@ -239,7 +239,46 @@ pub fn from_port_vnet(data: &[u8]) -> usize {
         out.len()
     );
     check_from_port_emitted(&t, &out);
+    // With tunnel GSO on, what leaves is the same, datagram for datagram, and so are the counts.
+    let mut whole = Dataplane::new(t.clone());
+    whole.set_tunnel_gso(true);
+    let mut out_whole = Output::new();
+    whole.from_port_vnet(0, port, &raw, &frame, &mut out_whole);
+    assert!(
+        sent(&out_whole) == sent(&out),
+        "from_port_vnet: tunnel GSO changed what leaves"
+    );
+    assert!(
+        whole.counters() == dp.counters(),
+        "from_port_vnet: tunnel GSO changed the counters"
+    );
     out.len()
+}
+
+/// What a runtime sends for `out`: frames for ports as they are, each underlay item's socket
+/// payload, tunnelled super-frames cut as the worker cuts them.
+fn sent(out: &Output) -> Vec<(Target, Vec<u8>)> {
+    let mut v = Vec::new();
+    for (t, gso, bytes) in out.iter_gso() {
+        match (t, gso) {
+            (Target::Underlay(dst), Some(mss)) => {
+                let payload = bytes.get(dst.payload_offset()..).unwrap_or_default();
+                let cut = swarmnet::dataplane::gso::cut_tunnelled(payload, mss, |h, c| {
+                    v.push((t, [h, c].concat()))
+                });
+                assert!(cut, "a tunnelled super-frame that does not cut");
+            }
+            (Target::Underlay(dst), None) => v.push((
+                t,
+                bytes
+                    .get(dst.payload_offset()..)
+                    .unwrap_or_default()
+                    .to_vec(),
+            )),
+            _ => v.push((t, bytes.to_vec())),
+        }
+    }
+    v
 }
 
 /// What a frame from a port may become: frames for ports, or VXLAN to the peer's VTEP whose

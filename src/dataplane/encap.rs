@@ -36,27 +36,8 @@ pub(crate) fn encapsulate(
         src_port,
         kind: UnderlayKind::Vxlan,
     };
-    let mut hdr = [0u8; ENCAP_HEADER_LEN];
-    let ip: &mut [u8; ipv4::HEADER_LEN] = (&mut hdr[..ipv4::HEADER_LEN])
-        .try_into()
-        .map_err(|_| DropReason::Malformed)?;
-    ipv4::Fields {
-        src: f.t.data_path_addr,
-        dst: vtep,
-        protocol: ipv4::PROTO_UDP,
-        ttl: ipv4::DEFAULT_TTL,
-        identification: f.st.ip_id,
-        dont_fragment: false,
-        total_len,
-    }
-    .write(ip);
+    let hdr = outer_header(f, dst, vni, total_len)?;
     f.st.ip_id = f.st.ip_id.wrapping_add(1);
-    let udp_len = total_len - ipv4::HEADER_LEN as u16;
-    hdr[20..22].copy_from_slice(&src_port.to_be_bytes());
-    hdr[22..24].copy_from_slice(&dst.port.to_be_bytes());
-    hdr[24..26].copy_from_slice(&udp_len.to_be_bytes());
-    // hdr[26..28]: UDP checksum zero.
-    vxlan::Repr { vni }.emit(&mut vxlan::Packet::new_unchecked(&mut hdr[28..]));
     let n = f.out.emit(Target::Underlay(dst), |b| {
         b.reserve(total);
         b.extend_from_slice(&hdr);
@@ -64,6 +45,73 @@ pub(crate) fn encapsulate(
     });
     f.c.underlay.tx(n);
     Ok(())
+}
+
+/// Wraps a TCP super-frame, whose segments of `mss` payload bytes are `sizes` long, in one
+/// outer header to `vtep`, as one output item with segment size `mss`: `gso::cut_tunnelled`
+/// turns its socket payload into what `encapsulate` gives for each segment. The outer IPv4 and
+/// UDP headers are those of the first segment's datagram (a socket sends from the VXLAN
+/// header on; the kernel writes its own), and the counters count each datagram.
+pub(crate) fn encapsulate_super(
+    f: &mut Forwarder<'_>,
+    vtep: Ipv4Addr,
+    vni: u32,
+    frame: &[u8],
+    mss: u16,
+    sizes: impl Iterator<Item = usize> + Clone,
+) -> Result<(), DropReason> {
+    let first = sizes.clone().next().ok_or(DropReason::Malformed)?;
+    let total_len = u16::try_from(ENCAP_HEADER_LEN + first).map_err(|_| DropReason::MtuExceeded)?;
+    let src_port = SRC_PORT_BASE | (flow_hash(frame) as u16 & 0x3fff);
+    let dst = UnderlayDst {
+        addr: vtep,
+        port: f.t.data_path_port,
+        src_port,
+        kind: UnderlayKind::Vxlan,
+    };
+    let hdr = outer_header(f, dst, vni, total_len)?;
+    f.out.emit(Target::Underlay(dst), |b| {
+        b.reserve(ENCAP_HEADER_LEN + frame.len());
+        b.extend_from_slice(&hdr);
+        b.extend_from_slice(frame);
+    });
+    f.out.set_last_gso(mss);
+    for n in sizes {
+        f.st.ip_id = f.st.ip_id.wrapping_add(1);
+        f.c.underlay.tx(ENCAP_HEADER_LEN + n);
+    }
+    Ok(())
+}
+
+/// The outer IPv4, UDP and VXLAN headers of a datagram of `total_len` bytes to `dst`, with the
+/// worker's next IPv4 identification.
+fn outer_header(
+    f: &Forwarder<'_>,
+    dst: UnderlayDst,
+    vni: u32,
+    total_len: u16,
+) -> Result<[u8; ENCAP_HEADER_LEN], DropReason> {
+    let mut hdr = [0u8; ENCAP_HEADER_LEN];
+    let ip: &mut [u8; ipv4::HEADER_LEN] = (&mut hdr[..ipv4::HEADER_LEN])
+        .try_into()
+        .map_err(|_| DropReason::Malformed)?;
+    ipv4::Fields {
+        src: f.t.data_path_addr,
+        dst: dst.addr,
+        protocol: ipv4::PROTO_UDP,
+        ttl: ipv4::DEFAULT_TTL,
+        identification: f.st.ip_id,
+        dont_fragment: false,
+        total_len,
+    }
+    .write(ip);
+    let udp_len = total_len - ipv4::HEADER_LEN as u16;
+    hdr[20..22].copy_from_slice(&dst.src_port.to_be_bytes());
+    hdr[22..24].copy_from_slice(&dst.port.to_be_bytes());
+    hdr[24..26].copy_from_slice(&udp_len.to_be_bytes());
+    // hdr[26..28]: UDP checksum zero.
+    vxlan::Repr { vni }.emit(&mut vxlan::Packet::new_unchecked(&mut hdr[28..]));
+    Ok(hdr)
 }
 
 /// FNV-1a over the fields that name the inner flow: addresses, protocol and, for unfragmented

@@ -7,7 +7,7 @@
 use super::counters::DropReason;
 use super::output::Output;
 use super::switch::Dataplane;
-use super::tables::PortId;
+use super::tables::{Dest, PortId};
 use super::Nanos;
 use crate::wire::{checksum, ipv4, vnet, ETHERNET_HEADER_LEN};
 
@@ -52,8 +52,10 @@ impl Dataplane {
             vnet::GSO_TCPV4 => {
                 // To the host's side it goes whole: the egress's stack takes 64 KiB at once,
                 // and trusts its local link's TCP checksums (it reads none).
-                let whole = self.to_bridge_gateway(port, frame)
-                    && self.super_frame_to_egress(now, port, frame, out);
+                let whole = (self.to_bridge_gateway(port, frame)
+                    && self.super_frame_to_egress(now, port, frame, out))
+                    || (self.tunnel_gso()
+                        && self.super_frame_to_vtep(now, port, frame, hdr.gso_size.into(), out));
                 if whole {
                     Ok(())
                 } else {
@@ -98,6 +100,105 @@ pub fn segment_super_frame(
     segment_tcp4(frame, gso_size.into(), buf, emit).is_ok()
 }
 
+/// Longest header run of one segment: Ethernet, IPv4 with options, TCP with options.
+const MAX_SEGMENT_HEADERS: usize = ETHERNET_HEADER_LEN + 60 + 60;
+
+/// A checked Ethernet/IPv4/TCP super-frame and how it cuts into segments of `mss` payload
+/// bytes (the last may be shorter).
+struct Segments<'a> {
+    headers: &'a [u8],
+    payload: &'a [u8],
+    ihl: usize,
+    doff: usize,
+    mss: usize,
+    count: usize,
+    seq0: u32,
+    id0: u16,
+    flags: u8,
+}
+
+impl<'a> Segments<'a> {
+    fn parse(frame: &'a [u8], mss: usize) -> Result<Segments<'a>, DropReason> {
+        let ip = frame
+            .get(ETHERNET_HEADER_LEN..)
+            .ok_or(DropReason::Malformed)?;
+        if frame[12..14] != ipv4::ETHERTYPE.to_be_bytes()
+            || ip.len() < ipv4::HEADER_LEN
+            || ip[0] >> 4 != 4
+        {
+            return Err(DropReason::Malformed);
+        }
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ihl < ipv4::HEADER_LEN
+            || ip[9] != ipv4::PROTO_TCP
+            || mss < MIN_MSS
+            || ip.len() > ipv4::MAX_LEN
+            || !checksum::verify(ip.get(..ihl).ok_or(DropReason::Malformed)?)
+        {
+            return Err(DropReason::Malformed);
+        }
+        let tcp = ip.get(ihl..).ok_or(DropReason::Malformed)?;
+        let doff = usize::from(tcp.get(12).ok_or(DropReason::Malformed)? >> 4) * 4;
+        let hl = ETHERNET_HEADER_LEN + ihl + doff;
+        if doff < 20 || hl > frame.len() {
+            return Err(DropReason::Malformed);
+        }
+        // Every segment is no longer than the super-frame, which fits an IPv4 datagram (above).
+        let (headers, payload) = frame.split_at(hl);
+        Ok(Segments {
+            headers,
+            payload,
+            ihl,
+            doff,
+            mss,
+            count: payload.len().div_ceil(mss).max(1),
+            seq0: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+            id0: u16::from_be_bytes([ip[4], ip[5]]),
+            flags: tcp[13],
+        })
+    }
+
+    /// Writes segment `i`'s headers (lengths, identification, sequence number, flags and both
+    /// checksums its own) into `hdr` (`headers.len()` bytes) and returns its payload.
+    fn segment(&self, i: usize, hdr: &mut [u8]) -> &'a [u8] {
+        let mss = self.mss;
+        let chunk = self
+            .payload
+            .get(i * mss..((i + 1) * mss).min(self.payload.len()))
+            .unwrap_or(&[]);
+        hdr.copy_from_slice(self.headers);
+        let (ip, tcp) = hdr[ETHERNET_HEADER_LEN..].split_at_mut(self.ihl);
+        let total = (self.ihl + self.doff + chunk.len()) as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip[4..6].copy_from_slice(&self.id0.wrapping_add(i as u16).to_be_bytes());
+        ipv4::fill_checksum(ip);
+        let seq = self.seq0.wrapping_add((i * mss) as u32);
+        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+        let mut f = self.flags;
+        if i + 1 < self.count {
+            f &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            f &= !TCP_CWR;
+        }
+        tcp[13] = f;
+        tcp[16..18].fill(0);
+        let pseudo = checksum::pseudo_header_ipv4(
+            &ip[12..16],
+            &ip[16..20],
+            ipv4::PROTO_TCP,
+            (self.doff + chunk.len()) as u16,
+        );
+        // The TCP header is a whole number of 32-bit words, so the payload's sum starts on an
+        // even offset of the segment and adds on.
+        let sum = !checksum::fold(
+            u64::from(pseudo) + u64::from(checksum::sum(tcp)) + u64::from(checksum::sum(chunk)),
+        );
+        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+        chunk
+    }
+}
+
 /// Cuts an Ethernet/IPv4/TCP super-frame into segments of at most `mss` payload bytes, each with
 /// its own IPv4 identification, sequence number and checksums, and hands each to `emit`.
 fn segment_tcp4(
@@ -106,70 +207,96 @@ fn segment_tcp4(
     buf: &mut Vec<u8>,
     mut emit: impl FnMut(&[u8]),
 ) -> Result<(), DropReason> {
-    let ip = frame
-        .get(ETHERNET_HEADER_LEN..)
-        .ok_or(DropReason::Malformed)?;
-    if frame[12..14] != ipv4::ETHERTYPE.to_be_bytes()
-        || ip.len() < ipv4::HEADER_LEN
-        || ip[0] >> 4 != 4
-    {
-        return Err(DropReason::Malformed);
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    if ihl < ipv4::HEADER_LEN
-        || ip[9] != ipv4::PROTO_TCP
-        || mss < MIN_MSS
-        || ip.len() > ipv4::MAX_LEN
-        || !checksum::verify(ip.get(..ihl).ok_or(DropReason::Malformed)?)
-    {
-        return Err(DropReason::Malformed);
-    }
-    let tcp = ip.get(ihl..).ok_or(DropReason::Malformed)?;
-    let doff = usize::from(tcp.get(12).ok_or(DropReason::Malformed)? >> 4) * 4;
-    let hl = ETHERNET_HEADER_LEN + ihl + doff;
-    if doff < 20 || hl > frame.len() {
-        return Err(DropReason::Malformed);
-    }
-    // Every segment is no longer than the super-frame, which fits an IPv4 datagram (above).
-    let (headers, payload) = frame.split_at(hl);
-    let seq0 = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let id0 = u16::from_be_bytes([ip[4], ip[5]]);
-    let flags = tcp[13];
-    let count = payload.len().div_ceil(mss).max(1);
-    for i in 0..count {
-        let chunk = payload
-            .get(i * mss..((i + 1) * mss).min(payload.len()))
-            .unwrap_or(&[]);
+    let s = Segments::parse(frame, mss)?;
+    let mut hdr = [0u8; MAX_SEGMENT_HEADERS];
+    let hdr = &mut hdr[..s.headers.len()];
+    for i in 0..s.count {
+        let chunk = s.segment(i, hdr);
         buf.clear();
-        buf.extend_from_slice(headers);
+        buf.extend_from_slice(hdr);
         buf.extend_from_slice(chunk);
-        let (ip, tcp) = buf[ETHERNET_HEADER_LEN..].split_at_mut(ihl);
-        let total = (ihl + doff + chunk.len()) as u16;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip[4..6].copy_from_slice(&id0.wrapping_add(i as u16).to_be_bytes());
-        ipv4::fill_checksum(ip);
-        let seq = seq0.wrapping_add((i * mss) as u32);
-        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-        let mut f = flags;
-        if i + 1 < count {
-            f &= !(TCP_FIN | TCP_PSH);
-        }
-        if i > 0 {
-            f &= !TCP_CWR;
-        }
-        tcp[13] = f;
-        tcp[16..18].fill(0);
-        let mut pseudo = [0u8; 12];
-        pseudo[..4].copy_from_slice(&ip[12..16]);
-        pseudo[4..8].copy_from_slice(&ip[16..20]);
-        pseudo[9] = ipv4::PROTO_TCP;
-        pseudo[10..12].copy_from_slice(&((doff + chunk.len()) as u16).to_be_bytes());
-        let sum =
-            !checksum::fold(u64::from(checksum::sum(&pseudo)) + u64::from(checksum::sum(tcp)));
-        tcp[16..18].copy_from_slice(&sum.to_be_bytes());
         emit(buf);
     }
     Ok(())
+}
+
+/// Cuts the socket payload of a tunnelled TCP super-frame (what `Output::iter_gso` gives for a
+/// `Target::Underlay` VXLAN datagram with a segment size, from `payload_offset()` on: the VXLAN
+/// header, then the inner super-frame) into the VXLAN payloads of its segments, byte for byte
+/// what the core would have emitted for each segment on its own. `each(headers, chunk)` gets a
+/// segment's VXLAN, Ethernet, IPv4 and TCP headers and its TCP payload, to send as one datagram
+/// in two pieces, so the payload is never copied here. False, with nothing passed, when the
+/// payload is not such a super-frame.
+pub fn cut_tunnelled(payload: &[u8], mss: u16, mut each: impl FnMut(&[u8], &[u8])) -> bool {
+    let Some((vxlan, frame)) = payload.split_at_checked(crate::wire::vxlan::HEADER_LEN) else {
+        return false;
+    };
+    let Ok(s) = Segments::parse(frame, mss.into()) else {
+        return false;
+    };
+    let mut hdr = [0u8; crate::wire::vxlan::HEADER_LEN + MAX_SEGMENT_HEADERS];
+    hdr[..vxlan.len()].copy_from_slice(vxlan);
+    let hdr = &mut hdr[..vxlan.len() + s.headers.len()];
+    for i in 0..s.count {
+        let chunk = s.segment(i, &mut hdr[vxlan.len()..]);
+        each(hdr, chunk);
+    }
+    true
+}
+
+impl Dataplane {
+    /// A TCP super-frame from `port` for a task on another node, on an unencrypted overlay:
+    /// encapsulated once, whole, as one output item marked with its segment size, for the
+    /// runtime to cut into datagrams with [`cut_tunnelled`] as it sends them (tunnel GSO, as a
+    /// NIC does). False when it is not such a frame, or when the switch would treat any of its
+    /// segments differently from the plain forwarding of the others (ARP, the gateway, a VIP, a
+    /// local port, ESP, a segment over the MTU, a forged source): the caller then cuts it here
+    /// and switches each segment, which counts what is refused.
+    fn super_frame_to_vtep(
+        &mut self,
+        now: Nanos,
+        port: PortId,
+        frame: &[u8],
+        mss: usize,
+        out: &mut Output,
+    ) -> bool {
+        let Ok(s) = Segments::parse(frame, mss) else {
+            return false;
+        };
+        let t = self.tables();
+        let Some(p) = t.port(port) else { return false };
+        let dst = super::switch::mac_at(frame, 0);
+        if super::switch::mac_at(frame, 6) != p.mac || dst.is_multicast() {
+            return false;
+        }
+        let Some(Dest::Remote(vtep)) = t.lookup_mac(p.network, dst) else {
+            return false;
+        };
+        let Some(net) = t.network(p.network) else {
+            return false;
+        };
+        let vni = net.vni;
+        // Every segment fits the overlay's MTU (the last is no longer than the others).
+        let longest = s.ihl + s.doff + s.mss.min(s.payload.len());
+        if s.count < 2
+            || net.bridge.is_some()
+            || longest > usize::from(net.mtu)
+            || t.esp.as_ref().is_some_and(|e| e.encrypts(vni))
+        {
+            return false;
+        }
+        let hl = s.headers.len();
+        let sizes = (0..s.count).map(|i| hl + s.payload.len().saturating_sub(i * mss).min(mss));
+        if let Some(c) = self.port_counters(port) {
+            for n in sizes.clone() {
+                c.rx(n);
+            }
+        }
+        self.handle(now, "port", out, |f| {
+            super::encap::encapsulate_super(f, vtep, vni, frame, mss as u16, sizes)
+        });
+        true
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub struct Dataplane {
     gso_buf: Vec<u8>,
     /// Reused list of VIP flows to reset.
     resets: Vec<super::lb::Reset>,
+    /// TCP super-frames for other nodes leave whole, for the runtime to cut (`gso.rs`).
+    tunnel_gso: bool,
 }
 
 impl Dataplane {
@@ -64,6 +66,7 @@ impl Dataplane {
             },
             gso_buf: Vec::with_capacity(2048),
             resets: Vec::new(),
+            tunnel_gso: false,
         }
     }
 
@@ -191,6 +194,26 @@ impl Dataplane {
 
     pub(crate) fn gso_buffer(&mut self) -> &mut Vec<u8> {
         &mut self.gso_buf
+    }
+
+    /// Lets a TCP super-frame from a TAP with offloads, for a task on another node of an
+    /// unencrypted overlay, leave as one `Target::Underlay` item with its segment size
+    /// (`Output::iter_gso`), which the caller cuts into datagrams with
+    /// [`super::gso::cut_tunnelled`]. Off by default: every underlay item is then one datagram.
+    pub fn set_tunnel_gso(&mut self, on: bool) {
+        self.tunnel_gso = on;
+    }
+
+    pub(crate) fn tunnel_gso(&self) -> bool {
+        self.tunnel_gso
+    }
+
+    /// The counters of `port`, if it has any.
+    pub(crate) fn port_counters(
+        &mut self,
+        port: PortId,
+    ) -> Option<&mut super::counters::PortCounters> {
+        self.counters.ports.get_mut(port.0 as usize)
     }
 
     /// Counts a frame from `port` refused before it could be switched.

@@ -20,7 +20,7 @@ use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::gro::Coalescer;
-use crate::dataplane::gso::segment_super_frame;
+use crate::dataplane::gso::{cut_tunnelled, segment_super_frame};
 use crate::dataplane::resolver::DnsClient;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
@@ -366,6 +366,8 @@ impl Io {
         for (target, gso, bytes) in out.iter_gso() {
             match target {
                 Target::Port(q) => capture.port_frame(q, bytes),
+                // A super-frame is not one packet; captures turn tunnel GSO off (`run`).
+                Target::Underlay(_) if gso.is_some() => {}
                 Target::Underlay(_) => capture.underlay_packet(bytes),
                 Target::Resolver(_) | Target::Egress(_) => {}
             }
@@ -423,6 +425,29 @@ impl Io {
                     let submitted = dns.as_mut().is_some_and(|d| d.submit(client, bytes));
                     if !submitted {
                         dns_refused.push((client, bytes.to_vec()));
+                    }
+                }
+                Target::Underlay(dst) if gso.is_some() && dst.kind == UnderlayKind::Vxlan => {
+                    let Some(sender) = pick_sender(senders, vxlan_senders, dst.kind, dst.src_port)
+                    else {
+                        dp.count_drop(now, DropReason::UnderlayTxFailed);
+                        continue;
+                    };
+                    let to = SocketAddrV4::new(dst.addr, dst.port);
+                    let payload = bytes.get(dst.payload_offset()..).unwrap_or_default();
+                    // Each segment is its headers (built in the batch) and a slice of the
+                    // super-frame: the payload is copied only by the kernel.
+                    let cut = cut_tunnelled(payload, gso.unwrap_or_default(), |head, chunk| {
+                        // SAFETY: `chunk` borrows `out`, which is neither written nor cleared
+                        // before the batch is sent (here when full, or after the loop).
+                        if !unsafe { sender.batch.push_parts(to, head, chunk) } {
+                            send_now(sender, dp, now);
+                            // SAFETY: as above; the batch is empty again.
+                            unsafe { sender.batch.push_parts(to, head, chunk) };
+                        }
+                    });
+                    if !cut {
+                        dp.count_drop(now, DropReason::Malformed);
                     }
                 }
                 Target::Underlay(dst) => {
@@ -673,6 +698,9 @@ impl Worker {
             if !Arc::ptr_eq(&current, dp.tables()) {
                 dp.set_tables(Arc::clone(&current));
             }
+            // Super-frames leave whole for the senders to cut, unless a capture wants each
+            // datagram as it is sent.
+            dp.set_tunnel_gso(!io.vxlan_senders.is_empty() && !io.capture.is_open());
             let now = now_nanos();
             if woke {
                 last_active = now;
