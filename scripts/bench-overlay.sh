@@ -17,12 +17,14 @@
 # (BENCH_PERF_KEEP=FILE keeps perf.data).
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
-# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile [--profile-node a|b] [--profile-path plain|esp]] [--no-offload] [--esp-transport ip|udp] [--check]
+# usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile [--profile-node a|b] [--profile-path plain|esp]] [--no-offload] [--no-rco] [--esp-transport ip|udp] [--check]
 # (--check: compare this run's ratios to the kernel with the last "figures:" line of the same
 #  flows, ESP transport and offloads in BENCHMARKS.md; says which got worse by more than 15%,
 #  and exits 3 if any did)
 # (--flows N: N parallel TCP flows, iperf3 -P N; default 1)
 # (--no-offload: swarmnet without the TAP offloads, TSO and checksums; UDP GSO/GRO stay on)
+# (--no-rco: the nodes without VXLAN remote checksum offload, which a swarm's daemons use:
+#  every TCP checksum computed by the sender and verified by the receiver)
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,6 +38,7 @@ ESP_TRANSPORT=ip
 CHECK=0
 PROFILE_SECS=5
 PROFILE_NODE=a
+RCO=true
 PROFILE_PATH=plain
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -48,7 +51,8 @@ while [[ $# -gt 0 ]]; do
         --no-offload) NO_OFFLOAD=1; shift ;;
         --esp-transport) ESP_TRANSPORT="$2"; shift 2 ;;
         --check) CHECK=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --no-rco) RCO=false; shift ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -286,6 +290,7 @@ transport = "'"$ESP_TRANSPORT"'"'
 [node]
 name = "$2"
 data_path_addr = "$3"
+remote_checksum_offload = $RCO
 
 [[network]]
 name = "my-network"
@@ -462,7 +467,7 @@ E_RATIO=$(ratio "$K_GBPS" "$E_GBPS")
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), kernel $(uname -r)"
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "flows:   $FLOWS TCP flow(s), iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on)"
+echo "flows:   $FLOWS TCP flow(s), iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on); remote checksum offload: $RCO"
 echo
 printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "data path" "Gbit/s" "RTT (ms)" "TCP_RR ms" "retrans" "node CPU s/GiB"
 printf '|%s|%s|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "-----------" "----------" "------------"
@@ -474,7 +479,7 @@ echo "ratio swarmnet/kernel: $RATIO; encrypted swarmnet/kernel (unencrypted): $E
 echo "RTT swarmnet/kernel: ping $(ratio "$K_RTT" "$S_RTT"), TCP_RR $(ratio "$K_RR" "$S_RR")"
 echo "both nodes' CPU while idle: ${S_IDLE}% of one core (busy poll ${SWARMNET_BUSY_POLL_US:-50} us)"
 # One line a later run's --check compares with (kept in BENCHMARKS.md).
-FIGURES="figures: flows=$FLOWS esp=$ESP_TRANSPORT offload=$([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on) ratio=$RATIO esp_ratio=$E_RATIO ping_ratio=$(ratio "$K_RTT" "$S_RTT") rr_ratio=$(ratio "$K_RR" "$S_RR") cpu_s_per_gib=$S_CPU esp_cpu_s_per_gib=$E_CPU"
+FIGURES="figures: flows=$FLOWS esp=$ESP_TRANSPORT offload=$([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on) rco=$RCO ratio=$RATIO esp_ratio=$E_RATIO ping_ratio=$(ratio "$K_RTT" "$S_RTT") rr_ratio=$(ratio "$K_RR" "$S_RR") cpu_s_per_gib=$S_CPU esp_cpu_s_per_gib=$E_CPU"
 echo "$FIGURES"
 echo "node-a resident memory (VmRSS): idle after set-up $RSS_IDLE, after the run $RSS_AFTER"
 echo
@@ -585,12 +590,13 @@ now_line, path = sys.argv[1], sys.argv[2]
 def parse(line):
     return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
 now = parse(now_line)
-key = ("flows", "esp", "offload")
+key = ("flows", "esp", "offload", "rco")
 last = None
 for line in open(path, encoding="utf-8"):
     line = line.strip()
     if line.startswith("figures: "):
         f = parse(line)
+        f.setdefault("rco", "false")  # lines from before remote checksum offload
         if all(f.get(k) == now.get(k) for k in key):
             last = f
 if last is None:

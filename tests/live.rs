@@ -23,8 +23,13 @@ struct Ep<'a> {
 }
 
 fn topology(node: &str, addr: Ipv4Addr, eps: &[Ep]) -> String {
+    topology_rco(node, addr, eps, false)
+}
+
+/// `topology`, with the node's peers taking VXLAN remote checksum offload when `rco`.
+fn topology_rco(node: &str, addr: Ipv4Addr, eps: &[Ep], rco: bool) -> String {
     let mut t = format!(
-        "[node]\nname = \"{node}\"\ndata_path_addr = \"{addr}\"\n\n[[network]]\nname = \"my-network\"\nvni = 4097\nsubnet = \"10.0.9.0/24\"\ngateway = \"10.0.9.1\"\n"
+        "[node]\nname = \"{node}\"\ndata_path_addr = \"{addr}\"\nremote_checksum_offload = {rco}\n\n[[network]]\nname = \"my-network\"\nvni = 4097\nsubnet = \"10.0.9.0/24\"\ngateway = \"10.0.9.1\"\n"
     );
     for e in eps {
         t += &format!(
@@ -41,6 +46,15 @@ fn topology(node: &str, addr: Ipv4Addr, eps: &[Ep]) -> String {
 
 /// Two hosts, one task each: host 0 runs web1, host 1 runs web2.
 fn two_nodes(p: &str, extra_on_a: &[Ep]) -> (Underlay, NodeProc, NodeProc, String, String) {
+    two_nodes_rco(p, extra_on_a, false)
+}
+
+/// `two_nodes`, both taking VXLAN remote checksum offload when `rco` (as a swarm's daemons do).
+fn two_nodes_rco(
+    p: &str,
+    extra_on_a: &[Ep],
+    rco: bool,
+) -> (Underlay, NodeProc, NodeProc, String, String) {
     let u = Underlay::new(p, 3);
     let (ns1, ns2) = (format!("{p}-web1"), format!("{p}-web2"));
     let mut a_eps = vec![
@@ -67,7 +81,7 @@ fn two_nodes(p: &str, extra_on_a: &[Ep]) -> (Underlay, NodeProc, NodeProc, Strin
     }
     let a = NodeProc::start(
         &u.hosts[0].0,
-        &topology("node-a", host_addr(0), &a_eps),
+        &topology_rco("node-a", host_addr(0), &a_eps, rco),
         &[&ns1],
         2,
     );
@@ -87,7 +101,7 @@ fn two_nodes(p: &str, extra_on_a: &[Ep]) -> (Underlay, NodeProc, NodeProc, Strin
     ];
     let b = NodeProc::start(
         &u.hosts[1].0,
-        &topology("node-b", host_addr(1), &b_eps),
+        &topology_rco("node-b", host_addr(1), &b_eps, rco),
         &[&ns2],
         2,
     );
@@ -98,7 +112,9 @@ fn two_nodes(p: &str, extra_on_a: &[Ep]) -> (Underlay, NodeProc, NodeProc, Strin
 fn two_hosts_carry_ping_tcp_and_udp() {
     require_lab!();
     let p = prefix("a");
-    let (u, mut a, mut b, ns1, ns2) = two_nodes(&p, &[]);
+    // As a swarm's daemons run: TCP bursts leave with their checksums open (VXLAN RCO), for
+    // the receiving task's kernel. (Without it: `kernel_vxlan_peer_exchanges_traffic`.)
+    let (u, mut a, mut b, ns1, ns2) = two_nodes_rco(&p, &[], true);
 
     // ARP is answered by the node, then ICMP crosses the overlay both ways.
     let sniff = lab::Sniffer::start(&u.hosts[0].0);
@@ -124,8 +140,14 @@ fn two_hosts_carry_ping_tcp_and_udp() {
     );
 
     // 100 MB over TCP, verified by hash.
+    let sniff = lab::Sniffer::start(&u.hosts[0].0);
     let (sent, received, took) = lab::tcp_transfer(&ns1, &ns2, WEB2, 5001, 100 << 20);
     assert_eq!(sent, received, "TCP payload arrives intact");
+    let wire = sniff.stop();
+    assert!(
+        wire.vxlan_rco > 0,
+        "TCP bursts left with remote checksum offload: {wire:?}"
+    );
     eprintln!("100 MiB web1 -> web2 in {took:?}");
     let (sent, received, _) = lab::tcp_transfer(&ns2, &ns1, WEB1, 5002, 8 << 20);
     assert_eq!(sent, received, "and the other way");

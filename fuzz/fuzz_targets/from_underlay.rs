@@ -1,3 +1,5 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| swarmnet_fuzz::from_underlay(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    swarmnet_fuzz::from_underlay(data);
+});

@@ -316,19 +316,47 @@ fn check_from_port_emitted(t: &Tables, out: &Output) {
     }
 }
 
+/// The fixed topology on a node whose peers take VXLAN remote checksum offload.
+pub fn tables_rco() -> Arc<Tables> {
+    static TABLES: OnceLock<Arc<Tables>> = OnceLock::new();
+    TABLES
+        .get_or_init(|| {
+            let text = TOPOLOGY.replacen(
+                "\n\n[[network]]",
+                "\nremote_checksum_offload = true\n\n[[network]]",
+                1,
+            );
+            let topo = Topology::parse(&text, "fuzz.toml").expect("fixed topology is valid");
+            assert!(topo.node.remote_checksum_offload);
+            Arc::new(Tables::from_topology(&topo))
+        })
+        .clone()
+}
+
 /// A datagram from the underlay, through both entry points. The first byte steers: bit 0 wraps
 /// the rest in a valid outer IPv4/UDP header to the data-path port (bit 1 also fills in the UDP
-/// checksum); bit 2 puts a VXLAN header for VNI 4097 in front; bit 3 with bit 2 also a known
-/// inner destination MAC (bits 4-5), so the inner frame may be delivered; bit 6 sends from an
-/// address that is no VTEP, whose datagrams must never reach a port.
-pub fn from_underlay(data: &[u8]) {
+/// checksum); bit 2 puts a VXLAN header for VNI 4097 in front (bit 7 with the RCO flag, its
+/// start and field from the next byte); bit 3 with bit 2 also a known inner destination MAC
+/// (bits 4-5), so the inner frame may be delivered; bit 6 sends from an address that is no
+/// VTEP, whose datagrams must never reach a port. The UDP entry point also runs on a node that
+/// takes remote checksum offload, with and without open checksums for its ports: a frame
+/// marked open has its field inside the frame. Returns how many frames left open.
+pub fn from_underlay(data: &[u8]) -> usize {
     let Some((&ctl, rest)) = data.split_first() else {
-        return;
+        return 0;
     };
     let t = tables();
     let mut payload = Vec::with_capacity(rest.len() + 8 + 6);
+    let mut rest = rest;
     if ctl & 0x4 != 0 {
-        payload.extend_from_slice(&[0x08, 0, 0, 0, 0x00, 0x10, 0x01, 0]);
+        let mut rco = [0u8, 0];
+        if ctl & 0x80 != 0 {
+            if let Some((&b, r)) = rest.split_first() {
+                rco = [0x20, b];
+                rest = r;
+            }
+        }
+        payload.extend_from_slice(&[0x08, rco[0], 0, 0, 0x00, 0x10, 0x01, rco[1]]);
         if ctl & 0x8 != 0 {
             payload.extend_from_slice(&known_mac(ctl >> 4).0);
         }
@@ -370,6 +398,28 @@ pub fn from_underlay(data: &[u8]) {
             "a datagram from no VTEP was not counted as a drop"
         );
     }
+
+    let t = tables_rco();
+    let mut left_open = 0;
+    for open in [false, true] {
+        out.clear();
+        let mut dp = Dataplane::new(t.clone());
+        dp.set_partial_checksums(open);
+        dp.from_underlay_udp(0, src, &payload, &mut out);
+        check_outcome(dp.counters(), &out, "from_underlay_udp (RCO)");
+        check_decapsulated(&t, &out);
+        for (_, meta, frame) in out.iter_meta() {
+            if let Some((start, offset)) = meta.partial {
+                assert!(open, "an open checksum for a runtime that does not take it");
+                let mut f = frame.to_vec();
+                let finished =
+                    swarmnet::dataplane::gso::finish_checksum(&mut f, start.into(), offset.into());
+                assert!(finished.is_ok(), "an open checksum outside its frame");
+                left_open += 1;
+            }
+        }
+    }
+    left_open
 }
 
 /// Every checked view over arbitrary bytes: accessors after `new_checked`, `Repr` round trips.

@@ -49,7 +49,8 @@ pub(crate) fn encapsulate(
 
 /// Wraps a TCP super-frame, whose segments of `mss` payload bytes are `sizes` long, in one
 /// outer header to `vtep`, as one output item with segment size `mss`: `gso::cut_tunnelled`
-/// turns its socket payload into what `encapsulate` gives for each segment. The outer IPv4 and
+/// turns its socket payload into what `encapsulate` gives for each segment (with `rco`, the
+/// inner TCP checksum's start: the same but for TCP checksums left open, VXLAN RCO). The outer IPv4 and
 /// UDP headers are those of the first segment's datagram (a socket sends from the VXLAN
 /// header on; the kernel writes its own), and the counters count each datagram.
 pub(crate) fn encapsulate_super(
@@ -59,6 +60,7 @@ pub(crate) fn encapsulate_super(
     frame: &[u8],
     mss: u16,
     sizes: impl Iterator<Item = usize> + Clone,
+    rco: Option<usize>,
 ) -> Result<(), DropReason> {
     let first = sizes.clone().next().ok_or(DropReason::Malformed)?;
     let total_len = u16::try_from(ENCAP_HEADER_LEN + first).map_err(|_| DropReason::MtuExceeded)?;
@@ -69,7 +71,10 @@ pub(crate) fn encapsulate_super(
         src_port,
         kind: UnderlayKind::Vxlan,
     };
-    let hdr = outer_header(f, dst, vni, total_len)?;
+    let mut hdr = outer_header(f, dst, vni, total_len)?;
+    if let Some(start) = rco {
+        vxlan::Packet::new_unchecked(&mut hdr[28..]).set_rco(start, false);
+    }
     f.out.emit(Target::Underlay(dst), |b| {
         b.reserve(ENCAP_HEADER_LEN + frame.len());
         b.extend_from_slice(&hdr);

@@ -5,7 +5,10 @@
 //! Only plain data segments join (IPv4 without options or fragments; TCP flags ACK, and PSH on
 //! the last), with identical TCP options, acknowledgement and window, equal sizes but for a
 //! shorter last one, and a TCP checksum that verifies: a merged frame is handed over with its
-//! checksum marked as computed, so nothing unverified may enter it.
+//! checksum marked as computed, so nothing unverified may enter it. A segment whose checksum
+//! its sender left open (VXLAN remote checksum offload, its integrity the outer UDP checksum's)
+//! has none to verify: it joins on its IPv4 header checksum, and alone it is written with its
+//! checksum still open (NEEDS_CSUM) for the task's kernel, which trusts it as a local sender's.
 
 use super::tables::PortId;
 use crate::wire::{checksum, ipv4, vnet, ETHERNET_HEADER_LEN};
@@ -30,6 +33,8 @@ struct Pending {
     count: usize,
     next_seq: u32,
     closed: bool,
+    /// The first segment's open checksum (start, offset), for when it is written alone.
+    open: Option<(u16, u16)>,
 }
 
 /// The parts of a segment that decide whether it joins.
@@ -38,6 +43,20 @@ struct Segment<'a> {
     tcp: &'a [u8],
     payload_len: usize,
     seq: u32,
+}
+
+/// The virtio-net header of a frame written as it came: none, or NEEDS_CSUM for an open
+/// checksum.
+fn single_header(open: Option<(u16, u16)>) -> vnet::Repr {
+    match open {
+        Some((start, offset)) => vnet::Repr {
+            flags: vnet::FLAG_NEEDS_CSUM,
+            csum_start: start,
+            csum_offset: offset,
+            ..vnet::Repr::default()
+        },
+        None => vnet::Repr::default(),
+    }
 }
 
 fn parse(frame: &[u8]) -> Option<Segment<'_>> {
@@ -87,18 +106,30 @@ impl Coalescer {
         }
     }
 
-    /// Offers `frame` for `port`. Whatever must be written first (the pending super-frame, or
-    /// this frame when it cannot join) goes to `write(port, vnet_header, frame)`.
+    /// Offers `frame` for `port`, its transport checksum `open` (start, offset) when its sender
+    /// left it so (`Meta::partial`). Whatever must be written first (the pending super-frame,
+    /// or this frame when it cannot join) goes to `write(port, vnet_header, frame)`.
     pub fn push(
         &mut self,
         port: PortId,
         frame: &[u8],
+        open: Option<(u16, u16)>,
         write: &mut impl FnMut(PortId, &vnet::Repr, &[u8]),
     ) {
-        let seg = parse(frame).filter(|s| checksums_ok(&frame[ETHERNET_HEADER_LEN..], s.ihl));
+        let seg = parse(frame).filter(|s| {
+            let ip = &frame[ETHERNET_HEADER_LEN..];
+            match open {
+                Some((start, 16)) => {
+                    usize::from(start) == ETHERNET_HEADER_LEN + s.ihl
+                        && checksum::verify(&ip[..s.ihl])
+                }
+                Some(_) => false,
+                None => checksums_ok(ip, s.ihl),
+            }
+        });
         let Some(seg) = seg else {
             self.flush(write);
-            return write(port, &vnet::Repr::default(), frame);
+            return write(port, &single_header(open), frame);
         };
         if let Some(p) = self.pending {
             let head_tcp = &self.buf[p.tcp_at..p.tcp_at + p.tcp_len];
@@ -143,6 +174,7 @@ impl Coalescer {
             count: 1,
             next_seq: seg.seq.wrapping_add(seg.payload_len as u32),
             closed: tcp_flags & TCP_PSH != 0,
+            open,
         });
     }
 
@@ -150,7 +182,7 @@ impl Coalescer {
     pub fn flush(&mut self, write: &mut impl FnMut(PortId, &vnet::Repr, &[u8])) {
         let Some(p) = self.pending.take() else { return };
         if p.count == 1 {
-            return write(p.port, &vnet::Repr::default(), &self.buf);
+            return write(p.port, &single_header(p.open), &self.buf);
         }
         let ip_len = self.buf.len() - ETHERNET_HEADER_LEN;
         let ip = &mut self.buf[ETHERNET_HEADER_LEN..];
@@ -198,7 +230,7 @@ mod tests {
         let mut out = Vec::new();
         let mut w = |_p: PortId, h: &vnet::Repr, f: &[u8]| out.push((*h, f.to_vec()));
         for f in frames {
-            c.push(PortId(0), f, &mut w);
+            c.push(PortId(0), f, None, &mut w);
         }
         c.flush(&mut w);
         out
@@ -225,6 +257,48 @@ mod tests {
         assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, f.len() - 14);
         assert!(checksum::verify(&f[14..34]));
         assert_eq!(f[47] & TCP_PSH, TCP_PSH, "PSH of the last segment kept");
+    }
+
+    #[test]
+    fn open_checksums_join_unverified_and_stay_open_alone() {
+        // What a VXLAN RCO sender leaves: the TCP checksum field holds a pseudo-header sum.
+        let open = |seq, len, psh| {
+            let mut s = seg(seq, len, psh);
+            s[50..52].copy_from_slice(&[0xab, 0xcd]);
+            s
+        };
+        let frames = [
+            open(1000, 1398, false),
+            open(2398, 1398, false),
+            open(3796, 10, true),
+        ];
+        let mut c = Coalescer::new();
+        let mut out = Vec::new();
+        let mut w = |_p: PortId, h: &vnet::Repr, f: &[u8]| out.push((*h, f.to_vec()));
+        for f in &frames {
+            c.push(PortId(0), f, Some((34, 16)), &mut w);
+        }
+        // Alone: written with the checksum still open for the task's kernel.
+        c.push(PortId(0), &open(9000, 100, false), Some((34, 16)), &mut w);
+        c.flush(&mut w);
+        // A broken IPv4 header is never merged, open checksum or not; nor an open UDP one.
+        let mut bad = open(9100, 100, false);
+        bad[18] ^= 1;
+        c.push(PortId(0), &bad, Some((34, 16)), &mut w);
+        c.push(PortId(0), &open(9200, 100, false), Some((34, 6)), &mut w);
+        c.flush(&mut w);
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            (out[0].0.gso_type, out[0].1.len()),
+            (vnet::GSO_TCPV4, 54 + 2806)
+        );
+        for (h, _) in &out[1..] {
+            assert_eq!(h.gso_type, vnet::GSO_NONE);
+            assert!(h.needs_csum());
+        }
+        assert_eq!((out[1].0.csum_start, out[1].0.csum_offset), (34, 16));
+        assert_eq!((out[3].0.csum_start, out[3].0.csum_offset), (34, 6));
+        assert_eq!(out[2].1, bad);
     }
 
     #[test]

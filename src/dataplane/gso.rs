@@ -74,8 +74,9 @@ impl Dataplane {
 }
 
 /// Stores the Internet checksum of `buf[start..]` at `start + offset`; the field holds the
-/// pseudo-header sum on entry, as virtio's NEEDS_CSUM promises.
-fn finish_checksum(buf: &mut [u8], start: usize, offset: usize) -> Result<(), DropReason> {
+/// pseudo-header sum on entry, as virtio's NEEDS_CSUM (and VXLAN RCO, `Meta::partial`)
+/// promises.
+pub fn finish_checksum(buf: &mut [u8], start: usize, offset: usize) -> Result<(), DropReason> {
     let at = start.checked_add(offset).ok_or(DropReason::Malformed)?;
     if start > buf.len() || at + 2 > buf.len() {
         return Err(DropReason::Malformed);
@@ -159,8 +160,10 @@ impl<'a> Segments<'a> {
     }
 
     /// Writes segment `i`'s headers (lengths, identification, sequence number, flags and both
-    /// checksums its own) into `hdr` (`headers.len()` bytes) and returns its payload.
-    fn segment(&self, i: usize, hdr: &mut [u8]) -> &'a [u8] {
+    /// checksums its own) into `hdr` (`headers.len()` bytes) and returns its payload. With
+    /// `open`, the TCP checksum field gets the pseudo-header's sum only (VXLAN RCO: the
+    /// receiver finishes it, or its link does).
+    fn segment(&self, i: usize, hdr: &mut [u8], open: bool) -> &'a [u8] {
         let mss = self.mss;
         let chunk = self
             .payload
@@ -191,9 +194,13 @@ impl<'a> Segments<'a> {
         );
         // The TCP header is a whole number of 32-bit words, so the payload's sum starts on an
         // even offset of the segment and adds on.
-        let sum = !checksum::fold(
-            u64::from(pseudo) + u64::from(checksum::sum(tcp)) + u64::from(checksum::sum(chunk)),
-        );
+        let sum = if open {
+            pseudo
+        } else {
+            !checksum::fold(
+                u64::from(pseudo) + u64::from(checksum::sum(tcp)) + u64::from(checksum::sum(chunk)),
+            )
+        };
         tcp[16..18].copy_from_slice(&sum.to_be_bytes());
         chunk
     }
@@ -211,7 +218,7 @@ fn segment_tcp4(
     let mut hdr = [0u8; MAX_SEGMENT_HEADERS];
     let hdr = &mut hdr[..s.headers.len()];
     for i in 0..s.count {
-        let chunk = s.segment(i, hdr);
+        let chunk = s.segment(i, hdr, false);
         buf.clear();
         buf.extend_from_slice(hdr);
         buf.extend_from_slice(chunk);
@@ -225,8 +232,10 @@ fn segment_tcp4(
 /// header, then the inner super-frame) into the VXLAN payloads of its segments, byte for byte
 /// what the core would have emitted for each segment on its own. `each(headers, chunk)` gets a
 /// segment's VXLAN, Ethernet, IPv4 and TCP headers and its TCP payload, to send as one datagram
-/// in two pieces, so the payload is never copied here. False, with nothing passed, when the
-/// payload is not such a super-frame.
+/// in two pieces, so the payload is never copied here. With the VXLAN header's RCO flag set
+/// (for the TCP checksum), each segment's TCP checksum is left open for the receiver, and its
+/// payload is not even read. False, with nothing passed, when the payload is not such a
+/// super-frame.
 pub fn cut_tunnelled(payload: &[u8], mss: u16, mut each: impl FnMut(&[u8], &[u8])) -> bool {
     let Some((vxlan, frame)) = payload.split_at_checked(crate::wire::vxlan::HEADER_LEN) else {
         return false;
@@ -234,11 +243,17 @@ pub fn cut_tunnelled(payload: &[u8], mss: u16, mut each: impl FnMut(&[u8], &[u8]
     let Ok(s) = Segments::parse(frame, mss.into()) else {
         return false;
     };
+    let rco = crate::wire::vxlan::Packet::new_unchecked(vxlan).rco();
+    let open = match rco {
+        None => false,
+        Some((start, 16)) if start == ETHERNET_HEADER_LEN + s.ihl => true,
+        Some(_) => return false,
+    };
     let mut hdr = [0u8; crate::wire::vxlan::HEADER_LEN + MAX_SEGMENT_HEADERS];
     hdr[..vxlan.len()].copy_from_slice(vxlan);
     let hdr = &mut hdr[..vxlan.len() + s.headers.len()];
     for i in 0..s.count {
-        let chunk = s.segment(i, &mut hdr[vxlan.len()..]);
+        let chunk = s.segment(i, &mut hdr[vxlan.len()..], open);
         each(hdr, chunk);
     }
     true
@@ -276,6 +291,10 @@ impl Dataplane {
             return false;
         };
         let vni = net.vni;
+        // Peers that take remote checksum offload finish (or trust) the TCP checksums.
+        let rco = t
+            .remote_checksum_offload
+            .then_some(ETHERNET_HEADER_LEN + s.ihl);
         // Every segment fits the overlay's MTU (the last is no longer than the others).
         let longest = s.ihl + s.doff + s.mss.min(s.payload.len());
         if s.count < 2
@@ -293,7 +312,7 @@ impl Dataplane {
             }
         }
         self.handle(now, "port", out, |f| {
-            super::encap::encapsulate_super(f, vtep, vni, frame, mss as u16, sizes)
+            super::encap::encapsulate_super(f, vtep, vni, frame, mss as u16, sizes, rco)
         });
         true
     }

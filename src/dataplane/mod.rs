@@ -25,7 +25,7 @@ pub mod tables;
 pub use counters::{Counters, CountersReport, DropReason, Events, InterfaceStats, PortCounters};
 pub use encap::SRC_PORT_BASE;
 pub use output::{
-    Output, Target, UnderlayDst, UnderlayKind, UNDERLAY_IP_PAYLOAD, UNDERLAY_UDP_PAYLOAD,
+    Meta, Output, Target, UnderlayDst, UnderlayKind, UNDERLAY_IP_PAYLOAD, UNDERLAY_UDP_PAYLOAD,
 };
 pub use switch::{Dataplane, Input};
 pub use tables::{Dest, NetId, NetInfo, PortId, PortInfo, Tables};

@@ -78,6 +78,21 @@ struct Item {
     range: Range<usize>,
     /// A TCP super-frame for a port: the segment size it is to be cut at (0: a plain frame).
     gso: u16,
+    /// A frame for a port whose TCP or UDP checksum field holds the pseudo-header's sum only:
+    /// where the checksum starts and the field's offset from there (see `Meta::partial`).
+    partial: Option<(u16, u16)>,
+}
+
+/// What a runtime must know of an emitted packet besides its target and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// A TCP super-frame: the segment size it is to be cut at (see `Output::iter_gso`).
+    pub gso: Option<u16>,
+    /// A frame for a port whose transport checksum is left to its link, as a TAP's virtio-net
+    /// header with NEEDS_CSUM says it (`csum_start`, `csum_offset`): its field holds the
+    /// pseudo-header's sum. Only with `Dataplane::set_partial_checksums`; a runtime that
+    /// hands it to anything else finishes it first (`gso::finish_checksum`).
+    pub partial: Option<(u16, u16)>,
 }
 
 /// Packets emitted by the core, in order.
@@ -132,6 +147,25 @@ impl Output {
         })
     }
 
+    /// Every emitted packet with what the runtime must know of it, in order.
+    pub fn iter_meta(&self) -> impl ExactSizeIterator<Item = (Target, Meta, &[u8])> + '_ {
+        self.items.iter().map(|i| {
+            let meta = Meta {
+                gso: (i.gso != 0).then_some(i.gso),
+                partial: i.partial,
+            };
+            (i.target, meta, &self.buf[i.range.clone()])
+        })
+    }
+
+    /// Marks the last packet emitted as leaving its checksum (from `start`, field at `offset`)
+    /// to the port's link.
+    pub(crate) fn set_last_partial(&mut self, start: u16, offset: u16) {
+        if let Some(i) = self.items.last_mut() {
+            i.partial = Some((start, offset));
+        }
+    }
+
     /// Marks the last packet emitted as a TCP super-frame of segments of `gso` bytes.
     pub(crate) fn set_last_gso(&mut self, gso: u16) {
         if let Some(i) = self.items.last_mut() {
@@ -162,6 +196,7 @@ impl Output {
             target,
             range: start..end,
             gso: 0,
+            partial: None,
         });
         end - start
     }
@@ -182,6 +217,7 @@ impl Output {
             target,
             range: start..end,
             gso: 0,
+            partial: None,
         });
         Ok(end - start)
     }

@@ -35,6 +35,8 @@ pub(crate) struct State {
     pub scratch: Vec<u8>,
     /// Source of the last datagram refused as `unknown_vtep`, for the log line.
     pub unknown_vtep: Option<Ipv4Addr>,
+    /// The runtime takes frames for ports with their checksums left open (`Meta::partial`).
+    pub partial_checksums: bool,
     last_log: [Option<Nanos>; DropReason::COUNT],
 }
 
@@ -62,6 +64,7 @@ impl Dataplane {
                 ip_id: 0,
                 scratch: Vec::with_capacity(2048),
                 unknown_vtep: None,
+                partial_checksums: false,
                 last_log: [None; DropReason::COUNT],
             },
             gso_buf: Vec::with_capacity(2048),
@@ -208,6 +211,14 @@ impl Dataplane {
         self.tunnel_gso
     }
 
+    /// Lets a frame for a port keep a transport checksum the sender left open (VXLAN remote
+    /// checksum offload, with `Tables::remote_checksum_offload`): marked in `Meta::partial`
+    /// for a link that finishes or trusts it (a TAP's NEEDS_CSUM). Off by default: the core
+    /// finishes every such checksum itself.
+    pub fn set_partial_checksums(&mut self, on: bool) {
+        self.state.partial_checksums = on;
+    }
+
     /// The counters of `port`, if it has any.
     pub(crate) fn port_counters(
         &mut self,
@@ -274,6 +285,32 @@ pub(crate) struct Forwarder<'a> {
     pub c: &'a mut Counters,
     pub st: &'a mut State,
     pub out: &'a mut Output,
+}
+
+/// Where an RCO datagram's open checksum starts in its inner frame and its field's offset,
+/// checked against the frame: the TCP or UDP header of an IPv4 packet, field inside it.
+fn open_checksum(
+    inner: &[u8],
+    kind: Inner,
+    (start, offset): (usize, usize),
+) -> Result<(u16, u16), DropReason> {
+    let Inner::Ipv4 { total } = kind else {
+        return Err(DropReason::MalformedInner);
+    };
+    let ip = &inner[ETHERNET_HEADER_LEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let proto = if offset == 16 {
+        wire::ipv4::PROTO_TCP
+    } else {
+        wire::ipv4::PROTO_UDP
+    };
+    if start != ETHERNET_HEADER_LEN + ihl
+        || ip[9] != proto
+        || start + offset + 2 > ETHERNET_HEADER_LEN + total
+    {
+        return Err(DropReason::MalformedInner);
+    }
+    Ok((start as u16, offset as u16))
 }
 
 pub(crate) fn mac_at(frame: &[u8], at: usize) -> MacAddr {
@@ -411,14 +448,22 @@ impl Forwarder<'_> {
             return Err(DropReason::CleartextOnEncrypted);
         }
         let inner = vx.payload();
-        inner::check(inner)?;
+        let kind = inner::check(inner)?;
+        // Reserved bits are ignored (RFC 7348) unless this node's peers offload checksums.
+        let rco = match vx.rco() {
+            Some(c) if self.t.remote_checksum_offload => Some(open_checksum(inner, kind, c)?),
+            _ => None,
+        };
         let dst = mac_at(inner, 0);
         if dst.is_multicast() {
             return Err(DropReason::Broadcast);
         }
         match self.t.lookup_mac(net, dst) {
             Some(Dest::Local(q)) => {
-                self.deliver(q, net, inner);
+                match rco {
+                    None => self.deliver(q, net, inner),
+                    Some(c) => self.deliver_open(q, net, inner, c),
+                }
                 Ok(())
             }
             _ => Err(DropReason::UnknownDestination),

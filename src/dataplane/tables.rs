@@ -79,6 +79,8 @@ pub struct Tables {
     pub node_name: String,
     pub data_path_addr: Ipv4Addr,
     pub data_path_port: u16,
+    /// Peers take VXLAN remote checksum offload (`topology::Node::remote_checksum_offload`).
+    pub remote_checksum_offload: bool,
     pub networks: Vec<NetInfo>,
     /// In endpoint order; see `port` for lookups by id.
     pub ports: Vec<PortInfo>,
@@ -124,6 +126,7 @@ impl Tables {
             node_name: topo.node.name.clone(),
             data_path_addr: topo.node.data_path_addr,
             data_path_port: topo.node.data_path_port,
+            remote_checksum_offload: topo.node.remote_checksum_offload,
             networks: Vec::with_capacity(topo.networks.len()),
             ports: Vec::new(),
             port_slots: Vec::new(),

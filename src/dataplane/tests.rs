@@ -732,3 +732,122 @@ fn a_tunnelled_payload_that_is_no_super_frame_is_not_cut() {
         let _ = gso::cut_tunnelled(&payload[..k], 1398, |_, _| {});
     }
 }
+
+/// Node 2 of `TOPO`: web3 here, web1 behind node 1's VTEP.
+const TOPO_PEER: &str = r#"
+[node]
+name = "node-2"
+data_path_addr = "192.0.2.11"
+
+[[network]]
+name = "my-network"
+vni = 4097
+subnet = "10.0.9.0/24"
+gateway = "10.0.9.1"
+
+[[endpoint]]
+name = "web1"
+network = "my-network"
+ip = "10.0.9.2"
+vtep = "192.0.2.10"
+
+[[endpoint]]
+name = "web3"
+network = "my-network"
+ip = "10.0.9.3"
+"#;
+
+fn with_rco(text: &str) -> String {
+    text.replacen(
+        "\n\n[[network]]",
+        "\nremote_checksum_offload = true\n\n[[network]]",
+        1,
+    )
+}
+
+/// What node 2 writes to web3's port for the datagrams node 1 sent: each frame, with its open
+/// checksum finished, and whether it came open.
+fn received(peer: &mut Dataplane, sent: &[(Target, Vec<u8>)]) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Output::new();
+    for (_, d) in sent {
+        peer.from_underlay_udp(0, Ipv4Addr::new(192, 0, 2, 10), d, &mut out);
+    }
+    out.iter_meta()
+        .map(|(t, m, f)| {
+            assert_eq!(t, Target::Port(PortId(0)), "web3's port");
+            let mut f = f.to_vec();
+            if let Some((start, offset)) = m.partial {
+                gso::finish_checksum(&mut f, start.into(), offset.into()).unwrap();
+            }
+            (f, m.partial.is_some())
+        })
+        .collect()
+}
+
+#[test]
+fn remote_checksum_offload_leaves_tcp_checksums_to_the_receiver() {
+    let mut f = tcp_frame(WEB3, WEB1, [10, 0, 9, 2], [10, 0, 9, 3], 20_000);
+    f[47] |= 0x08;
+    let hdr = tso_header(1398);
+    let send = |text: &str| {
+        let mut dp = dataplane(text);
+        dp.set_tunnel_gso(true);
+        let mut out = Output::new();
+        dp.from_port_vnet(0, PortId(0), &hdr, &f, &mut out);
+        datagrams(&out)
+    };
+    let plain = send(TOPO);
+    let rco = send(&with_rco(TOPO));
+    assert_eq!(rco.len(), 15);
+    // On the wire: the RCO flag, the TCP checksum's start (34 >> 1), the field open.
+    for ((_, p), (_, r)) in plain.iter().zip(&rco) {
+        assert_eq!(&r[..8], &[0x08, 0x20, 0, 0, 0x00, 0x10, 0x01, 17]);
+        assert_eq!(&r[8..58], &p[8..58], "headers but the TCP checksum");
+        assert_eq!(&r[60..], &p[60..], "payload");
+        assert_ne!(&r[58..60], &p[58..60]);
+    }
+    let want: Vec<(Vec<u8>, bool)> = received(&mut dataplane(TOPO_PEER), &plain);
+    assert_eq!(want.len(), 15);
+    // A receiver whose runtime takes open checksums hands them on open; finished, they are
+    // the segments' own checksums. A receiver whose runtime does not finishes them itself.
+    let mut peer = dataplane(&with_rco(TOPO_PEER));
+    peer.set_partial_checksums(true);
+    let got = received(&mut peer, &rco);
+    assert!(got.iter().all(|(_, open)| *open));
+    let frames = |v: &[(Vec<u8>, bool)]| v.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
+    assert_eq!(frames(&got), frames(&want));
+    let got = received(&mut dataplane(&with_rco(TOPO_PEER)), &rco);
+    assert_eq!(got, want);
+    // Checksums of datagrams without the flag stay as they came.
+    let mut peer = dataplane(&with_rco(TOPO_PEER));
+    peer.set_partial_checksums(true);
+    assert_eq!(received(&mut peer, &plain), want);
+}
+
+#[test]
+fn remote_checksum_offload_that_does_not_fit_its_frame_is_dropped() {
+    let mut f = tcp_frame(WEB3, WEB1, [10, 0, 9, 2], [10, 0, 9, 3], 100);
+    let mut d = vec![0x08, 0x20, 0, 0, 0x00, 0x10, 0x01, 17];
+    d.extend_from_slice(&f);
+    let mut peer = dataplane(&with_rco(TOPO_PEER));
+    let mut out = Output::new();
+    let src = Ipv4Addr::new(192, 0, 2, 10);
+    peer.from_underlay_udp(0, src, &d, &mut out);
+    assert_eq!(out.len(), 1, "a fitting one is taken");
+    // Another start, UDP's field on TCP, a start past the frame, a frame that is not IPv4.
+    for last in [18u8, 17 | 0x80, 0x7f] {
+        d[7] = last;
+        peer.from_underlay_udp(0, src, &d, &mut out);
+    }
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    d[7] = 17;
+    d[8..].copy_from_slice(&f);
+    peer.from_underlay_udp(0, src, &d, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(peer.counters().dropped(DropReason::MalformedInner), 4);
+    // A node whose peers do not offload ignores the reserved bits (RFC 7348).
+    let mut plain = dataplane(TOPO_PEER);
+    d[7] = 0x7f;
+    plain.from_underlay_udp(0, src, &d, &mut out);
+    assert_eq!(plain.counters().total_drops(), 0);
+}

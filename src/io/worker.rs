@@ -20,7 +20,7 @@ use super::mesh::Mesh;
 use super::tap::TapQueue;
 use super::udp::{DatagramSocket, RecvBatch, SendBatch};
 use crate::dataplane::gro::Coalescer;
-use crate::dataplane::gso::{cut_tunnelled, segment_super_frame};
+use crate::dataplane::gso::{cut_tunnelled, finish_checksum, segment_super_frame};
 use crate::dataplane::resolver::DnsClient;
 use crate::dataplane::{
     Counters, Dataplane, DropReason, Output, PortId, Tables, Target, UnderlayKind,
@@ -312,6 +312,8 @@ struct Io {
     /// The egress, on the worker that runs virtual tasks (`None` elsewhere: their packets for
     /// it are handed over).
     egress: Option<EgressLink>,
+    /// A frame whose open checksum was finished for a link that does not take it open.
+    finished: Vec<u8>,
 }
 
 /// The sender for a datagram of `kind` whose flow hashed to `src_port`.
@@ -352,6 +354,7 @@ impl Io {
             dns_refused,
             capture,
             egress,
+            finished,
         } = self;
         let mut port_failures = 0u64;
         let mut handed_over = false;
@@ -363,7 +366,21 @@ impl Io {
                 port_failures += 1;
             }
         };
-        for (target, gso, bytes) in out.iter_gso() {
+        for (target, meta, bytes) in out.iter_meta() {
+            let gso = meta.gso;
+            // A frame whose checksum was left open goes so only to a link that takes that.
+            let link_finishes = matches!(target, Target::Port(q)
+                if elsewhere.get(q.0 as usize) != Some(&true)
+                    && taps.get(q.0 as usize).and_then(Option::as_ref).is_some_and(TapQueue::has_vnet_header));
+            let bytes = match meta.partial {
+                Some((start, offset)) if !link_finishes => {
+                    finished.clear();
+                    finished.extend_from_slice(bytes);
+                    let _ = finish_checksum(finished, start.into(), offset.into());
+                    &finished[..]
+                }
+                _ => bytes,
+            };
             match target {
                 Target::Port(q) => capture.port_frame(q, bytes),
                 // A super-frame is not one packet; captures turn tunnel GSO off (`run`).
@@ -399,7 +416,9 @@ impl Io {
                             None => unframed += 1,
                         }
                     }
-                    Some(t) if t.has_vnet_header() => coalescer.push(q, bytes, &mut write),
+                    Some(t) if t.has_vnet_header() => {
+                        coalescer.push(q, bytes, meta.partial, &mut write)
+                    }
                     _ => write(q, &vnet::Repr::default(), bytes),
                 },
                 Target::Egress(p) => {
@@ -592,6 +611,7 @@ impl Worker {
             }),
             dns_refused: Vec::new(),
             capture,
+            finished: Vec::with_capacity(2048),
             egress: match &handed_over {
                 Some(_) => Some(EgressLink {
                     registry: poll.registry().try_clone()?,
@@ -701,6 +721,8 @@ impl Worker {
             // Super-frames leave whole for the senders to cut, unless a capture wants each
             // datagram as it is sent.
             dp.set_tunnel_gso(!io.vxlan_senders.is_empty() && !io.capture.is_open());
+            // Open checksums reach only links that finish them (`Io::flush`).
+            dp.set_partial_checksums(true);
             let now = now_nanos();
             if woke {
                 last_active = now;

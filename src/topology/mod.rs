@@ -70,6 +70,11 @@ pub struct Node {
     pub data_path_addr: Ipv4Addr,
     /// UDP port of the data path, 1024-49151.
     pub data_path_port: u16,
+    /// `remote_checksum_offload = true`: every peer takes VXLAN remote checksum offload (RCO:
+    /// swarmnet nodes, or Linux vxlan devices with `remcsumrx`), so TCP bursts may leave with
+    /// their checksums for the receiver to finish, and such datagrams are taken. Off by default
+    /// (a Linux vxlan device without it drops them); the daemon's swarms turn it on.
+    pub remote_checksum_offload: bool,
 }
 
 /// `[[network]]`: an overlay network (one L2 segment, one VNI).

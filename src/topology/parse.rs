@@ -104,6 +104,8 @@ struct RawNode {
     data_path_addr: RawField,
     #[serde(default)]
     data_path_port: RawField,
+    #[serde(default)]
+    remote_checksum_offload: RawField,
 }
 
 #[derive(Deserialize)]
@@ -369,10 +371,15 @@ impl Parser<'_> {
             None => DEFAULT_DATA_PATH_PORT,
             Some(v) => f.ranged("data_path_port", v, MIN_DATA_PATH_PORT, MAX_DATA_PATH_PORT)?,
         };
+        let remote_checksum_offload = match &r.remote_checksum_offload {
+            None => false,
+            Some(v) => f.boolean("remote_checksum_offload", v)?,
+        };
         Ok(Node {
             name: name.to_string(),
             data_path_addr,
             data_path_port,
+            remote_checksum_offload,
         })
     }
 

@@ -94,6 +94,7 @@ mac = "02:00:00:00:00:07"   # the same MAC on another network is fine
             name: "node-1".into(),
             data_path_addr: Ipv4Addr::new(192, 0, 2, 10),
             data_path_port: 4789,
+            remote_checksum_offload: false,
         }
     );
     assert_eq!(
@@ -251,7 +252,7 @@ fn node_refusals() {
         (
             "[node]\nname = \"n\"\ndata_path_addr = \"192.0.2.10\"\n\ndata_path = 4789\n",
             "t.toml:5: node: unknown field `data_path`, expected one of `name`, \
-             `data_path_addr`, `data_path_port`",
+             `data_path_addr`, `data_path_port`, `remote_checksum_offload`",
         ),
     ];
     for (text, want) in cases {
@@ -1075,4 +1076,27 @@ fn service_refusals() {
         let text = format!("{}{body}", service!(""));
         assert_eq!(refusal(&text), want, "{body}");
     }
+}
+
+#[test]
+fn remote_checksum_offload_is_a_node_setting_off_by_default() {
+    assert!(
+        !Topology::parse(head!(), "t.toml")
+            .unwrap()
+            .node
+            .remote_checksum_offload
+    );
+    let text = head!().replace(
+        "data_path_addr = \"192.0.2.10\"\n",
+        "data_path_addr = \"192.0.2.10\"\nremote_checksum_offload = true\n",
+    );
+    let t = Topology::parse(&text, "t.toml").unwrap();
+    assert!(t.node.remote_checksum_offload);
+    assert_eq!(Topology::parse(&t.to_toml(), "view").unwrap(), t);
+    let bad = text.replace("= true\n", "= \"yes\"\n");
+    let err = Topology::parse(&bad, "t.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("remote_checksum_offload must be a boolean, not a string"),
+        "{err}"
+    );
 }

@@ -62,6 +62,9 @@ impl Topology {
             n.data_path_addr,
             n.data_path_port
         );
+        if n.remote_checksum_offload {
+            t.push_str("remote_checksum_offload = true\n");
+        }
         if let Some(e) = &self.encryption {
             let keys: Vec<String> = e
                 .keys

@@ -505,6 +505,8 @@ pub struct WireCounts {
     pub esp_bytes: u64,
     /// Lowest and highest UDP source port of the VXLAN seen (`None` before the first).
     pub vxlan_src_ports: Option<(u16, u16)>,
+    /// VXLAN with the remote checksum offload flag set.
+    pub vxlan_rco: u64,
 }
 
 /// Counts the VXLAN (UDP 4789), ESP (IP protocol 50) and ESP-in-UDP (UDP 4500) frames seen in
@@ -578,6 +580,10 @@ impl Sniffer {
                         let sport = port_at(0).unwrap_or(0);
                         let (lo, hi) = c.vxlan_src_ports.unwrap_or((sport, sport));
                         c.vxlan_src_ports = Some((lo.min(sport), hi.max(sport)));
+                        // The VXLAN header's second byte: RCO is 0x20.
+                        if f.get(14 + ihl + 8 + 1).is_some_and(|b| b & 0x20 != 0) {
+                            c.vxlan_rco += 1;
+                        }
                     }
                     (17, Some(4500)) => {
                         c.esp_udp += 1;

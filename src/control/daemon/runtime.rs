@@ -777,6 +777,8 @@ impl TaskRuntime {
                 name: self.hostname.clone(),
                 data_path_addr: self.data_path_addr,
                 data_path_port: a.data_path_port,
+                // Every peer of a swarm is a swarmnet node.
+                remote_checksum_offload: true,
             },
             networks,
             endpoints,

@@ -271,6 +271,33 @@ impl Forwarder<'_> {
         }
     }
 
+    /// `deliver` for a frame whose checksum the sender left open (VXLAN RCO; `csum`: where it
+    /// starts, the field's offset): it stays open, marked for the port's link, when the runtime
+    /// takes that and no address is rewritten; else it is finished here first.
+    pub(crate) fn deliver_open(&mut self, q: PortId, net: NetId, frame: &[u8], csum: (u16, u16)) {
+        let vip = self.reply_vip(net, frame);
+        let open = self.st.partial_checksums && vip.is_none();
+        let n = self.out.emit(Target::Port(q), |b| {
+            let at = b.len();
+            b.extend_from_slice(frame);
+            if !open {
+                // Checked by the caller: the field lies inside the frame.
+                let (start, offset) = (usize::from(csum.0), usize::from(csum.1));
+                let _ = crate::dataplane::gso::finish_checksum(&mut b[at..], start, offset);
+            }
+            if let Some((ip, mac)) = vip {
+                nat::rewrite(&mut b[at..], false, ip);
+                nat::set_macs(&mut b[at..], None, Some(mac));
+            }
+        });
+        if open {
+            self.out.set_last_partial(csum.0, csum.1);
+        }
+        if let Some(c) = self.c.ports.get_mut(q.0 as usize) {
+            c.tx(n);
+        }
+    }
+
     /// The VIP (address, MAC) a frame to a local port must come from: `Some` when it is a
     /// backend's answer in a tracked flow.
     #[inline]
