@@ -266,7 +266,7 @@ fn sent(out: &Output) -> Vec<(Target, Vec<u8>)> {
                 let cut = swarmnet::dataplane::gso::cut_tunnelled(payload, mss, |h, c| {
                     v.push((t, [h, c].concat()))
                 });
-                assert!(cut, "a tunnelled super-frame that does not cut");
+                assert!(cut.is_some(), "a tunnelled super-frame that does not cut");
             }
             (Target::Underlay(dst), None) => v.push((
                 t,

@@ -130,8 +130,12 @@ impl<'a> Segments<'a> {
             return Err(DropReason::Malformed);
         }
         let ihl = usize::from(ip[0] & 0x0f) * 4;
+        // A TCP burst is never a fragment.
+        let fragment =
+            u16::from_be_bytes([ip[6], ip[7]]) & (ipv4::FLAG_MF | ipv4::OFFSET_MASK) != 0;
         if ihl < ipv4::HEADER_LEN
             || ip[9] != ipv4::PROTO_TCP
+            || fragment
             || mss < MIN_MSS
             || ip.len() > ipv4::MAX_LEN
             || !checksum::verify(ip.get(..ihl).ok_or(DropReason::Malformed)?)
@@ -234,20 +238,20 @@ fn segment_tcp4(
 /// segment's VXLAN, Ethernet, IPv4 and TCP headers and its TCP payload, to send as one datagram
 /// in two pieces, so the payload is never copied here. With the VXLAN header's RCO flag set
 /// (for the TCP checksum), each segment's TCP checksum is left open for the receiver, and its
-/// payload is not even read. False, with nothing passed, when the payload is not such a
-/// super-frame.
-pub fn cut_tunnelled(payload: &[u8], mss: u16, mut each: impl FnMut(&[u8], &[u8])) -> bool {
-    let Some((vxlan, frame)) = payload.split_at_checked(crate::wire::vxlan::HEADER_LEN) else {
-        return false;
-    };
-    let Ok(s) = Segments::parse(frame, mss.into()) else {
-        return false;
-    };
+/// payload is not even read. Returns how many segments it cut; `None`, with nothing passed,
+/// when the payload is not such a super-frame.
+pub fn cut_tunnelled(
+    payload: &[u8],
+    mss: u16,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Option<usize> {
+    let (vxlan, frame) = payload.split_at_checked(crate::wire::vxlan::HEADER_LEN)?;
+    let s = Segments::parse(frame, mss.into()).ok()?;
     let rco = crate::wire::vxlan::Packet::new_unchecked(vxlan).rco();
     let open = match rco {
         None => false,
         Some((start, 16)) if start == ETHERNET_HEADER_LEN + s.ihl => true,
-        Some(_) => return false,
+        Some(_) => return None,
     };
     let mut hdr = [0u8; crate::wire::vxlan::HEADER_LEN + MAX_SEGMENT_HEADERS];
     hdr[..vxlan.len()].copy_from_slice(vxlan);
@@ -256,7 +260,7 @@ pub fn cut_tunnelled(payload: &[u8], mss: u16, mut each: impl FnMut(&[u8], &[u8]
         let chunk = s.segment(i, &mut hdr[vxlan.len()..], open);
         each(hdr, chunk);
     }
-    true
+    Some(s.count)
 }
 
 impl Dataplane {

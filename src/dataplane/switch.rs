@@ -288,12 +288,14 @@ pub(crate) struct Forwarder<'a> {
 }
 
 /// Where an RCO datagram's open checksum starts in its inner frame and its field's offset,
-/// checked against the frame: the TCP or UDP header of an IPv4 packet, field inside it.
+/// checked against the frame: the TCP or UDP header of an unfragmented IPv4 packet, field
+/// inside it. Also where the packet ends in the frame (padding after it is not summed).
+/// Other frames are not left open by swarmnet and are refused.
 fn open_checksum(
     inner: &[u8],
     kind: Inner,
     (start, offset): (usize, usize),
-) -> Result<(u16, u16), DropReason> {
+) -> Result<((u16, u16), usize), DropReason> {
     let Inner::Ipv4 { total } = kind else {
         return Err(DropReason::MalformedInner);
     };
@@ -304,13 +306,14 @@ fn open_checksum(
     } else {
         wire::ipv4::PROTO_UDP
     };
-    if start != ETHERNET_HEADER_LEN + ihl
-        || ip[9] != proto
-        || start + offset + 2 > ETHERNET_HEADER_LEN + total
+    let fragment =
+        u16::from_be_bytes([ip[6], ip[7]]) & (wire::ipv4::FLAG_MF | wire::ipv4::OFFSET_MASK) != 0;
+    let end = ETHERNET_HEADER_LEN + total;
+    if start != ETHERNET_HEADER_LEN + ihl || ip[9] != proto || fragment || start + offset + 2 > end
     {
         return Err(DropReason::MalformedInner);
     }
-    Ok((start as u16, offset as u16))
+    Ok(((start as u16, offset as u16), end))
 }
 
 pub(crate) fn mac_at(frame: &[u8], at: usize) -> MacAddr {
@@ -449,10 +452,15 @@ impl Forwarder<'_> {
         }
         let inner = vx.payload();
         let kind = inner::check(inner)?;
-        // Reserved bits are ignored (RFC 7348) unless this node's peers offload checksums.
-        let rco = match vx.rco() {
-            Some(c) if self.t.remote_checksum_offload => Some(open_checksum(inner, kind, c)?),
-            _ => None,
+        // A checksum left open by the sender (RCO) is taken from any peer, as Linux's
+        // `remcsumrx` takes it: finished here, or by the port's link (`deliver_open`).
+        let (inner, rco) = match vx.rco() {
+            Some(c) => {
+                let (c, end) = open_checksum(inner, kind, c)?;
+                // Without its padding: the checksum covers the packet only.
+                (&inner[..end], Some(c))
+            }
+            None => (inner, None),
         };
         let dst = mac_at(inner, 0);
         if dst.is_multicast() {

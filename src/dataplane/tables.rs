@@ -79,7 +79,8 @@ pub struct Tables {
     pub node_name: String,
     pub data_path_addr: Ipv4Addr,
     pub data_path_port: u16,
-    /// Peers take VXLAN remote checksum offload (`topology::Node::remote_checksum_offload`).
+    /// Peers take VXLAN remote checksum offload: TCP bursts leave with their checksums open
+    /// (`topology::Node::remote_checksum_offload`).
     pub remote_checksum_offload: bool,
     pub networks: Vec<NetInfo>,
     /// In endpoint order; see `port` for lookups by id.

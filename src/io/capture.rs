@@ -219,13 +219,14 @@ impl CaptureHub {
         }
     }
 
-    /// An underlay IPv4 datagram, whole (outer header included).
-    #[inline]
     /// Whether any capture is open.
+    #[inline]
     pub fn is_open(&self) -> bool {
         self.open.load(Ordering::Relaxed) != 0
     }
 
+    /// An underlay IPv4 datagram, whole (outer header included).
+    #[inline]
     pub fn underlay_packet(&self, packet: &[u8]) {
         if self.open.load(Ordering::Relaxed) == 0 {
             return;

@@ -371,6 +371,7 @@ impl Io {
             // A frame whose checksum was left open goes so only to a link that takes that.
             let link_finishes = matches!(target, Target::Port(q)
                 if elsewhere.get(q.0 as usize) != Some(&true)
+                    && virt.get(q.0 as usize).is_none_or(Option::is_none)
                     && taps.get(q.0 as usize).and_then(Option::as_ref).is_some_and(TapQueue::has_vnet_header));
             let bytes = match meta.partial {
                 Some((start, offset)) if !link_finishes => {
@@ -382,8 +383,16 @@ impl Io {
                 _ => bytes,
             };
             match target {
+                // An open checksum is shown finished, as the task's kernel will take it.
+                Target::Port(q) if capture.is_open() && meta.partial.is_some() => {
+                    let mut copy = bytes.to_vec();
+                    if let Some((start, offset)) = meta.partial {
+                        let _ = finish_checksum(&mut copy, start.into(), offset.into());
+                    }
+                    capture.port_frame(q, &copy);
+                }
                 Target::Port(q) => capture.port_frame(q, bytes),
-                // A super-frame is not one packet; captures turn tunnel GSO off (`run`).
+                // A super-frame is not one packet: its datagrams are offered as they are cut.
                 Target::Underlay(_) if gso.is_some() => {}
                 Target::Underlay(_) => capture.underlay_packet(bytes),
                 Target::Resolver(_) | Target::Egress(_) => {}
@@ -447,16 +456,25 @@ impl Io {
                     }
                 }
                 Target::Underlay(dst) if gso.is_some() && dst.kind == UnderlayKind::Vxlan => {
+                    let payload = bytes.get(dst.payload_offset()..).unwrap_or_default();
+                    let mss = gso.unwrap_or_default();
                     let Some(sender) = pick_sender(senders, vxlan_senders, dst.kind, dst.src_port)
                     else {
-                        dp.count_drop(now, DropReason::UnderlayTxFailed);
+                        // Each of its datagrams was counted as sent by the core.
+                        for _ in 0..cut_tunnelled(payload, mss, |_, _| {}).unwrap_or(1) {
+                            dp.count_drop(now, DropReason::UnderlayTxFailed);
+                        }
                         continue;
                     };
                     let to = SocketAddrV4::new(dst.addr, dst.port);
-                    let payload = bytes.get(dst.payload_offset()..).unwrap_or_default();
+                    let from = SocketAddrV4::new(dp.tables().data_path_addr, dst.src_port);
+                    let capturing = capture.is_open();
                     // Each segment is its headers (built in the batch) and a slice of the
                     // super-frame: the payload is copied only by the kernel.
-                    let cut = cut_tunnelled(payload, gso.unwrap_or_default(), |head, chunk| {
+                    let cut = cut_tunnelled(payload, mss, |head, chunk| {
+                        if capturing {
+                            capture.underlay_udp(from, to, &[head, chunk].concat());
+                        }
                         // SAFETY: `chunk` borrows `out`, which is neither written nor cleared
                         // before the batch is sent (here when full, or after the loop).
                         if !unsafe { sender.batch.push_parts(to, head, chunk) } {
@@ -465,7 +483,7 @@ impl Io {
                             unsafe { sender.batch.push_parts(to, head, chunk) };
                         }
                     });
-                    if !cut {
+                    if cut.is_none() {
                         dp.count_drop(now, DropReason::Malformed);
                     }
                 }
@@ -718,9 +736,8 @@ impl Worker {
             if !Arc::ptr_eq(&current, dp.tables()) {
                 dp.set_tables(Arc::clone(&current));
             }
-            // Super-frames leave whole for the senders to cut, unless a capture wants each
-            // datagram as it is sent.
-            dp.set_tunnel_gso(!io.vxlan_senders.is_empty() && !io.capture.is_open());
+            // Super-frames leave whole for the senders to cut (captures see the datagrams).
+            dp.set_tunnel_gso(!io.vxlan_senders.is_empty());
             // Open checksums reach only links that finish them (`Io::flush`).
             dp.set_partial_checksums(true);
             let now = now_nanos();

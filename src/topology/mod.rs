@@ -72,8 +72,9 @@ pub struct Node {
     pub data_path_port: u16,
     /// `remote_checksum_offload = true`: every peer takes VXLAN remote checksum offload (RCO:
     /// swarmnet nodes, or Linux vxlan devices with `remcsumrx`), so TCP bursts may leave with
-    /// their checksums for the receiver to finish, and such datagrams are taken. Off by default
-    /// (a Linux vxlan device without it drops them); the daemon's swarms turn it on.
+    /// their checksums for the receiver to finish. Off by default (a Linux vxlan device without
+    /// `remcsumrx` drops such datagrams); the daemon's swarms turn it on. Received RCO is
+    /// taken either way.
     pub remote_checksum_offload: bool,
 }
 
