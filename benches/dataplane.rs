@@ -66,8 +66,8 @@ fn dataplane(c: &mut Criterion) {
 /// over, into 46 segments of 1,398 bytes for the underlay: cut and encapsulated segment by
 /// segment by the core (`per_segment`: one copy of each segment into a buffer and one into the
 /// output), or encapsulated whole and cut by the sender into headers and slices of the frame
-/// (`tunnelled`: one copy of the frame into the output). Both compute every segment's TCP
-/// checksum. The kernel's copy of the datagrams (sendmmsg) is not part of either.
+/// (`tunnelled`: no copy of the payload). Both compute every segment's TCP checksum (no RCO).
+/// The kernel's copy of the datagrams (sendmmsg) is not part of either.
 fn super_frame(c: &mut Criterion) {
     use swarmnet::dataplane::gso::cut_tunnelled;
     use swarmnet::dataplane::Target;
@@ -106,12 +106,12 @@ fn super_frame(c: &mut Criterion) {
                 dp.from_port_vnet(0, PORT_WEB1, &hdr, black_box(&f), &mut out);
                 // What a sender hands the kernel: datagrams, or headers and slices.
                 let mut datagrams = 0usize;
-                for (t, gso, bytes) in out.iter_gso() {
+                for (t, meta, bytes) in out.iter_meta() {
                     let Target::Underlay(dst) = t else { continue };
                     let payload = &bytes[dst.payload_offset()..];
-                    match gso {
+                    match meta.gso {
                         Some(mss) => {
-                            cut_tunnelled(payload, mss, |h, c| {
+                            cut_tunnelled(payload, &f, mss, |h, c| {
                                 black_box((h, c));
                                 datagrams += 1;
                             });

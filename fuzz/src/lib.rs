@@ -245,7 +245,7 @@ pub fn from_port_vnet(data: &[u8]) -> usize {
     let mut out_whole = Output::new();
     whole.from_port_vnet(0, port, &raw, &frame, &mut out_whole);
     assert!(
-        sent(&out_whole) == sent(&out),
+        sent(&out_whole, &frame) == sent(&out, &[]),
         "from_port_vnet: tunnel GSO changed what leaves"
     );
     assert!(
@@ -255,15 +255,20 @@ pub fn from_port_vnet(data: &[u8]) -> usize {
     out.len()
 }
 
-/// What a runtime sends for `out`: frames for ports as they are, each underlay item's socket
-/// payload, tunnelled super-frames cut as the worker cuts them.
-fn sent(out: &Output) -> Vec<(Target, Vec<u8>)> {
+/// What a runtime sends for `out`, emitted from `input`: frames for ports as they are, each
+/// underlay item's socket payload, tunnelled super-frames cut from `input` as the worker cuts
+/// them.
+fn sent(out: &Output, input: &[u8]) -> Vec<(Target, Vec<u8>)> {
     let mut v = Vec::new();
-    for (t, gso, bytes) in out.iter_gso() {
-        match (t, gso) {
+    for (t, meta, bytes) in out.iter_meta() {
+        match (t, meta.gso) {
             (Target::Underlay(dst), Some(mss)) => {
-                let payload = bytes.get(dst.payload_offset()..).unwrap_or_default();
-                let cut = swarmnet::dataplane::gso::cut_tunnelled(payload, mss, |h, c| {
+                assert!(
+                    meta.input_follows,
+                    "a tunnelled super-frame without its input"
+                );
+                let vxlan = bytes.get(dst.payload_offset()..).unwrap_or_default();
+                let cut = swarmnet::dataplane::gso::cut_tunnelled(vxlan, input, mss, |h, c| {
                     v.push((t, [h, c].concat()))
                 });
                 assert!(cut.is_some(), "a tunnelled super-frame that does not cut");

@@ -50,7 +50,9 @@ pub(crate) fn encapsulate(
 /// Wraps a TCP super-frame, whose segments of `mss` payload bytes are `sizes` long, in one
 /// outer header to `vtep`, as one output item with segment size `mss`: `gso::cut_tunnelled`
 /// turns its socket payload into what `encapsulate` gives for each segment (with `rco`, the
-/// inner TCP checksum's start: the same but for TCP checksums left open, VXLAN RCO). The outer IPv4 and
+/// inner TCP checksum's start: the same but for TCP checksums left open, VXLAN RCO). The item
+/// holds the headers only: the frame follows from the caller's input (`Meta::input_follows`),
+/// so the burst is never copied here. The outer IPv4 and
 /// UDP headers are those of the first segment's datagram (a socket sends from the VXLAN
 /// header on; the kernel writes its own), and the counters count each datagram.
 pub(crate) fn encapsulate_super(
@@ -75,12 +77,10 @@ pub(crate) fn encapsulate_super(
     if let Some(start) = rco {
         vxlan::Packet::new_unchecked(&mut hdr[28..]).set_rco(start, false);
     }
-    f.out.emit(Target::Underlay(dst), |b| {
-        b.reserve(ENCAP_HEADER_LEN + frame.len());
-        b.extend_from_slice(&hdr);
-        b.extend_from_slice(frame);
-    });
+    f.out
+        .emit(Target::Underlay(dst), |b| b.extend_from_slice(&hdr));
     f.out.set_last_gso(mss);
+    f.out.set_last_input_follows();
     for n in sizes {
         f.st.ip_id = f.st.ip_id.wrapping_add(1);
         f.c.underlay.tx(ENCAP_HEADER_LEN + n);

@@ -231,9 +231,10 @@ fn segment_tcp4(
     Ok(())
 }
 
-/// Cuts the socket payload of a tunnelled TCP super-frame (what `Output::iter_gso` gives for a
-/// `Target::Underlay` VXLAN datagram with a segment size, from `payload_offset()` on: the VXLAN
-/// header, then the inner super-frame) into the VXLAN payloads of its segments, byte for byte
+/// Cuts a tunnelled TCP super-frame (a `Target::Underlay` VXLAN item with a segment size and
+/// `Meta::input_follows`: `vxlan`, its bytes from `payload_offset()` on, is the VXLAN header;
+/// `frame` is the inner super-frame, the input of the call that emitted it) into the VXLAN
+/// payloads of its segments, byte for byte
 /// what the core would have emitted for each segment on its own. `each(headers, chunk)` gets a
 /// segment's VXLAN, Ethernet, IPv4 and TCP headers and its TCP payload, to send as one datagram
 /// in two pieces, so the payload is never copied here. With the VXLAN header's RCO flag set
@@ -241,11 +242,14 @@ fn segment_tcp4(
 /// payload is not even read. Returns how many segments it cut; `None`, with nothing passed,
 /// when the payload is not such a super-frame.
 pub fn cut_tunnelled(
-    payload: &[u8],
+    vxlan: &[u8],
+    frame: &[u8],
     mss: u16,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> Option<usize> {
-    let (vxlan, frame) = payload.split_at_checked(crate::wire::vxlan::HEADER_LEN)?;
+    if vxlan.len() != crate::wire::vxlan::HEADER_LEN {
+        return None;
+    }
     let s = Segments::parse(frame, mss.into()).ok()?;
     let rco = crate::wire::vxlan::Packet::new_unchecked(vxlan).rco();
     let open = match rco {

@@ -81,6 +81,8 @@ struct Item {
     /// A frame for a port whose TCP or UDP checksum field holds the pseudo-header's sum only:
     /// where the checksum starts and the field's offset from there (see `Meta::partial`).
     partial: Option<(u16, u16)>,
+    /// The packet goes on with the input frame of the call that emitted it (`Meta`).
+    input_follows: bool,
 }
 
 /// What a runtime must know of an emitted packet besides its target and bytes.
@@ -93,6 +95,10 @@ pub struct Meta {
     /// pseudo-header's sum. Only with `Dataplane::set_partial_checksums`; a runtime that
     /// hands it to anything else finishes it first (`gso::finish_checksum`).
     pub partial: Option<(u16, u16)>,
+    /// The packet's bytes are its headers only: it goes on with the frame the emitting call
+    /// was given (a tunnelled super-frame, `Dataplane::set_tunnel_gso`), which the runtime
+    /// still holds and must send from before it reads the next one.
+    pub input_follows: bool,
 }
 
 /// Packets emitted by the core, in order.
@@ -153,6 +159,7 @@ impl Output {
             let meta = Meta {
                 gso: (i.gso != 0).then_some(i.gso),
                 partial: i.partial,
+                input_follows: i.input_follows,
             };
             (i.target, meta, &self.buf[i.range.clone()])
         })
@@ -164,6 +171,19 @@ impl Output {
         if let Some(i) = self.items.last_mut() {
             i.partial = Some((start, offset));
         }
+    }
+
+    /// Marks the last packet emitted as going on with the emitting call's input frame.
+    pub(crate) fn set_last_input_follows(&mut self) {
+        if let Some(i) = self.items.last_mut() {
+            i.input_follows = true;
+        }
+    }
+
+    /// Whether the last packet emitted goes on with the emitting call's input frame: the
+    /// runtime sends it (`iter_meta`) before it lets that frame go.
+    pub fn last_input_follows(&self) -> bool {
+        self.items.last().is_some_and(|i| i.input_follows)
     }
 
     /// Marks the last packet emitted as a TCP super-frame of segments of `gso` bytes.
@@ -197,6 +217,7 @@ impl Output {
             range: start..end,
             gso: 0,
             partial: None,
+            input_follows: false,
         });
         end - start
     }
@@ -218,6 +239,7 @@ impl Output {
             range: start..end,
             gso: 0,
             partial: None,
+            input_follows: false,
         });
         Ok(end - start)
     }

@@ -200,9 +200,10 @@ impl Dataplane {
     }
 
     /// Lets a TCP super-frame from a TAP with offloads, for a task on another node of an
-    /// unencrypted overlay, leave as one `Target::Underlay` item with its segment size
-    /// (`Output::iter_gso`), which the caller cuts into datagrams with
-    /// [`super::gso::cut_tunnelled`]. Off by default: every underlay item is then one datagram.
+    /// unencrypted overlay, leave as one `Target::Underlay` item of headers with its segment
+    /// size, the frame itself following from the caller's input (`Meta`), which the caller
+    /// cuts into datagrams with [`super::gso::cut_tunnelled`] before it lets the input go.
+    /// Off by default: every underlay item is then one whole datagram.
     pub fn set_tunnel_gso(&mut self, on: bool) {
         self.tunnel_gso = on;
     }

@@ -342,6 +342,12 @@ impl Io {
     /// Sends what the core emitted and empties `out`. Frames for TAPs with offloads pass
     /// through the coalescer, which joins in-order TCP segments into one write.
     fn flush(&mut self, dp: &mut Dataplane, now: u64, out: &mut Output) {
+        self.flush_with_input(dp, now, out, &[]);
+    }
+
+    /// `flush`, for an `out` whose last packet goes on with `input`, the frame the core was
+    /// last given (`Meta::input_follows`): sent from it before the caller reads the next.
+    fn flush_with_input(&mut self, dp: &mut Dataplane, now: u64, out: &mut Output, input: &[u8]) {
         let Io {
             taps,
             virt,
@@ -455,13 +461,15 @@ impl Io {
                         dns_refused.push((client, bytes.to_vec()));
                     }
                 }
-                Target::Underlay(dst) if gso.is_some() && dst.kind == UnderlayKind::Vxlan => {
+                Target::Underlay(dst)
+                    if meta.input_follows && gso.is_some() && dst.kind == UnderlayKind::Vxlan =>
+                {
                     let payload = bytes.get(dst.payload_offset()..).unwrap_or_default();
                     let mss = gso.unwrap_or_default();
                     let Some(sender) = pick_sender(senders, vxlan_senders, dst.kind, dst.src_port)
                     else {
                         // Each of its datagrams was counted as sent by the core.
-                        for _ in 0..cut_tunnelled(payload, mss, |_, _| {}).unwrap_or(1) {
+                        for _ in 0..cut_tunnelled(payload, input, mss, |_, _| {}).unwrap_or(1) {
                             dp.count_drop(now, DropReason::UnderlayTxFailed);
                         }
                         continue;
@@ -471,12 +479,13 @@ impl Io {
                     let capturing = capture.is_open();
                     // Each segment is its headers (built in the batch) and a slice of the
                     // super-frame: the payload is copied only by the kernel.
-                    let cut = cut_tunnelled(payload, mss, |head, chunk| {
+                    let cut = cut_tunnelled(payload, input, mss, |head, chunk| {
                         if capturing {
                             capture.underlay_udp(from, to, &[head, chunk].concat());
                         }
-                        // SAFETY: `chunk` borrows `out`, which is neither written nor cleared
-                        // before the batch is sent (here when full, or after the loop).
+                        // SAFETY: `chunk` borrows `input`, which the caller keeps unwritten
+                        // until this returns, and the batch is sent before then (here when
+                        // full, or after the loop).
                         if !unsafe { sender.batch.push_parts(to, head, chunk) } {
                             send_now(sender, dp, now);
                             // SAFETY: as above; the batch is empty again.
@@ -764,6 +773,11 @@ impl Worker {
                                     frame[..n].split_at(n.min(crate::wire::vnet::HEADER_LEN));
                                 io.capture.port_frame(port, body);
                                 dp.from_port_vnet(now, port, hdr, body, &mut out);
+                                // A burst for another node is sent from `frame` itself,
+                                // before the next read overwrites it.
+                                if out.last_input_follows() {
+                                    io.flush_with_input(&mut dp, now, &mut out, body);
+                                }
                             } else {
                                 io.capture.port_frame(port, &frame[..n]);
                                 dp.from_port(now, port, &frame[..n], &mut out);
@@ -822,7 +836,9 @@ impl Worker {
                                     Channel::EspIp => dp.from_underlay_ipv4(now, payload, &mut out),
                                     Channel::RawSend | Channel::VxlanSend => {}
                                 }
-                                if out.len() >= BATCH {
+                                // Room for two whole super-frames of a flow
+                                // (45 segments each) before a write cuts one.
+                                if out.len() >= 3 * BATCH {
                                     io.flush(&mut dp, now, &mut out);
                                 }
                             }
