@@ -66,8 +66,10 @@ fn dataplane(c: &mut Criterion) {
 /// over, into 46 segments of 1,398 bytes for the underlay: cut and encapsulated segment by
 /// segment by the core (`per_segment`: one copy of each segment into a buffer and one into the
 /// output), or encapsulated whole and cut by the sender into headers and slices of the frame
-/// (`tunnelled`: no copy of the payload). Both compute every segment's TCP checksum (no RCO).
-/// The kernel's copy of the datagrams (sendmmsg) is not part of either.
+/// (`tunnelled`: no copy of the payload). Both compute every segment's TCP checksum, but for
+/// `tunnelled_rco`, whose segments leave them to the receiver (VXLAN remote checksum offload)
+/// and which so never reads the payload. The kernel's copy of the datagrams (sendmmsg) is not
+/// part of any.
 fn super_frame(c: &mut Criterion) {
     use swarmnet::dataplane::gso::cut_tunnelled;
     use swarmnet::dataplane::Target;
@@ -97,8 +99,15 @@ fn super_frame(c: &mut Criterion) {
     let mut g = c.benchmark_group("super_frame");
     g.throughput(Throughput::Bytes(SUPER as u64));
     let mut out = Output::with_capacity(64, 128 * 1024);
-    for (name, tunnel) in [("per_segment_64000", false), ("tunnelled_64000", true)] {
-        let mut dp = Dataplane::new(tables());
+    let cases = [
+        ("per_segment_64000", false, false),
+        ("tunnelled_64000", true, false),
+        ("tunnelled_rco_64000", true, true),
+    ];
+    for (name, tunnel, rco) in cases {
+        let mut t = (*tables()).clone();
+        t.remote_checksum_offload = rco;
+        let mut dp = Dataplane::new(std::sync::Arc::new(t));
         dp.set_tunnel_gso(tunnel);
         g.bench_function(name, |b| {
             b.iter(|| {

@@ -478,6 +478,28 @@ echo
 echo "ratio swarmnet/kernel: $RATIO; encrypted swarmnet/kernel (unencrypted): $E_RATIO"
 echo "RTT swarmnet/kernel: ping $(ratio "$K_RTT" "$S_RTT"), TCP_RR $(ratio "$K_RR" "$S_RR")"
 echo "both nodes' CPU while idle: ${S_IDLE}% of one core (busy poll ${SWARMNET_BUSY_POLL_US:-50} us)"
+# What one cross-thread wake-up costs here, the floor of a userspace hop: a pipe round trip
+# between threads on two cores, from idle (50 ms apart) and back to back.
+python3 - <<'EOF_WAKE' || true
+import os, select, statistics, threading, time
+r1, w1 = os.pipe(); r2, w2 = os.pipe()
+def echo():
+    os.sched_setaffinity(0, {1})
+    while os.read(r1, 1) == b"x":
+        os.write(w2, b"x")
+t = threading.Thread(target=echo); t.start()
+os.sched_setaffinity(0, {0})
+def rtt(gap, n):
+    v = []
+    for _ in range(n):
+        time.sleep(gap)
+        t0 = time.perf_counter_ns(); os.write(w1, b"x"); os.read(r2, 1)
+        v.append((time.perf_counter_ns() - t0) / 1000)
+    return statistics.median(v)
+idle, busy = rtt(0.05, 40), rtt(0, 400)
+os.write(w1, b"q"); t.join()
+print(f"thread wake-up round trip (pipe, two cores): {idle:.0f} us from idle, {busy:.0f} us back to back")
+EOF_WAKE
 # One line a later run's --check compares with (kept in BENCHMARKS.md).
 FIGURES="figures: flows=$FLOWS esp=$ESP_TRANSPORT offload=$([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on) rco=$RCO ratio=$RATIO esp_ratio=$E_RATIO ping_ratio=$(ratio "$K_RTT" "$S_RTT") rr_ratio=$(ratio "$K_RR" "$S_RR") cpu_s_per_gib=$S_CPU esp_cpu_s_per_gib=$E_CPU"
 echo "$FIGURES"
@@ -542,8 +564,8 @@ row("  transmit (udp_send_skb: ip_output, qdisc, veth)", "__sys_sendmmsg", "udp_
 row("    of which the peer host receive run inline (net_rx_action)", "__sys_sendmmsg", "net_rx_action")
 row("read from the TAP", "ksys_read")
 row("  copy to user (_copy_to_iter)", "ksys_read", "_copy_to_iter")
-row("write to the TAP", "ksys_write")
-row("  task TCP stack run inline (tcp_v4_rcv)", "ksys_write", "tcp_v4_rcv")
+row("write to the TAP (writev)", "do_writev")
+row("  task TCP stack run inline (tcp_v4_rcv)", "do_writev", "tcp_v4_rcv")
 row("recvmmsg from the underlay", "__x64_sys_recvmmsg")
 row("epoll_wait", "do_epoll_wait")
 row("scheduling (__schedule, anywhere)", "__schedule")
