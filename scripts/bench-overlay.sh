@@ -18,9 +18,9 @@
 #
 # Needs root. Every namespace and process it creates is removed on exit (also on failure or ^C).
 # usage: scripts/bench-overlay.sh [--duration S] [--flows N] [--workers N] [--profile [--profile-node a|b] [--profile-path plain|esp]] [--no-offload] [--no-rco] [--esp-transport ip|udp] [--check]
-# (--check: compare this run's ratios to the kernel with the last "figures:" line of the same
-#  flows, ESP transport and offloads in BENCHMARKS.md; says which got worse by more than 15%,
-#  and exits 3 if any did)
+# (--check: compare this run's ratios to the kernel with the newest "figures:" line of the
+#  same flows, ESP transport, offloads and RCO in BENCHMARKS.md, the first in the file (newest
+#  sections come first); says which got worse by more than 15%, and exits 3 if any did)
 # (--flows N: N parallel TCP flows, iperf3 -P N; default 1)
 # (--no-offload: swarmnet without the TAP offloads, TSO and checksums; UDP GSO/GRO stay on)
 # (--no-rco: the nodes without VXLAN remote checksum offload, which a swarm's daemons use:
@@ -621,6 +621,7 @@ for line in open(path, encoding="utf-8"):
         f.setdefault("rco", "false")  # lines from before remote checksum offload
         if all(f.get(k) == now.get(k) for k in key):
             last = f
+            break  # the newest: BENCHMARKS.md puts newer sections first
 if last is None:
     print("--check: BENCHMARKS.md has no figures line for "
           + " ".join(f"{k}={now.get(k)}" for k in key) + "; add this run's line to start one")
@@ -630,7 +631,7 @@ TOL = 0.15  # the run-to-run spread of these ratios on this machine
 metrics = [("ratio", True), ("esp_ratio", True), ("ping_ratio", False), ("rr_ratio", False),
            ("cpu_s_per_gib", False), ("esp_cpu_s_per_gib", False)]
 worse = []
-print("--check against the last figures in BENCHMARKS.md (%s):" % " ".join(f"{k}={last[k]}" for k in key))
+print("--check against the newest figures in BENCHMARKS.md (%s):" % " ".join(f"{k}={last[k]}" for k in key))
 for name, higher in metrics:
     try:
         was, cur = float(last[name]), float(now[name])
