@@ -29,13 +29,7 @@ pub(crate) fn encapsulate(
 ) -> Result<(), DropReason> {
     let total = ENCAP_HEADER_LEN + frame.len();
     let total_len = u16::try_from(total).map_err(|_| DropReason::MtuExceeded)?;
-    let src_port = SRC_PORT_BASE | (flow_hash(frame) as u16 & 0x3fff);
-    let dst = UnderlayDst {
-        addr: vtep,
-        port: f.t.data_path_port,
-        src_port,
-        kind: UnderlayKind::Vxlan,
-    };
+    let dst = vxlan_dst(f, vtep, frame);
     let hdr = outer_header(f, dst, vni, total_len)?;
     f.st.ip_id = f.st.ip_id.wrapping_add(1);
     let n = f.out.emit(Target::Underlay(dst), |b| {
@@ -66,13 +60,7 @@ pub(crate) fn encapsulate_super(
 ) -> Result<(), DropReason> {
     let first = sizes.clone().next().ok_or(DropReason::Malformed)?;
     let total_len = u16::try_from(ENCAP_HEADER_LEN + first).map_err(|_| DropReason::MtuExceeded)?;
-    let src_port = SRC_PORT_BASE | (flow_hash(frame) as u16 & 0x3fff);
-    let dst = UnderlayDst {
-        addr: vtep,
-        port: f.t.data_path_port,
-        src_port,
-        kind: UnderlayKind::Vxlan,
-    };
+    let dst = vxlan_dst(f, vtep, frame);
     let mut hdr = outer_header(f, dst, vni, total_len)?;
     if let Some(start) = rco {
         vxlan::Packet::new_unchecked(&mut hdr[28..]).set_rco(start, false);
@@ -86,6 +74,17 @@ pub(crate) fn encapsulate_super(
         f.c.underlay.tx(ENCAP_HEADER_LEN + n);
     }
     Ok(())
+}
+
+/// Where VXLAN carrying `frame` goes: `vtep`'s data-path port, from the source port of the
+/// frame's flow.
+fn vxlan_dst(f: &Forwarder<'_>, vtep: Ipv4Addr, frame: &[u8]) -> UnderlayDst {
+    UnderlayDst {
+        addr: vtep,
+        port: f.t.data_path_port,
+        src_port: SRC_PORT_BASE | (flow_hash(frame) as u16 & 0x3fff),
+        kind: UnderlayKind::Vxlan,
+    }
 }
 
 /// The outer IPv4, UDP and VXLAN headers of a datagram of `total_len` bytes to `dst`, with the
