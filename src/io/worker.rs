@@ -379,8 +379,10 @@ impl Io {
                 if elsewhere.get(q.0 as usize) != Some(&true)
                     && virt.get(q.0 as usize).is_none_or(Option::is_none)
                     && taps.get(q.0 as usize).and_then(Option::as_ref).is_some_and(TapQueue::has_vnet_header));
-            let bytes = match meta.partial {
-                Some((start, offset)) if !link_finishes => {
+            // Finished once, for such a link and for a capture (which shows the frame as the
+            // task's kernel will take it).
+            let shown = match meta.partial {
+                Some((start, offset)) if !link_finishes || capture.is_open() => {
                     finished.clear();
                     finished.extend_from_slice(bytes);
                     let _ = finish_checksum(finished, start.into(), offset.into());
@@ -388,16 +390,9 @@ impl Io {
                 }
                 _ => bytes,
             };
+            let bytes = if link_finishes { bytes } else { shown };
             match target {
-                // An open checksum is shown finished, as the task's kernel will take it.
-                Target::Port(q) if capture.is_open() && meta.partial.is_some() => {
-                    let mut copy = bytes.to_vec();
-                    if let Some((start, offset)) = meta.partial {
-                        let _ = finish_checksum(&mut copy, start.into(), offset.into());
-                    }
-                    capture.port_frame(q, &copy);
-                }
-                Target::Port(q) => capture.port_frame(q, bytes),
+                Target::Port(q) => capture.port_frame(q, shown),
                 // A super-frame is not one packet: its datagrams are offered as they are cut.
                 Target::Underlay(_) if gso.is_some() => {}
                 Target::Underlay(_) => capture.underlay_packet(bytes),
