@@ -147,10 +147,8 @@ impl Output {
     /// pseudo-header sum only, and a port takes it behind a virtio-net GSO header or cut into
     /// segments ([`super::gso::segment_super_frame`]).
     pub fn iter_gso(&self) -> impl ExactSizeIterator<Item = (Target, Option<u16>, &[u8])> + '_ {
-        self.items.iter().map(|i| {
-            let gso = (i.gso != 0).then_some(i.gso);
-            (i.target, gso, &self.buf[i.range.clone()])
-        })
+        self.iter_meta()
+            .map(|(t, meta, bytes)| (t, meta.gso, bytes))
     }
 
     /// Every emitted packet with what the runtime must know of it, in order.

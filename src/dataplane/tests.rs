@@ -746,28 +746,26 @@ fn a_tunnelled_payload_that_is_no_super_frame_is_not_cut() {
 }
 
 /// Node 2 of `TOPO`: web3 here, web1 behind node 1's VTEP.
-const TOPO_PEER: &str = r#"
-[node]
-name = "node-2"
-data_path_addr = "192.0.2.11"
-
-[[network]]
-name = "my-network"
-vni = 4097
-subnet = "10.0.9.0/24"
-gateway = "10.0.9.1"
-
-[[endpoint]]
-name = "web1"
-network = "my-network"
-ip = "10.0.9.2"
-vtep = "192.0.2.10"
-
-[[endpoint]]
-name = "web3"
-network = "my-network"
-ip = "10.0.9.3"
-"#;
+fn topo_peer() -> String {
+    let swap = [
+        (
+            "name = \"node-1\"\ndata_path_addr = \"192.0.2.10\"",
+            "name = \"node-2\"\ndata_path_addr = \"192.0.2.11\"",
+        ),
+        (
+            "ip = \"10.0.9.2\"\n",
+            "ip = \"10.0.9.2\"\nvtep = \"192.0.2.10\"\n",
+        ),
+        (
+            "ip = \"10.0.9.3\"\nvtep = \"192.0.2.11\"\n",
+            "ip = \"10.0.9.3\"\n",
+        ),
+    ];
+    swap.iter().fold(TOPO.to_string(), |t, (from, to)| {
+        assert_eq!(t.matches(from).count(), 1, "{from}");
+        t.replace(from, to)
+    })
+}
 
 fn with_rco(text: &str) -> String {
     text.replacen(
@@ -818,20 +816,20 @@ fn remote_checksum_offload_leaves_tcp_checksums_to_the_receiver() {
         assert_eq!(&r[60..], &p[60..], "payload");
         assert_ne!(&r[58..60], &p[58..60]);
     }
-    let want: Vec<(Vec<u8>, bool)> = received(&mut dataplane(TOPO_PEER), &plain);
+    let want: Vec<(Vec<u8>, bool)> = received(&mut dataplane(&topo_peer()), &plain);
     assert_eq!(want.len(), 15);
     // A receiver whose runtime takes open checksums hands them on open; finished, they are
     // the segments' own checksums. A receiver whose runtime does not finishes them itself.
-    let mut peer = dataplane(&with_rco(TOPO_PEER));
+    let mut peer = dataplane(&with_rco(&topo_peer()));
     peer.set_partial_checksums(true);
     let got = received(&mut peer, &rco);
     assert!(got.iter().all(|(_, open)| *open));
     let frames = |v: &[(Vec<u8>, bool)]| v.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
     assert_eq!(frames(&got), frames(&want));
-    let got = received(&mut dataplane(&with_rco(TOPO_PEER)), &rco);
+    let got = received(&mut dataplane(&with_rco(&topo_peer())), &rco);
     assert_eq!(got, want);
     // Checksums of datagrams without the flag stay as they came.
-    let mut peer = dataplane(&with_rco(TOPO_PEER));
+    let mut peer = dataplane(&with_rco(&topo_peer()));
     peer.set_partial_checksums(true);
     assert_eq!(received(&mut peer, &plain), want);
 }
@@ -841,7 +839,7 @@ fn remote_checksum_offload_that_does_not_fit_its_frame_is_dropped() {
     let mut f = tcp_frame(WEB3, WEB1, [10, 0, 9, 2], [10, 0, 9, 3], 100);
     let mut d = vec![0x08, 0x20, 0, 0, 0x00, 0x10, 0x01, 17];
     d.extend_from_slice(&f);
-    let mut peer = dataplane(&with_rco(TOPO_PEER));
+    let mut peer = dataplane(&with_rco(&topo_peer()));
     let mut out = Output::new();
     let src = Ipv4Addr::new(192, 0, 2, 10);
     peer.from_underlay_udp(0, src, &d, &mut out);
@@ -875,7 +873,7 @@ fn any_node_finishes_an_open_checksum_over_the_packet_not_its_padding() {
     d.extend_from_slice(&open);
     d.extend_from_slice(&[0xee; 6]);
     // Peers that do not send it open may still receive it (as Linux's remcsumrx does).
-    for text in [TOPO_PEER.to_string(), with_rco(TOPO_PEER)] {
+    for text in [topo_peer(), with_rco(&topo_peer())] {
         let mut peer = dataplane(&text);
         let mut out = Output::new();
         peer.from_underlay_udp(0, Ipv4Addr::new(192, 0, 2, 10), &d, &mut out);

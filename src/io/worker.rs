@@ -646,6 +646,10 @@ impl Worker {
         };
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
         let spin = busy_poll();
+        // Super-frames leave whole for the senders to cut (captures see the datagrams); open
+        // checksums reach only links that finish them (`Io::flush`).
+        dp.set_tunnel_gso(!io.vxlan_senders.is_empty());
+        dp.set_partial_checksums(true);
         let mut last_active = 0u64;
 
         while !stop.load(Ordering::Relaxed) {
@@ -731,6 +735,7 @@ impl Worker {
                     }
                     // Datagrams may have come before the registration: read until WouldBlock.
                     sock_ready.resize(receivers.len(), true);
+                    dp.set_tunnel_gso(!io.vxlan_senders.is_empty());
                     let _ = done.send(());
                     continue;
                 }
@@ -740,10 +745,6 @@ impl Worker {
             if !Arc::ptr_eq(&current, dp.tables()) {
                 dp.set_tables(Arc::clone(&current));
             }
-            // Super-frames leave whole for the senders to cut (captures see the datagrams).
-            dp.set_tunnel_gso(!io.vxlan_senders.is_empty());
-            // Open checksums reach only links that finish them (`Io::flush`).
-            dp.set_partial_checksums(true);
             let now = now_nanos();
             if woke {
                 last_active = now;
