@@ -73,6 +73,19 @@ pub fn tables() -> Arc<Tables> {
         .clone()
 }
 
+/// Fresh tables of `TOPOLOGY` with its network encrypted (ESP in UDP, one fixed key): fresh,
+/// because the outbound sequence numbers live in them.
+pub fn encrypted_tables() -> Arc<Tables> {
+    let text = TOPOLOGY.replacen(
+        "mtu = 1450\n",
+        "mtu = 1390\nencrypted = true\n\n[encryption]\nkeys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\ntransport = \"udp\"\n",
+        1,
+    );
+    let topo = Topology::parse(&text, "fuzz.toml").expect("fixed topology is valid");
+    assert!(topo.networks.iter().all(|n| n.encrypted));
+    Arc::new(Tables::from_topology(&topo))
+}
+
 /// Destination MACs a fuzzer would hardly guess: the tasks', broadcast.
 fn known_mac(choice: u8) -> MacAddr {
     match choice % 4 {
@@ -251,6 +264,28 @@ pub fn from_port_vnet(data: &[u8]) -> usize {
     assert!(
         whole.counters() == dp.counters(),
         "from_port_vnet: tunnel GSO changed the counters"
+    );
+    // On an encrypted network each segment is sealed straight from the burst: the same
+    // datagrams, under the same sequence numbers, and the same counts as switching each.
+    let mut sealed = [Output::new(), Output::new()];
+    let mut counts = Vec::new();
+    for (on, o) in sealed.iter_mut().enumerate() {
+        let mut dp = Dataplane::new(encrypted_tables());
+        dp.set_tunnel_gso(on == 1);
+        dp.from_port_vnet(0, port, &raw, &frame, o);
+        assert!(
+            o.iter_meta().all(|(_, m, _)| m.gso.is_none()),
+            "from_port_vnet: a sealed burst left whole"
+        );
+        counts.push(dp.counters().clone());
+    }
+    assert!(
+        sent(&sealed[1], &frame) == sent(&sealed[0], &[]),
+        "from_port_vnet: sealing from the burst changed what leaves"
+    );
+    assert!(
+        counts[0] == counts[1],
+        "from_port_vnet: sealing from the burst changed the counters"
     );
     out.len()
 }

@@ -305,12 +305,12 @@ impl Dataplane {
             .then_some(ETHERNET_HEADER_LEN + s.ihl);
         // Every segment fits the overlay's MTU (the last is no longer than the others).
         let longest = s.ihl + s.doff + s.mss.min(s.payload.len());
-        if s.count < 2
-            || net.bridge.is_some()
-            || longest > usize::from(net.mtu)
-            || t.esp.as_ref().is_some_and(|e| e.encrypts(vni))
-        {
+        if s.count < 2 || net.bridge.is_some() || longest > usize::from(net.mtu) {
             return false;
+        }
+        if t.esp.as_ref().is_some_and(|e| e.encrypts(vni)) {
+            self.seal_segments(now, port, vtep, vni, &s, rco, out);
+            return true;
         }
         let hl = s.headers.len();
         let sizes = (0..s.count).map(|i| hl + s.payload.len().saturating_sub(i * mss).min(mss));
@@ -323,6 +323,43 @@ impl Dataplane {
             super::encap::encapsulate_super(f, vtep, vni, frame, mss as u16, sizes, rco)
         });
         true
+    }
+}
+
+impl Dataplane {
+    /// The segments of a TCP super-frame for `vtep` on an encrypted overlay, each sealed in its
+    /// own ESP datagram straight from the burst: what switching each segment would emit and
+    /// count, without cutting it into a frame of its own first. With `rco` (the TCP header's
+    /// start), each segment's TCP checksum is left open for the receiver (remote checksum
+    /// offload inside ESP, whose ICV protects the segment instead), and its payload is read
+    /// once, by the cipher.
+    #[allow(clippy::too_many_arguments)]
+    fn seal_segments(
+        &mut self,
+        now: Nanos,
+        port: PortId,
+        vtep: std::net::Ipv4Addr,
+        vni: u32,
+        s: &Segments<'_>,
+        rco: Option<usize>,
+        out: &mut Output,
+    ) {
+        let mut hdr = [0u8; MAX_SEGMENT_HEADERS];
+        let hdr = &mut hdr[..s.headers.len()];
+        for i in 0..s.count {
+            let chunk = s.segment(i, hdr, rco.is_some());
+            if let Some(c) = self.port_counters(port) {
+                c.rx(hdr.len() + chunk.len());
+            }
+            let hdr = &*hdr;
+            self.handle(now, "port", out, |f| {
+                let t = f.t;
+                match &t.esp {
+                    Some(e) => super::esp::encapsulate_parts(f, e, vtep, vni, hdr, chunk, rco),
+                    None => Err(DropReason::UnknownDestination),
+                }
+            });
+        }
     }
 }
 

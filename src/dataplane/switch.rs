@@ -202,8 +202,10 @@ impl Dataplane {
     /// Lets a TCP super-frame from a TAP with offloads, for a task on another node of an
     /// unencrypted overlay, leave as one `Target::Underlay` item of headers with its segment
     /// size, the frame itself following from the caller's input (`Meta`), which the caller
-    /// cuts into datagrams with [`super::gso::cut_tunnelled`] before it lets the input go.
-    /// Off by default: every underlay item is then one whole datagram.
+    /// cuts into datagrams with [`super::gso::cut_tunnelled`] before it lets the input go; on
+    /// an encrypted overlay, each segment is sealed straight from the burst, in whole
+    /// datagrams. Off by default: every underlay item is then one whole datagram, and each
+    /// segment is cut into a frame of its own and switched.
     pub fn set_tunnel_gso(&mut self, on: bool) {
         self.tunnel_gso = on;
     }

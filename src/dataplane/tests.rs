@@ -693,34 +693,47 @@ fn tunnelled_super_frames_cut_into_what_the_core_sends_for_each_segment() {
     forged[6..12].copy_from_slice(&[2, 0x42, 10, 0, 9, 9]);
     cases.push((forged, 1398, false));
     cases.push((big[..40].to_vec(), 1398, false));
-    for (frame, mss, whole) in cases {
-        let hdr = tso_header(mss);
-        let mut slow = dataplane(TOPO);
-        let mut fast = dataplane(TOPO);
-        fast.set_tunnel_gso(true);
-        let (mut out_slow, mut out_fast) = (Output::new(), Output::new());
-        slow.from_port_vnet(0, web1, &hdr, &frame, &mut out_slow);
-        fast.from_port_vnet(0, web1, &hdr, &frame, &mut out_fast);
-        let what = format!("{} bytes, mss {mss}", frame.len());
-        let several = frame.len() > 54 + usize::from(mss);
-        assert_eq!(
-            out_fast.iter_gso().filter(|(_, g, _)| g.is_some()).count(),
-            usize::from(whole && several),
-            "{what}: one item for the whole burst"
-        );
-        assert_eq!(
-            datagrams(&out_fast, &frame),
-            datagrams(&out_slow, &[]),
-            "{what}"
-        );
-        assert_eq!(fast.counters(), slow.counters(), "{what}: counters");
+    // An encrypted network seals each segment straight from the burst, in a datagram of its
+    // own: the same datagrams, under the same sequence numbers, as switching each segment.
+    for (text, sealed) in [(TOPO.to_string(), false), (encrypted(TOPO), true)] {
+        for (frame, mss, whole) in &cases {
+            let (mss, whole) = (*mss, *whole);
+            let hdr = tso_header(mss);
+            let mut slow = dataplane(&text);
+            let mut fast = dataplane(&text);
+            fast.set_tunnel_gso(true);
+            let (mut out_slow, mut out_fast) = (Output::new(), Output::new());
+            slow.from_port_vnet(0, web1, &hdr, frame, &mut out_slow);
+            fast.from_port_vnet(0, web1, &hdr, frame, &mut out_fast);
+            let what = format!("{} bytes, mss {mss}, encrypted {sealed}", frame.len());
+            let several = frame.len() > 54 + usize::from(mss);
+            assert_eq!(
+                out_fast.iter_gso().filter(|(_, g, _)| g.is_some()).count(),
+                usize::from(whole && several && !sealed),
+                "{what}: one item for the whole burst"
+            );
+            assert_eq!(
+                datagrams(&out_fast, frame),
+                datagrams(&out_slow, &[]),
+                "{what}"
+            );
+            assert_eq!(fast.counters(), slow.counters(), "{what}: counters");
+            let t = fast.tables();
+            let mtu = t.port(web1).and_then(|p| t.network(p.network)).unwrap().mtu;
+            let fits =
+                40 + usize::from(mss).min(frame.len().saturating_sub(54)) <= usize::from(mtu);
+            if sealed && whole && fits {
+                let esp = out_fast.iter().filter(
+                    |(t, _)| matches!(t, Target::Underlay(d) if d.kind == UnderlayKind::EspUdp),
+                );
+                assert_eq!(
+                    esp.count(),
+                    frame.len().saturating_sub(54).div_ceil(mss.into()).max(1),
+                    "{what}"
+                );
+            }
+        }
     }
-    // Encrypted networks seal each segment: never whole.
-    let mut dp = dataplane(&encrypted(TOPO));
-    dp.set_tunnel_gso(true);
-    let mut out = Output::new();
-    dp.from_port_vnet(0, web1, &tso_header(1300), &big, &mut out);
-    assert!(out.len() > 1 && out.iter_gso().all(|(_, g, _)| g.is_none()));
 }
 
 #[test]
@@ -779,8 +792,14 @@ fn with_rco(text: &str) -> String {
 /// checksum finished, and whether it came open.
 fn received(peer: &mut Dataplane, sent: &[(Target, Vec<u8>)]) -> Vec<(Vec<u8>, bool)> {
     let mut out = Output::new();
-    for (_, d) in sent {
-        peer.from_underlay_udp(0, Ipv4Addr::new(192, 0, 2, 10), d, &mut out);
+    let src = Ipv4Addr::new(192, 0, 2, 10);
+    for (t, d) in sent {
+        match t {
+            Target::Underlay(u) if u.kind == UnderlayKind::EspUdp => {
+                peer.from_underlay_esp_udp(0, src, d, &mut out)
+            }
+            _ => peer.from_underlay_udp(0, src, d, &mut out),
+        }
     }
     out.iter_meta()
         .map(|(t, m, f)| {
@@ -832,6 +851,43 @@ fn remote_checksum_offload_leaves_tcp_checksums_to_the_receiver() {
     let mut peer = dataplane(&with_rco(&topo_peer()));
     peer.set_partial_checksums(true);
     assert_eq!(received(&mut peer, &plain), want);
+}
+
+#[test]
+fn remote_checksum_offload_travels_inside_esp() {
+    let mut f = tcp_frame(WEB3, WEB1, [10, 0, 9, 2], [10, 0, 9, 3], 20_000);
+    f[47] |= 0x08;
+    // Within the encrypted network's MTU.
+    let hdr = tso_header(1300);
+    let send = |text: &str| {
+        let mut dp = dataplane(text);
+        dp.set_tunnel_gso(true);
+        let mut out = Output::new();
+        dp.from_port_vnet(0, PortId(0), &hdr, &f, &mut out);
+        assert_eq!(dp.counters().total_drops(), 0);
+        datagrams(&out, &f)
+    };
+    let plain = send(&encrypted(TOPO));
+    let rco = send(&with_rco(&encrypted(TOPO)));
+    assert_eq!((plain.len(), rco.len()), (16, 16));
+    for ((t, p), (_, r)) in plain.iter().zip(&rco) {
+        assert!(matches!(t, Target::Underlay(d) if d.kind == UnderlayKind::EspUdp));
+        assert_eq!(p.len(), r.len());
+        assert_eq!(&p[..8], &r[..8], "SPI and sequence number");
+    }
+    let peer_text = encrypted(&topo_peer());
+    let want = received(&mut dataplane(&peer_text), &plain);
+    assert_eq!(want.len(), 16);
+    assert!(want.iter().all(|(_, open)| !open));
+    // Opened, the segments' checksums are open for a runtime that takes them, and finish to
+    // the segments' own; a runtime that does not gets them finished.
+    let mut peer = dataplane(&with_rco(&peer_text));
+    peer.set_partial_checksums(true);
+    let got = received(&mut peer, &rco);
+    assert!(got.iter().all(|(_, open)| *open), "the checksums came open");
+    let frames = |v: &[(Vec<u8>, bool)]| v.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
+    assert_eq!(frames(&got), frames(&want));
+    assert_eq!(received(&mut dataplane(&peer_text), &rco), want);
 }
 
 #[test]

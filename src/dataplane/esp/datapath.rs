@@ -37,12 +37,30 @@ pub(crate) fn encapsulate(
     vni: u32,
     frame: &[u8],
 ) -> Result<(), DropReason> {
+    encapsulate_parts(f, esp_t, vtep, vni, frame, &[], None)
+}
+
+/// Seals the frame `head` followed by `body` in VXLAN (`vni`) and ESP towards `vtep`, copying
+/// each piece once, straight into the datagram (`head` holds at least the frame's Ethernet,
+/// IPv4 and TCP or UDP headers, which name its flow). With `rco`, the start of a TCP checksum
+/// left open in `head`: the VXLAN header says so (remote checksum offload), for the receiver
+/// to finish or trust, as on an unencrypted network; the ICV covers it either way.
+pub(crate) fn encapsulate_parts(
+    f: &mut Forwarder<'_>,
+    esp_t: &EspTable,
+    vtep: Ipv4Addr,
+    vni: u32,
+    head: &[u8],
+    body: &[u8],
+    rco: Option<usize>,
+) -> Result<(), DropReason> {
+    let frame_len = head.len() + body.len();
     let sa = esp_t.outbound(vtep).ok_or(DropReason::UnknownDestination)?;
     let (kind, outer_udp) = match esp_t.transport {
         Transport::Ip => (UnderlayKind::EspIp, 0),
         Transport::Udp => (UnderlayKind::EspUdp, UDP_HEADER_LEN),
     };
-    let inner_udp_len = UDP_HEADER_LEN + vxlan::HEADER_LEN + frame.len();
+    let inner_udp_len = UDP_HEADER_LEN + vxlan::HEADER_LEN + frame_len;
     let esp_len = inner_udp_len + esp::overhead(inner_udp_len);
     let total = ipv4::HEADER_LEN + outer_udp + esp_len;
     let total_len = u16::try_from(total).map_err(|_| DropReason::MtuExceeded)?;
@@ -78,7 +96,7 @@ pub(crate) fn encapsulate(
     }
     .write(&mut ip);
     f.st.ip_id = f.st.ip_id.wrapping_add(1);
-    let src_port = SRC_PORT_BASE | (flow_hash(frame) as u16 & 0x3fff);
+    let src_port = SRC_PORT_BASE | (flow_hash(head) as u16 & 0x3fff);
     let data_path_port = f.t.data_path_port;
     let n = f.out.try_emit(Target::Underlay(dst), |b| {
         b.reserve(total);
@@ -101,8 +119,13 @@ pub(crate) fn encapsulate(
         b.extend_from_slice(&[0, 0]);
         let at = b.len();
         b.extend_from_slice(&[0u8; vxlan::HEADER_LEN]);
-        vxlan::Repr { vni }.emit(&mut vxlan::Packet::new_unchecked(&mut b[at..]));
-        b.extend_from_slice(frame);
+        let mut vx = vxlan::Packet::new_unchecked(&mut b[at..]);
+        vxlan::Repr { vni }.emit(&mut vx);
+        if let Some(start) = rco {
+            vx.set_rco(start, false);
+        }
+        b.extend_from_slice(head);
+        b.extend_from_slice(body);
         sa.seal(b, esp_start, seq, ipv4::PROTO_UDP)
     })?;
     f.c.underlay.tx(n);

@@ -20,7 +20,7 @@ mod sa;
 mod vectors;
 mod window;
 
-pub(crate) use datapath::{encapsulate, input_ipv4, input_udp, is_esp_datagram};
+pub(crate) use datapath::{encapsulate, encapsulate_parts, input_ipv4, input_udp, is_esp_datagram};
 pub use keyring::{EspTable, Key, Keyring, KeyringError, Transport, MAX_KEYS};
 pub use sa::{key_id, spi, EspError, KeyBytes, Sa};
 pub use window::{Window, WINDOW};
