@@ -425,6 +425,59 @@ fn the_seeds_service_commands_give_dockers_outputs() {
 }
 
 #[test]
+fn a_node_update_from_a_stale_read_is_refused_after_the_role_changes_own_refusals() {
+    let n1 = Node::start("127.92.11.1");
+    n1.init();
+    let node = |n: &Node| json(&api(n, Method::GET, "/nodes", None).1)[0].clone();
+    let me = node(&n1);
+    let (id, version) = (
+        me["ID"].as_str().unwrap().to_string(),
+        me["Version"]["Index"].as_u64().unwrap(),
+    );
+    let update = |version: u64, role: &str, availability: &str| {
+        let spec = serde_json::json!({"Labels": {}, "Role": role, "Availability": availability});
+        api(
+            &n1,
+            Method::POST,
+            &format!("/nodes/{id}/update?version={version}"),
+            Some(spec),
+        )
+    };
+    // As dockerd: demoting the last manager is refused as such, whatever the version read.
+    for v in [version, version - 1] {
+        let (code, message) = update(v, "worker", "active");
+        assert_ne!(code, 200, "{message}");
+        assert!(
+            message.contains("attempting to demote the last manager of the swarm"),
+            "{message}"
+        );
+    }
+    // A change from a stale read is refused and changes nothing; from the current one, taken.
+    let (code, message) = update(version - 1, "manager", "drain");
+    assert_eq!(
+        (code, message.contains("update out of sequence")),
+        (500, true),
+        "{message}"
+    );
+    assert_eq!(node(&n1)["Spec"]["Availability"], "active");
+    assert_eq!(update(version, "manager", "drain").0, 200);
+    let now = node(&n1);
+    assert_eq!(now["Spec"]["Availability"], "drain");
+    assert_ne!(
+        now["Version"]["Index"].as_u64(),
+        Some(version),
+        "an update moves the version"
+    );
+    // The old version is stale now, even for a spec that changes nothing.
+    let (code, message) = update(version, "manager", "drain");
+    assert_eq!(
+        (code, message.contains("update out of sequence")),
+        (500, true),
+        "{message}"
+    );
+}
+
+#[test]
 fn of_two_updates_from_one_version_one_wins() {
     let n1 = Node::start("127.92.2.1");
     n1.init();

@@ -74,17 +74,25 @@ pub enum Request {
     NodeInspect {
         id: String,
     },
+    /// With `version`, refused as out of sequence unless the node's version is still that
+    /// (checked last, as swarmkit's store does).
     NodeUpdate {
         id: String,
         availability: Availability,
+        #[serde(default)]
+        version: Option<u64>,
     },
     NodeRemove {
         id: String,
         force: bool,
     },
+    /// With `version`, as `NodeUpdate`: the role change's own refusals (the last manager,
+    /// quorum) come first.
     NodeSetRole {
         id: String,
         role: Role,
+        #[serde(default)]
+        version: Option<u64>,
     },
     /// Creates a swarm network (leader).
     NetworkCreate(Box<network::NetworkCreateRequest>),

@@ -190,23 +190,40 @@ async fn node_update_checks_the_version_and_maps_changes_to_operations() {
     let r = router();
     let (_, n) = call(&r, Method::GET, "/nodes/n1", "").await;
     let version = n["Version"]["Index"].as_u64().unwrap();
-    let spec = r#"{"Labels":{},"Role":"worker","Availability":"drain"}"#;
-    let (code, v) = call(&r, Method::POST, "/nodes/n1/update?version=1", spec).await;
+    // A spec that changes nothing, from a stale read: refused here.
+    let same = r#"{"Labels":{},"Role":"manager","Availability":"active"}"#;
+    let (code, v) = call(&r, Method::POST, "/nodes/n1/update?version=1", same).await;
     assert_eq!(code, 500);
     assert!(v["message"]
         .as_str()
         .unwrap()
         .contains("update out of sequence"));
+    assert_eq!(
+        call(
+            &r,
+            Method::POST,
+            &format!("/nodes/n1/update?version={version}"),
+            same
+        )
+        .await
+        .0,
+        200
+    );
+    // Changes go to the manager, which checks the version with the first of them (the role
+    // change, after its own refusals) and not again with the next.
     r.backend.ops.lock().unwrap().clear();
+    let spec = r#"{"Labels":{},"Role":"worker","Availability":"drain"}"#;
     let target = format!("/nodes/n1/update?version={version}");
     assert_eq!(call(&r, Method::POST, &target, spec).await.0, 200);
     let ops = r.backend.ops.lock().unwrap().join(";");
-    assert!(
-        ops.contains("NodeUpdate { id: \"n1aaaaaaaaaaaaaaaaaaaaaaa\", availability: Drain }"),
-        "{ops}"
+    let role = format!(
+        "NodeSetRole {{ id: \"n1aaaaaaaaaaaaaaaaaaaaaaa\", role: Worker, version: Some({version}) }}"
     );
+    let drain =
+        "NodeUpdate { id: \"n1aaaaaaaaaaaaaaaaaaaaaaa\", availability: Drain, version: None }";
     assert!(
-        ops.contains("NodeSetRole { id: \"n1aaaaaaaaaaaaaaaaaaaaaaa\", role: Worker }"),
+        ops.find(&role)
+            .is_some_and(|r| ops.find(drain).is_some_and(|d| r < d)),
         "{ops}"
     );
     let labels = r#"{"Labels":{"a":"b"},"Role":"manager","Availability":"active"}"#;

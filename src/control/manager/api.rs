@@ -47,8 +47,8 @@ impl Manager {
 
     /// Manager operations of the local API (on the manager that holds the state).
     pub async fn handle_api(&self, req: Request) -> Response {
-        if let Request::NodeSetRole { id, role } = req {
-            return self.set_role(&id, role).await;
+        if let Request::NodeSetRole { id, role, version } = req {
+            return self.set_role(&id, role, version).await;
         }
         if let Request::TaskLogs { task_ids } = &req {
             let book = self.logs.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,8 +85,13 @@ impl Manager {
             }
             Request::NodeList => Ok(Reply::Nodes(self.nodes()?)),
             Request::NodeInspect { id } => Ok(Reply::Node(self.find_node(&id)?)),
-            Request::NodeUpdate { id, availability } => {
+            Request::NodeUpdate {
+                id,
+                availability,
+                version,
+            } => {
                 let mut node = self.find_node(&id)?;
+                check_version(&node, version)?;
                 node.availability = availability;
                 node.updated_at = now_rfc3339();
                 self.write(Command::PutNode(Box::new(node))).await?;
@@ -156,8 +161,10 @@ impl Manager {
 
     /// Promotion returns once the node is a Raft voter (it asks to be added when it has
     /// restarted as a manager), or fails and leaves it a worker. Demotion removes the voter
-    /// first, refusing when that would lose quorum.
-    pub(super) async fn set_role(&self, query: &str, role: Role) -> Response {
+    /// first, refusing when that would lose quorum. With `version`, the node's version is
+    /// checked after those refusals, as dockerd does: a demotion that would lose quorum says
+    /// so even when it was asked from a stale read.
+    pub(super) async fn set_role(&self, query: &str, role: Role, version: Option<u64>) -> Response {
         let guard = self.serial.lock().await;
         let mut node = self.find_node(query)?;
         if node.role == role {
@@ -181,6 +188,7 @@ impl Manager {
                         }
                     )));
                 }
+                check_version(&before, version)?;
                 node.manager_status = Some(ManagerStatus {
                     leader: false,
                     reachability: Reachability::Unreachable,
@@ -201,6 +209,8 @@ impl Manager {
                         "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
                     ));
                 }
+                self.check_removal(&node.id)?;
+                check_version(&before, version)?;
                 node.manager_status = None;
                 let own = self.raft().map(|h| h.node_id);
                 if own.as_deref() == Some(node.id.as_str()) {
@@ -239,6 +249,19 @@ impl Manager {
             before.id,
             node_cluster_addr(before)
         )))
+    }
+}
+
+/// Refuses an update made from a read of `node` at another version (swarmkit's optimistic
+/// concurrency: the version a client read must still be the node's).
+fn check_version(node: &Node, version: Option<u64>) -> Result<(), ApiError> {
+    match version {
+        Some(v)
+            if v != crate::api::docker::ObjectVersion::from_updated_at(&node.updated_at).index =>
+        {
+            Err(super::services::out_of_sequence())
+        }
+        _ => Ok(()),
     }
 }
 
