@@ -401,8 +401,9 @@ fn paired(_c: &mut Criterion) {
 /// TAP with TSO hands it over, into 46 ESP datagrams of 1,398-byte segments: each segment cut
 /// into a frame of its own and switched (`per_segment`: the payload copied twice, its TCP
 /// checksum computed), sealed straight from the burst (`sealed`: copied once), and so with
-/// the TCP checksums left open inside ESP (`sealed_rco`: the payload read by the cipher
-/// alone). AES-GCM is in all three; the kernel's copy (sendmmsg) in none.
+/// the TCP checksums left open inside ESP (`sealed_rco`: no checksum pass over the payload,
+/// only the copy and the cipher). AES-GCM is in all three; the kernel's copy (sendmmsg) in
+/// none.
 fn super_frame(c: &mut Criterion) {
     use swarmnet::wire::vnet;
     const SUPER: usize = 64_000;

@@ -443,15 +443,18 @@ fn a_node_update_from_a_stale_read_is_refused_after_the_role_changes_own_refusal
             Some(spec),
         )
     };
-    // As dockerd: demoting the last manager is refused as such, whatever the version read.
+    // As dockerd: demoting the last manager is refused as such, whatever the version read,
+    // and the availability asked with it does not change either.
     for v in [version, version - 1] {
-        let (code, message) = update(v, "worker", "active");
+        let (code, message) = update(v, "worker", "drain");
         assert_ne!(code, 200, "{message}");
         assert!(
             message.contains("attempting to demote the last manager of the swarm"),
             "{message}"
         );
     }
+    assert_eq!(node(&n1)["Spec"]["Availability"], "active");
+    assert_eq!(node(&n1)["Version"]["Index"].as_u64(), Some(version));
     // A change from a stale read is refused and changes nothing; from the current one, taken.
     let (code, message) = update(version - 1, "manager", "drain");
     assert_eq!(

@@ -279,8 +279,10 @@ pub fn from_port_vnet(data: &[u8]) -> usize {
         );
         counts.push(dp.counters().clone());
     }
+    // Whole items, outer IPv4 headers (identification, length) included.
+    let whole_items = |o: &Output| o.iter().map(|(t, b)| (t, b.to_vec())).collect::<Vec<_>>();
     assert!(
-        sent(&sealed[1], &frame) == sent(&sealed[0], &[]),
+        whole_items(&sealed[1]) == whole_items(&sealed[0]),
         "from_port_vnet: sealing from the burst changed what leaves"
     );
     assert!(

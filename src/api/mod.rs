@@ -86,11 +86,13 @@ pub enum Request {
         id: String,
         force: bool,
     },
-    /// With `version`, as `NodeUpdate`: the role change's own refusals (the last manager,
-    /// quorum) come first.
+    /// With `availability`, that changes in the same write. With `version`, as `NodeUpdate`:
+    /// the role change's own refusals (the last manager, quorum) come first.
     NodeSetRole {
         id: String,
         role: Role,
+        #[serde(default)]
+        availability: Option<Availability>,
         #[serde(default)]
         version: Option<u64>,
     },

@@ -268,13 +268,14 @@ pub fn cut_tunnelled(
 }
 
 impl Dataplane {
-    /// A TCP super-frame from `port` for a task on another node, on an unencrypted overlay:
+    /// A TCP super-frame from `port` for a task on another node. On an unencrypted overlay:
     /// encapsulated once, whole, as one output item marked with its segment size, for the
     /// runtime to cut into datagrams with [`cut_tunnelled`] as it sends them (tunnel GSO, as a
-    /// NIC does). False when it is not such a frame, or when the switch would treat any of its
-    /// segments differently from the plain forwarding of the others (ARP, the gateway, a VIP, a
-    /// local port, ESP, a segment over the MTU, a forged source): the caller then cuts it here
-    /// and switches each segment, which counts what is refused.
+    /// NIC does); on an encrypted one, each segment sealed straight from the burst
+    /// (`seal_segments`). False when it is not such a frame, or when the switch would treat
+    /// any of its segments differently from the plain forwarding of the others (ARP, the
+    /// gateway, a VIP, a local port, a bridge, a segment over the MTU, a forged source): the
+    /// caller then cuts it here and switches each segment, which counts what is refused.
     fn super_frame_to_vtep(
         &mut self,
         now: Nanos,
@@ -331,8 +332,8 @@ impl Dataplane {
     /// own ESP datagram straight from the burst: what switching each segment would emit and
     /// count, without cutting it into a frame of its own first. With `rco` (the TCP header's
     /// start), each segment's TCP checksum is left open for the receiver (remote checksum
-    /// offload inside ESP, whose ICV protects the segment instead), and its payload is read
-    /// once, by the cipher.
+    /// offload inside ESP, whose ICV protects the segment instead), and no checksum pass
+    /// reads its payload: only the copy into the datagram and the cipher do.
     #[allow(clippy::too_many_arguments)]
     fn seal_segments(
         &mut self,

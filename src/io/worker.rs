@@ -646,8 +646,9 @@ impl Worker {
         };
         tracing::debug!(worker = id, sockets = receivers.len(), "worker started");
         let spin = busy_poll();
-        // Super-frames leave whole for the senders to cut (captures see the datagrams); open
-        // checksums reach only links that finish them (`Io::flush`).
+        // Super-frames of unencrypted overlays leave whole for the senders to cut (captures see
+        // the datagrams), those of encrypted ones sealed segment by segment from the burst;
+        // open checksums reach only links that finish them (`Io::flush`).
         dp.set_tunnel_gso(!io.vxlan_senders.is_empty());
         dp.set_partial_checksums(true);
         let mut last_active = 0u64;

@@ -99,36 +99,35 @@ impl<B: Backend> Router<B> {
     /// `POST /nodes/{id}/update?version=N` with the whole new spec: availability and role
     /// change; labels swarmnet does not store are refused. As in dockerd, the version is
     /// checked by the manager last, after a role change's own refusals (the last manager,
-    /// quorum); the role changes first, so a refused one changes nothing.
+    /// quorum), and the whole change is one write: a refused one changes nothing.
     pub(super) async fn node_update(&self, id: &str, q: &Query, body: &[u8]) -> Routed {
-        let version = q.version()?;
+        let version = Some(q.version()?);
         let spec: docker::NodeSpec = body_json(body)?;
         let node = self.docker_node(id).await?;
         if !spec.labels.is_empty() {
             return Err(bad_request("swarmnet does not store node labels yet"));
         }
-        // The first operation checks the version; after it, the node has a new one.
-        let mut version = Some(version);
-        if spec.role != node.spec.role {
-            self.op(Request::NodeSetRole {
+        let availability = spec.availability;
+        let op = if spec.role != node.spec.role {
+            Request::NodeSetRole {
                 id: node.id.clone(),
                 role: spec.role,
-                version: version.take(),
-            })
-            .await?;
-        }
-        if spec.availability != node.spec.availability {
-            self.op(Request::NodeUpdate {
+                availability: (availability != node.spec.availability).then_some(availability),
+                version,
+            }
+        } else if availability != node.spec.availability {
+            Request::NodeUpdate {
                 id: node.id.clone(),
-                availability: spec.availability,
-                version: version.take(),
-            })
-            .await?;
-        }
-        if version.is_some_and(|v| v != node.version.index) {
+                availability,
+                version,
+            }
+        } else if version != Some(node.version.index) {
             // Nothing to change, from a stale read.
             return Err(out_of_sequence());
-        }
+        } else {
+            return Ok(Answer::empty());
+        };
+        self.op(op).await?;
         Ok(Answer::empty())
     }
 }

@@ -209,23 +209,30 @@ async fn node_update_checks_the_version_and_maps_changes_to_operations() {
         .0,
         200
     );
-    // Changes go to the manager, which checks the version with the first of them (the role
-    // change, after its own refusals) and not again with the next.
-    r.backend.ops.lock().unwrap().clear();
-    let spec = r#"{"Labels":{},"Role":"worker","Availability":"drain"}"#;
+    // Changes go to the manager as one operation, which checks the version after the role
+    // change's own refusals.
     let target = format!("/nodes/n1/update?version={version}");
-    assert_eq!(call(&r, Method::POST, &target, spec).await.0, 200);
-    let ops = r.backend.ops.lock().unwrap().join(";");
-    let role = format!(
-        "NodeSetRole {{ id: \"n1aaaaaaaaaaaaaaaaaaaaaaa\", role: Worker, version: Some({version}) }}"
-    );
-    let drain =
-        "NodeUpdate { id: \"n1aaaaaaaaaaaaaaaaaaaaaaa\", availability: Drain, version: None }";
-    assert!(
-        ops.find(&role)
-            .is_some_and(|r| ops.find(drain).is_some_and(|d| r < d)),
-        "{ops}"
-    );
+    let id = "n1aaaaaaaaaaaaaaaaaaaaaaa";
+    for (spec, op) in [
+        (
+            r#"{"Labels":{},"Role":"worker","Availability":"drain"}"#,
+            format!("NodeSetRole {{ id: \"{id}\", role: Worker, availability: Some(Drain), version: Some({version}) }}"),
+        ),
+        (
+            r#"{"Labels":{},"Role":"worker","Availability":"active"}"#,
+            format!("NodeSetRole {{ id: \"{id}\", role: Worker, availability: None, version: Some({version}) }}"),
+        ),
+        (
+            r#"{"Labels":{},"Role":"manager","Availability":"pause"}"#,
+            format!("NodeUpdate {{ id: \"{id}\", availability: Pause, version: Some({version}) }}"),
+        ),
+    ] {
+        r.backend.ops.lock().unwrap().clear();
+        assert_eq!(call(&r, Method::POST, &target, spec).await.0, 200, "{spec}");
+        let ops = r.backend.ops.lock().unwrap().clone();
+        let changes: Vec<_> = ops.iter().filter(|o| o.starts_with("Node") && !o.starts_with("NodeInspect")).collect();
+        assert_eq!(changes, [&op], "{spec}");
+    }
     let labels = r#"{"Labels":{"a":"b"},"Role":"manager","Availability":"active"}"#;
     assert_eq!(call(&r, Method::POST, &target, labels).await.0, 400);
     let (code, v) = call(&r, Method::POST, &target, "{\"Role\":").await;

@@ -47,8 +47,14 @@ impl Manager {
 
     /// Manager operations of the local API (on the manager that holds the state).
     pub async fn handle_api(&self, req: Request) -> Response {
-        if let Request::NodeSetRole { id, role, version } = req {
-            return self.set_role(&id, role, version).await;
+        if let Request::NodeSetRole {
+            id,
+            role,
+            availability,
+            version,
+        } = req
+        {
+            return self.set_role(&id, role, availability, version).await;
         }
         if let Request::TaskLogs { task_ids } = &req {
             let book = self.logs.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,11 +169,25 @@ impl Manager {
     /// restarted as a manager), or fails and leaves it a worker. Demotion removes the voter
     /// first, refusing when that would lose quorum. With `version`, the node's version is
     /// checked after those refusals, as dockerd does: a demotion that would lose quorum says
-    /// so even when it was asked from a stale read.
-    pub(super) async fn set_role(&self, query: &str, role: Role, version: Option<u64>) -> Response {
+    /// so even when it was asked from a stale read. With `availability`, that changes in the
+    /// same write as the role, so a refused change changes nothing.
+    pub(super) async fn set_role(
+        &self,
+        query: &str,
+        role: Role,
+        availability: Option<Availability>,
+        version: Option<u64>,
+    ) -> Response {
         let guard = self.serial.lock().await;
         let mut node = self.find_node(query)?;
         if node.role == role {
+            check_version(&node, version)?;
+            if let Some(a) = availability.filter(|a| *a != node.availability) {
+                node.availability = a;
+                node.updated_at = now_rfc3339();
+                self.write(Command::PutNode(Box::new(node))).await?;
+                return Ok(Reply::Done);
+            }
             return Ok(Reply::Text(match role {
                 Role::Manager => format!("Node {query} is already a manager."),
                 Role::Worker => format!("Node {query} is already a worker."),
@@ -175,6 +195,9 @@ impl Manager {
         }
         let before = node.clone();
         node.role = role;
+        if let Some(a) = availability {
+            node.availability = a;
+        }
         node.updated_at = now_rfc3339();
         match role {
             Role::Manager => {
@@ -215,7 +238,6 @@ impl Manager {
                 let own = self.raft().map(|h| h.node_id);
                 if own.as_deref() == Some(node.id.as_str()) {
                     // The leader demoting itself: it cannot write once it has left the voters.
-                    self.check_removal(&node.id)?;
                     self.write(Command::PutNode(Box::new(node.clone()))).await?;
                     self.remove_voter(&node.id, true).await?;
                 } else {
@@ -241,8 +263,10 @@ impl Manager {
         if self.is_voter(&before.id) {
             return Ok(());
         }
-        self.write(Command::PutNode(Box::new(before.clone())))
-            .await?;
+        // As it was, under a new version: a client's read from before the promotion is stale.
+        let mut restored = before.clone();
+        restored.updated_at = now_rfc3339();
+        self.write(Command::PutNode(Box::new(restored))).await?;
         self.remove_voter(&before.id, true).await?;
         Err(ApiError::unavailable(format!(
             "node {} did not join the Raft group within {PROMOTE_WAIT:?} (is its daemon running, and can the managers reach it at {}?); it stays a worker",
