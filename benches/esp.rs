@@ -415,16 +415,7 @@ fn super_frame(c: &mut Criterion) {
         .write(&mut f, &vec![0x33; SUPER - 54])
         .unwrap();
     f[47] |= 0x08; // PSH
-    let mut hdr = [0u8; vnet::HEADER_LEN];
-    vnet::Repr {
-        flags: vnet::FLAG_NEEDS_CSUM,
-        gso_type: vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: MSS,
-        csum_start: 34,
-        csum_offset: 16,
-    }
-    .emit(&mut hdr);
+    let hdr = vnet::Repr::tcp4_super_frame(34, 54, MSS).to_bytes();
     let mut g = c.benchmark_group("super_frame_esp");
     g.throughput(Throughput::Bytes(SUPER as u64));
     let mut out = Output::with_capacity(64, 128 * 1024);

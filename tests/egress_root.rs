@@ -139,14 +139,7 @@ fn run_engine(
                 Some(size) => {
                     let ihl = u16::from(p[0] & 0x0f) * 4;
                     let thl = u16::from(p[usize::from(ihl) + 12] >> 4) * 4;
-                    vnet::Repr {
-                        flags: vnet::FLAG_NEEDS_CSUM,
-                        gso_type: vnet::GSO_TCPV4,
-                        hdr_len: ihl + thl,
-                        gso_size: size,
-                        csum_start: ihl,
-                        csum_offset: 16,
-                    }
+                    vnet::Repr::tcp4_super_frame(ihl, ihl + thl, size)
                 }
                 None => vnet::Repr::default(),
             };

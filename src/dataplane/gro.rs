@@ -194,14 +194,11 @@ impl Coalescer {
             checksum::pseudo_header_ipv4(&ip[12..16], &ip[16..20], ipv4::PROTO_TCP, tcp_len);
         let at = p.tcp_at + 16;
         self.buf[at..at + 2].copy_from_slice(&partial.to_be_bytes());
-        let hdr = vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso_type: vnet::GSO_TCPV4,
-            hdr_len: (p.tcp_at + p.tcp_len) as u16,
-            gso_size: p.seg_len as u16,
-            csum_start: p.tcp_at as u16,
-            csum_offset: 16,
-        };
+        let hdr = vnet::Repr::tcp4_super_frame(
+            p.tcp_at as u16,
+            (p.tcp_at + p.tcp_len) as u16,
+            p.seg_len as u16,
+        );
         write(p.port, &hdr, &self.buf);
     }
 }

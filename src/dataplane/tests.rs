@@ -578,16 +578,7 @@ fn tcp_super_frames_pass_whole_between_a_task_and_the_egress() {
     let t = dp.tables().clone();
     let (a_gw, b_gw) = (t.port_id("a.gw").unwrap(), t.port_id("b.gw").unwrap());
     let mut out = Output::new();
-    let mut vnet_hdr = [0u8; crate::wire::vnet::HEADER_LEN];
-    crate::wire::vnet::Repr {
-        flags: crate::wire::vnet::FLAG_NEEDS_CSUM,
-        gso_type: crate::wire::vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size: 1398,
-        csum_start: 34,
-        csum_offset: 16,
-    }
-    .emit(&mut vnet_hdr);
+    let vnet_hdr = tso_header(1398);
     // A task's TSO super-frame to the outside: one packet to the egress, not 15 segments.
     let up = tcp_frame(GW_MAC, A_GW, [172, 18, 0, 2], [198, 51, 100, 7], 20_000);
     dp.from_port_vnet(0, a_gw, &vnet_hdr, &up, &mut out);
@@ -638,17 +629,7 @@ fn tasks_on_a_bridge_reach_each_other_only_with_icc() {
 
 /// A virtio-net header for a TCPv4 super-frame of `gso_size` segments behind 54 header bytes.
 fn tso_header(gso_size: u16) -> [u8; crate::wire::vnet::HEADER_LEN] {
-    let mut h = [0u8; crate::wire::vnet::HEADER_LEN];
-    crate::wire::vnet::Repr {
-        flags: crate::wire::vnet::FLAG_NEEDS_CSUM,
-        gso_type: crate::wire::vnet::GSO_TCPV4,
-        hdr_len: 54,
-        gso_size,
-        csum_start: 34,
-        csum_offset: 16,
-    }
-    .emit(&mut h);
-    h
+    crate::wire::vnet::Repr::tcp4_super_frame(34, 54, gso_size).to_bytes()
 }
 
 /// What a runtime sends for what the core emitted from `input`: each underlay item's socket

@@ -957,14 +957,11 @@ fn super_frame_header(frame: &[u8], gso_size: u16) -> Option<vnet::Repr> {
     let ihl = usize::from(frame.get(ETHERNET_HEADER_LEN)? & 0x0f) * 4;
     let tcp_at = ETHERNET_HEADER_LEN + ihl;
     let doff = usize::from(frame.get(tcp_at + 12)? >> 4) * 4;
-    Some(vnet::Repr {
-        flags: vnet::FLAG_NEEDS_CSUM,
-        gso_type: vnet::GSO_TCPV4,
-        hdr_len: (tcp_at + doff) as u16,
+    Some(vnet::Repr::tcp4_super_frame(
+        tcp_at as u16,
+        (tcp_at + doff) as u16,
         gso_size,
-        csum_start: tcp_at as u16,
-        csum_offset: 16,
-    })
+    ))
 }
 
 /// Runs the egress when it has work or a timer due: its answers for the tasks go through the

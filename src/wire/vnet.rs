@@ -43,6 +43,20 @@ fn le16(b: &[u8], r: core::ops::Range<usize>) -> u16 {
 }
 
 impl Repr {
+    /// The header of a TCP/IPv4 super-frame as Linux hands one over: its TCP header at
+    /// `tcp_at` (its checksum, at `tcp_at + 16`, left to finish), `hdr_len` bytes of headers,
+    /// cut into segments of `gso_size` payload bytes.
+    pub fn tcp4_super_frame(tcp_at: u16, hdr_len: u16, gso_size: u16) -> Repr {
+        Repr {
+            flags: FLAG_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len,
+            gso_size,
+            csum_start: tcp_at,
+            csum_offset: 16,
+        }
+    }
+
     /// Reads the header at the start of `buf`.
     pub fn parse(buf: &[u8]) -> Result<Repr> {
         let b = buf.get(..HEADER_LEN).ok_or(Error::Truncated)?;
@@ -64,6 +78,13 @@ impl Repr {
         buf[field::GSO_SIZE].copy_from_slice(&self.gso_size.to_le_bytes());
         buf[field::CSUM_START].copy_from_slice(&self.csum_start.to_le_bytes());
         buf[field::CSUM_OFFSET].copy_from_slice(&self.csum_offset.to_le_bytes());
+    }
+
+    /// The header's bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        self.emit(&mut b);
+        b
     }
 
     pub fn needs_csum(&self) -> bool {
@@ -96,10 +117,9 @@ mod tests {
                 csum_offset: 16
             }
         );
+        assert_eq!(Repr::tcp4_super_frame(34, 66, 1398), r);
         assert!(r.needs_csum());
-        let mut out = [0u8; HEADER_LEN];
-        r.emit(&mut out);
-        assert_eq!(out, bytes);
+        assert_eq!(r.to_bytes(), bytes);
         assert_eq!(Repr::parse(&bytes[..9]), Err(Error::Truncated));
         assert_eq!(
             Repr {
