@@ -10,7 +10,9 @@
 #   (c) swarmnet on an encrypted network (ESP, AES-128-GCM, transport "ip"), same hosts.
 # For each it measures one iperf3 TCP flow (client in host A's task, server in host B's) and the
 # ping RTT, then prints a table, the swarmnet counters (drops), the kernel's drops on the TAPs and
-# UDP sockets (losses the node cannot count), and host A's node resident memory (VmRSS).
+# UDP sockets (losses the node cannot count), and host A's node resident memory (VmRSS). The table
+# gives each flow's CPU per GiB: the two nodes' (from /proc/PID/stat) and the whole machine's
+# (from /proc/stat: tasks, iperf3, the kernel's VXLAN and the nodes), with how busy its cores were.
 # With --profile it records host A's node (--profile-node b: host B's, the receiver) with perf
 # during a 5 s flow of the unencrypted network (--profile-path esp: the encrypted one), and
 # prints the top symbols, the time by call path and syscall counts per datagram
@@ -194,6 +196,23 @@ cpu_secs() {
     done
     python3 -c 'import sys; print("%.3f" % (int(sys.argv[1]) / int(sys.argv[2])))' "$total" "$hz"
 }
+# CPU time of the whole machine, every core, in seconds: user, nice, system, irq and softirq
+# from /proc/stat (the kernel's VXLAN, the tasks' TCP and iperf3 as well as the nodes)
+machine_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%.3f\n", ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat
+}
+# machine_use CPU_BEFORE CPU_AFTER IPERF_JSON -> "S (B%)": the machine's CPU seconds per GiB
+# received, and how busy its cores were over the flow, in % of all of them
+machine_use() {
+    python3 -c '
+import json, os, sys
+b, a = float(sys.argv[1]), float(sys.argv[2])
+r = json.load(open(sys.argv[3]))["end"]["sum_received"]
+gib, secs = r["bytes"] / 2**30, r["seconds"]
+print("%.2f (%.0f%%)" % ((a - b) / gib if gib else 0,
+                         (a - b) / secs / os.cpu_count() * 100 if secs else 0))
+' "$1" "$2" "$3"
+}
 # cpu_per_gib CPU_BEFORE CPU_AFTER IPERF_JSON -> CPU seconds per GiB received
 cpu_per_gib() {
     python3 -c '
@@ -271,7 +290,9 @@ wait_connect "$KTA" "$IP_B"
 K_RTT=$(ping_avg "$KTA" "$IP_B")
 K_RR=$(rr_avg "$KTA" "$KTB" "$IP_B")
 log "kernel VXLAN: iperf3 ${DURATION}s"
+M0=$(machine_secs)
 iperf_run "$KTA" "$KTB" "$IP_B" "$DURATION" "$WORK/kernel.json"
+K_MACHINE=$(machine_use "$M0" "$(machine_secs)" "$WORK/kernel.json")
 K_GBPS=$GBPS
 kernel_teardown
 
@@ -360,7 +381,9 @@ sleep 3
 S_IDLE=$(python3 -c 'import sys; print("%.1f" % ((float(sys.argv[2]) - float(sys.argv[1])) / 3 * 100))' "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")")
 log "swarmnet: iperf3 ${DURATION}s"
 CPU0=$(cpu_secs "$PID_A" "$PID_B")
+M0=$(machine_secs)
 iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/swarmnet.json"
+S_MACHINE=$(machine_use "$M0" "$(machine_secs)" "$WORK/swarmnet.json")
 S_CPU=$(cpu_per_gib "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")" "$WORK/swarmnet.json")
 S_GBPS=$GBPS
 RSS_AFTER=$(rss "$PID_A")
@@ -450,7 +473,9 @@ E_RTT=$(ping_avg "$STA" "$IP_B")
 E_RR=$(rr_avg "$STA" "$STB" "$IP_B")
 log "swarmnet encrypted: iperf3 ${DURATION}s"
 CPU0=$(cpu_secs "$PID_A" "$PID_B")
+M0=$(machine_secs)
 iperf_run "$STA" "$STB" "$IP_B" "$DURATION" "$WORK/esp.json"
+E_MACHINE=$(machine_use "$M0" "$(machine_secs)" "$WORK/esp.json")
 E_CPU=$(cpu_per_gib "$CPU0" "$(cpu_secs "$PID_A" "$PID_B")" "$WORK/esp.json")
 E_GBPS=$GBPS
 E_RETR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_sent"].get("retransmits","?"))' "$WORK/esp.json")
@@ -469,11 +494,11 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/c
 echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "flows:   $FLOWS TCP flow(s), iperf3 ${DURATION}s, MTU 1450; workers: ${WORKERS:-default}; offloads: $([[ $NO_OFFLOAD -eq 1 ]] && echo off || echo on); remote checksum offload: $RCO"
 echo
-printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "data path" "Gbit/s" "RTT (ms)" "TCP_RR ms" "retrans" "node CPU s/GiB"
-printf '|%s|%s|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "-----------" "----------" "------------"
-printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "kernel VXLAN" "$K_GBPS" "$K_RTT" "$K_RR" "$K_RETR" "(softirq)"
-printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "swarmnet" "$S_GBPS" "$S_RTT" "$S_RR" "$S_RETR" "$S_CPU"
-printf '| %-14s | %8s | %9s | %9s | %8s | %10s |\n' "swarmnet ESP" "$E_GBPS" "$E_RTT" "$E_RR" "$E_RETR" "$E_CPU"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s | %12s |\n' "data path" "Gbit/s" "RTT (ms)" "TCP_RR ms" "retrans" "node CPU s/GiB" "machine CPU s/GiB (busy)"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------" "----------" "-----------" "-----------" "----------" "------------" "--------------"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s | %12s |\n' "kernel VXLAN" "$K_GBPS" "$K_RTT" "$K_RR" "$K_RETR" "(softirq)" "$K_MACHINE"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s | %12s |\n' "swarmnet" "$S_GBPS" "$S_RTT" "$S_RR" "$S_RETR" "$S_CPU" "$S_MACHINE"
+printf '| %-14s | %8s | %9s | %9s | %8s | %10s | %12s |\n' "swarmnet ESP" "$E_GBPS" "$E_RTT" "$E_RR" "$E_RETR" "$E_CPU" "$E_MACHINE"
 echo
 echo "ratio swarmnet/kernel: $RATIO; encrypted swarmnet/kernel (unencrypted): $E_RATIO"
 echo "RTT swarmnet/kernel: ping $(ratio "$K_RTT" "$S_RTT"), TCP_RR $(ratio "$K_RR" "$S_RR")"
