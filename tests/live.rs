@@ -181,6 +181,10 @@ fn two_hosts_carry_ping_tcp_and_udp() {
         c["events"]["arp_replies"].as_u64() > Some(0)
             && c["ports"]["underlay"]["tx_bytes"].as_u64() > Some(100 << 20)
     });
+    // Node B counts web1's TCP segments it took with their checksums open.
+    b.counters_when(Duration::from_secs(5), |c| {
+        c["events"]["rco_received"].as_u64() > Some(0)
+    });
     assert!(
         counters["task_interfaces"]["web1"]["tx_dropped"].is_u64(),
         "the task interface's kernel drops are reported: {counters:#}"

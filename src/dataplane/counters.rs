@@ -131,6 +131,10 @@ pub struct Events {
     /// Packets tasks sent to the host's side through a bridge network (docker_gwbridge).
     #[serde(skip_serializing_if = "is_zero")]
     pub egress_packets: u64,
+    /// VXLAN datagrams (also inside ESP) taken with their inner checksum left open by the
+    /// sender (remote checksum offload).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rco_received: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -190,6 +194,7 @@ impl Counters {
         e.dns_answered += o.dns_answered;
         e.dns_forwarded += o.dns_forwarded;
         e.egress_packets += o.egress_packets;
+        e.rco_received += o.rco_received;
     }
 
     /// Non-zero drops by name, in name order.

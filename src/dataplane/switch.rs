@@ -460,6 +460,7 @@ impl Forwarder<'_> {
         let (inner, rco) = match vx.rco() {
             Some(c) => {
                 let (c, end) = open_checksum(inner, kind, c)?;
+                self.c.events.rco_received += 1;
                 // Without its padding: the checksum covers the packet only.
                 (&inner[..end], Some(c))
             }

@@ -843,6 +843,7 @@ fn remote_checksum_offload_leaves_tcp_checksums_to_the_receiver() {
     peer.set_partial_checksums(true);
     let got = received(&mut peer, &rco);
     assert!(got.iter().all(|(_, open)| *open));
+    assert_eq!(peer.counters().events.rco_received, 15, "counted as taken");
     let frames = |v: &[(Vec<u8>, bool)]| v.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
     assert_eq!(frames(&got), frames(&want));
     let got = received(&mut dataplane(&with_rco(&topo_peer())), &rco);
@@ -851,6 +852,7 @@ fn remote_checksum_offload_leaves_tcp_checksums_to_the_receiver() {
     let mut peer = dataplane(&with_rco(&topo_peer()));
     peer.set_partial_checksums(true);
     assert_eq!(received(&mut peer, &plain), want);
+    assert_eq!(peer.counters().events.rco_received, 0);
 }
 
 #[test]
@@ -885,6 +887,11 @@ fn remote_checksum_offload_travels_inside_esp() {
     peer.set_partial_checksums(true);
     let got = received(&mut peer, &rco);
     assert!(got.iter().all(|(_, open)| *open), "the checksums came open");
+    assert_eq!(
+        peer.counters().events.rco_received,
+        16,
+        "counted inside ESP too"
+    );
     let frames = |v: &[(Vec<u8>, bool)]| v.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>();
     assert_eq!(frames(&got), frames(&want));
     assert_eq!(received(&mut dataplane(&peer_text), &rco), want);
@@ -916,6 +923,11 @@ fn remote_checksum_offload_that_does_not_fit_its_frame_is_dropped() {
     peer.from_underlay_udp(0, src, &d, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(peer.counters().dropped(DropReason::MalformedInner), 5);
+    assert_eq!(
+        peer.counters().events.rco_received,
+        1,
+        "refused ones are not counted"
+    );
 }
 
 #[test]

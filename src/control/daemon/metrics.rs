@@ -238,6 +238,11 @@ impl Scrape {
             "TCP RSTs sent for VIP flows that idled out, were drained or found no backend",
             e.vip_resets,
         );
+        self.single(
+            "rco_received",
+            "VXLAN datagrams (also inside ESP) taken with their inner checksum left open by the sender (remote checksum offload)",
+            e.rco_received,
+        );
         let dns = self.counter(
             "dns_queries",
             "DNS queries from tasks: answered from the swarm's names (local) or forwarded to the host's resolvers",
