@@ -813,20 +813,33 @@ fn received(peer: &mut Dataplane, sent: &[(Target, Vec<u8>)]) -> Vec<(Vec<u8>, b
         .collect()
 }
 
+/// The datagrams a node of topology `text` with tunnel GSO sends for the TSO burst `f` (behind
+/// virtio-net header `hdr`) from its first port, which it must not refuse.
+fn send_burst(
+    text: &str,
+    hdr: &[u8; crate::wire::vnet::HEADER_LEN],
+    f: &[u8],
+) -> Vec<(Target, Vec<u8>)> {
+    let mut dp = dataplane(text);
+    dp.set_tunnel_gso(true);
+    let mut out = Output::new();
+    dp.from_port_vnet(0, PortId(0), hdr, f, &mut out);
+    assert_eq!(
+        dp.counters().total_drops(),
+        0,
+        "{:?}",
+        dp.counters().drops_by_name()
+    );
+    datagrams(&out, f)
+}
+
 #[test]
 fn remote_checksum_offload_leaves_tcp_checksums_to_the_receiver() {
     let mut f = tcp_frame(WEB3, WEB1, [10, 0, 9, 2], [10, 0, 9, 3], 20_000);
     f[47] |= 0x08;
     let hdr = tso_header(1398);
-    let send = |text: &str| {
-        let mut dp = dataplane(text);
-        dp.set_tunnel_gso(true);
-        let mut out = Output::new();
-        dp.from_port_vnet(0, PortId(0), &hdr, &f, &mut out);
-        datagrams(&out, &f)
-    };
-    let plain = send(TOPO);
-    let rco = send(&with_rco(TOPO));
+    let plain = send_burst(TOPO, &hdr, &f);
+    let rco = send_burst(&with_rco(TOPO), &hdr, &f);
     assert_eq!(rco.len(), 15);
     // On the wire: the RCO flag, the TCP checksum's start (34 >> 1), the field open.
     for ((_, p), (_, r)) in plain.iter().zip(&rco) {
@@ -861,16 +874,8 @@ fn remote_checksum_offload_travels_inside_esp() {
     f[47] |= 0x08;
     // Within the encrypted network's MTU.
     let hdr = tso_header(1300);
-    let send = |text: &str| {
-        let mut dp = dataplane(text);
-        dp.set_tunnel_gso(true);
-        let mut out = Output::new();
-        dp.from_port_vnet(0, PortId(0), &hdr, &f, &mut out);
-        assert_eq!(dp.counters().total_drops(), 0);
-        datagrams(&out, &f)
-    };
-    let plain = send(&encrypted(TOPO));
-    let rco = send(&with_rco(&encrypted(TOPO)));
+    let plain = send_burst(&encrypted(TOPO), &hdr, &f);
+    let rco = send_burst(&with_rco(&encrypted(TOPO)), &hdr, &f);
     assert_eq!((plain.len(), rco.len()), (16, 16));
     for ((t, p), (_, r)) in plain.iter().zip(&rco) {
         assert!(matches!(t, Target::Underlay(d) if d.kind == UnderlayKind::EspUdp));
