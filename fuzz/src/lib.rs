@@ -74,16 +74,20 @@ pub fn tables() -> Arc<Tables> {
 }
 
 /// Fresh tables of `TOPOLOGY` with its network encrypted (ESP in UDP, one fixed key): fresh,
-/// because the outbound sequence numbers live in them.
+/// because the outbound sequence numbers live in them (the topology is parsed once).
 pub fn encrypted_tables() -> Arc<Tables> {
-    let text = TOPOLOGY.replacen(
-        "mtu = 1450\n",
-        "mtu = 1390\nencrypted = true\n\n[encryption]\nkeys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\ntransport = \"udp\"\n",
-        1,
-    );
-    let topo = Topology::parse(&text, "fuzz.toml").expect("fixed topology is valid");
-    assert!(topo.networks.iter().all(|n| n.encrypted));
-    Arc::new(Tables::from_topology(&topo))
+    static TOPO: OnceLock<Topology> = OnceLock::new();
+    let topo = TOPO.get_or_init(|| {
+        let text = TOPOLOGY.replacen(
+            "mtu = 1450\n",
+            "mtu = 1390\nencrypted = true\n\n[encryption]\nkeys = [ { tag = 1, key = \"000102030405060708090a0b0c0d0e0f\" } ]\nprimary = 1\ntransport = \"udp\"\n",
+            1,
+        );
+        let topo = Topology::parse(&text, "fuzz.toml").expect("fixed topology is valid");
+        assert!(topo.networks.iter().all(|n| n.encrypted));
+        topo
+    });
+    Arc::new(Tables::from_topology(topo))
 }
 
 /// Destination MACs a fuzzer would hardly guess: the tasks', broadcast.
