@@ -205,14 +205,11 @@ machine_secs() {
 # machine_use CPU_BEFORE CPU_AFTER IPERF_JSON -> "S (B%)": the machine's CPU seconds per GiB
 # received, and how busy its cores were over the flow, in % of all of them
 machine_use() {
-    python3 -c '
+    echo "$(cpu_per_gib "$@") ($(python3 -c '
 import json, os, sys
-b, a = float(sys.argv[1]), float(sys.argv[2])
-r = json.load(open(sys.argv[3]))["end"]["sum_received"]
-gib, secs = r["bytes"] / 2**30, r["seconds"]
-print("%.2f (%.0f%%)" % ((a - b) / gib if gib else 0,
-                         (a - b) / secs / os.cpu_count() * 100 if secs else 0))
-' "$1" "$2" "$3"
+secs = json.load(open(sys.argv[3]))["end"]["sum_received"]["seconds"]
+print("%.0f%%" % ((float(sys.argv[2]) - float(sys.argv[1])) / secs / os.cpu_count() * 100 if secs else 0))
+' "$@"))"
 }
 # cpu_per_gib CPU_BEFORE CPU_AFTER IPERF_JSON -> CPU seconds per GiB received
 cpu_per_gib() {
